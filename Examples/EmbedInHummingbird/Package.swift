@@ -1,0 +1,22 @@
+// swift-tools-version:6.1
+// An existing Hummingbird app that mounts LISA's routes next to its own.
+import PackageDescription
+
+let package = Package(
+    name: "EmbedInHummingbird",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(path: "../.."),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+    ],
+    targets: [
+        .executableTarget(
+            name: "EmbedInHummingbird",
+            dependencies: [
+                .product(name: "LISAKit", package: "lisa-swift"),
+                .product(name: "LISAHummingbird", package: "lisa-swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
+        )
+    ]
+)

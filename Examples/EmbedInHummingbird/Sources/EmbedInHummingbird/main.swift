@@ -1,0 +1,45 @@
+// An existing Hummingbird service that adds an OpenAI-compatible gateway to its own routes.
+//
+//   UPSTREAM_URL=http://127.0.0.1:8000/v1 LISA_ADMIN_KEY=change-me-please-0123 swift run EmbedInHummingbird
+//   curl -H "Authorization: Bearer change-me-please-0123" http://127.0.0.1:8090/v1/models
+import Foundation
+import Hummingbird
+import LISAHummingbird
+import LISAKit
+import Logging
+
+let environment = ProcessInfo.processInfo.environment
+let logger = Logger(label: "my-service")
+
+// The gateway: models in memory here; use SQLiteStateStore to keep API-registered ones.
+let httpClient = OpenAICompatibleProvider.makeHTTPClient()
+let gateway = Gateway(
+    registry: ModelRegistry(),
+    store: MemoryStateStore(),
+    provider: OpenAICompatibleProvider(httpClient: httpClient),
+    logger: logger
+)
+try await gateway.loadModels(configured: [
+    ModelDefinition(
+        modelId: "assistant",
+        modelName: environment["UPSTREAM_MODEL"] ?? "Qwen/Qwen2.5-0.5B-Instruct",
+        modelType: .textgen,
+        inferenceContainer: .vllm,
+        modelUrl: environment["UPSTREAM_URL"] ?? "http://127.0.0.1:8000/v1"
+    )
+])
+
+// The app's own routes, and LISA's mounted on the same router.
+let router = Router(context: LISARequestContext.self)
+router.get("/hello") { _, _ in "hello from my service" }
+LISARoutes(gateway: gateway, adminKey: AdminKeyVerifier(key: environment["LISA_ADMIN_KEY"] ?? "change-me-please-0123"))
+    .add(to: router)
+
+let app = Application(
+    router: router,
+    server: .lisaHTTP1(),
+    configuration: .init(address: .hostname("127.0.0.1", port: 8090)),
+    logger: logger
+)
+try await app.runService()
+try await httpClient.shutdown()

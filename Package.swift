@@ -1,0 +1,145 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "lisa-swift",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "LISAKit", targets: ["LISAKit"]),
+        .library(name: "LISAHummingbird", targets: ["LISAHummingbird"]),
+        .library(name: "LISAKitTesting", targets: ["LISAKitTesting"]),
+        .executable(name: "LISAServe", targets: ["LISAServe"]),
+        .executable(name: "lisactl", targets: ["lisactl"]),
+        .executable(name: "lisa-fake-upstream", targets: ["lisa-fake-upstream"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
+    ],
+    targets: [
+        // The library: schemas, providers, routing, storage, auth, configuration, client.
+        // It never imports Hummingbird, so it can be embedded in any Swift service.
+        .target(
+            name: "LISAKit",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The Hummingbird binding: a routes builder an existing Hummingbird app can mount.
+        .target(
+            name: "LISAHummingbird",
+            dependencies: [
+                "LISAKit",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // A fake OpenAI-compatible upstream that speaks the real wire format, for tests and benchmarks.
+        .target(
+            name: "LISAKitTesting",
+            dependencies: [
+                "LISAKit",
+                "LISAHummingbird",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "LISAServe",
+            dependencies: [
+                "LISAKit",
+                "LISAHummingbird",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "lisactl",
+            dependencies: [
+                "LISAKit",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "lisa-fake-upstream",
+            dependencies: [
+                "LISAKitTesting",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The examples under Examples/ are standalone packages for users to copy; the root
+        // package compiles their sources too, so the test command builds them without
+        // building the dependencies twice.
+        .executableTarget(
+            name: "EmbedInHummingbird",
+            dependencies: [
+                "LISAKit",
+                "LISAHummingbird",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            path: "Examples/EmbedInHummingbird/Sources/EmbedInHummingbird",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "ClientScript",
+            dependencies: ["LISAKit"],
+            path: "Examples/ClientScript/Sources/ClientScript",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LISAKitTests",
+            dependencies: [
+                "LISAKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LISAHummingbirdTests",
+            dependencies: [
+                "LISAKit",
+                "LISAHummingbird",
+                "LISAKitTesting",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

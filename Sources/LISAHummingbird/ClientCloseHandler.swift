@@ -1,0 +1,31 @@
+import Hummingbird
+import HummingbirdCore
+import NIOCore
+
+/// Closes a connection as soon as the client closes its side of it.
+///
+/// Hummingbird allows TCP half-closure, so a client that goes away mid-request is otherwise
+/// noticed only at the next write. LISA treats end-of-input as "the client left" (as nginx
+/// does): the connection closes, ``LISARequestContext``'s channel reports it, and the upstream
+/// request is cancelled at once, freeing GPU time. Add it when mounting ``LISARoutes`` in
+/// your own app: `server: .http1(configuration: .init(additionalChannelHandlers: [ClientCloseHandler()]))`,
+/// or use ``HTTPServerBuilder/lisaHTTP1(idleTimeout:)``.
+public final class ClientCloseHandler: ChannelInboundHandler, RemovableChannelHandler, Sendable {
+    public typealias InboundIn = NIOAny
+
+    public init() {}
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            context.close(promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+extension HTTPServerBuilder {
+    /// HTTP/1.1 with ``ClientCloseHandler``, as LISAServe serves.
+    public static func lisaHTTP1(idleTimeout: TimeAmount? = nil) -> HTTPServerBuilder {
+        .http1(configuration: .init(additionalChannelHandlers: [ClientCloseHandler()], idleTimeout: idleTimeout))
+    }
+}

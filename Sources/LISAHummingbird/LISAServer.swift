@@ -1,0 +1,110 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import LISAKit
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// The bundled server: a ``Gateway`` with its state store and HTTP client, served by
+/// Hummingbird with LISA's routes. LISAServe is this type plus argument parsing.
+public final class LISAServer: Sendable {
+    public let configuration: LISAConfiguration
+    public let gateway: Gateway
+    public let adminKey: AdminKeyVerifier
+    /// The admin key when this start generated it; show it once, then forget it.
+    public let generatedAdminKey: String?
+    private let httpClient: HTTPClient
+    private let store: any StateStore
+    private let logger: Logger
+
+    /// Opens the state store, loads the admin key and the models. Call ``run(onServerRunning:)``
+    /// next, or ``shutdown()`` to release what this opened.
+    public init(configuration: LISAConfiguration, logger: Logger) async throws {
+        self.configuration = configuration
+        self.logger = logger
+        let store = try await Self.openStore(configuration, logger: logger)
+        do {
+            let (verifier, generated) = try await AdminKey.bootstrap(configured: configuration.adminKey, store: store)
+            self.adminKey = verifier
+            self.generatedAdminKey = generated
+        } catch {
+            try? await store.close()
+            throw error
+        }
+        let httpClient = OpenAICompatibleProvider.makeHTTPClient(timeouts: configuration.upstreamTimeouts)
+        self.httpClient = httpClient
+        self.store = store
+        let gateway = Gateway(
+            registry: ModelRegistry(), store: store,
+            provider: OpenAICompatibleProvider(httpClient: httpClient, timeouts: configuration.upstreamTimeouts),
+            logger: logger
+        )
+        self.gateway = gateway
+        do {
+            try await gateway.loadModels(configured: configuration.models)
+        } catch {
+            try? await httpClient.shutdown()
+            try? await store.close()
+            throw error
+        }
+    }
+
+    static func openStore(_ configuration: LISAConfiguration, logger: Logger) async throws -> any StateStore {
+        if let url = configuration.databaseURL {
+            if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
+                throw ConfigurationError(
+                    "PostgreSQL state (LISA_DATABASE_URL) is not available in this version yet; unset it to use SQLite in the data directory"
+                )
+            }
+            throw ConfigurationError("LISA_DATABASE_URL must be a postgres:// URL")
+        }
+        let directory = URL(fileURLWithPath: configuration.dataDirectory, isDirectory: true)
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw ConfigurationError("cannot create the data directory '\(configuration.dataDirectory)': \(error.localizedDescription)")
+        }
+        return try await SQLiteStateStore.open(path: directory.appendingPathComponent("lisa.sqlite").path, logger: logger)
+    }
+
+    /// The router with LISA's routes, for embedding or tests.
+    public func makeRouter() -> Router<LISARequestContext> {
+        let router = Router(context: LISARequestContext.self)
+        LISARoutes(gateway: gateway, adminKey: adminKey, maxRequestBodySize: configuration.maxRequestBodySize).add(to: router)
+        return router
+    }
+
+    /// Serves until SIGTERM or SIGINT, then lets in-flight requests finish (up to the
+    /// configured grace period) and releases every resource.
+    public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let logger = self.logger
+        let app = Application(
+            router: makeRouter(),
+            server: .lisaHTTP1(),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                logger.info("LISAServe listening", metadata: ["lisa.address": "\(channel.localAddress?.description ?? "?")"])
+                await onServerRunning(port)
+            },
+            logger: logger
+        )
+        var groupConfiguration = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownGracePeriod
+        let group = ServiceGroup(configuration: groupConfiguration)
+        do {
+            try await group.run()
+        } catch {
+            try? await shutdown()
+            throw error
+        }
+        try await shutdown()
+    }
+
+    /// Closes the HTTP client and the state store.
+    public func shutdown() async throws {
+        try? await httpClient.shutdown()
+        try await store.close()
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import LISAKit
+import NIOFoundationCompat
+
+/// Turns every error a route throws into OpenAI's error shape with the right status.
+///
+/// ``LISAError``s keep their status and message; Hummingbird's own errors (unknown path,
+/// wrong method, body too large) are translated; anything else becomes a 500 whose
+/// message reveals nothing internal (the details go to the log).
+public struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as LISAError {
+            return Self.response(for: error)
+        } catch let error as HTTPError {
+            return Self.response(for: Self.translate(error, request: request))
+        } catch {
+            context.logger.error("unhandled error", metadata: ["lisa.error": "\(String(reflecting: error))"])
+            return Self.response(for: .internalError())
+        }
+    }
+
+    static func translate(_ error: HTTPError, request: Request) -> LISAError {
+        switch error.status {
+        case .notFound:
+            return .notFound("Unknown path \(request.method) \(request.uri.path).", code: "unknown_url")
+        case .methodNotAllowed:
+            return .methodNotAllowed("\(request.method) is not allowed on \(request.uri.path).")
+        case .contentTooLarge:
+            return .invalidRequest("The request body is too large.")
+        case .unauthorized:
+            return .unauthorized(error.body ?? "Authentication required.")
+        default:
+            if error.status.code >= 500 { return .internalError() }
+            return .invalidRequest(error.body ?? error.status.reasonPhrase)
+        }
+    }
+
+    private static var encoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+
+    /// The HTTP response for an error.
+    public static func response(for error: LISAError) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let retryAfter = error.retryAfter {
+            headers[.retryAfter] = String(retryAfter)
+        }
+        if error.status == 401 {
+            headers[.wwwAuthenticate] = #"Bearer realm="lisa""#
+        }
+        let buffer = (try? Self.encoder.encodeAsByteBuffer(ErrorResponse(error: error.body), allocator: ByteBufferAllocator()))
+            ?? ByteBuffer(string: #"{"error":{"message":"error","type":"server_error","param":null,"code":null}}"#)
+        return Response(status: .init(code: error.status), headers: headers, body: .init(byteBuffer: buffer))
+    }
+}
+
+/// Rejects every request that does not present the admin key.
+///
+/// The key may come as `Authorization: Bearer <key>` or `Api-Key: <key>`. Failures are
+/// 401s that never echo what was presented.
+public struct AdminKeyMiddleware<Context: RequestContext>: RouterMiddleware {
+    let verifier: AdminKeyVerifier
+
+    public init(verifier: AdminKeyVerifier) {
+        self.verifier = verifier
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard
+            let presented = PresentedCredential.extract(
+                authorization: request.headers[.authorization], apiKey: request.headers[HTTPField.Name("Api-Key")!]
+            )
+        else {
+            throw LISAError.unauthorized("Missing credentials: send 'Authorization: Bearer <key>' or 'Api-Key: <key>'.")
+        }
+        guard verifier.verify(presented) else {
+            throw LISAError.unauthorized("Invalid API key.")
+        }
+        return try await next(request, context)
+    }
+}

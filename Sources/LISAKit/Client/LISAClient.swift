@@ -1,0 +1,222 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+
+/// A typed async client for a LISA server: the OpenAI routes and the models API.
+///
+/// `lisactl` is built on it; embedders can use it from scripts and services.
+///
+/// ```swift
+/// let lisa = LISAClient(baseURL: "http://127.0.0.1:8080", apiKey: key)
+/// for try await chunk in lisa.streamChatCompletion(request) { print(chunk.choices.first?.delta.content ?? "", terminator: "") }
+/// ```
+public struct LISAClient: Sendable {
+    /// A registered model as the models API returns it.
+    public struct Model: Sendable, Decodable {
+        public var definition: ModelDefinition
+        /// `configuration` or `api`.
+        public var source: String
+        /// The lifecycle status, such as `InService`.
+        public var status: String
+
+        enum CodingKeys: String, CodingKey { case source, status }
+
+        public init(from decoder: any Decoder) throws {
+            definition = try ModelDefinition(from: decoder)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            source = try c.decodeIfPresent(String.self, forKey: .source) ?? "api"
+            status = try c.decodeIfPresent(String.self, forKey: .status) ?? "unknown"
+            definition.additionalFields.removeValue(forKey: "source")
+            definition.additionalFields.removeValue(forKey: "status")
+        }
+    }
+
+    public let baseURL: String
+    public let apiKey: String?
+    private let httpClient: HTTPClient
+    /// Deadline for one call (streams included). Default 10 minutes.
+    public var timeout: Duration = .seconds(600)
+
+    /// - Parameters:
+    ///   - baseURL: The server's root, such as `http://127.0.0.1:8080`.
+    ///   - apiKey: Sent as `Authorization: Bearer …`.
+    ///   - httpClient: The client to use; the process-wide shared one by default.
+    public init(baseURL: String, apiKey: String?, httpClient: HTTPClient = .shared) {
+        var base = baseURL
+        while base.hasSuffix("/") { base.removeLast() }
+        self.baseURL = base
+        self.apiKey = apiKey
+        self.httpClient = httpClient
+    }
+
+    // MARK: Models API
+
+    /// `GET /models`.
+    public func models() async throws -> [Model] {
+        struct Envelope: Decodable { var models: [Model] }
+        return try await send(.GET, "/models", as: Envelope.self).models
+    }
+
+    /// `GET /models/{id}`.
+    public func model(id: String) async throws -> Model {
+        try await send(.GET, "/models/\(Self.escape(id))", as: Model.self)
+    }
+
+    /// `POST /models`.
+    public func createModel(_ definition: ModelDefinition) async throws -> Model {
+        try await send(.POST, "/models", body: definition, as: Model.self)
+    }
+
+    /// `DELETE /models/{id}`.
+    public func deleteModel(id: String) async throws {
+        _ = try await send(.DELETE, "/models/\(Self.escape(id))", as: JSONValue.self)
+    }
+
+    // MARK: OpenAI API
+
+    /// `GET /v1/models`.
+    public func servedModels() async throws -> ModelList {
+        try await send(.GET, "/v1/models", as: ModelList.self)
+    }
+
+    /// `POST /v1/chat/completions` without streaming.
+    public func chatCompletion(_ request: ChatCompletionRequest) async throws -> ChatCompletion {
+        var request = request
+        request.stream = false
+        return try await send(.POST, "/v1/chat/completions", body: request, as: ChatCompletion.self)
+    }
+
+    /// `POST /v1/chat/completions` with `stream: true`: chunks as they arrive.
+    ///
+    /// The stream throws ``LISAClientError`` when the server answers an error, before or
+    /// during the stream; it finishes normally only after `data: [DONE]`.
+    public func streamChatCompletion(_ request: ChatCompletionRequest) -> AsyncThrowingStream<ChatCompletionChunk, any Error> {
+        var request = request
+        request.stream = true
+        let (stream, continuation) = AsyncThrowingStream<ChatCompletionChunk, any Error>.makeStream()
+        let task = Task {
+            do {
+                let response = try await execute(.POST, "/v1/chat/completions", body: try Self.encode(request))
+                guard response.status == .ok else {
+                    throw LISAClientError(status: Int(response.status.code), body: try await response.body.collect(upTo: 1 << 20))
+                }
+                var parser = ServerSentEventParser()
+                var done = false
+                for try await buffer in response.body {
+                    for parsed in parser.feed(buffer) {
+                        if parsed.event.isDone {
+                            done = true
+                            continue
+                        }
+                        let data = ByteBuffer(string: parsed.event.data)
+                        if parsed.event.event == "error" {
+                            throw LISAClientError(status: 200, body: data)
+                        }
+                        continuation.yield(try JSONDecoder().decode(ChatCompletionChunk.self, from: data))
+                    }
+                }
+                guard done else { throw LISAClientError(status: 200, message: "the stream ended before [DONE]") }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return stream
+    }
+
+    /// `POST /v1/completions` without streaming.
+    public func completion(_ request: CompletionRequest) async throws -> Completion {
+        try await send(.POST, "/v1/completions", body: request, as: Completion.self)
+    }
+
+    /// `POST /v1/embeddings`.
+    public func embeddings(_ request: EmbeddingRequest) async throws -> EmbeddingResponse {
+        try await send(.POST, "/v1/embeddings", body: request, as: EmbeddingResponse.self)
+    }
+
+    // MARK: Transport
+
+    private func send<Response: Decodable>(_ method: HTTPMethod, _ path: String, as type: Response.Type) async throws -> Response {
+        try await send(method, path, bodyBuffer: nil, as: type)
+    }
+
+    private func send<Body: Encodable, Response: Decodable>(
+        _ method: HTTPMethod, _ path: String, body: Body, as type: Response.Type
+    ) async throws -> Response {
+        try await send(method, path, bodyBuffer: try Self.encode(body), as: type)
+    }
+
+    private func send<Response: Decodable>(
+        _ method: HTTPMethod, _ path: String, bodyBuffer: ByteBuffer?, as type: Response.Type
+    ) async throws -> Response {
+        let response = try await execute(method, path, body: bodyBuffer)
+        let body = try await response.body.collect(upTo: 256 * 1024 * 1024)
+        guard (200..<300).contains(response.status.code) else {
+            throw LISAClientError(status: Int(response.status.code), body: body)
+        }
+        do {
+            return try JSONDecoder().decode(type, from: body)
+        } catch let error as DecodingError {
+            throw LISAClientError(status: Int(response.status.code), message: "unexpected answer from the server: \(error.lisaDescription)")
+        }
+    }
+
+    private func execute(_ method: HTTPMethod, _ path: String, body: ByteBuffer?) async throws -> HTTPClientResponse {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        if let apiKey, !apiKey.isEmpty {
+            request.headers.add(name: "Authorization", value: "Bearer \(apiKey)")
+        }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(body)
+        }
+        do {
+            return try await httpClient.execute(request, deadline: .now() + .init(timeout))
+        } catch let error as HTTPClientError {
+            throw LISAClientError(status: 0, message: "cannot reach \(baseURL): \(error)")
+        } catch {
+            if error is CancellationError { throw error }
+            throw LISAClientError(status: 0, message: "cannot reach \(baseURL): \(UpstreamFailure(classifying: error))")
+        }
+    }
+
+    private static func encode<T: Encodable>(_ value: T) throws -> ByteBuffer {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .withoutEscapingSlashes
+        return try encoder.encodeAsByteBuffer(value, allocator: ByteBufferAllocator())
+    }
+
+    private static func escape(_ component: String) -> String {
+        component.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? component
+    }
+}
+
+/// An error answer from a LISA server (or no answer at all, `status` 0).
+public struct LISAClientError: Error, Sendable, CustomStringConvertible {
+    /// The HTTP status; 0 when the server could not be reached.
+    public let status: Int
+    /// The server's error, when it sent one in OpenAI's shape.
+    public let error: ErrorResponse.Body?
+    public let message: String
+
+    init(status: Int, body: ByteBuffer) {
+        self.status = status
+        let decoded = try? JSONDecoder().decode(ErrorResponse.self, from: body)
+        self.error = decoded?.error
+        self.message = decoded?.error.message ?? String(buffer: body).prefix(300).description
+    }
+
+    init(status: Int, message: String) {
+        self.status = status
+        self.error = nil
+        self.message = message
+    }
+
+    public var description: String {
+        status == 0 ? message : "HTTP \(status): \(message)"
+    }
+}

@@ -1,0 +1,177 @@
+import Foundation
+import Logging
+import Yams
+
+/// Everything LISAServe needs to start, from defaults, a file, the environment and flags
+/// (later sources win). Every key, variable and flag is listed in
+/// `Documentation/Configuration.md`.
+public struct LISAConfiguration: Sendable {
+    /// Address to listen on. Default `127.0.0.1`; `LISA_HOST`, `--host`, `server.host`.
+    public var host: String = "127.0.0.1"
+    /// Port to listen on. Default 8080; `LISA_PORT`, `--port`, `server.port`.
+    public var port: Int = 8080
+    /// Where state lives (SQLite database). Default `./.lisa`; `LISA_DATA_DIR`, `--data-dir`, `dataDir`.
+    public var dataDirectory: String = ".lisa"
+    /// The admin key. Default: generated on first start, only its hash stored. `LISA_ADMIN_KEY`, `adminKey`.
+    public var adminKey: String?
+    /// State database URL; `nil` selects SQLite in the data directory. `LISA_DATABASE_URL`, `state.url`.
+    public var databaseURL: String?
+    /// Largest accepted request body in bytes. Default 10 MiB; `LISA_MAX_BODY_SIZE`, `server.maxRequestBodySize`.
+    public var maxRequestBodySize: Int = 10 * 1024 * 1024
+    /// Upstream timeouts. `upstream.connectTimeoutSeconds` (10), `upstream.requestTimeoutSeconds` (600).
+    public var upstreamTimeouts = UpstreamTimeouts()
+    /// How long in-flight requests may finish after SIGTERM/SIGINT. Default 30 s; `server.shutdownGracePeriodSeconds`.
+    public var shutdownGracePeriod: Duration = .seconds(30)
+    /// Log level. Default `info`; `LISA_LOG_LEVEL`, `--log-level`, `logLevel`.
+    public var logLevel: Logger.Level = .info
+    /// Models declared statically.
+    public var models: [ModelDefinition] = []
+    /// Keys in the file this version does not know (reported as warnings at start).
+    public var unknownKeys: [String] = []
+
+    public init() {}
+
+    /// The configuration from a file (YAML, or JSON when the name ends in `.json`) and the
+    /// environment, on top of the defaults.
+    public static func load(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> LISAConfiguration {
+        var configuration = LISAConfiguration()
+        if let path = file ?? environment["LISA_CONFIG"], !path.isEmpty {
+            try configuration.apply(file: path)
+        }
+        try configuration.apply(environment: environment)
+        return configuration
+    }
+
+    /// Applies a configuration file.
+    public mutating func apply(file path: String) throws {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw ConfigurationError("cannot read configuration file '\(path)': \(error.localizedDescription)")
+        }
+        let file: ConfigurationFile
+        do {
+            if path.lowercased().hasSuffix(".json") {
+                file = try JSONDecoder().decode(ConfigurationFile.self, from: data)
+            } else {
+                file = try YAMLDecoder().decode(ConfigurationFile.self, from: String(decoding: data, as: UTF8.self))
+            }
+        } catch let error as DecodingError {
+            throw ConfigurationError("configuration file '\(path)': \(error.lisaDescription)")
+        } catch {
+            throw ConfigurationError("configuration file '\(path)' is not valid YAML or JSON: \(error)")
+        }
+        try apply(file)
+    }
+
+    mutating func apply(_ file: ConfigurationFile) throws {
+        if let value = file.server?.host { host = value }
+        if let value = file.server?.port { port = value }
+        if let value = file.server?.maxRequestBodySize { maxRequestBodySize = value }
+        if let value = file.server?.shutdownGracePeriodSeconds { shutdownGracePeriod = .milliseconds(Int64(value * 1000)) }
+        if let value = file.dataDir { dataDirectory = value }
+        if let value = file.adminKey { adminKey = value }
+        if let value = file.state?.url { databaseURL = value }
+        if let value = file.upstream?.connectTimeoutSeconds { upstreamTimeouts.connect = .milliseconds(Int64(value * 1000)) }
+        if let value = file.upstream?.requestTimeoutSeconds { upstreamTimeouts.request = .milliseconds(Int64(value * 1000)) }
+        if let value = file.logLevel {
+            guard let level = Logger.Level(rawValue: value.lowercased()) else {
+                throw ConfigurationError("logLevel '\(value)' is not one of trace, debug, info, notice, warning, error, critical")
+            }
+            logLevel = level
+        }
+        if let value = file.models { models = value }
+        unknownKeys = file.unknownKeys
+        try validate()
+    }
+
+    /// Applies `LISA_*` environment variables.
+    public mutating func apply(environment: [String: String]) throws {
+        if let value = environment["LISA_HOST"], !value.isEmpty { host = value }
+        if let value = environment["LISA_PORT"], !value.isEmpty {
+            guard let port = Int(value) else { throw ConfigurationError("LISA_PORT '\(value)' is not a number") }
+            self.port = port
+        }
+        if let value = environment["LISA_DATA_DIR"], !value.isEmpty { dataDirectory = value }
+        if let value = environment["LISA_ADMIN_KEY"], !value.isEmpty { adminKey = value }
+        if let value = environment["LISA_DATABASE_URL"], !value.isEmpty { databaseURL = value }
+        if let value = environment["LISA_MAX_BODY_SIZE"], !value.isEmpty {
+            guard let size = Int(value) else { throw ConfigurationError("LISA_MAX_BODY_SIZE '\(value)' is not a number") }
+            maxRequestBodySize = size
+        }
+        if let value = environment["LISA_LOG_LEVEL"], !value.isEmpty {
+            guard let level = Logger.Level(rawValue: value.lowercased()) else {
+                throw ConfigurationError("LISA_LOG_LEVEL '\(value)' is not a log level")
+            }
+            logLevel = level
+        }
+        try validate()
+    }
+
+    /// Checks values that have a valid range.
+    public func validate() throws {
+        guard (0...65535).contains(port) else { throw ConfigurationError("port \(port) is out of range 0-65535") }
+        guard maxRequestBodySize > 0 else { throw ConfigurationError("maxRequestBodySize must be positive") }
+        guard upstreamTimeouts.connect > .zero, upstreamTimeouts.request > .zero else {
+            throw ConfigurationError("upstream timeouts must be positive")
+        }
+        if let adminKey, adminKey.count < 16 {
+            throw ConfigurationError("the admin key must be at least 16 characters")
+        }
+    }
+}
+
+/// A configuration that cannot be used, with a message naming the key and the problem.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+
+    public init(_ description: String) {
+        self.description = description
+    }
+}
+
+/// The file's shape. Every member is optional: what is absent keeps its default.
+struct ConfigurationFile: Decodable {
+    struct Server: Decodable {
+        var host: String?
+        var port: Int?
+        var maxRequestBodySize: Int?
+        var shutdownGracePeriodSeconds: Double?
+    }
+
+    struct State: Decodable {
+        var url: String?
+    }
+
+    struct Upstream: Decodable {
+        var connectTimeoutSeconds: Double?
+        var requestTimeoutSeconds: Double?
+    }
+
+    var server: Server?
+    var dataDir: String?
+    var adminKey: String?
+    var state: State?
+    var upstream: Upstream?
+    var logLevel: String?
+    var models: [ModelDefinition]?
+    var unknownKeys: [String]
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case server, dataDir, adminKey, state, upstream, logLevel, models
+    }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        server = try c.decodeIfPresent(Server.self, forKey: .server)
+        dataDir = try c.decodeIfPresent(String.self, forKey: .dataDir)
+        adminKey = try c.decodeIfPresent(String.self, forKey: .adminKey)
+        state = try c.decodeIfPresent(State.self, forKey: .state)
+        upstream = try c.decodeIfPresent(Upstream.self, forKey: .upstream)
+        logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel)
+        models = try c.decodeIfPresent([ModelDefinition].self, forKey: .models)
+        let known = Set(CodingKeys.allCases.map(\.stringValue))
+        unknownKeys = try decoder.container(keyedBy: AnyCodingKey.self).allKeys.map(\.stringValue).filter { !known.contains($0) }.sorted()
+    }
+}

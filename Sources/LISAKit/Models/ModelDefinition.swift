@@ -1,0 +1,235 @@
+import Foundation
+
+/// What a model does: generate text or compute embeddings. Unknown values are kept.
+public enum ModelType: OpenStringEnum {
+    case textgen, embedding
+    case other(String)
+
+    public init(rawValue: String) {
+        switch rawValue {
+        case "textgen": self = .textgen
+        case "embedding": self = .embedding
+        default: self = .other(rawValue)
+        }
+    }
+
+    public var rawValue: String {
+        switch self {
+        case .textgen: "textgen"
+        case .embedding: "embedding"
+        case .other(let value): value
+        }
+    }
+}
+
+/// The server software behind a model's endpoints. All of them are reached through their
+/// OpenAI-compatible API (`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`).
+public enum InferenceContainer: OpenStringEnum {
+    case openai, vllm, tgi, tei, ollama
+    case other(String)
+
+    public init(rawValue: String) {
+        switch rawValue {
+        case "openai": self = .openai
+        case "vllm": self = .vllm
+        case "tgi": self = .tgi
+        case "tei": self = .tei
+        case "ollama": self = .ollama
+        default: self = .other(rawValue)
+        }
+    }
+
+    public var rawValue: String {
+        switch self {
+        case .openai: "openai"
+        case .vllm: "vllm"
+        case .tgi: "tgi"
+        case .tei: "tei"
+        case .ollama: "ollama"
+        case .other(let value): value
+        }
+    }
+}
+
+/// One replica of a model: the OpenAI-compatible base URL (for vLLM, `http://host:8000/v1`),
+/// its share of the traffic, and the key LISA sends to it.
+public struct EndpointDefinition: Sendable, Hashable, Codable {
+    public var url: String
+    /// Relative share of traffic; 1 by default.
+    public var weight: Int
+    /// Sent upstream as `Authorization: Bearer …`. Never returned by the API or logged.
+    public var apiKey: String?
+
+    public init(url: String, weight: Int = 1, apiKey: String? = nil) {
+        self.url = url
+        self.weight = weight
+        self.apiKey = apiKey
+    }
+
+    enum CodingKeys: String, CodingKey { case url, weight, apiKey }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        url = try c.decode(String.self, forKey: .url)
+        weight = try c.decodeIfPresent(Int.self, forKey: .weight) ?? 1
+        apiKey = try c.decodeIfPresent(String.self, forKey: .apiKey)
+    }
+}
+
+/// A model clients can call, with LISA's field names.
+///
+/// Clients send ``modelId`` as `model`; LISA sends ``modelName`` upstream. Members this
+/// version does not act on (for example `autoScalingConfig` or `launch`) are kept in
+/// ``additionalFields`` and stored unchanged.
+public struct ModelDefinition: Sendable, Hashable, Codable {
+    public var modelId: String
+    public var modelName: String
+    public var modelType: ModelType
+    public var inferenceContainer: InferenceContainer
+    /// `third_party`, `internal_hosted` or `lisa_hosted`; kept as given.
+    public var hostingType: String?
+    /// A single endpoint's base URL; used when ``endpoints`` is empty.
+    public var modelUrl: String?
+    public var endpoints: [EndpointDefinition]
+    /// Whether the model may be called with `stream: true`.
+    public var streaming: Bool
+    /// Groups allowed to use the model; empty means everyone who may call inference.
+    public var allowedGroups: [String]
+    /// Free-form feature flags, kept as given.
+    public var features: JSONValue?
+    public var additionalFields: [String: JSONValue]
+
+    public init(
+        modelId: String,
+        modelName: String,
+        modelType: ModelType = .textgen,
+        inferenceContainer: InferenceContainer = .openai,
+        modelUrl: String? = nil,
+        endpoints: [EndpointDefinition] = [],
+        streaming: Bool = true,
+        allowedGroups: [String] = []
+    ) {
+        self.modelId = modelId
+        self.modelName = modelName
+        self.modelType = modelType
+        self.inferenceContainer = inferenceContainer
+        self.modelUrl = modelUrl
+        self.endpoints = endpoints
+        self.streaming = streaming
+        self.allowedGroups = allowedGroups
+        self.additionalFields = [:]
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case modelId, modelName, modelType, inferenceContainer, hostingType, modelUrl, endpoints, streaming, allowedGroups,
+            features
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        modelId = try c.decode(String.self, forKey: .modelId)
+        modelName = try c.decodeIfPresent(String.self, forKey: .modelName) ?? modelId
+        modelType = try c.decodeIfPresent(ModelType.self, forKey: .modelType) ?? .textgen
+        inferenceContainer = try c.decodeIfPresent(InferenceContainer.self, forKey: .inferenceContainer) ?? .openai
+        hostingType = try c.decodeIfPresent(String.self, forKey: .hostingType)
+        modelUrl = try c.decodeIfPresent(String.self, forKey: .modelUrl)
+        endpoints = try c.decodeIfPresent([EndpointDefinition].self, forKey: .endpoints) ?? []
+        streaming = try c.decodeIfPresent(Bool.self, forKey: .streaming) ?? true
+        allowedGroups = try c.decodeIfPresent([String].self, forKey: .allowedGroups) ?? []
+        features = try c.decodeIfPresent(JSONValue.self, forKey: .features)
+        additionalFields = try decoder.additionalFields(excluding: CodingKeys.self)
+    }
+
+    /// Encodes every member, endpoint API keys included: this is the stored form.
+    /// Use ``redacted()`` for anything a client or a log sees.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(modelId, forKey: .modelId)
+        try c.encode(modelName, forKey: .modelName)
+        try c.encode(modelType, forKey: .modelType)
+        try c.encode(inferenceContainer, forKey: .inferenceContainer)
+        try c.encodeIfPresent(hostingType, forKey: .hostingType)
+        try c.encodeIfPresent(modelUrl, forKey: .modelUrl)
+        try c.encode(endpoints.map(StoredEndpoint.init), forKey: .endpoints)
+        try c.encode(streaming, forKey: .streaming)
+        try c.encode(allowedGroups, forKey: .allowedGroups)
+        try c.encodeIfPresent(features, forKey: .features)
+        try encoder.encodeAdditionalFields(additionalFields)
+    }
+
+    private struct StoredEndpoint: Encodable {
+        let endpoint: EndpointDefinition
+        init(_ endpoint: EndpointDefinition) { self.endpoint = endpoint }
+        enum CodingKeys: String, CodingKey { case url, weight, apiKey }
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(endpoint.url, forKey: .url)
+            try c.encode(endpoint.weight, forKey: .weight)
+            try c.encodeIfPresent(endpoint.apiKey, forKey: .apiKey)
+        }
+    }
+
+    /// The endpoints to route to: ``endpoints``, or one built from ``modelUrl``.
+    public var resolvedEndpoints: [EndpointDefinition] {
+        if !endpoints.isEmpty { return endpoints }
+        if let modelUrl { return [EndpointDefinition(url: modelUrl)] }
+        return []
+    }
+
+    /// A copy safe to show: endpoint API keys removed.
+    public func redacted() -> ModelDefinition {
+        var copy = self
+        copy.endpoints = copy.endpoints.map { EndpointDefinition(url: $0.url, weight: $0.weight, apiKey: nil) }
+        return copy
+    }
+
+    /// Checks the definition and reports the first problem as a 400 naming the field.
+    public func validate() throws(LISAError) {
+        guard Self.isValidModelID(modelId) else {
+            throw .invalidRequest(
+                "modelId must be 1-128 characters of letters, digits, '.', '_', '-' or ':' and start with a letter or digit.",
+                param: "modelId"
+            )
+        }
+        guard !modelName.trimmingCharacters(in: .whitespaces).isEmpty else {
+            throw .invalidRequest("modelName must not be empty.", param: "modelName")
+        }
+        switch modelType {
+        case .textgen, .embedding: break
+        case .other(let value):
+            throw .invalidRequest("modelType must be 'textgen' or 'embedding', not '\(value)'.", param: "modelType")
+        }
+        try validateEndpoints()
+    }
+
+    private func validateEndpoints() throws(LISAError) {
+        let endpoints = resolvedEndpoints
+        guard !endpoints.isEmpty else {
+            throw .invalidRequest("A model needs an endpoint: set modelUrl or endpoints.", param: "modelUrl")
+        }
+        for (index, endpoint) in endpoints.enumerated() {
+            let param = self.endpoints.isEmpty ? "modelUrl" : "endpoints[\(index)].url"
+            guard let url = URL(string: endpoint.url), let scheme = url.scheme?.lowercased(),
+                scheme == "http" || scheme == "https", let host = url.host, !host.isEmpty
+            else {
+                throw .invalidRequest("'\(endpoint.url)' is not an http or https URL.", param: param)
+            }
+            guard url.query == nil, url.fragment == nil else {
+                throw .invalidRequest("'\(endpoint.url)' must be a base URL without query or fragment.", param: param)
+            }
+            guard endpoint.weight >= 1 && endpoint.weight <= 1000 else {
+                throw .invalidRequest("Endpoint weight must be between 1 and 1000.", param: "endpoints[\(index)].weight")
+            }
+        }
+    }
+
+    /// Whether a string is an acceptable `modelId`.
+    public static func isValidModelID(_ id: String) -> Bool {
+        guard (1...128).contains(id.utf8.count), let first = id.unicodeScalars.first,
+            first.isASCII && CharacterSet.alphanumerics.contains(first)
+        else { return false }
+        return id.unicodeScalars.allSatisfy { scalar in
+            scalar.isASCII && (CharacterSet.alphanumerics.contains(scalar) || "._-:".unicodeScalars.contains(scalar))
+        }
+    }
+}

@@ -1,0 +1,170 @@
+import Foundation
+import NIOCore
+
+/// One server-sent event (`text/event-stream`), as OpenAI streams chunks.
+public struct ServerSentEvent: Sendable, Hashable {
+    /// The `event:` field; `nil` for the default `message` event.
+    public var event: String?
+    /// The `data:` lines joined with newlines.
+    public var data: String
+    public var id: String?
+    public var retry: Int?
+
+    public init(event: String? = nil, data: String, id: String? = nil, retry: Int? = nil) {
+        self.event = event
+        self.data = data
+        self.id = id
+        self.retry = retry
+    }
+
+    /// The `data: [DONE]` sentinel OpenAI sends after the last chunk.
+    public static let done = ServerSentEvent(data: "[DONE]")
+
+    /// Whether this is the `[DONE]` sentinel.
+    public var isDone: Bool { data == "[DONE]" }
+
+    /// The wire form of the event, ending with the blank line that dispatches it.
+    public func encoded() -> String {
+        var text = ""
+        if let event { text += "event: \(event)\n" }
+        if let id { text += "id: \(id)\n" }
+        if let retry { text += "retry: \(retry)\n" }
+        for line in data.split(separator: "\n", omittingEmptySubsequences: false) {
+            text += "data: \(line)\n"
+        }
+        return text + "\n"
+    }
+
+    /// Writes the wire form into a buffer.
+    public func write(to buffer: inout ByteBuffer) {
+        buffer.writeString(encoded())
+    }
+
+    /// An `error` event carrying an OpenAI error envelope, for failures after a stream started.
+    public static func error(_ body: ErrorResponse.Body) -> ServerSentEvent {
+        let data = (try? JSONEncoder().encode(ErrorResponse(error: body))).map { String(decoding: $0, as: UTF8.self) }
+        return ServerSentEvent(event: "error", data: data ?? #"{"error":{"message":"stream failed","type":"server_error"}}"#)
+    }
+}
+
+/// An incremental `text/event-stream` parser.
+///
+/// Feed it bytes as they arrive; it returns each event once its terminating blank line
+/// has been seen, with the exact bytes that made it up, so a proxy can forward events
+/// unchanged and still know where each one ends. Follows the HTML Living Standard's
+/// rules: lines end with LF, CRLF or CR; a leading BOM is skipped; comment lines
+/// (starting with `:`) are kept in the raw bytes but produce no field.
+public struct ServerSentEventParser: Sendable {
+    /// A parsed event and the bytes it was read from.
+    public struct ParsedEvent: Sendable {
+        public var event: ServerSentEvent
+        public var raw: ByteBuffer
+    }
+
+    private var pending = ByteBuffer()
+    private var eventStart = 0
+    private var scanIndex = 0
+    private var current = Fields()
+    private var sawBOMCheck = false
+    private var lastWasCR = false
+
+    private struct Fields {
+        var event: String?
+        var data: [String] = []
+        var id: String?
+        var retry: Int?
+        var hasField = false
+    }
+
+    public init() {}
+
+    /// Bytes received that do not yet form a complete event.
+    public var bufferedByteCount: Int { pending.readableBytes }
+
+    /// Appends bytes and returns every event they complete.
+    public mutating func feed(_ bytes: ByteBuffer) -> [ParsedEvent] {
+        var bytes = bytes
+        pending.writeBuffer(&bytes)
+        var events: [ParsedEvent] = []
+        if !sawBOMCheck, pending.readableBytes >= 3 {
+            sawBOMCheck = true
+            if pending.getBytes(at: pending.readerIndex, length: 3) == [0xEF, 0xBB, 0xBF] {
+                pending.moveReaderIndex(forwardBy: 3)
+            }
+        }
+        let view = pending.readableBytesView
+        var lineStart = view.startIndex + scanIndex
+        var index = lineStart
+        while index < view.endIndex {
+            let byte = view[index]
+            if byte == UInt8(ascii: "\n") && lastWasCR {
+                // The LF of a CRLF whose CR already ended the line.
+                lastWasCR = false
+                index += 1
+                lineStart = index
+                continue
+            }
+            lastWasCR = false
+            if byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") {
+                lastWasCR = byte == UInt8(ascii: "\r")
+                let line = view[lineStart..<index]
+                index += 1
+                lineStart = index
+                if line.isEmpty {
+                    let end = index - view.startIndex
+                    if let event = dispatch() {
+                        let raw = pending.getSlice(at: pending.readerIndex + eventStart, length: end - eventStart) ?? ByteBuffer()
+                        events.append(ParsedEvent(event: event, raw: raw))
+                    }
+                    eventStart = end
+                } else {
+                    process(line: String(decoding: line, as: UTF8.self))
+                }
+                continue
+            }
+            index += 1
+        }
+        // Keep the partial line (and the event it belongs to) for the next feed.
+        scanIndex = lineStart - view.startIndex
+        if eventStart > 0 {
+            pending.moveReaderIndex(forwardBy: eventStart)
+            scanIndex -= eventStart
+            eventStart = 0
+            pending.discardReadBytes()
+        }
+        return events
+    }
+
+    /// Whether bytes of an event that never ended are still buffered (a truncated stream).
+    public var hasIncompleteEvent: Bool {
+        current.hasField || pending.readableBytes > 0
+    }
+
+    private mutating func process(line: String) {
+        if line.hasPrefix(":") { return }
+        let name: Substring
+        var value: Substring
+        if let colon = line.firstIndex(of: ":") {
+            name = line[..<colon]
+            value = line[line.index(after: colon)...]
+            if value.hasPrefix(" ") { value = value.dropFirst() }
+        } else {
+            name = Substring(line)
+            value = ""
+        }
+        switch name {
+        case "event": current.event = String(value)
+        case "data": current.data.append(String(value))
+        case "id": current.id = String(value)
+        case "retry": current.retry = Int(value)
+        default: return
+        }
+        current.hasField = true
+    }
+
+    private mutating func dispatch() -> ServerSentEvent? {
+        defer { current = Fields() }
+        guard current.hasField, !current.data.isEmpty || current.event != nil else { return nil }
+        return ServerSentEvent(event: current.event, data: current.data.joined(separator: "\n"), id: current.id, retry: current.retry)
+    }
+}

@@ -1,0 +1,149 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// The OpenAI-compatible operations LISA forwards.
+public enum UpstreamOperation: String, Sendable {
+    case chatCompletions = "chat/completions"
+    case completions = "completions"
+    case embeddings = "embeddings"
+}
+
+/// Timeouts for upstream calls, with defaults that suit LLMs: a short connect, a long total.
+public struct UpstreamTimeouts: Sendable, Hashable {
+    /// How long to wait for a TCP (and TLS) connection. Default 10 s.
+    public var connect: Duration = .seconds(10)
+    /// How long a whole request may take, streaming included. Default 600 s.
+    public var request: Duration = .seconds(600)
+
+    public init() {}
+}
+
+/// An upstream's answer: status, headers, and a body that streams as it arrives.
+public struct UpstreamResponse: Sendable {
+    public var status: Int
+    public var headers: HTTPHeaders
+    public var body: HTTPClientResponse.Body
+}
+
+/// An adapter for any OpenAI-compatible server (vLLM, TGI `/v1`, TEI, Ollama, OpenAI…),
+/// over one shared, pooled `HTTPClient`.
+///
+/// It sends the body it is given to `<endpoint base URL>/<operation>` with the endpoint's
+/// API key, and returns as soon as the response head arrives, so bodies stream through.
+/// Cancelling the calling task cancels the upstream request.
+public struct OpenAICompatibleProvider: Sendable {
+    public let httpClient: HTTPClient
+    public var timeouts: UpstreamTimeouts
+
+    public init(httpClient: HTTPClient, timeouts: UpstreamTimeouts = UpstreamTimeouts()) {
+        self.httpClient = httpClient
+        self.timeouts = timeouts
+    }
+
+    /// An `HTTPClient` configured for upstream calls: pooled connections, the connect
+    /// timeout, no transparent decompression (bodies pass through as sent), and no retrying
+    /// of failed connection attempts inside the pool, so a dead endpoint fails at once and
+    /// the gateway can fail over to another. Shut it down when done.
+    public static func makeHTTPClient(timeouts: UpstreamTimeouts = UpstreamTimeouts()) -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout.connect = .init(timeouts.connect)
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 256
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.decompression = .disabled
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    /// Sends one request to one endpoint.
+    ///
+    /// - Throws: ``UpstreamFailure`` when no response head arrived (connect failure, timeout);
+    ///   it says whether nothing was sent, so the caller knows a retry elsewhere is safe.
+    public func send(
+        _ operation: UpstreamOperation,
+        body: ByteBuffer,
+        to endpoint: EndpointDefinition,
+        stream: Bool,
+        logger: Logger
+    ) async throws(UpstreamFailure) -> UpstreamResponse {
+        var base = endpoint.url
+        while base.hasSuffix("/") { base.removeLast() }
+        var request = HTTPClientRequest(url: "\(base)/\(operation.rawValue)")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Accept", value: stream ? "text/event-stream" : "application/json")
+        if let apiKey = endpoint.apiKey, !apiKey.isEmpty {
+            request.headers.add(name: "Authorization", value: "Bearer \(apiKey)")
+        }
+        request.body = .bytes(body)
+        do {
+            let response = try await httpClient.execute(request, deadline: .now() + .init(timeouts.request), logger: logger)
+            return UpstreamResponse(status: Int(response.status.code), headers: response.headers, body: response.body)
+        } catch {
+            throw UpstreamFailure(classifying: error)
+        }
+    }
+}
+
+/// Why an upstream call produced no response.
+public struct UpstreamFailure: Error, Sendable, CustomStringConvertible {
+    public enum Reason: Sendable, Hashable {
+        /// The connection could not be made: nothing reached the upstream.
+        case connectFailed(String)
+        /// No answer in time.
+        case timedOut
+        /// The calling task was cancelled (the client went away).
+        case cancelled
+        /// Anything else; the request may have reached the upstream.
+        case other(String)
+    }
+
+    public let reason: Reason
+
+    public init(reason: Reason) {
+        self.reason = reason
+    }
+
+    init(classifying error: any Error) {
+        if error is CancellationError {
+            reason = .cancelled
+            return
+        }
+        if let error = error as? HTTPClientError {
+            switch error {
+            case .connectTimeout, .tlsHandshakeTimeout: reason = .connectFailed("connect timed out"); return
+            case .deadlineExceeded, .readTimeout, .writeTimeout: reason = .timedOut; return
+            case .cancelled: reason = .cancelled; return
+            case .remoteConnectionClosed: reason = .other("connection closed by upstream"); return
+            default: break
+            }
+        }
+        let text = String(describing: error)
+        if text.contains("refused") || text.contains("ECONNREFUSED") || error is NIOConnectionError {
+            reason = .connectFailed("connection refused")
+        } else if text.contains("unreachable") || text.contains("No route") {
+            reason = .connectFailed("host unreachable")
+        } else if text.lowercased().contains("resolve") || text.contains("getaddrinfo") {
+            reason = .connectFailed("host name not resolved")
+        } else {
+            reason = .other(text)
+        }
+    }
+
+    /// Whether a retry on another endpoint cannot duplicate work (nothing was delivered).
+    public var isSafeToRetry: Bool {
+        if case .connectFailed = reason { return true }
+        return false
+    }
+
+    public var description: String {
+        switch reason {
+        case .connectFailed(let why): "connect failed: \(why)"
+        case .timedOut: "timed out"
+        case .cancelled: "cancelled"
+        case .other(let why): why
+        }
+    }
+}

@@ -1,0 +1,83 @@
+import ArgumentParser
+import Foundation
+import LISAHummingbird
+import LISAKit
+import Logging
+
+/// `LISAServe`: read the configuration, build the server, run it.
+@main
+struct LISAServe: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "LISAServe",
+        abstract: "LISA's OpenAI-compatible LLM gateway.",
+        discussion: "Every option can also be set in the configuration file or by the LISA_* environment variable named in its help."
+    )
+
+    @Option(name: .long, help: "Configuration file, YAML or JSON (LISA_CONFIG).")
+    var config: String?
+
+    @Option(name: .long, help: "Address to listen on (LISA_HOST; default 127.0.0.1).")
+    var host: String?
+
+    @Option(name: .long, help: "Port to listen on (LISA_PORT; default 8080).")
+    var port: Int?
+
+    @Option(name: .customLong("data-dir"), help: "Directory for state (LISA_DATA_DIR; default ./.lisa).")
+    var dataDir: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (LISA_LOG_LEVEL; default info).")
+    var logLevel: String?
+
+    func run() async throws {
+        var configuration: LISAConfiguration
+        do {
+            configuration = try LISAConfiguration.load(file: config)
+            if let host { configuration.host = host }
+            if let port { configuration.port = port }
+            if let dataDir { configuration.dataDirectory = dataDir }
+            if let logLevel {
+                guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
+                    throw ConfigurationError("--log-level '\(logLevel)' is not a log level")
+                }
+                configuration.logLevel = level
+            }
+            try configuration.validate()
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
+        }
+
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = configuration.logLevel
+            return handler
+        }
+        let logger = Logger(label: "lisa")
+        if !configuration.unknownKeys.isEmpty {
+            logger.warning("configuration keys not used by this version", metadata: ["lisa.keys": "\(configuration.unknownKeys)"])
+        }
+
+        let server: LISAServer
+        do {
+            server = try await LISAServer(configuration: configuration, logger: logger)
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
+        } catch let error as LISAError {
+            throw ValidationError(error.message)
+        }
+        if let key = server.generatedAdminKey {
+            let banner = """
+                ================================================================
+                LISA generated an admin key. It is shown only this once; only its
+                hash is stored (\(configuration.dataDirectory)). Keep it safe:
+
+                    \(key)
+
+                Set LISA_ADMIN_KEY to choose your own key instead.
+                ================================================================
+
+                """
+            FileHandle.standardOutput.write(Data(banner.utf8))
+        }
+        try await server.run()
+    }
+}

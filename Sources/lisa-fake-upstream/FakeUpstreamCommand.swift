@@ -1,0 +1,30 @@
+import ArgumentParser
+import Hummingbird
+import LISAKitTesting
+import ServiceLifecycle
+import Logging
+
+/// `lisa-fake-upstream`: the fake OpenAI-compatible server of `LISAKitTesting`, standalone.
+@main
+struct FakeUpstreamCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lisa-fake-upstream",
+        abstract: "A fake OpenAI-compatible upstream for tests and benchmarks (echoes the last user message)."
+    )
+
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "Port to listen on (0: any free port, printed on start).") var port = 18000
+    @Option(name: .customLong("chunk-delay-ms"), help: "Pause between streamed chunks.") var chunkDelayMilliseconds = 20
+    @Option(name: .customLong("api-key"), help: "Require this bearer key.") var apiKey: String?
+
+    func run() async throws {
+        var configuration = FakeUpstream.Configuration()
+        configuration.chunkDelay = .milliseconds(chunkDelayMilliseconds)
+        configuration.apiKey = apiKey
+        let app = FakeUpstream(configuration: configuration).makeApplication(host: host, port: port) { port in
+            print("lisa-fake-upstream listening on \(port)")
+        }
+        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "fake")))
+        try await group.run()
+    }
+}

@@ -1,0 +1,286 @@
+import ArgumentParser
+import Foundation
+import LISAKit
+
+/// `lisactl`: control a LISA server from the shell.
+@main
+struct Lisactl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lisactl",
+        abstract: "Control a LISA server: models, chat, embeddings.",
+        discussion: "Defaults come from LISA_URL (http://127.0.0.1:8080) and LISA_API_KEY.",
+        subcommands: [ModelsCommand.self, ChatCommand.self, EmbedCommand.self]
+    )
+
+    /// Accepts the global options before the command group too
+    /// (`lisactl --url U --output json models list`), as the documented synopsis shows.
+    static func main() async {
+        await main(hoistingGlobalOptions(Array(CommandLine.arguments.dropFirst())))
+    }
+
+    /// Moves global options that precede the first command word to the end of the arguments.
+    static func hoistingGlobalOptions(_ arguments: [String]) -> [String] {
+        let valued: Set<String> = ["--url", "--api-key", "--output"]
+        var leading: [String] = []
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            if valued.contains(argument), index + 1 < arguments.count {
+                leading += [argument, arguments[index + 1]]
+                index += 2
+            } else if let name = argument.split(separator: "=", maxSplits: 1).first, argument.contains("="), valued.contains(String(name)) {
+                leading.append(argument)
+                index += 1
+            } else {
+                break
+            }
+        }
+        guard !leading.isEmpty, index < arguments.count else { return arguments }
+        return Array(arguments[index...]) + leading
+    }
+}
+
+/// Options every command takes.
+struct GlobalOptions: ParsableArguments {
+    enum Output: String, ExpressibleByArgument, CaseIterable {
+        case table, json
+    }
+
+    @Option(help: "Server URL (LISA_URL; default http://127.0.0.1:8080).")
+    var url: String?
+
+    @Option(name: .customLong("api-key"), help: "Admin key or API token (LISA_API_KEY).")
+    var apiKey: String?
+
+    @Option(help: "Output format: table or json.")
+    var output: Output = .table
+
+    func makeClient() -> LISAClient {
+        let environment = ProcessInfo.processInfo.environment
+        return LISAClient(
+            baseURL: url ?? environment["LISA_URL"] ?? "http://127.0.0.1:8080",
+            apiKey: apiKey ?? environment["LISA_API_KEY"]
+        )
+    }
+}
+
+/// Runs a command body and turns any failure into one line on stderr and exit code 1.
+func reportingErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as ExitCode {
+        throw error
+    } catch let error as ValidationError {
+        throw error
+    } catch {
+        FileHandle.standardError.write(Data("lisactl: error: \(error)\n".utf8))
+        throw ExitCode.failure
+    }
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+/// Prints rows as aligned columns under a header.
+func printTable(_ header: [String], _ rows: [[String]]) {
+    let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+    for row in [header] + rows {
+        print(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+    }
+}
+
+struct ModelsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "models", abstract: "List, show, register and delete models.",
+        subcommands: [List.self, Get.self, Create.self, Delete.self]
+    )
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List registered models.")
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let models = try await global.makeClient().models()
+                switch global.output {
+                case .json: try printJSON(models.map { ModelView($0) })
+                case .table:
+                    printTable(
+                        ["MODEL ID", "MODEL NAME", "TYPE", "CONTAINER", "STATUS", "SOURCE", "ENDPOINTS"],
+                        models.map { model in
+                            [
+                                model.definition.modelId, model.definition.modelName, model.definition.modelType.rawValue,
+                                model.definition.inferenceContainer.rawValue, model.status, model.source,
+                                model.definition.resolvedEndpoints.map(\.url).joined(separator: ","),
+                            ]
+                        }
+                    )
+                }
+            }
+        }
+    }
+
+    struct Get: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one model.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The model's modelId.") var modelId: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let model = try await global.makeClient().model(id: modelId)
+                switch global.output {
+                case .json: try printJSON(ModelView(model))
+                case .table:
+                    printTable(
+                        ["FIELD", "VALUE"],
+                        [
+                            ["modelId", model.definition.modelId], ["modelName", model.definition.modelName],
+                            ["modelType", model.definition.modelType.rawValue],
+                            ["inferenceContainer", model.definition.inferenceContainer.rawValue],
+                            ["status", model.status], ["source", model.source],
+                            ["streaming", String(model.definition.streaming)],
+                            ["endpoints", model.definition.resolvedEndpoints.map(\.url).joined(separator: ", ")],
+                            ["allowedGroups", model.definition.allowedGroups.joined(separator: ", ")],
+                        ]
+                    )
+                }
+            }
+        }
+    }
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Register a model from a YAML or JSON file.")
+        @OptionGroup var global: GlobalOptions
+        @Option(name: .shortAndLong, help: "A file with one model definition (the fields of a configuration file's models entry).")
+        var file: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let definition = try ModelDefinitionFile.load(path: file)
+                let model = try await global.makeClient().createModel(definition)
+                switch global.output {
+                case .json: try printJSON(ModelView(model))
+                case .table: print("created model \(model.definition.modelId) (\(model.status))")
+                }
+            }
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a model registered through the API.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The model's modelId.") var modelId: String
+
+        func run() async throws {
+            try await reportingErrors {
+                try await global.makeClient().deleteModel(id: modelId)
+                switch global.output {
+                case .json: try printJSON(["modelId": modelId, "deleted": "true"])
+                case .table: print("deleted model \(modelId)")
+                }
+            }
+        }
+    }
+}
+
+/// A model as lisactl prints it in JSON.
+struct ModelView: Encodable {
+    let model: LISAClient.Model
+    init(_ model: LISAClient.Model) { self.model = model }
+
+    enum CodingKeys: String, CodingKey { case source, status }
+
+    func encode(to encoder: any Encoder) throws {
+        try model.definition.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(model.source, forKey: .source)
+        try c.encode(model.status, forKey: .status)
+    }
+}
+
+struct ChatCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chat", abstract: "Send a prompt to a model and stream the answer (reads stdin without a prompt)."
+    )
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .shortAndLong, help: "The model's modelId.") var model: String
+    @Option(name: .customLong("system"), help: "A system prompt.") var systemPrompt: String?
+    @Option(name: .customLong("max-tokens"), help: "Most tokens to generate.") var maxTokens: Int?
+    @Option(help: "Sampling temperature.") var temperature: Double?
+    @Flag(name: .customLong("no-stream"), help: "Wait for the whole answer instead of streaming it.") var noStream = false
+    @Argument(help: "The prompt; read from stdin when absent.") var prompt: [String] = []
+
+    func run() async throws {
+        try await reportingErrors {
+            var text = prompt.joined(separator: " ")
+            if text.isEmpty {
+                text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            guard !text.isEmpty else { throw ValidationError("no prompt: pass it as an argument or on stdin") }
+            var messages: [ChatMessage] = []
+            if let systemPrompt { messages.append(.system(SystemMessage(content: .text(systemPrompt)))) }
+            messages.append(.user(UserMessage(content: .text(text))))
+            var request = ChatCompletionRequest(model: model, messages: messages, maxTokens: maxTokens, temperature: temperature)
+            let client = global.makeClient()
+            if noStream || global.output == .json {
+                request.stream = false
+                let completion = try await client.chatCompletion(request)
+                if global.output == .json {
+                    try printJSON(completion)
+                } else {
+                    print(completion.choices.first?.message.content?.plainText ?? "")
+                }
+                return
+            }
+            let output = FileHandle.standardOutput
+            for try await chunk in client.streamChatCompletion(request) {
+                if let piece = chunk.choices.first?.delta.content, !piece.isEmpty {
+                    output.write(Data(piece.utf8))
+                }
+            }
+            output.write(Data("\n".utf8))
+        }
+    }
+}
+
+struct EmbedCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "embed", abstract: "Compute embeddings of texts.")
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .shortAndLong, help: "The embedding model's modelId.") var model: String
+    @Option(help: "Ask the model for this many dimensions.") var dimensions: Int?
+    @Argument(help: "Texts to embed; stdin when absent.") var texts: [String] = []
+
+    func run() async throws {
+        try await reportingErrors {
+            var inputs = texts
+            if inputs.isEmpty {
+                let text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+                guard !text.isEmpty else { throw ValidationError("no text: pass it as an argument or on stdin") }
+                inputs = [text]
+            }
+            let request = EmbeddingRequest(
+                model: model, input: inputs.count == 1 ? .text(inputs[0]) : .texts(inputs), dimensions: dimensions
+            )
+            let response = try await global.makeClient().embeddings(request)
+            switch global.output {
+            case .json: try printJSON(response)
+            case .table:
+                printTable(
+                    ["INDEX", "DIMENSIONS", "FIRST VALUES"],
+                    response.data.map { item in
+                        let values = item.embedding.floatValues ?? []
+                        return [
+                            String(item.index), String(values.count),
+                            values.prefix(4).map { String(format: "%.4f", $0) }.joined(separator: " ") + (values.count > 4 ? " …" : ""),
+                        ]
+                    }
+                )
+            }
+        }
+    }
+}

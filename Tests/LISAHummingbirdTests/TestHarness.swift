@@ -1,0 +1,119 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import LISAHummingbird
+import LISAKit
+import LISAKitTesting
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOFoundationCompat
+import ServiceLifecycle
+import Testing
+
+let adminKey = "test-admin-key-0123456789"
+
+/// A running LISA in front of a running fake upstream, for one test.
+struct Harness: Sendable {
+    let baseURL: String
+    let upstreamURL: String
+    let fake: FakeUpstream
+    let gateway: Gateway
+
+    /// Starts a fake upstream and a LISA server routed to it, runs `body`, stops both.
+    static func run<T: Sendable>(
+        fake: FakeUpstream = FakeUpstream(),
+        upstreamPort: Int = 0,
+        store: (any StateStore)? = nil,
+        maxRequestBodySize: Int = 1024 * 1024,
+        models: @escaping @Sendable (String) -> [ModelDefinition] = { url in
+            [
+                ModelDefinition(modelId: "chat", modelName: "echo-upstream", modelUrl: url),
+                ModelDefinition(modelId: "embed", modelName: "embed-upstream", modelType: .embedding, modelUrl: url),
+            ]
+        },
+        _ body: @Sendable (Harness) async throws -> T
+    ) async throws -> T {
+        try await fake.withRunning(port: upstreamPort) { upstreamURL in
+            var logger = Logger(label: "lisa-test")
+            logger.logLevel = .critical
+            let store = store ?? MemoryStateStore()
+            let httpClient = OpenAICompatibleProvider.makeHTTPClient()
+            defer { _ = httpClient.shutdown() }
+            let gateway = Gateway(
+                registry: ModelRegistry(), store: store,
+                provider: OpenAICompatibleProvider(httpClient: httpClient), logger: logger
+            )
+            try await gateway.loadModels(configured: models(upstreamURL))
+            let router = Router(context: LISARequestContext.self)
+            LISARoutes(gateway: gateway, adminKey: AdminKeyVerifier(key: adminKey), maxRequestBodySize: maxRequestBodySize)
+                .add(to: router)
+            return try await withRunning(router: router, logger: logger) { port in
+                try await body(Harness(baseURL: "http://127.0.0.1:\(port)", upstreamURL: upstreamURL, fake: fake, gateway: gateway))
+            }
+        }
+    }
+
+    /// POSTs `json` to LISA with the admin key (unless `key` says otherwise).
+    func send(
+        _ path: String, json: String, key: String? = adminKey, headers: [(String, String)] = [("Content-Type", "application/json")]
+    ) async throws -> (status: Int, body: String, headers: HTTPHeaders) {
+        try await send(.POST, path, json: json, key: key, headers: headers)
+    }
+
+    /// Sends a request to LISA with the admin key (unless `key` says otherwise).
+    func send(
+        _ method: HTTPMethod, _ path: String, json: String? = nil, key: String? = adminKey,
+        headers: [(String, String)] = [("Content-Type", "application/json")]
+    ) async throws -> (status: Int, body: String, headers: HTTPHeaders) {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        if let key { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
+        if let json {
+            for (name, value) in headers { request.headers.add(name: name, value: value) }
+            request.body = .bytes(ByteBuffer(string: json))
+        }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let body = try await response.body.collect(upTo: 16 * 1024 * 1024)
+        return (Int(response.status.code), String(buffer: body), response.headers)
+    }
+}
+
+/// Runs a Hummingbird router on a free loopback port for the duration of `body`.
+func withRunning<T: Sendable>(router: Router<LISARequestContext>, logger: Logger, _ body: @Sendable (Int) async throws -> T) async throws -> T {
+    let (ports, continuation) = AsyncStream<Int>.makeStream()
+    let app = Application(
+        router: router, server: .lisaHTTP1(), configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: nil),
+        onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) }, logger: logger
+    )
+    let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+    return try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        var iterator = ports.makeAsyncIterator()
+        let port = await iterator.next() ?? 0
+        defer { tasks.cancelAll() }
+        do {
+            let result = try await body(port)
+            await group.triggerGracefulShutdown()
+            return result
+        } catch {
+            await group.triggerGracefulShutdown()
+            throw error
+        }
+    }
+}
+
+/// Decodes an OpenAI error envelope, failing the test when the body is not one.
+func errorBody(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> ErrorResponse.Body {
+    try JSONDecoder().decode(ErrorResponse.self, from: Data(text.utf8)).error
+}
+
+/// Waits until `condition` holds, checking every 20 ms, for at most `timeout`.
+func eventually(timeout: Duration = .seconds(5), _ condition: @Sendable () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return condition()
+}

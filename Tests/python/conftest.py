@@ -1,0 +1,122 @@
+"""Fixtures that run the real binaries: lisa-fake-upstream and LISAServe."""
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = pathlib.Path(os.environ.get("LISA_BIN_DIR", ROOT / ".build" / "debug"))
+ADMIN_KEY = "pytest-admin-key-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{url} did not become healthy")
+
+
+class Process:
+    """A child process with its output captured to a file."""
+
+    def __init__(self, args, env=None, log=None):
+        self.log_path = log
+        self.log = open(log, "w") if log else subprocess.DEVNULL
+        self.process = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def stop(self, sig=signal.SIGTERM, timeout=15) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.log is not subprocess.DEVNULL:
+            self.log.close()
+        return self.process.returncode
+
+    def output(self) -> str:
+        return pathlib.Path(self.log_path).read_text() if self.log_path else ""
+
+
+@pytest.fixture(scope="session")
+def upstream(tmp_path_factory):
+    port = free_port()
+    proc = Process([str(BIN / "lisa-fake-upstream"), "--port", str(port), "--chunk-delay-ms", "30"],
+                   log=tmp_path_factory.mktemp("fake") / "fake.log")
+    wait_healthy(f"http://127.0.0.1:{port}/health", proc.process)
+    yield f"http://127.0.0.1:{port}/v1"
+    proc.stop()
+
+
+class Lisa:
+    """A running LISAServe."""
+
+    def __init__(self, upstream: str, data_dir: pathlib.Path, admin_key: str | None = ADMIN_KEY, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        config = data_dir.parent / f"lisa-{self.port}.yaml"
+        config.write_text(f"""
+models:
+  - modelId: chat-small
+    modelName: Qwen/Qwen2.5-0.5B-Instruct
+    modelType: textgen
+    inferenceContainer: vllm
+    modelUrl: {upstream}
+  - modelId: embedder
+    modelName: all-MiniLM-L6-v2
+    modelType: embedding
+    inferenceContainer: tei
+    modelUrl: {upstream}
+""")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LISA_")}
+        if admin_key:
+            env["LISA_ADMIN_KEY"] = admin_key
+        self.admin_key = admin_key
+        self.proc = Process([str(BIN / "LISAServe"), "--config", str(config), "--port", str(self.port),
+                             "--data-dir", str(data_dir)], env=env, log=data_dir.parent / f"lisa-{self.port}.log")
+        wait_healthy(self.url + "/health", self.proc.process)
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        return self.proc.stop(sig)
+
+
+@pytest.fixture
+def lisa(upstream, tmp_path):
+    server = Lisa(upstream, tmp_path / "data")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def openai_client(lisa):
+    from openai import OpenAI
+    return OpenAI(base_url=lisa.url + "/v1", api_key=ADMIN_KEY, max_retries=0)
+
+
+def lisactl(lisa: Lisa, *args: str, stdin: str | None = None, key: str | None = ADMIN_KEY):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LISA_")}
+    env["LISA_URL"] = lisa.url
+    if key:
+        env["LISA_API_KEY"] = key
+    return subprocess.run([str(BIN / "lisactl"), *args], env=env, input=stdin, capture_output=True, text=True, timeout=60)

@@ -1,0 +1,106 @@
+"""LISAServe as a process: lisactl, persistence across restarts, the generated admin key, graceful shutdown."""
+import json
+import signal
+import threading
+import time
+
+import openai
+
+from conftest import ADMIN_KEY, Lisa, lisactl
+
+
+def test_lisactl_models_chat_embed(lisa, upstream, tmp_path):
+    spec = tmp_path / "model.yaml"
+    spec.write_text(f"modelId: mistral\nmodelName: mistralai/Mistral-7B\nmodelType: textgen\n"
+                    f"inferenceContainer: vllm\nendpoints: [{{url: '{upstream}', apiKey: sk-never-shown}}]\n")
+    created = lisactl(lisa, "models", "create", "-f", str(spec))
+    assert created.returncode == 0, created.stderr
+    assert "mistral" in created.stdout
+
+    listed = lisactl(lisa, "--output", "json", "models", "list")
+    assert listed.returncode == 0, listed.stderr
+    models = {m["modelId"]: m for m in json.loads(listed.stdout)}
+    assert set(models) == {"chat-small", "embedder", "mistral"}
+    assert models["mistral"]["source"] == "api" and models["chat-small"]["source"] == "configuration"
+    assert "sk-never-shown" not in listed.stdout
+
+    table = lisactl(lisa, "models", "get", "mistral")
+    assert table.returncode == 0 and "InService" in table.stdout
+
+    chat = lisactl(lisa, "chat", "--model", "mistral", "tell me something")
+    assert chat.returncode == 0, chat.stderr
+    assert chat.stdout.strip() == "echo: tell me something"
+    piped = lisactl(lisa, "chat", "-m", "chat-small", stdin="from stdin\n")
+    assert piped.stdout.strip() == "echo: from stdin"
+
+    embed = lisactl(lisa, "--output", "json", "embed", "--model", "embedder", "a text")
+    assert embed.returncode == 0, embed.stderr
+    assert len(json.loads(embed.stdout)["data"][0]["embedding"]) == 8
+
+    deleted = lisactl(lisa, "models", "delete", "mistral")
+    assert deleted.returncode == 0
+    missing = lisactl(lisa, "models", "get", "mistral")
+    assert missing.returncode != 0
+    assert missing.stderr.strip().count("\n") == 0, "one-line error"
+    assert "does not exist" in missing.stderr
+
+    denied = lisactl(lisa, "models", "list", key="wrong")
+    assert denied.returncode != 0 and "401" in denied.stderr
+
+
+def test_registered_model_survives_restart(upstream, tmp_path):
+    data = tmp_path / "data"
+    first = Lisa(upstream, data)
+    spec = tmp_path / "m.json"
+    spec.write_text(json.dumps({"modelId": "kept", "modelName": "kept-upstream", "modelUrl": upstream}))
+    assert lisactl(first, "models", "create", "-f", str(spec)).returncode == 0
+    assert first.stop() == 0
+
+    second = Lisa(upstream, data, port=first.port)
+    try:
+        client = openai.OpenAI(base_url=second.url + "/v1", api_key=ADMIN_KEY, max_retries=0)
+        answer = client.chat.completions.create(model="kept", messages=[{"role": "user", "content": "still here"}])
+        assert answer.choices[0].message.content == "echo: still here"
+    finally:
+        second.stop()
+
+
+def test_generated_admin_key_is_printed_once_and_stored_hashed(upstream, tmp_path):
+    data = tmp_path / "data"
+    first = Lisa(upstream, data, admin_key=None)
+    time.sleep(0.2)
+    output = first.proc.output()
+    keys = [line.strip() for line in output.splitlines() if line.strip().startswith("lisa-admin-")]
+    assert len(keys) == 1, output
+    key = keys[0]
+    client = openai.OpenAI(base_url=first.url + "/v1", api_key=key, max_retries=0)
+    assert [m.id for m in client.models.list()][0] == "chat-small"
+    assert first.stop() == 0
+    for path in data.iterdir():
+        assert key.encode() not in path.read_bytes(), f"{path.name} holds the key in clear"
+
+    second = Lisa(upstream, data, admin_key=None, port=first.port)
+    try:
+        time.sleep(0.2)
+        assert "lisa-admin-" not in second.proc.output(), "the key is shown only once"
+        client = openai.OpenAI(base_url=second.url + "/v1", api_key=key, max_retries=0)
+        assert len(client.models.list().data) == 2
+    finally:
+        second.stop()
+
+
+def test_sigterm_lets_an_inflight_stream_finish(lisa):
+    client = openai.OpenAI(base_url=lisa.url + "/v1", api_key=ADMIN_KEY, max_retries=0)
+    words = " ".join(f"w{i}" for i in range(40))  # about 1.2 s of streaming
+    received = []
+    stream = client.chat.completions.create(model="chat-small", messages=[{"role": "user", "content": words}], stream=True)
+    first = next(iter(stream))
+    received.append(first.choices[0].delta.content or "")
+    stopper = threading.Thread(target=lambda: lisa.proc.process.send_signal(signal.SIGTERM))
+    stopper.start()
+    for chunk in stream:
+        if chunk.choices:
+            received.append(chunk.choices[0].delta.content or "")
+    stopper.join()
+    assert "".join(received) == "echo: " + words
+    assert lisa.proc.process.wait(15) == 0

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh Debian machine with the Swift toolchain:
+# provisions what the tests need, builds once, runs the Swift and Python suites.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Python with the official openai SDK and LangChain, in a venv of our own.
+if ! python3 -m venv --help >/dev/null 2>&1; then
+    apt-get update -q && apt-get install -y -q python3-venv
+fi
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -r Tests/python/requirements.txt
+
+# One debug build of everything: library, executables, examples, tests.
+swift build --build-tests
+
+echo "== Swift tests"
+swift test --skip-build
+
+echo "== Python tests (openai SDK, LangChain, lisactl, LISAServe process)"
+LISA_BIN_DIR="$(swift build --show-bin-path)" .venv/bin/python -m pytest -q Tests/python
