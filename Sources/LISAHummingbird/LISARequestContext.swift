@@ -30,7 +30,12 @@ extension ConnectionAwareRequestContext {
     public func cancellingWhenClientLeaves<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
         guard let channel else { return try await operation() }
         let task = Task { try await operation() }
-        channel.closeFuture.whenComplete { _ in task.cancel() }
+        let watch = ConnectionWatch.of(channel)
+        guard let token = watch.register({ task.cancel() }) else {
+            task.cancel()
+            return try await task.value
+        }
+        defer { watch.unregister(token) }
         return try await withTaskCancellationHandler {
             try await task.value
         } onCancel: {

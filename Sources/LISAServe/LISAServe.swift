@@ -46,9 +46,10 @@ struct LISAServe: AsyncParsableCommand {
             throw ValidationError(error.description)
         }
 
+        let logLevel = configuration.logLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = configuration.logLevel
+            handler.logLevel = logLevel
             return handler
         }
         let logger = Logger(label: "lisa")

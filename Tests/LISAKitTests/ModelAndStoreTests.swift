@@ -66,6 +66,8 @@ struct ModelAndStoreTests {
         var model = ModelDefinition(modelId: "persisted", modelName: "up", modelUrl: "http://127.0.0.1:9/v1")
         model.additionalFields["launch"] = ["command": "vllm serve {modelName} --port {port}"]
         let store = try await SQLiteStateStore.open(path: path, logger: logger)
+        let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+        #expect(mode == 0o600, "the state file holds upstream keys: owner-only")
         try await store.insertModel(model)
         await #expect(throws: LISAError.self) { try await store.insertModel(model) }
         try await store.setSetting("k", to: "v1")

@@ -23,7 +23,13 @@ public final class SQLiteStateStore: StateStore {
     }
 
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    ///
+    /// A new file is created readable by its owner only (it holds upstream API keys); SQLite
+    /// gives its `-wal` and `-shm` files the same mode.
     public static func open(path: String, logger: Logger) async throws -> SQLiteStateStore {
+        if !FileManager.default.fileExists(atPath: path) {
+            FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+        }
         let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
         let store = SQLiteStateStore(connection: connection)
         do {

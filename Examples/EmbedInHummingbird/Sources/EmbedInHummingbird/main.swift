@@ -42,4 +42,4 @@ let app = Application(
     logger: logger
 )
 try await app.runService()
-try await httpClient.shutdown()
+try await httpClient.shutdown().get()
