@@ -30,6 +30,7 @@ public struct LISARoutes: Sendable {
 
     /// Adds the routes and their middleware to `router`.
     public func add<Context: ConnectionAwareRequestContext>(to router: Router<Context>) {
+        router.middlewares.add(RequestIDMiddleware<Context>())
         router.middlewares.add(OpenAIErrorMiddleware<Context>())
 
         router.get("/health") { _, _ in try Self.json(["status": "OK"]) }
@@ -37,6 +38,13 @@ public struct LISARoutes: Sendable {
         router.get("/health/liveliness") { _, _ in try Self.json(["status": "OK"]) }
 
         let api = router.group().add(middleware: AdminKeyMiddleware<Context>(verifier: adminKey))
+        api.get("/metrics") { _, _ in
+            gateway.metrics.refresh(models: gateway.registry.allModels())
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: gateway.metrics.registry.emitToBuffer()))
+            )
+        }
         for prefix in ["/v1", "/v2/serve"] {
             api.get("\(prefix)/models") { _, _ in try Self.encode(gateway.modelList()) }
             api.post("\(prefix)/chat/completions") { request, context in
@@ -72,22 +80,28 @@ public struct LISARoutes: Sendable {
     private func inference<Context: ConnectionAwareRequestContext>(
         _ request: Request,
         context: Context,
-        operation: @escaping @Sendable (ByteBuffer, Logger) async throws(LISAError) -> GatewayResponse
+        operation: @escaping @Sendable (ByteBuffer, InferenceContext) async throws(LISAError) -> GatewayResponse
     ) async throws -> Response {
         let body = try await collectJSON(request)
-        let logger = context.logger
-        let answer = try await context.cancellingWhenClientLeaves {
-            try await operation(body, logger)
+        var headers: [String: String] = [:]
+        for field in request.headers where field.name.canonicalName.hasPrefix("x-") {
+            headers[field.name.canonicalName] = field.value
         }
-        var headers: HTTPFields = [.contentType: answer.contentType]
+        let inference = InferenceContext(
+            requestID: context.logger[metadataKey: "lisa.request_id"].map { "\($0)" } ?? "", headers: headers, logger: context.logger
+        )
+        let answer = try await context.cancellingWhenClientLeaves {
+            try await operation(body, inference)
+        }
+        var responseHeaders: HTTPFields = [.contentType: answer.contentType]
         switch answer.body {
         case .buffer(let buffer):
-            return Response(status: .init(code: answer.status), headers: headers, body: .init(byteBuffer: buffer))
+            return Response(status: .init(code: answer.status), headers: responseHeaders, body: .init(byteBuffer: buffer))
         case .eventStream(let relay):
-            headers[.cacheControl] = "no-cache"
-            headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
+            responseHeaders[.cacheControl] = "no-cache"
+            responseHeaders[HTTPField.Name("X-Accel-Buffering")!] = "no"
             return Response(
-                status: .init(code: answer.status), headers: headers,
+                status: .init(code: answer.status), headers: responseHeaders,
                 body: ResponseBody { [context] writer in
                     // Read the upstream in a task that is cancelled when the client leaves (which
                     // cancels the upstream request); hand each event over with backpressure.

@@ -36,7 +36,7 @@ public final class LISAServer: Sendable {
         self.httpClient = httpClient
         self.store = store
         let gateway = Gateway(
-            registry: ModelRegistry(), store: store,
+            registry: ModelRegistry(defaultPolicy: configuration.loadBalancing), store: store,
             provider: OpenAICompatibleProvider(httpClient: httpClient, timeouts: configuration.upstreamTimeouts),
             logger: logger
         )
@@ -90,7 +90,10 @@ public final class LISAServer: Sendable {
             },
             logger: logger
         )
-        var groupConfiguration = ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        let prober = HealthProber(registry: gateway.registry, httpClient: httpClient, logger: logger)
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [.init(service: app), .init(service: prober)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+        )
         groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownGracePeriod
         let group = ServiceGroup(configuration: groupConfiguration)
         do {

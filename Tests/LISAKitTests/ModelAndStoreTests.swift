@@ -38,23 +38,6 @@ struct ModelAndStoreTests {
         #expect(shown.contains("autoScalingConfig"))
     }
 
-    @Test("round-robin follows weights and offers the other endpoints for fail-over")
-    func weightedRoundRobin() {
-        let registry = ModelRegistry()
-        var definition = ModelDefinition(modelId: "m", modelName: "m")
-        definition.endpoints = [.init(url: "http://a/v1", weight: 3), .init(url: "http://b/v1", weight: 1)]
-        registry.add(definition, source: .api)
-        let model = registry.model("m")!
-        var firsts: [String: Int] = [:]
-        for _ in 0..<400 {
-            let order = model.endpointsForNextRequest()
-            #expect(Set(order.map(\.url)) == ["http://a/v1", "http://b/v1"])
-            firsts[order[0].url, default: 0] += 1
-        }
-        #expect(firsts == ["http://a/v1": 300, "http://b/v1": 100])
-        #expect(!registry.add(definition, source: .api), "a duplicate id is refused")
-    }
-
     @Test("the SQLite store keeps models and settings across reopen")
     func sqlitePersistence() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-store-\(UUID().uuidString)")

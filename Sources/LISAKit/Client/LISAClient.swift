@@ -20,16 +20,18 @@ public struct LISAClient: Sendable {
         public var source: String
         /// The lifecycle status, such as `InService`.
         public var status: String
+        /// Each endpoint's health, circuit, load and latency.
+        public var endpointStatus: [EndpointStatus]
 
-        enum CodingKeys: String, CodingKey { case source, status }
+        enum CodingKeys: String, CodingKey, CaseIterable { case source, status, endpointStatus }
 
         public init(from decoder: any Decoder) throws {
             definition = try ModelDefinition(from: decoder)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             source = try c.decodeIfPresent(String.self, forKey: .source) ?? "api"
             status = try c.decodeIfPresent(String.self, forKey: .status) ?? "unknown"
-            definition.additionalFields.removeValue(forKey: "source")
-            definition.additionalFields.removeValue(forKey: "status")
+            endpointStatus = try c.decodeIfPresent([EndpointStatus].self, forKey: .endpointStatus) ?? []
+            for key in CodingKeys.allCases { definition.additionalFields.removeValue(forKey: key.rawValue) }
         }
     }
 

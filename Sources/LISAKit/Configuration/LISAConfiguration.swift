@@ -22,6 +22,8 @@ public struct LISAConfiguration: Sendable {
     public var upstreamTimeouts = UpstreamTimeouts()
     /// How long in-flight requests may finish after SIGTERM/SIGINT. Default 30 s; `server.shutdownGracePeriodSeconds`.
     public var shutdownGracePeriod: Duration = .seconds(30)
+    /// Balancing policy of models that name none. Default `powerOfTwoChoices`; `routing.loadBalancing`.
+    public var loadBalancing: LoadBalancingPolicy = .powerOfTwoChoices
     /// Log level. Default `info`; `LISA_LOG_LEVEL`, `--log-level`, `logLevel`.
     public var logLevel: Logger.Level = .info
     /// Models declared statically.
@@ -75,6 +77,7 @@ public struct LISAConfiguration: Sendable {
         if let value = file.state?.url { databaseURL = value }
         if let value = file.upstream?.connectTimeoutSeconds { upstreamTimeouts.connect = .milliseconds(Int64(value * 1000)) }
         if let value = file.upstream?.requestTimeoutSeconds { upstreamTimeouts.request = .milliseconds(Int64(value * 1000)) }
+        if let value = file.routing?.loadBalancing { loadBalancing = value }
         if let value = file.logLevel {
             guard let level = Logger.Level(rawValue: value.lowercased()) else {
                 throw ConfigurationError("logLevel '\(value)' is not one of trace, debug, info, notice, warning, error, critical")
@@ -144,6 +147,10 @@ struct ConfigurationFile: Decodable {
         var url: String?
     }
 
+    struct Routing: Decodable {
+        var loadBalancing: LoadBalancingPolicy?
+    }
+
     struct Upstream: Decodable {
         var connectTimeoutSeconds: Double?
         var requestTimeoutSeconds: Double?
@@ -154,12 +161,13 @@ struct ConfigurationFile: Decodable {
     var adminKey: String?
     var state: State?
     var upstream: Upstream?
+    var routing: Routing?
     var logLevel: String?
     var models: [ModelDefinition]?
     var unknownKeys: [String]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case server, dataDir, adminKey, state, upstream, logLevel, models
+        case server, dataDir, adminKey, state, upstream, routing, logLevel, models
     }
 
     init(from decoder: any Decoder) throws {
@@ -169,6 +177,7 @@ struct ConfigurationFile: Decodable {
         adminKey = try c.decodeIfPresent(String.self, forKey: .adminKey)
         state = try c.decodeIfPresent(State.self, forKey: .state)
         upstream = try c.decodeIfPresent(Upstream.self, forKey: .upstream)
+        routing = try c.decodeIfPresent(Routing.self, forKey: .routing)
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel)
         models = try c.decodeIfPresent([ModelDefinition].self, forKey: .models)
         let known = Set(CodingKeys.allCases.map(\.stringValue))

@@ -22,6 +22,9 @@ public struct LISAError: Error, Sendable, Hashable, CustomStringConvertible {
     public let code: String?
     /// Seconds after which a retry may succeed (sent as `Retry-After`).
     public let retryAfter: Int?
+    /// Whether the gateway may retry on another endpoint (nothing reached the client and
+    /// another replica may do better).
+    var isRetriable = false
 
     private init(_ kind: Kind, status: Int, message: String, param: String? = nil, code: String? = nil, retryAfter: Int? = nil) {
         self.kind = kind
@@ -50,6 +53,19 @@ public struct LISAError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "LISAError(\(status) \(type): \(message))" }
+
+    /// A copy the gateway may retry on another endpoint.
+    var markedRetriable: LISAError {
+        var copy = self
+        copy.isRetriable = true
+        return copy
+    }
+
+    /// Whether a fallback model may be tried after this error: upstream failures and rate
+    /// limits, not the caller's own mistakes or a cancelled request.
+    var allowsFallback: Bool {
+        (status >= 500 || status == 429) && code != "cancelled"
+    }
 
     /// 400: the request is malformed or names something invalid.
     public static func invalidRequest(_ message: String, param: String? = nil, code: String? = nil) -> LISAError {

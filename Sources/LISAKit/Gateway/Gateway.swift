@@ -14,15 +14,21 @@ public final class Gateway: Sendable {
     public let registry: ModelRegistry
     public let store: any StateStore
     public let provider: OpenAICompatibleProvider
+    /// The gateway's metrics (served at `/metrics` by LISAServe).
+    public let metrics: GatewayMetrics
     private let logger: Logger
 
     /// The largest upstream body LISA buffers for a non-streaming answer (64 MiB).
     public static let maxBufferedResponseSize = 64 * 1024 * 1024
 
-    public init(registry: ModelRegistry, store: any StateStore, provider: OpenAICompatibleProvider, logger: Logger) {
+    public init(
+        registry: ModelRegistry, store: any StateStore, provider: OpenAICompatibleProvider, metrics: GatewayMetrics = GatewayMetrics(),
+        logger: Logger
+    ) {
         self.registry = registry
         self.store = store
         self.provider = provider
+        self.metrics = metrics
         self.logger = logger
     }
 
@@ -57,7 +63,7 @@ public final class Gateway: Sendable {
     }
 
     /// `POST /v1/chat/completions`.
-    public func chatCompletions(body: ByteBuffer, logger: Logger) async throws(LISAError) -> GatewayResponse {
+    public func chatCompletions(body: ByteBuffer, context: InferenceContext) async throws(LISAError) -> GatewayResponse {
         var request = try Self.decode(ChatCompletionRequest.self, from: body)
         guard !request.messages.isEmpty else {
             throw .invalidRequest("messages must contain at least one message.", param: "messages")
@@ -65,29 +71,38 @@ public final class Gateway: Sendable {
         let model = try resolve(request.model, serving: .textgen)
         let stream = request.stream ?? false
         try checkStreaming(stream, model: model)
-        request.model = model.definition.modelName
-        return try await forward(.chatCompletions, body: try Self.encode(request), model: model, stream: stream, logger: logger)
+        let user = request.user
+        return try await route(.chatCompletions, model: model, stream: stream, user: user, context: context) { modelName throws(LISAError) in
+            request.model = modelName
+            return try Self.encode(request)
+        }
     }
 
     /// `POST /v1/completions`.
-    public func completions(body: ByteBuffer, logger: Logger) async throws(LISAError) -> GatewayResponse {
+    public func completions(body: ByteBuffer, context: InferenceContext) async throws(LISAError) -> GatewayResponse {
         var request = try Self.decode(CompletionRequest.self, from: body)
         let model = try resolve(request.model, serving: .textgen)
         let stream = request.stream ?? false
         try checkStreaming(stream, model: model)
-        request.model = model.definition.modelName
-        return try await forward(.completions, body: try Self.encode(request), model: model, stream: stream, logger: logger)
+        let user = request.user
+        return try await route(.completions, model: model, stream: stream, user: user, context: context) { modelName throws(LISAError) in
+            request.model = modelName
+            return try Self.encode(request)
+        }
     }
 
     /// `POST /v1/embeddings`.
-    public func embeddings(body: ByteBuffer, logger: Logger) async throws(LISAError) -> GatewayResponse {
+    public func embeddings(body: ByteBuffer, context: InferenceContext) async throws(LISAError) -> GatewayResponse {
         var request = try Self.decode(EmbeddingRequest.self, from: body)
         guard !request.input.isEmpty else {
             throw .invalidRequest("input must not be empty.", param: "input")
         }
         let model = try resolve(request.model, serving: .embedding)
-        request.model = model.definition.modelName
-        return try await forward(.embeddings, body: try Self.encode(request), model: model, stream: false, logger: logger)
+        let user = request.user
+        return try await route(.embeddings, model: model, stream: false, user: user, context: context) { modelName throws(LISAError) in
+            request.model = modelName
+            return try Self.encode(request)
+        }
     }
 
     private func resolve(_ modelID: String, serving type: ModelType) throws(LISAError) -> RoutableModel {
@@ -113,54 +128,197 @@ public final class Gateway: Sendable {
         }
     }
 
-    /// Sends the request to the model's next endpoint, failing over to the others when a
-    /// connection cannot be made (nothing was sent, so no work is duplicated).
-    private func forward(
+    /// Routes one request: the model's endpoints (balanced, with retries on another endpoint
+    /// before the first byte), then its fallback models in order.
+    private func route(
         _ operation: UpstreamOperation,
-        body: ByteBuffer,
         model: RoutableModel,
         stream: Bool,
+        user: String?,
+        context: InferenceContext,
+        body: (String) throws(LISAError) -> ByteBuffer
+    ) async throws(LISAError) -> GatewayResponse {
+        let start = ContinuousClock.now
+        let requested = model.definition.modelId
+        let header = (model.definition.sessionHeader ?? "x-session-id").lowercased()
+        let sessionKey = context.headers[header] ?? user
+        var logger = context.logger
+        logger[metadataKey: "lisa.model"] = "\(requested)"
+
+        var candidates = [model]
+        for id in model.definition.fallbacks {
+            if let fallback = registry.model(id), fallback.definition.modelType == model.definition.modelType,
+                !candidates.contains(where: { $0 === fallback })
+            {
+                candidates.append(fallback)
+            }
+        }
+        var lastError: LISAError?
+        for (position, candidate) in candidates.enumerated() {
+            if position > 0 {
+                metrics.fallback(model: requested, to: candidate.definition.modelId)
+                logger.info("falling back", metadata: ["lisa.fallback": "\(candidate.definition.modelId)"])
+            }
+            let upstreamBody = try body(candidate.definition.modelName)
+            do {
+                return try await attempts(
+                    operation, model: candidate, requested: requested, body: upstreamBody, stream: stream, sessionKey: sessionKey,
+                    start: start, logger: logger
+                )
+            } catch {
+                lastError = error
+                if !error.allowsFallback { break }
+            }
+        }
+        let error = lastError ?? .serviceUnavailable("The model '\(requested)' has no endpoint to send the request to.")
+        metrics.request(model: requested, endpoint: "none", status: error.status, duration: ContinuousClock.now - start)
+        throw error
+    }
+
+    /// Tries the model's endpoints, retrying retriable failures within the retry policy and budget.
+    private func attempts(
+        _ operation: UpstreamOperation,
+        model: RoutableModel,
+        requested: String,
+        body: ByteBuffer,
+        stream: Bool,
+        sessionKey: String?,
+        start: ContinuousClock.Instant,
         logger: Logger
     ) async throws(LISAError) -> GatewayResponse {
         let modelID = model.definition.modelId
-        let endpoints = model.endpointsForNextRequest()
-        var lastFailure: UpstreamFailure?
-        for (attempt, endpoint) in endpoints.enumerated() {
-            var logger = logger
-            logger[metadataKey: "lisa.model"] = "\(modelID)"
-            logger[metadataKey: "lisa.endpoint"] = "\(attempt)"
-            let response: UpstreamResponse
-            do {
-                response = try await provider.send(operation, body: body, to: endpoint, stream: stream, logger: logger)
-            } catch {
-                logger.warning("upstream request failed", metadata: ["lisa.reason": "\(error)"])
-                lastFailure = error
-                if error.isSafeToRetry { continue }
+        model.recordRequest(at: monotonicSeconds())
+        var tried: [Int] = []
+        var lastError: LISAError?
+        var generator = SystemRandomNumberGenerator()
+        for attempt in 1...max(model.retry.maxAttempts, 1) {
+            if attempt > 1 {
+                guard model.tryRetry(at: monotonicSeconds()) else {
+                    logger.warning("retry budget exhausted")
+                    break
+                }
+                do {
+                    try await Task.sleep(for: model.retry.backoff(beforeRetry: attempt - 1, using: &generator))
+                } catch {
+                    throw .badGateway("The request was cancelled.", code: "cancelled")
+                }
+            }
+            guard let endpoint = model.pool.choose(affinityKey: sessionKey, excluding: tried, at: monotonicSeconds()) else {
+                if tried.isEmpty {
+                    lastError = LISAError.serviceUnavailable(
+                        "No endpoint of the model '\(modelID)' can take the request: all are unhealthy, open-circuited or at capacity.",
+                        retryAfter: 1
+                    ).markedRetriable
+                }
                 break
             }
-            return try await relay(response, model: model, stream: stream, logger: logger)
+            tried.append(endpoint.index)
+            var endpointLogger = logger
+            endpointLogger[metadataKey: "lisa.endpoint"] = "\(endpoint.index):\(endpoint.label)"
+            do {
+                return try await tryEndpoint(
+                    operation, model: model, requested: requested, endpoint: endpoint, body: body, stream: stream, start: start,
+                    logger: endpointLogger
+                )
+            } catch {
+                lastError = error
+                guard error.isRetriable else { throw error }
+                if attempt < model.retry.maxAttempts {
+                    metrics.retry(model: requested, reason: error.code ?? String(error.status))
+                }
+            }
         }
-        throw Self.error(for: lastFailure, modelID: modelID)
+        throw lastError ?? .serviceUnavailable("The model '\(modelID)' has no endpoint to send the request to.")
     }
 
-    private func relay(_ response: UpstreamResponse, model: RoutableModel, stream: Bool, logger: Logger) async throws(LISAError) -> GatewayResponse {
+    /// One attempt on one endpoint. Throws errors marked retriable when nothing reached the
+    /// client and another endpoint may do better.
+    private func tryEndpoint(
+        _ operation: UpstreamOperation,
+        model: RoutableModel,
+        requested: String,
+        endpoint: Endpoint,
+        body: ByteBuffer,
+        stream: Bool,
+        start: ContinuousClock.Instant,
+        logger: Logger
+    ) async throws(LISAError) -> GatewayResponse {
         let modelID = model.definition.modelId
-        guard (200..<300).contains(response.status) else {
-            let body = try? await response.body.collect(upTo: 1024 * 1024)
-            throw Self.error(forUpstreamStatus: response.status, body: body, headers: response.headers, modelID: modelID, logger: logger)
-        }
-        let contentType = response.headers.first(name: "Content-Type") ?? "application/json"
-        if stream && contentType.lowercased().hasPrefix("text/event-stream") {
-            return GatewayResponse(
-                status: response.status, contentType: "text/event-stream",
-                body: .eventStream(ServerSentEventRelay(body: response.body, modelID: modelID, logger: logger))
-            )
-        }
+        let timeouts = model.definition.timeouts
+        let total = timeouts?.totalSeconds.map { Duration.milliseconds(Int64($0 * 1000)) } ?? provider.timeouts.request
+        let sent = ContinuousClock.now
+        endpoint.begin()
+        let response: UpstreamResponse
         do {
-            let buffer = try await response.body.collect(upTo: Self.maxBufferedResponseSize)
-            return GatewayResponse(status: response.status, contentType: contentType, body: .buffer(buffer))
+            response = try await Self.withFirstByteTimeout(timeouts?.firstByteSeconds) { () async throws(UpstreamFailure) in
+                try await self.provider.send(
+                    operation, body: body, to: endpoint.definition, stream: stream, deadline: .now() + .init(total), logger: logger
+                )
+            }
         } catch {
-            if Task.isCancelled { throw .badGateway("The request was cancelled.") }
+            endpoint.end()
+            logger.warning("upstream request failed", metadata: ["lisa.reason": "\(error)"])
+            switch error.reason {
+            case .connectFailed(let why):
+                endpoint.record(.failure, at: monotonicSeconds())
+                throw LISAError.badGateway(
+                    "No endpoint of the model '\(modelID)' could be reached (\(why)).", code: "upstream_unreachable"
+                ).markedRetriable
+            case .timedOut:
+                endpoint.record(.failure, at: monotonicSeconds())
+                throw .gatewayTimeout("The upstream of model '\(modelID)' did not answer in time.")
+            case .cancelled:
+                endpoint.record(.abandoned, at: monotonicSeconds())
+                throw .badGateway("The request was cancelled.", code: "cancelled")
+            case .other:
+                endpoint.record(.failure, at: monotonicSeconds())
+                throw .badGateway("The upstream of model '\(modelID)' failed before answering.")
+            }
+        }
+        let firstByte = ContinuousClock.now - sent
+        guard (200..<300).contains(response.status) else {
+            let errorBody = try? await response.body.collect(upTo: 1024 * 1024)
+            endpoint.end()
+            let error = Self.error(forUpstreamStatus: response.status, body: errorBody, headers: response.headers, modelID: modelID, logger: logger)
+            switch response.status {
+            case 429:
+                endpoint.record(.abandoned, at: monotonicSeconds())
+                throw error.markedRetriable
+            case 502, 503, 504:
+                endpoint.record(.failure, at: monotonicSeconds())
+                throw error.markedRetriable
+            case 500...:
+                endpoint.record(.failure, at: monotonicSeconds())
+                throw error
+            default:
+                endpoint.record(.success(firstByte: firstByte.seconds), at: monotonicSeconds())
+                metrics.request(model: requested, endpoint: endpoint.label, status: error.status, duration: ContinuousClock.now - start)
+                throw error
+            }
+        }
+        endpoint.record(.success(firstByte: firstByte.seconds), at: monotonicSeconds())
+        let contentType = response.headers.first(name: "Content-Type") ?? "application/json"
+        let metrics = self.metrics
+        if stream && contentType.lowercased().hasPrefix("text/event-stream") {
+            metrics.overhead(model: requested, (ContinuousClock.now - start) - firstByte)
+            let status = response.status
+            let label = endpoint.label
+            let relay = ServerSentEventRelay(body: response.body, modelID: requested, logger: logger) { summary in
+                endpoint.end()
+                if let firstEvent = summary.firstEvent { metrics.timeToFirstToken(model: requested, firstEvent - start) }
+                if let usage = summary.usage { metrics.tokens(model: requested, usage: usage) }
+                if summary.failed { metrics.streamError(model: requested) }
+                metrics.request(model: requested, endpoint: label, status: status, duration: ContinuousClock.now - start)
+            }
+            return GatewayResponse(status: response.status, contentType: "text/event-stream", body: .eventStream(relay))
+        }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await response.body.collect(upTo: Self.maxBufferedResponseSize)
+            endpoint.end()
+        } catch {
+            endpoint.end()
+            if Task.isCancelled { throw .badGateway("The request was cancelled.", code: "cancelled") }
             let failure = UpstreamFailure(classifying: error)
             logger.warning("reading the upstream answer failed", metadata: ["lisa.reason": "\(failure)"])
             if case .timedOut = failure.reason {
@@ -168,21 +326,35 @@ public final class Gateway: Sendable {
             }
             throw .badGateway("The upstream of model '\(modelID)' sent an incomplete or oversized answer.")
         }
+        let finished = ContinuousClock.now
+        metrics.overhead(model: requested, (finished - start) - (finished - sent))
+        metrics.timeToFirstToken(model: requested, finished - start)
+        if let usage = try? JSONDecoder().decode(UsageEnvelope.self, from: buffer).usage {
+            metrics.tokens(model: requested, usage: usage)
+        }
+        metrics.request(model: requested, endpoint: endpoint.label, status: response.status, duration: finished - start)
+        return GatewayResponse(status: response.status, contentType: contentType, body: .buffer(buffer))
     }
 
-    static func error(for failure: UpstreamFailure?, modelID: String) -> LISAError {
-        guard let failure else {
-            return .serviceUnavailable("The model '\(modelID)' has no endpoint to send the request to.")
-        }
-        switch failure.reason {
-        case .connectFailed(let why):
-            return .badGateway("No endpoint of the model '\(modelID)' could be reached (\(why)).", code: "upstream_unreachable")
-        case .timedOut:
-            return .gatewayTimeout("The upstream of model '\(modelID)' did not answer in time.")
-        case .cancelled:
-            return .badGateway("The request was cancelled.", code: "cancelled")
-        case .other:
-            return .badGateway("The upstream of model '\(modelID)' failed before answering.")
+    /// Runs `operation`, failing it with a timeout if it has not returned within `seconds`.
+    static func withFirstByteTimeout<T: Sendable>(
+        _ seconds: Double?, _ operation: @escaping @Sendable () async throws(UpstreamFailure) -> T
+    ) async throws(UpstreamFailure) -> T {
+        guard let seconds else { return try await operation() }
+        do {
+            return try await withThrowingTaskGroup(of: T.self) { group in
+                group.addTask { try await operation() }
+                group.addTask {
+                    try await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+                    throw UpstreamFailure(reason: .timedOut)
+                }
+                defer { group.cancelAll() }
+                return try await group.next()!
+            }
+        } catch let failure as UpstreamFailure {
+            throw failure
+        } catch {
+            throw UpstreamFailure(reason: Task.isCancelled ? .cancelled : .other("\(error)"))
         }
     }
 
@@ -216,19 +388,21 @@ public final class Gateway: Sendable {
     // MARK: - Model registration
 
     /// A registered model as the management API shows it: the definition without secrets,
-    /// where it came from, and its status.
+    /// where it came from, its status, and each endpoint's routing state.
     public struct ModelRecord: Sendable, Encodable {
         public var definition: ModelDefinition
         public var source: ModelSource
         public var status: String
+        public var endpointStatus: [EndpointStatus]
 
-        enum CodingKeys: String, CodingKey { case source, status }
+        enum CodingKeys: String, CodingKey { case source, status, endpointStatus }
 
         public func encode(to encoder: any Encoder) throws {
             try definition.redacted().encode(to: encoder)
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(source, forKey: .source)
             try c.encode(status, forKey: .status)
+            try c.encode(endpointStatus, forKey: .endpointStatus)
         }
     }
 
@@ -275,10 +449,14 @@ public final class Gateway: Sendable {
     }
 
     private static func record(_ model: RoutableModel) -> ModelRecord {
-        ModelRecord(definition: model.definition, source: model.source, status: "InService")
+        ModelRecord(definition: model.definition, source: model.source, status: "InService", endpointStatus: model.pool.endpoints.map(\.status))
     }
 
     // MARK: - JSON
+
+    private struct UsageEnvelope: Decodable {
+        var usage: Usage?
+    }
 
     /// Decodes a request body, reporting the failing JSON path in a 400.
     public static func decode<T: Decodable>(_ type: T.Type, from body: ByteBuffer) throws(LISAError) -> T {
@@ -312,5 +490,13 @@ public final class Gateway: Sendable {
         @unknown default: return nil
         }
         return path.isEmpty ? nil : DecodingError.path(path)
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a `Double`.
+    var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
     }
 }

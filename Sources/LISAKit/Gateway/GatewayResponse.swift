@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
+import Synchronization
 
 /// What the gateway answers an inference request with, independent of any HTTP server.
 public struct GatewayResponse: Sendable {
@@ -22,36 +23,82 @@ public struct GatewayResponse: Sendable {
     }
 }
 
+/// What a relayed stream amounted to, reported once when it ends (completely, with an
+/// error, or because the client went away).
+public struct StreamSummary: Sendable {
+    /// When the first event was relayed.
+    public var firstEvent: ContinuousClock.Instant?
+    /// Token usage from the upstream's last chunk (`stream_options.include_usage`).
+    public var usage: Usage?
+    /// Whether the stream ended with an error event instead of `[DONE]`.
+    public var failed = false
+}
+
 /// Relays an upstream's `text/event-stream` event by event.
 ///
 /// Each element is one or more complete events, exactly as the upstream sent them, yielded
 /// as soon as their terminating blank line arrives. The relay never invents a `[DONE]`: if
 /// the upstream fails or ends the stream before `data: [DONE]`, the last element is an
-/// `event: error` in OpenAI's error shape and the sequence ends.
+/// `event: error` in OpenAI's error shape and the sequence ends. Iterate it once.
 public struct ServerSentEventRelay: AsyncSequence, Sendable {
     public typealias Element = ByteBuffer
 
     private let body: HTTPClientResponse.Body
     private let modelID: String
     private let logger: Logger
+    private let onFinish: @Sendable (StreamSummary) -> Void
 
-    public init(body: HTTPClientResponse.Body, modelID: String, logger: Logger) {
+    /// - Parameter onFinish: called exactly once when the stream ends, however it ends
+    ///   (also when the iterator is dropped because the client left).
+    public init(
+        body: HTTPClientResponse.Body, modelID: String, logger: Logger,
+        onFinish: @escaping @Sendable (StreamSummary) -> Void = { _ in }
+    ) {
         self.body = body
         self.modelID = modelID
         self.logger = logger
+        self.onFinish = onFinish
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(upstream: body.makeAsyncIterator(), modelID: modelID, logger: logger)
+        AsyncIterator(upstream: body.makeAsyncIterator(), modelID: modelID, logger: logger, tracker: Tracker(onFinish))
+    }
+
+    /// Collects the summary and reports it once: at the end, or when the iterator goes away.
+    final class Tracker: Sendable {
+        private let state: Mutex<(summary: StreamSummary, reported: Bool)>
+        private let onFinish: @Sendable (StreamSummary) -> Void
+
+        init(_ onFinish: @escaping @Sendable (StreamSummary) -> Void) {
+            self.onFinish = onFinish
+            self.state = Mutex((StreamSummary(), false))
+        }
+
+        func update(_ change: (inout StreamSummary) -> Void) {
+            state.withLock { change(&$0.summary) }
+        }
+
+        func finish() {
+            let summary: StreamSummary? = state.withLock { state in
+                guard !state.reported else { return nil }
+                state.reported = true
+                return state.summary
+            }
+            if let summary { onFinish(summary) }
+        }
+
+        deinit { finish() }
     }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         var upstream: HTTPClientResponse.Body.AsyncIterator
         let modelID: String
         let logger: Logger
+        let tracker: Tracker
         var parser = ServerSentEventParser()
         var finished = false
         var sawDone = false
+        var sawFirst = false
 
         public mutating func next() async throws -> ByteBuffer? {
             guard !finished else { return nil }
@@ -61,42 +108,63 @@ public struct ServerSentEventRelay: AsyncSequence, Sendable {
                     chunk = try await upstream.next()
                 } catch {
                     finished = true
-                    if Task.isCancelled || error is CancellationError { throw CancellationError() }
+                    if Task.isCancelled || error is CancellationError {
+                        tracker.finish()
+                        throw CancellationError()
+                    }
                     let failure = UpstreamFailure(classifying: error)
-                    logger.warning(
-                        "upstream stream failed", metadata: ["lisa.model": "\(modelID)", "lisa.reason": "\(failure)"]
-                    )
+                    logger.warning("upstream stream failed", metadata: ["lisa.reason": "\(failure)"])
                     let lisaError: LISAError =
                         if case .timedOut = failure.reason {
                             .gatewayTimeout("The upstream of model '\(modelID)' timed out during the stream.")
                         } else {
                             .badGateway("The upstream of model '\(modelID)' failed during the stream.")
                         }
-                    return Self.encode(.error(lisaError.body))
+                    return fail(lisaError)
                 }
                 guard let chunk else {
                     finished = true
-                    if sawDone { return nil }
-                    logger.warning("upstream stream ended before [DONE]", metadata: ["lisa.model": "\(modelID)"])
-                    return Self.encode(
-                        .error(LISAError.badGateway("The upstream of model '\(modelID)' ended the stream before it was complete.").body)
-                    )
+                    if sawDone {
+                        tracker.finish()
+                        return nil
+                    }
+                    logger.warning("upstream stream ended before [DONE]")
+                    return fail(.badGateway("The upstream of model '\(modelID)' ended the stream before it was complete."))
                 }
                 let events = parser.feed(chunk)
                 guard !events.isEmpty else { continue }
                 var output = ByteBuffer()
                 for parsed in events {
-                    if parsed.event.isDone { sawDone = true }
+                    if parsed.event.isDone {
+                        sawDone = true
+                    } else if parsed.event.data.contains("\"usage\""), let usage = Self.usage(in: parsed.event.data) {
+                        tracker.update { $0.usage = usage }
+                    }
                     output.writeImmutableBuffer(parsed.raw)
+                }
+                if !sawFirst {
+                    sawFirst = true
+                    let now = ContinuousClock.now
+                    tracker.update { $0.firstEvent = now }
                 }
                 return output
             }
         }
 
-        private static func encode(_ event: ServerSentEvent) -> ByteBuffer {
+        private func fail(_ error: LISAError) -> ByteBuffer {
+            tracker.update { $0.failed = true }
+            tracker.finish()
             var buffer = ByteBuffer()
-            event.write(to: &buffer)
+            ServerSentEvent.error(error.body).write(to: &buffer)
             return buffer
+        }
+
+        private struct UsageChunk: Decodable {
+            var usage: Usage?
+        }
+
+        private static func usage(in data: String) -> Usage? {
+            try? JSONDecoder().decode(UsageChunk.self, from: Data(data.utf8)).usage
         }
     }
 }

@@ -59,20 +59,24 @@ public struct EndpointDefinition: Sendable, Hashable, Codable {
     public var weight: Int
     /// Sent upstream as `Authorization: Bearer …`. Never returned by the API or logged.
     public var apiKey: String?
+    /// Most requests in flight at once on this endpoint; `nil` for no cap.
+    public var maxInFlight: Int?
 
-    public init(url: String, weight: Int = 1, apiKey: String? = nil) {
+    public init(url: String, weight: Int = 1, apiKey: String? = nil, maxInFlight: Int? = nil) {
         self.url = url
         self.weight = weight
         self.apiKey = apiKey
+        self.maxInFlight = maxInFlight
     }
 
-    enum CodingKeys: String, CodingKey { case url, weight, apiKey }
+    enum CodingKeys: String, CodingKey { case url, weight, apiKey, maxInFlight }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         url = try c.decode(String.self, forKey: .url)
         weight = try c.decodeIfPresent(Int.self, forKey: .weight) ?? 1
         apiKey = try c.decodeIfPresent(String.self, forKey: .apiKey)
+        maxInFlight = try c.decodeIfPresent(Int.self, forKey: .maxInFlight)
     }
 }
 
@@ -97,6 +101,18 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
     public var allowedGroups: [String]
     /// Free-form feature flags, kept as given.
     public var features: JSONValue?
+    /// How requests are spread over the endpoints; `nil`: the global default (power of two choices).
+    public var loadBalancing: LoadBalancingPolicy?
+    /// For `sessionAffinity`: the request header holding the session key (default
+    /// `x-session-id`; the OpenAI `user` field is used when the header is absent).
+    public var sessionHeader: String?
+    /// Models to try, in order, when every endpoint of this one failed.
+    public var fallbacks: [String]
+    public var timeouts: ModelTimeouts?
+    /// Active probes; `nil`: none (passive outlier detection still applies).
+    public var healthCheck: HealthCheckConfiguration?
+    public var circuitBreaker: CircuitBreaker.Configuration?
+    public var retry: RetryConfiguration?
     public var additionalFields: [String: JSONValue]
 
     public init(
@@ -117,12 +133,13 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
         self.endpoints = endpoints
         self.streaming = streaming
         self.allowedGroups = allowedGroups
+        self.fallbacks = []
         self.additionalFields = [:]
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case modelId, modelName, modelType, inferenceContainer, hostingType, modelUrl, endpoints, streaming, allowedGroups,
-            features
+            features, loadBalancing, sessionHeader, fallbacks, timeouts, healthCheck, circuitBreaker, retry
     }
 
     public init(from decoder: any Decoder) throws {
@@ -137,6 +154,13 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
         streaming = try c.decodeIfPresent(Bool.self, forKey: .streaming) ?? true
         allowedGroups = try c.decodeIfPresent([String].self, forKey: .allowedGroups) ?? []
         features = try c.decodeIfPresent(JSONValue.self, forKey: .features)
+        loadBalancing = try c.decodeIfPresent(LoadBalancingPolicy.self, forKey: .loadBalancing)
+        sessionHeader = try c.decodeIfPresent(String.self, forKey: .sessionHeader)
+        fallbacks = try c.decodeIfPresent([String].self, forKey: .fallbacks) ?? []
+        timeouts = try c.decodeIfPresent(ModelTimeouts.self, forKey: .timeouts)
+        healthCheck = try c.decodeIfPresent(HealthCheckConfiguration.self, forKey: .healthCheck)
+        circuitBreaker = try c.decodeIfPresent(CircuitBreaker.Configuration.self, forKey: .circuitBreaker)
+        retry = try c.decodeIfPresent(RetryConfiguration.self, forKey: .retry)
         additionalFields = try decoder.additionalFields(excluding: CodingKeys.self)
     }
 
@@ -154,18 +178,26 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
         try c.encode(streaming, forKey: .streaming)
         try c.encode(allowedGroups, forKey: .allowedGroups)
         try c.encodeIfPresent(features, forKey: .features)
+        try c.encodeIfPresent(loadBalancing, forKey: .loadBalancing)
+        try c.encodeIfPresent(sessionHeader, forKey: .sessionHeader)
+        if !fallbacks.isEmpty { try c.encode(fallbacks, forKey: .fallbacks) }
+        try c.encodeIfPresent(timeouts, forKey: .timeouts)
+        try c.encodeIfPresent(healthCheck, forKey: .healthCheck)
+        try c.encodeIfPresent(circuitBreaker, forKey: .circuitBreaker)
+        try c.encodeIfPresent(retry, forKey: .retry)
         try encoder.encodeAdditionalFields(additionalFields)
     }
 
     private struct StoredEndpoint: Encodable {
         let endpoint: EndpointDefinition
         init(_ endpoint: EndpointDefinition) { self.endpoint = endpoint }
-        enum CodingKeys: String, CodingKey { case url, weight, apiKey }
+        enum CodingKeys: String, CodingKey { case url, weight, apiKey, maxInFlight }
         func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(endpoint.url, forKey: .url)
             try c.encode(endpoint.weight, forKey: .weight)
             try c.encodeIfPresent(endpoint.apiKey, forKey: .apiKey)
+            try c.encodeIfPresent(endpoint.maxInFlight, forKey: .maxInFlight)
         }
     }
 
@@ -179,7 +211,7 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
     /// A copy safe to show: endpoint API keys removed.
     public func redacted() -> ModelDefinition {
         var copy = self
-        copy.endpoints = copy.endpoints.map { EndpointDefinition(url: $0.url, weight: $0.weight, apiKey: nil) }
+        copy.endpoints = copy.endpoints.map { EndpointDefinition(url: $0.url, weight: $0.weight, apiKey: nil, maxInFlight: $0.maxInFlight) }
         return copy
     }
 
@@ -200,6 +232,24 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
             throw .invalidRequest("modelType must be 'textgen' or 'embedding', not '\(value)'.", param: "modelType")
         }
         try validateEndpoints()
+        if fallbacks.contains(modelId) {
+            throw .invalidRequest("A model cannot be its own fallback.", param: "fallbacks")
+        }
+        if let retry, !(1...10).contains(retry.maxAttempts) {
+            throw .invalidRequest("retry.maxAttempts must be between 1 and 10.", param: "retry.maxAttempts")
+        }
+        if let retry, !(0...1).contains(retry.budgetRatio) {
+            throw .invalidRequest("retry.budgetRatio must be between 0 and 1.", param: "retry.budgetRatio")
+        }
+        if let circuitBreaker, circuitBreaker.failureThreshold < 1 || circuitBreaker.cooldownSeconds < 0 {
+            throw .invalidRequest("circuitBreaker needs failureThreshold ≥ 1 and cooldownSeconds ≥ 0.", param: "circuitBreaker")
+        }
+        if let timeouts, (timeouts.firstByteSeconds ?? 1) <= 0 || (timeouts.totalSeconds ?? 1) <= 0 {
+            throw .invalidRequest("timeouts must be positive.", param: "timeouts")
+        }
+        if let healthCheck, !healthCheck.path.hasPrefix("/") || healthCheck.intervalSeconds <= 0 || healthCheck.timeoutSeconds <= 0 {
+            throw .invalidRequest("healthCheck needs a path starting with '/' and positive interval and timeout.", param: "healthCheck")
+        }
     }
 
     private func validateEndpoints() throws(LISAError) {
@@ -219,6 +269,9 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
             }
             guard endpoint.weight >= 1 && endpoint.weight <= 1000 else {
                 throw .invalidRequest("Endpoint weight must be between 1 and 1000.", param: "endpoints[\(index)].weight")
+            }
+            if let cap = endpoint.maxInFlight, cap < 1 {
+                throw .invalidRequest("maxInFlight must be at least 1.", param: "endpoints[\(index)].maxInFlight")
             }
         }
     }

@@ -66,6 +66,7 @@ public struct OpenAICompatibleProvider: Sendable {
         body: ByteBuffer,
         to endpoint: EndpointDefinition,
         stream: Bool,
+        deadline: NIODeadline? = nil,
         logger: Logger
     ) async throws(UpstreamFailure) -> UpstreamResponse {
         var base = endpoint.url
@@ -79,7 +80,7 @@ public struct OpenAICompatibleProvider: Sendable {
         }
         request.body = .bytes(body)
         do {
-            let response = try await httpClient.execute(request, deadline: .now() + .init(timeouts.request), logger: logger)
+            let response = try await httpClient.execute(request, deadline: deadline ?? .now() + .init(timeouts.request), logger: logger)
             return UpstreamResponse(status: Int(response.status.code), headers: response.headers, body: response.body)
         } catch {
             throw UpstreamFailure(classifying: error)

@@ -1,0 +1,38 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// Gives every request an id: the client's `X-Request-Id` when it is a sane token (≤ 128
+/// characters of letters, digits, `-`, `_`, `.`, `:`), otherwise a new one. The id is logged
+/// as `lisa.request_id` and returned in the response's `X-Request-Id`, errors included.
+public struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
+    static var headerName: HTTPField.Name { HTTPField.Name("X-Request-Id")! }
+
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let id = Self.acceptable(request.headers[Self.headerName]) ?? Self.generate()
+        var context = context
+        context.logger[metadataKey: "lisa.request_id"] = "\(id)"
+        var response = try await next(request, context)
+        response.headers[Self.headerName] = id
+        return response
+    }
+
+    static func acceptable(_ value: String?) -> String? {
+        guard let value, (1...128).contains(value.utf8.count),
+            value.utf8.allSatisfy({ byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                    || byte == 0x2D || byte == 0x5F || byte == 0x2E || byte == 0x3A
+            })
+        else { return nil }
+        return value
+    }
+
+    static func generate() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let high = generator.next() as UInt64
+        let low = generator.next() as UInt32
+        return "req-" + String(high, radix: 16) + String(low, radix: 16)
+    }
+}

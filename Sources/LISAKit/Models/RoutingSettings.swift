@@ -1,0 +1,74 @@
+import Foundation
+
+/// Per-model timeouts. The connect timeout is global (`upstream.connectTimeoutSeconds`).
+public struct ModelTimeouts: Sendable, Hashable, Codable {
+    /// Longest wait for the upstream's response head. `nil`: no limit but the total.
+    public var firstByteSeconds: Double?
+    /// Longest a whole request may take, streaming included. `nil`: the global `upstream.requestTimeoutSeconds`.
+    public var totalSeconds: Double?
+
+    public init(firstByteSeconds: Double? = nil, totalSeconds: Double? = nil) {
+        self.firstByteSeconds = firstByteSeconds
+        self.totalSeconds = totalSeconds
+    }
+}
+
+/// Active health probes of a model's endpoints.
+public struct HealthCheckConfiguration: Sendable, Hashable, Codable {
+    /// Path probed on each endpoint's origin (scheme, host and port of its URL). Default `/health`.
+    public var path: String = "/health"
+    public var intervalSeconds: Double = 10
+    public var timeoutSeconds: Double = 2
+    public var healthyThreshold: Int = 2
+    public var unhealthyThreshold: Int = 3
+
+    public init(path: String = "/health", intervalSeconds: Double = 10, timeoutSeconds: Double = 2) {
+        self.path = path
+        self.intervalSeconds = intervalSeconds
+        self.timeoutSeconds = timeoutSeconds
+    }
+
+    enum CodingKeys: String, CodingKey { case path, intervalSeconds, timeoutSeconds, healthyThreshold, unhealthyThreshold }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        path = try c.decodeIfPresent(String.self, forKey: .path) ?? "/health"
+        intervalSeconds = try c.decodeIfPresent(Double.self, forKey: .intervalSeconds) ?? 10
+        timeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .timeoutSeconds) ?? 2
+        healthyThreshold = try c.decodeIfPresent(Int.self, forKey: .healthyThreshold) ?? 2
+        unhealthyThreshold = try c.decodeIfPresent(Int.self, forKey: .unhealthyThreshold) ?? 3
+    }
+}
+
+/// Retries before the first byte reached the client.
+public struct RetryConfiguration: Sendable, Hashable, Codable {
+    /// Attempts in all, the first included. Default 3.
+    public var maxAttempts: Int = 3
+    /// Share of requests that may be retried over 10 s (default 0.2), on top of 1 retry a second.
+    public var budgetRatio: Double = 0.2
+    /// Backoff before retry n is random in 0…min(max, base × 2ⁿ). Defaults 25 ms and 1000 ms.
+    public var backoffBaseMilliseconds: Double = 25
+    public var backoffMaxMilliseconds: Double = 1000
+
+    public init(maxAttempts: Int = 3, budgetRatio: Double = 0.2) {
+        self.maxAttempts = maxAttempts
+        self.budgetRatio = budgetRatio
+    }
+
+    enum CodingKeys: String, CodingKey { case maxAttempts, budgetRatio, backoffBaseMilliseconds, backoffMaxMilliseconds }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        maxAttempts = try c.decodeIfPresent(Int.self, forKey: .maxAttempts) ?? 3
+        budgetRatio = try c.decodeIfPresent(Double.self, forKey: .budgetRatio) ?? 0.2
+        backoffBaseMilliseconds = try c.decodeIfPresent(Double.self, forKey: .backoffBaseMilliseconds) ?? 25
+        backoffMaxMilliseconds = try c.decodeIfPresent(Double.self, forKey: .backoffMaxMilliseconds) ?? 1000
+    }
+
+    /// The pause before retry number `retry` (1 for the first retry), with full jitter.
+    public func backoff(beforeRetry retry: Int, using random: inout some RandomNumberGenerator) -> Duration {
+        let cap = min(backoffMaxMilliseconds, backoffBaseMilliseconds * pow(2, Double(max(retry - 1, 0))))
+        guard cap > 0 else { return .zero }
+        return .microseconds(Int64(Double.random(in: 0...cap, using: &random) * 1000))
+    }
+}

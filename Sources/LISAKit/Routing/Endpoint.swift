@@ -1,0 +1,181 @@
+import Foundation
+import Synchronization
+
+/// Seconds on a monotonic clock, for the routing state machines.
+@inline(__always)
+func monotonicSeconds() -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds) / 1_000_000_000
+}
+
+/// One replica of a model at run time: its definition plus what routing has learned of it
+/// (requests in flight, latency, circuit, probe health).
+public final class Endpoint: Sendable {
+    public let definition: EndpointDefinition
+    /// Position in its pool.
+    public let index: Int
+    /// `host:port` of the URL (never credentials), for logs and metrics.
+    public let label: String
+
+    private let inFlightCount = Atomic<Int>(0)
+    private let state: Mutex<State>
+
+    private struct State {
+        var latency = PeakEWMA()
+        var circuit: CircuitBreaker
+        var probe: ProbeHealth
+        var nextProbe: Double = 0
+    }
+
+    init(definition: EndpointDefinition, index: Int, circuit: CircuitBreaker.Configuration, health: HealthCheckConfiguration?) {
+        self.definition = definition
+        self.index = index
+        self.label = Self.label(for: definition.url)
+        self.state = Mutex(
+            State(
+                circuit: CircuitBreaker(configuration: circuit),
+                probe: ProbeHealth(healthyThreshold: health?.healthyThreshold ?? 2, unhealthyThreshold: health?.unhealthyThreshold ?? 3)
+            )
+        )
+    }
+
+    static func label(for url: String) -> String {
+        guard let components = URLComponents(string: url), let host = components.host else { return "endpoint" }
+        if let port = components.port { return "\(host):\(port)" }
+        return host
+    }
+
+    /// Requests in flight now.
+    public var inFlight: Int { inFlightCount.load(ordering: .relaxed) }
+
+    /// The load the balancer sees, or `nil` when the endpoint may not take a request now
+    /// (probe-unhealthy, circuit open, or at its `maxInFlight`).
+    func load(at now: Double) -> EndpointLoad? {
+        let inFlight = inFlightCount.load(ordering: .relaxed)
+        if let cap = definition.maxInFlight, inFlight >= cap { return nil }
+        return state.withLock { state in
+            guard state.probe.isHealthy, state.circuit.isAvailable(at: now) else { return nil }
+            return EndpointLoad(index: index, weight: definition.weight, inFlight: inFlight, latency: state.latency.value)
+        }
+    }
+
+    /// Claims the circuit for one request (takes the half-open trial when there is one).
+    func acquire(at now: Double) -> Bool {
+        state.withLock { $0.circuit.acquire(at: now) }
+    }
+
+    func begin() { inFlightCount.add(1, ordering: .relaxed) }
+    func end() { inFlightCount.subtract(1, ordering: .relaxed) }
+
+    /// An outcome of a request, for the circuit breaker and the latency estimate.
+    enum Outcome {
+        case success(firstByte: Double)
+        case failure
+        case abandoned
+    }
+
+    func record(_ outcome: Outcome, at now: Double) {
+        state.withLock { state in
+            switch outcome {
+            case .success(let firstByte):
+                state.circuit.recordSuccess()
+                state.latency.observe(firstByte, at: now)
+            case .failure:
+                state.circuit.recordFailure(at: now)
+            case .abandoned:
+                state.circuit.recordAbandoned()
+            }
+        }
+    }
+
+    /// Records an active probe result; returns whether health changed.
+    @discardableResult
+    func recordProbe(success: Bool) -> Bool {
+        state.withLock { $0.probe.record(success: success) }
+    }
+
+    /// Whether a probe is due at `now`; if so, schedules the next one.
+    func claimProbe(at now: Double, interval: Double) -> Bool {
+        state.withLock { state in
+            guard now >= state.nextProbe else { return false }
+            state.nextProbe = now + interval
+            return true
+        }
+    }
+
+    /// What the admin view and metrics show of the endpoint.
+    public var status: EndpointStatus {
+        let inFlight = inFlightCount.load(ordering: .relaxed)
+        return state.withLock { state in
+            EndpointStatus(
+                url: definition.url, weight: definition.weight, healthy: state.probe.isHealthy,
+                circuit: state.circuit.state.name, inFlight: inFlight, ewmaLatencyMilliseconds: state.latency.value * 1000
+            )
+        }
+    }
+}
+
+/// An endpoint's routing state, as `GET /models/{id}` shows it.
+public struct EndpointStatus: Sendable, Hashable, Codable {
+    public var url: String
+    public var weight: Int
+    /// Active-probe health (always `true` without probes).
+    public var healthy: Bool
+    /// `closed`, `open` or `half_open`.
+    public var circuit: String
+    public var inFlight: Int
+    public var ewmaLatencyMilliseconds: Double
+}
+
+/// A model's endpoints and the balancer that chooses among them.
+public final class EndpointPool: Sendable {
+    public let endpoints: [Endpoint]
+    public let policy: LoadBalancingPolicy
+    private let cursor = Atomic<Int>(0)
+    private let smooth = Mutex(SmoothWeightedRoundRobin())
+    private let ring: HashRing?
+
+    init(definition: ModelDefinition, defaultPolicy: LoadBalancingPolicy) {
+        let circuit = definition.circuitBreaker ?? CircuitBreaker.Configuration()
+        self.endpoints = definition.resolvedEndpoints.enumerated().map { index, endpoint in
+            Endpoint(definition: endpoint, index: index, circuit: circuit, health: definition.healthCheck)
+        }
+        self.policy = definition.loadBalancing ?? defaultPolicy
+        self.ring = policy == .sessionAffinity ? HashRing(weights: endpoints.map(\.definition.weight)) : nil
+    }
+
+    /// Chooses an endpoint for one attempt and claims its circuit, or `nil` when none may
+    /// take a request now.
+    ///
+    /// - Parameters:
+    ///   - affinityKey: the session key, for `sessionAffinity`.
+    ///   - excluded: indices already tried by this request.
+    public func choose(affinityKey: String?, excluding excluded: [Int] = [], at now: Double) -> Endpoint? {
+        var candidates = endpoints.compactMap { endpoint in
+            excluded.contains(endpoint.index) ? nil : endpoint.load(at: now)
+        }
+        var generator = SystemRandomNumberGenerator()
+        while !candidates.isEmpty {
+            let position: Int
+            switch policy {
+            case .roundRobin:
+                position = Int(UInt(bitPattern: cursor.add(1, ordering: .relaxed).oldValue) % UInt(candidates.count))
+            case .weightedRoundRobin:
+                position = smooth.withLock { $0.next(candidates) }
+            case .leastOutstanding:
+                position = LoadBalancer.leastOutstanding(candidates, using: &generator)
+            case .powerOfTwoChoices:
+                position = LoadBalancer.powerOfTwoChoices(candidates, using: &generator)
+            case .sessionAffinity:
+                if let affinityKey, let ring {
+                    position = LoadBalancer.boundedLoadHash(key: affinityKey, ring: ring, candidates: candidates)
+                } else {
+                    position = LoadBalancer.powerOfTwoChoices(candidates, using: &generator)
+                }
+            }
+            let endpoint = endpoints[candidates[position].index]
+            if endpoint.acquire(at: now) { return endpoint }
+            candidates.remove(at: position)
+        }
+        return nil
+    }
+}

@@ -1,0 +1,78 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// Probes the endpoints of every model that has a `healthCheck`, on its interval, and marks
+/// them healthy or unhealthy after the configured number of consecutive results. Unhealthy
+/// endpoints get no traffic. Run it in the server's `ServiceGroup`; it stops on graceful
+/// shutdown.
+public struct HealthProber: Service {
+    let registry: ModelRegistry
+    let httpClient: HTTPClient
+    let logger: Logger
+    /// How often due probes are looked for. Default 100 ms.
+    var tick: Duration = .milliseconds(100)
+
+    public init(registry: ModelRegistry, httpClient: HTTPClient, logger: Logger) {
+        self.registry = registry
+        self.httpClient = httpClient
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                while !Task.isCancelled {
+                    let now = monotonicSeconds()
+                    for model in registry.allModels() {
+                        guard let check = model.definition.healthCheck else { continue }
+                        for endpoint in model.pool.endpoints where endpoint.claimProbe(at: now, interval: check.intervalSeconds) {
+                            group.addTask { await probe(endpoint, model: model.definition.modelId, check: check) }
+                        }
+                    }
+                    try? await Task.sleep(for: tick)
+                }
+            }
+        }
+    }
+
+    /// Probes one endpoint once and records the result.
+    func probe(_ endpoint: Endpoint, model: String, check: HealthCheckConfiguration) async {
+        let success: Bool
+        if let url = Self.probeURL(endpoint.definition.url, path: check.path) {
+            var request = HTTPClientRequest(url: url)
+            if let apiKey = endpoint.definition.apiKey, !apiKey.isEmpty {
+                request.headers.add(name: "Authorization", value: "Bearer \(apiKey)")
+            }
+            do {
+                let response = try await httpClient.execute(request, deadline: .now() + .milliseconds(Int64(check.timeoutSeconds * 1000)))
+                _ = try? await response.body.collect(upTo: 64 * 1024)
+                success = (200..<300).contains(response.status.code)
+            } catch {
+                success = false
+            }
+        } else {
+            success = false
+        }
+        if endpoint.recordProbe(success: success) {
+            let metadata: Logger.Metadata = ["lisa.model": "\(model)", "lisa.endpoint": "\(endpoint.index):\(endpoint.label)"]
+            if success {
+                logger.info("endpoint healthy again", metadata: metadata)
+            } else {
+                logger.warning("endpoint unhealthy: probes failing", metadata: metadata)
+            }
+        }
+    }
+
+    /// The probe URL: the endpoint URL's scheme, host and port with the check's path.
+    static func probeURL(_ endpointURL: String, path: String) -> String? {
+        guard var components = URLComponents(string: endpointURL), components.host != nil else { return nil }
+        components.path = path
+        components.query = nil
+        components.user = nil
+        components.password = nil
+        return components.string
+    }
+}
