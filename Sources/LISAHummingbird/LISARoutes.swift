@@ -109,9 +109,7 @@ public struct LISARoutes: Sendable {
                     let reader = Task {
                         do {
                             try await context.cancellingWhenClientLeaves {
-                                for try await chunk in relay {
-                                    await events.send(chunk)
-                                }
+                                try await relay.pump { chunk in await events.send(chunk) }
                             }
                             events.finish()
                         } catch {

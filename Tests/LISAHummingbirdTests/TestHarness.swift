@@ -26,6 +26,7 @@ struct Harness: Sendable {
         upstreamPort: Int = 0,
         store: (any StateStore)? = nil,
         maxRequestBodySize: Int = 1024 * 1024,
+        probes: Bool = false,
         models: @escaping @Sendable (String) -> [ModelDefinition] = { url in
             [
                 ModelDefinition(modelId: "chat", modelName: "echo-upstream", modelUrl: url),
@@ -48,7 +49,8 @@ struct Harness: Sendable {
             let router = Router(context: LISARequestContext.self)
             LISARoutes(gateway: gateway, adminKey: AdminKeyVerifier(key: adminKey), maxRequestBodySize: maxRequestBodySize)
                 .add(to: router)
-            return try await withRunning(router: router, logger: logger) { port in
+            let services: [any Service] = probes ? [HealthProber(registry: gateway.registry, httpClient: httpClient, logger: logger)] : []
+            return try await withRunning(router: router, services: services, logger: logger) { port in
                 try await body(Harness(baseURL: "http://127.0.0.1:\(port)", upstreamURL: upstreamURL, fake: fake, gateway: gateway))
             }
         }
@@ -80,13 +82,15 @@ struct Harness: Sendable {
 }
 
 /// Runs a Hummingbird router on a free loopback port for the duration of `body`.
-func withRunning<T: Sendable>(router: Router<LISARequestContext>, logger: Logger, _ body: @Sendable (Int) async throws -> T) async throws -> T {
+func withRunning<T: Sendable>(
+    router: Router<LISARequestContext>, services: [any Service] = [], logger: Logger, _ body: @Sendable (Int) async throws -> T
+) async throws -> T {
     let (ports, continuation) = AsyncStream<Int>.makeStream()
     let app = Application(
         router: router, server: .lisaHTTP1(), configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: nil),
         onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) }, logger: logger
     )
-    let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+    let group = ServiceGroup(configuration: .init(services: [app] + services, logger: logger))
     return try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask { try await group.run() }
         var iterator = ports.makeAsyncIterator()
@@ -116,4 +120,34 @@ func eventually(timeout: Duration = .seconds(5), _ condition: @Sendable () -> Bo
         try? await Task.sleep(for: .milliseconds(20))
     }
     return condition()
+}
+
+/// A loopback port that was free a moment ago.
+func freePort() throws -> Int {
+    let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(socket) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+    }
+    guard bound else { throw CancellationError() }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Reads one sample from Prometheus text: the value of `name{labels}` where every given label matches.
+func metricValue(_ text: String, _ name: String, _ labels: [String: String] = [:]) -> Double? {
+    for line in text.split(separator: "\n") where line.hasPrefix(name + "{") || line.hasPrefix(name + " ") {
+        let parts = line.split(separator: " ")
+        guard parts.count >= 2 else { continue }
+        let series = String(parts[0])
+        guard series.hasPrefix(name), series.dropFirst(name.count).first.map({ $0 == "{" || $0 == " " }) ?? true else { continue }
+        if labels.allSatisfy({ series.contains("\($0.key)=\"\($0.value)\"") }) {
+            return Double(parts[1])
+        }
+    }
+    return nil
 }

@@ -197,6 +197,7 @@ public final class Gateway: Sendable {
                     logger.warning("retry budget exhausted")
                     break
                 }
+                metrics.retry(model: requested, reason: lastError?.code ?? "error")
                 do {
                     try await Task.sleep(for: model.retry.backoff(beforeRetry: attempt - 1, using: &generator))
                 } catch {
@@ -223,9 +224,6 @@ public final class Gateway: Sendable {
             } catch {
                 lastError = error
                 guard error.isRetriable else { throw error }
-                if attempt < model.retry.maxAttempts {
-                    metrics.retry(model: requested, reason: error.code ?? String(error.status))
-                }
             }
         }
         throw lastError ?? .serviceUnavailable("The model '\(modelID)' has no endpoint to send the request to.")
@@ -263,6 +261,11 @@ public final class Gateway: Sendable {
                 endpoint.record(.failure, at: monotonicSeconds())
                 throw LISAError.badGateway(
                     "No endpoint of the model '\(modelID)' could be reached (\(why)).", code: "upstream_unreachable"
+                ).markedRetriable
+            case .connectionClosed:
+                endpoint.record(.failure, at: monotonicSeconds())
+                throw LISAError.badGateway(
+                    "The upstream of model '\(modelID)' closed the connection before answering.", code: "upstream_closed"
                 ).markedRetriable
             case .timedOut:
                 endpoint.record(.failure, at: monotonicSeconds())
@@ -303,7 +306,9 @@ public final class Gateway: Sendable {
             metrics.overhead(model: requested, (ContinuousClock.now - start) - firstByte)
             let status = response.status
             let label = endpoint.label
-            let relay = ServerSentEventRelay(body: response.body, modelID: requested, logger: logger) { summary in
+            let relay = ServerSentEventRelay(
+                body: response.body, modelID: requested, logger: logger, deadline: sent + total
+            ) { summary in
                 endpoint.end()
                 if let firstEvent = summary.firstEvent { metrics.timeToFirstToken(model: requested, firstEvent - start) }
                 if let usage = summary.usage { metrics.tokens(model: requested, usage: usage) }
@@ -314,14 +319,20 @@ public final class Gateway: Sendable {
         }
         let buffer: ByteBuffer
         do {
-            buffer = try await response.body.collect(upTo: Self.maxBufferedResponseSize)
+            let remaining = (sent + total) - ContinuousClock.now
+            buffer = try await Self.withFirstByteTimeout(remaining.seconds) { () async throws(UpstreamFailure) in
+                do {
+                    return try await response.body.collect(upTo: Self.maxBufferedResponseSize)
+                } catch {
+                    throw UpstreamFailure(classifying: error)
+                }
+            }
             endpoint.end()
         } catch {
             endpoint.end()
             if Task.isCancelled { throw .badGateway("The request was cancelled.", code: "cancelled") }
-            let failure = UpstreamFailure(classifying: error)
-            logger.warning("reading the upstream answer failed", metadata: ["lisa.reason": "\(failure)"])
-            if case .timedOut = failure.reason {
+            logger.warning("reading the upstream answer failed", metadata: ["lisa.reason": "\(error)"])
+            if case .timedOut = error.reason {
                 throw .gatewayTimeout("The upstream of model '\(modelID)' did not answer in time.")
             }
             throw .badGateway("The upstream of model '\(modelID)' sent an incomplete or oversized answer.")
@@ -336,7 +347,7 @@ public final class Gateway: Sendable {
         return GatewayResponse(status: response.status, contentType: contentType, body: .buffer(buffer))
     }
 
-    /// Runs `operation`, failing it with a timeout if it has not returned within `seconds`.
+    /// Runs `operation`, failing it with `.timedOut` if it has not returned within `seconds`.
     static func withFirstByteTimeout<T: Sendable>(
         _ seconds: Double?, _ operation: @escaping @Sendable () async throws(UpstreamFailure) -> T
     ) async throws(UpstreamFailure) -> T {

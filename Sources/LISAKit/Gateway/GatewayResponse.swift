@@ -39,29 +39,62 @@ public struct StreamSummary: Sendable {
 /// Each element is one or more complete events, exactly as the upstream sent them, yielded
 /// as soon as their terminating blank line arrives. The relay never invents a `[DONE]`: if
 /// the upstream fails or ends the stream before `data: [DONE]`, the last element is an
-/// `event: error` in OpenAI's error shape and the sequence ends. Iterate it once.
-public struct ServerSentEventRelay: AsyncSequence, Sendable {
-    public typealias Element = ByteBuffer
-
+/// `event: error` in OpenAI's error shape and the sequence ends. The same happens when the
+/// stream outlives its deadline. Relay it once, with ``pump(into:)``.
+public struct ServerSentEventRelay: Sendable {
     private let body: HTTPClientResponse.Body
     private let modelID: String
     private let logger: Logger
+    private let deadline: ContinuousClock.Instant?
     private let onFinish: @Sendable (StreamSummary) -> Void
 
-    /// - Parameter onFinish: called exactly once when the stream ends, however it ends
-    ///   (also when the iterator is dropped because the client left).
+    /// - Parameters:
+    ///   - deadline: when the whole stream must have ended (the model's total timeout).
+    ///   - onFinish: called exactly once when the stream ends, however it ends (also when
+    ///     the relay is cancelled because the client left).
     public init(
-        body: HTTPClientResponse.Body, modelID: String, logger: Logger,
+        body: HTTPClientResponse.Body, modelID: String, logger: Logger, deadline: ContinuousClock.Instant? = nil,
         onFinish: @escaping @Sendable (StreamSummary) -> Void = { _ in }
     ) {
         self.body = body
         self.modelID = modelID
         self.logger = logger
+        self.deadline = deadline
         self.onFinish = onFinish
     }
 
-    public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(upstream: body.makeAsyncIterator(), modelID: modelID, logger: logger, tracker: Tracker(onFinish))
+    /// Relays every event to `sink` as it arrives, then returns. Cancelling the calling task
+    /// cancels the upstream request.
+    public func pump(into sink: @escaping @Sendable (ByteBuffer) async throws -> Void) async throws {
+        let tracker = Tracker(onFinish)
+        let (body, modelID, logger) = (self.body, self.modelID, self.logger)
+        let completed = try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                var iterator = AsyncIterator(upstream: body.makeAsyncIterator(), modelID: modelID, logger: logger, tracker: tracker)
+                while let events = try await iterator.next() {
+                    try await sink(events)
+                }
+                return true
+            }
+            if let deadline {
+                group.addTask {
+                    try await Task.sleep(until: deadline)
+                    return false
+                }
+            }
+            let completed = try await group.next() ?? true
+            if !completed { tracker.update { $0.failed = true } }
+            group.cancelAll()
+            return completed
+        }
+        if !completed {
+            logger.warning("upstream stream exceeded its total timeout")
+            tracker.finish()
+            var buffer = ByteBuffer()
+            ServerSentEvent.error(LISAError.gatewayTimeout("The upstream of model '\(modelID)' timed out during the stream.").body)
+                .write(to: &buffer)
+            try await sink(buffer)
+        }
     }
 
     /// Collects the summary and reports it once: at the end, or when the iterator goes away.
@@ -90,7 +123,7 @@ public struct ServerSentEventRelay: AsyncSequence, Sendable {
         deinit { finish() }
     }
 
-    public struct AsyncIterator: AsyncIteratorProtocol {
+    struct AsyncIterator: AsyncIteratorProtocol {
         var upstream: HTTPClientResponse.Body.AsyncIterator
         let modelID: String
         let logger: Logger
@@ -100,7 +133,7 @@ public struct ServerSentEventRelay: AsyncSequence, Sendable {
         var sawDone = false
         var sawFirst = false
 
-        public mutating func next() async throws -> ByteBuffer? {
+        mutating func next() async throws -> ByteBuffer? {
             guard !finished else { return nil }
             while true {
                 let chunk: ByteBuffer?

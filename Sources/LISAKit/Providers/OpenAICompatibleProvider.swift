@@ -93,6 +93,9 @@ public struct UpstreamFailure: Error, Sendable, CustomStringConvertible {
     public enum Reason: Sendable, Hashable {
         /// The connection could not be made: nothing reached the upstream.
         case connectFailed(String)
+        /// The upstream closed the connection before answering (a replica going away); it
+        /// produced nothing, so another endpoint may take the request.
+        case connectionClosed
         /// No answer in time.
         case timedOut
         /// The calling task was cancelled (the client went away).
@@ -117,7 +120,7 @@ public struct UpstreamFailure: Error, Sendable, CustomStringConvertible {
             case .connectTimeout, .tlsHandshakeTimeout: reason = .connectFailed("connect timed out"); return
             case .deadlineExceeded, .readTimeout, .writeTimeout: reason = .timedOut; return
             case .cancelled: reason = .cancelled; return
-            case .remoteConnectionClosed: reason = .other("connection closed by upstream"); return
+            case .remoteConnectionClosed: reason = .connectionClosed; return
             default: break
             }
         }
@@ -133,15 +136,18 @@ public struct UpstreamFailure: Error, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Whether a retry on another endpoint cannot duplicate work (nothing was delivered).
+    /// Whether a retry on another endpoint is safe: the upstream answered nothing.
     public var isSafeToRetry: Bool {
-        if case .connectFailed = reason { return true }
-        return false
+        switch reason {
+        case .connectFailed, .connectionClosed: true
+        default: false
+        }
     }
 
     public var description: String {
         switch reason {
         case .connectFailed(let why): "connect failed: \(why)"
+        case .connectionClosed: "connection closed by the upstream before it answered"
         case .timedOut: "timed out"
         case .cancelled: "cancelled"
         case .other(let why): why

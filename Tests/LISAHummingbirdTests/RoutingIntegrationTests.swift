@@ -1,0 +1,194 @@
+import AsyncHTTPClient
+import Foundation
+import LISAHummingbird
+import LISAKit
+import LISAKitTesting
+import Logging
+import NIOCore
+import NIOHTTP1
+import Testing
+
+@Suite("Routing over HTTP")
+struct RoutingIntegrationTests {
+    static let chat = #"{"model":"chat","messages":[{"role":"user","content":"route me"}]}"#
+
+    @Test("a dead endpoint opens its circuit, traffic flows to the live one, and the circuit recovers when it comes back")
+    func circuitOpensAndRecovers() async throws {
+        let deadPort = try freePort()
+        try await Harness.run(models: { url in
+            var model = ModelDefinition(modelId: "chat", modelName: "echo", endpoints: [.init(url: "http://127.0.0.1:\(deadPort)/v1"), .init(url: url)])
+            model.loadBalancing = .roundRobin
+            model.circuitBreaker = .init(failureThreshold: 2, cooldownSeconds: 1)
+            return [model]
+        }) { lisa in
+            for _ in 0..<8 {
+                #expect(try await lisa.send("/v1/chat/completions", json: Self.chat).status == 200, "retried on the live endpoint")
+            }
+            let model = try #require(lisa.gateway.registry.model("chat"))
+            #expect(model.pool.endpoints[0].status.circuit == "open")
+            let view = try await lisa.send(.GET, "/models/chat")
+            #expect(view.body.contains(#""circuit":"open""#), "the admin view shows the circuit")
+
+            // The replica comes back; after the cooldown a trial request closes the circuit.
+            try await FakeUpstream().withRunning(port: deadPort) { _ in
+                try await Task.sleep(for: .milliseconds(1100))
+                for _ in 0..<4 {
+                    #expect(try await lisa.send("/v1/chat/completions", json: Self.chat).status == 200)
+                }
+                #expect(model.pool.endpoints[0].status.circuit == "closed")
+            }
+        }
+    }
+
+    @Test("retries stop when the retry budget is spent")
+    func retryBudgetExhaustion() async throws {
+        try await Harness.run(models: { url in
+            var model = ModelDefinition(modelId: "chat", modelName: "fail-503", endpoints: [.init(url: url), .init(url: url + "/")])
+            model.retry = RetryConfiguration(maxAttempts: 2, budgetRatio: 0)
+            model.retry?.backoffBaseMilliseconds = 0
+            model.circuitBreaker = .init(failureThreshold: 1000, cooldownSeconds: 1)
+            return [model]
+        }) { lisa in
+            for _ in 0..<30 {
+                #expect(try await lisa.send("/v1/chat/completions", json: Self.chat).status == 503)
+            }
+            // 30 first attempts, plus the budget's floor of 1 retry a second over its 10 s window.
+            #expect(lisa.fake.observations.requests["/v1/chat/completions"] == 40)
+            let metrics = try await lisa.send(.GET, "/metrics").body
+            #expect(metricValue(metrics, "lisa_retries_total", ["model": "chat"]) == 10)
+        }
+    }
+
+    @Test("when every endpoint fails, the fallback model answers")
+    func fallbackModel() async throws {
+        try await Harness.run(models: { url in
+            var primary = ModelDefinition(modelId: "chat", modelName: "fail-500", modelUrl: url)
+            primary.fallbacks = ["missing", "backup"]
+            return [primary, ModelDefinition(modelId: "backup", modelName: "backup-upstream", modelUrl: url)]
+        }) { lisa in
+            let (status, body, _) = try await lisa.send("/v1/chat/completions", json: Self.chat)
+            #expect(status == 200)
+            #expect(body.contains("echo: route me"))
+            #expect(lisa.fake.observations.lastBody?["model"] == "backup-upstream", "the fallback's own modelName is sent")
+            let bad = try await lisa.send("/v1/chat/completions", json: #"{"model":"chat","messages":[{"role":"user","content":"x"}],"temperature":"x"}"#)
+            #expect(bad.status == 400, "the caller's own mistakes do not fall back")
+            let metrics = try await lisa.send(.GET, "/metrics").body
+            #expect(metricValue(metrics, "lisa_fallbacks_total", ["model": "chat", "fallback": "backup"]) == 1)
+        }
+    }
+
+    @Test("a first-byte timeout answers 504 and cancels the upstream request")
+    func firstByteTimeout() async throws {
+        var configuration = FakeUpstream.Configuration()
+        configuration.slowDelay = .seconds(10)
+        try await Harness.run(fake: FakeUpstream(configuration: configuration), models: { url in
+            var model = ModelDefinition(modelId: "chat", modelName: "slow", modelUrl: url)
+            model.timeouts = ModelTimeouts(firstByteSeconds: 0.3)
+            return [model]
+        }) { lisa in
+            let clock = ContinuousClock()
+            let start = clock.now
+            let (status, body, _) = try await lisa.send("/v1/chat/completions", json: Self.chat)
+            #expect(status == 504)
+            #expect(try errorBody(body).code == "upstream_timeout")
+            #expect(clock.now - start < .seconds(3))
+            #expect(await eventually { lisa.fake.observations.cancelled == 1 })
+        }
+    }
+
+    @Test("a total timeout mid-stream ends the stream with an error event, no [DONE]")
+    func totalTimeoutMidStream() async throws {
+        var configuration = FakeUpstream.Configuration()
+        configuration.slowDelay = .seconds(5)  // 0.5 s between chunks
+        try await Harness.run(fake: FakeUpstream(configuration: configuration), models: { url in
+            var model = ModelDefinition(modelId: "chat", modelName: "slow", modelUrl: url)
+            model.timeouts = ModelTimeouts(totalSeconds: 1.2)
+            return [model]
+        }) { lisa in
+            let (status, body, _) = try await lisa.send(
+                "/v1/chat/completions", json: #"{"model":"chat","stream":true,"messages":[{"role":"user","content":"a b c d e f g h"}]}"#
+            )
+            #expect(status == 200)
+            var parser = ServerSentEventParser()
+            let events = parser.feed(ByteBuffer(string: body)).map(\.event)
+            #expect(events.count >= 2, "some chunks arrived before the timeout")
+            #expect(!events.contains { $0.isDone })
+            #expect(events.last?.event == "error")
+            #expect(events.last?.data.contains("timed out") == true)
+        }
+    }
+
+    @Test("metrics count requests, tokens, overhead and endpoint state after a known sequence")
+    func metricsAfterKnownSequence() async throws {
+        try await Harness.run(models: { url in
+            [ModelDefinition(modelId: "chat", modelName: "echo", modelUrl: url), ModelDefinition(modelId: "bad", modelName: "fail-400", modelUrl: url)]
+        }) { lisa in
+            for _ in 0..<3 { _ = try await lisa.send("/v1/chat/completions", json: Self.chat) }
+            _ = try await lisa.send(
+                "/v1/chat/completions", json: #"{"model":"chat","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"x y"}]}"#
+            )
+            for _ in 0..<2 { _ = try await lisa.send("/v1/chat/completions", json: #"{"model":"bad","messages":[{"role":"user","content":"x"}]}"#) }
+            let port = URL(string: lisa.upstreamURL)!.port!
+            let (status, text, headers) = try await lisa.send(.GET, "/metrics")
+            #expect(status == 200)
+            #expect(headers.first(name: "Content-Type")?.hasPrefix("text/plain") == true)
+            let endpoint = "127.0.0.1:\(port)"
+            #expect(metricValue(text, "lisa_requests_total", ["model": "chat", "endpoint": endpoint, "status": "200"]) == 4)
+            #expect(metricValue(text, "lisa_requests_total", ["model": "bad", "status": "400"]) == 2)
+            // The fake reports 5 prompt tokens a request; the stream's usage chunk counts too.
+            #expect(metricValue(text, "lisa_tokens_total", ["model": "chat", "direction": "prompt"]) == 20)
+            #expect(metricValue(text, "lisa_gateway_overhead_seconds_count", ["model": "chat"]) == 4)
+            #expect(metricValue(text, "lisa_time_to_first_token_seconds_count", ["model": "chat"]) == 4)
+            #expect(metricValue(text, "lisa_endpoint_in_flight", ["model": "chat"]) == 0)
+            #expect(metricValue(text, "lisa_endpoint_circuit_state", ["model": "chat"]) == 0)
+            #expect(!text.contains(adminKey))
+            #expect(try await lisa.send(.GET, "/metrics", key: nil).status == 401, "metrics need the admin key")
+        }
+    }
+
+    @Test("every response carries a request id; a sane client id is kept")
+    func requestIDs() async throws {
+        try await Harness.run { lisa in
+            let generated = try await lisa.send("/v1/chat/completions", json: Self.chat)
+            let id = try #require(generated.headers.first(name: "X-Request-Id"))
+            #expect(id.hasPrefix("req-"))
+            let kept = try await lisa.send(
+                "/v1/chat/completions", json: Self.chat, headers: [("Content-Type", "application/json"), ("X-Request-Id", "trace-42")]
+            )
+            #expect(kept.headers.first(name: "X-Request-Id") == "trace-42")
+            let error = try await lisa.send(.GET, "/v1/nowhere", headers: [("X-Request-Id", "bad id with spaces")])
+            #expect(error.status == 404)
+            #expect(error.headers.first(name: "X-Request-Id")?.hasPrefix("req-") == true, "errors get one too; unsafe ids are replaced")
+        }
+    }
+
+    @Test("active probes take a dead endpoint out; with all endpoints down requests fail fast with 503")
+    func activeHealthProbes() async throws {
+        let deadPort = try freePort()
+        try await Harness.run(probes: true, models: { url in
+            var model = ModelDefinition(modelId: "chat", modelName: "echo", endpoints: [.init(url: "http://127.0.0.1:\(deadPort)/v1"), .init(url: url)])
+            model.healthCheck = HealthCheckConfiguration(path: "/health", intervalSeconds: 0.1, timeoutSeconds: 0.5)
+            var down = ModelDefinition(modelId: "down", modelName: "echo", modelUrl: "http://127.0.0.1:\(deadPort)/v1")
+            down.healthCheck = model.healthCheck
+            return [model, down]
+        }) { lisa in
+            let model = try #require(lisa.gateway.registry.model("chat"))
+            #expect(await eventually { !model.pool.endpoints[0].status.healthy })
+            #expect(model.pool.endpoints[1].status.healthy)
+            for _ in 0..<6 {
+                #expect(try await lisa.send("/v1/chat/completions", json: Self.chat).status == 200)
+            }
+            let metrics = try await lisa.send(.GET, "/metrics").body
+            #expect(metricValue(metrics, "lisa_retries_total", ["model": "chat"]) == nil, "no request was sent to the dead one")
+            #expect(metricValue(metrics, "lisa_endpoint_healthy", ["model": "chat", "endpoint": "0:127.0.0.1:\(deadPort)"]) == 0)
+
+            let clock = ContinuousClock()
+            let start = clock.now
+            let (status, body, headers) = try await lisa.send("/v1/chat/completions", json: #"{"model":"down","messages":[{"role":"user","content":"x"}]}"#)
+            #expect(status == 503)
+            #expect(try errorBody(body).message.contains("unhealthy"))
+            #expect(headers.first(name: "Retry-After") == "1")
+            #expect(clock.now - start < .milliseconds(500), "fails fast")
+        }
+    }
+}
