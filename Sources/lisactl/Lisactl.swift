@@ -144,7 +144,19 @@ struct ModelsCommand: AsyncParsableCommand {
                             ["streaming", String(model.definition.streaming)],
                             ["endpoints", model.definition.resolvedEndpoints.map(\.url).joined(separator: ", ")],
                             ["allowedGroups", model.definition.allowedGroups.joined(separator: ", ")],
+                            ["loadBalancing", (model.definition.loadBalancing ?? .powerOfTwoChoices).rawValue],
+                            ["fallbacks", model.definition.fallbacks.joined(separator: ", ")],
                         ]
+                    )
+                    print()
+                    printTable(
+                        ["ENDPOINT", "WEIGHT", "HEALTHY", "CIRCUIT", "IN FLIGHT", "EWMA LATENCY"],
+                        model.endpointStatus.map { status in
+                            [
+                                status.url, String(status.weight), status.healthy ? "yes" : "no", status.circuit, String(status.inFlight),
+                                String(format: "%.1f ms", status.ewmaLatencyMilliseconds),
+                            ]
+                        }
                     )
                 }
             }
@@ -193,11 +205,15 @@ struct ModelView: Encodable {
 
     enum CodingKeys: String, CodingKey { case source, status }
 
+    enum StatusKey: String, CodingKey { case endpointStatus }
+
     func encode(to encoder: any Encoder) throws {
         try model.definition.encode(to: encoder)
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(model.source, forKey: .source)
         try c.encode(model.status, forKey: .status)
+        var s = encoder.container(keyedBy: StatusKey.self)
+        try s.encode(model.endpointStatus, forKey: .endpointStatus)
     }
 }
 

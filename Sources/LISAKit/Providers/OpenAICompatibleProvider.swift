@@ -127,6 +127,8 @@ public struct UpstreamFailure: Error, Sendable, CustomStringConvertible {
         let text = String(describing: error)
         if text.contains("refused") || text.contains("ECONNREFUSED") || error is NIOConnectionError {
             reason = .connectFailed("connection refused")
+        } else if text.contains("reset by peer") || text.contains("ECONNRESET") || text.contains("Broken pipe") || text.contains("EPIPE") {
+            reason = .connectionClosed
         } else if text.contains("unreachable") || text.contains("No route") {
             reason = .connectFailed("host unreachable")
         } else if text.lowercased().contains("resolve") || text.contains("getaddrinfo") {
