@@ -151,6 +151,27 @@ struct SchemaRoundTripTests {
         }
     }
 
+    @Test("the top-level model is replaced in place; nested keys, strings and escapes are left alone")
+    func memberScanner() throws {
+        let body = #"""
+             { "messages" : [{"role":"user","content":"say \"model\": 1 {\\\"}","model":"nested"}],
+              "model":"chat-small" , "meta": {"model": "inner", "list": [1, {"model": "x"}]}, "n": -1.5e3, "ok": true }
+            """#
+        let edited = try #require(JSONMemberScanner.replacingStringMember("model", with: #"Qwen/Qwen2.5 "q""#, in: ByteBuffer(string: body)))
+        let original = try JSONDecoder().decode(JSONValue.self, from: Data(body.utf8))
+        let result = try JSONDecoder().decode(JSONValue.self, from: Data(String(buffer: edited).utf8))
+        guard case .object(var expected) = original else { Issue.record("not an object"); return }
+        expected["model"] = .string(#"Qwen/Qwen2.5 "q""#)
+        #expect(result == .object(expected))
+        #expect(String(buffer: edited).hasPrefix(#" { "messages" : [{"role":"user","content":"say \"model\": 1 {\\\"}","model":"nested"}],"#), "bytes before the member are untouched")
+
+        let usage = try #require(JSONMemberScanner.value(of: "usage", in: ByteBuffer(string: #"{"id":"x","usage":{"prompt_tokens":3,"total_tokens":5}}"#)))
+        #expect(try JSONDecoder().decode(Usage.self, from: Data(String(buffer: usage).utf8)).totalTokens == 5)
+        #expect(JSONMemberScanner.replacingStringMember("model", with: "m", in: ByteBuffer(string: "[1,2]")) == nil)
+        #expect(JSONMemberScanner.replacingStringMember("model", with: "m", in: ByteBuffer(string: #"{"messages":[]}"#)) == nil)
+        #expect(JSONMemberScanner.replacingStringMember("model", with: "m", in: ByteBuffer(string: #"{"model":"a""#)) == nil)
+    }
+
     @Test("the error envelope always carries param and code, and accepts numeric codes")
     func errorEnvelope() throws {
         let encoded = try JSONDecoder().decode(

@@ -340,7 +340,7 @@ public final class Gateway: Sendable {
         let finished = ContinuousClock.now
         metrics.overhead(model: requested, (finished - start) - (finished - sent))
         metrics.timeToFirstToken(model: requested, finished - start)
-        if let usage = try? JSONDecoder().decode(UsageEnvelope.self, from: buffer).usage {
+        if let usageBytes = JSONMemberScanner.value(of: "usage", in: buffer), let usage = try? JSONDecoder().decode(Usage.self, from: usageBytes) {
             metrics.tokens(model: requested, usage: usage)
         }
         metrics.request(model: requested, endpoint: endpoint.label, status: response.status, duration: finished - start)
@@ -465,9 +465,19 @@ public final class Gateway: Sendable {
 
     // MARK: - JSON
 
-    private struct UsageEnvelope: Decodable {
-        var usage: Usage?
+    /// The body to send upstream: the client's exact bytes with the top-level `model`
+    /// replaced (lossless by construction), or a re-encoding of the typed request when the
+    /// bytes cannot be edited in place.
+    static func upstreamBody<Request: Encodable & ModelNamed>(
+        _ original: ByteBuffer, request: inout Request, modelName: String
+    ) throws(LISAError) -> ByteBuffer {
+        if let edited = JSONMemberScanner.replacingStringMember("model", with: modelName, in: original) {
+            return edited
+        }
+        request.model = modelName
+        return try encode(request)
     }
+
 
     /// Decodes a request body, reporting the failing JSON path in a 400.
     public static func decode<T: Decodable>(_ type: T.Type, from body: ByteBuffer) throws(LISAError) -> T {
@@ -511,3 +521,12 @@ extension Duration {
         return Double(seconds) + Double(attoseconds) / 1e18
     }
 }
+
+/// A request whose `model` the gateway rewrites.
+protocol ModelNamed {
+    var model: String { get set }
+}
+
+extension ChatCompletionRequest: ModelNamed {}
+extension CompletionRequest: ModelNamed {}
+extension EmbeddingRequest: ModelNamed {}
