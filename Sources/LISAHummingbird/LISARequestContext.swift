@@ -9,12 +9,16 @@ import NIOCore
 public protocol ConnectionAwareRequestContext: RequestContext {
     /// The client connection; `nil` where there is none (for example in router tests).
     var channel: (any Channel)? { get }
+    /// The request id ``RequestIDMiddleware`` assigned (kept here rather than in logger
+    /// metadata, which is costly to change per request).
+    var requestID: String? { get set }
 }
 
 /// The request context LISAServe uses.
 public struct LISARequestContext: ConnectionAwareRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let channel: (any Channel)?
+    public var requestID: String?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)

@@ -88,7 +88,7 @@ public struct LISARoutes: Sendable {
             headers[field.name.canonicalName] = field.value
         }
         let inference = InferenceContext(
-            requestID: context.logger[metadataKey: "lisa.request_id"].map { "\($0)" } ?? "", headers: headers, logger: context.logger
+            requestID: context.requestID ?? "", headers: headers, logger: context.logger
         )
         let answer = try await context.cancellingWhenClientLeaves {
             try await operation(body, inference)

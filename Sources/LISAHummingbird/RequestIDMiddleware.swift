@@ -3,9 +3,9 @@ import HTTPTypes
 import Hummingbird
 
 /// Gives every request an id: the client's `X-Request-Id` when it is a sane token (≤ 128
-/// characters of letters, digits, `-`, `_`, `.`, `:`), otherwise a new one. The id is logged
-/// as `lisa.request_id` and returned in the response's `X-Request-Id`, errors included.
-public struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
+/// characters of letters, digits, `-`, `_`, `.`, `:`), otherwise a new one. The gateway logs it
+/// as `lisa.request_id`; it is returned in the response's `X-Request-Id`, errors included.
+public struct RequestIDMiddleware<Context: ConnectionAwareRequestContext>: RouterMiddleware {
     static var headerName: HTTPField.Name { HTTPField.Name("X-Request-Id")! }
 
     public init() {}
@@ -13,7 +13,7 @@ public struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let id = Self.acceptable(request.headers[Self.headerName]) ?? Self.generate()
         var context = context
-        context.logger[metadataKey: "lisa.request_id"] = "\(id)"
+        context.requestID = id
         var response = try await next(request, context)
         response.headers[Self.headerName] = id
         return response

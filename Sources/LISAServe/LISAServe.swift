@@ -47,11 +47,7 @@ struct LISAServe: AsyncParsableCommand {
         }
 
         let logLevel = configuration.logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
-        }
+        LoggingSystem.bootstrap { label in LISALogHandler(label: label, level: logLevel) }
         let logger = Logger(label: "lisa")
         if !configuration.unknownKeys.isEmpty {
             logger.warning("configuration keys not used by this version", metadata: ["lisa.keys": "\(configuration.unknownKeys)"])

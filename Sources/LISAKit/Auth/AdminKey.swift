@@ -93,16 +93,27 @@ public enum PresentedCredential {
     /// The secret from the header values, or `nil` when neither header carries one.
     public static func extract(authorization: String?, apiKey: String?) -> String? {
         if let authorization {
-            let trimmed = authorization.trimmingCharacters(in: .whitespaces)
-            if trimmed.count > 7, trimmed.prefix(7).lowercased() == "bearer " {
-                let token = trimmed.dropFirst(7).trimmingCharacters(in: .whitespaces)
-                if !token.isEmpty { return token }
+            let value = trimmed(authorization.utf8[...])
+            let scheme = Array("bearer".utf8)
+            if value.count > scheme.count,
+                zip(value.prefix(scheme.count), scheme).allSatisfy({ $0 | 0x20 == $1 }),
+                value[value.index(value.startIndex, offsetBy: scheme.count)] == UInt8(ascii: " ")
+            {
+                let token = trimmed(value.dropFirst(scheme.count + 1))
+                if !token.isEmpty { return String(token) }
             }
         }
         if let apiKey {
-            let token = apiKey.trimmingCharacters(in: .whitespaces)
-            if !token.isEmpty { return token }
+            let token = trimmed(apiKey.utf8[...])
+            if !token.isEmpty { return String(token) }
         }
         return nil
+    }
+
+    private static func trimmed(_ bytes: Substring.UTF8View) -> Substring.UTF8View {
+        var bytes = bytes
+        while let first = bytes.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") { bytes.removeFirst() }
+        while let last = bytes.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { bytes.removeLast() }
+        return bytes
     }
 }

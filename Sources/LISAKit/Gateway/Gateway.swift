@@ -73,8 +73,7 @@ public final class Gateway: Sendable {
         try checkStreaming(stream, model: model)
         let user = request.user
         return try await route(.chatCompletions, model: model, stream: stream, user: user, context: context) { modelName throws(LISAError) in
-            request.model = modelName
-            return try Self.encode(request)
+            try Self.upstreamBody(body, request: &request, modelName: modelName)
         }
     }
 
@@ -86,8 +85,7 @@ public final class Gateway: Sendable {
         try checkStreaming(stream, model: model)
         let user = request.user
         return try await route(.completions, model: model, stream: stream, user: user, context: context) { modelName throws(LISAError) in
-            request.model = modelName
-            return try Self.encode(request)
+            try Self.upstreamBody(body, request: &request, modelName: modelName)
         }
     }
 
@@ -100,8 +98,7 @@ public final class Gateway: Sendable {
         let model = try resolve(request.model, serving: .embedding)
         let user = request.user
         return try await route(.embeddings, model: model, stream: false, user: user, context: context) { modelName throws(LISAError) in
-            request.model = modelName
-            return try Self.encode(request)
+            try Self.upstreamBody(body, request: &request, modelName: modelName)
         }
     }
 
@@ -142,8 +139,7 @@ public final class Gateway: Sendable {
         let requested = model.definition.modelId
         let header = (model.definition.sessionHeader ?? "x-session-id").lowercased()
         let sessionKey = context.headers[header] ?? user
-        var logger = context.logger
-        logger[metadataKey: "lisa.model"] = "\(requested)"
+        let logger = RequestLogger(logger: context.logger, metadata: ["lisa.request_id": "\(context.requestID)", "lisa.model": "\(requested)"])
 
         var candidates = [model]
         for id in model.definition.fallbacks {
@@ -184,7 +180,7 @@ public final class Gateway: Sendable {
         stream: Bool,
         sessionKey: String?,
         start: ContinuousClock.Instant,
-        logger: Logger
+        logger: RequestLogger
     ) async throws(LISAError) -> GatewayResponse {
         let modelID = model.definition.modelId
         model.recordRequest(at: monotonicSeconds())
@@ -214,8 +210,7 @@ public final class Gateway: Sendable {
                 break
             }
             tried.append(endpoint.index)
-            var endpointLogger = logger
-            endpointLogger[metadataKey: "lisa.endpoint"] = "\(endpoint.index):\(endpoint.label)"
+            let endpointLogger = logger.adding("lisa.endpoint", "\(endpoint.index):\(endpoint.label)")
             do {
                 return try await tryEndpoint(
                     operation, model: model, requested: requested, endpoint: endpoint, body: body, stream: stream, start: start,
@@ -239,7 +234,7 @@ public final class Gateway: Sendable {
         body: ByteBuffer,
         stream: Bool,
         start: ContinuousClock.Instant,
-        logger: Logger
+        logger: RequestLogger
     ) async throws(LISAError) -> GatewayResponse {
         let modelID = model.definition.modelId
         let timeouts = model.definition.timeouts
@@ -250,12 +245,16 @@ public final class Gateway: Sendable {
         do {
             response = try await Self.withFirstByteTimeout(timeouts?.firstByteSeconds) { () async throws(UpstreamFailure) in
                 try await self.provider.send(
-                    operation, body: body, to: endpoint.definition, stream: stream, deadline: .now() + .init(total), logger: logger
+                    operation, body: body, to: endpoint.definition, stream: stream, deadline: .now() + .init(total), logger: logger.logger
                 )
             }
         } catch {
             endpoint.end()
-            logger.warning("upstream request failed", metadata: ["lisa.reason": "\(error)"])
+            if case .cancelled = error.reason {
+                logger.debug("request cancelled: the client went away")
+            } else {
+                logger.warning("upstream request failed", metadata: ["lisa.reason": "\(error)"])
+            }
             switch error.reason {
             case .connectFailed(let why):
                 endpoint.record(.failure, at: monotonicSeconds())
@@ -307,7 +306,7 @@ public final class Gateway: Sendable {
             let status = response.status
             let label = endpoint.label
             let relay = ServerSentEventRelay(
-                body: response.body, modelID: requested, logger: logger, deadline: sent + total
+                body: response.body, modelID: requested, logger: logger.withMetadata, deadline: sent + total
             ) { summary in
                 endpoint.end()
                 if let firstEvent = summary.firstEvent { metrics.timeToFirstToken(model: requested, firstEvent - start) }
@@ -369,7 +368,7 @@ public final class Gateway: Sendable {
         }
     }
 
-    static func error(forUpstreamStatus status: Int, body: ByteBuffer?, headers: HTTPHeaders, modelID: String, logger: Logger) -> LISAError {
+    static func error(forUpstreamStatus status: Int, body: ByteBuffer?, headers: HTTPHeaders, modelID: String, logger: RequestLogger) -> LISAError {
         let upstream = body.flatMap { try? JSONDecoder().decode(ErrorResponse.self, from: $0) }?.error
         let detail = upstream?.message ?? body.map { String(buffer: $0).prefix(300) }.map(String.init) ?? ""
         logger.warning("upstream answered an error", metadata: ["lisa.status": "\(status)", "lisa.detail": "\(detail)"])
@@ -530,3 +529,35 @@ protocol ModelNamed {
 extension ChatCompletionRequest: ModelNamed {}
 extension CompletionRequest: ModelNamed {}
 extension EmbeddingRequest: ModelNamed {}
+
+/// A logger and the request's metadata, merged only when something is logged: changing a
+/// `Logger`'s metadata re-renders it in some handlers, which is too costly per request.
+struct RequestLogger: Sendable {
+    let logger: Logger
+    var metadata: Logger.Metadata
+
+    func adding(_ key: String, _ value: String) -> RequestLogger {
+        var copy = self
+        copy.metadata[key] = .string(value)
+        return copy
+    }
+
+    /// A `Logger` carrying the metadata, for code that logs rarely (stream failures).
+    var withMetadata: Logger {
+        var logger = logger
+        for (key, value) in metadata { logger[metadataKey: key] = value }
+        return logger
+    }
+
+    func info(_ message: @autoclosure () -> Logger.Message, metadata extra: Logger.Metadata = [:]) {
+        logger.info(message(), metadata: metadata.merging(extra) { $1 })
+    }
+
+    func debug(_ message: @autoclosure () -> Logger.Message, metadata extra: Logger.Metadata = [:]) {
+        logger.debug(message(), metadata: metadata.merging(extra) { $1 })
+    }
+
+    func warning(_ message: @autoclosure () -> Logger.Message, metadata extra: Logger.Metadata = [:]) {
+        logger.warning(message(), metadata: metadata.merging(extra) { $1 })
+    }
+}

@@ -25,9 +25,9 @@ extension Decoder {
     /// `repetition_penalty`, `chat_template_kwargs`, …) survive decode → encode.
     func additionalFields<Known: CodingKey & CaseIterable>(excluding _: Known.Type) throws -> [String: JSONValue] {
         let container = try self.container(keyedBy: AnyCodingKey.self)
-        let known = Set(Known.allCases.map(\.stringValue))
         var fields: [String: JSONValue] = [:]
-        for key in container.allKeys where !known.contains(key.stringValue) {
+        // `Known(stringValue:)` is a synthesized switch: no allocation per key.
+        for key in container.allKeys where Known(stringValue: key.stringValue) == nil {
             fields[key.stringValue] = try container.decode(JSONValue.self, forKey: key)
         }
         return fields

@@ -54,8 +54,11 @@ public struct OpenAICompatibleProvider: Sendable {
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 256
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.decompression = .disabled
+        configuration.tracing.tracer = nil  // no distributed tracing yet; spans cost per request
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
+
+    private static let silentLogger = Logger(label: "lisa.upstream", factory: { _ in SwiftLogNoOpLogHandler() })
 
     /// Sends one request to one endpoint.
     ///
@@ -80,7 +83,11 @@ public struct OpenAICompatibleProvider: Sendable {
         }
         request.body = .bytes(body)
         do {
-            let response = try await httpClient.execute(request, deadline: deadline ?? .now() + .init(timeouts.request), logger: logger)
+            // AsyncHTTPClient logs only at debug and trace, but sets metadata per request.
+            let clientLogger = logger.logLevel <= .debug ? logger : Self.silentLogger
+            let response = try await httpClient.execute(
+                request, deadline: deadline ?? .now() + .init(timeouts.request), logger: clientLogger
+            )
             return UpstreamResponse(status: Int(response.status.code), headers: response.headers, body: response.body)
         } catch {
             throw UpstreamFailure(classifying: error)
