@@ -131,6 +131,19 @@ public struct UpstreamFailure: Error, Sendable, CustomStringConvertible {
             default: break
             }
         }
+        if let error = error as? ChannelError {
+            switch error {
+            case .ioOnClosedChannel, .alreadyClosed, .outputClosed, .eof, .inputClosed:
+                // A pooled connection the upstream closed (a replica going away) just as the
+                // request was written: nothing was answered.
+                reason = .connectionClosed
+                return
+            case .connectTimeout:
+                reason = .connectFailed("connect timed out")
+                return
+            default: break
+            }
+        }
         let text = String(describing: error)
         if text.contains("refused") || text.contains("ECONNREFUSED") || error is NIOConnectionError {
             reason = .connectFailed("connection refused")
