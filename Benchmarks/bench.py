@@ -106,7 +106,7 @@ def wrk(url, lua, duration, connections=64):
             "errors": int(errors.group(1)) if errors else 0, "socket_errors": socket_errors.group(1) if socket_errors else ""}
 
 
-def hey(url, headers, rate, duration, concurrency=50):
+def hey(url, headers, rate, duration, concurrency=10):
     body = pathlib.Path(tempfile.mkstemp(suffix=".json")[1])
     body.write_text(json.dumps(CHAT))
     args = ["hey", "-z", f"{duration}s", "-c", str(concurrency), "-q", str(rate / concurrency), "-m", "POST",
@@ -334,8 +334,9 @@ LiteLLM {stack.litellm or 'not run'}.
 
 Setup: the mock upstream is nginx answering a fixed chat completion (so it is not the
 bottleneck); each proxy forwards `POST /v1/chat/completions` to it. Throughput and latency:
-`wrk -t1 -c64 -d{args.duration}s`. Added latency: `hey` at a fixed {args.rate} req/s (50
-connections), the proxy's p50/p99 minus the mock's own. CPU: user+system seconds of the
+`wrk -t1 -c64 -d{args.duration}s`. Added latency: `hey` at a fixed {args.rate} req/s (10
+connections; hey paces each connection separately and their ticks line up, so requests
+arrive in bursts of 10), the proxy's p50/p99 minus the mock's own. CPU: user+system seconds of the
 proxy's processes during the wrk run, per 1,000 requests. Streaming: `lisa-fake-upstream`
 sends 200 chunks with no delay; a Python client times 30 streams.
 

@@ -195,7 +195,7 @@ public final class Gateway: Sendable {
                 }
                 metrics.retry(model: requested, reason: lastError?.code ?? "error")
                 do {
-                    try await Task.sleep(for: model.retry.backoff(beforeRetry: attempt - 1, using: &generator))
+                    try await EventLoopTimer.sleep(for: model.retry.backoff(beforeRetry: attempt - 1, using: &generator))
                 } catch {
                     throw .badGateway("The request was cancelled.", code: "cancelled")
                 }
@@ -355,7 +355,7 @@ public final class Gateway: Sendable {
             return try await withThrowingTaskGroup(of: T.self) { group in
                 group.addTask { try await operation() }
                 group.addTask {
-                    try await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+                    try await EventLoopTimer.sleep(for: .milliseconds(Int64(seconds * 1000)))
                     throw UpstreamFailure(reason: .timedOut)
                 }
                 defer { group.cancelAll() }

@@ -78,7 +78,7 @@ public struct ServerSentEventRelay: Sendable {
             }
             if let deadline {
                 group.addTask {
-                    try await Task.sleep(until: deadline)
+                    try await EventLoopTimer.sleep(for: deadline - ContinuousClock.now)
                     return false
                 }
             }
