@@ -46,7 +46,9 @@ public struct ServerSentEventRelay: Sendable {
     private let modelID: String
     private let logger: Logger
     private let deadline: ContinuousClock.Instant?
-    private let onFinish: @Sendable (StreamSummary) -> Void
+    /// Reports the summary once: when the stream ends, or when the last copy of the relay is
+    /// released without having been pumped (the client left before the answer started).
+    private let tracker: Tracker
 
     /// - Parameters:
     ///   - deadline: when the whole stream must have ended (the model's total timeout).
@@ -60,14 +62,13 @@ public struct ServerSentEventRelay: Sendable {
         self.modelID = modelID
         self.logger = logger
         self.deadline = deadline
-        self.onFinish = onFinish
+        self.tracker = Tracker(onFinish)
     }
 
     /// Relays every event to `sink` as it arrives, then returns. Cancelling the calling task
     /// cancels the upstream request.
     public func pump(into sink: @escaping @Sendable (ByteBuffer) async throws -> Void) async throws {
-        let tracker = Tracker(onFinish)
-        let (body, modelID, logger) = (self.body, self.modelID, self.logger)
+        let (body, modelID, logger, tracker) = (self.body, self.modelID, self.logger, self.tracker)
         let completed = try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
                 var iterator = AsyncIterator(upstream: body.makeAsyncIterator(), modelID: modelID, logger: logger, tracker: tracker)
