@@ -134,7 +134,8 @@ struct RoutingIntegrationTests {
             #expect(headers.first(name: "Content-Type")?.hasPrefix("text/plain") == true)
             let endpoint = "127.0.0.1:\(port)"
             #expect(metricValue(text, "lisa_requests_total", ["model": "chat", "endpoint": endpoint, "status": "200"]) == 4)
-            #expect(metricValue(text, "lisa_requests_total", ["model": "bad", "status": "400"]) == 2)
+            #expect(metricValue(text, "lisa_requests_total", ["model": "bad", "endpoint": endpoint, "status": "400"]) == 2)
+            #expect(!text.contains(#"lisa_requests_total{model="bad",endpoint="none""#), "each request is counted once")
             // The fake reports 5 prompt tokens a request; the stream's usage chunk counts too.
             #expect(metricValue(text, "lisa_tokens_total", ["model": "chat", "direction": "prompt"]) == 20)
             #expect(metricValue(text, "lisa_gateway_overhead_seconds_count", ["model": "chat"]) == 4)

@@ -25,6 +25,8 @@ public struct LISAError: Error, Sendable, Hashable, CustomStringConvertible {
     /// Whether the gateway may retry on another endpoint (nothing reached the client and
     /// another replica may do better).
     var isRetriable = false
+    /// The endpoint (`host:port`) whose answer this error reports, for metrics.
+    var endpointLabel: String?
 
     private init(_ kind: Kind, status: Int, message: String, param: String? = nil, code: String? = nil, retryAfter: Int? = nil) {
         self.kind = kind

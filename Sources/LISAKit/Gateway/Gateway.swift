@@ -167,7 +167,7 @@ public final class Gateway: Sendable {
             }
         }
         let error = lastError ?? .serviceUnavailable("The model '\(requested)' has no endpoint to send the request to.")
-        metrics.request(model: requested, endpoint: "none", status: error.status, duration: ContinuousClock.now - start)
+        metrics.request(model: requested, endpoint: error.endpointLabel ?? "none", status: error.status, duration: ContinuousClock.now - start)
         throw error
     }
 
@@ -217,6 +217,8 @@ public final class Gateway: Sendable {
                     logger: endpointLogger
                 )
             } catch {
+                var error = error
+                error.endpointLabel = endpoint.label
                 lastError = error
                 guard error.isRetriable else { throw error }
             }
@@ -294,7 +296,6 @@ public final class Gateway: Sendable {
                 throw error
             default:
                 endpoint.record(.success(firstByte: firstByte.seconds), at: monotonicSeconds())
-                metrics.request(model: requested, endpoint: endpoint.label, status: error.status, duration: ContinuousClock.now - start)
                 throw error
             }
         }
