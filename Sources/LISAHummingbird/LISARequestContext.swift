@@ -1,24 +1,28 @@
 import Hummingbird
+import LISAKit
 import NIOCore
 
-/// A request context that knows the connection it came in on, so LISA can cancel upstream
-/// work when the client goes away.
+/// What LISA's routes need from a request context: the connection it came in on (so upstream
+/// work is cancelled when the client goes away), the request id and the authenticated principal.
 ///
-/// Conform your own Hummingbird context to mount ``LISARoutes`` in an existing app:
-/// store `source.channel` in `init(source:)` and return it here.
-public protocol ConnectionAwareRequestContext: RequestContext {
+/// Conform your own Hummingbird context to mount ``LISARoutes`` in an existing app: store
+/// `source.channel` in `init(source:)` and add the two stored properties.
+public protocol LISARoutesContext: RequestContext {
     /// The client connection; `nil` where there is none (for example in router tests).
     var channel: (any Channel)? { get }
     /// The request id ``RequestIDMiddleware`` assigned (kept here rather than in logger
     /// metadata, which is costly to change per request).
     var requestID: String? { get set }
+    /// Who is making the request, set by ``AuthenticationMiddleware``.
+    var principal: Principal? { get set }
 }
 
 /// The request context LISAServe uses.
-public struct LISARequestContext: ConnectionAwareRequestContext {
+public struct LISARequestContext: LISARoutesContext {
     public var coreContext: CoreRequestContextStorage
     public let channel: (any Channel)?
     public var requestID: String?
+    public var principal: Principal?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
@@ -26,7 +30,7 @@ public struct LISARequestContext: ConnectionAwareRequestContext {
     }
 }
 
-extension ConnectionAwareRequestContext {
+extension LISARoutesContext {
     /// Runs `operation`, cancelling it as soon as the client's connection closes.
     ///
     /// Unlike consuming the request stream, this keeps the connection reusable

@@ -9,27 +9,82 @@ import NIOFoundationCompat
 /// LISA's HTTP API as Hummingbird routes, to mount on any `Router`.
 ///
 /// ```swift
-/// let router = Router()
+/// let router = Router(context: LISARequestContext.self)
 /// LISARoutes(gateway: gateway, adminKey: verifier).add(to: router)
 /// ```
 ///
-/// Adds the OpenAI routes (`/v1/...` and `/v2/serve/...`), the models API and the health
-/// routes. Every route but health requires the admin key, and every error is answered in
-/// OpenAI's shape (``OpenAIErrorMiddleware``).
+/// Adds the OpenAI routes (`/v1/...` and `/v2/serve/...`), the models API, the API-token
+/// routes, `/metrics` and the health routes. Every route but health needs credentials (the
+/// admin key or an API token); management routes need an administrator. Every error is
+/// answered in OpenAI's shape (``OpenAIErrorMiddleware``).
 public struct LISARoutes: Sendable {
     public let gateway: Gateway
-    public let adminKey: AdminKeyVerifier
+    public let authenticator: Authenticator
+    public let tokens: APITokenService
     /// The largest request body accepted (413 above it).
     public var maxRequestBodySize: Int
 
-    public init(gateway: Gateway, adminKey: AdminKeyVerifier, maxRequestBodySize: Int = 10 * 1024 * 1024) {
+    public init(gateway: Gateway, authenticator: Authenticator, tokens: APITokenService, maxRequestBodySize: Int = 10 * 1024 * 1024) {
         self.gateway = gateway
-        self.adminKey = adminKey
+        self.authenticator = authenticator
+        self.tokens = tokens
         self.maxRequestBodySize = maxRequestBodySize
     }
 
+    /// Routes where only the admin key (and the gateway's stored API tokens) authenticate.
+    public init(gateway: Gateway, adminKey: AdminKeyVerifier, maxRequestBodySize: Int = 10 * 1024 * 1024) {
+        self.init(
+            gateway: gateway, authenticator: Authenticator(adminKey: adminKey, store: gateway.store, access: gateway.access),
+            tokens: APITokenService(store: gateway.store, access: gateway.access, logger: Logger(label: "lisa.tokens")),
+            maxRequestBodySize: maxRequestBodySize
+        )
+    }
+
+    /// A management route: registered only behind ``AdminOnlyMiddleware``.
+    public struct ManagementRoute: Sendable {
+        public let method: HTTPRequest.Method
+        public let path: String
+        let handler: @Sendable (LISARoutes, ManagementCall) async throws -> Response
+    }
+
+    /// What a management route's handler gets: the JSON body (POST), the path parameter, the caller.
+    struct ManagementCall: Sendable {
+        var body: ByteBuffer
+        var parameter: String
+        var principal: Principal
+    }
+
+    /// Every management route, so none can be added without the admin check (tests enumerate it).
+    public static let managementRoutes: [ManagementRoute] = [
+        ManagementRoute(method: .get, path: "/models") { routes, _ in
+            try encode(ModelsEnvelope(models: routes.gateway.modelRecords()))
+        },
+        ManagementRoute(method: .post, path: "/models") { routes, call in
+            let definition = try Gateway.decode(ModelDefinition.self, from: call.body)
+            return try encode(try await routes.gateway.registerModel(definition))
+        },
+        ManagementRoute(method: .get, path: "/models/{modelId}") { routes, call in
+            try encode(try routes.gateway.modelRecord(id: call.parameter))
+        },
+        ManagementRoute(method: .delete, path: "/models/{modelId}") { routes, call in
+            try await routes.gateway.deleteModel(id: call.parameter)
+            return try encode(DeletedModel(modelId: call.parameter))
+        },
+        ManagementRoute(method: .get, path: "/metrics") { routes, _ in
+            routes.gateway.metrics.refresh(models: routes.gateway.registry.allModels())
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: routes.gateway.metrics.registry.emitToBuffer()))
+            )
+        },
+        ManagementRoute(method: .post, path: "/api-tokens/{id}") { routes, call in
+            let create = try Gateway.decode(APITokenService.CreateRequest.self, from: call.body)
+            return try encode(try await routes.tokens.create(create, for: call.parameter, by: call.principal), status: .created)
+        },
+    ]
+
     /// Adds the routes and their middleware to `router`.
-    public func add<Context: ConnectionAwareRequestContext>(to router: Router<Context>) {
+    public func add<Context: LISARoutesContext>(to router: Router<Context>) {
         router.middlewares.add(RequestIDMiddleware<Context>())
         router.middlewares.add(OpenAIErrorMiddleware<Context>())
 
@@ -37,16 +92,10 @@ public struct LISARoutes: Sendable {
         router.get("/health/readiness") { _, _ in try Self.json(["status": "OK"]) }
         router.get("/health/liveliness") { _, _ in try Self.json(["status": "OK"]) }
 
-        let api = router.group().add(middleware: AdminKeyMiddleware<Context>(verifier: adminKey))
-        api.get("/metrics") { _, _ in
-            gateway.metrics.refresh(models: gateway.registry.allModels())
-            return Response(
-                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(bytes: gateway.metrics.registry.emitToBuffer()))
-            )
-        }
+        let api = router.group().add(middleware: AuthenticationMiddleware<Context>(authenticator: authenticator))
+        let gateway = self.gateway
         for prefix in ["/v1", "/v2/serve"] {
-            api.get("\(prefix)/models") { _, _ in try Self.encode(gateway.modelList()) }
+            api.get("\(prefix)/models") { _, context in try Self.encode(gateway.modelList(for: try context.requirePrincipal())) }
             api.post("\(prefix)/chat/completions") { request, context in
                 try await inference(request, context: context, operation: gateway.chatCompletions)
             }
@@ -58,26 +107,45 @@ public struct LISARoutes: Sendable {
             }
         }
 
-        api.get("/models") { _, _ in try Self.encode(ModelsEnvelope(models: gateway.modelRecords())) }
-        api.post("/models") { request, context in
+        // API tokens: users manage their own; administrators everyone's.
+        let tokens = self.tokens
+        api.post("/api-tokens") { request, context in
             let body = try await collectJSON(request)
-            let definition = try Gateway.decode(ModelDefinition.self, from: body)
-            return try Self.encode(try await gateway.registerModel(definition))
+            let create = try Gateway.decode(APITokenService.CreateRequest.self, from: body)
+            return try Self.encode(try await tokens.create(create, for: nil, by: try context.requirePrincipal()), status: .created)
         }
-        api.get("/models/{modelId}") { _, context in
-            try Self.encode(try gateway.modelRecord(id: try context.parameters.require("modelId")))
+        api.get("/api-tokens") { _, context in
+            try Self.encode(TokenList(tokens: try await tokens.list(by: try context.requirePrincipal())))
         }
-        api.delete("/models/{modelId}") { _, context in
-            let id = try context.parameters.require("modelId")
-            try await gateway.deleteModel(id: id)
-            return try Self.encode(DeletedModel(modelId: id))
+        api.get("/api-tokens/{id}") { _, context in
+            try Self.encode(try await tokens.get(id: try context.parameters.require("id"), by: try context.requirePrincipal()))
+        }
+        api.delete("/api-tokens/{id}") { _, context in
+            let id = try context.parameters.require("id")
+            try await tokens.revoke(id: id, by: try context.requirePrincipal())
+            return try Self.encode(["id": id, "revoked": "true"])
+        }
+
+        let admin = api.group().add(middleware: AdminOnlyMiddleware<Context>(access: gateway.access))
+        for route in Self.managementRoutes {
+            let parameter = route.path.firstRange(of: "{").map { start in
+                String(route.path[route.path.index(after: start.lowerBound)..<route.path.firstIndex(of: "}")!])
+            }
+            admin.on(RouterPath(route.path), method: route.method) { request, context in
+                let call = ManagementCall(
+                    body: route.method == .post ? try await collectJSON(request) : ByteBuffer(),
+                    parameter: parameter.flatMap { context.parameters.get($0) } ?? "",
+                    principal: try context.requirePrincipal()
+                )
+                return try await route.handler(self, call)
+            }
         }
     }
 
     /// Runs an inference operation. The upstream call is cancelled if the client goes away
     /// before the answer starts; once streaming, a failed write ends the relay, which
     /// cancels the upstream request.
-    private func inference<Context: ConnectionAwareRequestContext>(
+    private func inference<Context: LISARoutesContext>(
         _ request: Request,
         context: Context,
         operation: @escaping @Sendable (ByteBuffer, InferenceContext) async throws(LISAError) -> GatewayResponse
@@ -88,7 +156,7 @@ public struct LISARoutes: Sendable {
             headers[field.name.canonicalName] = field.value
         }
         let inference = InferenceContext(
-            requestID: context.requestID ?? "", headers: headers, logger: context.logger
+            requestID: context.requestID ?? "", headers: headers, principal: try context.requirePrincipal(), logger: context.logger
         )
         let answer = try await context.cancellingWhenClientLeaves {
             try await operation(body, inference)
@@ -154,6 +222,7 @@ public struct LISARoutes: Sendable {
     static func encode<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .secondsSince1970
         let buffer = try encoder.encodeAsByteBuffer(value, allocator: ByteBufferAllocator())
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: buffer))
     }
@@ -161,6 +230,18 @@ public struct LISARoutes: Sendable {
 
 struct ModelsEnvelope: Encodable {
     var models: [Gateway.ModelRecord]
+}
+
+struct TokenList: Encodable {
+    var tokens: [APIToken.View]
+}
+
+extension LISARoutesContext {
+    /// The authenticated principal; a 401 if the route was reached without one.
+    func requirePrincipal() throws -> Principal {
+        guard let principal else { throw LISAError.unauthorized("Authentication required.") }
+        return principal
+    }
 }
 
 struct DeletedModel: Encodable {

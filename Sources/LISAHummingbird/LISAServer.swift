@@ -38,7 +38,7 @@ public final class LISAServer: Sendable {
         let gateway = Gateway(
             registry: ModelRegistry(defaultPolicy: configuration.loadBalancing), store: store,
             provider: OpenAICompatibleProvider(httpClient: httpClient, timeouts: configuration.upstreamTimeouts),
-            logger: logger
+            access: configuration.access, logger: logger
         )
         self.gateway = gateway
         do {
@@ -71,7 +71,11 @@ public final class LISAServer: Sendable {
     /// The router with LISA's routes, for embedding or tests.
     public func makeRouter() -> Router<LISARequestContext> {
         let router = Router(context: LISARequestContext.self)
-        LISARoutes(gateway: gateway, adminKey: adminKey, maxRequestBodySize: configuration.maxRequestBodySize).add(to: router)
+        LISARoutes(
+            gateway: gateway, authenticator: Authenticator(adminKey: adminKey, store: store, access: configuration.access),
+            tokens: APITokenService(store: store, access: configuration.access, logger: logger),
+            maxRequestBodySize: configuration.maxRequestBodySize
+        ).add(to: router)
         return router
     }
 

@@ -62,27 +62,49 @@ public struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// Rejects every request that does not present the admin key.
-///
-/// The key may come as `Authorization: Bearer <key>` or `Api-Key: <key>`. Failures are
-/// 401s that never echo what was presented.
-public struct AdminKeyMiddleware<Context: RequestContext>: RouterMiddleware {
-    let verifier: AdminKeyVerifier
+/// Authenticates every request (admin key or API token) and records the principal in the
+/// context. Failures are 401s that never echo what was presented; they are logged (without
+/// the credential) with the request id, as an audit trail.
+public struct AuthenticationMiddleware<Context: LISARoutesContext>: RouterMiddleware {
+    let authenticator: Authenticator
 
-    public init(verifier: AdminKeyVerifier) {
-        self.verifier = verifier
+    public init(authenticator: Authenticator) {
+        self.authenticator = authenticator
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard
-            let presented = PresentedCredential.extract(
-                authorization: request.headers[.authorization], apiKey: request.headers[HTTPField.Name("Api-Key")!]
+        let presented = PresentedCredential.extract(
+            authorization: request.headers[.authorization], apiKey: request.headers[HTTPField.Name("Api-Key")!]
+        )
+        var context = context
+        do {
+            context.principal = try await authenticator.authenticate(presented)
+        } catch {
+            context.logger.notice(
+                "authentication failed",
+                metadata: [
+                    "lisa.request_id": "\(context.requestID ?? "")", "lisa.reason": "\(error.message)",
+                    "lisa.path": "\(request.method) \(request.uri.path)",
+                ]
             )
-        else {
-            throw LISAError.unauthorized("Missing credentials: send 'Authorization: Bearer <key>' or 'Api-Key: <key>'.")
+            throw error
         }
-        guard verifier.verify(presented) else {
-            throw LISAError.unauthorized("Invalid API key.")
+        return try await next(request, context)
+    }
+}
+
+/// Lets only administrators through (403 otherwise). Every management route is registered
+/// behind it.
+public struct AdminOnlyMiddleware<Context: LISARoutesContext>: RouterMiddleware {
+    let access: AccessConfiguration
+
+    public init(access: AccessConfiguration) {
+        self.access = access
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let principal = context.principal, access.isAdmin(principal) else {
+            throw LISAError.forbidden("This route is for administrators.")
         }
         return try await next(request, context)
     }

@@ -5,7 +5,7 @@ import Hummingbird
 /// Gives every request an id: the client's `X-Request-Id` when it is a sane token (≤ 128
 /// characters of letters, digits, `-`, `_`, `.`, `:`), otherwise a new one. The gateway logs it
 /// as `lisa.request_id`; it is returned in the response's `X-Request-Id`, errors included.
-public struct RequestIDMiddleware<Context: ConnectionAwareRequestContext>: RouterMiddleware {
+public struct RequestIDMiddleware<Context: LISARoutesContext>: RouterMiddleware {
     static var headerName: HTTPField.Name { HTTPField.Name("X-Request-Id")! }
 
     public init() {}

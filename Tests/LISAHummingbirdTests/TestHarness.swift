@@ -27,6 +27,7 @@ struct Harness: Sendable {
         store: (any StateStore)? = nil,
         maxRequestBodySize: Int = 1024 * 1024,
         probes: Bool = false,
+        access: AccessConfiguration = AccessConfiguration(),
         models: @escaping @Sendable (String) -> [ModelDefinition] = { url in
             [
                 ModelDefinition(modelId: "chat", modelName: "echo-upstream", modelUrl: url),
@@ -43,7 +44,7 @@ struct Harness: Sendable {
             defer { _ = httpClient.shutdown() }
             let gateway = Gateway(
                 registry: ModelRegistry(), store: store,
-                provider: OpenAICompatibleProvider(httpClient: httpClient), logger: logger
+                provider: OpenAICompatibleProvider(httpClient: httpClient), access: access, logger: logger
             )
             try await gateway.loadModels(configured: models(upstreamURL))
             let router = Router(context: LISARequestContext.self)

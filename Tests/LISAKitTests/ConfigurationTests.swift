@@ -19,7 +19,8 @@ struct ConfigurationTests {
             dataDir: /var/lib/lisa
             upstream: {connectTimeoutSeconds: 2.5, requestTimeoutSeconds: 120}
             logLevel: debug
-            auth: {authority: https://idp.example.com}
+            auth: {authority: https://idp.example.com, adminGroup: lisa-admins, userGroup: lisa-users, apiGroup: lisa-api}
+            telemetry: {enabled: true}
             models:
               - modelId: chat-small
                 modelName: Qwen/Qwen2.5-0.5B
@@ -39,7 +40,9 @@ struct ConfigurationTests {
         #expect(configuration.logLevel == .debug)
         #expect(configuration.adminKey == "0123456789abcdef")
         #expect(configuration.models.first?.endpoints.first?.weight == 2)
-        #expect(configuration.unknownKeys == ["auth"])
+        #expect(configuration.unknownKeys == ["telemetry"])
+        #expect(configuration.access == AccessConfiguration(adminGroup: "lisa-admins", userGroup: "lisa-users", apiGroup: "lisa-api"))
+        #expect(configuration.oidcAuthority == "https://idp.example.com")
 
         let defaults = try LISAConfiguration.load(file: nil, environment: [:])
         #expect(defaults.host == "127.0.0.1" && defaults.port == 8080 && defaults.dataDirectory == ".lisa")

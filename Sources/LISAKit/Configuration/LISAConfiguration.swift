@@ -26,6 +26,10 @@ public struct LISAConfiguration: Sendable {
     public var loadBalancing: LoadBalancingPolicy = .powerOfTwoChoices
     /// Log level. Default `info`; `LISA_LOG_LEVEL`, `--log-level`, `logLevel`.
     public var logLevel: Logger.Level = .info
+    /// Group names that grant roles (`auth.adminGroup`, `auth.userGroup`, `auth.apiGroup`, `auth.ragAdminGroup`).
+    public var access = AccessConfiguration()
+    /// `auth.authority`: an OIDC issuer. Recognised, not yet verified by this version (a warning at start).
+    public var oidcAuthority: String?
     /// Models declared statically.
     public var models: [ModelDefinition] = []
     /// Keys in the file this version does not know (reported as warnings at start).
@@ -78,6 +82,12 @@ public struct LISAConfiguration: Sendable {
         if let value = file.upstream?.connectTimeoutSeconds { upstreamTimeouts.connect = .milliseconds(Int64(value * 1000)) }
         if let value = file.upstream?.requestTimeoutSeconds { upstreamTimeouts.request = .milliseconds(Int64(value * 1000)) }
         if let value = file.routing?.loadBalancing { loadBalancing = value }
+        if let auth = file.auth {
+            access = AccessConfiguration(
+                adminGroup: auth.adminGroup, userGroup: auth.userGroup, apiGroup: auth.apiGroup, ragAdminGroup: auth.ragAdminGroup
+            )
+            oidcAuthority = auth.authority
+        }
         if let value = file.logLevel {
             guard let level = Logger.Level(rawValue: value.lowercased()) else {
                 throw ConfigurationError("logLevel '\(value)' is not one of trace, debug, info, notice, warning, error, critical")
@@ -147,6 +157,16 @@ struct ConfigurationFile: Decodable {
         var url: String?
     }
 
+    struct Auth: Decodable {
+        var authority: String?
+        var clientId: String?
+        var jwtGroupsProperty: String?
+        var adminGroup: String?
+        var userGroup: String?
+        var apiGroup: String?
+        var ragAdminGroup: String?
+    }
+
     struct Routing: Decodable {
         var loadBalancing: LoadBalancingPolicy?
     }
@@ -162,12 +182,13 @@ struct ConfigurationFile: Decodable {
     var state: State?
     var upstream: Upstream?
     var routing: Routing?
+    var auth: Auth?
     var logLevel: String?
     var models: [ModelDefinition]?
     var unknownKeys: [String]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case server, dataDir, adminKey, state, upstream, routing, logLevel, models
+        case server, dataDir, adminKey, state, upstream, routing, auth, logLevel, models
     }
 
     init(from decoder: any Decoder) throws {
@@ -178,6 +199,7 @@ struct ConfigurationFile: Decodable {
         state = try c.decodeIfPresent(State.self, forKey: .state)
         upstream = try c.decodeIfPresent(Upstream.self, forKey: .upstream)
         routing = try c.decodeIfPresent(Routing.self, forKey: .routing)
+        auth = try c.decodeIfPresent(Auth.self, forKey: .auth)
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel)
         models = try c.decodeIfPresent([ModelDefinition].self, forKey: .models)
         let known = Set(CodingKeys.allCases.map(\.stringValue))

@@ -16,6 +16,8 @@ public final class Gateway: Sendable {
     public let provider: OpenAICompatibleProvider
     /// The gateway's metrics (served at `/metrics` by LISAServe).
     public let metrics: GatewayMetrics
+    /// Group-based roles and per-model permissions.
+    public let access: AccessConfiguration
     private let logger: Logger
 
     /// The largest upstream body LISA buffers for a non-streaming answer (64 MiB).
@@ -23,8 +25,9 @@ public final class Gateway: Sendable {
 
     public init(
         registry: ModelRegistry, store: any StateStore, provider: OpenAICompatibleProvider, metrics: GatewayMetrics = GatewayMetrics(),
-        logger: Logger
+        access: AccessConfiguration = AccessConfiguration(), logger: Logger
     ) {
+        self.access = access
         self.registry = registry
         self.store = store
         self.provider = provider
@@ -53,10 +56,11 @@ public final class Gateway: Sendable {
 
     // MARK: - Inference
 
-    /// `GET /v1/models`.
-    public func modelList() -> ModelList {
-        ModelList(
-            data: registry.allModels().map { model in
+    /// `GET /v1/models`: the models `principal` may use (others are not listed).
+    public func modelList(for principal: Principal = .admin) -> ModelList {
+        guard access.mayCallInference(principal) else { return ModelList(data: []) }
+        return ModelList(
+            data: registry.allModels().filter { access.mayUse($0.definition, principal) }.map { model in
                 ModelList.Model(id: model.definition.modelId, created: model.created, ownedBy: "lisa")
             }
         )
@@ -68,7 +72,7 @@ public final class Gateway: Sendable {
         guard !request.messages.isEmpty else {
             throw .invalidRequest("messages must contain at least one message.", param: "messages")
         }
-        let model = try resolve(request.model, serving: .textgen)
+        let model = try resolve(request.model, serving: .textgen, for: context.principal)
         let stream = request.stream ?? false
         try checkStreaming(stream, model: model)
         let user = request.user
@@ -80,7 +84,7 @@ public final class Gateway: Sendable {
     /// `POST /v1/completions`.
     public func completions(body: ByteBuffer, context: InferenceContext) async throws(LISAError) -> GatewayResponse {
         var request = try Self.decode(CompletionRequest.self, from: body)
-        let model = try resolve(request.model, serving: .textgen)
+        let model = try resolve(request.model, serving: .textgen, for: context.principal)
         let stream = request.stream ?? false
         try checkStreaming(stream, model: model)
         let user = request.user
@@ -95,18 +99,22 @@ public final class Gateway: Sendable {
         guard !request.input.isEmpty else {
             throw .invalidRequest("input must not be empty.", param: "input")
         }
-        let model = try resolve(request.model, serving: .embedding)
+        let model = try resolve(request.model, serving: .embedding, for: context.principal)
         let user = request.user
         return try await route(.embeddings, model: model, stream: false, user: user, context: context) { modelName throws(LISAError) in
             try Self.upstreamBody(body, request: &request, modelName: modelName)
         }
     }
 
-    private func resolve(_ modelID: String, serving type: ModelType) throws(LISAError) -> RoutableModel {
+    private func resolve(_ modelID: String, serving type: ModelType, for principal: Principal) throws(LISAError) -> RoutableModel {
+        guard access.mayCallInference(principal) else {
+            throw .forbidden("Calling models needs membership of the user group.")
+        }
         guard !modelID.isEmpty else {
             throw .invalidRequest("model must not be empty.", param: "model")
         }
-        guard let model = registry.model(modelID) else {
+        // A model the caller may not use answers as if it did not exist, so its name does not leak.
+        guard let model = registry.model(modelID), access.mayUse(model.definition, principal) else {
             throw .modelNotFound(modelID)
         }
         guard model.definition.modelType == type else {
@@ -144,6 +152,7 @@ public final class Gateway: Sendable {
         var candidates = [model]
         for id in model.definition.fallbacks {
             if let fallback = registry.model(id), fallback.definition.modelType == model.definition.modelType,
+                access.mayUse(fallback.definition, context.principal),
                 !candidates.contains(where: { $0 === fallback })
             {
                 candidates.append(fallback)

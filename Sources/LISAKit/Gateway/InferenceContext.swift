@@ -7,10 +7,13 @@ public struct InferenceContext: Sendable {
     /// Request headers the gateway may use (session affinity), lower-cased names.
     public var headers: [String: String]
     public var logger: Logger
+    /// Who is asking; decides which models exist for them.
+    public var principal: Principal
 
-    public init(requestID: String, headers: [String: String] = [:], logger: Logger) {
+    public init(requestID: String, headers: [String: String] = [:], principal: Principal = .admin, logger: Logger) {
         self.requestID = requestID
         self.headers = headers
+        self.principal = principal
         self.logger = logger
     }
 }

@@ -16,7 +16,7 @@ public final class SQLiteStateStore: StateStore {
     }()
 
     /// The schema version this build writes.
-    static let schemaVersion = 1
+    static let schemaVersion = 2
 
     private init(connection: SQLiteConnection) {
         self.connection = connection
@@ -74,6 +74,26 @@ public final class SQLiteStateStore: StateStore {
                 throw error
             }
         }
+        if version < 2 {
+            _ = try await connection.query("BEGIN IMMEDIATE", [])
+            do {
+                _ = try await connection.query(
+                    """
+                    CREATE TABLE IF NOT EXISTS api_tokens (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        token_hash TEXT NOT NULL UNIQUE,
+                        username TEXT NOT NULL,
+                        record TEXT NOT NULL
+                    )
+                    """, [])
+                _ = try await connection.query("CREATE INDEX IF NOT EXISTS api_tokens_username ON api_tokens (username)", [])
+                _ = try await connection.query("PRAGMA user_version = 2", [])
+                _ = try await connection.query("COMMIT", [])
+            } catch {
+                _ = try? await connection.query("ROLLBACK", [])
+                throw error
+            }
+        }
     }
 
     public func models() async throws -> [ModelDefinition] {
@@ -114,8 +134,45 @@ public final class SQLiteStateStore: StateStore {
         )
     }
 
+    public func insertToken(_ token: APIToken) async throws {
+        let record = String(decoding: try encoder.encode(token), as: UTF8.self)
+        _ = try await connection.query(
+            "INSERT INTO api_tokens (id, token_hash, username, record) VALUES (?, ?, ?, ?)",
+            [.text(token.id), .text(token.tokenHash), .text(token.username), .text(record)]
+        )
+    }
+
+    public func token(hash: String) async throws -> APIToken? {
+        try await connection.query("SELECT record FROM api_tokens WHERE token_hash = ?", [.text(hash)]).first.map(decodeToken)
+    }
+
+    public func token(id: String) async throws -> APIToken? {
+        try await connection.query("SELECT record FROM api_tokens WHERE id = ?", [.text(id)]).first.map(decodeToken)
+    }
+
+    public func tokens(username: String?) async throws -> [APIToken] {
+        let rows =
+            if let username {
+                try await connection.query("SELECT record FROM api_tokens WHERE username = ? ORDER BY rowid", [.text(username)])
+            } else {
+                try await connection.query("SELECT record FROM api_tokens ORDER BY rowid", [])
+            }
+        return try rows.map(decodeToken)
+    }
+
+    public func deleteToken(id: String) async throws -> Bool {
+        !(try await connection.query("DELETE FROM api_tokens WHERE id = ? RETURNING id", [.text(id)])).isEmpty
+    }
+
     public func close() async throws {
         try await connection.close()
+    }
+
+    private func decodeToken(_ row: SQLiteRow) throws -> APIToken {
+        guard let text = row.column("record")?.string else {
+            throw LISAError.internalError("A stored token has no record.")
+        }
+        return try JSONDecoder().decode(APIToken.self, from: Data(text.utf8))
     }
 
     private func decodeModel(_ row: SQLiteRow) throws -> ModelDefinition {

@@ -24,6 +24,21 @@ public protocol StateStore: Sendable {
     /// Stores a setting, replacing any previous value.
     func setSetting(_ key: String, to value: String) async throws
 
+    /// Stores a new API token (its hash, never its secret).
+    func insertToken(_ token: APIToken) async throws
+
+    /// The token whose secret hashes to `hash`, or `nil`.
+    func token(hash: String) async throws -> APIToken?
+
+    /// The token with this public id, or `nil`.
+    func token(id: String) async throws -> APIToken?
+
+    /// Every token, or those of one user.
+    func tokens(username: String?) async throws -> [APIToken]
+
+    /// Removes a token; returns whether it existed.
+    func deleteToken(id: String) async throws -> Bool
+
     /// Releases the store's resources. Calls after this fail.
     func close() async throws
 }
@@ -32,6 +47,7 @@ public protocol StateStore: Sendable {
 public actor MemoryStateStore: StateStore {
     private var storedModels: [String: ModelDefinition] = [:]
     private var settings: [String: String] = [:]
+    private var storedTokens: [String: APIToken] = [:]
 
     public init() {}
 
@@ -51,6 +67,18 @@ public actor MemoryStateStore: StateStore {
     public func setting(_ key: String) -> String? { settings[key] }
 
     public func setSetting(_ key: String, to value: String) { settings[key] = value }
+
+    public func insertToken(_ token: APIToken) { storedTokens[token.id] = token }
+
+    public func token(hash: String) -> APIToken? { storedTokens.values.first { $0.tokenHash == hash } }
+
+    public func token(id: String) -> APIToken? { storedTokens[id] }
+
+    public func tokens(username: String?) -> [APIToken] {
+        storedTokens.values.filter { username == nil || $0.username == username }.sorted { $0.createdAt < $1.createdAt }
+    }
+
+    public func deleteToken(id: String) -> Bool { storedTokens.removeValue(forKey: id) != nil }
 
     public func close() {}
 }

@@ -1,0 +1,144 @@
+import Foundation
+import Logging
+
+/// Turns the credential a request presents into a ``Principal``: the admin key or an API
+/// token. (OIDC JWTs come with the OIDC verifier.)
+///
+/// API tokens are looked up by the hash of the secret on every request, so a revoked token
+/// stops working at once.
+public struct Authenticator: Sendable {
+    public let adminKey: AdminKeyVerifier
+    public let store: any StateStore
+    public let access: AccessConfiguration
+
+    public init(adminKey: AdminKeyVerifier, store: any StateStore, access: AccessConfiguration = AccessConfiguration()) {
+        self.adminKey = adminKey
+        self.store = store
+        self.access = access
+    }
+
+    /// The principal for `presented`, or a 401 that does not say which part was wrong.
+    public func authenticate(_ presented: String?) async throws(LISAError) -> Principal {
+        guard let presented else {
+            throw .unauthorized("Missing credentials: send 'Authorization: Bearer <key>' or 'Api-Key: <key>'.")
+        }
+        if adminKey.verify(presented) {
+            return .admin
+        }
+        if presented.hasPrefix(APIToken.secretPrefix) {
+            let token: APIToken?
+            do {
+                token = try await store.token(hash: APIToken.hash(presented))
+            } catch {
+                throw .internalError()
+            }
+            if let token {
+                guard !token.isExpired() else {
+                    throw .unauthorized("The API token has expired.")
+                }
+                return Principal(username: token.username, groups: token.groups, method: .apiToken, tokenID: token.id)
+            }
+        }
+        throw .unauthorized("Invalid API key.")
+    }
+}
+
+/// Issues, lists and revokes API tokens, enforcing who may do what.
+public struct APITokenService: Sendable {
+    public let store: any StateStore
+    public let access: AccessConfiguration
+    /// Lifetime of tokens created without `expiresInDays`. Default 90 days.
+    public var defaultLifetime: TimeInterval = 90 * 24 * 3600
+    private let logger: Logger
+
+    public init(store: any StateStore, access: AccessConfiguration, logger: Logger) {
+        self.store = store
+        self.access = access
+        self.logger = logger
+    }
+
+    /// What a caller asks for when creating a token.
+    public struct CreateRequest: Sendable, Codable {
+        public var name: String
+        /// For admins creating a token for someone else: its groups. Ignored otherwise.
+        public var groups: [String]?
+        /// Days until expiry (1…3650); default 90.
+        public var expiresInDays: Int?
+        /// Admin only: a system token (may have `expiresInDays` omitted for no expiry, with `noExpiry: true`).
+        public var isSystemToken: Bool?
+        public var noExpiry: Bool?
+
+        public init(name: String, groups: [String]? = nil, expiresInDays: Int? = nil) {
+            self.name = name
+            self.groups = groups
+            self.expiresInDays = expiresInDays
+        }
+    }
+
+    /// A created token: its record and the secret, shown this once.
+    public struct Created: Sendable, Codable {
+        public var token: String
+        public var tokenInfo: APIToken.View
+    }
+
+    /// Creates a token for `username` (the caller's own when `nil`).
+    public func create(_ request: CreateRequest, for username: String?, by caller: Principal) async throws -> Created {
+        let isAdmin = access.isAdmin(caller)
+        let owner = username ?? caller.username
+        if username != nil || request.isSystemToken == true {
+            guard isAdmin else { throw LISAError.forbidden("Only administrators may create tokens for other users or system tokens.") }
+        } else {
+            guard access.mayCreateOwnTokens(caller) else {
+                throw LISAError.forbidden("Creating API tokens needs membership of the API group.")
+            }
+        }
+        let name = request.name.trimmingCharacters(in: .whitespaces)
+        guard (1...128).contains(name.count) else { throw LISAError.invalidRequest("name must be 1-128 characters.", param: "name") }
+        guard !owner.isEmpty, owner.count <= 256 else { throw LISAError.invalidRequest("username must be 1-256 characters.", param: "username") }
+        let expiresAt: Date?
+        if request.noExpiry == true {
+            guard request.isSystemToken == true else {
+                throw LISAError.invalidRequest("Only system tokens may have no expiry.", param: "noExpiry")
+            }
+            expiresAt = nil
+        } else if let days = request.expiresInDays {
+            guard (1...3650).contains(days) else { throw LISAError.invalidRequest("expiresInDays must be 1-3650.", param: "expiresInDays") }
+            expiresAt = Date().addingTimeInterval(TimeInterval(days) * 86400)
+        } else {
+            expiresAt = Date().addingTimeInterval(defaultLifetime)
+        }
+        // A user's own token carries their groups; an admin may set groups for others.
+        let groups = username != nil ? (request.groups ?? []) : caller.groups
+        let secret = APIToken.generateSecret()
+        let token = APIToken(
+            id: APIToken.generateID(), name: name, username: owner, groups: groups, createdBy: caller.username, createdAt: Date(),
+            expiresAt: expiresAt, isSystemToken: request.isSystemToken == true, tokenHash: APIToken.hash(secret)
+        )
+        try await store.insertToken(token)
+        logger.info(
+            "api token created",
+            metadata: ["lisa.token_id": "\(token.id)", "lisa.owner": "\(owner)", "lisa.principal": "\(caller.username)"]
+        )
+        return Created(token: secret, tokenInfo: token.view)
+    }
+
+    /// Tokens the caller may see: all for admins, their own for others.
+    public func list(by caller: Principal) async throws -> [APIToken.View] {
+        try await store.tokens(username: access.isAdmin(caller) ? nil : caller.username).map(\.view)
+    }
+
+    /// One token, if the caller may see it (404 otherwise, so ids of others do not leak).
+    public func get(id: String, by caller: Principal) async throws -> APIToken.View {
+        guard let token = try await store.token(id: id), access.isAdmin(caller) || token.username == caller.username else {
+            throw LISAError.notFound("No API token with id '\(id)'.", code: "token_not_found")
+        }
+        return token.view
+    }
+
+    /// Revokes a token: effective on the next request that presents it.
+    public func revoke(id: String, by caller: Principal) async throws {
+        _ = try await get(id: id, by: caller)
+        _ = try await store.deleteToken(id: id)
+        logger.info("api token revoked", metadata: ["lisa.token_id": "\(id)", "lisa.principal": "\(caller.username)"])
+    }
+}

@@ -1,0 +1,66 @@
+import Foundation
+
+/// Who is making a request, and how they proved it.
+public struct Principal: Sendable, Hashable, Codable {
+    /// How the principal authenticated.
+    public enum Method: String, Sendable, Hashable, Codable {
+        case adminKey, apiToken, oidc
+    }
+
+    public var username: String
+    public var groups: [String]
+    public var method: Method
+    /// The API token's id, for `apiToken` principals.
+    public var tokenID: String?
+
+    public init(username: String, groups: [String], method: Method, tokenID: String? = nil) {
+        self.username = username
+        self.groups = groups
+        self.method = method
+        self.tokenID = tokenID
+    }
+
+    /// The principal of a request that presented the admin key.
+    public static let admin = Principal(username: "admin", groups: [], method: .adminKey)
+}
+
+/// Group names that grant roles, with LISA's configuration names (`auth:` in the file).
+public struct AccessConfiguration: Sendable, Hashable, Codable {
+    /// Members administer LISA (models, everyone's tokens, configuration).
+    public var adminGroup: String?
+    /// When set, only members (and admins) may call inference.
+    public var userGroup: String?
+    /// Members may create API tokens for themselves.
+    public var apiGroup: String?
+    /// Members may manage RAG repositories and collections.
+    public var ragAdminGroup: String?
+
+    public init(adminGroup: String? = nil, userGroup: String? = nil, apiGroup: String? = nil, ragAdminGroup: String? = nil) {
+        self.adminGroup = adminGroup
+        self.userGroup = userGroup
+        self.apiGroup = apiGroup
+        self.ragAdminGroup = ragAdminGroup
+    }
+
+    /// Whether `principal` is an administrator: the admin key, or a member of `adminGroup`.
+    public func isAdmin(_ principal: Principal) -> Bool {
+        principal.method == .adminKey || adminGroup.map(principal.groups.contains) == true
+    }
+
+    /// Whether `principal` may call inference at all.
+    public func mayCallInference(_ principal: Principal) -> Bool {
+        guard let userGroup else { return true }
+        return isAdmin(principal) || principal.groups.contains(userGroup)
+    }
+
+    /// Whether `principal` may create API tokens for themselves.
+    public func mayCreateOwnTokens(_ principal: Principal) -> Bool {
+        isAdmin(principal) || apiGroup.map(principal.groups.contains) == true
+    }
+
+    /// Whether `principal` may use a model: admins always; others when the model has no
+    /// `allowedGroups` or they share one.
+    public func mayUse(_ model: ModelDefinition, _ principal: Principal) -> Bool {
+        isAdmin(principal) || model.allowedGroups.isEmpty || !Set(model.allowedGroups).isDisjoint(with: principal.groups)
+    }
+}
