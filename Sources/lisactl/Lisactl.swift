@@ -9,7 +9,7 @@ struct Lisactl: AsyncParsableCommand {
         commandName: "lisactl",
         abstract: "Control a LISA server: models, chat, embeddings.",
         discussion: "Defaults come from LISA_URL (http://127.0.0.1:8080) and LISA_API_KEY.",
-        subcommands: [ModelsCommand.self, ChatCommand.self, EmbedCommand.self]
+        subcommands: [ModelsCommand.self, ChatCommand.self, EmbedCommand.self, TokensCommand.self]
     )
 
     /// Accepts the global options before the command group too
@@ -81,6 +81,7 @@ func reportingErrors(_ body: () async throws -> Void) async throws {
 func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.dateEncodingStrategy = .iso8601
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
@@ -296,6 +297,79 @@ struct EmbedCommand: AsyncParsableCommand {
                         ]
                     }
                 )
+            }
+        }
+    }
+}
+
+struct TokensCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokens", abstract: "Create, list and revoke API tokens.", subcommands: [Create.self, List.self, Revoke.self]
+    )
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create an API token; its secret is printed once.",
+            discussion: "Without --user, a token for yourself (admins and apiGroup members). With --user (admins), one for that user."
+        )
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "A name for the token.") var name: String
+        @Option(help: "Create it for this user (admin only).") var user: String?
+        @Option(help: "Groups of a token made for another user (repeatable).") var group: [String] = []
+        @Option(name: .customLong("expires-in-days"), help: "Lifetime in days (default 90).") var expiresInDays: Int?
+        @Flag(name: .customLong("system"), help: "A system token (admin only).") var system = false
+
+        func run() async throws {
+            try await reportingErrors {
+                var request = APITokenService.CreateRequest(name: name, groups: group.isEmpty ? nil : group, expiresInDays: expiresInDays)
+                request.isSystemToken = system ? true : nil
+                let created = try await global.makeClient().createToken(request, for: user)
+                switch global.output {
+                case .json: try printJSON(created)
+                case .table:
+                    print("created token \(created.tokenInfo.id) for \(created.tokenInfo.username)")
+                    print("secret (shown only now): \(created.token)")
+                }
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List tokens (all for admins, your own otherwise).")
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let tokens = try await global.makeClient().tokens()
+                switch global.output {
+                case .json: try printJSON(tokens)
+                case .table:
+                    printTable(
+                        ["ID", "NAME", "USER", "GROUPS", "EXPIRES", "CREATED BY"],
+                        tokens.map { token in
+                            [
+                                token.id, token.name, token.username, token.groups.joined(separator: ","),
+                                token.expiresAt.map { ISO8601DateFormatter().string(from: $0) } ?? "never", token.createdBy,
+                            ]
+                        }
+                    )
+                }
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a token; it stops working at once.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The token's id (tok_…).") var id: String
+
+        func run() async throws {
+            try await reportingErrors {
+                try await global.makeClient().revokeToken(id: id)
+                switch global.output {
+                case .json: try printJSON(["id": id, "revoked": "true"])
+                case .table: print("revoked token \(id)")
+                }
             }
         }
     }

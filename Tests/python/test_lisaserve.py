@@ -104,3 +104,25 @@ def test_sigterm_lets_an_inflight_stream_finish(lisa):
     stopper.join()
     assert "".join(received) == "echo: " + words
     assert lisa.proc.process.wait(15) == 0
+
+
+def test_lisactl_tokens_and_the_openai_sdk_with_a_token(lisa):
+    created = lisactl(lisa, "--output", "json", "tokens", "create", "--name", "ci", "--user", "alice", "--group", "team-a")
+    assert created.returncode == 0, created.stderr
+    token = json.loads(created.stdout)
+    secret, token_id = token["token"], token["tokenInfo"]["id"]
+    assert secret.startswith("lisa_")
+
+    client = openai.OpenAI(base_url=lisa.url + "/v1", api_key=secret, max_retries=0)
+    assert client.chat.completions.create(model="chat-small", messages=[{"role": "user", "content": "as alice"}]).choices[0].message.content == "echo: as alice"
+    with_key_header = lisactl(lisa, "models", "list", key=secret)
+    assert with_key_header.returncode != 0 and "403" in with_key_header.stderr, "a user token cannot manage models"
+
+    listed = lisactl(lisa, "tokens", "list")
+    assert listed.returncode == 0 and token_id in listed.stdout and secret not in listed.stdout
+    assert lisactl(lisa, "tokens", "revoke", token_id).returncode == 0
+    try:
+        client.models.list()
+        raise AssertionError("a revoked token must not work")
+    except openai.AuthenticationError:
+        pass

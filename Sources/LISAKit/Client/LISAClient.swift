@@ -76,6 +76,25 @@ public struct LISAClient: Sendable {
         _ = try await send(.DELETE, "/models/\(Self.escape(id))", as: JSONValue.self)
     }
 
+    // MARK: API tokens
+
+    /// `POST /api-tokens` (own token) or `POST /api-tokens/{username}` (admin, for a user).
+    public func createToken(_ request: APITokenService.CreateRequest, for username: String? = nil) async throws -> APITokenService.Created {
+        let path = username.map { "/api-tokens/\(Self.escape($0))" } ?? "/api-tokens"
+        return try await send(.POST, path, body: request, as: APITokenService.Created.self)
+    }
+
+    /// `GET /api-tokens`: all tokens for admins, one's own otherwise.
+    public func tokens() async throws -> [APIToken.View] {
+        struct Envelope: Decodable { var tokens: [APIToken.View] }
+        return try await send(.GET, "/api-tokens", as: Envelope.self).tokens
+    }
+
+    /// `DELETE /api-tokens/{id}`.
+    public func revokeToken(id: String) async throws {
+        _ = try await send(.DELETE, "/api-tokens/\(Self.escape(id))", as: JSONValue.self)
+    }
+
     // MARK: OpenAI API
 
     /// `GET /v1/models`.
@@ -160,7 +179,9 @@ public struct LISAClient: Sendable {
             throw LISAClientError(status: Int(response.status.code), body: body)
         }
         do {
-            return try JSONDecoder().decode(type, from: body)
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .secondsSince1970
+            return try decoder.decode(type, from: body)
         } catch let error as DecodingError {
             throw LISAClientError(status: Int(response.status.code), message: "unexpected answer from the server: \(error.lisaDescription)")
         }
