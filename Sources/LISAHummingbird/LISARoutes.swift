@@ -21,13 +21,19 @@ public struct LISARoutes: Sendable {
     public let gateway: Gateway
     public let authenticator: Authenticator
     public let tokens: APITokenService
+    /// Per-principal request rates; `nil`: unlimited.
+    public let rateLimiter: RateLimiter?
     /// The largest request body accepted (413 above it).
     public var maxRequestBodySize: Int
 
-    public init(gateway: Gateway, authenticator: Authenticator, tokens: APITokenService, maxRequestBodySize: Int = 10 * 1024 * 1024) {
+    public init(
+        gateway: Gateway, authenticator: Authenticator, tokens: APITokenService, rateLimiter: RateLimiter? = nil,
+        maxRequestBodySize: Int = 10 * 1024 * 1024
+    ) {
         self.gateway = gateway
         self.authenticator = authenticator
         self.tokens = tokens
+        self.rateLimiter = rateLimiter
         self.maxRequestBodySize = maxRequestBodySize
     }
 
@@ -92,7 +98,7 @@ public struct LISARoutes: Sendable {
         router.get("/health/readiness") { _, _ in try Self.json(["status": "OK"]) }
         router.get("/health/liveliness") { _, _ in try Self.json(["status": "OK"]) }
 
-        let api = router.group().add(middleware: AuthenticationMiddleware<Context>(authenticator: authenticator))
+        let api = router.group().add(middleware: AuthenticationMiddleware<Context>(authenticator: authenticator, rateLimiter: rateLimiter))
         let gateway = self.gateway
         for prefix in ["/v1", "/v2/serve"] {
             api.get("\(prefix)/models") { _, context in try Self.encode(gateway.modelList(for: try context.requirePrincipal())) }

@@ -16,6 +16,7 @@ public final class LISAServer: Sendable {
     public let generatedAdminKey: String?
     private let httpClient: HTTPClient
     private let store: any StateStore
+    private let rateLimiter: RateLimiter
     private let logger: Logger
 
     /// Opens the state store, loads the admin key and the models. Call ``run(onServerRunning:)``
@@ -35,6 +36,7 @@ public final class LISAServer: Sendable {
         let httpClient = OpenAICompatibleProvider.makeHTTPClient(timeouts: configuration.upstreamTimeouts)
         self.httpClient = httpClient
         self.store = store
+        self.rateLimiter = RateLimiter(configuration: configuration.rateLimits)
         let gateway = Gateway(
             registry: ModelRegistry(defaultPolicy: configuration.loadBalancing), store: store,
             provider: OpenAICompatibleProvider(httpClient: httpClient, timeouts: configuration.upstreamTimeouts),
@@ -74,7 +76,7 @@ public final class LISAServer: Sendable {
         LISARoutes(
             gateway: gateway, authenticator: Authenticator(adminKey: adminKey, store: store, access: configuration.access),
             tokens: APITokenService(store: store, access: configuration.access, logger: logger),
-            maxRequestBodySize: configuration.maxRequestBodySize
+            rateLimiter: rateLimiter, maxRequestBodySize: configuration.maxRequestBodySize
         ).add(to: router)
         return router
     }

@@ -67,9 +67,12 @@ public struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 /// the credential) with the request id, as an audit trail.
 public struct AuthenticationMiddleware<Context: LISARoutesContext>: RouterMiddleware {
     let authenticator: Authenticator
+    let rateLimiter: RateLimiter?
 
-    public init(authenticator: Authenticator) {
+    /// - Parameter rateLimiter: when given, each authenticated principal is held to its limit (429 over it).
+    public init(authenticator: Authenticator, rateLimiter: RateLimiter? = nil) {
         self.authenticator = authenticator
+        self.rateLimiter = rateLimiter
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -88,6 +91,9 @@ public struct AuthenticationMiddleware<Context: LISARoutesContext>: RouterMiddle
                 ]
             )
             throw error
+        }
+        if let rateLimiter, let principal = context.principal {
+            try rateLimiter.admit(principal)
         }
         return try await next(request, context)
     }

@@ -135,4 +135,26 @@ struct AccessControlTests {
             #expect(try await lisa.send("/api-tokens", json: #"{"name":"x","isSystemToken":true}"#, key: member.token).status == 403)
         }
     }
+
+    @Test("rate limits: 429 with Retry-After over the limit, recovery after the refill, group overrides, admin exempt")
+    func rateLimits() async throws {
+        let limits = RateLimitConfiguration(
+            default: .init(requestsPerMinute: 300, burst: 2), groups: ["batch": .init(requestsPerMinute: 60_000, burst: 50)]
+        )
+        try await Harness.run(access: Self.access, rateLimits: limits, models: Self.models) { lisa in
+            let alice = try await createToken(lisa, for: "alice", groups: ["team-a"])
+            #expect(try await lisa.send(.GET, "/v1/models", key: alice.token).status == 200)
+            #expect(try await lisa.send(.GET, "/v1/models", key: alice.token).status == 200)
+            let limited = try await lisa.send(.GET, "/v1/models", key: alice.token)
+            #expect(limited.status == 429)
+            #expect(try errorBody(limited.body).code == "rate_limit_exceeded")
+            #expect(limited.headers.first(name: "Retry-After") == "1")
+            try await Task.sleep(for: .milliseconds(250))  // 5 a second refill
+            #expect(try await lisa.send(.GET, "/v1/models", key: alice.token).status == 200, "recovers after the refill")
+
+            let batch = try await createToken(lisa, for: "robot", groups: ["batch"])
+            for _ in 0..<10 { #expect(try await lisa.send(.GET, "/v1/models", key: batch.token).status == 200) }
+            for _ in 0..<10 { #expect(try await lisa.send(.GET, "/v1/models").status == 200, "the admin key is not limited") }
+        }
+    }
 }

@@ -28,6 +28,7 @@ struct Harness: Sendable {
         maxRequestBodySize: Int = 1024 * 1024,
         probes: Bool = false,
         access: AccessConfiguration = AccessConfiguration(),
+        rateLimits: RateLimitConfiguration? = nil,
         models: @escaping @Sendable (String) -> [ModelDefinition] = { url in
             [
                 ModelDefinition(modelId: "chat", modelName: "echo-upstream", modelUrl: url),
@@ -48,8 +49,11 @@ struct Harness: Sendable {
             )
             try await gateway.loadModels(configured: models(upstreamURL))
             let router = Router(context: LISARequestContext.self)
-            LISARoutes(gateway: gateway, adminKey: AdminKeyVerifier(key: adminKey), maxRequestBodySize: maxRequestBodySize)
-                .add(to: router)
+            LISARoutes(
+                gateway: gateway, authenticator: Authenticator(adminKey: AdminKeyVerifier(key: adminKey), store: store, access: access),
+                tokens: APITokenService(store: store, access: access, logger: logger),
+                rateLimiter: rateLimits.map(RateLimiter.init(configuration:)), maxRequestBodySize: maxRequestBodySize
+            ).add(to: router)
             let services: [any Service] = probes ? [HealthProber(registry: gateway.registry, httpClient: httpClient, logger: logger)] : []
             return try await withRunning(router: router, services: services, logger: logger) { port in
                 try await body(Harness(baseURL: "http://127.0.0.1:\(port)", upstreamURL: upstreamURL, fake: fake, gateway: gateway))

@@ -212,6 +212,17 @@ struct ResilienceStateTests {
         #expect(health.isHealthy)
     }
 
+    @Test("a token bucket allows its burst, then refills at its rate")
+    func tokenBucket() {
+        var bucket = TokenBucket(perMinute: 60, burst: 3, now: 0)
+        #expect((0..<3).map { _ in bucket.take(at: 0) } == [0, 0, 0])
+        #expect(bucket.take(at: 0) == 1, "one token a second")
+        #expect(bucket.take(at: 0.5) == 0.5)
+        #expect(bucket.take(at: 1.0) == 0)
+        #expect(bucket.take(at: 100) == 0, "refills up to the burst only")
+        #expect(bucket.take(at: 100) == 0 && bucket.take(at: 100) == 0 && bucket.take(at: 100) > 0)
+    }
+
     @Test("full-jitter backoff stays under its cap")
     func backoff() {
         var random = SeededGenerator(state: 3)

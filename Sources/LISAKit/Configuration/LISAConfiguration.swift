@@ -28,6 +28,8 @@ public struct LISAConfiguration: Sendable {
     public var logLevel: Logger.Level = .info
     /// Group names that grant roles (`auth.adminGroup`, `auth.userGroup`, `auth.apiGroup`, `auth.ragAdminGroup`).
     public var access = AccessConfiguration()
+    /// Per-principal request rates (`rateLimits`): LISA's 60 a minute, bursts of 10, by default.
+    public var rateLimits = RateLimitConfiguration()
     /// `auth.authority`: an OIDC issuer. Recognised, not yet verified by this version (a warning at start).
     public var oidcAuthority: String?
     /// Models declared statically.
@@ -82,6 +84,7 @@ public struct LISAConfiguration: Sendable {
         if let value = file.upstream?.connectTimeoutSeconds { upstreamTimeouts.connect = .milliseconds(Int64(value * 1000)) }
         if let value = file.upstream?.requestTimeoutSeconds { upstreamTimeouts.request = .milliseconds(Int64(value * 1000)) }
         if let value = file.routing?.loadBalancing { loadBalancing = value }
+        if let value = file.rateLimits { rateLimits = value }
         if let auth = file.auth {
             access = AccessConfiguration(
                 adminGroup: auth.adminGroup, userGroup: auth.userGroup, apiGroup: auth.apiGroup, ragAdminGroup: auth.ragAdminGroup
@@ -183,12 +186,13 @@ struct ConfigurationFile: Decodable {
     var upstream: Upstream?
     var routing: Routing?
     var auth: Auth?
+    var rateLimits: RateLimitConfiguration?
     var logLevel: String?
     var models: [ModelDefinition]?
     var unknownKeys: [String]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case server, dataDir, adminKey, state, upstream, routing, auth, logLevel, models
+        case server, dataDir, adminKey, state, upstream, routing, auth, rateLimits, logLevel, models
     }
 
     init(from decoder: any Decoder) throws {
@@ -200,6 +204,7 @@ struct ConfigurationFile: Decodable {
         upstream = try c.decodeIfPresent(Upstream.self, forKey: .upstream)
         routing = try c.decodeIfPresent(Routing.self, forKey: .routing)
         auth = try c.decodeIfPresent(Auth.self, forKey: .auth)
+        rateLimits = try c.decodeIfPresent(RateLimitConfiguration.self, forKey: .rateLimits)
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel)
         models = try c.decodeIfPresent([ModelDefinition].self, forKey: .models)
         let known = Set(CodingKeys.allCases.map(\.stringValue))

@@ -1,0 +1,110 @@
+import Foundation
+import Synchronization
+
+/// A token bucket: `burst` requests at once, refilled at `perMinute` a minute. Pure: time is
+/// an argument.
+public struct TokenBucket: Sendable, Hashable {
+    public let capacity: Double
+    public let refillPerSecond: Double
+    private var tokens: Double
+    private var updated: Double
+
+    public init(perMinute: Double, burst: Int, now: Double) {
+        self.capacity = Double(max(burst, 1))
+        self.refillPerSecond = perMinute / 60
+        self.tokens = capacity
+        self.updated = now
+    }
+
+    /// Takes one token; returns 0 when allowed, otherwise the seconds until one is available.
+    public mutating func take(at now: Double) -> Double {
+        tokens = min(capacity, tokens + max(now - updated, 0) * refillPerSecond)
+        updated = now
+        if tokens >= 1 {
+            tokens -= 1
+            return 0
+        }
+        return refillPerSecond > 0 ? (1 - tokens) / refillPerSecond : .infinity
+    }
+
+    /// Whether the bucket is full at `now` (an idle principal, safe to forget).
+    func isFull(at now: Double) -> Bool {
+        min(capacity, tokens + max(now - updated, 0) * refillPerSecond) >= capacity
+    }
+}
+
+/// Request-rate limits per principal (`rateLimits:` in the configuration file). The admin key
+/// is not limited. Defaults follow LISA: 60 requests a minute with bursts of 10.
+public struct RateLimitConfiguration: Sendable, Hashable, Codable {
+    /// One limit.
+    public struct Limit: Sendable, Hashable, Codable {
+        public var requestsPerMinute: Double
+        public var burst: Int
+
+        public init(requestsPerMinute: Double, burst: Int) {
+            self.requestsPerMinute = requestsPerMinute
+            self.burst = burst
+        }
+    }
+
+    public var enabled: Bool = true
+    /// The limit of principals no group override applies to.
+    public var `default` = Limit(requestsPerMinute: 60, burst: 10)
+    /// Per-group limits; a principal in several groups gets the most generous.
+    public var groups: [String: Limit] = [:]
+
+    public init(enabled: Bool = true, default limit: Limit = Limit(requestsPerMinute: 60, burst: 10), groups: [String: Limit] = [:]) {
+        self.enabled = enabled
+        self.default = limit
+        self.groups = groups
+    }
+
+    enum CodingKeys: String, CodingKey { case enabled, `default`, groups }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? true
+        `default` = try c.decodeIfPresent(Limit.self, forKey: .default) ?? Limit(requestsPerMinute: 60, burst: 10)
+        groups = try c.decodeIfPresent([String: Limit].self, forKey: .groups) ?? [:]
+    }
+
+    /// The limit that applies to `principal`, or `nil` for none.
+    public func limit(for principal: Principal) -> Limit? {
+        guard enabled, principal.method != .adminKey else { return nil }
+        let candidates = principal.groups.compactMap { groups[$0] }
+        return candidates.max { $0.requestsPerMinute < $1.requestsPerMinute } ?? `default`
+    }
+}
+
+/// Enforces ``RateLimitConfiguration`` in this process.
+///
+/// Several LISAServe replicas each enforce the limit on the requests they receive; with N
+/// replicas behind a load balancer a principal gets up to N × the limit until limits move to
+/// the shared PostgreSQL state.
+public final class RateLimiter: Sendable {
+    public let configuration: RateLimitConfiguration
+    private let buckets = Mutex<[String: TokenBucket]>([:])
+
+    public init(configuration: RateLimitConfiguration) {
+        self.configuration = configuration
+    }
+
+    /// Counts a request of `principal`; throws a 429 with `Retry-After` when over its limit.
+    public func admit(_ principal: Principal, at now: Double = Double(DispatchTime.now().uptimeNanoseconds) / 1e9) throws(LISAError) {
+        guard let limit = configuration.limit(for: principal) else { return }
+        let key = "\(principal.method.rawValue):\(principal.tokenID ?? principal.username)"
+        let wait = buckets.withLock { buckets in
+            if buckets.count > 50_000 { buckets = buckets.filter { !$0.value.isFull(at: now) } }
+            var bucket = buckets[key] ?? TokenBucket(perMinute: limit.requestsPerMinute, burst: limit.burst, now: now)
+            let wait = bucket.take(at: now)
+            buckets[key] = bucket
+            return wait
+        }
+        if wait > 0 {
+            throw .rateLimited(
+                "Rate limit exceeded: \(Int(limit.requestsPerMinute)) requests a minute with bursts of \(limit.burst). Retry later.",
+                retryAfter: wait.isFinite ? max(1, Int(wait.rounded(.up))) : 60
+            )
+        }
+    }
+}
