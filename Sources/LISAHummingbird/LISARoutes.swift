@@ -83,6 +83,13 @@ public struct LISARoutes: Sendable {
                 body: .init(byteBuffer: ByteBuffer(bytes: routes.gateway.metrics.registry.emitToBuffer()))
             )
         },
+        ManagementRoute(method: .post, path: "/admin/rotate-key") { routes, call in
+            struct RotateRequest: Decodable { var gracePeriodSeconds: Double? }
+            let grace = call.body.readableBytes > 0 ? try Gateway.decode(RotateRequest.self, from: call.body).gracePeriodSeconds : nil
+            let rotation = try await routes.authenticator.adminKeys.rotate(gracePeriod: grace ?? 3600, store: routes.gateway.store)
+            routes.tokens.auditRotation(by: call.principal, until: rotation.previousKeyValidUntil)
+            return try encode(rotation)
+        },
         ManagementRoute(method: .post, path: "/api-tokens/{id}") { routes, call in
             let create = try Gateway.decode(APITokenService.CreateRequest.self, from: call.body)
             return try encode(try await routes.tokens.create(create, for: call.parameter, by: call.principal), status: .created)

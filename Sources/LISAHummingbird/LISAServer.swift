@@ -11,7 +11,7 @@ import ServiceLifecycle
 public final class LISAServer: Sendable {
     public let configuration: LISAConfiguration
     public let gateway: Gateway
-    public let adminKey: AdminKeyVerifier
+    public let adminKeys: AdminKeyring
     /// The admin key when this start generated it; show it once, then forget it.
     public let generatedAdminKey: String?
     private let httpClient: HTTPClient
@@ -26,8 +26,8 @@ public final class LISAServer: Sendable {
         self.logger = logger
         let store = try await Self.openStore(configuration, logger: logger)
         do {
-            let (verifier, generated) = try await AdminKey.bootstrap(configured: configuration.adminKey, store: store)
-            self.adminKey = verifier
+            let (keyring, generated) = try await AdminKeyring.load(configured: configuration.adminKey, store: store)
+            self.adminKeys = keyring
             self.generatedAdminKey = generated
         } catch {
             try? await store.close()
@@ -74,7 +74,7 @@ public final class LISAServer: Sendable {
     public func makeRouter() -> Router<LISARequestContext> {
         let router = Router(context: LISARequestContext.self)
         LISARoutes(
-            gateway: gateway, authenticator: Authenticator(adminKey: adminKey, store: store, access: configuration.access),
+            gateway: gateway, authenticator: Authenticator(adminKeys: adminKeys, store: store, access: configuration.access),
             tokens: APITokenService(store: store, access: configuration.access, logger: logger),
             rateLimiter: rateLimiter, maxRequestBodySize: configuration.maxRequestBodySize
         ).add(to: router)

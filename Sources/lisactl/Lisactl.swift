@@ -9,7 +9,7 @@ struct Lisactl: AsyncParsableCommand {
         commandName: "lisactl",
         abstract: "Control a LISA server: models, chat, embeddings.",
         discussion: "Defaults come from LISA_URL (http://127.0.0.1:8080) and LISA_API_KEY.",
-        subcommands: [ModelsCommand.self, ChatCommand.self, EmbedCommand.self, TokensCommand.self]
+        subcommands: [ModelsCommand.self, ChatCommand.self, EmbedCommand.self, TokensCommand.self, AdminCommand.self]
     )
 
     /// Accepts the global options before the command group too
@@ -369,6 +369,32 @@ struct TokensCommand: AsyncParsableCommand {
                 switch global.output {
                 case .json: try printJSON(["id": id, "revoked": "true"])
                 case .table: print("revoked token \(id)")
+                }
+            }
+        }
+    }
+}
+
+struct AdminCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "admin", abstract: "Administer LISA itself.", subcommands: [RotateKey.self])
+
+    struct RotateKey: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "rotate-key",
+            abstract: "Replace the admin key; the new key is printed once, the old one works for the grace period."
+        )
+        @OptionGroup var global: GlobalOptions
+        @Option(name: .customLong("grace-period-seconds"), help: "How long the old key keeps working (default 3600).")
+        var gracePeriodSeconds: Double?
+
+        func run() async throws {
+            try await reportingErrors {
+                let rotation = try await global.makeClient().rotateAdminKey(gracePeriodSeconds: gracePeriodSeconds)
+                switch global.output {
+                case .json: try printJSON(rotation)
+                case .table:
+                    print("new admin key (shown only now): \(rotation.adminKey)")
+                    print("the previous key works until \(ISO8601DateFormatter().string(from: rotation.previousKeyValidUntil))")
                 }
             }
         }

@@ -84,6 +84,23 @@ struct ModelAndStoreTests {
         #expect(none == nil && configured.verify("my-own-admin-key-123") && !configured.verify(key))
     }
 
+    @Test("a rotated admin key takes over at once; the old one works for the grace period, also after a reload")
+    func adminKeyRotation() async throws {
+        let store = MemoryStateStore()
+        let (keyring, generated) = try await AdminKeyring.load(configured: nil, store: store)
+        let old = try #require(generated)
+        let rotation = try await keyring.rotate(gracePeriod: 60, store: store)
+        #expect(rotation.adminKey != old && rotation.adminKey.hasPrefix("lisa-admin-"))
+        #expect(keyring.verify(rotation.adminKey))
+        #expect(keyring.verify(old), "within the grace period")
+        #expect(!keyring.verify(old, at: Date().addingTimeInterval(61)), "not after it")
+        let (reloaded, none) = try await AdminKeyring.load(configured: nil, store: store)
+        #expect(none == nil)
+        #expect(reloaded.verify(rotation.adminKey) && reloaded.verify(old) && !reloaded.verify(old, at: Date().addingTimeInterval(61)))
+        let fixed = AdminKeyring(current: AdminKeyVerifier(key: "from-the-environment-0123"), isConfigured: true)
+        await #expect(throws: LISAError.self) { _ = try await fixed.rotate(gracePeriod: 0, store: store) }
+    }
+
     @Test("credentials are read from Authorization: Bearer or Api-Key")
     func presentedCredential() {
         #expect(PresentedCredential.extract(authorization: "Bearer abc", apiKey: nil) == "abc")

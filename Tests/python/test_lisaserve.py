@@ -126,3 +126,28 @@ def test_lisactl_tokens_and_the_openai_sdk_with_a_token(lisa):
         raise AssertionError("a revoked token must not work")
     except openai.AuthenticationError:
         pass
+
+
+def test_admin_key_rotation_with_grace_period(upstream, tmp_path):
+    data = tmp_path / "data"
+    server = Lisa(upstream, data, admin_key=None)
+    try:
+        time.sleep(0.2)
+        old = next(line.strip() for line in server.proc.output().splitlines() if line.strip().startswith("lisa-admin-"))
+        rotated = lisactl(server, "--output", "json", "admin", "rotate-key", "--grace-period-seconds", "1", key=old)
+        assert rotated.returncode == 0, rotated.stderr
+        new = json.loads(rotated.stdout)["adminKey"]
+        assert new != old
+        assert lisactl(server, "models", "list", key=new).returncode == 0
+        assert lisactl(server, "models", "list", key=old).returncode == 0, "the old key works during the grace period"
+        time.sleep(1.5)
+        expired = lisactl(server, "models", "list", key=old)
+        assert expired.returncode != 0 and "401" in expired.stderr
+    finally:
+        server.stop()
+    restarted = Lisa(upstream, data, admin_key=None, port=server.port)
+    try:
+        assert lisactl(restarted, "models", "list", key=new).returncode == 0, "the new key survives a restart"
+        assert lisactl(restarted, "models", "list", key=old).returncode != 0
+    finally:
+        restarted.stop()

@@ -1,4 +1,5 @@
 import Crypto
+import Synchronization
 import Foundation
 
 /// Verifies the management (admin) key without keeping it: only its SHA-256 is held.
@@ -115,5 +116,81 @@ public enum PresentedCredential {
         while let first = bytes.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") { bytes.removeFirst() }
         while let last = bytes.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { bytes.removeLast() }
         return bytes
+    }
+}
+
+/// The admin keys in force: the current one and, for a grace period after a rotation, the
+/// previous one. Shared by every request; rotation takes effect at once.
+public final class AdminKeyring: Sendable {
+    private struct State {
+        var current: AdminKeyVerifier
+        var previous: AdminKeyVerifier?
+        var previousValidUntil: Date?
+    }
+
+    private let state: Mutex<State>
+    /// Whether the key comes from `LISA_ADMIN_KEY` (then it cannot be rotated through the API).
+    public let isConfigured: Bool
+
+    /// A keyring with one key and no previous one.
+    public init(current: AdminKeyVerifier, isConfigured: Bool = false) {
+        self.state = Mutex(State(current: current))
+        self.isConfigured = isConfigured
+    }
+
+    /// Whether `presented` is the current key, or the previous one within its grace period.
+    public func verify(_ presented: String, at now: Date = Date()) -> Bool {
+        let state = self.state.withLock { $0 }
+        if state.current.verify(presented) { return true }
+        if let previous = state.previous, let until = state.previousValidUntil, now < until {
+            return previous.verify(presented)
+        }
+        return false
+    }
+
+    static let previousKey = "admin_key_previous_sha256"
+    static let previousUntilKey = "admin_key_previous_valid_until"
+
+    /// The keyring for this start: `LISA_ADMIN_KEY` when set, otherwise the stored hashes
+    /// (generating a key on the very first start; it is returned to be printed once).
+    public static func load(configured: String?, store: any StateStore) async throws -> (keyring: AdminKeyring, generatedKey: String?) {
+        let (verifier, generated) = try await AdminKey.bootstrap(configured: configured, store: store)
+        let isConfigured = configured.map { !$0.isEmpty } ?? false
+        let keyring = AdminKeyring(current: verifier, isConfigured: isConfigured)
+        if !isConfigured, let hex = try await store.setting(previousKey), let previous = AdminKeyVerifier(hexDigest: hex),
+            let untilText = try await store.setting(previousUntilKey), let until = Double(untilText)
+        {
+            keyring.state.withLock {
+                $0.previous = previous
+                $0.previousValidUntil = Date(timeIntervalSince1970: until)
+            }
+        }
+        return (keyring, generated)
+    }
+
+    /// A rotated key: the new secret (shown once) and until when the old one still works.
+    public struct Rotation: Sendable, Codable {
+        public var adminKey: String
+        public var previousKeyValidUntil: Date
+    }
+
+    /// Replaces the key with a new one; the old one keeps working for `gracePeriod` seconds.
+    /// Stored before it takes effect, so a restart keeps the new key.
+    public func rotate(gracePeriod: TimeInterval, store: any StateStore) async throws -> Rotation {
+        guard !isConfigured else {
+            throw LISAError.conflict("The admin key comes from LISA_ADMIN_KEY; change it there.", code: "admin_key_configured")
+        }
+        guard (0...(30 * 86400)).contains(gracePeriod) else {
+            throw LISAError.invalidRequest("gracePeriodSeconds must be between 0 and 2592000 (30 days).", param: "gracePeriodSeconds")
+        }
+        let key = AdminKey.generate()
+        let next = AdminKeyVerifier(key: key)
+        let until = Date().addingTimeInterval(gracePeriod)
+        let current = state.withLock { $0.current }
+        try await store.setSetting(Self.previousKey, to: current.hexDigest)
+        try await store.setSetting(Self.previousUntilKey, to: String(until.timeIntervalSince1970))
+        try await store.setSetting(AdminKey.settingKey, to: next.hexDigest)
+        state.withLock { $0 = State(current: next, previous: current, previousValidUntil: until) }
+        return Rotation(adminKey: key, previousKeyValidUntil: until)
     }
 }

@@ -7,14 +7,19 @@ import Logging
 /// API tokens are looked up by the hash of the secret on every request, so a revoked token
 /// stops working at once.
 public struct Authenticator: Sendable {
-    public let adminKey: AdminKeyVerifier
+    public let adminKeys: AdminKeyring
     public let store: any StateStore
     public let access: AccessConfiguration
 
-    public init(adminKey: AdminKeyVerifier, store: any StateStore, access: AccessConfiguration = AccessConfiguration()) {
-        self.adminKey = adminKey
+    public init(adminKeys: AdminKeyring, store: any StateStore, access: AccessConfiguration = AccessConfiguration()) {
+        self.adminKeys = adminKeys
         self.store = store
         self.access = access
+    }
+
+    /// An authenticator with one fixed admin key.
+    public init(adminKey: AdminKeyVerifier, store: any StateStore, access: AccessConfiguration = AccessConfiguration()) {
+        self.init(adminKeys: AdminKeyring(current: adminKey, isConfigured: true), store: store, access: access)
     }
 
     /// The principal for `presented`, or a 401 that does not say which part was wrong.
@@ -22,7 +27,7 @@ public struct Authenticator: Sendable {
         guard let presented else {
             throw .unauthorized("Missing credentials: send 'Authorization: Bearer <key>' or 'Api-Key: <key>'.")
         }
-        if adminKey.verify(presented) {
+        if adminKeys.verify(presented) {
             return .admin
         }
         if presented.hasPrefix(APIToken.secretPrefix) {
@@ -133,6 +138,11 @@ public struct APITokenService: Sendable {
             throw LISAError.notFound("No API token with id '\(id)'.", code: "token_not_found")
         }
         return token.view
+    }
+
+    /// Logs an admin key rotation (never the key).
+    public func auditRotation(by caller: Principal, until: Date) {
+        logger.notice("admin key rotated", metadata: ["lisa.principal": "\(caller.username)", "lisa.previous_valid_until": "\(until)"])
     }
 
     /// Revokes a token: effective on the next request that presents it.

@@ -95,6 +95,12 @@ public struct LISAClient: Sendable {
         _ = try await send(.DELETE, "/api-tokens/\(Self.escape(id))", as: JSONValue.self)
     }
 
+    /// `POST /admin/rotate-key`: a new admin key (shown once); the old one works for `gracePeriodSeconds`.
+    public func rotateAdminKey(gracePeriodSeconds: Double? = nil) async throws -> AdminKeyring.Rotation {
+        struct Body: Encodable { var gracePeriodSeconds: Double? }
+        return try await send(.POST, "/admin/rotate-key", body: Body(gracePeriodSeconds: gracePeriodSeconds), as: AdminKeyring.Rotation.self)
+    }
+
     // MARK: OpenAI API
 
     /// `GET /v1/models`.
