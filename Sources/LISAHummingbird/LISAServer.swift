@@ -17,6 +17,7 @@ public final class LISAServer: Sendable {
     private let httpClient: HTTPClient
     private let store: any StateStore
     private let rateLimiter: RateLimiter
+    private let oidc: OIDCVerifier?
     private let logger: Logger
 
     /// Opens the state store, loads the admin key and the models. Call ``run(onServerRunning:)``
@@ -37,6 +38,7 @@ public final class LISAServer: Sendable {
         self.httpClient = httpClient
         self.store = store
         self.rateLimiter = RateLimiter(configuration: configuration.rateLimits)
+        self.oidc = configuration.oidc.map { OIDCVerifier(configuration: $0, httpClient: httpClient, logger: logger) }
         let gateway = Gateway(
             registry: ModelRegistry(defaultPolicy: configuration.loadBalancing), store: store,
             provider: OpenAICompatibleProvider(httpClient: httpClient, timeouts: configuration.upstreamTimeouts),
@@ -74,7 +76,7 @@ public final class LISAServer: Sendable {
     public func makeRouter() -> Router<LISARequestContext> {
         let router = Router(context: LISARequestContext.self)
         LISARoutes(
-            gateway: gateway, authenticator: Authenticator(adminKeys: adminKeys, store: store, access: configuration.access),
+            gateway: gateway, authenticator: Authenticator(adminKeys: adminKeys, store: store, access: configuration.access, oidc: oidc),
             tokens: APITokenService(store: store, access: configuration.access, logger: logger),
             rateLimiter: rateLimiter, maxRequestBodySize: configuration.maxRequestBodySize
         ).add(to: router)
@@ -98,7 +100,8 @@ public final class LISAServer: Sendable {
         )
         let prober = HealthProber(registry: gateway.registry, httpClient: httpClient, logger: logger)
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [.init(service: app), .init(service: prober)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+            services: [.init(service: app), .init(service: prober)] + (oidc.map { [.init(service: $0)] } ?? []),
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         )
         groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownGracePeriod
         let group = ServiceGroup(configuration: groupConfiguration)

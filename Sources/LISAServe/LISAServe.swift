@@ -53,12 +53,6 @@ struct LISAServe: AsyncParsableCommand {
             logger.warning("configuration keys not used by this version", metadata: ["lisa.keys": "\(configuration.unknownKeys)"])
         }
 
-        if let authority = configuration.oidcAuthority {
-            logger.warning(
-                "auth.authority is set but this version does not verify OIDC tokens yet; only the admin key and API tokens authenticate",
-                metadata: ["lisa.authority": "\(authority)"]
-            )
-        }
         let server: LISAServer
         do {
             server = try await LISAServer(configuration: configuration, logger: logger)

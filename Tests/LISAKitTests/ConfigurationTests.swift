@@ -19,7 +19,8 @@ struct ConfigurationTests {
             dataDir: /var/lib/lisa
             upstream: {connectTimeoutSeconds: 2.5, requestTimeoutSeconds: 120}
             logLevel: debug
-            auth: {authority: https://idp.example.com, adminGroup: lisa-admins, userGroup: lisa-users, apiGroup: lisa-api}
+            auth: {authority: https://idp.example.com/realms/lisa, clientId: lisa, jwtGroupsProperty: realm_access.roles,
+                   adminGroup: lisa-admins, userGroup: lisa-users, apiGroup: lisa-api}
             telemetry: {enabled: true}
             models:
               - modelId: chat-small
@@ -42,7 +43,8 @@ struct ConfigurationTests {
         #expect(configuration.models.first?.endpoints.first?.weight == 2)
         #expect(configuration.unknownKeys == ["telemetry"])
         #expect(configuration.access == AccessConfiguration(adminGroup: "lisa-admins", userGroup: "lisa-users", apiGroup: "lisa-api"))
-        #expect(configuration.oidcAuthority == "https://idp.example.com")
+        #expect(configuration.oidc?.authority == "https://idp.example.com/realms/lisa")
+        #expect(configuration.oidc?.clientId == "lisa" && configuration.oidc?.groupsClaim == "realm_access.roles")
 
         let defaults = try LISAConfiguration.load(file: nil, environment: [:])
         #expect(defaults.host == "127.0.0.1" && defaults.port == 8080 && defaults.dataDirectory == ".lisa")

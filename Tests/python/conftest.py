@@ -71,7 +71,8 @@ def upstream(tmp_path_factory):
 class Lisa:
     """A running LISAServe."""
 
-    def __init__(self, upstream: str, data_dir: pathlib.Path, admin_key: str | None = ADMIN_KEY, port: int | None = None):
+    def __init__(self, upstream: str, data_dir: pathlib.Path, admin_key: str | None = ADMIN_KEY, port: int | None = None,
+                 extra_config: str = ""):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
@@ -88,7 +89,7 @@ models:
     modelType: embedding
     inferenceContainer: tei
     modelUrl: {upstream}
-""")
+""" + extra_config)
         env = {k: v for k, v in os.environ.items() if not k.startswith("LISA_")}
         if admin_key:
             env["LISA_ADMIN_KEY"] = admin_key

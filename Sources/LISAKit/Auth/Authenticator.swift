@@ -1,8 +1,8 @@
 import Foundation
 import Logging
 
-/// Turns the credential a request presents into a ``Principal``: the admin key or an API
-/// token. (OIDC JWTs come with the OIDC verifier.)
+/// Turns the credential a request presents into a ``Principal``: the admin key, an API token,
+/// or an OIDC JWT (with an ``OIDCVerifier``).
 ///
 /// API tokens are looked up by the hash of the secret on every request, so a revoked token
 /// stops working at once.
@@ -10,11 +10,14 @@ public struct Authenticator: Sendable {
     public let adminKeys: AdminKeyring
     public let store: any StateStore
     public let access: AccessConfiguration
+    /// Verifies OIDC JWTs when an issuer is configured.
+    public let oidc: OIDCVerifier?
 
-    public init(adminKeys: AdminKeyring, store: any StateStore, access: AccessConfiguration = AccessConfiguration()) {
+    public init(adminKeys: AdminKeyring, store: any StateStore, access: AccessConfiguration = AccessConfiguration(), oidc: OIDCVerifier? = nil) {
         self.adminKeys = adminKeys
         self.store = store
         self.access = access
+        self.oidc = oidc
     }
 
     /// An authenticator with one fixed admin key.
@@ -43,6 +46,9 @@ public struct Authenticator: Sendable {
                 }
                 return Principal(username: token.username, groups: token.groups, method: .apiToken, tokenID: token.id)
             }
+        }
+        if let oidc, presented.hasPrefix("eyJ"), presented.split(separator: ".", omittingEmptySubsequences: false).count == 3 {
+            return try await oidc.verify(presented)
         }
         throw .unauthorized("Invalid API key.")
     }

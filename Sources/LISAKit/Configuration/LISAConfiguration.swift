@@ -30,8 +30,9 @@ public struct LISAConfiguration: Sendable {
     public var access = AccessConfiguration()
     /// Per-principal request rates (`rateLimits`): LISA's 60 a minute, bursts of 10, by default.
     public var rateLimits = RateLimitConfiguration()
-    /// `auth.authority`: an OIDC issuer. Recognised, not yet verified by this version (a warning at start).
-    public var oidcAuthority: String?
+    /// OIDC sign-in (`auth.authority`, `auth.clientId`, `auth.jwtGroupsProperty`, `auth.jwtUsernameProperty`,
+    /// `auth.leewaySeconds`); `nil` without `auth.authority`.
+    public var oidc: OIDCConfiguration?
     /// Models declared statically.
     public var models: [ModelDefinition] = []
     /// Keys in the file this version does not know (reported as warnings at start).
@@ -89,7 +90,19 @@ public struct LISAConfiguration: Sendable {
             access = AccessConfiguration(
                 adminGroup: auth.adminGroup, userGroup: auth.userGroup, apiGroup: auth.apiGroup, ragAdminGroup: auth.ragAdminGroup
             )
-            oidcAuthority = auth.authority
+            if let authority = auth.authority {
+                guard let clientId = auth.clientId, !clientId.isEmpty else {
+                    throw ConfigurationError("auth.clientId is required with auth.authority")
+                }
+                guard let url = URL(string: authority), url.scheme == "https" || url.scheme == "http", url.host != nil else {
+                    throw ConfigurationError("auth.authority '\(authority)' is not an http(s) URL")
+                }
+                var oidc = OIDCConfiguration(authority: authority, clientId: clientId, groupsClaim: auth.jwtGroupsProperty)
+                oidc.usernameClaim = auth.jwtUsernameProperty
+                if let leeway = auth.leewaySeconds { oidc.leeway = leeway }
+                if let seconds = auth.jwksMinimumRefetchSeconds { oidc.minimumRefetchInterval = .milliseconds(Int64(seconds * 1000)) }
+                self.oidc = oidc
+            }
         }
         if let value = file.logLevel {
             guard let level = Logger.Level(rawValue: value.lowercased()) else {
@@ -164,6 +177,9 @@ struct ConfigurationFile: Decodable {
         var authority: String?
         var clientId: String?
         var jwtGroupsProperty: String?
+        var jwtUsernameProperty: String?
+        var leewaySeconds: Double?
+        var jwksMinimumRefetchSeconds: Double?
         var adminGroup: String?
         var userGroup: String?
         var apiGroup: String?
