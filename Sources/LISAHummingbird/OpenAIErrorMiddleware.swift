@@ -110,8 +110,26 @@ public struct AdminOnlyMiddleware<Context: LISARoutesContext>: RouterMiddleware 
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let principal = context.principal, access.isAdmin(principal) else {
+            context.logger.notice(
+                "management route refused",
+                metadata: [
+                    "lisa.request_id": "\(context.requestID ?? "")", "lisa.principal": "\(context.principal?.username ?? "")",
+                    "lisa.path": "\(request.method) \(request.uri.path)",
+                ]
+            )
             throw LISAError.forbidden("This route is for administrators.")
         }
-        return try await next(request, context)
+        let response = try await next(request, context)
+        if request.method != .get {
+            context.logger.notice(
+                "management action",
+                metadata: [
+                    "lisa.request_id": "\(context.requestID ?? "")", "lisa.principal": "\(principal.username)",
+                    "lisa.auth_method": "\(principal.method.rawValue)", "lisa.path": "\(request.method) \(request.uri.path)",
+                    "lisa.status": "\(response.status.code)",
+                ]
+            )
+        }
+        return response
     }
 }

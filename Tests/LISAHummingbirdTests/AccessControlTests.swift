@@ -155,6 +155,16 @@ struct AccessControlTests {
             let batch = try await createToken(lisa, for: "robot", groups: ["batch"])
             for _ in 0..<10 { #expect(try await lisa.send(.GET, "/v1/models", key: batch.token).status == 200) }
             for _ in 0..<10 { #expect(try await lisa.send(.GET, "/v1/models").status == 200, "the admin key is not limited") }
+
+            let (status, body, _) = try await lisa.send(
+                "/api-tokens/slowpoke", json: #"{"name":"limited","rateLimit":{"requestsPerMinute":1,"burst":1}}"#
+            )
+            #expect(status == 201)
+            let limitedToken = try JSONDecoder().decode(Created.self, from: Data(body.utf8)).token
+            #expect(try await lisa.send(.GET, "/v1/models", key: limitedToken).status == 200)
+            let second = try await lisa.send(.GET, "/v1/models", key: limitedToken)
+            #expect(second.status == 429, "the token's own limit wins")
+            #expect(Int(second.headers.first(name: "Retry-After") ?? "") ?? 0 > 30)
         }
     }
 }

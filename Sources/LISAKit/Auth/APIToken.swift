@@ -17,11 +17,14 @@ public struct APIToken: Sendable, Hashable, Codable {
     public var isSystemToken: Bool
     /// Hex SHA-256 of the secret.
     public var tokenHash: String
+    /// A rate limit for this token only (administrators set it), overriding the configured ones.
+    public var rateLimit: RateLimitConfiguration.Limit?
 
     public init(
         id: String, name: String, username: String, groups: [String], createdBy: String, createdAt: Date, expiresAt: Date?,
-        isSystemToken: Bool, tokenHash: String
+        isSystemToken: Bool, tokenHash: String, rateLimit: RateLimitConfiguration.Limit? = nil
     ) {
+        self.rateLimit = rateLimit
         self.id = id
         self.name = name
         self.username = username
@@ -42,7 +45,7 @@ public struct APIToken: Sendable, Hashable, Codable {
     public var view: View {
         View(
             id: id, name: name, username: username, groups: groups, createdBy: createdBy, createdAt: createdAt, expiresAt: expiresAt,
-            isSystemToken: isSystemToken
+            isSystemToken: isSystemToken, rateLimit: rateLimit
         )
     }
 
@@ -56,6 +59,7 @@ public struct APIToken: Sendable, Hashable, Codable {
         public var createdAt: Date
         public var expiresAt: Date?
         public var isSystemToken: Bool
+        public var rateLimit: RateLimitConfiguration.Limit?
     }
 
     /// The prefix every token secret starts with, so leaked tokens are recognisable.

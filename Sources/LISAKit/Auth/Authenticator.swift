@@ -44,7 +44,7 @@ public struct Authenticator: Sendable {
                 guard !token.isExpired() else {
                     throw .unauthorized("The API token has expired.")
                 }
-                return Principal(username: token.username, groups: token.groups, method: .apiToken, tokenID: token.id)
+                return Principal(username: token.username, groups: token.groups, method: .apiToken, tokenID: token.id, rateLimit: token.rateLimit)
             }
         }
         if let oidc, presented.hasPrefix("eyJ"), presented.split(separator: ".", omittingEmptySubsequences: false).count == 3 {
@@ -78,6 +78,8 @@ public struct APITokenService: Sendable {
         /// Admin only: a system token (may have `expiresInDays` omitted for no expiry, with `noExpiry: true`).
         public var isSystemToken: Bool?
         public var noExpiry: Bool?
+        /// Admin only: a rate limit for this token, overriding the configured ones.
+        public var rateLimit: RateLimitConfiguration.Limit?
 
         public init(name: String, groups: [String]? = nil, expiresInDays: Int? = nil) {
             self.name = name
@@ -96,8 +98,10 @@ public struct APITokenService: Sendable {
     public func create(_ request: CreateRequest, for username: String?, by caller: Principal) async throws -> Created {
         let isAdmin = access.isAdmin(caller)
         let owner = username ?? caller.username
-        if username != nil || request.isSystemToken == true {
-            guard isAdmin else { throw LISAError.forbidden("Only administrators may create tokens for other users or system tokens.") }
+        if username != nil || request.isSystemToken == true || request.rateLimit != nil {
+            guard isAdmin else {
+                throw LISAError.forbidden("Only administrators may create tokens for other users, system tokens or tokens with their own rate limit.")
+            }
         } else {
             guard access.mayCreateOwnTokens(caller) else {
                 throw LISAError.forbidden("Creating API tokens needs membership of the API group.")
@@ -107,6 +111,9 @@ public struct APITokenService: Sendable {
         guard (1...128).contains(name.count) else { throw LISAError.invalidRequest("name must be 1-128 characters.", param: "name") }
         guard !owner.isEmpty, owner.count <= 256 else { throw LISAError.invalidRequest("username must be 1-256 characters.", param: "username") }
         let expiresAt: Date?
+        if let limit = request.rateLimit, limit.requestsPerMinute <= 0 || limit.burst < 1 {
+            throw LISAError.invalidRequest("rateLimit needs requestsPerMinute > 0 and burst ≥ 1.", param: "rateLimit")
+        }
         if request.noExpiry == true {
             guard request.isSystemToken == true else {
                 throw LISAError.invalidRequest("Only system tokens may have no expiry.", param: "noExpiry")
@@ -123,7 +130,7 @@ public struct APITokenService: Sendable {
         let secret = APIToken.generateSecret()
         let token = APIToken(
             id: APIToken.generateID(), name: name, username: owner, groups: groups, createdBy: caller.username, createdAt: Date(),
-            expiresAt: expiresAt, isSystemToken: request.isSystemToken == true, tokenHash: APIToken.hash(secret)
+            expiresAt: expiresAt, isSystemToken: request.isSystemToken == true, tokenHash: APIToken.hash(secret), rateLimit: request.rateLimit
         )
         try await store.insertToken(token)
         logger.info(

@@ -12,12 +12,15 @@ public struct Principal: Sendable, Hashable, Codable {
     public var method: Method
     /// The API token's id, for `apiToken` principals.
     public var tokenID: String?
+    /// A rate limit set on the token itself, overriding the configured ones.
+    public var rateLimit: RateLimitConfiguration.Limit?
 
-    public init(username: String, groups: [String], method: Method, tokenID: String? = nil) {
+    public init(username: String, groups: [String], method: Method, tokenID: String? = nil, rateLimit: RateLimitConfiguration.Limit? = nil) {
         self.username = username
         self.groups = groups
         self.method = method
         self.tokenID = tokenID
+        self.rateLimit = rateLimit
     }
 
     /// The principal of a request that presented the admin key.

@@ -50,7 +50,8 @@ public struct RateLimitConfiguration: Sendable, Hashable, Codable {
     public var enabled: Bool = true
     /// The limit of principals no group override applies to.
     public var `default` = Limit(requestsPerMinute: 60, burst: 10)
-    /// Per-group limits; a principal in several groups gets the most generous.
+    /// Per-group limits; a principal in several groups gets the most generous. A limit set on
+    /// an API token itself wins over both.
     public var groups: [String: Limit] = [:]
 
     public init(enabled: Bool = true, default limit: Limit = Limit(requestsPerMinute: 60, burst: 10), groups: [String: Limit] = [:]) {
@@ -71,6 +72,7 @@ public struct RateLimitConfiguration: Sendable, Hashable, Codable {
     /// The limit that applies to `principal`, or `nil` for none.
     public func limit(for principal: Principal) -> Limit? {
         guard enabled, principal.method != .adminKey else { return nil }
+        if let own = principal.rateLimit { return own }
         let candidates = principal.groups.compactMap { groups[$0] }
         return candidates.max { $0.requestsPerMinute < $1.requestsPerMinute } ?? `default`
     }
