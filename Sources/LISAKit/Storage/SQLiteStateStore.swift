@@ -16,7 +16,7 @@ public final class SQLiteStateStore: StateStore {
     }()
 
     /// The schema version this build writes.
-    static let schemaVersion = 2
+    static let schemaVersion = 2  // the number of migrations in migrate()
 
     private init(connection: SQLiteConnection) {
         self.connection = connection
@@ -53,41 +53,38 @@ public final class SQLiteStateStore: StateStore {
             }
             return
         }
-        if version < 1 {
+        // Each migration runs in its own transaction and ends by recording its version.
+        let migrations: [[String]] = [
+            [
+                """
+                CREATE TABLE IF NOT EXISTS models (
+                    model_id TEXT PRIMARY KEY NOT NULL,
+                    definition TEXT NOT NULL,
+                    created_at REAL NOT NULL,
+                    updated_at REAL NOT NULL
+                )
+                """,
+                "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
+            ],
+            [
+                """
+                CREATE TABLE IF NOT EXISTS api_tokens (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    token_hash TEXT NOT NULL UNIQUE,
+                    username TEXT NOT NULL,
+                    record TEXT NOT NULL
+                )
+                """,
+                "CREATE INDEX IF NOT EXISTS api_tokens_username ON api_tokens (username)",
+            ],
+        ]
+        for (index, statements) in migrations.enumerated() where index >= Int(version) {
             _ = try await connection.query("BEGIN IMMEDIATE", [])
             do {
-                _ = try await connection.query(
-                    """
-                    CREATE TABLE IF NOT EXISTS models (
-                        model_id TEXT PRIMARY KEY NOT NULL,
-                        definition TEXT NOT NULL,
-                        created_at REAL NOT NULL,
-                        updated_at REAL NOT NULL
-                    )
-                    """, [])
-                _ = try await connection.query(
-                    "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)", [])
-                _ = try await connection.query("PRAGMA user_version = 1", [])
-                _ = try await connection.query("COMMIT", [])
-            } catch {
-                _ = try? await connection.query("ROLLBACK", [])
-                throw error
-            }
-        }
-        if version < 2 {
-            _ = try await connection.query("BEGIN IMMEDIATE", [])
-            do {
-                _ = try await connection.query(
-                    """
-                    CREATE TABLE IF NOT EXISTS api_tokens (
-                        id TEXT PRIMARY KEY NOT NULL,
-                        token_hash TEXT NOT NULL UNIQUE,
-                        username TEXT NOT NULL,
-                        record TEXT NOT NULL
-                    )
-                    """, [])
-                _ = try await connection.query("CREATE INDEX IF NOT EXISTS api_tokens_username ON api_tokens (username)", [])
-                _ = try await connection.query("PRAGMA user_version = 2", [])
+                for statement in statements {
+                    _ = try await connection.query(statement, [])
+                }
+                _ = try await connection.query("PRAGMA user_version = \(index + 1)", [])
                 _ = try await connection.query("COMMIT", [])
             } catch {
                 _ = try? await connection.query("ROLLBACK", [])
