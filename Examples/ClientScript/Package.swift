@@ -5,7 +5,7 @@ import PackageDescription
 let package = Package(
     name: "ClientScript",
     platforms: [.macOS(.v15)],
-    dependencies: [.package(path: "../..")],
+    dependencies: [.package(name: "lisa-swift", path: "../..")],
     targets: [
         .executableTarget(name: "ClientScript", dependencies: [.product(name: "LISAKit", package: "lisa-swift")])
     ]
