@@ -68,40 +68,30 @@ public final class Gateway: Sendable {
 
     /// `POST /v1/chat/completions`.
     public func chatCompletions(body: ByteBuffer, context: InferenceContext) async throws(LISAError) -> GatewayResponse {
-        var request = try Self.decode(ChatCompletionRequest.self, from: body)
-        guard !request.messages.isEmpty else {
-            throw .invalidRequest("messages must contain at least one message.", param: "messages")
-        }
-        let model = try resolve(request.model, serving: .textgen, for: context.principal)
-        let stream = request.stream ?? false
-        try checkStreaming(stream, model: model)
-        let user = request.user
-        return try await route(.chatCompletions, model: model, stream: stream, user: user, context: context) { modelName throws(LISAError) in
-            try Self.upstreamBody(body, request: &request, modelName: modelName)
-        }
+        try await serve(ChatCompletionRequest.self, body: body, context: context)
     }
 
     /// `POST /v1/completions`.
     public func completions(body: ByteBuffer, context: InferenceContext) async throws(LISAError) -> GatewayResponse {
-        var request = try Self.decode(CompletionRequest.self, from: body)
-        let model = try resolve(request.model, serving: .textgen, for: context.principal)
-        let stream = request.stream ?? false
-        try checkStreaming(stream, model: model)
-        let user = request.user
-        return try await route(.completions, model: model, stream: stream, user: user, context: context) { modelName throws(LISAError) in
-            try Self.upstreamBody(body, request: &request, modelName: modelName)
-        }
+        try await serve(CompletionRequest.self, body: body, context: context)
     }
 
     /// `POST /v1/embeddings`.
     public func embeddings(body: ByteBuffer, context: InferenceContext) async throws(LISAError) -> GatewayResponse {
-        var request = try Self.decode(EmbeddingRequest.self, from: body)
-        guard !request.input.isEmpty else {
-            throw .invalidRequest("input must not be empty.", param: "input")
-        }
-        let model = try resolve(request.model, serving: .embedding, for: context.principal)
-        let user = request.user
-        return try await route(.embeddings, model: model, stream: false, user: user, context: context) { modelName throws(LISAError) in
+        try await serve(EmbeddingRequest.self, body: body, context: context)
+    }
+
+    /// Decodes and checks a request, resolves its model for the caller, and routes it.
+    private func serve<Request: GatewayRequest>(
+        _ type: Request.Type, body: ByteBuffer, context: InferenceContext
+    ) async throws(LISAError) -> GatewayResponse {
+        var request = try Self.decode(Request.self, from: body)
+        try request.validate()
+        let model = try resolve(request.model, serving: Request.modelType, for: context.principal)
+        let stream = request.isStreaming
+        try checkStreaming(stream, model: model)
+        return try await route(Request.operation, model: model, stream: stream, user: request.user, context: context) {
+            modelName throws(LISAError) in
             try Self.upstreamBody(body, request: &request, modelName: modelName)
         }
     }
@@ -536,9 +526,47 @@ protocol ModelNamed {
     var model: String { get set }
 }
 
-extension ChatCompletionRequest: ModelNamed {}
-extension CompletionRequest: ModelNamed {}
-extension EmbeddingRequest: ModelNamed {}
+/// What the gateway needs of an OpenAI request it serves.
+protocol GatewayRequest: Codable, Sendable, ModelNamed {
+    static var operation: UpstreamOperation { get }
+    static var modelType: ModelType { get }
+    var isStreaming: Bool { get }
+    var user: String? { get }
+    /// Checks what decoding cannot (non-empty lists).
+    func validate() throws(LISAError)
+}
+
+extension ChatCompletionRequest: GatewayRequest {
+    static var operation: UpstreamOperation { .chatCompletions }
+    static var modelType: ModelType { .textgen }
+    var isStreaming: Bool { stream ?? false }
+
+    func validate() throws(LISAError) {
+        guard !messages.isEmpty else {
+            throw .invalidRequest("messages must contain at least one message.", param: "messages")
+        }
+    }
+}
+
+extension CompletionRequest: GatewayRequest {
+    static var operation: UpstreamOperation { .completions }
+    static var modelType: ModelType { .textgen }
+    var isStreaming: Bool { stream ?? false }
+
+    func validate() throws(LISAError) {}
+}
+
+extension EmbeddingRequest: GatewayRequest {
+    static var operation: UpstreamOperation { .embeddings }
+    static var modelType: ModelType { .embedding }
+    var isStreaming: Bool { false }
+
+    func validate() throws(LISAError) {
+        guard !input.isEmpty else {
+            throw .invalidRequest("input must not be empty.", param: "input")
+        }
+    }
+}
 
 /// A logger and the request's metadata, merged only when something is logged: changing a
 /// `Logger`'s metadata re-renders it in some handlers, which is too costly per request.
