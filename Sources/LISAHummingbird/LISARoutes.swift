@@ -19,6 +19,8 @@ import NIOFoundationCompat
 /// answered in OpenAI's shape (``OpenAIErrorMiddleware``).
 public struct LISARoutes: Sendable {
     public let gateway: Gateway
+    /// The models API: lifecycle, hosting, replica logs.
+    public let models: ModelManager
     public let authenticator: Authenticator
     public let tokens: APITokenService
     /// Per-principal request rates; `nil`: unlimited.
@@ -27,10 +29,11 @@ public struct LISARoutes: Sendable {
     public var maxRequestBodySize: Int
 
     public init(
-        gateway: Gateway, authenticator: Authenticator, tokens: APITokenService, rateLimiter: RateLimiter? = nil,
+        gateway: Gateway, models: ModelManager, authenticator: Authenticator, tokens: APITokenService, rateLimiter: RateLimiter? = nil,
         maxRequestBodySize: Int = 10 * 1024 * 1024
     ) {
         self.gateway = gateway
+        self.models = models
         self.authenticator = authenticator
         self.tokens = tokens
         self.rateLimiter = rateLimiter
@@ -38,9 +41,9 @@ public struct LISARoutes: Sendable {
     }
 
     /// Routes where only the admin key (and the gateway's stored API tokens) authenticate.
-    public init(gateway: Gateway, adminKey: AdminKeyVerifier, maxRequestBodySize: Int = 10 * 1024 * 1024) {
+    public init(gateway: Gateway, models: ModelManager, adminKey: AdminKeyVerifier, maxRequestBodySize: Int = 10 * 1024 * 1024) {
         self.init(
-            gateway: gateway, authenticator: Authenticator(adminKey: adminKey, store: gateway.store, access: gateway.access),
+            gateway: gateway, models: models, authenticator: Authenticator(adminKey: adminKey, store: gateway.store, access: gateway.access),
             tokens: APITokenService(store: gateway.store, access: gateway.access, logger: Logger(label: "lisa.tokens")),
             maxRequestBodySize: maxRequestBodySize
         )
@@ -53,28 +56,43 @@ public struct LISARoutes: Sendable {
         let handler: @Sendable (LISARoutes, ManagementCall) async throws -> Response
     }
 
-    /// What a management route's handler gets: the JSON body (POST), the path parameter, the caller.
+    /// What a management route's handler gets: the JSON body (POST, PUT), the path
+    /// parameter, the query, the caller.
     struct ManagementCall: Sendable {
         var body: ByteBuffer
         var parameter: String
+        var query: [String: String]
         var principal: Principal
     }
 
     /// Every management route, so none can be added without the admin check (tests enumerate it).
     public static let managementRoutes: [ManagementRoute] = [
         ManagementRoute(method: .get, path: "/models") { routes, _ in
-            try encode(ModelsEnvelope(models: routes.gateway.modelRecords()))
+            try encode(ModelsEnvelope(models: routes.models.records()))
         },
         ManagementRoute(method: .post, path: "/models") { routes, call in
             let definition = try Gateway.decode(ModelDefinition.self, from: call.body)
-            return try encode(try await routes.gateway.registerModel(definition))
+            return try encode(try await routes.models.create(definition))
         },
         ManagementRoute(method: .get, path: "/models/{modelId}") { routes, call in
-            try encode(try routes.gateway.modelRecord(id: call.parameter))
+            try encode(try routes.models.record(id: call.parameter))
+        },
+        ManagementRoute(method: .put, path: "/models/{modelId}") { routes, call in
+            let patch = try Gateway.decode(JSONValue.self, from: call.body)
+            return try encode(try await routes.models.update(id: call.parameter, patch: patch))
         },
         ManagementRoute(method: .delete, path: "/models/{modelId}") { routes, call in
-            try await routes.gateway.deleteModel(id: call.parameter)
-            return try encode(DeletedModel(modelId: call.parameter))
+            let record = try await routes.models.delete(id: call.parameter)
+            let gone = (try? routes.models.record(id: call.parameter)) == nil
+            return try encode(DeletedModel(modelId: call.parameter, deleted: gone, status: gone ? "Deleted" : record.status.rawValue))
+        },
+        ManagementRoute(method: .get, path: "/models/{modelId}/logs") { routes, call in
+            let tail = call.query["tail"].flatMap(Int.init) ?? 100
+            guard (1...10_000).contains(tail) else { throw LISAError.invalidRequest("tail must be between 1 and 10000.", param: "tail") }
+            let text = try await routes.models.logs(id: call.parameter, tail: tail)
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text))
+            )
         },
         ManagementRoute(method: .get, path: "/metrics") { routes, _ in
             routes.gateway.metrics.refresh(models: routes.gateway.registry.allModels())
@@ -145,9 +163,12 @@ public struct LISARoutes: Sendable {
                 String(route.path[route.path.index(after: start.lowerBound)..<route.path.firstIndex(of: "}")!])
             }
             admin.on(RouterPath(route.path), method: route.method) { request, context in
+                var query: [String: String] = [:]
+                for (name, value) in request.uri.queryParameters { query[String(name)] = String(value) }
                 let call = ManagementCall(
-                    body: route.method == .post ? try await collectJSON(request) : ByteBuffer(),
+                    body: route.method == .post || route.method == .put ? try await collectJSON(request) : ByteBuffer(),
                     parameter: parameter.flatMap { context.parameters.get($0) } ?? "",
+                    query: query,
                     principal: try context.requirePrincipal()
                 )
                 return try await route.handler(self, call)
@@ -242,7 +263,7 @@ public struct LISARoutes: Sendable {
 }
 
 struct ModelsEnvelope: Encodable {
-    var models: [Gateway.ModelRecord]
+    var models: [ModelManager.ModelRecord]
 }
 
 struct TokenList: Encodable {
@@ -259,5 +280,7 @@ extension LISARoutesContext {
 
 struct DeletedModel: Encodable {
     var modelId: String
-    var deleted = true
+    /// `false` while a hosted model's replicas are still stopping (`status: Deleting`).
+    var deleted: Bool
+    var status: String
 }

@@ -11,6 +11,7 @@ import ServiceLifecycle
 public final class LISAServer: Sendable {
     public let configuration: LISAConfiguration
     public let gateway: Gateway
+    public let models: ModelManager
     public let adminKeys: AdminKeyring
     /// The admin key when this start generated it; show it once, then forget it.
     public let generatedAdminKey: String?
@@ -46,7 +47,12 @@ public final class LISAServer: Sendable {
         )
         self.gateway = gateway
         do {
-            try await gateway.loadModels(configured: configuration.models)
+            let backend = try await Self.makeBackend(configuration, store: store, httpClient: httpClient, logger: logger)
+            self.models = try ModelManager(
+                store: store, registry: gateway.registry, configured: configuration.models, backend: backend, httpClient: httpClient,
+                logger: logger
+            )
+            try await models.reload()
         } catch {
             try? await httpClient.shutdown()
             try? await store.close()
@@ -54,14 +60,36 @@ public final class LISAServer: Sendable {
         }
     }
 
+    /// The local-process backend, its replicas' logs under the data directory and tagged
+    /// with this deployment's id (kept in the store, so every LISAServe sharing it agrees).
+    static func makeBackend(
+        _ configuration: LISAConfiguration, store: any StateStore, httpClient: HTTPClient, logger: Logger
+    ) async throws -> (any HostingBackend)? {
+        guard configuration.hostingBackend == "local" else { return nil }
+        let deploymentID: String
+        if let stored = try await store.setting("deployment_id") {
+            deploymentID = stored
+        } else {
+            deploymentID = UUID().uuidString.lowercased()
+            try await store.setSetting("deployment_id", to: deploymentID)
+        }
+        try FileManager.default.createDirectory(
+            atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]
+        )
+        let directory = URL(fileURLWithPath: configuration.dataDirectory).standardizedFileURL.path
+        return LocalProcessBackend(directory: directory, deploymentID: deploymentID, httpClient: httpClient, logger: logger)
+    }
+
     static func openStore(_ configuration: LISAConfiguration, logger: Logger) async throws -> any StateStore {
         if let url = configuration.databaseURL {
-            if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-                throw ConfigurationError(
-                    "PostgreSQL state (LISA_DATABASE_URL) is not available in this version yet; unset it to use SQLite in the data directory"
-                )
+            guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
+                throw ConfigurationError("LISA_DATABASE_URL must be a postgres:// URL")
             }
-            throw ConfigurationError("LISA_DATABASE_URL must be a postgres:// URL")
+            do {
+                return try await SQLStateStore.openPostgres(url: url, logger: logger)
+            } catch let error as PostgresDatabase.ConnectionError {
+                throw ConfigurationError(error.description)
+            }
         }
         let directory = URL(fileURLWithPath: configuration.dataDirectory, isDirectory: true)
         do {
@@ -69,14 +97,14 @@ public final class LISAServer: Sendable {
         } catch {
             throw ConfigurationError("cannot create the data directory '\(configuration.dataDirectory)': \(error.localizedDescription)")
         }
-        return try await SQLiteStateStore.open(path: directory.appendingPathComponent("lisa.sqlite").path, logger: logger)
+        return try await SQLStateStore.openSQLite(path: directory.appendingPathComponent("lisa.sqlite").path, logger: logger)
     }
 
     /// The router with LISA's routes, for embedding or tests.
     public func makeRouter() -> Router<LISARequestContext> {
         let router = Router(context: LISARequestContext.self)
         LISARoutes(
-            gateway: gateway, authenticator: Authenticator(adminKeys: adminKeys, store: store, access: configuration.access, oidc: oidc),
+            gateway: gateway, models: models, authenticator: Authenticator(adminKeys: adminKeys, store: store, access: configuration.access, oidc: oidc),
             tokens: APITokenService(store: store, access: configuration.access, logger: logger),
             rateLimiter: rateLimiter, maxRequestBodySize: configuration.maxRequestBodySize
         ).add(to: router)
@@ -100,7 +128,7 @@ public final class LISAServer: Sendable {
         )
         let prober = HealthProber(registry: gateway.registry, httpClient: httpClient, logger: logger)
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [.init(service: app), .init(service: prober)] + (oidc.map { [.init(service: $0)] } ?? []),
+            services: [.init(service: app), .init(service: prober), .init(service: models)] + (oidc.map { [.init(service: $0)] } ?? []),
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         )
         groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownGracePeriod

@@ -16,7 +16,7 @@ struct ModelsAPITests {
         let path = directory.appendingPathComponent("lisa.sqlite").path
         let fake = FakeUpstream()
 
-        let first = try await SQLiteStateStore.open(path: path, logger: Logger(label: "t"))
+        let first = try await SQLStateStore.openSQLite(path: path, logger: Logger(label: "t"))
         let upstreamPort = try await Harness.run(fake: fake, store: first, models: { _ in [] }) { lisa in
             let create = try await lisa.send(
                 "/models", json: #"{"modelId":"qwen","modelName":"Qwen/Qwen2.5","modelType":"textgen","inferenceContainer":"vllm","endpoints":[{"url":"\#(lisa.upstreamURL)","apiKey":"sk-hidden"}],"autoScalingConfig":{"minCapacity":1}}"#
@@ -36,7 +36,7 @@ struct ModelsAPITests {
         try await first.close()
 
         // A new server on the same state: the model is back and served.
-        let second = try await SQLiteStateStore.open(path: path, logger: Logger(label: "t"))
+        let second = try await SQLStateStore.openSQLite(path: path, logger: Logger(label: "t"))
         try await Harness.run(fake: fake, upstreamPort: upstreamPort, store: second, models: { _ in [] }) { lisa in
             let get = try await lisa.send(.GET, "/models/qwen")
             #expect(get.status == 200)
@@ -46,7 +46,7 @@ struct ModelsAPITests {
             #expect(fake.observations.lastAuthorization == "Bearer sk-hidden")
 
             let deleted = try await lisa.send(.DELETE, "/models/qwen")
-            #expect(deleted.status == 200)
+            #expect(deleted.status == 200 && deleted.body.contains(#""deleted":true"#))
             #expect(try await lisa.send(.GET, "/models/qwen").status == 404)
             #expect(try await lisa.send("/v1/chat/completions", json: #"{"model":"qwen","messages":[{"role":"user","content":"x"}]}"#).status == 404)
         }
@@ -63,6 +63,9 @@ struct ModelsAPITests {
             let delete = try await lisa.send(.DELETE, "/models/chat")
             #expect(delete.status == 409)
             #expect(try errorBody(delete.body).code == "model_in_configuration")
+            let stop = try await lisa.send(.PUT, "/models/chat", json: #"{"enabled":false}"#)
+            #expect(stop.status == 409)
+            #expect(try errorBody(stop.body).code == "model_in_configuration")
             #expect(try await lisa.send(.GET, "/models/none").status == 404)
         }
     }

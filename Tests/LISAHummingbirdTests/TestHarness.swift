@@ -19,6 +19,7 @@ struct Harness: Sendable {
     let upstreamURL: String
     let fake: FakeUpstream
     let gateway: Gateway
+    let models: ModelManager
 
     /// Starts a fake upstream and a LISA server routed to it, runs `body`, stops both.
     static func run<T: Sendable>(
@@ -40,23 +41,36 @@ struct Harness: Sendable {
         try await fake.withRunning(port: upstreamPort) { upstreamURL in
             var logger = Logger(label: "lisa-test")
             logger.logLevel = .critical
-            let store = store ?? MemoryStateStore()
+            let given = store
+            let store: any StateStore
+            if let given { store = given } else { store = try await SQLStateStore.inMemory() }
             let httpClient = OpenAICompatibleProvider.makeHTTPClient()
             defer { _ = httpClient.shutdown() }
             let gateway = Gateway(
                 registry: ModelRegistry(), store: store,
                 provider: OpenAICompatibleProvider(httpClient: httpClient), access: access, logger: logger
             )
-            try await gateway.loadModels(configured: models(upstreamURL))
+            let manager = try ModelManager(store: store, registry: gateway.registry, configured: models(upstreamURL), logger: logger)
+            try await manager.reload()
             let router = Router(context: LISARequestContext.self)
             LISARoutes(
-                gateway: gateway, authenticator: Authenticator(adminKey: AdminKeyVerifier(key: adminKey), store: store, access: access),
+                gateway: gateway, models: manager, authenticator: Authenticator(adminKey: AdminKeyVerifier(key: adminKey), store: store, access: access),
                 tokens: APITokenService(store: store, access: access, logger: logger),
                 rateLimiter: rateLimits.map(RateLimiter.init(configuration:)), maxRequestBodySize: maxRequestBodySize
             ).add(to: router)
-            let services: [any Service] = probes ? [HealthProber(registry: gateway.registry, httpClient: httpClient, logger: logger)] : []
-            return try await withRunning(router: router, services: services, logger: logger) { port in
-                try await body(Harness(baseURL: "http://127.0.0.1:\(port)", upstreamURL: upstreamURL, fake: fake, gateway: gateway))
+            let services: [any Service] =
+                [manager] + (probes ? [HealthProber(registry: gateway.registry, httpClient: httpClient, logger: logger)] : [])
+            do {
+                let result = try await withRunning(router: router, services: services, logger: logger) { port in
+                    try await body(
+                        Harness(baseURL: "http://127.0.0.1:\(port)", upstreamURL: upstreamURL, fake: fake, gateway: gateway, models: manager)
+                    )
+                }
+                if given == nil { try await store.close() }
+                return result
+            } catch {
+                if given == nil { try? await store.close() }
+                throw error
             }
         }
     }

@@ -33,6 +33,9 @@ public struct LISAConfiguration: Sendable {
     /// OIDC sign-in (`auth.authority`, `auth.clientId`, `auth.jwtGroupsProperty`, `auth.jwtUsernameProperty`,
     /// `auth.leewaySeconds`); `nil` without `auth.authority`.
     public var oidc: OIDCConfiguration?
+    /// Where `lisa_hosted` models run: `local` (child processes, the default) or `none`.
+    /// `LISA_HOSTING_BACKEND`, `hosting.backend`.
+    public var hostingBackend: String = "local"
     /// Models declared statically.
     public var models: [ModelDefinition] = []
     /// Keys in the file this version does not know (reported as warnings at start).
@@ -74,6 +77,13 @@ public struct LISAConfiguration: Sendable {
         try apply(file)
     }
 
+    mutating func setHostingBackend(_ value: String) throws {
+        guard ["local", "none"].contains(value) else {
+            throw ConfigurationError("hosting.backend '\(value)' is not one of local, none")
+        }
+        hostingBackend = value
+    }
+
     mutating func apply(_ file: ConfigurationFile) throws {
         if let value = file.server?.host { host = value }
         if let value = file.server?.port { port = value }
@@ -85,6 +95,7 @@ public struct LISAConfiguration: Sendable {
         if let value = file.upstream?.connectTimeoutSeconds { upstreamTimeouts.connect = .milliseconds(Int64(value * 1000)) }
         if let value = file.upstream?.requestTimeoutSeconds { upstreamTimeouts.request = .milliseconds(Int64(value * 1000)) }
         if let value = file.routing?.loadBalancing { loadBalancing = value }
+        if let value = file.hosting?.backend { try setHostingBackend(value) }
         if let value = file.rateLimits { rateLimits = value }
         if let auth = file.auth {
             access = AccessConfiguration(
@@ -125,6 +136,7 @@ public struct LISAConfiguration: Sendable {
         if let value = environment["LISA_DATA_DIR"], !value.isEmpty { dataDirectory = value }
         if let value = environment["LISA_ADMIN_KEY"], !value.isEmpty { adminKey = value }
         if let value = environment["LISA_DATABASE_URL"], !value.isEmpty { databaseURL = value }
+        if let value = environment["LISA_HOSTING_BACKEND"], !value.isEmpty { try setHostingBackend(value) }
         if let value = environment["LISA_MAX_BODY_SIZE"], !value.isEmpty {
             guard let size = Int(value) else { throw ConfigurationError("LISA_MAX_BODY_SIZE '\(value)' is not a number") }
             maxRequestBodySize = size
@@ -190,6 +202,10 @@ struct ConfigurationFile: Decodable {
         var loadBalancing: LoadBalancingPolicy?
     }
 
+    struct Hosting: Decodable {
+        var backend: String?
+    }
+
     struct Upstream: Decodable {
         var connectTimeoutSeconds: Double?
         var requestTimeoutSeconds: Double?
@@ -201,6 +217,7 @@ struct ConfigurationFile: Decodable {
     var state: State?
     var upstream: Upstream?
     var routing: Routing?
+    var hosting: Hosting?
     var auth: Auth?
     var rateLimits: RateLimitConfiguration?
     var logLevel: String?
@@ -208,7 +225,7 @@ struct ConfigurationFile: Decodable {
     var unknownKeys: [String]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case server, dataDir, adminKey, state, upstream, routing, auth, rateLimits, logLevel, models
+        case server, dataDir, adminKey, state, upstream, routing, hosting, auth, rateLimits, logLevel, models
     }
 
     init(from decoder: any Decoder) throws {
@@ -219,6 +236,7 @@ struct ConfigurationFile: Decodable {
         state = try c.decodeIfPresent(State.self, forKey: .state)
         upstream = try c.decodeIfPresent(Upstream.self, forKey: .upstream)
         routing = try c.decodeIfPresent(Routing.self, forKey: .routing)
+        hosting = try c.decodeIfPresent(Hosting.self, forKey: .hosting)
         auth = try c.decodeIfPresent(Auth.self, forKey: .auth)
         rateLimits = try c.decodeIfPresent(RateLimitConfiguration.self, forKey: .rateLimits)
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel)

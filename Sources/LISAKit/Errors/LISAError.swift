@@ -139,6 +139,11 @@ public struct LISAError: Error, Sendable, Hashable, CustomStringConvertible {
         LISAError(.unavailable, status: 503, message: message, code: "upstream_unavailable", retryAfter: retryAfter)
     }
 
+    /// 503: the model exists but is not serving (stopped, starting, failed, …).
+    public static func modelNotReady(_ modelID: String, status: String) -> LISAError {
+        LISAError(.unavailable, status: 503, message: "The model '\(modelID)' is \(status) and not serving requests.", code: "model_not_ready")
+    }
+
     /// 504: the upstream did not answer in time.
     public static func gatewayTimeout(_ message: String) -> LISAError {
         LISAError(.timeout, status: 504, message: message, code: "upstream_timeout")

@@ -35,32 +35,13 @@ public final class Gateway: Sendable {
         self.logger = logger
     }
 
-    /// Loads models into the registry: those of the configuration first, then those stored.
-    ///
-    /// A stored model whose id is also declared in the configuration is skipped with a warning.
-    public func loadModels(configured: [ModelDefinition]) async throws {
-        for model in configured {
-            try model.validate()
-            if !registry.add(model, source: .configuration) {
-                throw LISAError.invalidRequest("The configuration declares modelId '\(model.modelId)' twice.")
-            }
-        }
-        for model in try await store.models() {
-            if !registry.add(model, source: .api) {
-                logger.warning(
-                    "stored model shadowed by the configuration file", metadata: ["lisa.model": "\(model.modelId)"]
-                )
-            }
-        }
-    }
-
     // MARK: - Inference
 
     /// `GET /v1/models`: the models `principal` may use (others are not listed).
     public func modelList(for principal: Principal = .admin) -> ModelList {
         guard access.mayCallInference(principal) else { return ModelList(data: []) }
         return ModelList(
-            data: registry.allModels().filter { access.mayUse($0.definition, principal) }.map { model in
+            data: registry.allModels().filter { $0.status.servesTraffic && access.mayUse($0.definition, principal) }.map { model in
                 ModelList.Model(id: model.definition.modelId, created: model.created, ownedBy: "lisa")
             }
         )
@@ -107,6 +88,9 @@ public final class Gateway: Sendable {
         guard let model = registry.model(modelID), access.mayUse(model.definition, principal) else {
             throw .modelNotFound(modelID)
         }
+        guard model.status.servesTraffic else {
+            throw .modelNotReady(modelID, status: model.status.rawValue)
+        }
         guard model.definition.modelType == type else {
             let what = type == .embedding ? "embeddings" : "text generation"
             throw .invalidRequest(
@@ -141,7 +125,7 @@ public final class Gateway: Sendable {
 
         var candidates = [model]
         for id in model.definition.fallbacks {
-            if let fallback = registry.model(id), fallback.definition.modelType == model.definition.modelType,
+            if let fallback = registry.model(id), fallback.status.servesTraffic, fallback.definition.modelType == model.definition.modelType,
                 access.mayUse(fallback.definition, context.principal),
                 !candidates.contains(where: { $0 === fallback })
             {
@@ -393,73 +377,6 @@ public final class Gateway: Sendable {
         default:
             return .badGateway("The upstream of model '\(modelID)' failed with HTTP \(status)\(suffix)")
         }
-    }
-
-    // MARK: - Model registration
-
-    /// A registered model as the management API shows it: the definition without secrets,
-    /// where it came from, its status, and each endpoint's routing state.
-    public struct ModelRecord: Sendable, Encodable {
-        public var definition: ModelDefinition
-        public var source: ModelSource
-        public var status: String
-        public var endpointStatus: [EndpointStatus]
-
-        enum CodingKeys: String, CodingKey { case source, status, endpointStatus }
-
-        public func encode(to encoder: any Encoder) throws {
-            try definition.redacted().encode(to: encoder)
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(source, forKey: .source)
-            try c.encode(status, forKey: .status)
-            try c.encode(endpointStatus, forKey: .endpointStatus)
-        }
-    }
-
-    /// Every model, ordered by id.
-    public func modelRecords() -> [ModelRecord] {
-        registry.allModels().map(Self.record)
-    }
-
-    /// One model; 404 when unknown.
-    public func modelRecord(id: String) throws(LISAError) -> ModelRecord {
-        guard let model = registry.model(id) else { throw .modelNotFound(id) }
-        return Self.record(model)
-    }
-
-    /// Validates, stores, then routes to a new model. Stored first: once this returns, the
-    /// model survives a restart.
-    public func registerModel(_ definition: ModelDefinition) async throws -> ModelRecord {
-        try definition.validate()
-        if let existing = registry.model(definition.modelId) {
-            throw LISAError.conflict(
-                "A model with modelId '\(definition.modelId)' already exists (\(existing.source.rawValue)).", code: "model_exists"
-            )
-        }
-        try await store.insertModel(definition)
-        guard registry.add(definition, source: .api) else {
-            throw LISAError.conflict("A model with modelId '\(definition.modelId)' already exists.", code: "model_exists")
-        }
-        logger.info("model registered", metadata: ["lisa.model": "\(definition.modelId)"])
-        return try modelRecord(id: definition.modelId)
-    }
-
-    /// Stops routing to a model and removes it from the store. Models declared in the
-    /// configuration file cannot be deleted through the API (409).
-    public func deleteModel(id: String) async throws {
-        guard let model = registry.model(id) else { throw LISAError.modelNotFound(id) }
-        guard model.source == .api else {
-            throw LISAError.conflict(
-                "The model '\(id)' is declared in the configuration file; remove it there.", code: "model_in_configuration"
-            )
-        }
-        _ = try await store.deleteModel(id: id)
-        registry.remove(id)
-        logger.info("model deleted", metadata: ["lisa.model": "\(id)"])
-    }
-
-    private static func record(_ model: RoutableModel) -> ModelRecord {
-        ModelRecord(definition: model.definition, source: model.source, status: "InService", endpointStatus: model.pool.endpoints.map(\.status))
     }
 
     // MARK: - JSON

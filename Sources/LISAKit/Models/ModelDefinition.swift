@@ -83,7 +83,7 @@ public struct EndpointDefinition: Sendable, Hashable, Codable {
 /// A model clients can call, with LISA's field names.
 ///
 /// Clients send ``modelId`` as `model`; LISA sends ``modelName`` upstream. Members this
-/// version does not act on (for example `autoScalingConfig` or `launch`) are kept in
+/// version does not act on are kept in
 /// ``additionalFields`` and stored unchanged.
 public struct ModelDefinition: Sendable, Hashable, Codable {
     public var modelId: String
@@ -113,6 +113,10 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
     public var healthCheck: HealthCheckConfiguration?
     public var circuitBreaker: CircuitBreaker.Configuration?
     public var retry: RetryConfiguration?
+    /// For `lisa_hosted` models: how many replicas to run, and when to scale.
+    public var autoScalingConfig: AutoScalingConfig?
+    /// For `lisa_hosted` models: how to start a replica.
+    public var launch: LaunchSpec?
     public var additionalFields: [String: JSONValue]
 
     public init(
@@ -139,7 +143,7 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case modelId, modelName, modelType, inferenceContainer, hostingType, modelUrl, endpoints, streaming, allowedGroups,
-            features, loadBalancing, sessionHeader, fallbacks, timeouts, healthCheck, circuitBreaker, retry
+            features, loadBalancing, sessionHeader, fallbacks, timeouts, healthCheck, circuitBreaker, retry, autoScalingConfig, launch
     }
 
     public init(from decoder: any Decoder) throws {
@@ -161,6 +165,8 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
         healthCheck = try c.decodeIfPresent(HealthCheckConfiguration.self, forKey: .healthCheck)
         circuitBreaker = try c.decodeIfPresent(CircuitBreaker.Configuration.self, forKey: .circuitBreaker)
         retry = try c.decodeIfPresent(RetryConfiguration.self, forKey: .retry)
+        autoScalingConfig = try c.decodeIfPresent(AutoScalingConfig.self, forKey: .autoScalingConfig)
+        launch = try c.decodeIfPresent(LaunchSpec.self, forKey: .launch)
         additionalFields = try decoder.additionalFields(excluding: CodingKeys.self)
     }
 
@@ -185,6 +191,8 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
         try c.encodeIfPresent(healthCheck, forKey: .healthCheck)
         try c.encodeIfPresent(circuitBreaker, forKey: .circuitBreaker)
         try c.encodeIfPresent(retry, forKey: .retry)
+        try c.encodeIfPresent(autoScalingConfig, forKey: .autoScalingConfig)
+        try c.encodeIfPresent(launch, forKey: .launch)
         try encoder.encodeAdditionalFields(additionalFields)
     }
 
@@ -207,6 +215,9 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
         if let modelUrl { return [EndpointDefinition(url: modelUrl)] }
         return []
     }
+
+    /// Whether LISA launches and scales this model's replicas (`hostingType: lisa_hosted`).
+    public var isHosted: Bool { hostingType == HostingType.lisaHosted.rawValue }
 
     /// A copy safe to show: endpoint API keys removed.
     public func redacted() -> ModelDefinition {
@@ -231,7 +242,26 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
         case .other(let value):
             throw .invalidRequest("modelType must be 'textgen' or 'embedding', not '\(value)'.", param: "modelType")
         }
-        try validateEndpoints()
+        if let hostingType, HostingType(rawValue: hostingType) == nil {
+            throw .invalidRequest(
+                "hostingType must be 'third_party', 'internal_hosted' or 'lisa_hosted', not '\(hostingType)'.", param: "hostingType"
+            )
+        }
+        if isHosted {
+            guard let launch else {
+                throw .invalidRequest("A lisa_hosted model needs a launch spec (launch.command).", param: "launch")
+            }
+            guard endpoints.isEmpty, modelUrl == nil else {
+                throw .invalidRequest("A lisa_hosted model gets its endpoints from its replicas: remove modelUrl and endpoints.", param: "modelUrl")
+            }
+            try launch.validate()
+        } else {
+            if launch != nil {
+                throw .invalidRequest("launch applies to lisa_hosted models only; set hostingType: lisa_hosted.", param: "launch")
+            }
+            try validateEndpoints()
+        }
+        try autoScalingConfig?.validate()
         if fallbacks.contains(modelId) {
             throw .invalidRequest("A model cannot be its own fallback.", param: "fallbacks")
         }

@@ -81,3 +81,31 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
     }
     public init(nilLiteral: ()) { self = .null }
 }
+
+extension JSONValue {
+    /// The JSON form of any encodable value.
+    public init<T: Encodable>(encoding value: T) throws {
+        self = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value))
+    }
+
+    /// Decodes this value as `T`.
+    public func decode<T: Decodable>(_ type: T.Type) throws -> T {
+        try JSONDecoder().decode(T.self, from: JSONEncoder().encode(self))
+    }
+
+    /// This value with `patch` applied as a JSON merge patch (RFC 7386): objects merge
+    /// member by member, `null` removes a member, anything else replaces.
+    public func merging(patch: JSONValue) -> JSONValue {
+        guard case .object(let changes) = patch else { return patch }
+        var members: [String: JSONValue]
+        if case .object(let existing) = self { members = existing } else { members = [:] }
+        for (key, change) in changes {
+            if change == .null {
+                members.removeValue(forKey: key)
+            } else {
+                members[key] = (members[key] ?? .null).merging(patch: change)
+            }
+        }
+        return .object(members)
+    }
+}

@@ -16,7 +16,9 @@ public final class Endpoint: Sendable {
     /// `host:port` of the URL (never credentials), for logs and metrics.
     public let label: String
 
-    private let inFlightCount = Atomic<Int>(0)
+    /// Shared with the endpoint's successors in later registry snapshots (same model and
+    /// URL), so requests in flight stay counted when the model's endpoints change.
+    let counter: InFlightCounter
     private let state: Mutex<State>
 
     private struct State {
@@ -26,9 +28,13 @@ public final class Endpoint: Sendable {
         var nextProbe: Double = 0
     }
 
-    init(definition: EndpointDefinition, index: Int, circuit: CircuitBreaker.Configuration, health: HealthCheckConfiguration?) {
+    init(
+        definition: EndpointDefinition, index: Int, circuit: CircuitBreaker.Configuration, health: HealthCheckConfiguration?,
+        counter: InFlightCounter = InFlightCounter()
+    ) {
         self.definition = definition
         self.index = index
+        self.counter = counter
         self.label = Self.label(for: definition.url)
         self.state = Mutex(
             State(
@@ -45,12 +51,12 @@ public final class Endpoint: Sendable {
     }
 
     /// Requests in flight now.
-    public var inFlight: Int { inFlightCount.load(ordering: .relaxed) }
+    public var inFlight: Int { counter.value }
 
     /// The load the balancer sees, or `nil` when the endpoint may not take a request now
     /// (probe-unhealthy, circuit open, or at its `maxInFlight`).
     func load(at now: Double) -> EndpointLoad? {
-        let inFlight = inFlightCount.load(ordering: .relaxed)
+        let inFlight = counter.value
         if let cap = definition.maxInFlight, inFlight >= cap { return nil }
         return state.withLock { state in
             guard state.probe.isHealthy, state.circuit.isAvailable(at: now) else { return nil }
@@ -63,8 +69,8 @@ public final class Endpoint: Sendable {
         state.withLock { $0.circuit.acquire(at: now) }
     }
 
-    func begin() { inFlightCount.add(1, ordering: .relaxed) }
-    func end() { inFlightCount.subtract(1, ordering: .relaxed) }
+    func begin() { counter.add(1) }
+    func end() { counter.add(-1) }
 
     /// An outcome of a request, for the circuit breaker and the latency estimate.
     enum Outcome {
@@ -104,7 +110,7 @@ public final class Endpoint: Sendable {
 
     /// What the admin view and metrics show of the endpoint.
     public var status: EndpointStatus {
-        let inFlight = inFlightCount.load(ordering: .relaxed)
+        let inFlight = counter.value
         return state.withLock { state in
             EndpointStatus(
                 url: definition.url, weight: definition.weight, healthy: state.probe.isHealthy,
@@ -133,11 +139,24 @@ public final class EndpointPool: Sendable {
     private let cursor = Atomic<Int>(0)
     private let smooth = Mutex(SmoothWeightedRoundRobin())
     private let ring: HashRing?
+    private let circuit: CircuitBreaker.Configuration
+    private let health: HealthCheckConfiguration?
 
-    init(definition: ModelDefinition, defaultPolicy: LoadBalancingPolicy) {
+    /// - Parameters:
+    ///   - previous: the model's pool in the last snapshot; endpoints unchanged at the same
+    ///     position are kept with their circuit, latency and probe state.
+    ///   - tracker: where in-flight counters live across snapshots.
+    init(definition: ModelDefinition, defaultPolicy: LoadBalancingPolicy, previous: EndpointPool? = nil, tracker: InFlightTracker? = nil) {
         let circuit = definition.circuitBreaker ?? CircuitBreaker.Configuration()
+        let unchangedSettings = previous.map { $0.circuit == circuit && $0.health == definition.healthCheck } ?? false
+        self.circuit = circuit
+        self.health = definition.healthCheck
         self.endpoints = definition.resolvedEndpoints.enumerated().map { index, endpoint in
-            Endpoint(definition: endpoint, index: index, circuit: circuit, health: definition.healthCheck)
+            if unchangedSettings, let previous, index < previous.endpoints.count, previous.endpoints[index].definition == endpoint {
+                return previous.endpoints[index]
+            }
+            let counter = tracker?.counter(model: definition.modelId, url: endpoint.url) ?? InFlightCounter()
+            return Endpoint(definition: endpoint, index: index, circuit: circuit, health: definition.healthCheck, counter: counter)
         }
         self.policy = definition.loadBalancing ?? defaultPolicy
         self.ring = policy == .sessionAffinity ? HashRing(weights: endpoints.map(\.definition.weight)) : nil
@@ -177,5 +196,66 @@ public final class EndpointPool: Sendable {
             candidates.remove(at: position)
         }
         return nil
+    }
+}
+
+/// Requests in flight on one endpoint of one model.
+public final class InFlightCounter: Sendable {
+    private let count = Atomic<Int>(0)
+
+    public init() {}
+
+    public var value: Int { count.load(ordering: .relaxed) }
+
+    func add(_ delta: Int) { count.add(delta, ordering: .relaxed) }
+}
+
+/// The in-flight counters of every (model, endpoint URL) this process routes to. They
+/// outlive registry snapshots, so a drain or the autoscaler sees requests that started
+/// on an endpoint list that has since changed.
+public final class InFlightTracker: Sendable {
+    private struct Key: Hashable {
+        var model: String
+        var url: String
+    }
+
+    private let counters = Mutex<[Key: InFlightCounter]>([:])
+
+    public init() {}
+
+    func counter(model: String, url: String) -> InFlightCounter {
+        counters.withLock { counters in
+            if let counter = counters[Key(model: model, url: url)] { return counter }
+            let counter = InFlightCounter()
+            counters[Key(model: model, url: url)] = counter
+            return counter
+        }
+    }
+
+    /// modelId → URL → requests in flight, for the endpoints with any.
+    public func snapshot() -> [String: [String: Int]] {
+        counters.withLock { counters in
+            var result: [String: [String: Int]] = [:]
+            for (key, counter) in counters where counter.value > 0 {
+                result[key.model, default: [:]][key.url] = counter.value
+            }
+            return result
+        }
+    }
+
+    /// Requests in flight on `model` (every endpoint, current or past).
+    public func inFlight(model: String) -> Int {
+        counters.withLock { counters in
+            counters.reduce(0) { $0 + ($1.key.model == model ? $1.value.value : 0) }
+        }
+    }
+
+    /// Forgets idle counters of endpoints no longer routed to.
+    func prune(keeping models: [String: [String]]) {
+        counters.withLock { counters in
+            counters = counters.filter { key, counter in
+                counter.value > 0 || models[key.model]?.contains(key.url) == true
+            }
+        }
     }
 }

@@ -12,21 +12,47 @@ public enum ModelSource: String, Sendable, Codable {
 
 /// A model the router can send requests to, with its endpoint pool and retry budget.
 public final class RoutableModel: Sendable {
+    /// The definition as stored (for hosted models, without endpoints).
     public let definition: ModelDefinition
+    /// The definition routed to: for hosted models, the ready replicas as endpoints.
+    public let routing: ModelDefinition
     public let source: ModelSource
-    /// When the model was registered with this registry (Unix seconds), shown as `created`.
+    public let status: ModelStatus
+    public let statusReason: String?
+    /// Hosted models' replicas, as the hosting backend recorded them.
+    public let replicas: [ReplicaRecord]
+    /// When the model was registered (Unix seconds), shown as `created`.
     public let created: Int64
     public let pool: EndpointPool
     public let retry: RetryConfiguration
     private let budget: Mutex<RetryBudget>
 
-    init(definition: ModelDefinition, source: ModelSource, created: Int64, defaultPolicy: LoadBalancingPolicy) {
+    init(
+        definition: ModelDefinition, source: ModelSource, status: ModelStatus = .inService, statusReason: String? = nil,
+        replicas: [ReplicaRecord] = [], created: Int64, defaultPolicy: LoadBalancingPolicy,
+        previous: RoutableModel? = nil, tracker: InFlightTracker? = nil
+    ) {
         self.definition = definition
         self.source = source
+        self.status = status
+        self.statusReason = statusReason
+        self.replicas = replicas
         self.created = created
-        self.pool = EndpointPool(definition: definition, defaultPolicy: defaultPolicy)
+        var routing = definition
+        if definition.isHosted {
+            routing.endpoints = replicas.filter { $0.state == .ready && $0.url != nil }
+                .sorted { ($0.startedAt, $0.replicaId) < ($1.startedAt, $1.replicaId) }
+                .map { EndpointDefinition(url: $0.url!) }
+        }
+        self.routing = routing
+        self.pool = EndpointPool(definition: routing, defaultPolicy: defaultPolicy, previous: previous?.pool, tracker: tracker)
         self.retry = definition.retry ?? RetryConfiguration()
-        self.budget = Mutex(RetryBudget(ratio: retry.budgetRatio))
+        // The retry budget carries over while the model's retry settings are unchanged.
+        if let previous, previous.retry == retry {
+            self.budget = Mutex(previous.budget.withLock { $0 })
+        } else {
+            self.budget = Mutex(RetryBudget(ratio: retry.budgetRatio))
+        }
     }
 
     func recordRequest(at now: Double) {
@@ -51,6 +77,8 @@ public final class ModelRegistry: Sendable {
     private let writer = Mutex(())
     /// The balancing policy of models that do not name one.
     public let defaultPolicy: LoadBalancingPolicy
+    /// Requests in flight per model and endpoint, across snapshots.
+    public let inFlight = InFlightTracker()
 
     public init(defaultPolicy: LoadBalancingPolicy = .powerOfTwoChoices) {
         self.defaultPolicy = defaultPolicy
@@ -68,12 +96,16 @@ public final class ModelRegistry: Sendable {
 
     /// Adds a model; returns `false` (and changes nothing) when the id is taken.
     @discardableResult
-    public func add(_ definition: ModelDefinition, source: ModelSource, created: Int64 = Int64(Date().timeIntervalSince1970)) -> Bool {
-        let model = RoutableModel(definition: definition, source: source, created: created, defaultPolicy: defaultPolicy)
-        return writer.withLock { _ in
+    public func add(
+        _ definition: ModelDefinition, source: ModelSource, status: ModelStatus = .inService,
+        created: Int64 = Int64(Date().timeIntervalSince1970)
+    ) -> Bool {
+        writer.withLock { _ in
             var models = current.load(ordering: .acquiring).models
             guard models[definition.modelId] == nil else { return false }
-            models[definition.modelId] = model
+            models[definition.modelId] = RoutableModel(
+                definition: definition, source: source, status: status, created: created, defaultPolicy: defaultPolicy, tracker: inFlight
+            )
             current.store(Snapshot(models), ordering: .releasing)
             return true
         }
@@ -87,6 +119,51 @@ public final class ModelRegistry: Sendable {
             let removed = models.removeValue(forKey: id)
             if removed != nil { current.store(Snapshot(models), ordering: .releasing) }
             return removed
+        }
+    }
+
+    /// Replaces the whole snapshot: the configured models, then the stored ones (a stored
+    /// model whose id is configured is skipped and returned). Models whose definition,
+    /// status and replicas did not change are kept as they are, endpoint state included.
+    @discardableResult
+    public func sync(configured: [ModelDefinition], stored: [StoredModel], replicas: [ReplicaRecord]) -> [String] {
+        writer.withLock { _ in
+            let old = current.load(ordering: .acquiring).models
+            var models: [String: RoutableModel] = [:]
+            var shadowed: [String] = []
+            let replicasByModel = Dictionary(grouping: replicas, by: \.modelId)
+            for definition in configured {
+                if let previous = old[definition.modelId], previous.source == .configuration, previous.definition == definition {
+                    models[definition.modelId] = previous
+                } else {
+                    models[definition.modelId] = RoutableModel(
+                        definition: definition, source: .configuration, created: old[definition.modelId]?.created ?? Int64(Date().timeIntervalSince1970),
+                        defaultPolicy: defaultPolicy, previous: old[definition.modelId], tracker: inFlight
+                    )
+                }
+            }
+            for model in stored {
+                let id = model.definition.modelId
+                guard models[id] == nil else {
+                    shadowed.append(id)
+                    continue
+                }
+                let modelReplicas = replicasByModel[id] ?? []
+                if let previous = old[id], previous.source == .api, previous.definition == model.definition,
+                    previous.status == model.status, previous.statusReason == model.statusReason, previous.replicas == modelReplicas
+                {
+                    models[id] = previous
+                    continue
+                }
+                models[id] = RoutableModel(
+                    definition: model.definition, source: .api, status: model.status, statusReason: model.statusReason,
+                    replicas: modelReplicas, created: Int64(model.createdAt), defaultPolicy: defaultPolicy,
+                    previous: old[id], tracker: inFlight
+                )
+            }
+            current.store(Snapshot(models), ordering: .releasing)
+            inFlight.prune(keeping: models.mapValues { $0.routing.resolvedEndpoints.map(\.url) })
+            return shadowed
         }
     }
 }

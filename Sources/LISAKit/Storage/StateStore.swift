@@ -1,22 +1,59 @@
 import Foundation
 
-/// Where LISA keeps what must survive a restart: registered models and settings such as
-/// the admin key's hash.
+/// Where LISA keeps what must survive a restart — models and their lifecycle, hosted
+/// replicas, API tokens, settings — and how LISAServe replicas sharing it coordinate.
 ///
-/// Implementations: ``SQLiteStateStore`` (the default, a file in the data directory) and
-/// ``MemoryStateStore`` (tests, embedding). All methods are safe to call concurrently.
+/// The implementation is ``SQLStateStore``: one store over SQLite (the embedded default,
+/// or in memory) or PostgreSQL (several LISAServe replicas). All methods are safe to call
+/// concurrently. Every write publishes a ``StateChange``.
 public protocol StateStore: Sendable {
-    /// Every model registered through the API, in no particular order.
-    func models() async throws -> [ModelDefinition]
+    /// This process's id among the replicas sharing the store.
+    var instanceID: String { get }
+    /// Whether other LISAServe processes may share this store (PostgreSQL).
+    var isShared: Bool { get }
+
+    // MARK: Models
+
+    /// Every stored model, ordered by id.
+    func models() async throws -> [StoredModel]
 
     /// The model with this id, or `nil`.
-    func model(id: String) async throws -> ModelDefinition?
+    func model(id: String) async throws -> StoredModel?
 
     /// Stores a new model; throws ``LISAError/conflict(_:code:)`` when the id is taken.
-    func insertModel(_ model: ModelDefinition) async throws
+    @discardableResult
+    func insertModel(_ model: ModelDefinition, status: ModelStatus) async throws -> StoredModel
 
-    /// Removes a model; returns whether it existed.
-    func deleteModel(id: String) async throws -> Bool
+    /// Changes a model atomically when its status is one of `expecting` (`nil`: any).
+    /// Returns the stored result, or `nil` (and changes nothing) when the model is missing
+    /// or its status did not match — another request or replica moved it first.
+    func updateModel(
+        id: String, expecting: Set<ModelStatus>?, _ change: @Sendable (inout StoredModel) throws -> Void
+    ) async throws -> StoredModel?
+
+    /// Removes a model (and its replica records) when its status is one of `expecting`
+    /// (`nil`: any); returns whether it was removed.
+    func deleteModel(id: String, expecting: Set<ModelStatus>?) async throws -> Bool
+
+    // MARK: Hosted replicas and instances
+
+    /// The replica records of one model, or of all (`nil`).
+    func replicas(modelId: String?) async throws -> [ReplicaRecord]
+
+    /// Inserts or replaces a replica record.
+    func saveReplica(_ replica: ReplicaRecord) async throws
+
+    func deleteReplica(id: String) async throws
+
+    /// Inserts or replaces this instance's heartbeat.
+    func saveInstance(_ instance: InstanceRecord) async throws
+
+    /// Instances whose last heartbeat is after `time` (Unix seconds).
+    func instances(heartbeatAfter time: Double) async throws -> [InstanceRecord]
+
+    func deleteInstance(id: String) async throws
+
+    // MARK: Settings and tokens
 
     /// A stored setting, or `nil`.
     func setting(_ key: String) async throws -> String?
@@ -33,52 +70,25 @@ public protocol StateStore: Sendable {
     /// The token with this public id, or `nil`.
     func token(id: String) async throws -> APIToken?
 
-    /// Every token, or those of one user.
+    /// Every token, or those of one user, oldest first.
     func tokens(username: String?) async throws -> [APIToken]
 
     /// Removes a token; returns whether it existed.
     func deleteToken(id: String) async throws -> Bool
 
+    // MARK: Coordination
+
+    /// Tells every process sharing the store (this one included) about a change.
+    func publish(_ change: StateChange) async
+
+    /// The changes published from now on, by any process sharing the store. A
+    /// `.resync` change means some may have been missed: reload everything.
+    func changes() -> AsyncStream<StateChange>
+
+    /// Runs `body` whenever this process is the leader — at most one process sharing the
+    /// store at a time — and cancels it when leadership is lost. Returns when cancelled.
+    func runAsLeader(_ body: @escaping @Sendable () async throws -> Void) async throws
+
     /// Releases the store's resources. Calls after this fail.
     func close() async throws
-}
-
-/// A ``StateStore`` in memory, for tests and short-lived embedding. Nothing survives the process.
-public actor MemoryStateStore: StateStore {
-    private var storedModels: [String: ModelDefinition] = [:]
-    private var settings: [String: String] = [:]
-    private var storedTokens: [String: APIToken] = [:]
-
-    public init() {}
-
-    public func models() -> [ModelDefinition] { Array(storedModels.values) }
-
-    public func model(id: String) -> ModelDefinition? { storedModels[id] }
-
-    public func insertModel(_ model: ModelDefinition) throws {
-        guard storedModels[model.modelId] == nil else {
-            throw LISAError.conflict("A model with modelId '\(model.modelId)' already exists.", code: "model_exists")
-        }
-        storedModels[model.modelId] = model
-    }
-
-    public func deleteModel(id: String) -> Bool { storedModels.removeValue(forKey: id) != nil }
-
-    public func setting(_ key: String) -> String? { settings[key] }
-
-    public func setSetting(_ key: String, to value: String) { settings[key] = value }
-
-    public func insertToken(_ token: APIToken) { storedTokens[token.id] = token }
-
-    public func token(hash: String) -> APIToken? { storedTokens.values.first { $0.tokenHash == hash } }
-
-    public func token(id: String) -> APIToken? { storedTokens[id] }
-
-    public func tokens(username: String?) -> [APIToken] {
-        storedTokens.values.filter { username == nil || $0.username == username }.sorted { $0.createdAt < $1.createdAt }
-    }
-
-    public func deleteToken(id: String) -> Bool { storedTokens.removeValue(forKey: id) != nil }
-
-    public func close() {}
 }

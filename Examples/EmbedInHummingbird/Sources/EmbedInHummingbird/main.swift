@@ -7,32 +7,42 @@ import Hummingbird
 import LISAHummingbird
 import LISAKit
 import Logging
+import ServiceLifecycle
 
 let environment = ProcessInfo.processInfo.environment
 let logger = Logger(label: "my-service")
 
-// The gateway: models in memory here; use SQLiteStateStore to keep API-registered ones.
+// The gateway: state in memory here; `SQLStateStore.openSQLite(path:logger:)` or
+// `.openPostgres(url:logger:)` keep API-registered models and tokens.
 let httpClient = OpenAICompatibleProvider.makeHTTPClient()
+let store = try await SQLStateStore.inMemory()
 let gateway = Gateway(
     registry: ModelRegistry(),
-    store: MemoryStateStore(),
+    store: store,
     provider: OpenAICompatibleProvider(httpClient: httpClient),
     logger: logger
 )
-try await gateway.loadModels(configured: [
-    ModelDefinition(
-        modelId: "assistant",
-        modelName: environment["UPSTREAM_MODEL"] ?? "Qwen/Qwen2.5-0.5B-Instruct",
-        modelType: .textgen,
-        inferenceContainer: .vllm,
-        modelUrl: environment["UPSTREAM_URL"] ?? "http://127.0.0.1:8000/v1"
-    )
-])
+// The models API: one configured model; no hosting backend, so no lisa_hosted models.
+let models = try ModelManager(
+    store: store,
+    registry: gateway.registry,
+    configured: [
+        ModelDefinition(
+            modelId: "assistant",
+            modelName: environment["UPSTREAM_MODEL"] ?? "Qwen/Qwen2.5-0.5B-Instruct",
+            modelType: .textgen,
+            inferenceContainer: .vllm,
+            modelUrl: environment["UPSTREAM_URL"] ?? "http://127.0.0.1:8000/v1"
+        )
+    ],
+    logger: logger
+)
+try await models.reload()
 
 // The app's own routes, and LISA's mounted on the same router.
 let router = Router(context: LISARequestContext.self)
 router.get("/hello") { _, _ in "hello from my service" }
-LISARoutes(gateway: gateway, adminKey: AdminKeyVerifier(key: environment["LISA_ADMIN_KEY"] ?? "change-me-please-0123"))
+LISARoutes(gateway: gateway, models: models, adminKey: AdminKeyVerifier(key: environment["LISA_ADMIN_KEY"] ?? "change-me-please-0123"))
     .add(to: router)
 
 let app = Application(
@@ -41,5 +51,6 @@ let app = Application(
     configuration: .init(address: .hostname("127.0.0.1", port: 8090)),
     logger: logger
 )
-try await app.runService()
+// The models service keeps the router in step with the store and finishes model steps.
+try await ServiceGroup(services: [app, models], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
 try await httpClient.shutdown().get()

@@ -1,0 +1,233 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOSSL
+import PostgresNIO
+import Synchronization
+
+/// A ``SQLDatabase`` over a PostgreSQL connection pool (PostgresNIO), with LISTEN/NOTIFY
+/// and session advisory locks for coordinating several LISAServe replicas.
+public final class PostgresDatabase: SQLDatabase {
+    public var dialect: SQLDialect { .postgres }
+    let client: PostgresClient
+    private let runner: Task<Void, Never>
+    private let logger: Logger
+
+    /// Connects to `url` (`postgres://user:password@host:port/database?sslmode=…`).
+    ///
+    /// `sslmode` follows libpq: `disable`; `prefer` (the default) and `require` encrypt
+    /// without verifying the certificate; `verify-ca` and `verify-full` verify it, against
+    /// `sslrootcert` (a PEM file) when given, else the system's trust store.
+    public static func connect(url: String, logger: Logger) async throws -> PostgresDatabase {
+        let configuration = try configuration(from: url)
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        let database = PostgresDatabase(client: client, logger: logger)
+        do {
+            try await database.query("SELECT 1")
+        } catch {
+            try? await database.close()
+            throw ConnectionError(
+                "cannot reach PostgreSQL at \(Self.redacted(url)): \(String(reflecting: error).prefix(300))"
+            )
+        }
+        return database
+    }
+
+    /// A connection failure, with the URL's password removed.
+    public struct ConnectionError: Error, CustomStringConvertible {
+        public let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    private init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+        self.runner = Task { await client.run() }
+    }
+
+    static func configuration(from url: String) throws -> PostgresClient.Configuration {
+        guard let components = URLComponents(string: url), let scheme = components.scheme,
+            scheme == "postgres" || scheme == "postgresql", let host = components.host, !host.isEmpty
+        else {
+            throw ConnectionError("'\(redacted(url))' is not a postgres:// URL")
+        }
+        let query = Dictionary((components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 })
+        let mode = query["sslmode"] ?? "prefer"
+        var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
+        let tls: PostgresClient.Configuration.TLS
+        switch mode {
+        case "disable":
+            tls = .disable
+        case "allow", "prefer", "require":
+            tlsConfiguration.certificateVerification = .none
+            tls = mode == "require" ? .require(tlsConfiguration) : .prefer(tlsConfiguration)
+        case "verify-ca", "verify-full":
+            if let root = query["sslrootcert"], !root.isEmpty {
+                tlsConfiguration.trustRoots = .file(root)
+            }
+            tlsConfiguration.certificateVerification = mode == "verify-ca" ? .noHostnameVerification : .fullVerification
+            tls = .require(tlsConfiguration)
+        default:
+            throw ConnectionError("sslmode must be disable, allow, prefer, require, verify-ca or verify-full, not '\(mode)'")
+        }
+        let database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+        var configuration = PostgresClient.Configuration(
+            host: host, port: components.port ?? 5432,
+            username: components.user?.removingPercentEncoding ?? "postgres",
+            password: components.password?.removingPercentEncoding,
+            database: database.isEmpty ? nil : database, tls: tls
+        )
+        configuration.options.maximumConnections = Int(query["pool_max"] ?? "") ?? 16
+        configuration.options.connectTimeout = .seconds(Int(query["connect_timeout"] ?? "") ?? 10)
+        return configuration
+    }
+
+    /// `url` without its password, for messages and logs.
+    public static func redacted(_ url: String) -> String {
+        guard var components = URLComponents(string: url) else { return "(invalid URL)" }
+        if components.password != nil { components.password = "***" }
+        return components.string ?? "(invalid URL)"
+    }
+
+    @discardableResult
+    public func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+        try await Self.collect(try await client.query(try Self.postgresQuery(sql, binds), logger: logger))
+    }
+
+    public func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await client.withConnection { connection in
+            try await connection.query("BEGIN", logger: logger)
+            do {
+                let result = try await body(Connection(connection: connection, logger: logger))
+                try await connection.query("COMMIT", logger: logger)
+                return result
+            } catch {
+                _ = try? await connection.query("ROLLBACK", logger: logger)
+                throw error
+            }
+        }
+    }
+
+    public func close() async throws {
+        runner.cancel()
+        _ = await runner.value
+    }
+
+    /// Publishes `payload` on `channel` to every listener (`pg_notify`).
+    public func notify(channel: String, payload: String) async throws {
+        try await query("SELECT pg_notify(?, ?)", [.text(channel), .text(payload)])
+    }
+
+    /// Calls `onNotification` for every notification on `channel` until cancelled or the
+    /// connection fails (then throws; callers reconnect).
+    public func listen(channel: String, onNotification: @Sendable (String) async -> Void) async throws {
+        try await client.withConnection { connection in
+            try await connection.listen(on: channel) { notifications in
+                for try await notification in notifications {
+                    await onNotification(notification.payload)
+                }
+            }
+        }
+    }
+
+    /// Holds a session advisory lock on `key` while `body` runs, on a connection of its
+    /// own: the lock is released when `body` returns or when the connection dies (so a
+    /// crashed holder frees it). Returns `nil` without running `body` if another session
+    /// holds the lock. While `body` runs the connection is pinged every second; if a ping
+    /// fails, `body` is cancelled.
+    public func withAdvisoryLock<T: Sendable>(
+        key: Int64, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T? {
+        try await client.withConnection { connection in
+            let rows = try await Self.collect(
+                try await connection.query(try Self.postgresQuery("SELECT pg_try_advisory_lock(?) AS locked", [.integer(key)]), logger: logger)
+            )
+            guard rows.first?["locked"] == .integer(1) else { return nil }
+            let result: Result<T?, any Error>
+            do {
+                result = .success(try await withThrowingTaskGroup(of: T?.self) { group in
+                    group.addTask { try await body() }
+                    group.addTask {
+                        while true {
+                            try await Task.sleep(for: .seconds(1))
+                            try await connection.query("SELECT 1", logger: self.logger)
+                        }
+                    }
+                    defer { group.cancelAll() }
+                    return try await group.next()!
+                })
+            } catch {
+                result = .failure(error)
+            }
+            // Released on every path: the connection goes back to the pool and must not keep the lock.
+            _ = try await connection.query(try Self.postgresQuery("SELECT pg_advisory_unlock(?)", [.integer(key)]), logger: logger)
+            return try result.get()
+        }
+    }
+
+    struct Connection: SQLDatabase {
+        let connection: PostgresConnection
+        let logger: Logger
+        var dialect: SQLDialect { .postgres }
+
+        func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+            try await PostgresDatabase.collect(try await connection.query(try PostgresDatabase.postgresQuery(sql, binds), logger: logger))
+        }
+
+        func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+            try await body(self)
+        }
+
+        func close() async throws {}
+    }
+
+    /// `?` placeholders → `$1…$n` (outside quoted literals), values bound.
+    static func postgresQuery(_ sql: String, _ binds: [SQLValue]) throws -> PostgresQuery {
+        var text = ""
+        text.reserveCapacity(sql.utf8.count + 8)
+        var index = 0
+        var inQuote = false
+        for character in sql {
+            if character == "'" { inQuote.toggle() }
+            if character == "?" && !inQuote {
+                index += 1
+                text += "$\(index)"
+            } else {
+                text.append(character)
+            }
+        }
+        var bindings = PostgresBindings(capacity: binds.count)
+        for value in binds {
+            switch value {
+            case .null: bindings.appendNull()
+            case .text(let string): bindings.append(string)
+            case .integer(let int): bindings.append(int)
+            case .double(let double): bindings.append(double)
+            }
+        }
+        return PostgresQuery(unsafeSQL: text, binds: bindings)
+    }
+
+    static func collect(_ rows: PostgresRowSequence) async throws -> [SQLRow] {
+        var result: [SQLRow] = []
+        for try await row in rows {
+            var values: [String: SQLValue] = [:]
+            for cell in row {
+                values[cell.columnName] = try value(of: cell)
+            }
+            result.append(SQLRow(values: values))
+        }
+        return result
+    }
+
+    private static func value(of cell: PostgresCell) throws -> SQLValue {
+        guard cell.bytes != nil else { return .null }
+        switch cell.dataType {
+        case .int2, .int4, .int8: return .integer(try cell.decode(Int64.self))
+        case .float4, .float8: return .double(try cell.decode(Double.self))
+        case .bool: return .integer(try cell.decode(Bool.self) ? 1 : 0)
+        case .void: return .null
+        default: return .text(try cell.decode(String.self))
+        }
+    }
+}

@@ -1,0 +1,121 @@
+import Foundation
+import Synchronization
+
+/// A value bound to, or read from, a SQL statement. The common ground of SQLite and PostgreSQL
+/// that LISA's schema uses: text (JSON documents included), 64-bit integers and doubles.
+public enum SQLValue: Sendable, Hashable {
+    case null
+    case text(String)
+    case integer(Int64)
+    case double(Double)
+
+    public var string: String? {
+        switch self {
+        case .text(let value): value
+        case .integer(let value): String(value)
+        case .double(let value): String(value)
+        case .null: nil
+        }
+    }
+
+    public var int: Int? {
+        switch self {
+        case .integer(let value): Int(value)
+        case .double(let value): Int(value)
+        case .text(let value): Int(value)
+        case .null: nil
+        }
+    }
+
+    public var double: Double? {
+        switch self {
+        case .double(let value): value
+        case .integer(let value): Double(value)
+        case .text(let value): Double(value)
+        case .null: nil
+        }
+    }
+}
+
+/// One result row: column name → value.
+public struct SQLRow: Sendable {
+    public var values: [String: SQLValue]
+
+    public init(values: [String: SQLValue]) { self.values = values }
+
+    public subscript(_ column: String) -> SQLValue { values[column] ?? .null }
+}
+
+/// Which SQL engine a ``SQLDatabase`` talks to, for the few statements that differ.
+public enum SQLDialect: String, Sendable {
+    case sqlite, postgres
+}
+
+/// The small SQL surface LISA's stores are written against, so one store implementation
+/// runs on SQLite (embedded default) and PostgreSQL (scale-out).
+///
+/// Statements use `?` placeholders; drivers translate them (`$1`, `$2`, … for PostgreSQL).
+/// Every value is bound, never spliced into the text.
+public protocol SQLDatabase: Sendable {
+    var dialect: SQLDialect { get }
+
+    /// Runs one statement and returns its rows.
+    @discardableResult
+    func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow]
+
+    /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
+    /// Statements inside must go through the database passed to `body`.
+    func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
+
+    /// Releases the database's connections. Calls after this fail.
+    func close() async throws
+}
+
+extension SQLDatabase {
+    @discardableResult
+    public func query(_ sql: String) async throws -> [SQLRow] {
+        try await query(sql, [])
+    }
+}
+
+/// A FIFO lock for async code: one holder at a time, waiters resumed in arrival order.
+/// Used where one connection must not interleave statements of two callers (SQLite).
+final class AsyncLock: Sendable {
+    private struct State {
+        var locked = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    func withLock<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        await acquire()
+        defer { release() }
+        return try await body()
+    }
+
+    private func acquire() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let acquired = state.withLock { state -> Bool in
+                if state.locked {
+                    state.waiters.append(continuation)
+                    return false
+                }
+                state.locked = true
+                return true
+            }
+            if acquired { continuation.resume() }
+        }
+    }
+
+    private func release() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if state.waiters.isEmpty {
+                state.locked = false
+                return nil
+            }
+            return state.waiters.removeFirst()
+        }
+        next?.resume()
+    }
+}

@@ -1,0 +1,452 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// The ``StateStore``: one implementation over a ``SQLDatabase``, so SQLite (a file in the
+/// data directory, or memory) and PostgreSQL share the schema, the migrations and the
+/// behaviour.
+///
+/// Documents (models, tokens, replica records) are stored as JSON next to the columns that
+/// are queried, so fields this version does not act on survive. The schema version lives in
+/// `lisa_schema`; opening migrates an older database forward in one transaction (on
+/// PostgreSQL under an advisory lock, so replicas starting together migrate once). Every
+/// statement is parameterized.
+///
+/// On PostgreSQL, changes reach the other replicas through `LISTEN/NOTIFY` on the
+/// `lisa_state` channel, and leadership is a session advisory lock.
+public final class SQLStateStore: StateStore {
+    public let database: any SQLDatabase
+    public let instanceID: String
+    public var isShared: Bool { database.dialect == .postgres }
+    private let logger: Logger
+    private let broadcaster = ChangeBroadcaster()
+    private let listener: Mutex<Task<Void, Never>?> = Mutex(nil)
+
+    /// The channel changes are published on (PostgreSQL).
+    static let channel = "lisa_state"
+    /// Advisory lock keys ("LISA" in ASCII, then a purpose).
+    static let migrationLockKey: Int64 = 0x4C49_5341_0001
+    static let leaderLockKey: Int64 = 0x4C49_5341_0002
+
+    private init(database: any SQLDatabase, logger: Logger) {
+        self.database = database
+        self.logger = logger
+        self.instanceID = UUID().uuidString.lowercased()
+    }
+
+    /// Opens the store on `database`, migrating its schema.
+    public static func open(database: any SQLDatabase, logger: Logger) async throws -> SQLStateStore {
+        let store = SQLStateStore(database: database, logger: logger)
+        do {
+            try await store.migrate()
+        } catch {
+            try? await database.close()
+            throw error
+        }
+        if let postgres = database as? PostgresDatabase {
+            store.startListening(postgres)
+        }
+        return store
+    }
+
+    /// The embedded default: SQLite at `path`, created readable by its owner only.
+    public static func openSQLite(path: String, logger: Logger) async throws -> SQLStateStore {
+        try await open(database: try await SQLiteDatabase.open(path: path, logger: logger), logger: logger)
+    }
+
+    /// PostgreSQL at `url` (`postgres://…`), for several LISAServe replicas.
+    public static func openPostgres(url: String, logger: Logger) async throws -> SQLStateStore {
+        try await open(database: try await PostgresDatabase.connect(url: url, logger: logger), logger: logger)
+    }
+
+    /// A store in memory (SQLite), for tests and short-lived embedding.
+    public static func inMemory() async throws -> SQLStateStore {
+        try await open(database: try await SQLiteDatabase.inMemory(), logger: Logger(label: "lisa.store"))
+    }
+
+    // MARK: - Schema
+
+    /// The schema version this build writes: the number of migrations.
+    public static var schemaVersion: Int { migrations.count }
+
+    /// Each migration is portable SQL (types both engines accept: TEXT, BIGINT, DOUBLE
+    /// PRECISION). Append only; never edit one that has shipped in a way SQLite or
+    /// PostgreSQL would read differently.
+    static let migrations: [[String]] = [
+        [
+            """
+            CREATE TABLE IF NOT EXISTS models (
+                model_id TEXT PRIMARY KEY NOT NULL,
+                definition TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+            "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
+        ],
+        [
+            """
+            CREATE TABLE IF NOT EXISTS api_tokens (
+                id TEXT PRIMARY KEY NOT NULL,
+                token_hash TEXT NOT NULL UNIQUE,
+                username TEXT NOT NULL,
+                record TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX IF NOT EXISTS api_tokens_username ON api_tokens (username)",
+        ],
+        [
+            "ALTER TABLE models ADD COLUMN status TEXT NOT NULL DEFAULT 'InService'",
+            "ALTER TABLE models ADD COLUMN status_reason TEXT",
+            "ALTER TABLE api_tokens ADD COLUMN created_at DOUBLE PRECISION NOT NULL DEFAULT 0",
+            """
+            CREATE TABLE IF NOT EXISTS model_replicas (
+                replica_id TEXT PRIMARY KEY NOT NULL,
+                model_id TEXT NOT NULL,
+                record TEXT NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+            "CREATE INDEX IF NOT EXISTS model_replicas_model ON model_replicas (model_id)",
+            """
+            CREATE TABLE IF NOT EXISTS instances (
+                instance_id TEXT PRIMARY KEY NOT NULL,
+                heartbeat_at DOUBLE PRECISION NOT NULL,
+                record TEXT NOT NULL
+            )
+            """,
+        ],
+    ]
+
+    private func migrate() async throws {
+        let dialect = database.dialect
+        let applied = try await database.transaction { db -> Int in
+            if dialect == .postgres {
+                try await db.query("SELECT pg_advisory_xact_lock(?)", [.integer(Self.migrationLockKey)])
+            }
+            try await db.query("CREATE TABLE IF NOT EXISTS lisa_schema (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)")
+            var version: Int
+            if let stored = try await db.query("SELECT version FROM lisa_schema WHERE id = 1").first?["version"].int {
+                version = stored
+            } else {
+                // Files written before lisa_schema kept their version in SQLite's user_version.
+                version = dialect == .sqlite ? (try await db.query("PRAGMA user_version").first?["user_version"].int ?? 0) : 0
+                try await db.query("INSERT INTO lisa_schema (id, version) VALUES (1, ?)", [.integer(Int64(version))])
+            }
+            guard version <= Self.schemaVersion else {
+                throw LISAError.internalError(
+                    "The state database was written by a newer LISA (schema \(version), this build knows \(Self.schemaVersion))."
+                )
+            }
+            for (index, statements) in Self.migrations.enumerated() where index >= version {
+                for statement in statements {
+                    try await db.query(statement)
+                }
+                version = index + 1
+            }
+            try await db.query("UPDATE lisa_schema SET version = ? WHERE id = 1", [.integer(Int64(version))])
+            return version
+        }
+        logger.debug("state schema ready", metadata: ["lisa.schema_version": "\(applied)", "lisa.database": "\(dialect.rawValue)"])
+    }
+
+    // MARK: - Models
+
+    private static let modelColumns = "model_id, definition, status, status_reason, created_at, updated_at"
+
+    public func models() async throws -> [StoredModel] {
+        try await database.query("SELECT \(Self.modelColumns) FROM models ORDER BY model_id").map(Self.decodeModel)
+    }
+
+    public func model(id: String) async throws -> StoredModel? {
+        try await database.query("SELECT \(Self.modelColumns) FROM models WHERE model_id = ?", [.text(id)]).first.map(Self.decodeModel)
+    }
+
+    @discardableResult
+    public func insertModel(_ model: ModelDefinition, status: ModelStatus) async throws -> StoredModel {
+        let now = Date().timeIntervalSince1970
+        let rows = try await database.query(
+            """
+            INSERT INTO models (model_id, definition, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (model_id) DO NOTHING RETURNING model_id
+            """,
+            [.text(model.modelId), .text(try Self.json(model)), .text(status.rawValue), .double(now), .double(now)]
+        )
+        if rows.isEmpty {
+            throw LISAError.conflict("A model with modelId '\(model.modelId)' already exists.", code: "model_exists")
+        }
+        await publish(StateChange(kind: .model, id: model.modelId))
+        return StoredModel(definition: model, status: status, createdAt: now, updatedAt: now)
+    }
+
+    public func updateModel(
+        id: String, expecting: Set<ModelStatus>?, _ change: @Sendable (inout StoredModel) throws -> Void
+    ) async throws -> StoredModel? {
+        let lock = database.dialect == .postgres ? " FOR UPDATE" : ""
+        let updated = try await database.transaction { db -> StoredModel? in
+            let rows = try await db.query("SELECT \(Self.modelColumns) FROM models WHERE model_id = ?\(lock)", [.text(id)])
+            guard var model = try rows.first.map(Self.decodeModel) else { return nil }
+            if let expecting, !expecting.contains(model.status) { return nil }
+            let before = model
+            try change(&model)
+            guard model != before else { return model }
+            model.updatedAt = Date().timeIntervalSince1970
+            try await db.query(
+                "UPDATE models SET definition = ?, status = ?, status_reason = ?, updated_at = ? WHERE model_id = ?",
+                [
+                    .text(try Self.json(model.definition)), .text(model.status.rawValue), model.statusReason.map(SQLValue.text) ?? .null,
+                    .double(model.updatedAt), .text(id),
+                ]
+            )
+            return model
+        }
+        if updated != nil { await publish(StateChange(kind: .model, id: id)) }
+        return updated
+    }
+
+    public func deleteModel(id: String, expecting: Set<ModelStatus>?) async throws -> Bool {
+        let deleted = try await database.transaction { db -> Bool in
+            let rows: [SQLRow]
+            if let expecting {
+                let marks = Array(repeating: "?", count: expecting.count).joined(separator: ", ")
+                rows = try await db.query(
+                    "DELETE FROM models WHERE model_id = ? AND status IN (\(marks)) RETURNING model_id",
+                    [.text(id)] + expecting.map { .text($0.rawValue) }
+                )
+            } else {
+                rows = try await db.query("DELETE FROM models WHERE model_id = ? RETURNING model_id", [.text(id)])
+            }
+            guard !rows.isEmpty else { return false }
+            try await db.query("DELETE FROM model_replicas WHERE model_id = ?", [.text(id)])
+            return true
+        }
+        if deleted { await publish(StateChange(kind: .model, id: id)) }
+        return deleted
+    }
+
+    private static func decodeModel(_ row: SQLRow) throws -> StoredModel {
+        guard let text = row["definition"].string else { throw LISAError.internalError("A stored model has no definition.") }
+        let definition = try JSONDecoder().decode(ModelDefinition.self, from: Data(text.utf8))
+        let status = row["status"].string.flatMap(ModelStatus.init(rawValue:)) ?? .inService
+        return StoredModel(
+            definition: definition, status: status, statusReason: row["status_reason"].string,
+            createdAt: row["created_at"].double ?? 0, updatedAt: row["updated_at"].double ?? 0
+        )
+    }
+
+    // MARK: - Replicas and instances
+
+    public func replicas(modelId: String?) async throws -> [ReplicaRecord] {
+        let rows =
+            if let modelId {
+                try await database.query("SELECT record FROM model_replicas WHERE model_id = ? ORDER BY replica_id", [.text(modelId)])
+            } else {
+                try await database.query("SELECT record FROM model_replicas ORDER BY model_id, replica_id")
+            }
+        return try rows.map { try Self.decode(ReplicaRecord.self, $0["record"]) }
+    }
+
+    public func saveReplica(_ replica: ReplicaRecord) async throws {
+        try await database.query(
+            """
+            INSERT INTO model_replicas (replica_id, model_id, record, updated_at) VALUES (?, ?, ?, ?)
+            ON CONFLICT (replica_id) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at
+            """,
+            [.text(replica.replicaId), .text(replica.modelId), .text(try Self.json(replica)), .double(Date().timeIntervalSince1970)]
+        )
+        await publish(StateChange(kind: .replica, id: replica.modelId))
+    }
+
+    public func deleteReplica(id: String) async throws {
+        let rows = try await database.query("DELETE FROM model_replicas WHERE replica_id = ? RETURNING model_id", [.text(id)])
+        if let modelId = rows.first?["model_id"].string {
+            await publish(StateChange(kind: .replica, id: modelId))
+        }
+    }
+
+    public func saveInstance(_ instance: InstanceRecord) async throws {
+        try await database.query(
+            """
+            INSERT INTO instances (instance_id, heartbeat_at, record) VALUES (?, ?, ?)
+            ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, record = excluded.record
+            """,
+            [.text(instance.instanceId), .double(instance.heartbeatAt), .text(try Self.json(instance))]
+        )
+    }
+
+    public func instances(heartbeatAfter time: Double) async throws -> [InstanceRecord] {
+        try await database.query("SELECT record FROM instances WHERE heartbeat_at > ? ORDER BY instance_id", [.double(time)])
+            .map { try Self.decode(InstanceRecord.self, $0["record"]) }
+    }
+
+    public func deleteInstance(id: String) async throws {
+        try await database.query("DELETE FROM instances WHERE instance_id = ?", [.text(id)])
+    }
+
+    // MARK: - Settings and tokens
+
+    public func setting(_ key: String) async throws -> String? {
+        try await database.query("SELECT value FROM settings WHERE key = ?", [.text(key)]).first?["value"].string
+    }
+
+    public func setSetting(_ key: String, to value: String) async throws {
+        try await database.query(
+            "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [.text(key), .text(value)]
+        )
+    }
+
+    public func insertToken(_ token: APIToken) async throws {
+        try await database.query(
+            "INSERT INTO api_tokens (id, token_hash, username, record, created_at) VALUES (?, ?, ?, ?, ?)",
+            [.text(token.id), .text(token.tokenHash), .text(token.username), .text(try Self.json(token)), .double(token.createdAt.timeIntervalSince1970)]
+        )
+        await publish(StateChange(kind: .token, id: token.id))
+    }
+
+    public func token(hash: String) async throws -> APIToken? {
+        try await database.query("SELECT record FROM api_tokens WHERE token_hash = ?", [.text(hash)]).first.map {
+            try Self.decode(APIToken.self, $0["record"])
+        }
+    }
+
+    public func token(id: String) async throws -> APIToken? {
+        try await database.query("SELECT record FROM api_tokens WHERE id = ?", [.text(id)]).first.map {
+            try Self.decode(APIToken.self, $0["record"])
+        }
+    }
+
+    public func tokens(username: String?) async throws -> [APIToken] {
+        let rows =
+            if let username {
+                try await database.query("SELECT record FROM api_tokens WHERE username = ? ORDER BY created_at, id", [.text(username)])
+            } else {
+                try await database.query("SELECT record FROM api_tokens ORDER BY created_at, id")
+            }
+        return try rows.map { try Self.decode(APIToken.self, $0["record"]) }
+    }
+
+    public func deleteToken(id: String) async throws -> Bool {
+        let deleted = !(try await database.query("DELETE FROM api_tokens WHERE id = ? RETURNING id", [.text(id)])).isEmpty
+        if deleted { await publish(StateChange(kind: .token, id: id)) }
+        return deleted
+    }
+
+    // MARK: - Coordination
+
+    public func publish(_ change: StateChange) async {
+        var change = change
+        change.origin = instanceID
+        broadcaster.send(change)
+        guard let postgres = database as? PostgresDatabase else { return }
+        do {
+            try await postgres.notify(channel: Self.channel, payload: try Self.json(change))
+        } catch {
+            // The periodic resync of every replica catches what a lost notification missed.
+            logger.warning("could not publish a state change", metadata: ["lisa.error": "\(error)"])
+        }
+    }
+
+    public func changes() -> AsyncStream<StateChange> {
+        broadcaster.subscribe()
+    }
+
+    public func runAsLeader(_ body: @escaping @Sendable () async throws -> Void) async throws {
+        guard let postgres = database as? PostgresDatabase else {
+            try await body()
+            return
+        }
+        while !Task.isCancelled {
+            do {
+                let ran = try await postgres.withAdvisoryLock(key: Self.leaderLockKey) {
+                    self.logger.notice("this replica leads the hosting workflows", metadata: ["lisa.instance": "\(self.instanceID)"])
+                    try await body()
+                }
+                if ran != nil {
+                    logger.notice("leadership released", metadata: ["lisa.instance": "\(instanceID)"])
+                }
+            } catch is CancellationError {
+                return
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("leadership lost", metadata: ["lisa.error": "\(String(describing: error).prefix(200))"])
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    private func startListening(_ postgres: PostgresDatabase) {
+        let task = Task { [broadcaster, instanceID, logger] in
+            while !Task.isCancelled {
+                do {
+                    // Anything published while the listener was away is unknown: resync.
+                    broadcaster.send(StateChange(kind: .resync, id: "", origin: ""))
+                    try await postgres.listen(channel: Self.channel) { payload in
+                        guard let change = try? JSONDecoder().decode(StateChange.self, from: Data(payload.utf8)),
+                            change.origin != instanceID
+                        else { return }
+                        broadcaster.send(change)
+                    }
+                } catch {
+                    if Task.isCancelled { return }
+                    logger.warning("state change listener lost its connection; reconnecting", metadata: ["lisa.error": "\(error)"])
+                }
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+        listener.withLock { $0 = task }
+    }
+
+    public func close() async throws {
+        if let task = listener.withLock({ $0 }) {
+            task.cancel()
+            _ = await task.value
+        }
+        broadcaster.finish()
+        try await database.close()
+    }
+
+    // MARK: - JSON
+
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    static func json<T: Encodable>(_ value: T) throws -> String {
+        String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    private static func decode<T: Decodable>(_ type: T.Type, _ value: SQLValue) throws -> T {
+        guard let text = value.string else { throw LISAError.internalError("A stored \(T.self) is empty.") }
+        return try JSONDecoder().decode(T.self, from: Data(text.utf8))
+    }
+}
+
+/// Fans changes out to every subscriber.
+final class ChangeBroadcaster: Sendable {
+    private let subscribers = Mutex<[UUID: AsyncStream<StateChange>.Continuation]>([:])
+
+    func subscribe() -> AsyncStream<StateChange> {
+        let (stream, continuation) = AsyncStream.makeStream(of: StateChange.self, bufferingPolicy: .bufferingNewest(256))
+        let id = UUID()
+        subscribers.withLock { $0[id] = continuation }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.subscribers.withLock { $0.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    func send(_ change: StateChange) {
+        for continuation in subscribers.withLock({ Array($0.values) }) {
+            continuation.yield(change)
+        }
+    }
+
+    func finish() {
+        for continuation in subscribers.withLock({ Array($0.values) }) {
+            continuation.finish()
+        }
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import Logging
+import SQLiteNIO
+
+/// A ``SQLDatabase`` over one SQLite connection (a file, or memory).
+///
+/// SQLite serializes writers anyway; one connection behind a FIFO lock keeps a
+/// transaction's statements from interleaving with another caller's.
+public final class SQLiteDatabase: SQLDatabase {
+    public var dialect: SQLDialect { .sqlite }
+    private let connection: SQLiteConnection
+    private let lock = AsyncLock()
+
+    private init(connection: SQLiteConnection) {
+        self.connection = connection
+    }
+
+    /// Opens (creating if needed) the database file at `path`, readable by its owner only.
+    public static func open(path: String, logger: Logger) async throws -> SQLiteDatabase {
+        if !FileManager.default.fileExists(atPath: path) {
+            FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+        }
+        let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        let database = SQLiteDatabase(connection: connection)
+        try await database.query("PRAGMA journal_mode=WAL")
+        try await database.query("PRAGMA busy_timeout=5000")
+        return database
+    }
+
+    /// A database in memory: nothing survives the process.
+    public static func inMemory(logger: Logger = Logger(label: "lisa.sqlite")) async throws -> SQLiteDatabase {
+        SQLiteDatabase(connection: try await SQLiteConnection.open(storage: .memory, logger: logger))
+    }
+
+    @discardableResult
+    public func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+        try await lock.withLock { try await Self.run(connection, sql, binds) }
+    }
+
+    public func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        try await lock.withLock {
+            try await Self.run(connection, "BEGIN IMMEDIATE", [])
+            do {
+                let result = try await body(Transaction(connection: connection))
+                try await Self.run(connection, "COMMIT", [])
+                return result
+            } catch {
+                _ = try? await Self.run(connection, "ROLLBACK", [])
+                throw error
+            }
+        }
+    }
+
+    public func close() async throws {
+        try await connection.close()
+    }
+
+    /// The database a transaction's body sees: the same connection, lock already held.
+    private struct Transaction: SQLDatabase {
+        let connection: SQLiteConnection
+        var dialect: SQLDialect { .sqlite }
+
+        func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+            try await SQLiteDatabase.run(connection, sql, binds)
+        }
+
+        func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+            try await body(self)
+        }
+
+        func close() async throws {}
+    }
+
+    static func run(_ connection: SQLiteConnection, _ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+        let data: [SQLiteData] = binds.map { value in
+            switch value {
+            case .null: .null
+            case .text(let text): .text(text)
+            case .integer(let int): .integer(SQLiteInt64(int))
+            case .double(let double): .float(double)
+            }
+        }
+        return try await connection.query(sql, data).map { row in
+            var values: [String: SQLValue] = [:]
+            for column in row.columns {
+                values[column.name] =
+                    switch column.data {
+                    case .null: .null
+                    case .text(let text): .text(text)
+                    case .integer(let int): .integer(Int64(int))
+                    case .float(let double): .double(double)
+                    case .blob(let buffer): .text(String(buffer: buffer))
+                    }
+            }
+            return SQLRow(values: values)
+        }
+    }
+}

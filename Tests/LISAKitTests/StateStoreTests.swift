@@ -1,0 +1,245 @@
+import Foundation
+import Logging
+import SQLiteNIO
+import Testing
+
+@testable import LISAKit
+
+/// Where the conformance suite runs: every store kind this machine can open. PostgreSQL
+/// runs when `LISA_TEST_DATABASE_URL` names a server (the README test command starts one);
+/// each test gets a database of its own.
+enum StoreKind: String, CaseIterable, CustomTestStringConvertible {
+    case sqliteFile, memory, postgres
+
+    var testDescription: String { rawValue }
+
+    static var available: [StoreKind] {
+        postgresURL == nil ? [.sqliteFile, .memory] : [.sqliteFile, .memory, .postgres]
+    }
+
+    static var postgresURL: String? {
+        ProcessInfo.processInfo.environment["LISA_TEST_DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+}
+
+/// A store of `kind` for one test; `reopen` opens a second handle on the same data.
+struct TestStore {
+    let store: SQLStateStore
+    let reopen: @Sendable () async throws -> SQLStateStore
+    let cleanup: @Sendable () async throws -> Void
+
+    static func make(_ kind: StoreKind) async throws -> TestStore {
+        let logger = {
+            var logger = Logger(label: "store-test")
+            logger.logLevel = .warning
+            return logger
+        }()
+        switch kind {
+        case .memory:
+            return TestStore(store: try await SQLStateStore.inMemory(), reopen: { throw CancellationError() }, cleanup: {})
+        case .sqliteFile:
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-store-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let path = directory.appendingPathComponent("lisa.sqlite").path
+            return TestStore(
+                store: try await SQLStateStore.openSQLite(path: path, logger: logger),
+                reopen: { try await SQLStateStore.openSQLite(path: path, logger: logger) },
+                cleanup: { try? FileManager.default.removeItem(at: directory) }
+            )
+        case .postgres:
+            let base = try #require(StoreKind.postgresURL)
+            let name = "lisa_test_\(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(12))"
+            let admin = try await PostgresDatabase.connect(url: base, logger: logger)
+            try await admin.query("CREATE DATABASE \(name)")
+            var components = try #require(URLComponents(string: base))
+            components.path = "/\(name)"
+            let url = try #require(components.string)
+            return TestStore(
+                store: try await SQLStateStore.openPostgres(url: url, logger: logger),
+                reopen: { try await SQLStateStore.openPostgres(url: url, logger: logger) },
+                cleanup: {
+                    try await admin.query("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+                    try await admin.close()
+                }
+            )
+        }
+    }
+}
+
+@Suite("State store conformance")
+struct StateStoreTests {
+    static let model = ModelDefinition(modelId: "m1", modelName: "up", modelUrl: "http://127.0.0.1:9/v1")
+
+    @Test("models: insert, conflict, compare-and-set update, conditional delete", arguments: StoreKind.available)
+    func models(kind: StoreKind) async throws {
+        let test = try await TestStore.make(kind)
+        defer { Task { try? await test.cleanup() } }
+        let store = test.store
+        var model = Self.model
+        model.additionalFields["futureField"] = ["kept": true]
+        model.endpoints = [EndpointDefinition(url: "http://127.0.0.1:9/v1", apiKey: "sk-stored")]
+        let inserted = try await store.insertModel(model, status: .creating)
+        #expect(inserted.status == .creating)
+        await #expect(throws: LISAError.self) { try await store.insertModel(model, status: .inService) }
+        #expect(try await store.model(id: "m1")?.definition == model, "stored losslessly, API key and unknown fields included")
+
+        // The compare-and-set refuses a status that moved meanwhile.
+        #expect(try await store.updateModel(id: "m1", expecting: [.inService]) { $0.status = .stopping } == nil)
+        let updated = try await store.updateModel(id: "m1", expecting: [.creating]) {
+            $0.status = .failed
+            $0.statusReason = "it broke"
+        }
+        #expect(updated?.status == .failed && updated?.statusReason == "it broke")
+        #expect(try await store.updateModel(id: "missing", expecting: nil) { $0.status = .stopped } == nil)
+        #expect(try await store.models().map(\.status) == [.failed])
+
+        #expect(try await !store.deleteModel(id: "m1", expecting: [.inService]))
+        #expect(try await store.deleteModel(id: "m1", expecting: [.failed, .deleting]))
+        #expect(try await !store.deleteModel(id: "m1", expecting: nil))
+        #expect(try await store.models().isEmpty)
+        try await store.close()
+    }
+
+    @Test("replicas, instances, settings and tokens", arguments: StoreKind.available)
+    func records(kind: StoreKind) async throws {
+        let test = try await TestStore.make(kind)
+        defer { Task { try? await test.cleanup() } }
+        let store = test.store
+        try await store.insertModel(Self.model, status: .inService)
+        var replica = ReplicaRecord(replicaId: "r1", modelId: "m1", backend: "local", state: .launching, startedAt: 1)
+        try await store.saveReplica(replica)
+        replica.state = .ready
+        replica.url = "http://127.0.0.1:5000/v1"
+        try await store.saveReplica(replica)
+        try await store.saveReplica(ReplicaRecord(replicaId: "r2", modelId: "other", backend: "local", state: .crashed, startedAt: 2))
+        #expect(try await store.replicas(modelId: "m1") == [replica])
+        #expect(try await store.replicas(modelId: nil).count == 2)
+        #expect(try await store.deleteModel(id: "m1", expecting: nil))
+        #expect(try await store.replicas(modelId: "m1").isEmpty, "a model's replica records go with it")
+        try await store.deleteReplica(id: "r2")
+        #expect(try await store.replicas(modelId: nil).isEmpty)
+
+        let now = Date().timeIntervalSince1970
+        let instance = InstanceRecord(instanceId: "i1", hostname: "h", startedAt: now, heartbeatAt: now, isLeader: false, inFlight: ["m": ["u": 3]])
+        try await store.saveInstance(instance)
+        try await store.saveInstance(InstanceRecord(instanceId: "old", hostname: "h", startedAt: 0, heartbeatAt: now - 60, isLeader: false, inFlight: [:]))
+        #expect(try await store.instances(heartbeatAfter: now - 5) == [instance])
+        try await store.deleteInstance(id: "i1")
+        #expect(try await store.instances(heartbeatAfter: now - 5).isEmpty)
+
+        try await store.setSetting("k", to: "v1")
+        try await store.setSetting("k", to: "v2")
+        #expect(try await store.setting("k") == "v2")
+
+        for (index, user) in ["bob", "alice", "bob"].enumerated() {
+            let token = APIToken(
+                id: "t\(index)", name: "n", username: user, groups: [], createdBy: "admin",
+                createdAt: Date(timeIntervalSince1970: 1000 + Double(index)), expiresAt: nil, isSystemToken: false,
+                tokenHash: APIToken.hash("secret-\(index)")
+            )
+            try await store.insertToken(token)
+        }
+        #expect(try await store.tokens(username: "bob").map(\.id) == ["t0", "t2"], "oldest first")
+        #expect(try await store.token(hash: APIToken.hash("secret-1"))?.username == "alice")
+        #expect(try await store.deleteToken(id: "t1"))
+        #expect(try await store.token(id: "t1") == nil)
+        #expect(try await store.tokens(username: nil).count == 2)
+        try await store.close()
+    }
+
+    @Test("what is stored survives closing and reopening", arguments: StoreKind.available.filter { $0 != .memory })
+    func reopen(kind: StoreKind) async throws {
+        let test = try await TestStore.make(kind)
+        defer { Task { try? await test.cleanup() } }
+        try await test.store.insertModel(Self.model, status: .stopped)
+        try await test.store.setSetting("admin_key_sha256", to: "abc")
+        try await test.store.close()
+        let reopened = try await test.reopen()
+        #expect(try await reopened.model(id: "m1")?.status == .stopped)
+        #expect(try await reopened.setting("admin_key_sha256") == "abc")
+        try await reopened.close()
+    }
+
+    @Test("every write publishes a change", arguments: StoreKind.available)
+    func changes(kind: StoreKind) async throws {
+        let test = try await TestStore.make(kind)
+        defer { Task { try? await test.cleanup() } }
+        let changes = test.store.changes()
+        try await test.store.insertModel(Self.model, status: .inService)
+        var iterator = changes.makeAsyncIterator()
+        var seen: StateChange?
+        repeat { seen = await iterator.next() } while seen?.kind == .resync
+        #expect(seen?.kind == .model && seen?.id == "m1")
+        try await test.store.close()
+    }
+
+    @Test("a SQLite file written before lisa_schema (user_version 2) is migrated with its data")
+    func legacyMigration() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-legacy-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("lisa.sqlite").path
+        let legacy = try await SQLiteDatabase.open(path: path, logger: Logger(label: "t"))
+        for statement in SQLStateStore.migrations[0] + SQLStateStore.migrations[1] {
+            try await legacy.query(statement)
+        }
+        let json = try SQLStateStore.json(Self.model)
+        try await legacy.query("INSERT INTO models (model_id, definition, created_at, updated_at) VALUES ('m1', ?, 1, 1)", [.text(json)])
+        try await legacy.query("PRAGMA user_version = 2")
+        try await legacy.close()
+
+        let store = try await SQLStateStore.openSQLite(path: path, logger: Logger(label: "t"))
+        let model = try #require(try await store.model(id: "m1"))
+        #expect(model.definition == Self.model && model.status == .inService, "old rows get the InService default")
+        #expect(try await store.database.query("SELECT version FROM lisa_schema").first?["version"].int == SQLStateStore.schemaVersion)
+        try await store.close()
+    }
+
+    @Test("two stores on one PostgreSQL database: changes cross within a second, one leader at a time",
+          .enabled(if: StoreKind.postgresURL != nil))
+    func sharedPostgres() async throws {
+        let test = try await TestStore.make(.postgres)
+        defer { Task { try? await test.cleanup() } }
+        let first = test.store
+        let second = try await test.reopen()
+        #expect(first.isShared && first.instanceID != second.instanceID)
+
+        let changes = second.changes()
+        let start = ContinuousClock.now
+        try await first.insertModel(Self.model, status: .inService)
+        var iterator = changes.makeAsyncIterator()
+        var seen: StateChange?
+        repeat { seen = await iterator.next() } while seen?.kind == .resync
+        #expect(seen?.kind == .model && seen?.id == "m1" && seen?.origin == first.instanceID)
+        #expect(ContinuousClock.now - start < .seconds(1))
+
+        // Leadership: the second waits while the first leads; it takes over once the first is gone.
+        let leaders = LeaderLog()
+        let firstLeading = Task { try await first.runAsLeader { await leaders.record("first"); try await Task.sleep(for: .seconds(60)) } }
+        try await waitUntil { await leaders.names == ["first"] }
+        let secondLeading = Task { try await second.runAsLeader { await leaders.record("second"); try await Task.sleep(for: .seconds(60)) } }
+        try await Task.sleep(for: .seconds(2))
+        #expect(await leaders.names == ["first"], "only one leader at a time")
+        firstLeading.cancel()
+        try? await firstLeading.value
+        try await waitUntil(timeout: .seconds(5)) { await leaders.names == ["first", "second"] }
+        secondLeading.cancel()
+        try? await secondLeading.value
+        try await second.close()
+        try await first.close()
+    }
+}
+
+actor LeaderLog {
+    var names: [String] = []
+    func record(_ name: String) { names.append(name) }
+}
+
+func waitUntil(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    Issue.record("condition not met within \(timeout)")
+}

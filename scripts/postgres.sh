@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Starts a throwaway PostgreSQL 16 with pgvector for the tests and prints its URL.
+#
+# Debian has no pgvector, so the server binaries come from the PyPI wheel `pgserver`
+# (PostgreSQL 16.2 + pgvector 0.6.2) in a venv of their own (.venv-pg). initdb refuses
+# root, so the server runs as the unprivileged user `lisapg` when started as root.
+#   scripts/postgres.sh start   # prints postgres://postgres@127.0.0.1:PORT/postgres
+#   scripts/postgres.sh stop
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PORT="${LISA_PG_PORT:-55432}"
+DATA="${LISA_PG_DATA:-/tmp/lisa-pg-$PORT}"
+VENV=.venv-pg
+
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV" >&2
+fi
+if ! "$VENV/bin/python" -c 'import pgserver' 2>/dev/null; then
+    "$VENV/bin/pip" install -q --disable-pip-version-check 'pgserver==0.1.4' >&2
+fi
+BIN="$("$VENV/bin/python" -c 'import pgserver, os; print(os.path.join(os.path.dirname(pgserver.__file__), "pginstall", "bin"))' 2>/dev/null)"
+
+as_owner() {
+    if [ "$(id -u)" = 0 ]; then
+        id lisapg >/dev/null 2>&1 || useradd -m lisapg
+        runuser -u lisapg -- "$@"
+    else
+        "$@"
+    fi
+}
+
+case "${1:-start}" in
+start)
+    if [ ! -f "$DATA/PG_VERSION" ]; then
+        mkdir -p "$DATA"
+        [ "$(id -u)" = 0 ] && { id lisapg >/dev/null 2>&1 || useradd -m lisapg; chown lisapg "$DATA"; }
+        as_owner "$BIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+    fi
+    if ! as_owner "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
+        as_owner "$BIN/pg_ctl" -D "$DATA" -o "-p $PORT -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300" \
+            -l "$DATA/log" -w start >/dev/null
+    fi
+    echo "postgres://postgres@127.0.0.1:$PORT/postgres?sslmode=disable"
+    ;;
+stop)
+    as_owner "$BIN/pg_ctl" -D "$DATA" -m fast stop >/dev/null 2>&1 || true
+    ;;
+*)
+    echo "usage: $0 start|stop" >&2
+    exit 2
+    ;;
+esac
