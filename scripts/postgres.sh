@@ -5,6 +5,7 @@
 # (PostgreSQL 16.2 + pgvector 0.6.2) in a venv of their own (.venv-pg). initdb refuses
 # root, so the server runs as the unprivileged user `lisapg` when started as root.
 #   scripts/postgres.sh start   # prints postgres://postgres@127.0.0.1:PORT/postgres
+#   scripts/postgres.sh createdb NAME   # a fresh database, prints its URL
 #   scripts/postgres.sh stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +42,11 @@ start)
             -l "$DATA/log" -w start >/dev/null
     fi
     echo "postgres://postgres@127.0.0.1:$PORT/postgres?sslmode=disable"
+    ;;
+createdb)
+    # A fresh database for one test: scripts/postgres.sh createdb NAME (prints its URL).
+    "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -q -c "CREATE DATABASE \"$2\"" >/dev/null
+    echo "postgres://postgres@127.0.0.1:$PORT/$2?sslmode=disable"
     ;;
 stop)
     as_owner "$BIN/pg_ctl" -D "$DATA" -m fast stop >/dev/null 2>&1 || true

@@ -13,6 +13,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r Tests/python/requirements.txt
 
+# PostgreSQL 16 + pgvector (from the pgserver wheel) for the PostgreSQL store and
+# multi-replica tests; stopped when the tests end.
+LISA_TEST_DATABASE_URL="$(./scripts/postgres.sh start)"
+export LISA_TEST_DATABASE_URL
+trap './scripts/postgres.sh stop' EXIT
+
 # One debug build of everything: library, executables, examples, tests.
 swift build --build-tests
 

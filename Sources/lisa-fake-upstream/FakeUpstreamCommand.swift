@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Hummingbird
 import LISAKitTesting
 import ServiceLifecycle
@@ -16,13 +17,16 @@ struct FakeUpstreamCommand: AsyncParsableCommand {
     @Option(help: "Port to listen on (0: any free port, printed on start).") var port = 18000
     @Option(name: .customLong("chunk-delay-ms"), help: "Pause between streamed chunks.") var chunkDelayMilliseconds = 20
     @Option(name: .customLong("api-key"), help: "Require this bearer key.") var apiKey: String?
+    @Option(name: .customLong("slow-delay-ms"), help: "How long the model named `slow` takes to answer.") var slowDelayMilliseconds = 5000
 
     func run() async throws {
         var configuration = FakeUpstream.Configuration()
         configuration.chunkDelay = .milliseconds(chunkDelayMilliseconds)
         configuration.apiKey = apiKey
+        configuration.slowDelay = .milliseconds(slowDelayMilliseconds)
         let app = FakeUpstream(configuration: configuration).makeApplication(host: host, port: port) { port in
-            print("lisa-fake-upstream listening on \(port)")
+            // Unbuffered, so a log file shows it at once.
+            FileHandle.standardOutput.write(Data("lisa-fake-upstream listening on \(port)\n".utf8))
         }
         let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "fake")))
         try await group.run()

@@ -95,8 +95,8 @@ func printTable(_ header: [String], _ rows: [[String]]) {
 
 struct ModelsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "models", abstract: "List, show, register and delete models.",
-        subcommands: [List.self, Get.self, Create.self, Delete.self]
+        commandName: "models", abstract: "List, show, create, update, start, stop and delete models; read replica logs.",
+        subcommands: [List.self, Get.self, Create.self, Update.self, Start.self, Stop.self, Delete.self, Logs.self]
     )
 
     struct List: AsyncParsableCommand {
@@ -141,7 +141,7 @@ struct ModelsCommand: AsyncParsableCommand {
                             ["modelId", model.definition.modelId], ["modelName", model.definition.modelName],
                             ["modelType", model.definition.modelType.rawValue],
                             ["inferenceContainer", model.definition.inferenceContainer.rawValue],
-                            ["status", model.status], ["source", model.source],
+                            ["status", model.status], ["statusReason", model.statusReason ?? ""], ["source", model.source],
                             ["streaming", String(model.definition.streaming)],
                             ["endpoints", model.definition.resolvedEndpoints.map(\.url).joined(separator: ", ")],
                             ["allowedGroups", model.definition.allowedGroups.joined(separator: ", ")],
@@ -149,6 +149,13 @@ struct ModelsCommand: AsyncParsableCommand {
                             ["fallbacks", model.definition.fallbacks.joined(separator: ", ")],
                         ]
                     )
+                    if let replicas = model.replicas {
+                        print()
+                        printTable(
+                            ["REPLICA", "STATE", "URL", "PID", "RESTARTS", "DETAIL"],
+                            replicas.map { [$0.replicaId, $0.state.rawValue, $0.url ?? "", $0.handle ?? "", String($0.restarts), $0.detail ?? ""] }
+                        )
+                    }
                     print()
                     printTable(
                         ["ENDPOINT", "WEIGHT", "HEALTHY", "CIRCUIT", "IN FLIGHT", "EWMA LATENCY"],
@@ -165,37 +172,155 @@ struct ModelsCommand: AsyncParsableCommand {
     }
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Register a model from a YAML or JSON file.")
+        static let configuration = CommandConfiguration(abstract: "Create a model from a YAML or JSON file.")
         @OptionGroup var global: GlobalOptions
         @Option(name: .shortAndLong, help: "A file with one model definition (the fields of a configuration file's models entry).")
         var file: String
+        @Flag(help: "Follow the status until the model is InService or Failed, printing each change.") var wait = false
 
         func run() async throws {
             try await reportingErrors {
                 let definition = try ModelDefinitionFile.load(path: file)
-                let model = try await global.makeClient().createModel(definition)
-                switch global.output {
-                case .json: try printJSON(ModelView(model))
-                case .table: print("created model \(model.definition.modelId) (\(model.status))")
+                let client = global.makeClient()
+                let model = try await client.createModel(definition)
+                try await report(model, verb: "created", wait: wait, client: client, global: global)
+            }
+        }
+    }
+
+    struct Update: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Change a model: a JSON merge patch from a file, or --desired to scale a hosted model."
+        )
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The model's modelId.") var modelId: String
+        @Option(name: .shortAndLong, help: "A YAML or JSON file with the members to change (null removes one).") var file: String?
+        @Option(help: "Set autoScalingConfig.desiredCapacity.") var desired: Int?
+        @Flag(help: "Follow the status until the change is applied.") var wait = false
+
+        func run() async throws {
+            try await reportingErrors {
+                var patch: [String: JSONValue] = [:]
+                if let file {
+                    guard case .object(let members) = try ModelDefinitionFile.loadJSON(path: file) else {
+                        throw ConfigurationError("'\(file)' must hold an object")
+                    }
+                    patch = members
                 }
+                if let desired {
+                    var scaling: [String: JSONValue] = [:]
+                    if case .object(let members) = patch["autoScalingConfig"] { scaling = members }
+                    scaling["desiredCapacity"] = .integer(Int64(desired))
+                    patch["autoScalingConfig"] = .object(scaling)
+                }
+                guard !patch.isEmpty else { throw ConfigurationError("nothing to change: give --file or --desired") }
+                let client = global.makeClient()
+                let model = try await client.updateModel(id: modelId, patch: .object(patch))
+                try await report(model, verb: "updated", wait: wait, client: client, global: global)
+            }
+        }
+    }
+
+    struct Start: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start a stopped (or failed) model.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The model's modelId.") var modelId: String
+        @Flag(help: "Follow the status until the model is InService or Failed.") var wait = false
+
+        func run() async throws {
+            try await reportingErrors {
+                let client = global.makeClient()
+                let model = try await client.updateModel(id: modelId, patch: ["enabled": true])
+                try await report(model, verb: "starting", wait: wait, client: client, global: global)
+            }
+        }
+    }
+
+    struct Stop: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop a model: drain its requests, stop its replicas.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The model's modelId.") var modelId: String
+        @Flag(help: "Follow the status until the model is Stopped.") var wait = false
+
+        func run() async throws {
+            try await reportingErrors {
+                let client = global.makeClient()
+                let model = try await client.updateModel(id: modelId, patch: ["enabled": false])
+                try await report(model, verb: "stopping", wait: wait, client: client, global: global)
             }
         }
     }
 
     struct Delete: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Delete a model registered through the API.")
+        static let configuration = CommandConfiguration(abstract: "Delete a model: drain its requests, stop its replicas, forget it.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The model's modelId.") var modelId: String
+        @Flag(help: "Wait until the model is gone.") var wait = false
 
         func run() async throws {
             try await reportingErrors {
-                try await global.makeClient().deleteModel(id: modelId)
+                let client = global.makeClient()
+                var gone = try await client.deleteModel(id: modelId)
+                if !gone && wait {
+                    var last = ""
+                    while !gone {
+                        do {
+                            let model = try await client.model(id: modelId)
+                            if model.status != last {
+                                print("\(modelId): \(model.status)")
+                                last = model.status
+                            }
+                            try await Task.sleep(for: .milliseconds(500))
+                        } catch let error as LISAClientError where error.status == 404 {
+                            gone = true
+                        }
+                    }
+                }
                 switch global.output {
-                case .json: try printJSON(["modelId": modelId, "deleted": "true"])
-                case .table: print("deleted model \(modelId)")
+                case .json: try printJSON(["modelId": modelId, "deleted": String(gone)])
+                case .table: print(gone ? "deleted model \(modelId)" : "deleting model \(modelId)")
                 }
             }
         }
+    }
+
+    struct Logs: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the last lines of each replica of a hosted model.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The model's modelId.") var modelId: String
+        @Option(help: "Lines per replica.") var tail = 100
+
+        func run() async throws {
+            try await reportingErrors {
+                print(try await global.makeClient().modelLogs(id: modelId, tail: tail), terminator: "")
+            }
+        }
+    }
+}
+
+/// Prints a model after an action; with `wait`, follows its status until it settles
+/// (InService, Stopped or Failed), printing each change, and fails if it ends Failed.
+private func report(_ model: LISAClient.Model, verb: String, wait: Bool, client: LISAClient, global: GlobalOptions) async throws {
+    var model = model
+    let id = model.definition.modelId
+    if wait {
+        var last = ""
+        while true {
+            if model.status != last {
+                if global.output == .table { print("\(id): \(model.status)") }
+                last = model.status
+            }
+            if ["InService", "Stopped", "Failed"].contains(model.status) { break }
+            try await Task.sleep(for: .milliseconds(500))
+            model = try await client.model(id: id)
+        }
+    }
+    switch global.output {
+    case .json: try printJSON(ModelView(model))
+    case .table: if !wait { print("\(verb) model \(id) (\(model.status))") }
+    }
+    if wait && model.status == "Failed" {
+        throw ConfigurationError("model \(id) failed: \(model.statusReason ?? "no reason given")")
     }
 }
 
@@ -204,7 +329,7 @@ struct ModelView: Encodable {
     let model: LISAClient.Model
     init(_ model: LISAClient.Model) { self.model = model }
 
-    enum CodingKeys: String, CodingKey { case source, status }
+    enum CodingKeys: String, CodingKey { case source, status, statusReason, replicas }
 
     enum StatusKey: String, CodingKey { case endpointStatus }
 
@@ -213,6 +338,8 @@ struct ModelView: Encodable {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(model.source, forKey: .source)
         try c.encode(model.status, forKey: .status)
+        try c.encodeIfPresent(model.statusReason, forKey: .statusReason)
+        try c.encodeIfPresent(model.replicas, forKey: .replicas)
         var s = encoder.container(keyedBy: StatusKey.self)
         try s.encode(model.endpointStatus, forKey: .endpointStatus)
     }

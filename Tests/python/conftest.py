@@ -72,7 +72,7 @@ class Lisa:
     """A running LISAServe."""
 
     def __init__(self, upstream: str, data_dir: pathlib.Path, admin_key: str | None = ADMIN_KEY, port: int | None = None,
-                 extra_config: str = ""):
+                 extra_config: str = "", extra_env: dict | None = None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
@@ -93,6 +93,7 @@ models:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LISA_")}
         if admin_key:
             env["LISA_ADMIN_KEY"] = admin_key
+        env.update(extra_env or {})
         self.admin_key = admin_key
         self.proc = Process([str(BIN / "LISAServe"), "--config", str(config), "--port", str(self.port),
                              "--data-dir", str(data_dir)], env=env, log=data_dir.parent / f"lisa-{self.port}.log")

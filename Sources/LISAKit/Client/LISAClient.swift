@@ -20,16 +20,22 @@ public struct LISAClient: Sendable {
         public var source: String
         /// The lifecycle status, such as `InService`.
         public var status: String
+        /// Why the model is `Failed`.
+        public var statusReason: String?
+        /// A hosted model's replicas.
+        public var replicas: [ReplicaRecord]?
         /// Each endpoint's health, circuit, load and latency.
         public var endpointStatus: [EndpointStatus]
 
-        enum CodingKeys: String, CodingKey, CaseIterable { case source, status, endpointStatus }
+        enum CodingKeys: String, CodingKey, CaseIterable { case source, status, statusReason, replicas, endpointStatus }
 
         public init(from decoder: any Decoder) throws {
             definition = try ModelDefinition(from: decoder)
             let c = try decoder.container(keyedBy: CodingKeys.self)
             source = try c.decodeIfPresent(String.self, forKey: .source) ?? "api"
             status = try c.decodeIfPresent(String.self, forKey: .status) ?? "unknown"
+            statusReason = try c.decodeIfPresent(String.self, forKey: .statusReason)
+            replicas = try c.decodeIfPresent([ReplicaRecord].self, forKey: .replicas)
             endpointStatus = try c.decodeIfPresent([EndpointStatus].self, forKey: .endpointStatus) ?? []
             for key in CodingKeys.allCases { definition.additionalFields.removeValue(forKey: key.rawValue) }
         }
@@ -71,9 +77,27 @@ public struct LISAClient: Sendable {
         try await send(.POST, "/models", body: definition, as: Model.self)
     }
 
-    /// `DELETE /models/{id}`.
-    public func deleteModel(id: String) async throws {
-        _ = try await send(.DELETE, "/models/\(Self.escape(id))", as: JSONValue.self)
+    /// `PUT /models/{id}`: a JSON merge patch of the definition, or `{"enabled": true|false}`.
+    public func updateModel(id: String, patch: JSONValue) async throws -> Model {
+        try await send(.PUT, "/models/\(Self.escape(id))", body: patch, as: Model.self)
+    }
+
+    /// `DELETE /models/{id}`; returns whether the model is gone already (a hosted model is
+    /// `Deleting` until its replicas have stopped).
+    @discardableResult
+    public func deleteModel(id: String) async throws -> Bool {
+        struct Deleted: Decodable { var deleted: Bool? }
+        return try await send(.DELETE, "/models/\(Self.escape(id))", as: Deleted.self).deleted ?? true
+    }
+
+    /// `GET /models/{id}/logs`: the last `tail` lines of each replica of a hosted model.
+    public func modelLogs(id: String, tail: Int = 100) async throws -> String {
+        let response = try await execute(.GET, "/models/\(Self.escape(id))/logs?tail=\(tail)", body: nil)
+        let body = try await response.body.collect(upTo: 64 * 1024 * 1024)
+        guard (200..<300).contains(response.status.code) else {
+            throw LISAClientError(status: Int(response.status.code), body: body)
+        }
+        return String(buffer: body)
     }
 
     // MARK: API tokens

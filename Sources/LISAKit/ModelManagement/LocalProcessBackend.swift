@@ -177,6 +177,9 @@ public final class LocalProcessBackend: HostingBackend {
         posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&fileActions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         posix_spawn_file_actions_adddup2(&fileActions, 1, 2)
+        // Nothing else is inherited: not the server's listening socket (a replica that
+        // outlives LISAServe would keep its port), not the database or log files.
+        closeInheritedDescriptors(&fileActions)
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -207,6 +210,20 @@ public final class LocalProcessBackend: HostingBackend {
             throw LISAError.invalidRequest("Cannot start '\(arguments[0])': \(String(cString: strerror(result))).", param: "launch.command")
         }
         return pid
+    }
+
+    /// Adds "close every descriptor from 3 up" to `actions`: glibc's `closefrom` action
+    /// (2.34+, looked up at run time), else one close per descriptor open now.
+    static func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+        typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
+        if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") {
+            let closeFrom = unsafeBitCast(symbol, to: CloseFrom.self)
+            if closeFrom(&actions, 3) == 0 { return }
+        }
+        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/dev/fd"))?.compactMap(Int32.init) ?? []
+        for descriptor in open where descriptor > 2 && fcntl(descriptor, F_GETFD) != -1 {
+            posix_spawn_file_actions_addclose(&actions, descriptor)
+        }
     }
 
     /// A port on 127.0.0.1 that nothing listens on now.

@@ -44,7 +44,9 @@ actor ModelController {
                 try await Task.sleep(for: Self.tick)
             }
         } catch {}
-        await shutdown()
+        // The task is cancelled by now; stop the replicas in one that is not, so its
+        // queries and waits run.
+        await Task { await self.shutdown() }.value
     }
 
     /// After a (re)start: replicas whose process is gone are relaunched at once (their
