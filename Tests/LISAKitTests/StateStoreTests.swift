@@ -124,6 +124,8 @@ struct StateStoreTests {
         try await store.saveInstance(instance)
         try await store.saveInstance(InstanceRecord(instanceId: "old", hostname: "h", startedAt: 0, heartbeatAt: now - 60, isLeader: false, inFlight: [:]))
         #expect(try await store.instances(heartbeatAfter: now - 5) == [instance])
+        try await store.deleteInstances(heartbeatBefore: now - 30)
+        #expect(try await store.instances(heartbeatAfter: 0) == [instance], "the stale one is gone")
         try await store.deleteInstance(id: "i1")
         #expect(try await store.instances(heartbeatAfter: now - 5).isEmpty)
 

@@ -91,6 +91,10 @@ def test_hosted_model_lifecycle_with_real_processes(upstream, tmp_path):
         assert model["status"] == "InService"
         assert [r["state"] for r in model["replicas"]] == ["ready", "ready"]
         assert len(replica_processes("fake-hosted")) == 2
+        for pid in replica_processes("fake-hosted"):
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                environment = handle.read()
+            assert b"LISA_REPLICA_ID=" in environment and ADMIN_KEY.encode() not in environment, "LISAServe's secrets stay out"
         assert chat(lisa, "fake-hosted", "through a replica") == "echo: through a replica"
 
         # Kill one replica: traffic keeps flowing, and the replica comes back with a new process.

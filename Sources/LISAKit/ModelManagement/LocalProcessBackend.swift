@@ -48,7 +48,9 @@ public final class LocalProcessBackend: HostingBackend {
         let logDirectory = URL(fileURLWithPath: directory).appendingPathComponent("replicas").appendingPathComponent(model.modelId)
         try FileManager.default.createDirectory(at: logDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let logPath = logDirectory.appendingPathComponent("\(replica.replicaId).log").path
-        var environment = ProcessInfo.processInfo.environment
+        // LISAServe's own settings (the admin key, the database URL with its password) are
+        // not passed on: a model server has no business with them.
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("LISA_") }
         for (key, value) in spec.environment { environment[key] = value }
         environment["LISA_REPLICA_ID"] = replica.replicaId
         environment["LISA_DEPLOYMENT_ID"] = deploymentID
@@ -170,6 +172,7 @@ public final class LocalProcessBackend: HostingBackend {
         return "killed by signal \(signal)"
     }
 
+    #if os(Linux)
     static func spawn(arguments: [String], environment: [String: String], logPath: String) throws -> Int32 {
         var fileActions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&fileActions)
@@ -245,6 +248,16 @@ public final class LocalProcessBackend: HostingBackend {
         }
         return Int(UInt16(bigEndian: address.sin_port))
     }
+
+    #else
+    static func spawn(arguments: [String], environment: [String: String], logPath: String) throws -> Int32 {
+        throw LISAError.invalidRequest("The local hosting backend runs on Linux only in this version.", param: "hostingType")
+    }
+
+    static func freePort() throws -> Int {
+        throw LISAError.invalidRequest("The local hosting backend runs on Linux only in this version.", param: "hostingType")
+    }
+    #endif
 
     /// Processes carrying this deployment's id, with their replica ids (Linux `/proc`).
     static func processes(deploymentID: String) -> [(pid: Int32, replicaID: String)] {

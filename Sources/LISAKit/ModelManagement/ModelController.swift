@@ -124,6 +124,10 @@ actor ModelController {
             let known = Set(try await store.replicas(modelId: nil).map(\.replicaId))
             _ = await backend.removeOrphans(known: known)
         }
+        if ticks % 120 == 1 {
+            // Heartbeats of processes gone for an hour (killed, never deregistered).
+            try await store.deleteInstances(heartbeatBefore: Date().timeIntervalSince1970 - 3600)
+        }
     }
 
     private func spawnStep(_ modelID: String, _ step: @escaping @Sendable (ModelController) async -> Void) {

@@ -350,7 +350,9 @@ public final class ModelManager: Service, Sendable {
         }
     }
 
+    /// Only processes sharing the store need each other's load.
     private func heartbeat() async {
+        guard store.isShared else { return }
         let hostname = ProcessInfo.processInfo.hostName
         while !Task.isCancelled {
             let record = InstanceRecord(

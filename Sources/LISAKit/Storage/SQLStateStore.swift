@@ -283,6 +283,10 @@ public final class SQLStateStore: StateStore {
         try await database.query("DELETE FROM instances WHERE instance_id = ?", [.text(id)])
     }
 
+    public func deleteInstances(heartbeatBefore time: Double) async throws {
+        try await database.query("DELETE FROM instances WHERE heartbeat_at < ?", [.double(time)])
+    }
+
     // MARK: - Settings and tokens
 
     public func setting(_ key: String) async throws -> String? {

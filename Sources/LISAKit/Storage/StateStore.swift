@@ -53,6 +53,9 @@ public protocol StateStore: Sendable {
 
     func deleteInstance(id: String) async throws
 
+    /// Forgets instances whose last heartbeat is before `time`.
+    func deleteInstances(heartbeatBefore time: Double) async throws
+
     // MARK: Settings and tokens
 
     /// A stored setting, or `nil`.
