@@ -1,6 +1,8 @@
 import Hummingbird
 import HummingbirdCore
+import HummingbirdHTTP2
 import NIOCore
+import NIOSSL
 
 /// Closes a connection as soon as the client closes its side of it.
 ///
@@ -27,5 +29,14 @@ extension HTTPServerBuilder {
     /// HTTP/1.1 with ``ClientCloseHandler``, as LISAServe serves.
     public static func lisaHTTP1(idleTimeout: TimeAmount? = nil) -> HTTPServerBuilder {
         .http1(configuration: .init(additionalChannelHandlers: [ClientCloseHandler()], idleTimeout: idleTimeout))
+    }
+
+    /// HTTPS with HTTP/2 and HTTP/1.1 negotiated by ALPN, and ``ClientCloseHandler`` on
+    /// every HTTP/1.1 connection and HTTP/2 stream, as LISAServe serves with `server.tls`.
+    public static func lisaHTTPS(tlsConfiguration: TLSConfiguration) throws -> HTTPServerBuilder {
+        try .http2Upgrade(
+            tlsChannelConfiguration: TLSChannelConfiguration(tlsConfiguration: tlsConfiguration),
+            configuration: .init(streamConfiguration: .init(additionalChannelHandlers: [ClientCloseHandler()]))
+        )
     }
 }

@@ -27,6 +27,9 @@ public struct LISARoutes: Sendable {
     public let rateLimiter: RateLimiter?
     /// The largest request body accepted (413 above it).
     public var maxRequestBodySize: Int
+    /// Whether a request without credentials may sign in with a verified TLS client
+    /// certificate (CN → username, OU → groups). Set when serving HTTPS with a client CA.
+    public var acceptsClientCertificates = false
 
     public init(
         gateway: Gateway, models: ModelManager, authenticator: Authenticator, tokens: APITokenService, rateLimiter: RateLimiter? = nil,
@@ -123,7 +126,9 @@ public struct LISARoutes: Sendable {
         router.get("/health/readiness") { _, _ in try Self.json(["status": "OK"]) }
         router.get("/health/liveliness") { _, _ in try Self.json(["status": "OK"]) }
 
-        let api = router.group().add(middleware: AuthenticationMiddleware<Context>(authenticator: authenticator, rateLimiter: rateLimiter))
+        let api = router.group().add(middleware: AuthenticationMiddleware<Context>(
+                authenticator: authenticator, rateLimiter: rateLimiter, acceptsClientCertificates: acceptsClientCertificates
+            ))
         let gateway = self.gateway
         for prefix in ["/v1", "/v2/serve"] {
             api.get("\(prefix)/models") { _, context in try Self.encode(gateway.modelList(for: try context.requirePrincipal())) }

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import LISAKit
 import Logging
 import NIOCore
@@ -42,7 +43,9 @@ public final class LISAServer: Sendable {
         self.oidc = configuration.oidc.map { OIDCVerifier(configuration: $0, httpClient: httpClient, logger: logger) }
         let gateway = Gateway(
             registry: ModelRegistry(defaultPolicy: configuration.loadBalancing), store: store,
-            provider: OpenAICompatibleProvider(httpClient: httpClient, timeouts: configuration.upstreamTimeouts),
+            provider: OpenAICompatibleProvider(
+                httpClient: httpClient, timeouts: configuration.upstreamTimeouts, defaultTLS: configuration.upstreamTLS
+            ),
             access: configuration.access, logger: logger
         )
         self.gateway = gateway
@@ -103,11 +106,13 @@ public final class LISAServer: Sendable {
     /// The router with LISA's routes, for embedding or tests.
     public func makeRouter() -> Router<LISARequestContext> {
         let router = Router(context: LISARequestContext.self)
-        LISARoutes(
+        var routes = LISARoutes(
             gateway: gateway, models: models, authenticator: Authenticator(adminKeys: adminKeys, store: store, access: configuration.access, oidc: oidc),
             tokens: APITokenService(store: store, access: configuration.access, logger: logger),
             rateLimiter: rateLimiter, maxRequestBodySize: configuration.maxRequestBodySize
-        ).add(to: router)
+        )
+        routes.acceptsClientCertificates = configuration.serverTLS?.clientCA != nil
+        routes.add(to: router)
         return router
     }
 
@@ -115,9 +120,21 @@ public final class LISAServer: Sendable {
     /// configured grace period) and releases every resource.
     public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let logger = self.logger
+        var serverBuilder = HTTPServerBuilder.lisaHTTP1()
+        var tlsServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let tls = configuration.serverTLS {
+            let certificate = try ReloadingServerCertificate(settings: tls, logger: logger)
+            serverBuilder = try .lisaHTTPS(tlsConfiguration: try certificate.configuration())
+            tlsServices.append(.init(service: certificate))
+            logger.info(
+                "serving HTTPS (HTTP/2 and HTTP/1.1)",
+                metadata: ["lisa.certificate": "\(tls.certificate)", "lisa.client_ca": "\(tls.clientCA ?? "none")"]
+            )
+        }
+        warnAboutInsecureUpstreams()
         let app = Application(
             router: makeRouter(),
-            server: .lisaHTTP1(),
+            server: serverBuilder,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
@@ -128,7 +145,7 @@ public final class LISAServer: Sendable {
         )
         let prober = HealthProber(registry: gateway.registry, httpClient: httpClient, logger: logger)
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [.init(service: app), .init(service: prober), .init(service: models)] + (oidc.map { [.init(service: $0)] } ?? []),
+            services: [.init(service: app), .init(service: prober), .init(service: models)] + tlsServices + (oidc.map { [.init(service: $0)] } ?? []),
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         )
         groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownGracePeriod
@@ -140,6 +157,21 @@ public final class LISAServer: Sendable {
             throw error
         }
         try await shutdown()
+    }
+
+    /// `insecureSkipVerify` is for labs: say so loudly, once per place it is set.
+    private func warnAboutInsecureUpstreams() {
+        if configuration.upstreamTLS?.insecureSkipVerify == true {
+            logger.critical("upstream.tls.insecureSkipVerify is on: upstream certificates are NOT verified. Use it in a lab only.")
+        }
+        for model in gateway.registry.allModels() {
+            for endpoint in model.routing.resolvedEndpoints where endpoint.tls?.insecureSkipVerify == true {
+                logger.critical(
+                    "insecureSkipVerify is on for an endpoint: its certificate is NOT verified. Use it in a lab only.",
+                    metadata: ["lisa.model": "\(model.definition.modelId)", "lisa.endpoint": "\(Endpoint.label(for: endpoint.url))"]
+                )
+            }
+        }
     }
 
     /// Closes the HTTP client and the state store.

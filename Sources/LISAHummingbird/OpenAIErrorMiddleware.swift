@@ -2,7 +2,9 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import LISAKit
+import NIOCore
 import NIOFoundationCompat
+import NIOSSL
 
 /// Turns every error a route throws into OpenAI's error shape with the right status.
 ///
@@ -68,11 +70,16 @@ public struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 public struct AuthenticationMiddleware<Context: LISARoutesContext>: RouterMiddleware {
     let authenticator: Authenticator
     let rateLimiter: RateLimiter?
+    let acceptsClientCertificates: Bool
 
-    /// - Parameter rateLimiter: when given, each authenticated principal is held to its limit (429 over it).
-    public init(authenticator: Authenticator, rateLimiter: RateLimiter? = nil) {
+    /// - Parameters:
+    ///   - rateLimiter: when given, each authenticated principal is held to its limit (429 over it).
+    ///   - acceptsClientCertificates: a request without credentials signs in with the TLS
+    ///     client certificate the server verified (`server.tls.clientCA`), if any.
+    public init(authenticator: Authenticator, rateLimiter: RateLimiter? = nil, acceptsClientCertificates: Bool = false) {
         self.authenticator = authenticator
         self.rateLimiter = rateLimiter
+        self.acceptsClientCertificates = acceptsClientCertificates
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -80,8 +87,17 @@ public struct AuthenticationMiddleware<Context: LISARoutesContext>: RouterMiddle
             authorization: request.headers[.authorization], apiKey: request.headers[HTTPField.Name("Api-Key")!]
         )
         var context = context
+        var certificate: [UInt8]?
+        if presented == nil, acceptsClientCertificates, let channel = context.channel {
+            certificate = try? await Self.clientCertificate(of: channel)
+        }
         do {
-            context.principal = try await authenticator.authenticate(presented)
+            if let certificate {
+                // A client certificate the TLS layer verified against server.tls.clientCA.
+                context.principal = try Principal(clientCertificateDER: certificate)
+            } else {
+                context.principal = try await authenticator.authenticate(presented)
+            }
         } catch {
             context.logger.notice(
                 "authentication failed",
@@ -96,6 +112,18 @@ public struct AuthenticationMiddleware<Context: LISARoutesContext>: RouterMiddle
             try rateLimiter.admit(principal)
         }
         return try await next(request, context)
+    }
+}
+
+extension AuthenticationMiddleware {
+    /// The verified client certificate of the connection (HTTP/1.1) or of the HTTP/2
+    /// connection a stream belongs to; `nil` without TLS or without a certificate.
+    static func clientCertificate(of channel: any Channel) async throws -> [UInt8]? {
+        for candidate in [channel, channel.parent].compactMap({ $0 }) {
+            guard (try? await candidate.pipeline.handler(type: NIOSSLServerHandler.self).get()) != nil else { continue }
+            return try await candidate.nioSSL_peerCertificate().get()?.toDERBytes()
+        }
+        return nil
     }
 }
 

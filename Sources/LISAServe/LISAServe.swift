@@ -25,6 +25,12 @@ struct LISAServe: AsyncParsableCommand {
     @Option(name: .customLong("data-dir"), help: "Directory for state (LISA_DATA_DIR; default ./.lisa).")
     var dataDir: String?
 
+    @Option(name: .customLong("tls-certificate"), help: "PEM certificate chain: serve HTTPS (LISA_TLS_CERTIFICATE).")
+    var tlsCertificate: String?
+
+    @Option(name: .customLong("tls-private-key"), help: "PEM private key of the certificate (LISA_TLS_PRIVATE_KEY).")
+    var tlsPrivateKey: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (LISA_LOG_LEVEL; default info).")
     var logLevel: String?
 
@@ -35,6 +41,12 @@ struct LISAServe: AsyncParsableCommand {
             if let host { configuration.host = host }
             if let port { configuration.port = port }
             if let dataDir { configuration.dataDirectory = dataDir }
+            if tlsCertificate != nil || tlsPrivateKey != nil {
+                var tls = configuration.serverTLS ?? ServerTLSSettings(certificate: "", privateKey: "")
+                if let tlsCertificate { tls.certificate = tlsCertificate }
+                if let tlsPrivateKey { tls.privateKey = tlsPrivateKey }
+                configuration.serverTLS = tls
+            }
             if let logLevel {
                 guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
                     throw ConfigurationError("--log-level '\(logLevel)' is not a log level")

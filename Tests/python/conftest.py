@@ -3,6 +3,7 @@ import os
 import pathlib
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -20,13 +21,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 30, cafile=None) -> None:
     deadline = time.time() + timeout
+    context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
     while time.time() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=1, context=context) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -72,9 +74,9 @@ class Lisa:
     """A running LISAServe."""
 
     def __init__(self, upstream: str, data_dir: pathlib.Path, admin_key: str | None = ADMIN_KEY, port: int | None = None,
-                 extra_config: str = "", extra_env: dict | None = None):
+                 extra_config: str = "", extra_env: dict | None = None, tls_ca=None, extra_args=()):
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls_ca else 'http'}://127.0.0.1:{self.port}"
         self.data_dir = data_dir
         config = data_dir.parent / f"lisa-{self.port}.yaml"
         config.write_text(f"""
@@ -96,8 +98,8 @@ models:
         env.update(extra_env or {})
         self.admin_key = admin_key
         self.proc = Process([str(BIN / "LISAServe"), "--config", str(config), "--port", str(self.port),
-                             "--data-dir", str(data_dir)], env=env, log=data_dir.parent / f"lisa-{self.port}.log")
-        wait_healthy(self.url + "/health", self.proc.process)
+                             "--data-dir", str(data_dir), *extra_args], env=env, log=data_dir.parent / f"lisa-{self.port}.log")
+        wait_healthy(self.url + "/health", self.proc.process, cafile=tls_ca)
 
     def stop(self, sig=signal.SIGTERM) -> int:
         return self.proc.stop(sig)

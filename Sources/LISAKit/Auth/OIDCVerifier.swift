@@ -26,6 +26,8 @@ public struct OIDCConfiguration: Sendable, Hashable {
     public var refreshInterval: Duration = .seconds(3600)
     /// The least time between two fetches triggered by unknown key ids. Default 30 s.
     public var minimumRefetchInterval: Duration = .seconds(30)
+    /// A PEM bundle of the CAs to trust for discovery and JWKS (a private IdP); `nil`: the system's.
+    public var caFile: String?
 
     public init(authority: String, clientId: String, groupsClaim: String? = nil) {
         self.authority = authority
@@ -113,7 +115,11 @@ public actor OIDCVerifier: Service {
     }
 
     private func fetchJSON<T: Decodable>(_ type: T.Type, from url: String) async throws -> T {
-        let response = try await httpClient.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
+        var request = HTTPClientRequest(url: url)
+        if url.hasPrefix("https:"), let caFile = configuration.caFile {
+            request.tlsConfiguration = UpstreamTLS(caFile: caFile).configuration()
+        }
+        let response = try await httpClient.execute(request, timeout: .seconds(10))
         let body = try await response.body.collect(upTo: 1024 * 1024)
         guard response.status == .ok else {
             throw LISAError.internalError("Fetching \(url) answered HTTP \(response.status.code).")

@@ -4,7 +4,7 @@ import Foundation
 public struct Principal: Sendable, Hashable, Codable {
     /// How the principal authenticated.
     public enum Method: String, Sendable, Hashable, Codable {
-        case adminKey, apiToken, oidc
+        case adminKey, apiToken, oidc, clientCertificate
     }
 
     public var username: String

@@ -33,6 +33,12 @@ public struct LISAConfiguration: Sendable {
     /// OIDC sign-in (`auth.authority`, `auth.clientId`, `auth.jwtGroupsProperty`, `auth.jwtUsernameProperty`,
     /// `auth.leewaySeconds`); `nil` without `auth.authority`.
     public var oidc: OIDCConfiguration?
+    /// HTTPS: certificate, key, optional client CA (`server.tls.*`; `LISA_TLS_CERTIFICATE`,
+    /// `LISA_TLS_PRIVATE_KEY`, `LISA_TLS_CLIENT_CA`; `--tls-certificate`, `--tls-private-key`).
+    /// `nil`: plain HTTP (behind a TLS-terminating load balancer).
+    public var serverTLS: ServerTLSSettings?
+    /// TLS for `https` upstreams without settings of their own (`upstream.tls`).
+    public var upstreamTLS: UpstreamTLS?
     /// Where `lisa_hosted` models run: `local` (child processes, the default) or `none`.
     /// `LISA_HOSTING_BACKEND`, `hosting.backend`.
     public var hostingBackend: String = "local"
@@ -94,6 +100,14 @@ public struct LISAConfiguration: Sendable {
         if let value = file.state?.url { databaseURL = value }
         if let value = file.upstream?.connectTimeoutSeconds { upstreamTimeouts.connect = .milliseconds(Int64(value * 1000)) }
         if let value = file.upstream?.requestTimeoutSeconds { upstreamTimeouts.request = .milliseconds(Int64(value * 1000)) }
+        if let value = file.upstream?.tls { upstreamTLS = value }
+        if let tls = file.server?.tls {
+            serverTLS = ServerTLSSettings(
+                certificate: tls.certificate ?? "", privateKey: tls.privateKey ?? "", clientCA: tls.clientCA,
+                requireClientCertificate: tls.requireClientCertificate
+            )
+            serverTLS?.reloadIntervalSeconds = tls.reloadIntervalSeconds
+        }
         if let value = file.routing?.loadBalancing { loadBalancing = value }
         if let value = file.hosting?.backend { try setHostingBackend(value) }
         if let value = file.rateLimits { rateLimits = value }
@@ -112,6 +126,7 @@ public struct LISAConfiguration: Sendable {
                 oidc.usernameClaim = auth.jwtUsernameProperty
                 if let leeway = auth.leewaySeconds { oidc.leeway = leeway }
                 if let seconds = auth.jwksMinimumRefetchSeconds { oidc.minimumRefetchInterval = .milliseconds(Int64(seconds * 1000)) }
+                oidc.caFile = auth.caFile
                 self.oidc = oidc
             }
         }
@@ -137,6 +152,17 @@ public struct LISAConfiguration: Sendable {
         if let value = environment["LISA_ADMIN_KEY"], !value.isEmpty { adminKey = value }
         if let value = environment["LISA_DATABASE_URL"], !value.isEmpty { databaseURL = value }
         if let value = environment["LISA_HOSTING_BACKEND"], !value.isEmpty { try setHostingBackend(value) }
+        let certificate = environment["LISA_TLS_CERTIFICATE"].flatMap { $0.isEmpty ? nil : $0 }
+        let privateKey = environment["LISA_TLS_PRIVATE_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        if certificate != nil || privateKey != nil {
+            var tls = serverTLS ?? ServerTLSSettings(certificate: "", privateKey: "")
+            if let certificate { tls.certificate = certificate }
+            if let privateKey { tls.privateKey = privateKey }
+            serverTLS = tls
+        }
+        if let value = environment["LISA_TLS_CLIENT_CA"], !value.isEmpty {
+            serverTLS?.clientCA = value
+        }
         if let value = environment["LISA_MAX_BODY_SIZE"], !value.isEmpty {
             guard let size = Int(value) else { throw ConfigurationError("LISA_MAX_BODY_SIZE '\(value)' is not a number") }
             maxRequestBodySize = size
@@ -160,6 +186,21 @@ public struct LISAConfiguration: Sendable {
         if let adminKey, adminKey.count < 16 {
             throw ConfigurationError("the admin key must be at least 16 characters")
         }
+        if let serverTLS {
+            guard !serverTLS.certificate.isEmpty, !serverTLS.privateKey.isEmpty else {
+                throw ConfigurationError("server.tls needs both certificate and privateKey (LISA_TLS_CERTIFICATE, LISA_TLS_PRIVATE_KEY)")
+            }
+            if serverTLS.requireClientCertificate == true && serverTLS.clientCA == nil {
+                throw ConfigurationError("server.tls.requireClientCertificate needs server.tls.clientCA")
+            }
+        }
+        if let upstreamTLS {
+            do {
+                try upstreamTLS.validate(param: "upstream.tls")
+            } catch {
+                throw ConfigurationError(error.message)
+            }
+        }
     }
 }
 
@@ -179,6 +220,15 @@ struct ConfigurationFile: Decodable {
         var port: Int?
         var maxRequestBodySize: Int?
         var shutdownGracePeriodSeconds: Double?
+        var tls: TLS?
+    }
+
+    struct TLS: Decodable {
+        var certificate: String?
+        var privateKey: String?
+        var clientCA: String?
+        var requireClientCertificate: Bool?
+        var reloadIntervalSeconds: Double?
     }
 
     struct State: Decodable {
@@ -186,6 +236,7 @@ struct ConfigurationFile: Decodable {
     }
 
     struct Auth: Decodable {
+        var caFile: String?
         var authority: String?
         var clientId: String?
         var jwtGroupsProperty: String?
@@ -209,6 +260,7 @@ struct ConfigurationFile: Decodable {
     struct Upstream: Decodable {
         var connectTimeoutSeconds: Double?
         var requestTimeoutSeconds: Double?
+        var tls: UpstreamTLS?
     }
 
     var server: Server?

@@ -246,6 +246,14 @@ public final class Gateway: Sendable {
                 throw LISAError.badGateway(
                     "No endpoint of the model '\(modelID)' could be reached (\(why)).", code: "upstream_unreachable"
                 ).markedRetriable
+            case .tls(let detail):
+                endpoint.record(.failure, at: monotonicSeconds())
+                let tls = (endpoint.definition.tls ?? UpstreamTLS()).over(provider.defaultTLS)
+                let why = await TLSDiagnosis.explain(url: endpoint.definition.url, tls: tls, fallback: detail)
+                logger.warning("upstream TLS failed", metadata: ["lisa.endpoint": "\(endpoint.label)", "lisa.reason": "\(why)"])
+                throw LISAError.badGateway(
+                    "TLS with endpoint \(endpoint.label) of model '\(modelID)' failed: \(why).", code: "upstream_tls_error"
+                ).markedRetriable
             case .connectionClosed:
                 endpoint.record(.failure, at: monotonicSeconds())
                 throw LISAError.badGateway(

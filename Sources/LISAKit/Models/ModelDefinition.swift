@@ -61,15 +61,18 @@ public struct EndpointDefinition: Sendable, Hashable, Codable {
     public var apiKey: String?
     /// Most requests in flight at once on this endpoint; `nil` for no cap.
     public var maxInFlight: Int?
+    /// TLS settings for an `https` URL, over the global `upstream.tls`.
+    public var tls: UpstreamTLS?
 
-    public init(url: String, weight: Int = 1, apiKey: String? = nil, maxInFlight: Int? = nil) {
+    public init(url: String, weight: Int = 1, apiKey: String? = nil, maxInFlight: Int? = nil, tls: UpstreamTLS? = nil) {
+        self.tls = tls
         self.url = url
         self.weight = weight
         self.apiKey = apiKey
         self.maxInFlight = maxInFlight
     }
 
-    enum CodingKeys: String, CodingKey { case url, weight, apiKey, maxInFlight }
+    enum CodingKeys: String, CodingKey { case url, weight, apiKey, maxInFlight, tls }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -77,6 +80,7 @@ public struct EndpointDefinition: Sendable, Hashable, Codable {
         weight = try c.decodeIfPresent(Int.self, forKey: .weight) ?? 1
         apiKey = try c.decodeIfPresent(String.self, forKey: .apiKey)
         maxInFlight = try c.decodeIfPresent(Int.self, forKey: .maxInFlight)
+        tls = try c.decodeIfPresent(UpstreamTLS.self, forKey: .tls)
     }
 }
 
@@ -199,13 +203,14 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
     private struct StoredEndpoint: Encodable {
         let endpoint: EndpointDefinition
         init(_ endpoint: EndpointDefinition) { self.endpoint = endpoint }
-        enum CodingKeys: String, CodingKey { case url, weight, apiKey, maxInFlight }
+        enum CodingKeys: String, CodingKey { case url, weight, apiKey, maxInFlight, tls }
         func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(endpoint.url, forKey: .url)
             try c.encode(endpoint.weight, forKey: .weight)
             try c.encodeIfPresent(endpoint.apiKey, forKey: .apiKey)
             try c.encodeIfPresent(endpoint.maxInFlight, forKey: .maxInFlight)
+            try c.encodeIfPresent(endpoint.tls, forKey: .tls)
         }
     }
 
@@ -222,7 +227,9 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
     /// A copy safe to show: endpoint API keys removed.
     public func redacted() -> ModelDefinition {
         var copy = self
-        copy.endpoints = copy.endpoints.map { EndpointDefinition(url: $0.url, weight: $0.weight, apiKey: nil, maxInFlight: $0.maxInFlight) }
+        copy.endpoints = copy.endpoints.map {
+            EndpointDefinition(url: $0.url, weight: $0.weight, apiKey: nil, maxInFlight: $0.maxInFlight, tls: $0.tls)
+        }
         return copy
     }
 
@@ -302,6 +309,12 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
             }
             if let cap = endpoint.maxInFlight, cap < 1 {
                 throw .invalidRequest("maxInFlight must be at least 1.", param: "endpoints[\(index)].maxInFlight")
+            }
+            if let tls = endpoint.tls {
+                guard scheme == "https" else {
+                    throw .invalidRequest("tls applies to https endpoints only.", param: "endpoints[\(index)].tls")
+                }
+                try tls.validate(param: "endpoints[\(index)].tls")
             }
         }
     }

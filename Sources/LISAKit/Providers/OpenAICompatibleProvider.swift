@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// The OpenAI-compatible operations LISA forwards.
 public enum UpstreamOperation: String, Sendable {
@@ -38,10 +39,13 @@ public struct UpstreamResponse: Sendable {
 public struct OpenAICompatibleProvider: Sendable {
     public let httpClient: HTTPClient
     public var timeouts: UpstreamTimeouts
+    /// TLS settings for `https` endpoints that do not set their own (`upstream.tls`).
+    public var defaultTLS: UpstreamTLS?
 
-    public init(httpClient: HTTPClient, timeouts: UpstreamTimeouts = UpstreamTimeouts()) {
+    public init(httpClient: HTTPClient, timeouts: UpstreamTimeouts = UpstreamTimeouts(), defaultTLS: UpstreamTLS? = nil) {
         self.httpClient = httpClient
         self.timeouts = timeouts
+        self.defaultTLS = defaultTLS
     }
 
     /// An `HTTPClient` configured for upstream calls: pooled connections, the connect
@@ -82,6 +86,10 @@ public struct OpenAICompatibleProvider: Sendable {
             request.headers.add(name: "Authorization", value: "Bearer \(apiKey)")
         }
         request.body = .bytes(body)
+        if endpoint.url.hasPrefix("https:") {
+            let tls = (endpoint.tls ?? UpstreamTLS()).over(defaultTLS)
+            request.tlsConfiguration = tls.configuration()
+        }
         do {
             // AsyncHTTPClient logs only at debug and trace, but sets metadata per request.
             let clientLogger = logger.logLevel <= .debug ? logger : Self.silentLogger
@@ -107,6 +115,9 @@ public struct UpstreamFailure: Error, Sendable, CustomStringConvertible {
         case timedOut
         /// The calling task was cancelled (the client went away).
         case cancelled
+        /// The TLS handshake failed (certificate not trusted, expired, for another name…):
+        /// nothing reached the upstream.
+        case tls(String)
         /// Anything else; the request may have reached the upstream.
         case other(String)
     }
@@ -130,6 +141,10 @@ public struct UpstreamFailure: Error, Sendable, CustomStringConvertible {
             case .remoteConnectionClosed: reason = .connectionClosed; return
             default: break
             }
+        }
+        if error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError {
+            reason = .tls(String(describing: error))
+            return
         }
         if let error = error as? ChannelError {
             switch error {
@@ -161,7 +176,7 @@ public struct UpstreamFailure: Error, Sendable, CustomStringConvertible {
     /// Whether a retry on another endpoint is safe: the upstream answered nothing.
     public var isSafeToRetry: Bool {
         switch reason {
-        case .connectFailed, .connectionClosed: true
+        case .connectFailed, .connectionClosed, .tls: true
         default: false
         }
     }
@@ -170,6 +185,7 @@ public struct UpstreamFailure: Error, Sendable, CustomStringConvertible {
         switch reason {
         case .connectFailed(let why): "connect failed: \(why)"
         case .connectionClosed: "connection closed by the upstream before it answered"
+        case .tls(let why): "TLS handshake failed: \(why)"
         case .timedOut: "timed out"
         case .cancelled: "cancelled"
         case .other(let why): why

@@ -44,7 +44,7 @@ public final class Endpoint: Sendable {
         )
     }
 
-    static func label(for url: String) -> String {
+    public static func label(for url: String) -> String {
         guard let components = URLComponents(string: url), let host = components.host else { return "endpoint" }
         if let port = components.port { return "\(host):\(port)" }
         return host
