@@ -6,6 +6,7 @@
 # root, so the server runs as the unprivileged user `lisapg` when started as root.
 #   scripts/postgres.sh start   # prints postgres://postgres@127.0.0.1:PORT/postgres
 #   scripts/postgres.sh createdb NAME   # a fresh database, prints its URL
+#   LISA_PG_SSL_CERT=C LISA_PG_SSL_KEY=K scripts/postgres.sh start   # with TLS
 #   scripts/postgres.sh stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,13 +14,22 @@ PORT="${LISA_PG_PORT:-55432}"
 DATA="${LISA_PG_DATA:-/tmp/lisa-pg-$PORT}"
 VENV=.venv-pg
 
-if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV" >&2
+if [ -n "${LISA_PG_SSL_CERT:-}" ]; then
+    # The pgserver wheels are built without SSL: TLS tests use Debian's PostgreSQL (no
+    # pgvector needed there).
+    if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+        (apt-get update -q && apt-get install -y -q --no-install-recommends postgresql) >&2
+    fi
+    BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+else
+    if [ ! -x "$VENV/bin/python" ]; then
+        python3 -m venv "$VENV" >&2
+    fi
+    if ! "$VENV/bin/python" -c 'import pgserver' 2>/dev/null; then
+        "$VENV/bin/pip" install -q --disable-pip-version-check 'pgserver==0.1.4' >&2
+    fi
+    BIN="$("$VENV/bin/python" -c 'import pgserver, os; print(os.path.join(os.path.dirname(pgserver.__file__), "pginstall", "bin"))' 2>/dev/null)"
 fi
-if ! "$VENV/bin/python" -c 'import pgserver' 2>/dev/null; then
-    "$VENV/bin/pip" install -q --disable-pip-version-check 'pgserver==0.1.4' >&2
-fi
-BIN="$("$VENV/bin/python" -c 'import pgserver, os; print(os.path.join(os.path.dirname(pgserver.__file__), "pginstall", "bin"))' 2>/dev/null)"
 
 as_owner() {
     if [ "$(id -u)" = 0 ]; then
@@ -37,9 +47,17 @@ start)
         [ "$(id -u)" = 0 ] && { id lisapg >/dev/null 2>&1 || useradd -m lisapg; chown lisapg "$DATA"; }
         as_owner "$BIN/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
     fi
+    OPTIONS="-p $PORT -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300"
+    if [ -n "${LISA_PG_SSL_CERT:-}" ]; then
+        # TLS with the given certificate and key (copied in: the server wants to own the key).
+        cp "$LISA_PG_SSL_CERT" "$DATA/server.crt"
+        cp "$LISA_PG_SSL_KEY" "$DATA/server.key"
+        chmod 600 "$DATA/server.key"
+        [ "$(id -u)" = 0 ] && chown lisapg "$DATA/server.crt" "$DATA/server.key"
+        OPTIONS="$OPTIONS -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key -c unix_socket_directories=/tmp"
+    fi
     if ! as_owner "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
-        as_owner "$BIN/pg_ctl" -D "$DATA" -o "-p $PORT -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300" \
-            -l "$DATA/log" -w start >/dev/null
+        as_owner "$BIN/pg_ctl" -D "$DATA" -o "$OPTIONS" -l "$DATA/log" -w start >/dev/null
     fi
     echo "postgres://postgres@127.0.0.1:$PORT/postgres?sslmode=disable"
     ;;

@@ -4,10 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Python with the official openai SDK and LangChain, in a venv of our own.
-if ! python3 -m venv --help >/dev/null 2>&1; then
-    apt-get update -q && apt-get install -y -q python3-venv
+# Debian tools the tests use: python3-venv, curl (HTTPS and HTTP/2 checks), strace (the
+# no-unexpected-connections test) and PostgreSQL with SSL (the pgserver wheels have none).
+missing=""
+python3 -m venv --help >/dev/null 2>&1 || missing="$missing python3-venv"
+command -v curl >/dev/null || missing="$missing curl"
+command -v strace >/dev/null || missing="$missing strace"
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$missing postgresql"
+if [ -n "$missing" ]; then
+    apt-get update -q && apt-get install -y -q --no-install-recommends $missing
 fi
+
+# Python with the official openai SDK and LangChain, in a venv of our own.
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi

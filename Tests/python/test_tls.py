@@ -2,6 +2,7 @@
 rotation, client certificates), upstreams on HTTPS (CA bundles, clear failures, mTLS), and
 an OIDC issuer on HTTPS."""
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -16,7 +17,7 @@ import pytest
 from cryptography import x509
 
 from certs import CA
-from conftest import ADMIN_KEY, Lisa, free_port
+from conftest import ADMIN_KEY, BIN, ROOT, Lisa, free_port
 
 
 class HTTPSUpstream:
@@ -224,6 +225,7 @@ def test_mutual_tls_to_an_upstream(upstream, tmp_path, pki):
         assert create(lisa, "mtls-anonymous", server.url, {"caFile": str(pki.path)})[0] == 200
         status, body = chat(lisa, "mtls-anonymous")
         assert status == 502 and body["error"]["code"] == "upstream_tls_error", body
+        assert "CERTIFICATE_REQUIRED" in body["error"]["message"] or "HANDSHAKE_FAILURE" in body["error"]["message"], body
     finally:
         lisa.stop()
         server.close()
@@ -259,3 +261,54 @@ auth:
     finally:
         lisa.stop()
         idp.server.shutdown()
+
+
+def test_postgresql_state_over_tls_with_verify_full(upstream, tmp_path):
+    ca = CA(tmp_path / "pki", "db-ca")
+    other = CA(tmp_path / "pki", "other-ca")
+    cert, key, _ = ca.issue("db", "db", names=("127.0.0.1", "localhost"))
+    wrong_cert, wrong_key, _ = ca.issue("db-wrong", "db", names=("db.example",))
+    port = free_port()
+    data = f"/tmp/lisa-pgtls-{port}"
+    env = {**os.environ, "LISA_PG_PORT": str(port), "LISA_PG_DATA": data, "LISA_PG_SSL_CERT": str(cert), "LISA_PG_SSL_KEY": str(key)}
+    script = str(ROOT / "scripts" / "postgres.sh")
+    base = subprocess.run([script, "start"], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        url = base.replace("sslmode=disable", f"sslmode=verify-full&sslrootcert={ca.path}")
+        lisa = Lisa(upstream, tmp_path / "data", extra_env={"LISA_DATABASE_URL": url})
+        try:
+            assert request(lisa, "POST", "/models", {"modelId": "over-tls", "modelName": "x", "modelUrl": upstream})[0] == 200
+            assert request(lisa, "GET", "/models/over-tls")[0] == 200
+        finally:
+            lisa.stop()
+
+        # Another CA: LISAServe refuses to start and says why, without the password.
+        refused = subprocess.run([str(BIN / "LISAServe"), "--port", "0", "--data-dir", str(tmp_path / "d2")],
+                                 env={"LISA_DATABASE_URL": url.replace(str(ca.path), str(other.path)) .replace("postgres@", "postgres:s3cret@"),
+                                      "LISA_ADMIN_KEY": ADMIN_KEY, "PATH": os.environ["PATH"]},
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0
+        assert "cannot reach PostgreSQL" in refused.stderr and "s3cret" not in refused.stderr, refused.stderr
+        assert "certificate" in refused.stderr.lower() or "verify" in refused.stderr.lower(), refused.stderr
+    finally:
+        subprocess.run([script, "stop"], env=env, capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+    # A certificate for another name fails verify-full (name mismatch).
+    port = free_port()
+    data = f"/tmp/lisa-pgtls-{port}"
+    env = {**os.environ, "LISA_PG_PORT": str(port), "LISA_PG_DATA": data, "LISA_PG_SSL_CERT": str(wrong_cert),
+           "LISA_PG_SSL_KEY": str(wrong_key)}
+    base = subprocess.run([script, "start"], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        url = base.replace("sslmode=disable", f"sslmode=verify-full&sslrootcert={ca.path}")
+        refused = subprocess.run([str(BIN / "LISAServe"), "--port", "0", "--data-dir", str(tmp_path / "d3")],
+                                 env={"LISA_DATABASE_URL": url, "LISA_ADMIN_KEY": ADMIN_KEY, "PATH": os.environ["PATH"]},
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0 and "cannot reach PostgreSQL" in refused.stderr, refused.stderr
+        # verify-ca checks the chain only, so the same server is accepted.
+        lisa = Lisa(upstream, tmp_path / "data4", extra_env={"LISA_DATABASE_URL": url.replace("verify-full", "verify-ca")})
+        lisa.stop()
+    finally:
+        subprocess.run([script, "stop"], env=env, capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)

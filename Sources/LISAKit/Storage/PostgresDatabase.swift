@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import NIOSSL
 import PostgresNIO
 import Synchronization
@@ -19,18 +20,35 @@ public final class PostgresDatabase: SQLDatabase {
     /// without verifying the certificate; `verify-ca` and `verify-full` verify it, against
     /// `sslrootcert` (a PEM file) when given, else the system's trust store.
     public static func connect(url: String, logger: Logger) async throws -> PostgresDatabase {
-        let configuration = try configuration(from: url)
-        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        let settings = try Settings(url: url)
+        // One direct connection first: the pool retries failed connections quietly, while
+        // this says at once why the server cannot be used (refused, TLS, authentication).
+        do {
+            let connection = try await PostgresConnection.connect(
+                on: MultiThreadedEventLoopGroup.singleton.any(), configuration: try settings.connectionConfiguration(), id: 0, logger: logger
+            ).get()
+            try await connection.close()
+        } catch {
+            throw ConnectionError("cannot reach PostgreSQL at \(Self.redacted(url)): \(Self.describe(error))")
+        }
+        let client = PostgresClient(configuration: settings.clientConfiguration(), backgroundLogger: logger)
         let database = PostgresDatabase(client: client, logger: logger)
         do {
             try await database.query("SELECT 1")
         } catch {
             try? await database.close()
-            throw ConnectionError(
-                "cannot reach PostgreSQL at \(Self.redacted(url)): \(String(reflecting: error).prefix(300))"
-            )
+            throw ConnectionError("cannot reach PostgreSQL at \(Self.redacted(url)): \(Self.describe(error))")
         }
         return database
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        if let error = error as? PSQLError {
+            if let message = error.serverInfo?[.message] { return message }
+            if let underlying = error.underlying { return String(describing: underlying).prefix(300).description }
+            return "\(error.code)"
+        }
+        return String(describing: error).prefix(300).description
     }
 
     /// A connection failure, with the URL's password removed.
@@ -45,41 +63,78 @@ public final class PostgresDatabase: SQLDatabase {
         self.runner = Task { await client.run() }
     }
 
-    static func configuration(from url: String) throws -> PostgresClient.Configuration {
-        guard let components = URLComponents(string: url), let scheme = components.scheme,
-            scheme == "postgres" || scheme == "postgresql", let host = components.host, !host.isEmpty
-        else {
-            throw ConnectionError("'\(redacted(url))' is not a postgres:// URL")
-        }
-        let query = Dictionary((components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 })
-        let mode = query["sslmode"] ?? "prefer"
-        var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
-        let tls: PostgresClient.Configuration.TLS
-        switch mode {
-        case "disable":
-            tls = .disable
-        case "allow", "prefer", "require":
-            tlsConfiguration.certificateVerification = .none
-            tls = mode == "require" ? .require(tlsConfiguration) : .prefer(tlsConfiguration)
-        case "verify-ca", "verify-full":
-            if let root = query["sslrootcert"], !root.isEmpty {
-                tlsConfiguration.trustRoots = .file(root)
+    /// What a `postgres://` URL says.
+    struct Settings {
+        var host: String
+        var port: Int
+        var username: String
+        var password: String?
+        var database: String?
+        var mode: String
+        var tlsConfiguration: TLSConfiguration
+        var poolMaximum: Int
+        var connectTimeout: Int
+
+        init(url: String) throws {
+            guard let components = URLComponents(string: url), let scheme = components.scheme,
+                scheme == "postgres" || scheme == "postgresql", let host = components.host, !host.isEmpty
+            else {
+                throw ConnectionError("'\(PostgresDatabase.redacted(url))' is not a postgres:// URL")
             }
-            tlsConfiguration.certificateVerification = mode == "verify-ca" ? .noHostnameVerification : .fullVerification
-            tls = .require(tlsConfiguration)
-        default:
-            throw ConnectionError("sslmode must be disable, allow, prefer, require, verify-ca or verify-full, not '\(mode)'")
+            let query = Dictionary((components.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 })
+            mode = query["sslmode"] ?? "prefer"
+            tlsConfiguration = TLSConfiguration.makeClientConfiguration()
+            switch mode {
+            case "disable":
+                break
+            case "allow", "prefer", "require":
+                tlsConfiguration.certificateVerification = .none
+            case "verify-ca", "verify-full":
+                if let root = query["sslrootcert"], !root.isEmpty {
+                    tlsConfiguration.trustRoots = .file(root)
+                }
+                tlsConfiguration.certificateVerification = mode == "verify-ca" ? .noHostnameVerification : .fullVerification
+            default:
+                throw ConnectionError("sslmode must be disable, allow, prefer, require, verify-ca or verify-full, not '\(mode)'")
+            }
+            self.host = host
+            self.port = components.port ?? 5432
+            self.username = components.user?.removingPercentEncoding ?? "postgres"
+            self.password = components.password?.removingPercentEncoding
+            let path = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+            self.database = path.isEmpty ? nil : path
+            self.poolMaximum = Int(query["pool_max"] ?? "") ?? 16
+            self.connectTimeout = Int(query["connect_timeout"] ?? "") ?? 10
         }
-        let database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
-        var configuration = PostgresClient.Configuration(
-            host: host, port: components.port ?? 5432,
-            username: components.user?.removingPercentEncoding ?? "postgres",
-            password: components.password?.removingPercentEncoding,
-            database: database.isEmpty ? nil : database, tls: tls
-        )
-        configuration.options.maximumConnections = Int(query["pool_max"] ?? "") ?? 16
-        configuration.options.connectTimeout = .seconds(Int(query["connect_timeout"] ?? "") ?? 10)
-        return configuration
+
+        func clientConfiguration() -> PostgresClient.Configuration {
+            let tls: PostgresClient.Configuration.TLS =
+                switch mode {
+                case "disable": .disable
+                case "allow", "prefer": .prefer(tlsConfiguration)
+                default: .require(tlsConfiguration)
+                }
+            var configuration = PostgresClient.Configuration(
+                host: host, port: port, username: username, password: password, database: database, tls: tls
+            )
+            configuration.options.maximumConnections = poolMaximum
+            configuration.options.connectTimeout = .seconds(connectTimeout)
+            return configuration
+        }
+
+        func connectionConfiguration() throws -> PostgresConnection.Configuration {
+            let tls: PostgresConnection.Configuration.TLS =
+                switch mode {
+                case "disable": .disable
+                case "allow", "prefer": .prefer(try NIOSSLContext(configuration: tlsConfiguration))
+                default: .require(try NIOSSLContext(configuration: tlsConfiguration))
+                }
+            var configuration = PostgresConnection.Configuration(
+                host: host, port: port, username: username, password: password, database: database, tls: tls
+            )
+            configuration.options.connectTimeout = .seconds(Int64(connectTimeout))
+            return configuration
+        }
     }
 
     /// `url` without its password, for messages and logs.

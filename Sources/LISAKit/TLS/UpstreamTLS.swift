@@ -126,15 +126,17 @@ public enum TLSDiagnosis {
                 if peer != nil { break }
                 try await Task.sleep(for: .milliseconds(20))
             }
-            guard let peer else { return "the server presented no certificate" }
+            guard let peer else { return nil }
             return describe(try Certificate(derEncoded: try peer.toDERBytes()), host: host, caFile: caFile)
         } catch {
             return nil
         }
     }
 
-    /// What is wrong with `certificate` for `host`, checked in the order a person would.
-    static func describe(_ certificate: Certificate, host: String, caFile: String?, now: Date = Date()) -> String {
+    /// What is wrong with `certificate` for `host`, checked in the order a person would;
+    /// `nil` when nothing is (the handshake failed for another reason, such as a client
+    /// certificate the server wants).
+    static func describe(_ certificate: Certificate, host: String, caFile: String?, now: Date = Date()) -> String? {
         var problems: [String] = []
         if now > certificate.notValidAfter {
             problems.append("its certificate expired on \(iso(certificate.notValidAfter))")
@@ -152,8 +154,7 @@ public enum TLSDiagnosis {
             let bundle = caFile.map { "the CA bundle '\($0)'" } ?? "the system's trust store"
             problems.append("its certificate is issued by \(issuer), which \(bundle) does not hold (unknown CA)")
         }
-        if problems.isEmpty { return "the certificate chain was rejected (issuer \(issuer))" }
-        return problems.joined(separator: "; ")
+        return problems.isEmpty ? nil : problems.joined(separator: "; ")
     }
 
     static func subjectNames(_ certificate: Certificate) -> [String] {
