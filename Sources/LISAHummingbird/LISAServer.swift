@@ -143,7 +143,7 @@ public final class LISAServer: Sendable {
             },
             logger: logger
         )
-        let prober = HealthProber(registry: gateway.registry, httpClient: httpClient, logger: logger)
+        let prober = HealthProber(registry: gateway.registry, httpClient: httpClient, defaultTLS: configuration.upstreamTLS, logger: logger)
         var groupConfiguration = ServiceGroupConfiguration(
             services: [.init(service: app), .init(service: prober), .init(service: models)] + tlsServices + (oidc.map { [.init(service: $0)] } ?? []),
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger

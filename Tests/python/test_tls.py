@@ -32,6 +32,12 @@ class HTTPSUpstream:
             def log_message(self, *args):
                 pass
 
+            def do_GET(self):
+                status = 200 if self.path == "/health" else 404
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 request = json.loads(self.rfile.read(length))
@@ -185,7 +191,8 @@ def test_upstream_tls_with_a_private_ca_and_clear_failures(upstream, tmp_path, p
     try:
         trusted = {"caFile": str(pki.path)}
         assert create(lisa, "good", good.url, trusted)[0] == 200
-        assert chat(lisa, "good") == (200, chat(lisa, "good")[1]) and chat(lisa, "good")[1]["choices"][0]["message"]["content"] == "tls: hi"
+        status, body = chat(lisa, "good")
+        assert status == 200 and body["choices"][0]["message"]["content"] == "tls: hi"
 
         assert create(lisa, "no-bundle", good.url)[0] == 200
         status, body = chat(lisa, "no-bundle")
@@ -200,6 +207,15 @@ def test_upstream_tls_with_a_private_ca_and_clear_failures(upstream, tmp_path, p
         assert create(lisa, "expired", expired.url, trusted)[0] == 200
         status, body = chat(lisa, "expired")
         assert status == 502 and "expired" in body["error"]["message"], body
+
+        # Active health probes use the endpoint's TLS settings too: the endpoint stays healthy.
+        code, _ = request(lisa, "POST", "/models", {"modelId": "probed", "modelName": "up",
+                                                    "endpoints": [{"url": good.url, "tls": trusted}],
+                                                    "healthCheck": {"path": "/health", "intervalSeconds": 0.2, "timeoutSeconds": 1}})
+        assert code == 200
+        time.sleep(1.5)
+        assert request(lisa, "GET", "/models/probed")[1]["endpointStatus"][0]["healthy"] is True
+        assert chat(lisa, "probed")[0] == 200
 
         # A bad bundle path is refused when the model is created, naming the field.
         status, body = create(lisa, "bad-bundle", good.url, {"caFile": str(tmp_path / "missing.pem")})

@@ -121,6 +121,12 @@ public final class ModelManager: Service, Sendable {
         }
         var status = try Self.next(.create, from: nil)
         if !definition.isHosted { status = ModelLifecycle.status(after: .ready, from: status) ?? status }
+        for endpoint in definition.resolvedEndpoints where endpoint.tls?.insecureSkipVerify == true {
+            logger.critical(
+                "insecureSkipVerify is on for an endpoint: its certificate is NOT verified. Use it in a lab only.",
+                metadata: ["lisa.model": "\(definition.modelId)", "lisa.endpoint": "\(Endpoint.label(for: endpoint.url))"]
+            )
+        }
         try await store.insertModel(definition, status: status)
         try await reload()
         logger.info("model created", metadata: ["lisa.model": "\(definition.modelId)", "lisa.status": "\(status.rawValue)"])

@@ -12,12 +12,15 @@ public struct HealthProber: Service {
     let registry: ModelRegistry
     let httpClient: HTTPClient
     let logger: Logger
+    /// TLS for `https` endpoints without settings of their own (`upstream.tls`), as for requests.
+    let defaultTLS: UpstreamTLS?
     /// How often due probes are looked for. Default 100 ms.
     var tick: Duration = .milliseconds(100)
 
-    public init(registry: ModelRegistry, httpClient: HTTPClient, logger: Logger) {
+    public init(registry: ModelRegistry, httpClient: HTTPClient, defaultTLS: UpstreamTLS? = nil, logger: Logger) {
         self.registry = registry
         self.httpClient = httpClient
+        self.defaultTLS = defaultTLS
         self.logger = logger
     }
 
@@ -43,6 +46,9 @@ public struct HealthProber: Service {
         let success: Bool
         if let url = Self.probeURL(endpoint.definition.url, path: check.path) {
             var request = HTTPClientRequest(url: url)
+            if url.hasPrefix("https:") {
+                request.tlsConfiguration = (endpoint.definition.tls ?? UpstreamTLS()).over(defaultTLS).configuration()
+            }
             if let apiKey = endpoint.definition.apiKey, !apiKey.isEmpty {
                 request.headers.add(name: "Authorization", value: "Bearer \(apiKey)")
             }
