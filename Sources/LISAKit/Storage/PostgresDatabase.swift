@@ -258,6 +258,7 @@ public final class PostgresDatabase: SQLDatabase {
             case .text(let string): bindings.append(string)
             case .integer(let int): bindings.append(int)
             case .double(let double): bindings.append(double)
+            case .blob(let bytes): bindings.append(ByteBuffer(bytes: bytes))
             }
         }
         return PostgresQuery(unsafeSQL: text, binds: bindings)
@@ -282,6 +283,7 @@ public final class PostgresDatabase: SQLDatabase {
         case .float4, .float8: return .double(try cell.decode(Double.self))
         case .bool: return .integer(try cell.decode(Bool.self) ? 1 : 0)
         case .void: return .null
+        case .bytea: return .blob(Array((try cell.decode(ByteBuffer.self)).readableBytesView))
         default: return .text(try cell.decode(String.self))
         }
     }

@@ -8,14 +8,20 @@ public enum SQLValue: Sendable, Hashable {
     case text(String)
     case integer(Int64)
     case double(Double)
+    case blob([UInt8])
 
     public var string: String? {
         switch self {
         case .text(let value): value
         case .integer(let value): String(value)
         case .double(let value): String(value)
-        case .null: nil
+        case .null, .blob: nil
         }
+    }
+
+    public var bytes: [UInt8]? {
+        if case .blob(let bytes) = self { return bytes }
+        return nil
     }
 
     public var int: Int? {
@@ -23,7 +29,7 @@ public enum SQLValue: Sendable, Hashable {
         case .integer(let value): Int(value)
         case .double(let value): Int(value)
         case .text(let value): Int(value)
-        case .null: nil
+        case .null, .blob: nil
         }
     }
 
@@ -32,7 +38,7 @@ public enum SQLValue: Sendable, Hashable {
         case .double(let value): value
         case .integer(let value): Double(value)
         case .text(let value): Double(value)
-        case .null: nil
+        case .null, .blob: nil
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 import SQLiteNIO
 
 /// A ``SQLDatabase`` over one SQLite connection (a file, or memory).
@@ -78,6 +79,7 @@ public final class SQLiteDatabase: SQLDatabase {
             case .text(let text): .text(text)
             case .integer(let int): .integer(SQLiteInt64(int))
             case .double(let double): .float(double)
+            case .blob(let bytes): .blob(ByteBuffer(bytes: bytes))
             }
         }
         return try await connection.query(sql, data).map { row in
@@ -89,7 +91,7 @@ public final class SQLiteDatabase: SQLDatabase {
                     case .text(let text): .text(text)
                     case .integer(let int): .integer(Int64(int))
                     case .float(let double): .double(double)
-                    case .blob(let buffer): .text(String(buffer: buffer))
+                    case .blob(let buffer): .blob(Array(buffer.readableBytesView))
                     }
             }
             return SQLRow(values: values)
