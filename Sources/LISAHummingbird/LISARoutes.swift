@@ -27,6 +27,8 @@ public struct LISARoutes: Sendable {
     public let rateLimiter: RateLimiter?
     /// The largest request body accepted (413 above it).
     public var maxRequestBodySize: Int
+    /// Retrieval-augmented generation: the repositories API and grounded chat. `nil`: not mounted.
+    public var rag: RAGService?
     /// Whether a request without credentials may sign in with a verified TLS client
     /// certificate (CN → username, OU → groups). Set when serving HTTPS with a client CA.
     public var acceptsClientCertificates = false
@@ -133,7 +135,7 @@ public struct LISARoutes: Sendable {
         for prefix in ["/v1", "/v2/serve"] {
             api.get("\(prefix)/models") { _, context in try Self.encode(gateway.modelList(for: try context.requirePrincipal())) }
             api.post("\(prefix)/chat/completions") { request, context in
-                try await inference(request, context: context, operation: gateway.chatCompletions)
+                try await inference(request, context: context, operation: gateway.chatCompletions, grounding: rag)
             }
             api.post("\(prefix)/completions") { request, context in
                 try await inference(request, context: context, operation: gateway.completions)
@@ -162,6 +164,10 @@ public struct LISARoutes: Sendable {
             return try Self.encode(["id": id, "revoked": "true"])
         }
 
+        if let rag {
+            RAGRoutes<Context>(rag: rag, maxRequestBodySize: maxRequestBodySize).add(to: api)
+        }
+
         let admin = api.group().add(middleware: AdminOnlyMiddleware<Context>(access: gateway.access))
         for route in Self.managementRoutes {
             let parameter = route.path.firstRange(of: "{").map { start in
@@ -187,9 +193,14 @@ public struct LISARoutes: Sendable {
     private func inference<Context: LISARoutesContext>(
         _ request: Request,
         context: Context,
-        operation: @escaping @Sendable (ByteBuffer, InferenceContext) async throws(LISAError) -> GatewayResponse
+        operation: @escaping @Sendable (ByteBuffer, InferenceContext) async throws(LISAError) -> GatewayResponse,
+        grounding rag: RAGService? = nil
     ) async throws -> Response {
-        let body = try await collectJSON(request)
+        let received = try await collectJSON(request)
+        // Grounded chat: retrieve, add the context, and return the sources with the answer.
+        let grounded = try await rag?.ground(received, for: try context.requirePrincipal())
+        let body = grounded?.body ?? received
+        let sources = grounded?.sources
         var headers: [String: String] = [:]
         for field in request.headers where field.name.canonicalName.hasPrefix("x-") {
             headers[field.name.canonicalName] = field.value
@@ -203,7 +214,8 @@ public struct LISARoutes: Sendable {
         var responseHeaders: HTTPFields = [.contentType: answer.contentType]
         switch answer.body {
         case .buffer(let buffer):
-            return Response(status: .init(code: answer.status), headers: responseHeaders, body: .init(byteBuffer: buffer))
+            let body = sources.map { (200..<300).contains(answer.status) ? RAGService.attach($0, to: buffer) : buffer } ?? buffer
+            return Response(status: .init(code: answer.status), headers: responseHeaders, body: .init(byteBuffer: body))
         case .eventStream(let relay):
             responseHeaders[.cacheControl] = "no-cache"
             responseHeaders[HTTPField.Name("X-Accel-Buffering")!] = "no"
@@ -213,10 +225,13 @@ public struct LISARoutes: Sendable {
                     // Read the upstream in a task that is cancelled when the client leaves (which
                     // cancels the upstream request); hand each event over with backpressure.
                     let events = AsyncThrowingChannel<ByteBuffer, any Error>()
+                    let injector = sources.map { SourcesInjector(event: RAGService.sourcesEvent($0, model: "lisa")) }
                     let reader = Task {
                         do {
                             try await context.cancellingWhenClientLeaves {
-                                try await relay.pump { chunk in await events.send(chunk) }
+                                try await relay.pump { chunk in
+                                    for piece in injector?.process(chunk) ?? [chunk] { await events.send(piece) }
+                                }
                             }
                             events.finish()
                         } catch {

@@ -13,6 +13,9 @@ public final class LISAServer: Sendable {
     public let configuration: LISAConfiguration
     public let gateway: Gateway
     public let models: ModelManager
+    /// Repositories, ingestion and grounding.
+    public let rag: RAGService
+    private let vectors: EmbeddedVectorStore
     public let adminKeys: AdminKeyring
     /// The admin key when this start generated it; show it once, then forget it.
     public let generatedAdminKey: String?
@@ -56,6 +59,23 @@ public final class LISAServer: Sendable {
                 logger: logger
             )
             try await models.reload()
+            let directory = URL(fileURLWithPath: configuration.dataDirectory)
+            let embedded = try await EmbeddedVectorStore.open(directory: directory.appendingPathComponent("vectors").path, logger: logger)
+            self.vectors = embedded
+            var pgvector: PGVectorStore?
+            if let postgres = (store as? SQLStateStore)?.database as? PostgresDatabase {
+                do {
+                    pgvector = try await PGVectorStore.open(database: postgres, logger: logger)
+                } catch {
+                    logger.warning("pgvector is not available on the state database; pgvector repositories are off", metadata: ["lisa.error": "\(error)"])
+                }
+            }
+            self.rag = try RAGService(
+                store: store, gateway: gateway, embedded: embedded, pgvector: pgvector,
+                uploadDirectory: directory.appendingPathComponent("uploads").path, logger: logger
+            )
+            let rag = self.rag
+            models.setUsageCheck { modelId in try await rag.repositories(usingEmbeddingModel: modelId) }
         } catch {
             try? await httpClient.shutdown()
             try? await store.close()
@@ -112,6 +132,7 @@ public final class LISAServer: Sendable {
             rateLimiter: rateLimiter, maxRequestBodySize: configuration.maxRequestBodySize
         )
         routes.acceptsClientCertificates = configuration.serverTLS?.clientCA != nil
+        routes.rag = rag
         routes.add(to: router)
         return router
     }
@@ -145,7 +166,7 @@ public final class LISAServer: Sendable {
         )
         let prober = HealthProber(registry: gateway.registry, httpClient: httpClient, defaultTLS: configuration.upstreamTLS, logger: logger)
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [.init(service: app), .init(service: prober), .init(service: models)] + tlsServices + (oidc.map { [.init(service: $0)] } ?? []),
+            services: [.init(service: app), .init(service: prober), .init(service: models), .init(service: rag)] + tlsServices + (oidc.map { [.init(service: $0)] } ?? []),
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         )
         groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownGracePeriod
@@ -176,6 +197,7 @@ public final class LISAServer: Sendable {
 
     /// Closes the HTTP client and the state store.
     public func shutdown() async throws {
+        try? await vectors.close()
         try? await httpClient.shutdown()
         try await store.close()
     }

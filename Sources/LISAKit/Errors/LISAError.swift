@@ -116,6 +116,11 @@ public struct LISAError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     /// 415: the body is not JSON.
+    /// 415: an uploaded file of a type LISA cannot read.
+    public static func unsupportedFileType(_ message: String) -> LISAError {
+        LISAError(.unsupportedMediaType, status: 415, message: message, code: "unsupported_file_type")
+    }
+
     public static func unsupportedMediaType(_ contentType: String) -> LISAError {
         LISAError(
             .unsupportedMediaType, status: 415,

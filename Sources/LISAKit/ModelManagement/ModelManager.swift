@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// The models API behind `/models`: create, update, start, stop and delete models through
 /// the lifecycle state machine, with every step persisted before it acts.
@@ -20,6 +21,13 @@ public final class ModelManager: Service, Sendable {
     public let heartbeatInterval: Duration
     let httpClient: HTTPClient?
     let logger: Logger
+    private let usageCheck = Mutex<(@Sendable (String) async throws -> [String])?>(nil)
+
+    /// Sets what tells whether a model is in use (by RAG repositories, as their embedding
+    /// model): such a model cannot be deleted (409 `model_in_use`, LISA's ModelInUseError).
+    public func setUsageCheck(_ check: @escaping @Sendable (String) async throws -> [String]) {
+        usageCheck.withLock { $0 = check }
+    }
     private let startedAt = Date().timeIntervalSince1970
 
     /// Checks the configured models; call ``reload()`` (or ``run()``) to load the stored ones.
@@ -207,6 +215,15 @@ public final class ModelManager: Service, Sendable {
     /// `DELETE /models/{id}`: drains and removes the model. Models with endpoints are gone
     /// when this returns; hosted ones are `Deleting` until their replicas have stopped.
     public func delete(id: String) async throws -> ModelRecord {
+        if let check = usageCheck.withLock({ $0 }) {
+            let users = try await check(id)
+            if !users.isEmpty {
+                throw LISAError.conflict(
+                    "The model '\(id)' is the embedding model of repositories \(users.joined(separator: ", ")); delete or change those first.",
+                    code: "model_in_use"
+                )
+            }
+        }
         let record = try await transition(id, .delete)
         if !record.definition.isHosted {
             await finishWithoutReplicas(id: id, status: .deleting)

@@ -116,6 +116,20 @@ public final class SQLStateStore: StateStore {
             )
             """,
         ],
+        [
+            """
+            CREATE TABLE IF NOT EXISTS records (
+                kind TEXT NOT NULL,
+                id TEXT NOT NULL,
+                parent TEXT,
+                body TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (kind, id)
+            )
+            """,
+            "CREATE INDEX IF NOT EXISTS records_parent ON records (kind, parent)",
+        ],
     ]
 
     private func migrate() async throws {
@@ -285,6 +299,45 @@ public final class SQLStateStore: StateStore {
 
     public func deleteInstances(heartbeatBefore time: Double) async throws {
         try await database.query("DELETE FROM instances WHERE heartbeat_at < ?", [.double(time)])
+    }
+
+    // MARK: - Records
+
+    public func putRecord(kind: String, id: String, parent: String?, body: String) async throws {
+        let now = Date().timeIntervalSince1970
+        try await database.query(
+            """
+            INSERT INTO records (kind, id, parent, body, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (kind, id) DO UPDATE SET parent = excluded.parent, body = excluded.body, updated_at = excluded.updated_at
+            """,
+            [.text(kind), .text(id), parent.map(SQLValue.text) ?? .null, .text(body), .double(now), .double(now)]
+        )
+    }
+
+    public func record(kind: String, id: String) async throws -> String? {
+        try await database.query("SELECT body FROM records WHERE kind = ? AND id = ?", [.text(kind), .text(id)]).first?["body"].string
+    }
+
+    public func records(kind: String, parent: String?) async throws -> [String] {
+        let rows =
+            if let parent {
+                try await database.query(
+                    "SELECT body FROM records WHERE kind = ? AND parent = ? ORDER BY created_at, id", [.text(kind), .text(parent)]
+                )
+            } else {
+                try await database.query("SELECT body FROM records WHERE kind = ? ORDER BY created_at, id", [.text(kind)])
+            }
+        return rows.compactMap { $0["body"].string }
+    }
+
+    @discardableResult
+    public func deleteRecord(kind: String, id: String) async throws -> Bool {
+        !(try await database.query("DELETE FROM records WHERE kind = ? AND id = ? RETURNING id", [.text(kind), .text(id)])).isEmpty
+    }
+
+    @discardableResult
+    public func deleteRecords(kind: String, parent: String) async throws -> Int {
+        try await database.query("DELETE FROM records WHERE kind = ? AND parent = ? RETURNING id", [.text(kind), .text(parent)]).count
     }
 
     // MARK: - Settings and tokens

@@ -79,6 +79,26 @@ public protocol StateStore: Sendable {
     /// Removes a token; returns whether it existed.
     func deleteToken(id: String) async throws -> Bool
 
+    // MARK: Records
+
+    /// Stores a JSON document of `kind` (repositories, documents, jobs, …) under `id`,
+    /// replacing any previous one, optionally under a `parent` id for listing.
+    func putRecord(kind: String, id: String, parent: String?, body: String) async throws
+
+    /// The document of `kind` with this id, or `nil`.
+    func record(kind: String, id: String) async throws -> String?
+
+    /// The documents of `kind` (under `parent`, when given), oldest first.
+    func records(kind: String, parent: String?) async throws -> [String]
+
+    /// Removes a document; returns whether it existed.
+    @discardableResult
+    func deleteRecord(kind: String, id: String) async throws -> Bool
+
+    /// Removes every document of `kind` under `parent`; returns how many.
+    @discardableResult
+    func deleteRecords(kind: String, parent: String) async throws -> Int
+
     // MARK: Coordination
 
     /// Tells every process sharing the store (this one included) about a change.
@@ -94,4 +114,22 @@ public protocol StateStore: Sendable {
 
     /// Releases the store's resources. Calls after this fail.
     func close() async throws
+}
+
+extension StateStore {
+    /// Stores a Codable record as JSON.
+    public func put<T: Encodable>(_ value: T, kind: String, id: String, parent: String? = nil) async throws {
+        try await putRecord(kind: kind, id: id, parent: parent, body: try SQLStateStore.json(value))
+    }
+
+    /// A Codable record, or `nil`.
+    public func get<T: Decodable>(_ type: T.Type, kind: String, id: String) async throws -> T? {
+        guard let body = try await record(kind: kind, id: id) else { return nil }
+        return try JSONDecoder().decode(T.self, from: Data(body.utf8))
+    }
+
+    /// Every Codable record of `kind` (under `parent`).
+    public func list<T: Decodable>(_ type: T.Type, kind: String, parent: String? = nil) async throws -> [T] {
+        try await records(kind: kind, parent: parent).map { try JSONDecoder().decode(T.self, from: Data($0.utf8)) }
+    }
 }

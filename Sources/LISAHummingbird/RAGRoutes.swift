@@ -1,0 +1,193 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import LISAKit
+import NIOCore
+import NIOFoundationCompat
+
+/// The repositories API (LISA's paths), mounted by ``LISARoutes`` behind authentication.
+/// Who may do what is decided by ``RAGService``: administrators create and delete
+/// repositories, RAG administrators manage collections, members of a repository's
+/// `allowedGroups` search it and add documents, and only a document's owner or a RAG
+/// administrator deletes it.
+struct RAGRoutes<Context: LISARoutesContext> {
+    let rag: RAGService
+    let maxRequestBodySize: Int
+
+    func add(to group: RouterGroup<Context>) {
+        let rag = self.rag
+        group.post("/repository") { request, context in
+            let repository = try Gateway.decode(RAGRepository.self, from: try await json(request))
+            return try LISARoutes.encode(try await rag.createRepository(repository, by: try context.requirePrincipal()), status: .created)
+        }
+        group.get("/repository") { _, context in
+            try LISARoutes.encode(try await rag.repositories(for: try context.requirePrincipal()))
+        }
+        group.get("/repository/{id}") { _, context in
+            try LISARoutes.encode(try await rag.repository(try context.parameters.require("id"), for: try context.requirePrincipal()))
+        }
+        group.put("/repository/{id}") { request, context in
+            let patch = try Gateway.decode(JSONValue.self, from: try await json(request))
+            return try LISARoutes.encode(
+                try await rag.updateRepository(try context.parameters.require("id"), patch: patch, by: try context.requirePrincipal())
+            )
+        }
+        group.delete("/repository/{id}") { _, context in
+            let id = try context.parameters.require("id")
+            try await rag.deleteRepository(id, by: try context.requirePrincipal())
+            return try LISARoutes.encode(["repositoryId": id, "status": "deleted"])
+        }
+        group.get("/repository/{id}/collection") { _, context in
+            try LISARoutes.encode(try await rag.collections(of: try context.parameters.require("id"), for: try context.requirePrincipal()))
+        }
+        group.post("/repository/{id}/collection") { request, context in
+            var collection = try Gateway.decode(CollectionRequest.self, from: try await json(request))
+            collection.repositoryId = try context.parameters.require("id")
+            return try LISARoutes.encode(try await rag.createCollection(collection.collection, by: try context.requirePrincipal()), status: .created)
+        }
+        group.post("/repository/{id}/upload") { request, context in
+            let id = try context.parameters.require("id")
+            guard let contentType = request.headers[.contentType], let boundary = MultipartForm.boundary(of: contentType) else {
+                throw LISAError.invalidRequest("Send the document as multipart/form-data with a 'file' field.", param: "file")
+            }
+            let body: ByteBuffer
+            do {
+                body = try await request.body.collect(upTo: rag.maxUploadSize + 64 * 1024)
+            } catch let error as HTTPError where error.status == .contentTooLarge {
+                throw LISAError.payloadTooLarge(limit: rag.maxUploadSize)
+            }
+            let form: MultipartForm
+            do {
+                form = try MultipartForm(body: body, boundary: boundary)
+            } catch {
+                throw LISAError.invalidRequest("The multipart body is malformed.", param: "file")
+            }
+            guard let file = form.parts.first(where: { $0.name == "file" && $0.filename != nil }), let filename = file.filename else {
+                throw LISAError.invalidRequest("The form has no 'file' field with a file name.", param: "file")
+            }
+            let job = try await rag.upload(
+                file.data, filename: filename, to: id, collection: form.field("collectionId").flatMap { $0.isEmpty ? nil : $0 },
+                chunkSize: try integer(form.field("chunkSize"), "chunkSize"), chunkOverlap: try integer(form.field("chunkOverlap"), "chunkOverlap"),
+                by: try context.requirePrincipal()
+            )
+            return try LISARoutes.encode(job, status: .accepted)
+        }
+        group.post("/repository/{id}/bulk") { request, context in
+            let id = try context.parameters.require("id")
+            let bulk = try Gateway.decode(BulkRequest.self, from: try await json(request))
+            guard !bulk.documents.isEmpty, bulk.documents.count <= 100 else {
+                throw LISAError.invalidRequest("documents must hold 1 to 100 documents.", param: "documents")
+            }
+            var jobs: [IngestionJob] = []
+            for (index, document) in bulk.documents.enumerated() {
+                let data: Data
+                if let base64 = document.contentBase64 {
+                    guard let decoded = Data(base64Encoded: base64) else {
+                        throw LISAError.invalidRequest("documents[\(index)].contentBase64 is not base64.", param: "documents[\(index)].contentBase64")
+                    }
+                    data = decoded
+                } else {
+                    data = Data((document.content ?? "").utf8)
+                }
+                jobs.append(
+                    try await rag.upload(
+                        data, filename: document.name, to: id, collection: bulk.collectionId, chunkSize: bulk.chunkSize,
+                        chunkOverlap: bulk.chunkOverlap, by: try context.requirePrincipal()
+                    )
+                )
+            }
+            return try LISARoutes.encode(["jobs": jobs], status: .accepted)
+        }
+        group.get("/repository/{id}/document") { request, context in
+            try LISARoutes.encode(
+                try await rag.documents(
+                    of: try context.parameters.require("id"), collection: request.uri.queryParameters["collectionId"].map(String.init),
+                    for: try context.requirePrincipal()
+                )
+            )
+        }
+        group.delete("/repository/{id}/document/{documentId}") { _, context in
+            try LISARoutes.encode(
+                try await rag.deleteDocument(
+                    try context.parameters.require("documentId"), of: try context.parameters.require("id"), by: try context.requirePrincipal()
+                )
+            )
+        }
+        group.delete("/repository/{id}/document") { request, context in
+            guard let documentId = request.uri.queryParameters["documentId"].map(String.init) else {
+                throw LISAError.invalidRequest("Name the document: ?documentId=…", param: "documentId")
+            }
+            return try LISARoutes.encode(
+                try await rag.deleteDocument(documentId, of: try context.parameters.require("id"), by: try context.requirePrincipal())
+            )
+        }
+        group.get("/repository/{id}/jobs") { _, context in
+            try LISARoutes.encode(try await rag.jobs(of: try context.parameters.require("id"), for: try context.requirePrincipal()))
+        }
+        group.get("/repository/{id}/jobs/{jobId}") { _, context in
+            try LISARoutes.encode(
+                try await rag.job(try context.parameters.require("jobId"), of: try context.parameters.require("id"), for: try context.requirePrincipal())
+            )
+        }
+        group.get("/repository/{id}/similaritySearch") { request, context in
+            let query = request.uri.queryParameters
+            guard let text = query["query"].map(String.init) else {
+                throw LISAError.invalidRequest("similaritySearch needs ?query=…", param: "query")
+            }
+            let topK = try integer(query["topK"].map(String.init), "topK") ?? 3
+            let sources = try await rag.search(
+                text, in: try context.parameters.require("id"), collection: query["collectionId"].map(String.init), topK: topK,
+                for: try context.requirePrincipal(), hybrid: query["hybrid"] == "true"
+            )
+            return try LISARoutes.encode(["docs": sources])
+        }
+    }
+
+    private func json(_ request: Request) async throws -> ByteBuffer {
+        if let contentType = request.headers[.contentType], !contentType.lowercased().contains("json") {
+            throw LISAError.unsupportedMediaType(contentType)
+        }
+        do {
+            return try await request.body.collect(upTo: maxRequestBodySize)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw LISAError.payloadTooLarge(limit: maxRequestBodySize)
+        }
+    }
+
+    private func integer(_ text: String?, _ name: String) throws -> Int? {
+        guard let text, !text.isEmpty else { return nil }
+        guard let value = Int(text) else { throw LISAError.invalidRequest("\(name) must be a whole number.", param: name) }
+        return value
+    }
+}
+
+struct CollectionRequest: Decodable {
+    var collectionId: String
+    var repositoryId: String?
+    var name: String?
+    var embeddingModelId: String?
+    var chunkSize: Int?
+    var chunkOverlap: Int?
+
+    var collection: RAGCollection {
+        var collection = RAGCollection(collectionId: collectionId, repositoryId: repositoryId ?? "")
+        collection.name = name
+        collection.embeddingModelId = embeddingModelId
+        collection.chunkSize = chunkSize
+        collection.chunkOverlap = chunkOverlap
+        return collection
+    }
+}
+
+struct BulkRequest: Decodable {
+    struct Document: Decodable {
+        var name: String
+        var content: String?
+        var contentBase64: String?
+    }
+
+    var collectionId: String?
+    var chunkSize: Int?
+    var chunkOverlap: Int?
+    var documents: [Document]
+}

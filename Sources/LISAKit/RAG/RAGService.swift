@@ -1,0 +1,436 @@
+import Crypto
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+extension AccessConfiguration {
+    /// Whether `principal` may manage RAG repositories and collections.
+    public func isRAGAdmin(_ principal: Principal) -> Bool {
+        isAdmin(principal) || ragAdminGroup.map(principal.groups.contains) == true
+    }
+
+    /// Whether `principal` may search a repository and add documents to it.
+    public func mayUse(_ repository: RAGRepository, _ principal: Principal) -> Bool {
+        isRAGAdmin(principal)
+            || (mayCallInference(principal)
+                && (repository.allowedGroups.isEmpty || !Set(repository.allowedGroups).isDisjoint(with: principal.groups)))
+    }
+}
+
+/// Retrieval-augmented generation: repositories of documents on a vector store, ingestion
+/// jobs (parse → chunk → embed through the router → store, all or nothing), similarity
+/// search, and grounding of chat requests.
+///
+/// Repositories, collections, documents and jobs are records in the state store; uploads
+/// wait in `<data-dir>/uploads` until their job finishes, so jobs survive a restart (run
+/// the service as a `Service`: it ingests queued jobs and resumes interrupted ones).
+public final class RAGService: Service, Sendable {
+    public let store: any StateStore
+    public let gateway: Gateway
+    public let embedded: EmbeddedVectorStore
+    public let pgvector: PGVectorStore?
+    public let uploadDirectory: String
+    /// The largest file accepted. Default 20 MiB.
+    public let maxUploadSize: Int
+    let logger: Logger
+    private let queue: AsyncStream<String>
+    private let enqueue: AsyncStream<String>.Continuation
+
+    static let repositoryKind = "rag.repository"
+    static let collectionKind = "rag.collection"
+    static let documentKind = "rag.document"
+    static let jobKind = "rag.job"
+
+    public init(
+        store: any StateStore, gateway: Gateway, embedded: EmbeddedVectorStore, pgvector: PGVectorStore?, uploadDirectory: String,
+        maxUploadSize: Int = 20 * 1024 * 1024, logger: Logger
+    ) throws {
+        self.store = store
+        self.gateway = gateway
+        self.embedded = embedded
+        self.pgvector = pgvector
+        self.uploadDirectory = uploadDirectory
+        self.maxUploadSize = maxUploadSize
+        self.logger = logger
+        (queue, enqueue) = AsyncStream.makeStream(of: String.self)
+        try FileManager.default.createDirectory(atPath: uploadDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    }
+
+    var access: AccessConfiguration { gateway.access }
+
+    private func vectors(for repository: RAGRepository) throws(LISAError) -> any VectorStore {
+        switch repository.type {
+        case .embedded: return embedded
+        case .pgvector:
+            guard let pgvector else {
+                throw .invalidRequest("pgvector repositories need PostgreSQL state (LISA_DATABASE_URL).", param: "type")
+            }
+            return pgvector
+        case .opensearch:
+            throw .invalidRequest("OpenSearch repositories are not available in this version.", param: "type")
+        }
+    }
+
+    // MARK: - Repositories
+
+    public func createRepository(_ repository: RAGRepository, by principal: Principal) async throws -> RAGRepository {
+        guard access.isAdmin(principal) else { throw LISAError.forbidden("Creating a repository needs an administrator.") }
+        var repository = repository
+        try repository.validate()
+        _ = try vectors(for: repository)
+        try checkEmbeddingModel(repository.embeddingModelId, param: "embeddingModelId")
+        if try await store.record(kind: Self.repositoryKind, id: repository.repositoryId) != nil {
+            throw LISAError.conflict("A repository '\(repository.repositoryId)' already exists.", code: "repository_exists")
+        }
+        repository.createdBy = principal.username
+        repository.createdAt = Date()
+        try await store.put(repository, kind: Self.repositoryKind, id: repository.repositoryId)
+        // Every repository starts with its default collection.
+        var collection = RAGCollection(collectionId: "default", repositoryId: repository.repositoryId)
+        collection.createdBy = principal.username
+        collection.createdAt = Date()
+        try await store.put(collection, kind: Self.collectionKind, id: collection.storeName, parent: repository.repositoryId)
+        logger.notice("repository created", metadata: ["lisa.repository": "\(repository.repositoryId)", "lisa.principal": "\(principal.username)"])
+        return repository
+    }
+
+    private func checkEmbeddingModel(_ id: String, param: String) throws(LISAError) {
+        guard let model = gateway.registry.model(id) else {
+            throw .invalidRequest("The embedding model '\(id)' does not exist.", param: param)
+        }
+        guard model.definition.modelType == .embedding else {
+            throw .invalidRequest("The model '\(id)' is a \(model.definition.modelType.rawValue) model, not an embedding model.", param: param)
+        }
+    }
+
+    public func repositories(for principal: Principal) async throws -> [RAGRepository] {
+        try await store.list(RAGRepository.self, kind: Self.repositoryKind).filter { access.mayUse($0, principal) }
+    }
+
+    /// The repository, or 404 (also when the caller may not use it, so its name does not leak).
+    public func repository(_ id: String, for principal: Principal) async throws -> RAGRepository {
+        guard let repository = try await store.get(RAGRepository.self, kind: Self.repositoryKind, id: id), access.mayUse(repository, principal)
+        else { throw LISAError.notFound("The repository '\(id)' does not exist.", code: "repository_not_found") }
+        return repository
+    }
+
+    /// Changes a repository's name, groups and default chunking (a JSON merge patch);
+    /// its id, type and embedding model stay.
+    public func updateRepository(_ id: String, patch: JSONValue, by principal: Principal) async throws -> RAGRepository {
+        guard access.isRAGAdmin(principal) else { throw LISAError.forbidden("Changing a repository needs a RAG administrator.") }
+        let current = try await repository(id, for: principal)
+        guard case .object(let members) = patch else { throw LISAError.invalidRequest("The update must be a JSON object.") }
+        let original = try JSONValue(encoding: current)
+        for fixed in ["repositoryId", "type", "embeddingModelId"] where members[fixed] != nil && members[fixed] != original.member(fixed) {
+            throw LISAError.invalidRequest("\(fixed) cannot change; create a new repository.", param: fixed)
+        }
+        let updated: RAGRepository
+        do {
+            updated = try original.merging(patch: patch).decode(RAGRepository.self)
+        } catch let error as DecodingError {
+            throw LISAError.invalidRequest("The update does not give a valid repository: \(error.lisaDescription)")
+        }
+        try updated.validate()
+        try await store.put(updated, kind: Self.repositoryKind, id: id)
+        return updated
+    }
+
+    /// Removes a repository, its collections' vectors, documents and jobs.
+    public func deleteRepository(_ id: String, by principal: Principal) async throws {
+        guard access.isAdmin(principal) else { throw LISAError.forbidden("Deleting a repository needs an administrator.") }
+        let repository = try await repository(id, for: principal)
+        let vectors = try vectors(for: repository)
+        for collection in try await store.list(RAGCollection.self, kind: Self.collectionKind, parent: id) {
+            try await vectors.dropCollection(collection.storeName)
+        }
+        for kind in [Self.collectionKind, Self.documentKind, Self.jobKind] {
+            try await store.deleteRecords(kind: kind, parent: id)
+        }
+        try await store.deleteRecord(kind: Self.repositoryKind, id: id)
+        logger.notice("repository deleted", metadata: ["lisa.repository": "\(id)", "lisa.principal": "\(principal.username)"])
+    }
+
+    /// Repositories whose embedding model is `modelId` (a model in use cannot be deleted).
+    public func repositories(usingEmbeddingModel modelId: String) async throws -> [String] {
+        var ids: [String] = []
+        for repository in try await store.list(RAGRepository.self, kind: Self.repositoryKind) {
+            let collections = try await store.list(RAGCollection.self, kind: Self.collectionKind, parent: repository.repositoryId)
+            if repository.embeddingModelId == modelId || collections.contains(where: { $0.embeddingModelId == modelId }) {
+                ids.append(repository.repositoryId)
+            }
+        }
+        return ids
+    }
+
+    // MARK: - Collections
+
+    public func createCollection(_ collection: RAGCollection, by principal: Principal) async throws -> RAGCollection {
+        guard access.isRAGAdmin(principal) else { throw LISAError.forbidden("Creating a collection needs a RAG administrator.") }
+        let repository = try await repository(collection.repositoryId, for: principal)
+        guard RAGRepository.isValidID(collection.collectionId) else {
+            throw LISAError.invalidRequest("collectionId must be 1-30 lowercase letters, digits, '_' or '-' (no '--').", param: "collectionId")
+        }
+        if let model = collection.embeddingModelId { try checkEmbeddingModel(model, param: "embeddingModelId") }
+        let chunking = ChunkingStrategy.recursive(
+            size: collection.chunkSize ?? repository.chunkSize ?? 512,
+            overlap: collection.chunkOverlap ?? repository.chunkOverlap ?? 51
+        )
+        try chunking.validate()
+        if try await store.record(kind: Self.collectionKind, id: collection.storeName) != nil {
+            throw LISAError.conflict("The collection '\(collection.collectionId)' already exists.", code: "collection_exists")
+        }
+        var stored = collection
+        stored.createdBy = principal.username
+        stored.createdAt = Date()
+        stored.dimension = nil
+        try await store.put(stored, kind: Self.collectionKind, id: stored.storeName, parent: repository.repositoryId)
+        return stored
+    }
+
+    public func collections(of repositoryId: String, for principal: Principal) async throws -> [RAGCollection] {
+        _ = try await repository(repositoryId, for: principal)
+        return try await store.list(RAGCollection.self, kind: Self.collectionKind, parent: repositoryId)
+    }
+
+    private func collection(_ repository: RAGRepository, _ collectionId: String?) async throws -> RAGCollection {
+        let id = collectionId ?? "default"
+        guard let collection = try await store.get(RAGCollection.self, kind: Self.collectionKind, id: "\(repository.repositoryId)--\(id)") else {
+            throw LISAError.notFound("The repository '\(repository.repositoryId)' has no collection '\(id)'.", code: "collection_not_found")
+        }
+        return collection
+    }
+
+    // MARK: - Documents and ingestion
+
+    /// Queues a file for ingestion and returns its job (`PENDING`). Bad input — an unknown
+    /// repository or collection, an unsupported, empty or oversized file, chunk settings
+    /// out of range — is refused before anything is stored.
+    public func upload(
+        _ data: Data, filename: String, to repositoryId: String, collection collectionId: String?, chunkSize: Int?, chunkOverlap: Int?,
+        by principal: Principal
+    ) async throws -> IngestionJob {
+        let repository = try await repository(repositoryId, for: principal)
+        let collection = try await collection(repository, collectionId)
+        let name = (filename as NSString).lastPathComponent
+        guard !name.isEmpty, name.count <= 255 else { throw LISAError.invalidRequest("The file needs a name.", param: "file") }
+        let ext = (name as NSString).pathExtension.lowercased()
+        guard DocumentParser.supportedExtensions.contains(ext) else {
+            throw LISAError.unsupportedFileType(
+                "'\(name)': unsupported file type; LISA ingests \(DocumentParser.supportedExtensions.map { ".\($0)" }.joined(separator: ", "))"
+            )
+        }
+        guard !data.isEmpty else { throw LISAError.invalidRequest("'\(name)' is empty.", param: "file") }
+        guard data.count <= maxUploadSize else { throw LISAError.payloadTooLarge(limit: maxUploadSize) }
+        let size = chunkSize ?? collection.chunkSize ?? repository.chunkSize ?? 512
+        let overlap = chunkOverlap ?? collection.chunkOverlap ?? repository.chunkOverlap ?? min(51, size / 10)
+        try ChunkingStrategy.recursive(size: size, overlap: overlap).validate()
+
+        let now = Date()
+        let job = IngestionJob(
+            jobId: UUID().uuidString.lowercased(), repositoryId: repository.repositoryId, collectionId: collection.collectionId,
+            documentId: Self.documentID(repository: repository.repositoryId, collection: collection.collectionId, name: name),
+            documentName: name, username: principal.username, status: .pending, chunkSize: size, chunkOverlap: overlap,
+            createdAt: now, updatedAt: now
+        )
+        let path = uploadPath(job.jobId)
+        guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
+            throw LISAError.internalError("The upload could not be stored.")
+        }
+        try await store.put(job, kind: Self.jobKind, id: job.jobId, parent: repository.repositoryId)
+        enqueue.yield(job.jobId)
+        return job
+    }
+
+    /// The same file name in the same collection is the same document: ingesting it again replaces it.
+    static func documentID(repository: String, collection: String, name: String) -> String {
+        let digest = SHA256.hash(data: Data("\(repository)/\(collection)/\(name)".utf8))
+        return digest.prefix(12).map { String(format: "%02x", $0) }.joined()
+    }
+
+    private func uploadPath(_ jobId: String) -> String {
+        URL(fileURLWithPath: uploadDirectory).appendingPathComponent(jobId).path
+    }
+
+    public func jobs(of repositoryId: String, for principal: Principal) async throws -> [IngestionJob] {
+        _ = try await repository(repositoryId, for: principal)
+        return try await store.list(IngestionJob.self, kind: Self.jobKind, parent: repositoryId)
+    }
+
+    public func job(_ jobId: String, of repositoryId: String, for principal: Principal) async throws -> IngestionJob {
+        _ = try await repository(repositoryId, for: principal)
+        guard let job = try await store.get(IngestionJob.self, kind: Self.jobKind, id: jobId), job.repositoryId == repositoryId else {
+            throw LISAError.notFound("No job '\(jobId)' in repository '\(repositoryId)'.", code: "job_not_found")
+        }
+        return job
+    }
+
+    public func documents(of repositoryId: String, collection collectionId: String?, for principal: Principal) async throws -> [RAGDocument] {
+        _ = try await repository(repositoryId, for: principal)
+        return try await store.list(RAGDocument.self, kind: Self.documentKind, parent: repositoryId)
+            .filter { collectionId == nil || $0.collectionId == collectionId }
+    }
+
+    /// Removes a document and its chunks: its uploader, or a RAG administrator.
+    public func deleteDocument(_ documentId: String, of repositoryId: String, by principal: Principal) async throws -> RAGDocument {
+        let repository = try await repository(repositoryId, for: principal)
+        guard let document = try await store.get(RAGDocument.self, kind: Self.documentKind, id: documentId), document.repositoryId == repositoryId
+        else { throw LISAError.notFound("No document '\(documentId)' in repository '\(repositoryId)'.", code: "document_not_found") }
+        guard document.username == principal.username || access.isRAGAdmin(principal) else {
+            throw LISAError.forbidden("Only the document's owner or a RAG administrator may delete it.")
+        }
+        let collection = try await collection(repository, document.collectionId)
+        try await vectors(for: repository).deleteDocument(documentId, from: collection.storeName)
+        try await store.deleteRecord(kind: Self.documentKind, id: documentId)
+        return document
+    }
+
+    // MARK: - Search
+
+    /// The `topK` chunks closest to `query` in a collection of a repository.
+    public func search(
+        _ query: String, in repositoryId: String, collection collectionId: String?, topK: Int, for principal: Principal, hybrid: Bool = false
+    ) async throws -> [RAGSource] {
+        guard !query.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw LISAError.invalidRequest("query must not be empty.", param: "query")
+        }
+        guard (1...100).contains(topK) else { throw LISAError.invalidRequest("topK must be between 1 and 100.", param: "topK") }
+        let repository = try await repository(repositoryId, for: principal)
+        let collection = try await collection(repository, collectionId)
+        guard collection.dimension != nil else { return [] }  // nothing ingested yet
+        let model = collection.embeddingModelId ?? repository.embeddingModelId
+        let embedding = try await gateway.embed([query], model: model, logger: logger)[0]
+        let matches = try await vectors(for: repository).search(
+            VectorQuery(embedding: embedding, topK: topK, text: hybrid ? query : nil), in: collection.storeName
+        )
+        return matches.map { match in
+            RAGSource(
+                documentId: match.documentId, documentName: match.metadata["documentName"]?.stringValue ?? match.documentId,
+                repositoryId: repositoryId, collectionId: collection.collectionId, chunkId: match.id, text: match.text, score: match.score
+            )
+        }
+    }
+
+    // MARK: - Ingestion worker
+
+    public func run() async throws {
+        // Jobs a previous run left behind start again from the beginning (ingestion replaces
+        // the document's chunks at the very end, so a half-done job left nothing).
+        for job in try await store.list(IngestionJob.self, kind: Self.jobKind) where job.status == .pending || job.status == .inProgress {
+            enqueue.yield(job.jobId)
+        }
+        try await cancelWhenGracefulShutdown {
+            for await jobId in self.queue {
+                await self.ingest(jobId)
+            }
+        }
+    }
+
+    /// Runs one job: parse, chunk, embed in batches through the router, then replace the
+    /// document's chunks in one step. Any failure leaves the previous chunks (if any) and
+    /// marks the job FAILED with the reason.
+    func ingest(_ jobId: String) async {
+        guard var job = try? await store.get(IngestionJob.self, kind: Self.jobKind, id: jobId),
+            job.status == .pending || job.status == .inProgress
+        else { return }
+        job.status = .inProgress
+        job.updatedAt = Date()
+        try? await store.put(job, kind: Self.jobKind, id: job.jobId, parent: job.repositoryId)
+        do {
+            guard let repository = try await store.get(RAGRepository.self, kind: Self.repositoryKind, id: job.repositoryId) else {
+                throw LISAError.notFound("The repository was deleted.")
+            }
+            let collection = try await collection(repository, job.collectionId)
+            guard let data = FileManager.default.contents(atPath: uploadPath(job.jobId)) else {
+                throw LISAError.internalError("The uploaded file is gone.")
+            }
+            let text = try await DocumentParser.text(of: data, filename: job.documentName)
+            let pieces = ChunkingStrategy.recursive(size: job.chunkSize ?? 512, overlap: job.chunkOverlap ?? 51).split(text)
+            guard !pieces.isEmpty else { throw LISAError.invalidRequest("'\(job.documentName)' has no text to ingest.") }
+            let model = collection.embeddingModelId ?? repository.embeddingModelId
+            var embeddings: [[Float]] = []
+            for start in stride(from: 0, to: pieces.count, by: 32) {
+                embeddings += try await gateway.embed(Array(pieces[start..<min(start + 32, pieces.count)]), model: model, logger: logger)
+            }
+            guard let dimension = embeddings.first?.count, embeddings.allSatisfy({ $0.count == dimension }) else {
+                throw LISAError.badGateway("The embedding model returned vectors of different sizes.")
+            }
+            let vectors = try vectors(for: repository)
+            var stored = collection
+            if let fixed = collection.dimension, fixed != dimension {
+                throw LISAError.invalidRequest(
+                    "The embedding model now returns \(dimension) dimensions; the collection holds \(fixed)."
+                )
+            }
+            if collection.dimension == nil {
+                try await vectors.createCollection(VectorCollection(name: collection.storeName, dimension: dimension, metric: .cosine))
+                stored.dimension = dimension
+                try await store.put(stored, kind: Self.collectionKind, id: stored.storeName, parent: repository.repositoryId)
+            }
+            let chunks = zip(pieces, embeddings).enumerated().map { index, pair in
+                VectorChunk(
+                    id: "\(job.documentId)-\(index)", documentId: job.documentId, text: pair.0,
+                    metadata: ["documentName": .string(job.documentName), "chunk": .integer(Int64(index)), "username": .string(job.username)],
+                    embedding: pair.1
+                )
+            }
+            try await vectors.replaceDocument(job.documentId, with: chunks, in: collection.storeName)
+            let document = RAGDocument(
+                documentId: job.documentId, repositoryId: job.repositoryId, collectionId: job.collectionId, documentName: job.documentName,
+                username: job.username, chunks: chunks.count, chunkSize: job.chunkSize, chunkOverlap: job.chunkOverlap, createdAt: Date()
+            )
+            try await store.put(document, kind: Self.documentKind, id: document.documentId, parent: job.repositoryId)
+            job.status = .completed
+            job.chunks = chunks.count
+            logger.info("document ingested", metadata: ["lisa.repository": "\(job.repositoryId)", "lisa.document": "\(job.documentName)", "lisa.chunks": "\(chunks.count)"])
+        } catch {
+            job.status = .failed
+            job.reason = (error as? LISAError)?.message ?? String(describing: error)
+            logger.warning("ingestion failed", metadata: ["lisa.job": "\(job.jobId)", "lisa.reason": "\(job.reason ?? "")"])
+        }
+        job.updatedAt = Date()
+        try? await store.put(job, kind: Self.jobKind, id: job.jobId, parent: job.repositoryId)
+        try? FileManager.default.removeItem(atPath: uploadPath(job.jobId))
+    }
+
+    /// Waits until a job has finished (tests, `lisactl --wait`).
+    public func waitForJob(_ jobId: String, timeout: Duration = .seconds(60)) async throws -> IngestionJob? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let job = try await store.get(IngestionJob.self, kind: Self.jobKind, id: jobId), job.status == .completed || job.status == .failed {
+                return job
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return nil
+    }
+}
+
+extension JSONValue {
+    func member(_ key: String) -> JSONValue? {
+        if case .object(let members) = self { return members[key] }
+        return nil
+    }
+}
+
+extension Gateway {
+    /// Embeddings of `texts` from `model`, through the router (balancing, retries,
+    /// fail-over) like any client's request.
+    public func embed(_ texts: [String], model: String, principal: Principal = .admin, logger: Logger) async throws -> [[Float]] {
+        let request = EmbeddingRequest(model: model, input: .texts(texts))
+        let body = try JSONEncoder().encodeAsByteBuffer(request, allocator: ByteBufferAllocator())
+        let context = InferenceContext(requestID: "rag-\(UUID().uuidString.prefix(8))", principal: principal, logger: logger)
+        let response = try await embeddings(body: body, context: context)
+        guard case .buffer(let buffer) = response.body else { throw LISAError.badGateway("The embedding model streamed its answer.") }
+        guard response.status == 200 else {
+            let message = (try? JSONDecoder().decode(ErrorResponse.self, from: buffer))?.error.message ?? "status \(response.status)"
+            throw LISAError.badGateway("The embedding model '\(model)' failed: \(message)")
+        }
+        let decoded = try JSONDecoder().decode(EmbeddingResponse.self, from: buffer)
+        let vectors = decoded.data.sorted { $0.index < $1.index }.compactMap { $0.embedding.floatValues }
+        guard vectors.count == texts.count else {
+            throw LISAError.badGateway("The embedding model '\(model)' returned \(vectors.count) embeddings for \(texts.count) inputs.")
+        }
+        return vectors
+    }
+}

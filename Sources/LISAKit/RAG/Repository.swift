@@ -1,0 +1,146 @@
+import Foundation
+
+/// Which vector store a repository lives on.
+public enum RepositoryType: String, Sendable, Codable {
+    /// The embedded store in the data directory (the default).
+    case embedded
+    /// PostgreSQL with pgvector (the state database unless `pgvector.url` says otherwise).
+    case pgvector
+    /// OpenSearch's k-NN plugin (not in this version).
+    case opensearch
+}
+
+/// A RAG repository, with LISA's field names.
+public struct RAGRepository: Sendable, Hashable, Codable {
+    public var repositoryId: String
+    public var repositoryName: String?
+    public var type: RepositoryType
+    /// The embedding model (a `modelId` of type `embedding`) every collection uses unless it names its own.
+    public var embeddingModelId: String
+    /// Groups whose members may search and add documents; empty: everyone who may call inference.
+    public var allowedGroups: [String]
+    /// Default chunking of the repository's collections.
+    public var chunkSize: Int?
+    public var chunkOverlap: Int?
+    public var createdBy: String?
+    public var createdAt: Date?
+
+    public init(repositoryId: String, type: RepositoryType = .embedded, embeddingModelId: String, allowedGroups: [String] = []) {
+        self.repositoryId = repositoryId
+        self.type = type
+        self.embeddingModelId = embeddingModelId
+        self.allowedGroups = allowedGroups
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case repositoryId, repositoryName, type, embeddingModelId, allowedGroups, chunkSize, chunkOverlap, createdBy, createdAt
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        repositoryId = try c.decode(String.self, forKey: .repositoryId)
+        repositoryName = try c.decodeIfPresent(String.self, forKey: .repositoryName)
+        type = try c.decodeIfPresent(RepositoryType.self, forKey: .type) ?? .embedded
+        embeddingModelId = try c.decode(String.self, forKey: .embeddingModelId)
+        allowedGroups = try c.decodeIfPresent([String].self, forKey: .allowedGroups) ?? []
+        chunkSize = try c.decodeIfPresent(Int.self, forKey: .chunkSize)
+        chunkOverlap = try c.decodeIfPresent(Int.self, forKey: .chunkOverlap)
+        createdBy = try c.decodeIfPresent(String.self, forKey: .createdBy)
+        createdAt = try c.decodeIfPresent(Date.self, forKey: .createdAt)
+    }
+
+    /// Repository and collection ids: 1–30 of lowercase letters, digits, `_` and `-`
+    /// (no `--`), starting with a letter or digit.
+    public static func isValidID(_ id: String) -> Bool {
+        id.utf8.count <= 30 && !id.contains("--") && VectorCollection.isValidName(id)
+    }
+
+    func validate() throws(LISAError) {
+        guard Self.isValidID(repositoryId) else {
+            throw .invalidRequest(
+                "repositoryId must be 1-30 lowercase letters, digits, '_' or '-' (no '--'), starting with a letter or digit.",
+                param: "repositoryId"
+            )
+        }
+        if type == .opensearch {
+            throw .invalidRequest("OpenSearch repositories are not available in this version; use embedded or pgvector.", param: "type")
+        }
+        try chunking.validate()
+    }
+
+    /// The chunking of this repository's collections unless they set their own.
+    public var chunking: ChunkingStrategy {
+        .recursive(size: chunkSize ?? 512, overlap: chunkOverlap ?? (chunkSize.map { $0 / 10 } ?? 51))
+    }
+}
+
+/// A collection of a repository: its own embedding model and chunking, if it sets them.
+public struct RAGCollection: Sendable, Hashable, Codable {
+    public var collectionId: String
+    public var repositoryId: String
+    public var name: String?
+    public var embeddingModelId: String?
+    public var chunkSize: Int?
+    public var chunkOverlap: Int?
+    /// Fixed by the first embedding (the model's dimension).
+    public var dimension: Int?
+    public var createdBy: String?
+    public var createdAt: Date?
+
+    public init(collectionId: String, repositoryId: String) {
+        self.collectionId = collectionId
+        self.repositoryId = repositoryId
+    }
+
+    /// The vector store collection behind it.
+    var storeName: String { "\(repositoryId)--\(collectionId)" }
+}
+
+/// A document ingested into a collection.
+public struct RAGDocument: Sendable, Hashable, Codable {
+    public var documentId: String
+    public var repositoryId: String
+    public var collectionId: String
+    public var documentName: String
+    public var username: String
+    public var chunks: Int
+    public var chunkSize: Int?
+    public var chunkOverlap: Int?
+    public var createdAt: Date
+}
+
+/// An ingestion job's status, with LISA's names.
+public enum IngestionStatus: String, Sendable, Codable {
+    case pending = "PENDING"
+    case inProgress = "IN_PROGRESS"
+    case completed = "COMPLETED"
+    case failed = "FAILED"
+}
+
+/// A background ingestion: parse, chunk, embed, store — all or nothing.
+public struct IngestionJob: Sendable, Hashable, Codable {
+    public var jobId: String
+    public var repositoryId: String
+    public var collectionId: String
+    public var documentId: String
+    public var documentName: String
+    public var username: String
+    public var status: IngestionStatus
+    public var reason: String?
+    public var chunkSize: Int?
+    public var chunkOverlap: Int?
+    public var chunks: Int?
+    public var createdAt: Date
+    public var updatedAt: Date
+}
+
+/// A retrieved chunk as the API returns it.
+public struct RAGSource: Sendable, Hashable, Codable {
+    public var documentId: String
+    public var documentName: String
+    public var repositoryId: String
+    public var collectionId: String
+    public var chunkId: String
+    public var text: String
+    public var score: Float
+}
