@@ -9,7 +9,10 @@ struct Lisactl: AsyncParsableCommand {
         commandName: "lisactl",
         abstract: "Control a LISA server: models, chat, embeddings.",
         discussion: "Defaults come from LISA_URL (http://127.0.0.1:8080) and LISA_API_KEY.",
-        subcommands: [ModelsCommand.self, ChatCommand.self, EmbedCommand.self, TokensCommand.self, AdminCommand.self]
+        subcommands: [
+            ModelsCommand.self, ChatCommand.self, EmbedCommand.self, TokensCommand.self, AdminCommand.self, ReposCommand.self,
+            DocsCommand.self, SearchCommand.self,
+        ]
     )
 
     /// Accepts the global options before the command group too
@@ -355,6 +358,8 @@ struct ChatCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-tokens"), help: "Most tokens to generate.") var maxTokens: Int?
     @Option(help: "Sampling temperature.") var temperature: Double?
     @Flag(name: .customLong("no-stream"), help: "Wait for the whole answer instead of streaming it.") var noStream = false
+    @Option(help: "Ground the answer in this RAG repository and print the sources.") var rag: String?
+    @Option(name: .customLong("rag-collection"), help: "The repository's collection.") var ragCollection: String?
     @Argument(help: "The prompt; read from stdin when absent.") var prompt: [String] = []
 
     func run() async throws {
@@ -369,6 +374,11 @@ struct ChatCommand: AsyncParsableCommand {
             if let systemPrompt { messages.append(.system(SystemMessage(content: .text(systemPrompt)))) }
             messages.append(.user(UserMessage(content: .text(text))))
             var request = ChatCompletionRequest(model: model, messages: messages, maxTokens: maxTokens, temperature: temperature)
+            if let rag {
+                var grounding: [String: JSONValue] = ["repositoryId": .string(rag)]
+                if let ragCollection { grounding["collectionId"] = .string(ragCollection) }
+                request.additionalFields["lisa"] = ["rag": .object(grounding)]
+            }
             let client = global.makeClient()
             if noStream || global.output == .json {
                 request.stream = false
@@ -377,16 +387,20 @@ struct ChatCommand: AsyncParsableCommand {
                     try printJSON(completion)
                 } else {
                     print(completion.choices.first?.message.content?.plainText ?? "")
+                    printSources(completion.additionalFields["lisa"])
                 }
                 return
             }
             let output = FileHandle.standardOutput
+            var sources: JSONValue?
             for try await chunk in client.streamChatCompletion(request) {
                 if let piece = chunk.choices.first?.delta.content, !piece.isEmpty {
                     output.write(Data(piece.utf8))
                 }
+                if let lisa = chunk.additionalFields["lisa"] { sources = lisa }
             }
             output.write(Data("\n".utf8))
+            printSources(sources)
         }
     }
 }
@@ -525,5 +539,15 @@ struct AdminCommand: AsyncParsableCommand {
                 }
             }
         }
+    }
+}
+
+/// Prints the sources of a grounded answer (`"lisa": {"sources": [...]}`).
+func printSources(_ lisa: JSONValue?) {
+    guard case .object(let members)? = lisa, case .array(let sources)? = members["sources"], !sources.isEmpty else { return }
+    print("\nSources:")
+    for (index, source) in sources.enumerated() {
+        guard case .object(let fields) = source, case .string(let name)? = fields["documentName"] else { continue }
+        print("  [\(index + 1)] \(name)")
     }
 }

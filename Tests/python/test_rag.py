@@ -186,3 +186,41 @@ def test_rag_on_pgvector(upstream, embedding_model, tmp_path):
         check_repository(lisa, "pg-handbook")
     finally:
         lisa.stop()
+
+
+def test_lisactl_repos_docs_search_and_grounded_chat(upstream, embedding_model, tmp_path):
+    lisa = Lisa(upstream, tmp_path / "data")
+    try:
+        assert api(lisa, "POST", "/models", {"modelId": "minilm", "modelName": "m", "modelType": "embedding",
+                                             "modelUrl": embedding_model})[0] == 200
+        created = lisactl(lisa, "repos", "create", "notes", "--embedding-model", "minilm", "--chunk-size", "300", "--chunk-overlap", "30")
+        assert created.returncode == 0 and "created repository notes" in created.stdout, created.stderr
+        assert "notes" in lisactl(lisa, "repos", "list").stdout
+        files = []
+        for name, text in CORPUS.items():
+            path = tmp_path / name
+            path.write_text(text)
+            files.append(str(path))
+        files.append(str(DOCUMENTS / "lighthouse.pdf"))
+        ingested = lisactl(lisa, "docs", "ingest", "--repo", "notes", *files)
+        assert ingested.returncode == 0, ingested.stderr
+        assert "[####################] 4/4" in ingested.stdout and ingested.stdout.count("COMPLETED") == 4
+        bad = tmp_path / "image.png"
+        bad.write_bytes(b"\x89PNG")
+        refused = lisactl(lisa, "docs", "ingest", "--repo", "notes", str(bad))
+        assert refused.returncode == 1 and "415" in refused.stderr and "unsupported file type" in refused.stderr
+
+        listed = lisactl(lisa, "docs", "list", "--repo", "notes")
+        assert all(name in listed.stdout for name in ["gardening.txt", "astronomy.md", "baking.html", "lighthouse.pdf"])
+        found = lisactl(lisa, "search", "--repo", "notes", "--top-k", "1", "Which planet is the biggest one?")
+        assert found.returncode == 0 and "[1] astronomy.md" in found.stdout
+        chat = lisactl(lisa, "chat", "--model", "chat-small", "--rag", "notes", "How do I make bread at home?")
+        assert chat.returncode == 0 and "echo: How do I make bread at home?" in chat.stdout
+        assert "Sources:" in chat.stdout and "baking.html" in chat.stdout.split("Sources:")[1]
+        doc_id = next(d["documentId"] for d in json.loads(lisactl(lisa, "--output", "json", "docs", "list", "--repo", "notes").stdout)
+                      if d["documentName"] == "lighthouse.pdf")
+        assert lisactl(lisa, "docs", "delete", "--repo", "notes", doc_id).returncode == 0
+        assert lisactl(lisa, "repos", "delete", "notes").returncode == 0
+        assert "notes" not in lisactl(lisa, "repos", "list").stdout
+    finally:
+        lisa.stop()

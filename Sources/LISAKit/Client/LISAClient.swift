@@ -100,6 +100,72 @@ public struct LISAClient: Sendable {
         return String(buffer: body)
     }
 
+    // MARK: RAG
+
+    /// `POST /repository`.
+    public func createRepository(_ repository: RAGRepository) async throws -> RAGRepository {
+        try await send(.POST, "/repository", body: repository, as: RAGRepository.self)
+    }
+
+    /// `GET /repository`: the repositories the caller may use.
+    public func repositories() async throws -> [RAGRepository] {
+        try await send(.GET, "/repository", as: [RAGRepository].self)
+    }
+
+    /// `DELETE /repository/{id}`.
+    public func deleteRepository(id: String) async throws {
+        _ = try await send(.DELETE, "/repository/\(Self.escape(id))", as: JSONValue.self)
+    }
+
+    /// `POST /repository/{id}/upload`: one file, multipart; returns its ingestion job.
+    public func upload(
+        _ data: Data, filename: String, to repository: String, collection: String? = nil, chunkSize: Int? = nil, chunkOverlap: Int? = nil
+    ) async throws -> IngestionJob {
+        let boundary = "lisa-\(UUID().uuidString)"
+        var body = ByteBuffer()
+        func field(_ name: String, _ value: String) {
+            body.writeString("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"\r\n\r\n\(value)\r\n")
+        }
+        if let collection { field("collectionId", collection) }
+        if let chunkSize { field("chunkSize", String(chunkSize)) }
+        if let chunkOverlap { field("chunkOverlap", String(chunkOverlap)) }
+        let quoted = filename.replacingOccurrences(of: "\"", with: "")
+        body.writeString("--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\(quoted)\"\r\n")
+        body.writeString("Content-Type: application/octet-stream\r\n\r\n")
+        body.writeBytes(data)
+        body.writeString("\r\n--\(boundary)--\r\n")
+        return try await send(
+            .POST, "/repository/\(Self.escape(repository))/upload", bodyBuffer: body, contentType: "multipart/form-data; boundary=\(boundary)",
+            as: IngestionJob.self
+        )
+    }
+
+    /// `GET /repository/{id}/jobs/{jobId}`.
+    public func job(_ jobId: String, in repository: String) async throws -> IngestionJob {
+        try await send(.GET, "/repository/\(Self.escape(repository))/jobs/\(Self.escape(jobId))", as: IngestionJob.self)
+    }
+
+    /// `GET /repository/{id}/document`.
+    public func documents(in repository: String) async throws -> [RAGDocument] {
+        try await send(.GET, "/repository/\(Self.escape(repository))/document", as: [RAGDocument].self)
+    }
+
+    /// `DELETE /repository/{id}/document/{documentId}`.
+    public func deleteDocument(_ documentId: String, in repository: String) async throws {
+        _ = try await send(.DELETE, "/repository/\(Self.escape(repository))/document/\(Self.escape(documentId))", as: JSONValue.self)
+    }
+
+    /// `GET /repository/{id}/similaritySearch`.
+    public func search(_ query: String, in repository: String, collection: String? = nil, topK: Int = 3) async throws -> [RAGSource] {
+        var components = URLComponents()
+        components.queryItems = [URLQueryItem(name: "query", value: query), URLQueryItem(name: "topK", value: String(topK))]
+            + (collection.map { [URLQueryItem(name: "collectionId", value: $0)] } ?? [])
+        struct Found: Decodable { var docs: [RAGSource] }
+        return try await send(
+            .GET, "/repository/\(Self.escape(repository))/similaritySearch?\(components.percentEncodedQuery ?? "")", as: Found.self
+        ).docs
+    }
+
     // MARK: API tokens
 
     /// `POST /api-tokens` (own token) or `POST /api-tokens/{username}` (admin, for a user).
@@ -201,9 +267,9 @@ public struct LISAClient: Sendable {
     }
 
     private func send<Response: Decodable>(
-        _ method: HTTPMethod, _ path: String, bodyBuffer: ByteBuffer?, as type: Response.Type
+        _ method: HTTPMethod, _ path: String, bodyBuffer: ByteBuffer?, contentType: String = "application/json", as type: Response.Type
     ) async throws -> Response {
-        let response = try await execute(method, path, body: bodyBuffer)
+        let response = try await execute(method, path, body: bodyBuffer, contentType: contentType)
         let body = try await response.body.collect(upTo: 256 * 1024 * 1024)
         guard (200..<300).contains(response.status.code) else {
             throw LISAClientError(status: Int(response.status.code), body: body)
@@ -217,14 +283,16 @@ public struct LISAClient: Sendable {
         }
     }
 
-    private func execute(_ method: HTTPMethod, _ path: String, body: ByteBuffer?) async throws -> HTTPClientResponse {
+    private func execute(
+        _ method: HTTPMethod, _ path: String, body: ByteBuffer?, contentType: String = "application/json"
+    ) async throws -> HTTPClientResponse {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         if let apiKey, !apiKey.isEmpty {
             request.headers.add(name: "Authorization", value: "Bearer \(apiKey)")
         }
         if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
+            request.headers.add(name: "Content-Type", value: contentType)
             request.body = .bytes(body)
         }
         do {
