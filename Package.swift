@@ -139,6 +139,7 @@ let package = Package(
             name: "LISAKitTests",
             dependencies: [
                 "LISAKit",
+                "LISAKitTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),

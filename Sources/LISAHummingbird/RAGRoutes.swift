@@ -18,18 +18,18 @@ struct RAGRoutes<Context: LISARoutesContext> {
         let rag = self.rag
         group.post("/repository") { request, context in
             let repository = try Gateway.decode(RAGRepository.self, from: try await json(request))
-            return try LISARoutes.encode(try await rag.createRepository(repository, by: try context.requirePrincipal()), status: .created)
+            return try LISARoutes.encode(try await rag.createRepository(repository, by: try context.requirePrincipal()).redacted(), status: .created)
         }
         group.get("/repository") { _, context in
-            try LISARoutes.encode(try await rag.repositories(for: try context.requirePrincipal()))
+            try LISARoutes.encode(try await rag.repositories(for: try context.requirePrincipal()).map { $0.redacted() })
         }
         group.get("/repository/{id}") { _, context in
-            try LISARoutes.encode(try await rag.repository(try context.parameters.require("id"), for: try context.requirePrincipal()))
+            try LISARoutes.encode(try await rag.repository(try context.parameters.require("id"), for: try context.requirePrincipal()).redacted())
         }
         group.put("/repository/{id}") { request, context in
             let patch = try Gateway.decode(JSONValue.self, from: try await json(request))
             return try LISARoutes.encode(
-                try await rag.updateRepository(try context.parameters.require("id"), patch: patch, by: try context.requirePrincipal())
+                try await rag.updateRepository(try context.parameters.require("id"), patch: patch, by: try context.requirePrincipal()).redacted()
             )
         }
         group.delete("/repository/{id}") { _, context in

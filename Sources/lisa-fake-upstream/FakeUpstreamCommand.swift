@@ -17,9 +17,20 @@ struct FakeUpstreamCommand: AsyncParsableCommand {
     @Option(help: "Port to listen on (0: any free port, printed on start).") var port = 18000
     @Option(name: .customLong("chunk-delay-ms"), help: "Pause between streamed chunks.") var chunkDelayMilliseconds = 20
     @Option(name: .customLong("api-key"), help: "Require this bearer key.") var apiKey: String?
+    @Flag(name: .customLong("opensearch"), help: "Serve the OpenSearch k-NN emulator instead of a model.") var openSearch = false
+    @Option(name: .customLong("opensearch-user"), help: "With --opensearch: require basic auth as this user.") var openSearchUser: String?
+    @Option(name: .customLong("opensearch-password"), help: "With --opensearch: the password.") var openSearchPassword: String?
     @Option(name: .customLong("slow-delay-ms"), help: "How long the model named `slow` takes to answer.") var slowDelayMilliseconds = 5000
 
     func run() async throws {
+        if openSearch {
+            let app = OpenSearchEmulator(username: openSearchUser, password: openSearchPassword).makeApplication(host: host, port: port) { port in
+                FileHandle.standardOutput.write(Data("opensearch emulator listening on \(port)\n".utf8))
+            }
+            try await ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "fake")))
+                .run()
+            return
+        }
         var configuration = FakeUpstream.Configuration()
         configuration.chunkDelay = .milliseconds(chunkDelayMilliseconds)
         configuration.apiKey = apiKey

@@ -1,4 +1,6 @@
+import AsyncHTTPClient
 import Foundation
+import LISAKitTesting
 import Logging
 import Testing
 
@@ -6,12 +8,20 @@ import Testing
 
 /// Every vector store driver this machine can run, through one conformance suite.
 enum VectorStoreKind: String, CaseIterable, CustomTestStringConvertible {
-    case embeddedMemory, embeddedFile, pgvector
+    case embeddedMemory, embeddedFile, pgvector, opensearchEmulator, opensearch
 
     var testDescription: String { rawValue }
 
+    /// The embedded store and the OpenSearch emulator always; pgvector with
+    /// `LISA_TEST_DATABASE_URL`; a real OpenSearch cluster with `OPENSEARCH_URL`
+    /// (`OPENSEARCH_USERNAME`, `OPENSEARCH_PASSWORD`, `OPENSEARCH_CA_FILE` optional).
     static var available: [VectorStoreKind] {
-        StoreKind.postgresURL == nil ? [.embeddedMemory, .embeddedFile] : allCases
+        [.embeddedMemory, .embeddedFile, .opensearchEmulator] + (StoreKind.postgresURL == nil ? [] : [.pgvector])
+            + (openSearchURL == nil ? [] : [.opensearch])
+    }
+
+    static var openSearchURL: String? {
+        ProcessInfo.processInfo.environment["OPENSEARCH_URL"].flatMap { $0.isEmpty ? nil : $0 }
     }
 }
 
@@ -32,6 +42,32 @@ struct TestVectorStore {
                 store: try await EmbeddedVectorStore.open(directory: directory, logger: logger),
                 reopen: { try await EmbeddedVectorStore.open(directory: directory, logger: logger) },
                 cleanup: { try? FileManager.default.removeItem(atPath: directory) }
+            )
+        case .opensearchEmulator:
+            // With basic auth on, as a secured cluster has it.
+            let emulator = OpenSearchEmulator(username: "lisa", password: "s3cret")
+            let (url, stop) = try await emulator.start()
+            let prefix = "t\(UUID().uuidString.lowercased().prefix(6))-"
+            var settings = OpenSearchSettings(url: url, username: "lisa", password: "s3cret")
+            settings.indexPrefix = prefix
+            let fixed = settings
+            return TestVectorStore(
+                store: try OpenSearchVectorStore(settings: fixed, httpClient: .shared, logger: logger),
+                reopen: { try OpenSearchVectorStore(settings: fixed, httpClient: .shared, logger: logger) },
+                cleanup: stop
+            )
+        case .opensearch:
+            let environment = ProcessInfo.processInfo.environment
+            var settings = OpenSearchSettings(
+                url: try #require(VectorStoreKind.openSearchURL), username: environment["OPENSEARCH_USERNAME"],
+                password: environment["OPENSEARCH_PASSWORD"], caFile: environment["OPENSEARCH_CA_FILE"]
+            )
+            settings.indexPrefix = "lisa-test-\(UUID().uuidString.lowercased().prefix(6))-"
+            let fixed = settings
+            let store = try OpenSearchVectorStore(settings: fixed, httpClient: .shared, logger: logger)
+            return TestVectorStore(
+                store: store, reopen: { try OpenSearchVectorStore(settings: fixed, httpClient: .shared, logger: logger) },
+                cleanup: { for collection in (try? await store.collections()) ?? [] { _ = try? await store.dropCollection(collection.name) } }
             )
         case .pgvector:
             let base = try #require(StoreKind.postgresURL)

@@ -224,3 +224,37 @@ def test_lisactl_repos_docs_search_and_grounded_chat(upstream, embedding_model, 
         assert "notes" not in lisactl(lisa, "repos", "list").stdout
     finally:
         lisa.stop()
+
+
+def test_rag_on_opensearch_emulator_with_basic_auth(upstream, embedding_model, tmp_path):
+    """The OpenSearch driver against the in-repo emulator of the k-NN REST API (no cluster can
+    run here; the Swift conformance suite runs against a real one when OPENSEARCH_URL is set)."""
+    from conftest import BIN
+    port = free_port()
+    emulator = Process([str(BIN / "lisa-fake-upstream"), "--opensearch", "--port", str(port), "--opensearch-user", "lisa",
+                        "--opensearch-password", "s3cret"], log=tmp_path / "opensearch.log")
+    lisa = Lisa(upstream, tmp_path / "data")
+    try:
+        deadline = time.time() + 20
+        while "listening" not in (tmp_path / "opensearch.log").read_text() and time.time() < deadline:
+            time.sleep(0.05)
+        assert api(lisa, "POST", "/models", {"modelId": "minilm", "modelName": "m", "modelType": "embedding",
+                                             "modelUrl": embedding_model})[0] == 200
+        settings = {"url": f"http://127.0.0.1:{port}", "username": "lisa", "password": "s3cret"}
+        status, repo = api(lisa, "POST", "/repository", {"repositoryId": "os-handbook", "type": "opensearch",
+                                                         "embeddingModelId": "minilm", "opensearch": settings})
+        assert status == 201 and repo["opensearch"]["password"] == "***", repo
+        assert "s3cret" not in json.dumps(api(lisa, "GET", "/repository")[1])
+        check_repository(lisa, "os-handbook")
+
+        # Wrong credentials: a clear upstream error, nothing half-stored.
+        status, _ = api(lisa, "POST", "/repository", {"repositoryId": "os-bad", "type": "opensearch", "embeddingModelId": "minilm",
+                                                      "opensearch": {**settings, "password": "wrong"}})
+        assert status == 201
+        job = wait_job(lisa, "os-bad", upload(lisa, "os-bad", "a.txt", b"some text about boats")[1]["jobId"])
+        assert job["status"] == "FAILED" and "credentials" in job["reason"], job
+        status, body = api(lisa, "GET", "/repository/os-bad/document")
+        assert status == 200 and body == []
+    finally:
+        lisa.stop()
+        emulator.stop()

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 
 extension AccessConfiguration {
     /// Whether `principal` may manage RAG repositories and collections.
@@ -34,6 +35,7 @@ public final class RAGService: Service, Sendable {
     /// The largest file accepted. Default 20 MiB.
     public let maxUploadSize: Int
     let logger: Logger
+    private let openSearchStores = Mutex<[RAGRepository.ID: OpenSearchVectorStore]>([:])
     private let queue: AsyncStream<String>
     private let enqueue: AsyncStream<String>.Continuation
 
@@ -68,7 +70,14 @@ public final class RAGService: Service, Sendable {
             }
             return pgvector
         case .opensearch:
-            throw .invalidRequest("OpenSearch repositories are not available in this version.", param: "type")
+            guard let settings = repository.opensearch else {
+                throw .invalidRequest("An opensearch repository needs opensearch.url.", param: "opensearch")
+            }
+            let key = RAGRepository.ID(repositoryId: repository.repositoryId, settings: settings)
+            if let store = openSearchStores.withLock({ $0[key] }) { return store }
+            let store = try OpenSearchVectorStore(settings: settings, httpClient: gateway.provider.httpClient, logger: logger)
+            openSearchStores.withLock { $0[key] = store }
+            return store
         }
     }
 
@@ -131,9 +140,13 @@ public final class RAGService: Service, Sendable {
         } catch let error as DecodingError {
             throw LISAError.invalidRequest("The update does not give a valid repository: \(error.lisaDescription)")
         }
-        try updated.validate()
-        try await store.put(updated, kind: Self.repositoryKind, id: id)
-        return updated
+        var checked = updated
+        // A masked password sent back from a GET keeps the stored one.
+        if checked.opensearch?.password == "***" { checked.opensearch?.password = current.opensearch?.password }
+        try checked.validate()
+        try await store.put(checked, kind: Self.repositoryKind, id: id)
+        openSearchStores.withLock { $0 = $0.filter { $0.key.repositoryId != id } }
+        return checked
     }
 
     /// Removes a repository, its collections' vectors, documents and jobs.
@@ -407,7 +420,8 @@ public final class RAGService: Service, Sendable {
 }
 
 extension JSONValue {
-    func member(_ key: String) -> JSONValue? {
+    /// The member `key` of an object; `nil` for other values.
+    public func member(_ key: String) -> JSONValue? {
         if case .object(let members) = self { return members[key] }
         return nil
     }

@@ -6,7 +6,7 @@ public enum RepositoryType: String, Sendable, Codable {
     case embedded
     /// PostgreSQL with pgvector (the state database unless `pgvector.url` says otherwise).
     case pgvector
-    /// OpenSearch's k-NN plugin (not in this version).
+    /// OpenSearch's k-NN plugin (`opensearch.url`, credentials, CA).
     case opensearch
 }
 
@@ -22,8 +22,23 @@ public struct RAGRepository: Sendable, Hashable, Codable {
     /// Default chunking of the repository's collections.
     public var chunkSize: Int?
     public var chunkOverlap: Int?
+    /// The cluster of an `opensearch` repository.
+    public var opensearch: OpenSearchSettings?
     public var createdBy: String?
     public var createdAt: Date?
+
+    /// Which store instance serves a repository: the same id and cluster settings.
+    struct ID: Hashable, Sendable {
+        var repositoryId: String
+        var settings: OpenSearchSettings
+    }
+
+    /// A copy safe to show: the OpenSearch password masked.
+    public func redacted() -> RAGRepository {
+        var copy = self
+        copy.opensearch = opensearch?.redacted()
+        return copy
+    }
 
     public init(repositoryId: String, type: RepositoryType = .embedded, embeddingModelId: String, allowedGroups: [String] = []) {
         self.repositoryId = repositoryId
@@ -33,7 +48,7 @@ public struct RAGRepository: Sendable, Hashable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case repositoryId, repositoryName, type, embeddingModelId, allowedGroups, chunkSize, chunkOverlap, createdBy, createdAt
+        case repositoryId, repositoryName, type, embeddingModelId, allowedGroups, chunkSize, chunkOverlap, opensearch, createdBy, createdAt
     }
 
     public init(from decoder: any Decoder) throws {
@@ -45,6 +60,7 @@ public struct RAGRepository: Sendable, Hashable, Codable {
         allowedGroups = try c.decodeIfPresent([String].self, forKey: .allowedGroups) ?? []
         chunkSize = try c.decodeIfPresent(Int.self, forKey: .chunkSize)
         chunkOverlap = try c.decodeIfPresent(Int.self, forKey: .chunkOverlap)
+        opensearch = try c.decodeIfPresent(OpenSearchSettings.self, forKey: .opensearch)
         createdBy = try c.decodeIfPresent(String.self, forKey: .createdBy)
         createdAt = try c.decodeIfPresent(Date.self, forKey: .createdAt)
     }
@@ -62,8 +78,8 @@ public struct RAGRepository: Sendable, Hashable, Codable {
                 param: "repositoryId"
             )
         }
-        if type == .opensearch {
-            throw .invalidRequest("OpenSearch repositories are not available in this version; use embedded or pgvector.", param: "type")
+        if type == .opensearch && opensearch == nil {
+            throw .invalidRequest("An opensearch repository needs opensearch.url (and credentials if the cluster wants them).", param: "opensearch")
         }
         try chunking.validate()
     }
