@@ -135,6 +135,13 @@ let package = Package(
             path: "Examples/ClientScript/Sources/ClientScript",
             swiftSettings: swiftSettings
         ),
+        // The RAG vector-store benchmark (Benchmarks/RAG): embedded and pgvector side by side.
+        .executableTarget(
+            name: "lisa-bench-rag",
+            dependencies: ["LISAKit", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/RAG",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "LISAKitTests",
             dependencies: [

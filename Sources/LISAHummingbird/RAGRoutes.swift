@@ -68,7 +68,7 @@ struct RAGRoutes<Context: LISARoutesContext> {
             let job = try await rag.upload(
                 file.data, filename: filename, to: id, collection: form.field("collectionId").flatMap { $0.isEmpty ? nil : $0 },
                 chunkSize: try integer(form.field("chunkSize"), "chunkSize"), chunkOverlap: try integer(form.field("chunkOverlap"), "chunkOverlap"),
-                by: try context.requirePrincipal()
+                chunkingStrategy: form.field("chunkingStrategy").flatMap { $0.isEmpty ? nil : $0 }, by: try context.requirePrincipal()
             )
             return try LISARoutes.encode(job, status: .accepted)
         }
@@ -92,7 +92,7 @@ struct RAGRoutes<Context: LISARoutesContext> {
                 jobs.append(
                     try await rag.upload(
                         data, filename: document.name, to: id, collection: bulk.collectionId, chunkSize: bulk.chunkSize,
-                        chunkOverlap: bulk.chunkOverlap, by: try context.requirePrincipal()
+                        chunkOverlap: bulk.chunkOverlap, chunkingStrategy: bulk.chunkingStrategy, by: try context.requirePrincipal()
                     )
                 )
             }
@@ -189,5 +189,6 @@ struct BulkRequest: Decodable {
     var collectionId: String?
     var chunkSize: Int?
     var chunkOverlap: Int?
+    var chunkingStrategy: String?
     var documents: [Document]
 }

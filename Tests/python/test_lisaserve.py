@@ -76,7 +76,9 @@ def test_generated_admin_key_is_printed_once_and_stored_hashed(upstream, tmp_pat
     client = openai.OpenAI(base_url=first.url + "/v1", api_key=key, max_retries=0)
     assert [m.id for m in client.models.list()][0] == "chat-small"
     assert first.stop() == 0
-    for path in data.iterdir():
+    files = [path for path in data.rglob("*") if path.is_file()]
+    assert files, "the data directory holds the state"
+    for path in files:
         assert key.encode() not in path.read_bytes(), f"{path.name} holds the key in clear"
 
     second = Lisa(upstream, data, admin_key=None, port=first.port)

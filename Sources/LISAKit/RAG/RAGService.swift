@@ -221,8 +221,11 @@ public final class RAGService: Service, Sendable {
     /// out of range — is refused before anything is stored.
     public func upload(
         _ data: Data, filename: String, to repositoryId: String, collection collectionId: String?, chunkSize: Int?, chunkOverlap: Int?,
-        by principal: Principal
+        chunkingStrategy: String? = nil, by principal: Principal
     ) async throws -> IngestionJob {
+        guard chunkingStrategy == nil || chunkingStrategy == "recursive" || chunkingStrategy == "none" else {
+            throw LISAError.invalidRequest("chunkingStrategy must be 'recursive' or 'none'.", param: "chunkingStrategy")
+        }
         let repository = try await repository(repositoryId, for: principal)
         let collection = try await collection(repository, collectionId)
         let name = (filename as NSString).lastPathComponent
@@ -244,7 +247,7 @@ public final class RAGService: Service, Sendable {
             jobId: UUID().uuidString.lowercased(), repositoryId: repository.repositoryId, collectionId: collection.collectionId,
             documentId: Self.documentID(repository: repository.repositoryId, collection: collection.collectionId, name: name),
             documentName: name, username: principal.username, status: .pending, chunkSize: size, chunkOverlap: overlap,
-            createdAt: now, updatedAt: now
+            chunkingStrategy: chunkingStrategy, createdAt: now, updatedAt: now
         )
         let path = uploadPath(job.jobId)
         guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
@@ -358,7 +361,7 @@ public final class RAGService: Service, Sendable {
                 throw LISAError.internalError("The uploaded file is gone.")
             }
             let text = try await DocumentParser.text(of: data, filename: job.documentName)
-            let pieces = ChunkingStrategy.recursive(size: job.chunkSize ?? 512, overlap: job.chunkOverlap ?? 51).split(text)
+            let pieces = job.chunking.split(text)
             guard !pieces.isEmpty else { throw LISAError.invalidRequest("'\(job.documentName)' has no text to ingest.") }
             let model = collection.embeddingModelId ?? repository.embeddingModelId
             var embeddings: [[Float]] = []

@@ -145,9 +145,15 @@ public struct IngestionJob: Sendable, Hashable, Codable {
     public var reason: String?
     public var chunkSize: Int?
     public var chunkOverlap: Int?
+    /// `recursive` (the default) or `none` (the whole document is one chunk).
+    public var chunkingStrategy: String?
     public var chunks: Int?
     public var createdAt: Date
     public var updatedAt: Date
+
+    var chunking: ChunkingStrategy {
+        chunkingStrategy == "none" ? .none : .recursive(size: chunkSize ?? 512, overlap: chunkOverlap ?? 51)
+    }
 }
 
 /// A retrieved chunk as the API returns it.
