@@ -72,7 +72,8 @@ public final class LISAServer: Sendable {
             }
             self.rag = try RAGService(
                 store: store, gateway: gateway, embedded: embedded, pgvector: pgvector,
-                uploadDirectory: directory.appendingPathComponent("uploads").path, logger: logger
+                uploadDirectory: directory.appendingPathComponent("uploads").path, maxUploadSize: configuration.ragMaxUploadSize,
+                logger: logger
             )
             let rag = self.rag
             models.setUsageCheck { modelId in try await rag.repositories(usingEmbeddingModel: modelId) }

@@ -258,3 +258,17 @@ def test_rag_on_opensearch_emulator_with_basic_auth(upstream, embedding_model, t
     finally:
         lisa.stop()
         emulator.stop()
+
+
+def test_upload_size_limit_is_configurable(upstream, embedding_model, tmp_path):
+    lisa = Lisa(upstream, tmp_path / "data", extra_env={"LISA_RAG_MAX_UPLOAD_SIZE": "1000"})
+    try:
+        assert api(lisa, "POST", "/models", {"modelId": "minilm", "modelName": "m", "modelType": "embedding",
+                                             "modelUrl": embedding_model})[0] == 200
+        assert api(lisa, "POST", "/repository", {"repositoryId": "small", "embeddingModelId": "minilm"})[0] == 201
+        status, body = upload(lisa, "small", "big.txt", b"x " * 600)
+        assert status == 413 and body["error"]["code"] == "request_too_large", body
+        assert upload(lisa, "small", "ok.txt", b"small enough")[0] == 202
+        assert api(lisa, "GET", "/repository/small/jobs")[1][0]["documentName"] == "ok.txt"
+    finally:
+        lisa.stop()

@@ -39,6 +39,9 @@ public struct LISAConfiguration: Sendable {
     public var serverTLS: ServerTLSSettings?
     /// TLS for `https` upstreams without settings of their own (`upstream.tls`).
     public var upstreamTLS: UpstreamTLS?
+    /// Largest document accepted for RAG ingestion, in bytes. Default 20 MiB;
+    /// `LISA_RAG_MAX_UPLOAD_SIZE`, `rag.maxUploadSize`.
+    public var ragMaxUploadSize: Int = 20 * 1024 * 1024
     /// Where `lisa_hosted` models run: `local` (child processes, the default) or `none`.
     /// `LISA_HOSTING_BACKEND`, `hosting.backend`.
     public var hostingBackend: String = "local"
@@ -110,6 +113,7 @@ public struct LISAConfiguration: Sendable {
         }
         if let value = file.routing?.loadBalancing { loadBalancing = value }
         if let value = file.hosting?.backend { try setHostingBackend(value) }
+        if let value = file.rag?.maxUploadSize { ragMaxUploadSize = value }
         if let value = file.rateLimits { rateLimits = value }
         if let auth = file.auth {
             access = AccessConfiguration(
@@ -152,6 +156,10 @@ public struct LISAConfiguration: Sendable {
         if let value = environment["LISA_ADMIN_KEY"], !value.isEmpty { adminKey = value }
         if let value = environment["LISA_DATABASE_URL"], !value.isEmpty { databaseURL = value }
         if let value = environment["LISA_HOSTING_BACKEND"], !value.isEmpty { try setHostingBackend(value) }
+        if let value = environment["LISA_RAG_MAX_UPLOAD_SIZE"], !value.isEmpty {
+            guard let size = Int(value) else { throw ConfigurationError("LISA_RAG_MAX_UPLOAD_SIZE '\(value)' is not a number") }
+            ragMaxUploadSize = size
+        }
         let certificate = environment["LISA_TLS_CERTIFICATE"].flatMap { $0.isEmpty ? nil : $0 }
         let privateKey = environment["LISA_TLS_PRIVATE_KEY"].flatMap { $0.isEmpty ? nil : $0 }
         if certificate != nil || privateKey != nil {
@@ -180,6 +188,7 @@ public struct LISAConfiguration: Sendable {
     public func validate() throws {
         guard (0...65535).contains(port) else { throw ConfigurationError("port \(port) is out of range 0-65535") }
         guard maxRequestBodySize > 0 else { throw ConfigurationError("maxRequestBodySize must be positive") }
+        guard ragMaxUploadSize > 0 else { throw ConfigurationError("rag.maxUploadSize must be positive") }
         guard upstreamTimeouts.connect > .zero, upstreamTimeouts.request > .zero else {
             throw ConfigurationError("upstream timeouts must be positive")
         }
@@ -257,6 +266,10 @@ struct ConfigurationFile: Decodable {
         var backend: String?
     }
 
+    struct RAG: Decodable {
+        var maxUploadSize: Int?
+    }
+
     struct Upstream: Decodable {
         var connectTimeoutSeconds: Double?
         var requestTimeoutSeconds: Double?
@@ -270,6 +283,7 @@ struct ConfigurationFile: Decodable {
     var upstream: Upstream?
     var routing: Routing?
     var hosting: Hosting?
+    var rag: RAG?
     var auth: Auth?
     var rateLimits: RateLimitConfiguration?
     var logLevel: String?
@@ -277,7 +291,7 @@ struct ConfigurationFile: Decodable {
     var unknownKeys: [String]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case server, dataDir, adminKey, state, upstream, routing, hosting, auth, rateLimits, logLevel, models
+        case server, dataDir, adminKey, state, upstream, routing, hosting, rag, auth, rateLimits, logLevel, models
     }
 
     init(from decoder: any Decoder) throws {
@@ -289,6 +303,7 @@ struct ConfigurationFile: Decodable {
         upstream = try c.decodeIfPresent(Upstream.self, forKey: .upstream)
         routing = try c.decodeIfPresent(Routing.self, forKey: .routing)
         hosting = try c.decodeIfPresent(Hosting.self, forKey: .hosting)
+        rag = try c.decodeIfPresent(RAG.self, forKey: .rag)
         auth = try c.decodeIfPresent(Auth.self, forKey: .auth)
         rateLimits = try c.decodeIfPresent(RateLimitConfiguration.self, forKey: .rateLimits)
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel)
