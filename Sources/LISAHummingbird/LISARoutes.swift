@@ -167,6 +167,9 @@ public struct LISARoutes: Sendable {
         if let rag {
             RAGRoutes<Context>(rag: rag, maxRequestBodySize: maxRequestBodySize).add(to: api)
         }
+        SessionRoutes<Context>(
+            sessions: SessionService(store: gateway.store, access: gateway.access), maxRequestBodySize: maxRequestBodySize
+        ).add(to: api)
 
         let admin = api.group().add(middleware: AdminOnlyMiddleware<Context>(access: gateway.access))
         for route in Self.managementRoutes {
