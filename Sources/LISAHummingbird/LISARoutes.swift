@@ -256,19 +256,25 @@ public struct LISARoutes: Sendable {
     /// The request's body is read through a copy so the original stays usable for
     /// detecting a client that disconnects.
     private func collectJSON(_ request: Request) async throws -> ByteBuffer {
+        try await Self.collectJSON(request, limit: maxRequestBodySize)
+    }
+
+    /// The JSON body of `request` (415 for another content type, 413 over `limit`), for
+    /// every route group LISA mounts.
+    static func collectJSON(_ request: Request, limit: Int) async throws -> ByteBuffer {
         if let contentType = request.headers[.contentType] {
             let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
             guard mediaType == "application/json" || mediaType.hasSuffix("+json") else {
                 throw LISAError.unsupportedMediaType(contentType)
             }
         }
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > maxRequestBodySize {
-            throw LISAError.payloadTooLarge(limit: maxRequestBodySize)
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+            throw LISAError.payloadTooLarge(limit: limit)
         }
         do {
-            return try await request.body.collect(upTo: maxRequestBodySize)
+            return try await request.body.collect(upTo: limit)
         } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw LISAError.payloadTooLarge(limit: maxRequestBodySize)
+            throw LISAError.payloadTooLarge(limit: limit)
         }
     }
 

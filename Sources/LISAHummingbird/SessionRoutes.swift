@@ -80,13 +80,6 @@ struct SessionRoutes<Context: LISARoutesContext> {
     }
 
     private func body(_ request: Request) async throws -> ByteBuffer {
-        if let contentType = request.headers[.contentType], !contentType.lowercased().contains("json") {
-            throw LISAError.unsupportedMediaType(contentType)
-        }
-        do {
-            return try await request.body.collect(upTo: maxRequestBodySize)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw LISAError.payloadTooLarge(limit: maxRequestBodySize)
-        }
+        try await LISARoutes.collectJSON(request, limit: maxRequestBodySize)
     }
 }

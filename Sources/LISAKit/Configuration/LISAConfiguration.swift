@@ -147,35 +147,31 @@ public struct LISAConfiguration: Sendable {
 
     /// Applies `LISA_*` environment variables.
     public mutating func apply(environment: [String: String]) throws {
-        if let value = environment["LISA_HOST"], !value.isEmpty { host = value }
-        if let value = environment["LISA_PORT"], !value.isEmpty {
-            guard let port = Int(value) else { throw ConfigurationError("LISA_PORT '\(value)' is not a number") }
-            self.port = port
+        // A set, non-empty variable; an integer one, or a clear error naming it.
+        func text(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        func integer(_ name: String) throws -> Int? {
+            guard let value = text(name) else { return nil }
+            guard let number = Int(value) else { throw ConfigurationError("\(name) '\(value)' is not a number") }
+            return number
         }
-        if let value = environment["LISA_DATA_DIR"], !value.isEmpty { dataDirectory = value }
-        if let value = environment["LISA_ADMIN_KEY"], !value.isEmpty { adminKey = value }
-        if let value = environment["LISA_DATABASE_URL"], !value.isEmpty { databaseURL = value }
-        if let value = environment["LISA_HOSTING_BACKEND"], !value.isEmpty { try setHostingBackend(value) }
-        if let value = environment["LISA_RAG_MAX_UPLOAD_SIZE"], !value.isEmpty {
-            guard let size = Int(value) else { throw ConfigurationError("LISA_RAG_MAX_UPLOAD_SIZE '\(value)' is not a number") }
-            ragMaxUploadSize = size
-        }
-        let certificate = environment["LISA_TLS_CERTIFICATE"].flatMap { $0.isEmpty ? nil : $0 }
-        let privateKey = environment["LISA_TLS_PRIVATE_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+        if let value = text("LISA_HOST") { host = value }
+        if let value = try integer("LISA_PORT") { port = value }
+        if let value = text("LISA_DATA_DIR") { dataDirectory = value }
+        if let value = text("LISA_ADMIN_KEY") { adminKey = value }
+        if let value = text("LISA_DATABASE_URL") { databaseURL = value }
+        if let value = text("LISA_HOSTING_BACKEND") { try setHostingBackend(value) }
+        if let value = try integer("LISA_RAG_MAX_UPLOAD_SIZE") { ragMaxUploadSize = value }
+        let certificate = text("LISA_TLS_CERTIFICATE")
+        let privateKey = text("LISA_TLS_PRIVATE_KEY")
         if certificate != nil || privateKey != nil {
             var tls = serverTLS ?? ServerTLSSettings(certificate: "", privateKey: "")
             if let certificate { tls.certificate = certificate }
             if let privateKey { tls.privateKey = privateKey }
             serverTLS = tls
         }
-        if let value = environment["LISA_TLS_CLIENT_CA"], !value.isEmpty {
-            serverTLS?.clientCA = value
-        }
-        if let value = environment["LISA_MAX_BODY_SIZE"], !value.isEmpty {
-            guard let size = Int(value) else { throw ConfigurationError("LISA_MAX_BODY_SIZE '\(value)' is not a number") }
-            maxRequestBodySize = size
-        }
-        if let value = environment["LISA_LOG_LEVEL"], !value.isEmpty {
+        if let value = text("LISA_TLS_CLIENT_CA") { serverTLS?.clientCA = value }
+        if let value = try integer("LISA_MAX_BODY_SIZE") { maxRequestBodySize = value }
+        if let value = text("LISA_LOG_LEVEL") {
             guard let level = Logger.Level(rawValue: value.lowercased()) else {
                 throw ConfigurationError("LISA_LOG_LEVEL '\(value)' is not a log level")
             }
