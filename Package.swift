@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "LISAKit", targets: ["LISAKit"]),
         .library(name: "LISAHummingbird", targets: ["LISAHummingbird"]),
         .library(name: "LISAKitTesting", targets: ["LISAKitTesting"]),
+        .library(name: "LISAWebUI", targets: ["LISAWebUI"]),
         .executable(name: "LISAServe", targets: ["LISAServe"]),
         .executable(name: "lisactl", targets: ["lisactl"]),
         .executable(name: "lisa-fake-upstream", targets: ["lisa-fake-upstream"]),
@@ -62,11 +63,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // LISA Chat: HTML, CSS and JavaScript modules compiled into the binary by the
+        // EmbedWebAssets plugin (no Node toolchain, no files to ship, no CDN).
+        .target(
+            name: "LISAWebUI",
+            exclude: ["Assets"],
+            swiftSettings: swiftSettings,
+            plugins: ["EmbedWebAssets"]
+        ),
+        .plugin(name: "EmbedWebAssets", capability: .buildTool(), dependencies: ["lisa-embed-assets"]),
+        .executableTarget(name: "lisa-embed-assets", swiftSettings: swiftSettings),
         // The Hummingbird binding: a routes builder an existing Hummingbird app can mount.
         .target(
             name: "LISAHummingbird",
             dependencies: [
                 "LISAKit",
+                "LISAWebUI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdHTTP2", package: "hummingbird"),

@@ -145,6 +145,12 @@ public struct LISARoutes: Sendable {
             }
         }
 
+        // Who the caller is and what they may do (clients use it to decide what to show).
+        let access = gateway.access
+        api.get("/whoami") { _, context in
+            try Self.encode(CallerIdentity(try context.requirePrincipal(), access: access))
+        }
+
         // API tokens: users manage their own; administrators everyone's.
         let tokens = self.tokens
         api.post("/api-tokens") { request, context in

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import LISAKit
+import LISAWebUI
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -23,6 +24,7 @@ public final class LISAServer: Sendable {
     private let store: any StateStore
     private let rateLimiter: RateLimiter
     private let oidc: OIDCVerifier?
+    private let webAssets: WebAssets
     private let logger: Logger
 
     /// Opens the state store, loads the admin key and the models. Call ``run(onServerRunning:)``
@@ -44,6 +46,17 @@ public final class LISAServer: Sendable {
         self.store = store
         self.rateLimiter = RateLimiter(configuration: configuration.rateLimits)
         self.oidc = configuration.oidc.map { OIDCVerifier(configuration: $0, httpClient: httpClient, logger: logger) }
+        if let directory = configuration.ui.directory {
+            do {
+                webAssets = try WebAssets.directory(directory)
+            } catch {
+                try? await httpClient.shutdown()
+                try? await store.close()
+                throw ConfigurationError("cannot read the UI folder '\(directory)' (LISA_UI_DIRECTORY): \(error.localizedDescription)")
+            }
+        } else {
+            webAssets = .embedded
+        }
         let gateway = Gateway(
             registry: ModelRegistry(defaultPolicy: configuration.loadBalancing), store: store,
             provider: OpenAICompatibleProvider(
@@ -135,6 +148,9 @@ public final class LISAServer: Sendable {
         routes.acceptsClientCertificates = configuration.serverTLS?.clientCA != nil
         routes.rag = rag
         routes.add(to: router)
+        if configuration.ui.enabled {
+            WebUIRoutes<LISARequestContext>(assets: webAssets, oidc: oidc, scopes: configuration.ui.scopes).add(to: router)
+        }
         return router
     }
 

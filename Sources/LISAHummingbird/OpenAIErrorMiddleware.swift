@@ -108,10 +108,22 @@ public struct AuthenticationMiddleware<Context: LISARoutesContext>: RouterMiddle
             )
             throw error
         }
-        if let rateLimiter, let principal = context.principal {
+        if let rateLimiter, let principal = context.principal, Self.isMetered(method: request.method, path: request.uri.path) {
             try rateLimiter.admit(principal)
         }
         return try await next(request, context)
+    }
+
+    /// Whether a request counts against its principal's rate limit: the calls that cost
+    /// compute — inference (chat, completions, embeddings) and RAG work (similarity search,
+    /// uploads, bulk ingestion). Reading lists, sessions and settings does not, so a UI can
+    /// refresh what it shows without spending the user's budget.
+    public static func isMetered(method: HTTPRequest.Method, path: String) -> Bool {
+        if method == .post, path.hasSuffix("/chat/completions") || path.hasSuffix("/completions") || path.hasSuffix("/embeddings") {
+            return path.hasPrefix("/v1/") || path.hasPrefix("/v2/serve/")
+        }
+        guard path.hasPrefix("/repository/") else { return false }
+        return path.hasSuffix("/similaritySearch") || (method == .post && (path.hasSuffix("/upload") || path.hasSuffix("/bulk")))
     }
 }
 

@@ -136,33 +136,37 @@ struct AccessControlTests {
         }
     }
 
-    @Test("rate limits: 429 with Retry-After over the limit, recovery after the refill, group overrides, admin exempt")
+    @Test("rate limits: inference is metered (429 with Retry-After), reads are not; refill, group overrides, admin exempt")
     func rateLimits() async throws {
         let limits = RateLimitConfiguration(
             default: .init(requestsPerMinute: 300, burst: 2), groups: ["batch": .init(requestsPerMinute: 60_000, burst: 50)]
         )
         try await Harness.run(access: Self.access, rateLimits: limits, models: Self.models) { lisa in
+            let chat = #"{"model":"open-model","messages":[{"role":"user","content":"hi"}]}"#
             let alice = try await createToken(lisa, for: "alice", groups: ["team-a"])
-            #expect(try await lisa.send(.GET, "/v1/models", key: alice.token).status == 200)
-            #expect(try await lisa.send(.GET, "/v1/models", key: alice.token).status == 200)
-            let limited = try await lisa.send(.GET, "/v1/models", key: alice.token)
+            #expect(try await lisa.send("/v1/chat/completions", json: chat, key: alice.token).status == 200)
+            #expect(try await lisa.send("/v1/chat/completions", json: chat, key: alice.token).status == 200)
+            let limited = try await lisa.send("/v1/chat/completions", json: chat, key: alice.token)
             #expect(limited.status == 429)
             #expect(try errorBody(limited.body).code == "rate_limit_exceeded")
             #expect(limited.headers.first(name: "Retry-After") == "1")
+            for path in ["/v1/models", "/session", "/whoami", "/prompt-templates"] {
+                #expect(try await lisa.send(.GET, path, key: alice.token).status == 200, "reading \(path) is not metered")
+            }
             try await Task.sleep(for: .milliseconds(250))  // 5 a second refill
-            #expect(try await lisa.send(.GET, "/v1/models", key: alice.token).status == 200, "recovers after the refill")
+            #expect(try await lisa.send("/v1/chat/completions", json: chat, key: alice.token).status == 200, "recovers after the refill")
 
             let batch = try await createToken(lisa, for: "robot", groups: ["batch"])
-            for _ in 0..<10 { #expect(try await lisa.send(.GET, "/v1/models", key: batch.token).status == 200) }
-            for _ in 0..<10 { #expect(try await lisa.send(.GET, "/v1/models").status == 200, "the admin key is not limited") }
+            for _ in 0..<10 { #expect(try await lisa.send("/v1/chat/completions", json: chat, key: batch.token).status == 200) }
+            for _ in 0..<10 { #expect(try await lisa.send("/v1/chat/completions", json: chat).status == 200, "the admin key is not limited") }
 
             let (status, body, _) = try await lisa.send(
                 "/api-tokens/slowpoke", json: #"{"name":"limited","rateLimit":{"requestsPerMinute":1,"burst":1}}"#
             )
             #expect(status == 201)
             let limitedToken = try JSONDecoder().decode(Created.self, from: Data(body.utf8)).token
-            #expect(try await lisa.send(.GET, "/v1/models", key: limitedToken).status == 200)
-            let second = try await lisa.send(.GET, "/v1/models", key: limitedToken)
+            #expect(try await lisa.send("/v1/chat/completions", json: chat, key: limitedToken).status == 200)
+            let second = try await lisa.send("/v1/chat/completions", json: chat, key: limitedToken)
             #expect(second.status == 429, "the token's own limit wins")
             #expect(Int(second.headers.first(name: "Retry-After") ?? "") ?? 0 > 30)
         }

@@ -58,6 +58,7 @@ struct Harness: Sendable {
                 tokens: APITokenService(store: store, access: access, logger: logger),
                 rateLimiter: rateLimits.map(RateLimiter.init(configuration:)), maxRequestBodySize: maxRequestBodySize
             ).add(to: router)
+            WebUIRoutes<LISARequestContext>(oidc: nil).add(to: router)
             let services: [any Service] =
                 [manager] + (probes ? [HealthProber(registry: gateway.registry, httpClient: httpClient, logger: logger)] : [])
             do {

@@ -42,6 +42,13 @@ public struct OIDCConfiguration: Sendable, Hashable {
     }
 }
 
+/// Where a browser signs in with the issuer (from its discovery document).
+public struct OIDCEndpoints: Sendable, Hashable, Codable {
+    public var authorization: String
+    public var token: String
+    public var endSession: String?
+}
+
 /// Verifies OIDC JWTs against the issuer's published keys (usable without the server).
 ///
 /// Keys come from the issuer's discovery document and JWKS; an unknown `kid` triggers a
@@ -57,6 +64,7 @@ public actor OIDCVerifier: Service {
     private var kids: Set<String> = []
     private var lastFetch: ContinuousClock.Instant?
     private var inFlightFetch: Task<Void, any Error>?
+    private var endpoints: OIDCEndpoints?
 
     public init(configuration: OIDCConfiguration, httpClient: HTTPClient, logger: Logger) {
         self.configuration = configuration
@@ -78,6 +86,13 @@ public actor OIDCVerifier: Service {
         }
     }
 
+    /// The issuer's sign-in endpoints from its discovery document, for browser clients
+    /// (LISA Chat's authorization-code flow); fetched now if no refresh has succeeded yet.
+    public func signInEndpoints() async -> OIDCEndpoints? {
+        if endpoints == nil { try? await refresh() }
+        return endpoints
+    }
+
     /// Fetches the discovery document and the JWKS, replacing the keys.
     public func refresh() async throws {
         if let inFlightFetch { return try await inFlightFetch.value }
@@ -92,10 +107,16 @@ public actor OIDCVerifier: Service {
         struct Discovery: Decodable {
             var issuer: String?
             var jwks_uri: String
+            var authorization_endpoint: String?
+            var token_endpoint: String?
+            var end_session_endpoint: String?
         }
         let discovery = try await fetchJSON(Discovery.self, from: configuration.normalizedIssuer + "/.well-known/openid-configuration")
         if let issuer = discovery.issuer, issuer.trimmingSlashes != configuration.normalizedIssuer {
             throw LISAError.internalError("The OIDC discovery document names issuer '\(issuer)', not '\(configuration.authority)'.")
+        }
+        if let authorization = discovery.authorization_endpoint, let token = discovery.token_endpoint {
+            endpoints = OIDCEndpoints(authorization: authorization, token: token, endSession: discovery.end_session_endpoint)
         }
         let jwks = try await fetchJSON(JWKS.self, from: discovery.jwks_uri)
         let collection = JWTKeyCollection()

@@ -67,3 +67,29 @@ public struct AccessConfiguration: Sendable, Hashable, Codable {
         isAdmin(principal) || model.allowedGroups.isEmpty || !Set(model.allowedGroups).isDisjoint(with: principal.groups)
     }
 }
+
+/// What a caller is and may do (`GET /whoami`): how clients such as LISA Chat decide what
+/// to show. The server still checks every request; this only describes.
+public struct CallerIdentity: Sendable, Hashable, Codable {
+    public var username: String
+    public var groups: [String]
+    public var method: Principal.Method
+    /// Manages models, everyone's tokens, the admin key.
+    public var isAdmin: Bool
+    /// Manages RAG repositories' collections.
+    public var isRagAdmin: Bool
+    /// May call inference at all (`auth.userGroup`).
+    public var mayCallInference: Bool
+    /// May create API tokens for themselves (`auth.apiGroup`).
+    public var mayCreateTokens: Bool
+
+    public init(_ principal: Principal, access: AccessConfiguration) {
+        username = principal.username
+        groups = principal.groups
+        method = principal.method
+        isAdmin = access.isAdmin(principal)
+        isRagAdmin = access.isRAGAdmin(principal)
+        mayCallInference = access.mayCallInference(principal)
+        mayCreateTokens = access.mayCreateOwnTokens(principal)
+    }
+}

@@ -45,6 +45,8 @@ public struct LISAConfiguration: Sendable {
     /// Where `lisa_hosted` models run: `local` (child processes, the default) or `none`.
     /// `LISA_HOSTING_BACKEND`, `hosting.backend`.
     public var hostingBackend: String = "local"
+    /// LISA Chat, the web UI at `/` (`ui.*`, `LISA_UI_ENABLED`, `LISA_UI_DIRECTORY`).
+    public var ui = UISettings()
     /// Models declared statically.
     public var models: [ModelDefinition] = []
     /// Keys in the file this version does not know (reported as warnings at start).
@@ -115,6 +117,8 @@ public struct LISAConfiguration: Sendable {
         if let value = file.hosting?.backend { try setHostingBackend(value) }
         if let value = file.rag?.maxUploadSize { ragMaxUploadSize = value }
         if let value = file.rateLimits { rateLimits = value }
+        if let value = file.ui?.enabled { ui.enabled = value }
+        if let value = file.ui?.scopes { ui.scopes = value }
         if let auth = file.auth {
             access = AccessConfiguration(
                 adminGroup: auth.adminGroup, userGroup: auth.userGroup, apiGroup: auth.apiGroup, ragAdminGroup: auth.ragAdminGroup
@@ -161,6 +165,14 @@ public struct LISAConfiguration: Sendable {
         if let value = text("LISA_DATABASE_URL") { databaseURL = value }
         if let value = text("LISA_HOSTING_BACKEND") { try setHostingBackend(value) }
         if let value = try integer("LISA_RAG_MAX_UPLOAD_SIZE") { ragMaxUploadSize = value }
+        if let value = text("LISA_UI_ENABLED") {
+            switch value.lowercased() {
+            case "true", "1", "yes", "on": ui.enabled = true
+            case "false", "0", "no", "off": ui.enabled = false
+            default: throw ConfigurationError("LISA_UI_ENABLED '\(value)' is not true or false")
+            }
+        }
+        if let value = text("LISA_UI_DIRECTORY") { ui.directory = value }
         let certificate = text("LISA_TLS_CERTIFICATE")
         let privateKey = text("LISA_TLS_PRIVATE_KEY")
         if certificate != nil || privateKey != nil {
@@ -266,6 +278,11 @@ struct ConfigurationFile: Decodable {
         var maxUploadSize: Int?
     }
 
+    struct UI: Decodable {
+        var enabled: Bool?
+        var scopes: String?
+    }
+
     struct Upstream: Decodable {
         var connectTimeoutSeconds: Double?
         var requestTimeoutSeconds: Double?
@@ -280,6 +297,7 @@ struct ConfigurationFile: Decodable {
     var routing: Routing?
     var hosting: Hosting?
     var rag: RAG?
+    var ui: UI?
     var auth: Auth?
     var rateLimits: RateLimitConfiguration?
     var logLevel: String?
@@ -287,7 +305,7 @@ struct ConfigurationFile: Decodable {
     var unknownKeys: [String]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case server, dataDir, adminKey, state, upstream, routing, hosting, rag, auth, rateLimits, logLevel, models
+        case server, dataDir, adminKey, state, upstream, routing, hosting, rag, ui, auth, rateLimits, logLevel, models
     }
 
     init(from decoder: any Decoder) throws {
@@ -300,6 +318,7 @@ struct ConfigurationFile: Decodable {
         routing = try c.decodeIfPresent(Routing.self, forKey: .routing)
         hosting = try c.decodeIfPresent(Hosting.self, forKey: .hosting)
         rag = try c.decodeIfPresent(RAG.self, forKey: .rag)
+        ui = try c.decodeIfPresent(UI.self, forKey: .ui)
         auth = try c.decodeIfPresent(Auth.self, forKey: .auth)
         rateLimits = try c.decodeIfPresent(RateLimitConfiguration.self, forKey: .rateLimits)
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel)
@@ -307,4 +326,17 @@ struct ConfigurationFile: Decodable {
         let known = Set(CodingKeys.allCases.map(\.stringValue))
         unknownKeys = try decoder.container(keyedBy: AnyCodingKey.self).allKeys.map(\.stringValue).filter { !known.contains($0) }.sorted()
     }
+}
+
+/// LISA Chat's settings.
+public struct UISettings: Sendable, Hashable {
+    /// Whether LISAServe serves the UI at `/`. Default `true`; `ui.enabled`, `LISA_UI_ENABLED`.
+    public var enabled = true
+    /// Scopes the UI requests at OIDC sign-in. Default `openid profile email`; `ui.scopes`.
+    public var scopes = "openid profile email"
+    /// Serve the UI's files from this folder instead of the binary, re-read at start: for
+    /// working on the UI (`LISA_UI_DIRECTORY`). `nil`: the files built in.
+    public var directory: String?
+
+    public init() {}
 }

@@ -42,7 +42,10 @@ public final class Gateway: Sendable {
         guard access.mayCallInference(principal) else { return ModelList(data: []) }
         return ModelList(
             data: registry.allModels().filter { $0.status.servesTraffic && access.mayUse($0.definition, principal) }.map { model in
-                ModelList.Model(id: model.definition.modelId, created: model.created, ownedBy: "lisa")
+                ModelList.Model(
+                    id: model.definition.modelId, created: model.created, ownedBy: "lisa",
+                    lisa: .init(modelType: model.definition.modelType.rawValue, streaming: model.definition.streaming)
+                )
             }
         )
     }

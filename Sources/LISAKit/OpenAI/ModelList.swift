@@ -8,16 +8,32 @@ public struct ModelList: Sendable, Hashable, Codable {
         public var object: String
         public var created: Int64
         public var ownedBy: String
+        /// LISA's additions (absent from other servers' lists): what kind of model it is.
+        public var lisa: Details?
 
-        public init(id: String, created: Int64, ownedBy: String) {
+        /// LISA's description of a listed model.
+        public struct Details: Sendable, Hashable, Codable {
+            /// `textgen`, `embedding` or `imagegen`.
+            public var modelType: String
+            /// Whether it answers `stream: true`.
+            public var streaming: Bool
+
+            public init(modelType: String, streaming: Bool) {
+                self.modelType = modelType
+                self.streaming = streaming
+            }
+        }
+
+        public init(id: String, created: Int64, ownedBy: String, lisa: Details? = nil) {
             self.id = id
             self.object = "model"
             self.created = created
             self.ownedBy = ownedBy
+            self.lisa = lisa
         }
 
         enum CodingKeys: String, CodingKey {
-            case id, object, created
+            case id, object, created, lisa
             case ownedBy = "owned_by"
         }
     }
