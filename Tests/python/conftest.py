@@ -70,6 +70,22 @@ def upstream(tmp_path_factory):
     proc.stop()
 
 
+EMBED_PYTHON = ROOT / ".venv-embed" / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def embedding_model(tmp_path_factory):
+    """A real sentence-embedding model (all-MiniLM-L6-v2 in numpy) behind /v1/embeddings."""
+    if not EMBED_PYTHON.exists():
+        pytest.skip("needs .venv-embed (the README test command creates it)")
+    port = free_port()
+    proc = Process([str(EMBED_PYTHON), str(ROOT / "Tests" / "python" / "embedding_server.py"), str(port)],
+                   log=tmp_path_factory.mktemp("embed") / "embed.log")
+    wait_healthy(f"http://127.0.0.1:{port}/health", proc.process, timeout=60)
+    yield f"http://127.0.0.1:{port}/v1"
+    proc.stop()
+
+
 class Lisa:
     """A running LISAServe."""
 

@@ -4,7 +4,9 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import threading
+import urllib.parse
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,7 +25,10 @@ def b64(data: bytes) -> str:
 
 
 class IdP:
-    """A minimal OIDC issuer: discovery document and a JWKS that can be changed at run time."""
+    """A minimal OIDC issuer: discovery document, a JWKS that can be changed at run time, and
+    the authorization-code flow with PKCE (S256) for browser sign-in: `/auth` approves at once
+    as `login_claims` and redirects back with a code; `/token` exchanges the code only with the
+    verifier whose SHA-256 is the challenge, for the same client and redirect URI, once."""
 
     def __init__(self):
         self.port = free_port()
@@ -32,15 +37,61 @@ class IdP:
         self.ec = ECKey.generate_key("P-256", parameters={"kid": "ec-1", "alg": "ES256", "use": "sig"})
         self.published = [self.rsa, self.ec]
         self.jwks_fetches = 0
+        self.login_claims = {}
+        self.codes = {}
+        self.exchanges = []
         idp = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
 
+            def send_json(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Access-Control-Allow-Origin", "*")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_OPTIONS(self):
+                self.send_response(204)
+                self.send_header("Access-Control-Allow-Origin", "*")
+                self.send_header("Access-Control-Allow-Methods", "POST")
+                self.send_header("Access-Control-Allow-Headers", "Content-Type, Accept")
+                self.end_headers()
+
+            def do_POST(self):
+                if self.path != "/realms/lisa/token":
+                    return self.send_json(404, {"error": "not_found"})
+                form = dict(urllib.parse.parse_qsl(self.rfile.read(int(self.headers["Content-Length"])).decode()))
+                grant = idp.codes.pop(form.get("code"), None)
+                challenge = b64(hashlib.sha256(form.get("code_verifier", "").encode()).digest())
+                if (grant is None or form.get("grant_type") != "authorization_code" or form.get("client_id") != grant["client_id"]
+                        or form.get("redirect_uri") != grant["redirect_uri"] or challenge != grant["challenge"]):
+                    return self.send_json(400, {"error": "invalid_grant"})
+                idp.exchanges.append(form)
+                token = idp.token(nonce=grant["nonce"], **idp.login_claims)
+                self.send_json(200, {"id_token": token, "access_token": token, "token_type": "Bearer", "expires_in": 300})
+
             def do_GET(self):
+                url = urllib.parse.urlparse(self.path)
+                if url.path == "/realms/lisa/auth":
+                    query = dict(urllib.parse.parse_qsl(url.query))
+                    if query.get("response_type") != "code" or query.get("code_challenge_method") != "S256" or query.get("client_id") != CLIENT_ID:
+                        return self.send_json(400, {"error": "invalid_request"})
+                    code = b64(os.urandom(16))
+                    idp.codes[code] = {"challenge": query["code_challenge"], "nonce": query.get("nonce"),
+                                       "redirect_uri": query["redirect_uri"], "client_id": query["client_id"]}
+                    location = query["redirect_uri"] + "?" + urllib.parse.urlencode({"code": code, "state": query.get("state", "")})
+                    self.send_response(302)
+                    self.send_header("Location", location)
+                    self.end_headers()
+                    return
                 if self.path == "/realms/lisa/.well-known/openid-configuration":
-                    body = {"issuer": idp.issuer, "jwks_uri": idp.issuer + "/certs"}
+                    body = {"issuer": idp.issuer, "jwks_uri": idp.issuer + "/certs", "authorization_endpoint": idp.issuer + "/auth",
+                            "token_endpoint": idp.issuer + "/token"}
                 elif self.path == "/realms/lisa/certs":
                     idp.jwks_fetches += 1
                     body = {"keys": [key.as_dict(private=False) for key in idp.published]}

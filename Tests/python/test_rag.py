@@ -12,10 +12,9 @@ import httpx
 import openai
 import pytest
 
-from conftest import ADMIN_KEY, ROOT, Lisa, Process, free_port, lisactl, wait_healthy
+from conftest import ADMIN_KEY, ROOT, Lisa, Process, free_port, lisactl, wait_healthy  # noqa: F401 (embedding_model is a conftest fixture)
 
 DOCUMENTS = ROOT / "Tests" / "LISAKitTests" / "Fixtures" / "documents"
-EMBED_PYTHON = ROOT / ".venv-embed" / "bin" / "python"
 
 CORPUS = {
     "gardening.txt": "Tomatoes need six hours of direct sunlight and deep watering twice a week. "
@@ -25,18 +24,6 @@ CORPUS = {
     "baking.html": "<html><body><h1>Sourdough</h1><p>Feed the starter with flour and water, let the dough rise "
                    "overnight, then bake it in a hot Dutch oven.</p></body></html>",
 }
-
-
-@pytest.fixture(scope="module")
-def embedding_model(tmp_path_factory):
-    if not EMBED_PYTHON.exists():
-        pytest.skip("needs .venv-embed (the README test command creates it)")
-    port = free_port()
-    proc = Process([str(EMBED_PYTHON), str(ROOT / "Tests" / "python" / "embedding_server.py"), str(port)],
-                   log=tmp_path_factory.mktemp("embed") / "embed.log")
-    wait_healthy(f"http://127.0.0.1:{port}/health", proc.process, timeout=60)
-    yield f"http://127.0.0.1:{port}/v1"
-    proc.stop()
 
 
 def api(lisa, method, path, body=None, key=ADMIN_KEY, **kwargs):

@@ -87,9 +87,13 @@ public actor OIDCVerifier: Service {
     }
 
     /// The issuer's sign-in endpoints from its discovery document, for browser clients
-    /// (LISA Chat's authorization-code flow); fetched now if no refresh has succeeded yet.
+    /// (LISA Chat's authorization-code flow). Fetched now if no refresh has succeeded yet —
+    /// at most once per ``OIDCConfiguration/minimumRefetchInterval``, so page loads while the
+    /// issuer is down do not hammer it.
     public func signInEndpoints() async -> OIDCEndpoints? {
-        if endpoints == nil { try? await refresh() }
+        if endpoints == nil, lastFetch.map({ ContinuousClock.now - $0 >= configuration.minimumRefetchInterval }) ?? true {
+            try? await refresh()
+        }
         return endpoints
     }
 

@@ -59,6 +59,11 @@ public struct LISAClient: Sendable {
         self.httpClient = httpClient
     }
 
+    /// `GET /whoami`: who the client's credential signs in as, and what it may do.
+    public func whoami() async throws -> CallerIdentity {
+        try await send(.GET, "/whoami", as: CallerIdentity.self)
+    }
+
     // MARK: Models API
 
     /// `GET /models`.

@@ -222,6 +222,7 @@ export class TokensView {
         const created = await this.api.post(username ? path`/api-tokens/${username}` : '/api-tokens', request);
         this.showSecret(created);
         form.reset();
+        days.value = 90;
         this.refresh();
       } catch (error) {
         notify(`The token could not be created: ${error.message}`);

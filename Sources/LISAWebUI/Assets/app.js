@@ -53,8 +53,9 @@ class App {
     }
   }
 
+  /** A 401 after sign-in: the credential expired or was revoked. (During sign-in the form says so itself.) */
   signedOut(message) {
-    if (!this.credential) return;
+    if (!this.credential || !this.me) return;
     forgetCredential();
     this.credential = null;
     this.me = null;

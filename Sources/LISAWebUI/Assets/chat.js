@@ -52,12 +52,21 @@ export class ChatView {
           this.messages,
           composer),
         this.settings));
+    // Escape stops an answer wherever the focus is.
+    this.onKey = (event) => {
+      if (event.key === 'Escape' && this.controller) {
+        event.preventDefault();
+        this.stop();
+      }
+    };
+    document.addEventListener('keydown', this.onKey);
     this.renderMessages();
     this.loadChoices();
     if (this.sessionId) this.loadSession(); else this.input.focus();
   }
 
   unmount() {
+    document.removeEventListener('keydown', this.onKey);
     this.controller?.abort();
     this.rag?.unmount();
   }
@@ -236,9 +245,11 @@ export class ChatView {
     const body = h('div', { class: 'message-body' });
     if (human) body.append(...message.content.split('\n').flatMap((line, i) => (i ? [h('br'), line] : [line])));
     else body.append(renderMarkdown(message.content));
+    // A failed or stopped answer with no text shows only its note.
+    const empty = !human && !message.content && (message.metadata?.error || message.metadata?.stopped);
     const element = h('article', { class: `message ${human ? 'human' : 'ai'}`, 'aria-label': human ? 'You said' : 'LISA answered' },
       h('div', { class: 'message-meta' }, human ? 'You' : (message.metadata?.model ?? 'Assistant')),
-      body);
+      empty ? null : body);
     const footer = this.messageFooter(message);
     if (footer) element.append(footer);
     return element;
@@ -269,9 +280,6 @@ export class ChatView {
     if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       this.send();
-    } else if (event.key === 'Escape' && this.controller) {
-      event.preventDefault();
-      this.stop();
     }
   }
 

@@ -87,7 +87,7 @@ export function notify(message, kind = 'error') {
   const close = h('button', { class: 'icon', 'aria-label': 'Dismiss', onclick: () => item.remove() }, '×');
   const item = h('div', { class: `notice ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, h('span', {}, message), close);
   area.append(item);
-  if (kind !== 'error') setTimeout(() => item.remove(), 4000);
+  if (kind !== 'error') setTimeout(() => item.remove(), 3000);
   return item;
 }
 

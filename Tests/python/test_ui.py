@@ -1,0 +1,436 @@
+"""LISA Chat in a real browser: Debian's headless Chromium driven by Playwright against a
+LISAServe process. Screenshots of the main screens are saved under
+Tests/python/artifacts/screenshots/ (LISA_UI_SCREENSHOTS overrides the folder)."""
+import json
+import os
+import pathlib
+import re
+import shutil
+import time
+import urllib.request
+
+import pytest
+
+from conftest import ADMIN_KEY, BIN, ROOT, Lisa, Process, free_port, lisactl, wait_healthy
+from test_oidc import CLIENT_ID, IdP
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = pathlib.Path(os.environ.get("LISA_UI_SCREENSHOTS", ROOT / "Tests" / "python" / "artifacts" / "screenshots"))
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+if not os.path.exists(CHROMIUM):
+    pytest.skip("needs Chromium (the README test command installs it)", allow_module_level=True)
+
+
+def api(lisa, method, path, body=None, key=ADMIN_KEY):
+    request = urllib.request.Request(lisa.url + path, method=method, data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def slow_upstream(tmp_path_factory):
+    """A fake upstream that streams one word every 80 ms, so a stream can be watched and stopped."""
+    port = free_port()
+    proc = Process([str(BIN / "lisa-fake-upstream"), "--port", str(port), "--chunk-delay-ms", "80"],
+                   log=tmp_path_factory.mktemp("slow") / "fake.log")
+    wait_healthy(f"http://127.0.0.1:{port}/health", proc.process)
+    yield f"http://127.0.0.1:{port}/v1"
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def ui(slow_upstream, embedding_model, tmp_path_factory):
+    """LISAServe with a chat model, a real embedding model and a repository on the embedded store."""
+    data = tmp_path_factory.mktemp("ui") / "data"
+    server = Lisa(slow_upstream, data, extra_config=f"""
+  - modelId: minilm
+    modelName: all-MiniLM-L6-v2
+    modelType: embedding
+    modelUrl: {embedding_model}
+  - modelId: overloaded
+    modelName: fail-503
+    modelUrl: {slow_upstream}
+  - modelId: flaky-stream
+    modelName: break-stream
+    modelUrl: {slow_upstream}
+auth:
+  adminGroup: lisa-admins
+""")
+    status, _ = api(server, "POST", "/repository", {"repositoryId": "handbook", "repositoryName": "Team handbook",
+                                                     "type": "embedded", "embeddingModelId": "minilm"})
+    assert status == 201
+    status, created = api(server, "POST", "/api-tokens/alice", {"name": "alice browser", "groups": ["team-a"]})
+    assert status == 201
+    server.alice = created["token"]
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    # Script errors and console errors, except the browser's own line for each 4xx answer
+    # (some tests provoke them on purpose).
+    page.on("console", lambda message: page.errors.append(message.text)
+            if message.type == "error" and not message.text.startswith("Failed to load resource") else None)
+    page.set_default_timeout(15000)
+    yield page
+    context.close()
+
+
+def wait_until(page, expression, timeout=15):
+    """Polls `expression` in the page until it is truthy. (Playwright's wait_for_function
+    evaluates strings with eval, which LISA Chat's Content-Security-Policy forbids.)"""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if page.evaluate(expression):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for: {expression}")
+
+
+def screenshot(page, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def sign_in(page, lisa, token=ADMIN_KEY):
+    page.goto(lisa.url + "/")
+    page.fill("#token", token)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#composer-input")
+    wait_until(page, "document.querySelector('#model').value !== ''")
+
+
+def send(page, text):
+    page.fill("#composer-input", text)
+    page.keyboard.press("Enter")
+
+
+def answer_text(page):
+    return page.locator(".message.ai .message-body").last.inner_text()
+
+
+def wait_answer_done(page, timeout=30000):
+    page.wait_for_selector("#send", state="visible", timeout=timeout)
+
+
+def test_sign_in_with_a_token(ui, page):
+    page.goto(ui.url + "/")
+    page.wait_for_selector("#token")
+    screenshot(page, "sign-in")
+    page.fill("#token", "lisa_not-a-real-token")
+    page.click("button[type=submit]")
+    error = page.locator(".form-error")
+    error.wait_for()
+    assert "not accepted" in error.inner_text()
+    page.fill("#token", ui.alice)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#composer-input")
+    assert page.locator(".username").inner_text().startswith("alice")
+    page.reload()
+    page.wait_for_selector("#composer-input")  # the tab keeps the sign-in across a reload
+    page.click("text=Sign out")
+    page.wait_for_selector("#token")
+    assert page.evaluate("sessionStorage.getItem('lisa.credential') === null && localStorage.getItem('lisa.credential') === null")
+    assert not page.errors, page.errors
+
+
+def test_an_answer_streams_in_and_the_session_survives_a_reload(ui, page):
+    sign_in(page, ui)
+    words = " ".join(f"w{i}" for i in range(40))
+    send(page, f"Tell me a story {words}")
+    page.wait_for_selector(".message.ai.streaming")
+    lengths = []
+    deadline = time.time() + 20
+    while time.time() < deadline and page.locator(".message.ai.streaming").count():
+        lengths.append(len(answer_text(page)))
+        time.sleep(0.25)
+    wait_answer_done(page)
+    grown = [length for length in lengths if length > 1]
+    assert len(set(grown)) >= 4, f"the text should grow in steps while streaming: {lengths}"
+    assert grown == sorted(grown), lengths
+    assert answer_text(page) == f"echo: Tell me a story {words}"
+    screenshot(page, "chat")
+
+    match = re.search(r"#/chat/([\w.:-]+)$", page.url)
+    assert match, page.url
+    session_id = match.group(1)
+    page.wait_for_selector(f".session[data-session='{session_id}']")
+    page.reload()
+    page.wait_for_selector(".message.ai")
+    assert answer_text(page) == f"echo: Tell me a story {words}"
+    assert page.locator(".message.human .message-body").inner_text() == f"Tell me a story {words}"
+    assert page.locator(".session.active .session-name").inner_text().startswith("Tell me a story")
+    status, session = api(ui, "GET", f"/session/{session_id}")
+    assert status == 200 and [m["type"] for m in session["history"]] == ["human", "ai"]
+    assert session["configuration"]["selectedModel"] == "chat-small"
+    assert not page.errors, page.errors
+
+
+def test_stop_ends_the_stream(ui, page):
+    sign_in(page, ui)
+    words = " ".join(f"w{i}" for i in range(200))
+    send(page, f"Go on {words}")
+    wait_until(page, "document.querySelector('.message.ai.streaming .message-body').innerText.length > 20")
+    page.click("#stop")
+    wait_answer_done(page, timeout=3000)
+    stopped = answer_text(page)
+    assert len(stopped) < len(f"echo: Go on {words}")
+    assert page.locator(".message.ai .message-note").inner_text() == "Stopped."
+    time.sleep(1)
+    assert answer_text(page) == stopped, "nothing arrives after Stop"
+    session_id = re.search(r"#/chat/([\w.:-]+)$", page.url).group(1)
+    status, session = api(ui, "GET", f"/session/{session_id}")
+    assert session["history"][-1]["metadata"]["stopped"] is True
+    assert session["history"][-1]["content"] == stopped
+    # Escape stops too, from the keyboard.
+    send(page, f"Again {words}")
+    wait_until(page, "document.querySelector('.message.ai.streaming .message-body').innerText.length > 20")
+    page.keyboard.press("Escape")
+    wait_answer_done(page, timeout=3000)
+    assert page.locator(".message.ai .message-note").last.inner_text() == "Stopped."
+
+
+def test_rename_export_and_delete_a_session(ui, page):
+    sign_in(page, ui)
+    send(page, "A chat to rename")
+    wait_answer_done(page)
+    session_id = re.search(r"#/chat/([\w.:-]+)$", page.url).group(1)
+    item = page.locator(f".session[data-session='{session_id}']")
+    item.locator("button[title=Rename]").click()
+    page.fill("dialog input", "Quarterly planning")
+    page.keyboard.press("Enter")
+    wait_until(page, f"document.querySelector(\".session[data-session='{session_id}'] .session-name\").innerText === 'Quarterly planning'")
+    assert api(ui, "GET", f"/session/{session_id}")[1]["name"] == "Quarterly planning"
+    page.reload()
+    page.wait_for_selector(f".session[data-session='{session_id}']")
+    assert item.locator(".session-name").inner_text() == "Quarterly planning"
+    assert page.locator(".chat-title").inner_text() == "Quarterly planning"
+
+    with page.expect_download() as download:
+        item.locator("button[title=Export]").click()
+    exported = json.loads(pathlib.Path(download.value.path()).read_text())
+    assert exported["sessionId"] == session_id and exported["history"][0]["content"] == "A chat to rename"
+
+    item.locator("button[title=Delete]").click()
+    page.wait_for_selector("dialog")
+    screenshot(page, "delete-session")
+    page.click("dialog button.danger")
+    page.wait_for_selector(f".session[data-session='{session_id}']", state="detached")
+    assert api(ui, "GET", f"/session/{session_id}")[0] == 404
+    assert page.url.endswith("#/")
+
+
+def test_model_output_with_markup_renders_as_text(ui, page):
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    sign_in(page, ui)
+    hostile = ('<script>window.pwned = 1; alert(1)</script> <img src=x onerror="window.pwned = 2; alert(2)"> '
+               '[click me](javascript:alert(3)) **bold** `<b>code</b>`')
+    send(page, hostile)
+    wait_answer_done(page)
+    body = page.locator(".message.ai .message-body").last
+    text = body.inner_text()
+    assert "<script>window.pwned = 1; alert(1)</script>" in text
+    assert '<img src=x onerror="window.pwned = 2; alert(2)">' in text
+    assert body.locator("script, img, iframe").count() == 0
+    assert body.locator("a").count() == 0, "a javascript: link stays text"
+    assert body.locator("strong").inner_text() == "bold"
+    assert body.locator("code").inner_text() == "<b>code</b>"
+    time.sleep(0.5)
+    assert page.evaluate("window.pwned") is None
+    assert dialogs == []
+    # The reloaded session renders the stored answer the same safe way.
+    page.reload()
+    page.wait_for_selector(".message.ai")
+    assert page.locator(".message-body script, .message-body img").count() == 0
+    assert page.evaluate("window.pwned") is None
+
+
+def test_server_errors_are_shown_as_readable_messages(ui, page):
+    sign_in(page, ui)
+    page.select_option("#model", "overloaded")
+    send(page, "Are you there?")
+    wait_answer_done(page)
+    error = page.locator(".message.ai .message-error").last
+    assert "503" in error.inner_text() or "unavailable" in error.inner_text().lower(), error.inner_text()
+    page.select_option("#model", "flaky-stream")
+    send(page, "Tell me everything")
+    wait_answer_done(page)
+    broken = page.locator(".message.ai").last
+    assert broken.locator(".message-error").count() == 1, "a stream that breaks says so"
+    assert "[DONE]" not in broken.inner_text()
+    screenshot(page, "errors")
+    session_id = re.search(r"#/chat/([\w.:-]+)$", page.url).group(1)
+    history = api(ui, "GET", f"/session/{session_id}")[1]["history"]
+    assert all(message["metadata"].get("error") for message in history if message["type"] == "ai")
+
+
+def test_rag_upload_then_a_grounded_answer_with_its_citation(ui, page, tmp_path):
+    sign_in(page, ui, ui.alice)
+    page.select_option("#repository", "handbook")
+    page.wait_for_selector("#collection option[value=default]", state="attached")
+    document = tmp_path / "lighthouse-notes.txt"
+    document.write_text("The Skerryvore lighthouse keeper has a ginger cat named Biscuit who sleeps by the lamp.\n\n"
+                        "Supply boats reach the rock every second Tuesday when the sea is calm.")
+    page.set_input_files("#upload-file", str(document))
+    page.click("#upload")
+    page.wait_for_selector(".job[data-status=COMPLETED]", timeout=30000)
+    assert "Ready" in page.locator(".job").first.inner_text()
+    send(page, "What is the name of the lighthouse keeper's cat?")
+    wait_answer_done(page)
+    sources = page.locator(".message.ai .sources").last
+    sources.wait_for()
+    assert "lighthouse-notes.txt" in sources.inner_text()
+    assert "Biscuit" in sources.locator(".source").first.inner_text(), "the best source is the passage about the cat"
+    screenshot(page, "rag")
+    session_id = re.search(r"#/chat/([\w.:-]+)$", page.url).group(1)
+    status, session = api(ui, "GET", f"/session/{session_id}", key=ui.alice)
+    assert session["history"][-1]["metadata"]["sources"][0]["documentName"] == "lighthouse-notes.txt"
+    assert session["configuration"]["rag"]["repositoryId"] == "handbook"
+
+
+def test_a_non_admin_sees_no_admin_pages_and_gets_403(ui, page):
+    sign_in(page, ui, ui.alice)
+    assert page.locator(".nav a").all_inner_texts() == ["Chat"]
+    page.goto(ui.url + "/#/admin/models")
+    page.wait_for_selector("text=Administrator rights needed")
+    assert "administrator" in page.locator(".empty-state p").inner_text().lower()
+    screenshot(page, "non-admin")
+    statuses = page.evaluate("""async (token) => {
+        const headers = {Authorization: `Bearer ${token}`};
+        const models = await fetch('/models', {headers});
+        const created = await fetch('/models', {method: 'POST', headers: {...headers, 'Content-Type': 'application/json'},
+                                                body: JSON.stringify({modelId: 'x', modelName: 'x', modelUrl: 'http://127.0.0.1:9/v1'})});
+        const metrics = await fetch('/metrics', {headers});
+        return [models.status, created.status, metrics.status, (await models.json()).error.type];
+    }""", ui.alice)
+    assert statuses[:3] == [403, 403, 403]
+    assert statuses[3] == "permission_error"
+    # The same answer the UI decides by, from the command line.
+    who = lisactl(ui, "--output", "json", "whoami", key=ui.alice)
+    assert who.returncode == 0, who.stderr
+    identity = json.loads(who.stdout)
+    assert identity["username"] == "alice" and identity["groups"] == ["team-a"] and identity["isAdmin"] is False
+    assert "alice" in lisactl(ui, "whoami", key=ui.alice).stdout
+
+
+def test_admin_manages_models_and_tokens(ui, page, slow_upstream):
+    sign_in(page, ui)
+    page.click(".nav a:has-text('Models')")
+    row = page.locator("#models-table tr[data-model='chat-small']")
+    row.wait_for()
+    assert "InService" in row.inner_text() and "healthy" in row.inner_text()
+    page.click("#add-model")
+    page.fill("#new-model-id", "ui-made")
+    page.fill("#new-model-name", "echo")
+    page.fill("#new-model-endpoints", slow_upstream)
+    page.click("text=Create model")
+    made = page.locator("#models-table tr[data-model='ui-made']")
+    made.wait_for()
+    wait_until(page, "document.querySelector(\"tr[data-model='ui-made']\").innerText.includes('InService')")
+    screenshot(page, "models")
+    made.locator("[data-action=stop]").click()
+    wait_until(page, "document.querySelector(\"tr[data-model='ui-made'] .status\").innerText === 'Stopped'")
+    assert api(ui, "GET", "/models/ui-made")[1]["status"] == "Stopped"
+    made.locator("[data-action=start]").click()
+    wait_until(page, "document.querySelector(\"tr[data-model='ui-made'] .status\").innerText === 'InService'")
+    made.locator("[data-action=delete]").click()
+    page.click("dialog button.danger")
+    made.wait_for(state="detached")
+    assert api(ui, "GET", "/models/ui-made")[0] == 404
+
+    page.click(".nav a:has-text('API tokens')")
+    page.fill("#token-name", "notebook")
+    page.fill("#token-owner", "bob")
+    page.fill("#token-groups", "team-b")
+    page.click("#create-token")
+    secret = page.locator(".secret-value")
+    secret.wait_for()
+    token = secret.inner_text()
+    assert token.startswith("lisa_")
+    assert api(ui, "GET", "/whoami", key=token)[1]["username"] == "bob"
+    row = page.locator("#tokens-table tr:has-text('notebook')")
+    row.wait_for()
+    screenshot(page, "tokens")
+    row.locator("button:has-text('Revoke')").click()
+    page.click("dialog button.danger")
+    row.wait_for(state="detached")
+    assert api(ui, "GET", "/whoami", key=token)[0] == 401
+
+
+def test_phone_sized_screen_and_keyboard(ui, browser):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    try:
+        page.goto(ui.url + "/")
+        page.wait_for_selector("#token")
+        page.keyboard.type(ADMIN_KEY)  # the token field has focus on load
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#composer-input")
+        wait_until(page, "document.querySelector('#model').value !== ''")
+        assert not page.locator("#sidebar").is_visible() or page.locator("#sidebar").bounding_box()["x"] < 0
+        page.keyboard.type("Hello from a phone")
+        page.keyboard.press("Enter")
+        wait_answer_done(page)
+        assert answer_text(page) == "echo: Hello from a phone"
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, "nothing overflows sideways"
+        screenshot(page, "phone-chat")
+        page.click(".menu-toggle")
+        wait_until(page, "document.querySelector('#sidebar').getBoundingClientRect().x >= 0")
+        assert page.locator(".session").count() >= 1
+        screenshot(page, "phone-sessions")
+        page.keyboard.press("Escape")
+        wait_until(page, "document.querySelector('#sidebar').getBoundingClientRect().right <= 0")
+    finally:
+        context.close()
+
+
+def test_oidc_sign_in_with_authorization_code_and_pkce(slow_upstream, tmp_path, browser):
+    idp = IdP()
+    idp.login_claims = {"preferred_username": "carol", "realm_access": {"roles": ["lisa-admins"]}}
+    server = Lisa(slow_upstream, tmp_path / "data", extra_config=f"""
+auth:
+  authority: {idp.issuer}
+  clientId: {CLIENT_ID}
+  jwtGroupsProperty: realm_access.roles
+  adminGroup: lisa-admins
+""")
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(server.url + "/")
+        page.wait_for_selector("#oidc-signin")
+        screenshot(page, "sign-in-oidc")
+        policy = page.evaluate("fetch('/').then((r) => r.headers.get('Content-Security-Policy'))")
+        assert f"connect-src 'self' http://127.0.0.1:{idp.port}" in policy
+        page.click("#oidc-signin")
+        page.wait_for_selector("#composer-input")
+        assert page.locator(".username").inner_text().startswith("carol")
+        assert "code=" not in page.url, "the code is removed from the address bar"
+        assert page.locator(".nav a").all_inner_texts() == ["Chat", "Models", "API tokens"], "the IdP's group makes carol an admin"
+        assert len(idp.exchanges) == 1 and len(idp.exchanges[0]["code_verifier"]) >= 43
+        send(page, "Signed in with SSO")
+        wait_answer_done(page)
+        assert answer_text(page) == "echo: Signed in with SSO"
+    finally:
+        context.close()
+        server.stop()
+        idp.server.shutdown()
