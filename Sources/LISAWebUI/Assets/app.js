@@ -5,7 +5,7 @@ import { LisaAPI, path } from './api.js';
 import { beginOIDCSignIn, completeOIDCSignIn, forgetCredential, rememberCredential, signOutURL, storedCredential } from './auth.js';
 import { ChatView } from './chat.js';
 import { ModelsView, TokensView } from './admin.js';
-import { ask, download, formatTime, h, notify, replace } from './dom.js';
+import { ask, clearNotices, download, formatTime, h, notify, replace } from './dom.js';
 
 class App {
   constructor(root) {
@@ -189,6 +189,7 @@ class App {
     }
     if (!force && this.viewKey === key) return;
     this.view?.unmount?.();
+    clearNotices();
     this.viewKey = key;
     this.view = make();
     for (const link of document.querySelectorAll('.nav a')) {

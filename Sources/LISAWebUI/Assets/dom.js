@@ -87,8 +87,15 @@ export function notify(message, kind = 'error') {
   const close = h('button', { class: 'icon', 'aria-label': 'Dismiss', onclick: () => item.remove() }, '×');
   const item = h('div', { class: `notice ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, h('span', {}, message), close);
   area.append(item);
+  // At most three at a time, so notices never pile up over the page.
+  while (area.children.length > 3) area.firstElementChild.remove();
   if (kind !== 'error') setTimeout(() => item.remove(), 3000);
   return item;
+}
+
+/** Removes the passing (non-error) notices, e.g. when the page changes. */
+export function clearNotices() {
+  for (const item of document.querySelectorAll('#notifications .notice:not(.error)')) item.remove();
 }
 
 /** Offers `text` as a file download. */
