@@ -68,4 +68,22 @@ struct ConfigurationTests {
         #expect(throws: ConfigurationError.self) { try LISAConfiguration.load(file: nil, environment: ["LISA_PORT": "x"]) }
         #expect(throws: ConfigurationError.self) { try LISAConfiguration.load(file: "/nonexistent/lisa.yaml", environment: [:]) }
     }
+
+    @Test("ui: on by default; the file and LISA_UI_ENABLED turn it off; a bad value is named")
+    func webUI() throws {
+        let defaults = try LISAConfiguration.load(file: nil, environment: [:])
+        #expect(defaults.ui.enabled && defaults.ui.scopes == "openid profile email" && defaults.ui.directory == nil)
+        let path = try write("ui: {enabled: false, scopes: openid groups}\n", ext: "yaml")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let file = try LISAConfiguration.load(file: path, environment: [:])
+        #expect(!file.ui.enabled && file.ui.scopes == "openid groups")
+        #expect(file.unknownKeys.isEmpty)
+        let overridden = try LISAConfiguration.load(file: path, environment: ["LISA_UI_ENABLED": "yes", "LISA_UI_DIRECTORY": "/srv/ui"])
+        #expect(overridden.ui.enabled && overridden.ui.directory == "/srv/ui")
+        #expect {
+            try LISAConfiguration.load(file: nil, environment: ["LISA_UI_ENABLED": "maybe"])
+        } throws: { error in
+            "\(error)".contains("LISA_UI_ENABLED")
+        }
+    }
 }

@@ -7,6 +7,7 @@ import pathlib
 import re
 import shutil
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -434,3 +435,28 @@ auth:
         context.close()
         server.stop()
         idp.server.shutdown()
+
+
+def test_the_ui_can_be_turned_off_or_served_from_a_folder(slow_upstream, tmp_path):
+    off = Lisa(slow_upstream, tmp_path / "off", extra_env={"LISA_UI_ENABLED": "false"})
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(off.url + "/", timeout=5)
+        assert refused.value.code == 404
+        assert api(off, "GET", "/whoami")[0] == 200, "the API is unaffected"
+    finally:
+        off.stop()
+    folder = tmp_path / "assets"
+    shutil.copytree(ROOT / "Sources" / "LISAWebUI" / "Assets", folder)
+    (folder / "index.html").write_text((folder / "index.html").read_text().replace("<title>LISA Chat</title>", "<title>Working copy</title>"))
+    dev = Lisa(slow_upstream, tmp_path / "dev", extra_env={"LISA_UI_DIRECTORY": str(folder)})
+    try:
+        with urllib.request.urlopen(dev.url + "/", timeout=5) as response:
+            page = response.read().decode()
+        assert "<title>Working copy</title>" in page
+        version = re.search(r'ui/([0-9a-f]+)/app\.js', page).group(1)
+        with urllib.request.urlopen(f"{dev.url}/ui/{version}/chat.js", timeout=5) as response:
+            assert response.headers["Content-Type"] == "text/javascript; charset=utf-8"
+            assert response.read() == (folder / "chat.js").read_bytes()
+    finally:
+        dev.stop()
