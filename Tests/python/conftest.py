@@ -1,4 +1,5 @@
 """Fixtures that run the real binaries: lisa-fake-upstream and LISAServe."""
+import json
 import os
 import pathlib
 import signal
@@ -6,6 +7,7 @@ import socket
 import ssl
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -60,14 +62,32 @@ class Process:
         return pathlib.Path(self.log_path).read_text() if self.log_path else ""
 
 
-@pytest.fixture(scope="session")
-def upstream(tmp_path_factory):
+def start_fake_upstream(tmp_path_factory, chunk_delay_ms: int):
+    """Starts lisa-fake-upstream streaming one word per `chunk_delay_ms`; returns (process, base URL)."""
     port = free_port()
-    proc = Process([str(BIN / "lisa-fake-upstream"), "--port", str(port), "--chunk-delay-ms", "30"],
+    proc = Process([str(BIN / "lisa-fake-upstream"), "--port", str(port), "--chunk-delay-ms", str(chunk_delay_ms)],
                    log=tmp_path_factory.mktemp("fake") / "fake.log")
     wait_healthy(f"http://127.0.0.1:{port}/health", proc.process)
-    yield f"http://127.0.0.1:{port}/v1"
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.fixture(scope="session")
+def upstream(tmp_path_factory):
+    proc, url = start_fake_upstream(tmp_path_factory, 30)
+    yield url
     proc.stop()
+
+
+def api(lisa, method, path, body=None, key=ADMIN_KEY):
+    """One JSON call to LISA: (status, decoded body)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(lisa.url + path, data=data, method=method,
+                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
 
 
 EMBED_PYTHON = ROOT / ".venv-embed" / "bin" / "python"

@@ -7,25 +7,13 @@ import os
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 import pytest
 from openai import OpenAI
 
 from conftest import ADMIN_KEY, BIN, ROOT, Lisa, lisactl
-
-
-def request(lisa, method, path, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(lisa.url + path, data=data, method=method,
-                                 headers={"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+from conftest import api as request
 
 
 def hosted(model_id, minimum=1, maximum=1, target=2, cooldown=60, model_name="echo", command=None):

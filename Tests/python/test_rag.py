@@ -3,7 +3,6 @@ OpenAI-compatible endpoint): repositories, multipart uploads of real files, back
 ingestion, semantic search, grounded chat with sources, bad input, permissions."""
 import json
 import os
-import pathlib
 import subprocess
 import time
 import uuid
@@ -12,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import ADMIN_KEY, ROOT, Lisa, Process, free_port, lisactl, wait_healthy  # noqa: F401 (embedding_model is a conftest fixture)
+from conftest import ADMIN_KEY, ROOT, Lisa, Process, free_port, lisactl
 
 DOCUMENTS = ROOT / "Tests" / "LISAKitTests" / "Fixtures" / "documents"
 

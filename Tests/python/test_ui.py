@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ADMIN_KEY, BIN, ROOT, Lisa, Process, free_port, lisactl, wait_healthy
+from conftest import ADMIN_KEY, ROOT, Lisa, api, lisactl, start_fake_upstream
 from test_oidc import CLIENT_ID, IdP
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -23,24 +23,11 @@ if not os.path.exists(CHROMIUM):
     pytest.skip("needs Chromium (the README test command installs it)", allow_module_level=True)
 
 
-def api(lisa, method, path, body=None, key=ADMIN_KEY):
-    request = urllib.request.Request(lisa.url + path, method=method, data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
-
-
 @pytest.fixture(scope="module")
 def slow_upstream(tmp_path_factory):
     """A fake upstream that streams one word every 80 ms, so a stream can be watched and stopped."""
-    port = free_port()
-    proc = Process([str(BIN / "lisa-fake-upstream"), "--port", str(port), "--chunk-delay-ms", "80"],
-                   log=tmp_path_factory.mktemp("slow") / "fake.log")
-    wait_healthy(f"http://127.0.0.1:{port}/health", proc.process)
-    yield f"http://127.0.0.1:{port}/v1"
+    proc, url = start_fake_upstream(tmp_path_factory, 80)
+    yield url
     proc.stop()
 
 
@@ -263,6 +250,33 @@ def test_model_output_with_markup_renders_as_text(ui, page):
     page.wait_for_selector(".message.ai")
     assert page.locator(".message-body script, .message-body img").count() == 0
     assert page.evaluate("window.pwned") is None
+
+
+def test_prompt_templates_fill_the_system_prompt_and_the_message(ui, page):
+    assert api(ui, "POST", "/prompt-templates", {"title": "Pirate", "type": "persona", "body": "You talk like a pirate.",
+                                                 "groups": ["lisa:public"]})[0] == 201
+    assert api(ui, "POST", "/prompt-templates", {"title": "Summarise", "type": "directive",
+                                                 "body": "Summarise in three bullet points:", "groups": ["lisa:public"]})[0] == 201
+    sign_in(page, ui, ui.alice)
+    page.select_option("#template", label="Pirate (persona)")
+    assert page.input_value("#system-prompt") == "You talk like a pirate."
+    page.fill("#composer-input", "the meeting notes")
+    page.select_option("#template", label="Summarise (directive)")
+    assert page.input_value("#composer-input") == "Summarise in three bullet points:\n\nthe meeting notes"
+    page.keyboard.press("Enter")
+    wait_answer_done(page)
+    assert page.locator(".message.ai .message-body p").all_inner_texts() == [
+        "echo: Summarise in three bullet points:", "the meeting notes"], "the directive went first, as its own paragraph"
+    session_id = re.search(r"#/chat/([\w.:-]+)$", page.url).group(1)
+    assert api(ui, "GET", f"/session/{session_id}", key=ui.alice)[1]["configuration"]["systemPrompt"] == "You talk like a pirate."
+    # Save the current system prompt as alice's own template.
+    page.fill("#system-prompt", "Answer in French.")
+    page.click("text=Save as template")
+    page.fill("dialog input", "French")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#template option:has-text('French (persona)')", state="attached")
+    mine = [t for t in api(ui, "GET", "/prompt-templates", key=ui.alice)[1]["Items"] if t["title"] == "French"]
+    assert len(mine) == 1 and mine[0]["owner"] == "alice" and mine[0]["body"] == "Answer in French."
 
 
 def test_server_errors_are_shown_as_readable_messages(ui, page):
