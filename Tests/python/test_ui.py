@@ -194,6 +194,20 @@ def test_stop_ends_the_stream(ui, page):
     page.keyboard.press("Escape")
     wait_answer_done(page, timeout=3000)
     assert page.locator(".message.ai .message-note").last.inner_text() == "Stopped."
+    # Leaving a new chat mid-answer stops and saves it, and the page stays where the user went.
+    page.click("#new-chat")
+    send(page, f"Third {words}")
+    wait_until(page, "document.querySelector('.message.ai.streaming .message-body').innerText.length > 20")
+    before = {s["sessionId"] for s in api(ui, "GET", "/session")[1]}
+    page.click(f".session[data-session='{session_id}'] .session-link")
+    wait_until(page, f"location.hash === '#/chat/{session_id}'")
+    wait_until(page, f"document.querySelectorAll('.session').length === {len(before) + 1}")
+    time.sleep(0.3)
+    assert page.evaluate("location.hash") == f"#/chat/{session_id}"
+    left = [s for s in api(ui, "GET", "/session")[1] if s["sessionId"] not in before]
+    assert len(left) == 1
+    saved = api(ui, "GET", f"/session/{left[0]['sessionId']}")[1]
+    assert saved["history"][-1]["metadata"]["stopped"] is True
 
 
 def test_rename_export_and_delete_a_session(ui, page):

@@ -206,10 +206,14 @@ export class ChatView {
   async save() {
     if (!this.history.length) return;
     if (!this.sessionId) this.sessionId = crypto.randomUUID();
+    // A new chat gets its address once saved — unless the user has already gone elsewhere
+    // (leaving stops the answer, which saves it here).
     if (this.isNew) {
       this.isNew = false;
-      history.replaceState(null, '', `#/chat/${encodeURIComponent(this.sessionId)}`);
-      this.app.viewKey = `chat:${this.sessionId}`;
+      if (this.app.view === this) {
+        history.replaceState(null, '', `#/chat/${encodeURIComponent(this.sessionId)}`);
+        this.app.viewKey = `chat:${this.sessionId}`;
+      }
     }
     if (!this.name) {
       const first = this.history.find((message) => message.type === 'human')?.content ?? 'Chat';
@@ -292,7 +296,7 @@ export class ChatView {
     this.sendButton.hidden = on;
     this.stopButton.hidden = !on;
     this.input.setAttribute('aria-busy', String(on));
-    if (on) this.stopButton.focus(); else this.input.focus();
+    if (on) this.stopButton.focus(); else if (this.app.view === this) this.input.focus();
   }
 
   stop() {
