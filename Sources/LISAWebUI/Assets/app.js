@@ -71,7 +71,8 @@ class App {
     const error = h('p', { class: 'form-error', role: 'alert', hidden: !message }, message ?? '');
     const token = h('input', { id: 'token', type: 'password', autocomplete: 'off', placeholder: 'lisa_… or the admin key', required: true, 'aria-describedby': 'token-help' });
     const remember = h('input', { id: 'remember', type: 'checkbox' });
-    const submit = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
+    // With single sign-on offered, the token form is the secondary way in.
+    const submit = h('button', { type: 'submit', class: this.config.oidc ? 'secondary' : 'primary' }, 'Sign in with the token');
     const form = h('form', { class: 'signin-form', 'aria-label': 'Sign in with a token' },
       h('label', { for: 'token' }, 'API token or admin key'),
       token,
