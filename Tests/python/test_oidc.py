@@ -28,7 +28,8 @@ class IdP:
     """A minimal OIDC issuer: discovery document, a JWKS that can be changed at run time, and
     the authorization-code flow with PKCE (S256) for browser sign-in: `/auth` approves at once
     as `login_claims` and redirects back with a code; `/token` exchanges the code only with the
-    verifier whose SHA-256 is the challenge, for the same client and redirect URI, once."""
+    verifier whose SHA-256 is the challenge, for the same client and redirect URI, once, and
+    renews with the refresh token it gave. ID tokens live `lifetime` seconds."""
 
     def __init__(self):
         self.port = free_port()
@@ -38,8 +39,11 @@ class IdP:
         self.published = [self.rsa, self.ec]
         self.jwks_fetches = 0
         self.login_claims = {}
+        self.lifetime = 300
         self.codes = {}
         self.exchanges = []
+        self.refresh_tokens = {}
+        self.refreshes = []
         idp = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -66,14 +70,25 @@ class IdP:
                 if self.path != "/realms/lisa/token":
                     return self.send_json(404, {"error": "not_found"})
                 form = dict(urllib.parse.parse_qsl(self.rfile.read(int(self.headers["Content-Length"])).decode()))
+                if form.get("grant_type") == "refresh_token":
+                    claims = idp.refresh_tokens.get(form.get("refresh_token"))
+                    if claims is None or form.get("client_id") != CLIENT_ID:
+                        return self.send_json(400, {"error": "invalid_grant"})
+                    idp.refreshes.append(form)
+                    token = idp.token(exp=int(time.time()) + idp.lifetime, **claims)
+                    return self.send_json(200, {"id_token": token, "access_token": token, "token_type": "Bearer",
+                                                "expires_in": idp.lifetime})
                 grant = idp.codes.pop(form.get("code"), None)
                 challenge = b64(hashlib.sha256(form.get("code_verifier", "").encode()).digest())
                 if (grant is None or form.get("grant_type") != "authorization_code" or form.get("client_id") != grant["client_id"]
                         or form.get("redirect_uri") != grant["redirect_uri"] or challenge != grant["challenge"]):
                     return self.send_json(400, {"error": "invalid_grant"})
                 idp.exchanges.append(form)
-                token = idp.token(nonce=grant["nonce"], **idp.login_claims)
-                self.send_json(200, {"id_token": token, "access_token": token, "token_type": "Bearer", "expires_in": 300})
+                token = idp.token(nonce=grant["nonce"], exp=int(time.time()) + idp.lifetime, **idp.login_claims)
+                refresh = b64(os.urandom(24))
+                idp.refresh_tokens[refresh] = dict(idp.login_claims)
+                self.send_json(200, {"id_token": token, "access_token": token, "token_type": "Bearer",
+                                     "expires_in": idp.lifetime, "refresh_token": refresh})
 
             def do_GET(self):
                 url = urllib.parse.urlparse(self.path)

@@ -488,3 +488,38 @@ def test_the_ui_can_be_turned_off_or_served_from_a_folder(slow_upstream, tmp_pat
             assert response.read() == (folder / "chat.js").read_bytes()
     finally:
         dev.stop()
+
+
+def test_an_oidc_sign_in_is_renewed_with_its_refresh_token(slow_upstream, tmp_path, browser):
+    idp = IdP()
+    idp.lifetime = 5  # seconds: renewed after about 4
+    idp.login_claims = {"preferred_username": "dana", "realm_access": {"roles": ["team-a"]}}
+    server = Lisa(slow_upstream, tmp_path / "data", extra_config=f"""
+auth:
+  authority: {idp.issuer}
+  clientId: {CLIENT_ID}
+  jwtGroupsProperty: realm_access.roles
+  leewaySeconds: 0
+""")
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(server.url + "/")
+        page.click("#oidc-signin")
+        page.wait_for_selector("#composer-input")
+        first = page.evaluate("JSON.parse(sessionStorage.getItem('lisa.credential')).token")
+        time.sleep(8)  # past the first ID token's expiry
+        assert len(idp.refreshes) >= 1
+        renewed = page.evaluate("JSON.parse(sessionStorage.getItem('lisa.credential')).token")
+        assert renewed != first
+        assert api(server, "GET", "/whoami", key=first)[0] == 401, "the first ID token has expired"
+        send(page, "Still signed in?")
+        wait_answer_done(page)
+        assert answer_text(page) == "echo: Still signed in?"
+        page.reload()  # a reload keeps the renewed sign-in
+        page.wait_for_selector("#composer-input")
+        assert page.locator(".username").inner_text().startswith("dana")
+    finally:
+        context.close()
+        server.stop()
+        idp.server.shutdown()

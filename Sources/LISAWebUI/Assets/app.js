@@ -2,7 +2,9 @@
 // Views: #/ (new chat), #/chat/{sessionId}, #/admin/models, #/admin/tokens.
 
 import { LisaAPI, path } from './api.js';
-import { beginOIDCSignIn, completeOIDCSignIn, forgetCredential, rememberCredential, signOutURL, storedCredential } from './auth.js';
+import {
+  beginOIDCSignIn, completeOIDCSignIn, forgetCredential, refreshOIDCSignIn, rememberCredential, renewalDelay, signOutURL, storedCredential,
+} from './auth.js';
 import { ChatView } from './chat.js';
 import { ModelsView, TokensView } from './admin.js';
 import { ask, clearNotices, download, formatTime, h, notify, replace } from './dom.js';
@@ -36,8 +38,34 @@ class App {
         notify(error.message);
       }
     }
-    if (this.credential && await this.loadIdentity()) this.showApp();
-    else this.showSignIn();
+    if (this.credential?.refreshToken && this.credential.expiresAt * 1000 <= Date.now()) await this.renew();
+    if (this.credential && await this.loadIdentity()) {
+      this.scheduleRenewal();
+      this.showApp();
+    } else {
+      this.showSignIn();
+    }
+  }
+
+  /** Renews an OIDC sign-in shortly before its ID token expires, when a refresh token allows it. */
+  scheduleRenewal() {
+    clearTimeout(this.renewalTimer);
+    if (this.credential?.kind !== 'oidc' || !this.credential.refreshToken || !this.config.oidc) return;
+    this.renewalTimer = setTimeout(async () => {
+      if (await this.renew()) this.scheduleRenewal();
+    }, renewalDelay(this.credential.expiresAt));
+  }
+
+  /** Swaps the refresh token for fresh tokens; false (and the reason shown) when refused. */
+  async renew() {
+    try {
+      this.credential = await refreshOIDCSignIn(this.config.oidc, this.credential);
+      return true;
+    } catch (error) {
+      notify(`${error.message} Please sign in again when asked.`);
+      delete this.credential.refreshToken;
+      return false;
+    }
   }
 
   /** Asks the server who the credential belongs to; false (and signed out) when refused. */
@@ -56,6 +84,7 @@ class App {
   /** A 401 after sign-in: the credential expired or was revoked. (During sign-in the form says so itself.) */
   signedOut(message) {
     if (!this.credential || !this.me) return;
+    clearTimeout(this.renewalTimer);
     forgetCredential();
     this.credential = null;
     this.me = null;
@@ -113,6 +142,7 @@ class App {
 
   async signOut() {
     const url = signOutURL(this.config.oidc, this.credential);
+    clearTimeout(this.renewalTimer);
     forgetCredential();
     this.credential = null;
     this.view?.unmount?.();

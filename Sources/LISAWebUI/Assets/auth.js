@@ -11,7 +11,8 @@ export function storedCredential() {
   if (!raw) return null;
   try {
     const credential = JSON.parse(raw);
-    if (credential.expiresAt && credential.expiresAt * 1000 < Date.now()) {
+    // An expired sign-in is kept only when it can be renewed with its refresh token.
+    if (credential.expiresAt && credential.expiresAt * 1000 < Date.now() && !credential.refreshToken) {
       forgetCredential();
       return null;
     }
@@ -22,10 +23,16 @@ export function storedCredential() {
   }
 }
 
-/** Keeps `credential` ({token, kind, expiresAt?, idToken?}). */
+/** Keeps `credential` ({token, kind, expiresAt?, idToken?, refreshToken?}). */
 export function rememberCredential(credential, { persistent = false } = {}) {
   forgetCredential();
   (persistent ? localStorage : sessionStorage).setItem(KEY, JSON.stringify(credential));
+}
+
+/** Keeps a renewed credential where the old one was. */
+function replaceCredential(credential) {
+  const persistent = localStorage.getItem(KEY) !== null;
+  rememberCredential(credential, { persistent });
 }
 
 export function forgetCredential() {
@@ -100,9 +107,39 @@ export async function completeOIDCSignIn(oidc) {
   if (idClaims.nonce !== pending.nonce) throw new Error('The identity token does not carry this sign-in\'s nonce. Please sign in again.');
   // LISA verifies the ID token (audience: the client id) on every request.
   return {
-    credential: { token: tokens.id_token, kind: 'oidc', expiresAt: idClaims.exp, idToken: tokens.id_token },
+    credential: {
+      token: tokens.id_token, kind: 'oidc', expiresAt: idClaims.exp, idToken: tokens.id_token, refreshToken: tokens.refresh_token,
+    },
     returnTo: pending.returnTo,
   };
+}
+
+/**
+ * Renews an OIDC sign-in with its refresh token (when the issuer gave one) and keeps the
+ * new tokens. Returns the new credential; throws when the issuer refuses.
+ */
+export async function refreshOIDCSignIn(oidc, credential) {
+  const response = await fetch(oidc.tokenEndpoint, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json' },
+    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: credential.refreshToken, client_id: oidc.clientId }),
+  });
+  const tokens = await response.json().catch(() => ({}));
+  if (!response.ok || !tokens.id_token) {
+    throw new Error(`The identity provider did not renew the sign-in: ${tokens.error_description ?? tokens.error ?? response.status}.`);
+  }
+  const renewed = {
+    ...credential, token: tokens.id_token, idToken: tokens.id_token, expiresAt: claims(tokens.id_token).exp,
+    refreshToken: tokens.refresh_token ?? credential.refreshToken,
+  };
+  replaceCredential(renewed);
+  return renewed;
+}
+
+/** Milliseconds until a credential expiring at `expiresAt` (seconds) should be renewed. */
+export function renewalDelay(expiresAt, now = Date.now()) {
+  const remaining = expiresAt * 1000 - now;
+  return Math.max(0, remaining - Math.min(60000, remaining * 0.2));
 }
 
 /** Where to send the browser to end the issuer's session, if it has such an endpoint. */
