@@ -405,6 +405,44 @@ def test_admin_manages_models_and_tokens(ui, page, slow_upstream):
     assert api(ui, "GET", "/whoami", key=token)[0] == 401
 
 
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_main_screens_pass_an_axe_accessibility_audit(ui, browser, scheme):
+    """axe-core (bundled by axe-playwright-python) on each main screen, in both colour schemes:
+    no violations of the WCAG 2 A/AA rules or axe's best practices."""
+    from axe_playwright_python.sync_playwright import Axe
+    axe = Axe()
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme=scheme)
+    page = context.new_page()
+    found = {}
+
+    def audit(name):
+        result = axe.run(page)
+        if result.violations_count:
+            found[name] = result.generate_report()
+
+    try:
+        page.goto(ui.url + "/")
+        page.wait_for_selector("#token")
+        audit("sign-in")
+        sign_in(page, ui)
+        send(page, "Some **Markdown**, `code`, and a list:\n\n- one\n- two\n\n```python\nprint('hi')\n```")
+        wait_answer_done(page)
+        audit("chat")
+        if scheme == "dark":
+            screenshot(page, "chat-dark")
+        page.locator(".session").first.locator("button[title=Rename]").click()
+        page.wait_for_selector("dialog")
+        audit("dialog")
+        page.keyboard.press("Escape")
+        for route, ready in [("#/admin/models", "#models-table tbody tr"), ("#/admin/tokens", "#tokens-table tbody tr")]:
+            page.goto(f"{ui.url}/{route}")
+            page.wait_for_selector(ready)
+            audit(route)
+    finally:
+        context.close()
+    assert not found, "\n\n".join(f"== {name}\n{report}" for name, report in found.items())
+
+
 def test_phone_sized_screen_and_keyboard(ui, browser):
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page = context.new_page()

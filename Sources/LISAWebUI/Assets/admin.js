@@ -40,7 +40,8 @@ export class ModelsView {
       this.form,
       h('div', { class: 'table-wrap' },
         h('table', { class: 'data', id: 'models-table' },
-          h('thead', {}, h('tr', {}, ['Model', 'Type', 'Status', 'Endpoints', ''].map((title) => h('th', { scope: 'col' }, title)))),
+          h('thead', {}, h('tr', {}, ['Model', 'Type', 'Status', 'Endpoints'].map((title) => h('th', { scope: 'col' }, title)),
+            h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions')))),
           this.tbody)));
     replace(container, h('p', { class: 'boot' }, 'Loading models…'));
     this.refresh(true);
@@ -235,7 +236,8 @@ export class TokensView {
       form, this.secret,
       h('div', { class: 'table-wrap' },
         h('table', { class: 'data', id: 'tokens-table' },
-          h('thead', {}, h('tr', {}, ['Name', 'User', 'Groups', 'Created', 'Expires', ''].map((title) => h('th', { scope: 'col' }, title)))),
+          h('thead', {}, h('tr', {}, ['Name', 'User', 'Groups', 'Created', 'Expires'].map((title) => h('th', { scope: 'col' }, title)),
+            h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions')))),
           this.tbody))));
     this.refresh();
   }
