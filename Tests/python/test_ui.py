@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ADMIN_KEY, ROOT, Lisa, api, lisactl, start_fake_upstream
+from conftest import ADMIN_KEY, BIN, ROOT, Lisa, api, lisactl, start_fake_upstream
 from test_oidc import CLIENT_ID, IdP
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -385,6 +385,32 @@ def test_admin_manages_models_and_tokens(ui, page, slow_upstream):
     page.click("dialog button.danger")
     made.wait_for(state="detached")
     assert api(ui, "GET", "/models/ui-made")[0] == 404
+
+    # A hosted model from the JSON definition: replicas, scaling and logs.
+    definition = {
+        "modelId": "ui-hosted", "modelName": "echo", "hostingType": "lisa_hosted",
+        "launch": {"command": f"{BIN / 'lisa-fake-upstream'} --port {{port}}", "startupTimeoutSeconds": 30},
+        "autoScalingConfig": {"minCapacity": 1, "maxCapacity": 2, "cooldown": 600, "metricConfig": {"targetValue": 100}},
+    }
+    page.click("#add-model")
+    page.click("text=Advanced: the whole definition as JSON")
+    page.fill("#new-model-json", json.dumps(definition))
+    page.click("text=Create model")
+    hosted = page.locator("#models-table tr[data-model='ui-hosted']")
+    hosted.wait_for()
+    wait_until(page, "document.querySelector(\"tr[data-model='ui-hosted'] .replicas\")?.innerText === '1 of 1 replicas ready (1–2)'", 40)
+    hosted.locator("[data-action=scale]").click()
+    page.fill("dialog input", "2")
+    page.keyboard.press("Enter")
+    wait_until(page, "document.querySelector(\"tr[data-model='ui-hosted'] .replicas\")?.innerText === '2 of 2 replicas ready (1–2)'", 40)
+    assert len([r for r in api(ui, "GET", "/models/ui-hosted")[1]["replicas"] if r["state"] == "ready"]) == 2
+    hosted.locator("[data-action=logs]").click()
+    wait_until(page, "document.querySelector('dialog pre.logs').innerText.includes('lisa-fake-upstream listening on')")
+    screenshot(page, "model-logs")
+    page.keyboard.press("Escape")
+    hosted.locator("[data-action=delete]").click()
+    page.click("dialog button.danger")
+    hosted.wait_for(state="detached", timeout=30000)
 
     page.click(".nav a:has-text('API tokens')")
     page.fill("#token-name", "notebook")

@@ -6,6 +6,17 @@ import { ask, formatTime, h, notify, replace } from './dom.js';
 
 const TRANSITIONAL = new Set(['Creating', 'Starting', 'Stopping', 'Updating', 'Deleting']);
 
+/** "2 of 2 replicas ready (1–3)" for a hosted model. */
+function replicaSummary(model) {
+  const replicas = model.replicas ?? [];
+  const ready = replicas.filter((replica) => replica.state === 'ready').length;
+  const scaling = model.autoScalingConfig;
+  const wanted = scaling?.desiredCapacity ?? scaling?.minCapacity ?? replicas.length;
+  const bounds = scaling ? ` (${scaling.minCapacity}–${scaling.maxCapacity})` : '';
+  const restarts = replicas.reduce((sum, replica) => sum + (replica.restarts ?? 0), 0);
+  return `${ready} of ${wanted} replicas ready${bounds}${restarts ? ` · ${restarts} restarts` : ''}`;
+}
+
 /** What a page shows instead of itself when the server refuses the caller. */
 function refused(container, title, error) {
   replace(container, h('div', { class: 'page' },
@@ -79,13 +90,15 @@ export class ModelsView {
       const configured = model.source === 'configuration';
       const serving = model.status === 'InService';
       const stopped = model.status === 'Stopped' || model.status === 'Failed';
+      const hosted = model.hostingType === 'lisa_hosted';
       return h('tr', { 'data-model': model.modelId },
         h('th', { scope: 'row' }, h('div', { class: 'model-id' }, model.modelId),
           model.modelName && model.modelName !== model.modelId ? h('div', { class: 'hint' }, model.modelName) : null),
         h('td', {}, model.modelType ?? 'textgen', model.hostingType === 'lisa_hosted' ? h('div', { class: 'hint' }, 'hosted') : null),
         h('td', {},
           h('span', { class: `status status-${model.status.toLowerCase()}` }, model.status),
-          model.statusReason ? h('div', { class: 'hint reason' }, model.statusReason) : null),
+          model.statusReason ? h('div', { class: 'hint reason' }, model.statusReason) : null,
+          hosted ? h('div', { class: 'hint replicas' }, replicaSummary(model)) : null),
         h('td', {}, model.endpointStatus.length
           ? h('ul', { class: 'endpoints' }, model.endpointStatus.map((endpoint) => {
             const healthy = endpoint.healthy && endpoint.circuit === 'closed';
@@ -97,6 +110,8 @@ export class ModelsView {
           : h('span', { class: 'hint' }, 'none')),
         h('td', {}, h('div', { class: 'actions' },
           configured ? h('span', { class: 'hint' }, 'from configuration') : [
+            hosted && serving ? this.action(model, 'scale', 'Scale', () => this.scale(model)) : null,
+            hosted ? this.action(model, 'logs', 'Logs', () => this.showLogs(model)) : null,
             serving ? this.action(model, 'stop', 'Stop', () => this.setEnabled(model, false)) : null,
             stopped ? this.action(model, 'start', 'Start', () => this.setEnabled(model, true)) : null,
             this.action(model, 'delete', 'Delete', () => this.remove(model), 'danger'),
@@ -122,6 +137,48 @@ export class ModelsView {
     this.kick();
   }
 
+  async scale(model) {
+    const scaling = model.autoScalingConfig ?? {};
+    const min = scaling.minCapacity ?? 1;
+    const max = scaling.maxCapacity ?? 1;
+    const answer = await ask({
+      title: `Scale ${model.modelId}`, confirm: 'Scale',
+      body: `Replicas wanted now, between ${min} and ${max}. The autoscaler may change it later.`,
+      input: { value: String(scaling.desiredCapacity ?? min), label: 'Desired replicas' },
+    });
+    if (answer === null) return;
+    const desired = Number(answer);
+    if (!Number.isInteger(desired) || desired < min || desired > max) {
+      notify(`Desired replicas must be a whole number between ${min} and ${max}.`);
+      return;
+    }
+    try {
+      await this.api.put(path`/models/${model.modelId}`, { autoScalingConfig: { desiredCapacity: desired } });
+      notify(`${model.modelId}: scaling to ${desired}.`, 'info');
+    } catch (error) {
+      notify(`${model.modelId} could not be scaled: ${error.message}`);
+    }
+    this.kick();
+  }
+
+  async showLogs(model) {
+    const output = h('pre', { class: 'logs', tabindex: '0', 'aria-label': `Logs of ${model.modelId}` }, 'Loading…');
+    const load = async () => {
+      try {
+        const text = await this.api.get(path`/models/${model.modelId}/logs` + '?tail=200');
+        output.textContent = text || '(no output yet)';
+        output.scrollTop = output.scrollHeight;
+      } catch (error) {
+        output.textContent = error.message;
+      }
+    };
+    load();
+    await ask({
+      title: `Logs of ${model.modelId}`, confirm: 'Close', cancel: 'Refresh', wide: true,
+      body: output, onCancel: (event) => { event.preventDefault(); load(); },
+    });
+  }
+
   async remove(model) {
     const confirmed = await ask({ title: `Delete ${model.modelId}?`, body: 'The model leaves the API at once; hosted replicas are stopped.', confirm: 'Delete', danger: true });
     if (!confirmed) return;
@@ -141,7 +198,7 @@ export class ModelsView {
 
   buildForm() {
     const field = (id, label, input, hint) => h('div', { class: 'field' }, h('label', { for: id }, label), input, hint ? h('p', { class: 'hint' }, hint) : null);
-    const modelId = h('input', { id: 'new-model-id', required: true, placeholder: 'my-model', autocomplete: 'off' });
+    const modelId = h('input', { id: 'new-model-id', placeholder: 'my-model', autocomplete: 'off' });
     const modelName = h('input', { id: 'new-model-name', placeholder: 'the upstream\'s model name (default: the id)', autocomplete: 'off' });
     const modelType = h('select', { id: 'new-model-type' }, h('option', { value: 'textgen' }, 'Text generation'), h('option', { value: 'embedding' }, 'Embedding'));
     const endpoints = h('textarea', { id: 'new-model-endpoints', rows: '2', placeholder: 'http://10.0.0.5:8000/v1' });
@@ -169,6 +226,12 @@ export class ModelsView {
           return;
         }
       } else {
+        if (!modelId.value.trim()) {
+          error.textContent = 'A model id is required (or give the whole definition as JSON).';
+          error.hidden = false;
+          modelId.focus();
+          return;
+        }
         const urls = endpoints.value.split(/[\s,]+/).filter(Boolean);
         definition = {
           modelId: modelId.value.trim(), modelName: modelName.value.trim() || modelId.value.trim(), modelType: modelType.value,
@@ -180,6 +243,7 @@ export class ModelsView {
         await this.api.post('/models', definition);
         notify(`${definition.modelId} created.`, 'info');
         form.reset();
+        streaming.checked = true;
         form.hidden = true;
         this.kick();
       } catch (failure) {

@@ -54,7 +54,7 @@ export function formatTime(seconds) {
  * A modal dialog (native <dialog>: focus trapped, Escape cancels). Resolves with the
  * value of the button pressed, or null when cancelled. `body` is a node or text.
  */
-export function ask({ title, body, confirm = 'OK', cancel = 'Cancel', danger = false, input = null }) {
+export function ask({ title, body, confirm = 'OK', cancel = 'Cancel', danger = false, input = null, wide = false, onCancel = null }) {
   return new Promise((resolve) => {
     const field = input ? h('input', { type: 'text', value: input.value ?? '', 'aria-label': input.label, maxLength: input.maxLength ?? 200 }) : null;
     const form = h('form', { method: 'dialog', class: 'dialog-form' },
@@ -62,9 +62,12 @@ export function ask({ title, body, confirm = 'OK', cancel = 'Cancel', danger = f
       body ? h('div', { class: 'dialog-body' }, body) : null,
       field,
       h('div', { class: 'dialog-actions' },
-        h('button', { type: 'button', class: 'secondary', value: 'cancel', onclick: () => dialog.close('cancel') }, cancel),
+        h('button', {
+          type: 'button', class: 'secondary', value: 'cancel',
+          onclick: (event) => { onCancel?.(event); if (!event.defaultPrevented) dialog.close('cancel'); },
+        }, cancel),
         h('button', { type: 'submit', class: danger ? 'danger' : 'primary', value: 'ok' }, confirm)));
-    const dialog = h('dialog', { class: 'dialog', 'aria-label': title }, form);
+    const dialog = h('dialog', { class: wide ? 'dialog wide' : 'dialog', 'aria-label': title }, form);
     form.addEventListener('submit', (event) => {
       event.preventDefault();
       if (field && !field.value.trim()) { field.focus(); return; }
