@@ -293,6 +293,62 @@ def test_prompt_templates_fill_the_system_prompt_and_the_message(ui, page):
     assert len(mine) == 1 and mine[0]["owner"] == "alice" and mine[0]["body"] == "Answer in French."
 
 
+def test_the_library_shares_and_revises_templates_and_lists_documents(ui, page, browser):
+    sign_in(page, ui)
+    page.click(".nav a:has-text('Library')")
+    page.fill("#template-title", "Release notes")
+    page.select_option("#template-type", "directive")
+    page.select_option("#template-sharing", "groups")
+    page.fill("#template-groups", "team-a")
+    page.fill("#template-body", "Write release notes for:")
+    page.click("#save-template")
+    row = page.locator("#templates-table tr:has-text('Release notes')")
+    row.wait_for()
+    assert "team-a" in row.inner_text() and "admin" in row.inner_text()
+    template_id = row.get_attribute("data-template")
+    row.locator("button:has-text('Edit')").click()
+    assert page.input_value("#template-body") == "Write release notes for:"
+    page.fill("#template-body", "Write short release notes for:")
+    page.click("#save-template")
+    wait_until(page, f"document.querySelector(\"tr[data-template='{template_id}'] td:nth-child(5)\").innerText === '2'")
+    status, revisions = api(ui, "GET", f"/prompt-templates/{template_id}/revisions")
+    assert status == 200 and [r["body"] for r in revisions] == ["Write release notes for:"]
+
+    # alice (team-a) gets it in her picker, may not edit it, and sees her own documents.
+    status, jobs = api(ui, "POST", "/repository/handbook/bulk", {"documents": [{"name": "alice-notes.md", "content": "# Notes\n\nThe wiki moved."}]},
+                       key=ui.alice)
+    assert status == 202
+    deadline = time.time() + 30
+    while api(ui, "GET", f"/repository/handbook/jobs/{jobs['jobs'][0]['jobId']}", key=ui.alice)[1]["status"] != "COMPLETED":
+        assert time.time() < deadline
+        time.sleep(0.2)
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    other = context.new_page()
+    try:
+        sign_in(other, ui, ui.alice)
+        other.wait_for_selector("#template option:has-text('Release notes (directive)')", state="attached")
+        other.click(".nav a:has-text('Library')")
+        shared = other.locator(f"#templates-table tr[data-template='{template_id}']")
+        shared.wait_for()
+        assert shared.locator("button").count() == 0, "only the owner and admins edit"
+        document = other.locator("#documents-table tr:has-text('alice-notes.md')")
+        document.wait_for()
+        assert "alice" in document.inner_text()
+        document.scroll_into_view_if_needed()
+        screenshot(other, "library")
+        document.locator("button:has-text('Delete')").click()
+        other.click("dialog button.danger")
+        document.wait_for(state="detached")
+        names = [d["documentName"] for d in api(ui, "GET", "/repository/handbook/document", key=ui.alice)[1]]
+        assert "alice-notes.md" not in names
+    finally:
+        context.close()
+    row.locator("button:has-text('Delete')").click()
+    page.click("dialog button.danger")
+    row.wait_for(state="detached")
+    assert api(ui, "GET", f"/prompt-templates/{template_id}")[0] == 404
+
+
 def test_server_errors_are_shown_as_readable_messages(ui, page):
     sign_in(page, ui)
     page.select_option("#model", "overloaded")
@@ -338,7 +394,7 @@ def test_rag_upload_then_a_grounded_answer_with_its_citation(ui, page, tmp_path)
 
 def test_a_non_admin_sees_no_admin_pages_and_gets_403(ui, page):
     sign_in(page, ui, ui.alice)
-    assert page.locator(".nav a").all_inner_texts() == ["Chat"]
+    assert page.locator(".nav a").all_inner_texts() == ["Chat", "Library"]
     page.goto(ui.url + "/#/admin/models")
     page.wait_for_selector("text=Administrator rights needed")
     assert "administrator" in page.locator(".empty-state p").inner_text().lower()
@@ -460,7 +516,8 @@ def test_the_main_screens_pass_an_axe_accessibility_audit(ui, browser, scheme):
         page.wait_for_selector("dialog")
         audit("dialog")
         page.keyboard.press("Escape")
-        for route, ready in [("#/admin/models", "#models-table tbody tr"), ("#/admin/tokens", "#tokens-table tbody tr")]:
+        for route, ready in [("#/library", "#documents-table tbody tr"), ("#/admin/models", "#models-table tbody tr"),
+                             ("#/admin/tokens", "#tokens-table tbody tr")]:
             page.goto(f"{ui.url}/{route}")
             page.wait_for_selector(ready)
             audit(route)
@@ -518,7 +575,7 @@ auth:
         page.wait_for_selector("#composer-input")
         assert page.locator(".username").inner_text().startswith("carol")
         assert "code=" not in page.url, "the code is removed from the address bar"
-        assert page.locator(".nav a").all_inner_texts() == ["Chat", "Models", "API tokens"], "the IdP's group makes carol an admin"
+        assert page.locator(".nav a").all_inner_texts() == ["Chat", "Library", "Models", "API tokens"], "the IdP's group makes carol an admin"
         assert len(idp.exchanges) == 1 and len(idp.exchanges[0]["code_verifier"]) >= 43
         send(page, "Signed in with SSO")
         wait_answer_done(page)

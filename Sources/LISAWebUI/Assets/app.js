@@ -1,5 +1,5 @@
 // LISA Chat: sign-in, the page frame, the session sidebar and the hash router.
-// Views: #/ (new chat), #/chat/{sessionId}, #/admin/models, #/admin/tokens.
+// Views: #/ (new chat), #/chat/{sessionId}, #/library, #/admin/models, #/admin/tokens.
 
 import { LisaAPI, path } from './api.js';
 import {
@@ -7,6 +7,7 @@ import {
 } from './auth.js';
 import { ChatView } from './chat.js';
 import { ModelsView, TokensView } from './admin.js';
+import { LibraryView } from './library.js';
 import { ask, clearNotices, download, formatTime, h, notify, replace } from './dom.js';
 
 class App {
@@ -156,6 +157,7 @@ class App {
     const me = this.me;
     const nav = h('nav', { class: 'nav', 'aria-label': 'Pages' },
       h('a', { href: '#/', 'data-view': 'chat' }, 'Chat'),
+      h('a', { href: '#/library', 'data-view': 'library' }, 'Library'),
       me.isAdmin ? h('a', { href: '#/admin/models', 'data-view': 'models' }, 'Models') : null,
       me.isAdmin || me.mayCreateTokens ? h('a', { href: '#/admin/tokens', 'data-view': 'tokens' }, 'API tokens') : null);
     this.sessionList = h('ul', { class: 'session-list', 'aria-label': 'Chat sessions' });
@@ -206,7 +208,10 @@ class App {
     const [, first, second] = hash.split('/');
     let key;
     let make;
-    if (first === 'admin' && second === 'models') {
+    if (first === 'library') {
+      key = 'library';
+      make = () => new LibraryView(this);
+    } else if (first === 'admin' && second === 'models') {
       key = 'models';
       make = () => new ModelsView(this);
     } else if (first === 'admin' && second === 'tokens') {
