@@ -145,6 +145,7 @@ class App {
     const url = signOutURL(this.config.oidc, this.credential);
     clearTimeout(this.renewalTimer);
     forgetCredential();
+    localStorage.removeItem('lisa.chat.defaults'); // the last model and repository: the next person's choice
     this.credential = null;
     this.view?.unmount?.();
     if (url) location.assign(url);
