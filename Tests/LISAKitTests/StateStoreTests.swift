@@ -149,6 +149,41 @@ struct StateStoreTests {
         try await store.close()
     }
 
+    @Test("records: documents with and without summaries; lists read summaries; chat sessions listed from them",
+          arguments: StoreKind.available)
+    func recordSummaries(kind: StoreKind) async throws {
+        let test = try await TestStore.make(kind)
+        defer { Task { try? await test.cleanup() } }
+        let store = test.store
+        try await store.putRecord(kind: "note", id: "a", parent: "p", body: #"{"text":"whole a"}"#, summary: #"{"text":"a"}"#)
+        try await store.putRecord(kind: "note", id: "b", parent: "p", body: #"{"text":"whole b"}"#)
+        try await store.putRecord(kind: "note", id: "c", parent: "q", body: #"{"text":"whole c"}"#, summary: #"{"text":"c"}"#)
+        #expect(try await store.recordSummaries(kind: "note", parent: "p") == [#"{"text":"a"}"#, #"{"text":"whole b"}"#])
+        #expect(try await store.records(kind: "note", parent: "p") == [#"{"text":"whole a"}"#, #"{"text":"whole b"}"#])
+        #expect(try await store.recordSummaries(kind: "note", parent: nil).count == 3)
+        try await store.putRecord(kind: "note", id: "a", parent: "p", body: #"{"text":"new a"}"#)
+        #expect(try await store.recordSummaries(kind: "note", parent: "p").first == #"{"text":"new a"}"#, "a write without a summary clears the old one")
+
+        // Sessions: the list comes from summaries, and one stored whole (before summaries) still lists.
+        let sessions = SessionService(store: store, access: AccessConfiguration())
+        let alice = Principal(username: "alice", groups: [], method: .apiToken)
+        let history: JSONValue = .array([.object(["type": .string("human"), "content": .string(String(repeating: "x", count: 300))])])
+        _ = try await sessions.save("new", history: history, configuration: nil, name: "New", of: alice)
+        let legacy = ChatSession(
+            sessionId: "old", userId: "alice", name: nil, history: .array([.object(["type": .string("human"), "content": .string("hello")])]),
+            configuration: nil, startTime: Date(timeIntervalSince1970: 1), lastUpdated: Date(timeIntervalSince1970: 2)
+        )
+        try await store.put(legacy, kind: "session", id: "alice\u{1F}old", parent: "alice")
+        let listed = try await sessions.sessions(of: alice)
+        #expect(listed.map(\.sessionId) == ["new", "old"], "newest first")
+        #expect(listed[0].name == "New" && listed[0].firstHumanMessage?.count == 200)
+        #expect(listed[1].firstHumanMessage == "hello")
+        let stored = try #require(try await store.recordSummaries(kind: "session", parent: "alice").first { $0.contains(#""new""#) })
+        #expect(!stored.contains("history"), "the list reads the summary, not the history")
+        #expect(try await sessions.sessions(of: Principal(username: "bob", groups: [], method: .apiToken)).isEmpty)
+        try await store.close()
+    }
+
     @Test("what is stored survives closing and reopening", arguments: StoreKind.available.filter { $0 != .memory })
     func reopen(kind: StoreKind) async throws {
         let test = try await TestStore.make(kind)

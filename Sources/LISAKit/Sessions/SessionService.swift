@@ -80,9 +80,22 @@ public struct SessionService: Sendable {
 
     // MARK: - Sessions
 
+    /// The caller's sessions, newest first, from their stored summaries (sessions saved
+    /// before summaries existed are summarised from their whole document).
     public func sessions(of principal: Principal) async throws -> [ChatSession.Summary] {
-        try await store.list(ChatSession.self, kind: Self.sessionKind, parent: principal.username)
-            .map(\.summary).sorted { $0.lastUpdated > $1.lastUpdated }
+        let decoder = JSONDecoder()
+        return try await store.recordSummaries(kind: Self.sessionKind, parent: principal.username).map { text in
+            let data = Data(text.utf8)
+            // A whole session (it has a history) is summarised here; otherwise it is the summary.
+            if let session = try? decoder.decode(ChatSession.self, from: data) { return session.summary }
+            return try decoder.decode(ChatSession.Summary.self, from: data)
+        }.sorted { $0.lastUpdated > $1.lastUpdated }
+    }
+
+    private func store(_ session: ChatSession, of principal: Principal) async throws {
+        try await store.put(
+            session, summary: session.summary, kind: Self.sessionKind, id: Self.key(principal, session.sessionId), parent: principal.username
+        )
     }
 
     public func session(_ id: String, of principal: Principal) async throws -> ChatSession {
@@ -104,7 +117,7 @@ public struct SessionService: Sendable {
             sessionId: id, userId: principal.username, name: name ?? existing?.name, history: history,
             configuration: configuration ?? existing?.configuration, startTime: existing?.startTime ?? now, lastUpdated: now
         )
-        try await store.put(session, kind: Self.sessionKind, id: Self.key(principal, id), parent: principal.username)
+        try await store(session, of: principal)
         return session
     }
 
@@ -114,7 +127,7 @@ public struct SessionService: Sendable {
         guard (1...200).contains(trimmed.count) else { throw LISAError.invalidRequest("name must be 1-200 characters.", param: "name") }
         session.name = trimmed
         session.lastUpdated = Date()
-        try await store.put(session, kind: Self.sessionKind, id: Self.key(principal, id), parent: principal.username)
+        try await store(session, of: principal)
         return session
     }
 

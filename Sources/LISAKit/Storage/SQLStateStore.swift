@@ -130,6 +130,8 @@ public final class SQLStateStore: StateStore {
             """,
             "CREATE INDEX IF NOT EXISTS records_parent ON records (kind, parent)",
         ],
+        // v5: a small summary beside a record's body, so lists need not read whole documents.
+        ["ALTER TABLE records ADD COLUMN summary TEXT"],
     ]
 
     private func migrate() async throws {
@@ -304,14 +306,23 @@ public final class SQLStateStore: StateStore {
     // MARK: - Records
 
     public func putRecord(kind: String, id: String, parent: String?, body: String) async throws {
+        try await putRecord(kind: kind, id: id, parent: parent, body: body, summary: nil)
+    }
+
+    public func putRecord(kind: String, id: String, parent: String?, body: String, summary: String?) async throws {
         let now = Date().timeIntervalSince1970
         try await database.query(
             """
-            INSERT INTO records (kind, id, parent, body, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-            ON CONFLICT (kind, id) DO UPDATE SET parent = excluded.parent, body = excluded.body, updated_at = excluded.updated_at
+            INSERT INTO records (kind, id, parent, body, summary, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (kind, id) DO UPDATE
+            SET parent = excluded.parent, body = excluded.body, summary = excluded.summary, updated_at = excluded.updated_at
             """,
-            [.text(kind), .text(id), parent.map(SQLValue.text) ?? .null, .text(body), .double(now), .double(now)]
+            [.text(kind), .text(id), parent.map(SQLValue.text) ?? .null, .text(body), summary.map(SQLValue.text) ?? .null, .double(now), .double(now)]
         )
+    }
+
+    public func recordSummaries(kind: String, parent: String?) async throws -> [String] {
+        try await listRecords(column: "COALESCE(summary, body)", kind: kind, parent: parent)
     }
 
     public func record(kind: String, id: String) async throws -> String? {
@@ -319,15 +330,20 @@ public final class SQLStateStore: StateStore {
     }
 
     public func records(kind: String, parent: String?) async throws -> [String] {
+        try await listRecords(column: "body", kind: kind, parent: parent)
+    }
+
+    /// `column` (a fixed expression, never input) of the records of `kind` (under `parent`), oldest first.
+    private func listRecords(column: String, kind: String, parent: String?) async throws -> [String] {
         let rows =
             if let parent {
                 try await database.query(
-                    "SELECT body FROM records WHERE kind = ? AND parent = ? ORDER BY created_at, id", [.text(kind), .text(parent)]
+                    "SELECT \(column) AS value FROM records WHERE kind = ? AND parent = ? ORDER BY created_at, id", [.text(kind), .text(parent)]
                 )
             } else {
-                try await database.query("SELECT body FROM records WHERE kind = ? ORDER BY created_at, id", [.text(kind)])
+                try await database.query("SELECT \(column) AS value FROM records WHERE kind = ? ORDER BY created_at, id", [.text(kind)])
             }
-        return rows.compactMap { $0["body"].string }
+        return rows.compactMap { $0["value"].string }
     }
 
     @discardableResult

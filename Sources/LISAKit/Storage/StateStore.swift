@@ -91,6 +91,14 @@ public protocol StateStore: Sendable {
     /// The documents of `kind` (under `parent`, when given), oldest first.
     func records(kind: String, parent: String?) async throws -> [String]
 
+    /// Stores a document with a small `summary` of it beside, for lists
+    /// (``recordSummaries(kind:parent:)``); `nil` stores none.
+    func putRecord(kind: String, id: String, parent: String?, body: String, summary: String?) async throws
+
+    /// For each record of `kind` (under `parent`), oldest first: its summary, or its whole
+    /// document where it was stored without one.
+    func recordSummaries(kind: String, parent: String?) async throws -> [String]
+
     /// Removes a document; returns whether it existed.
     @discardableResult
     func deleteRecord(kind: String, id: String) async throws -> Bool
@@ -117,6 +125,21 @@ public protocol StateStore: Sendable {
 }
 
 extension StateStore {
+    /// Stores that keep no summaries store the document alone.
+    public func putRecord(kind: String, id: String, parent: String?, body: String, summary: String?) async throws {
+        try await putRecord(kind: kind, id: id, parent: parent, body: body)
+    }
+
+    /// Stores that keep no summaries list whole documents.
+    public func recordSummaries(kind: String, parent: String?) async throws -> [String] {
+        try await records(kind: kind, parent: parent)
+    }
+
+    /// Stores a Codable record as JSON, with a Codable summary of it for lists.
+    public func put<T: Encodable, S: Encodable>(_ value: T, summary: S, kind: String, id: String, parent: String? = nil) async throws {
+        try await putRecord(kind: kind, id: id, parent: parent, body: try SQLStateStore.json(value), summary: try SQLStateStore.json(summary))
+    }
+
     /// Stores a Codable record as JSON.
     public func put<T: Encodable>(_ value: T, kind: String, id: String, parent: String? = nil) async throws {
         try await putRecord(kind: kind, id: id, parent: parent, body: try SQLStateStore.json(value))
