@@ -644,3 +644,69 @@ auth:
         context.close()
         server.stop()
         idp.server.shutdown()
+
+
+class PrefixProxy:
+    """A reverse proxy serving LISA under /lisa/ (the prefix stripped), relaying bodies as
+    they arrive (streams included), like a load balancer's path rule."""
+
+    def __init__(self, target_port):
+        import http.client
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import threading
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def relay(self):
+                if not self.path.startswith("/lisa/"):
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                upstream = http.client.HTTPConnection("127.0.0.1", target_port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                upstream.request(self.command, self.path[len("/lisa"):], body=body, headers=headers)
+                response = upstream.getresponse()
+                self.send_response(response.status)
+                for name, value in response.getheaders():
+                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(name, value)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                while chunk := response.read1(65536):
+                    self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+                upstream.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = relay
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/lisa/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_served_under_a_path_prefix_behind_a_proxy(ui, page):
+    proxy = PrefixProxy(ui.port)
+    try:
+        page.goto(proxy.url)
+        page.fill("#token", ADMIN_KEY)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#composer-input")
+        wait_until(page, "document.querySelector('#model').value !== ''")
+        send(page, "Through the proxy")
+        wait_answer_done(page)
+        assert answer_text(page) == "echo: Through the proxy"
+        assert page.url.startswith(proxy.url + "#/chat/")
+        page.reload()
+        page.wait_for_selector(".message.ai")
+        assert answer_text(page) == "echo: Through the proxy"
+        assert not page.errors, page.errors
+    finally:
+        proxy.server.shutdown()

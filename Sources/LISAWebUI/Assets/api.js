@@ -42,7 +42,7 @@ export class LisaAPI {
     }
     let response;
     try {
-      response = await fetch(path, { method, headers, body, signal, cache: 'no-store' });
+      response = await fetch(apiURL(path), { method, headers, body, signal, cache: 'no-store' });
     } catch (error) {
       if (error.name === 'AbortError') throw error;
       throw new APIError(0, 'LISA cannot be reached. Check your connection and try again.', 'network');
@@ -101,6 +101,15 @@ export class LisaAPI {
     }
     if (!done) throw new APIError(502, 'The answer was cut off: the stream ended without finishing.', 'stream_incomplete');
   }
+}
+
+/**
+ * The URL of an API path, relative to the page: `/v1/models` from a page at
+ * `https://host/lisa/` is `https://host/lisa/v1/models`, so LISA can sit behind a proxy
+ * that serves it under a path prefix.
+ */
+export function apiURL(path) {
+  return new URL(path.replace(/^\//, ''), document.baseURI).toString();
 }
 
 /** `/path/{a}` with each argument URL-encoded. */

@@ -48,8 +48,9 @@ function randomString(bytes = 32) {
   return base64url(crypto.getRandomValues(new Uint8Array(bytes)));
 }
 
+/** The page itself, without query or fragment: where the issuer sends the browser back. */
 function redirectURI() {
-  return `${location.origin}/`;
+  return `${location.origin}${location.pathname}`;
 }
 
 /** Sends the browser to the issuer's sign-in page. */
@@ -84,7 +85,7 @@ export async function completeOIDCSignIn(oidc) {
   if (!query.has('code') && !query.has('error')) return null;
   const pending = JSON.parse(sessionStorage.getItem(PENDING) ?? 'null');
   sessionStorage.removeItem(PENDING);
-  history.replaceState(null, '', `/${pending?.returnTo ?? ''}`);
+  history.replaceState(null, '', `${location.pathname}${pending?.returnTo ?? ''}`);
   if (query.has('error')) {
     throw new Error(`The sign-in was refused: ${query.get('error_description') ?? query.get('error')}.`);
   }
