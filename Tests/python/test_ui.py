@@ -210,6 +210,40 @@ def test_stop_ends_the_stream(ui, page):
     assert saved["history"][-1]["metadata"]["stopped"] is True
 
 
+def test_copy_an_answer_and_regenerate_or_retry_it(ui, browser):
+    context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    try:
+        sign_in(page, ui)
+        send(page, "Copy **this** answer")
+        wait_answer_done(page)
+        page.click(".message.ai .copy-answer")
+        assert page.evaluate("navigator.clipboard.readText()") == "echo: Copy **this** answer", "the Markdown source is copied"
+        assert page.locator(".regenerate").inner_text() == "Regenerate"
+        page.click(".regenerate")
+        page.wait_for_selector(".message.ai.streaming")
+        wait_answer_done(page)
+        assert page.locator(".message.ai").count() == 1, "the new answer replaces the old one"
+        session_id = re.search(r"#/chat/([\w.:-]+)$", page.url).group(1)
+        history = api(ui, "GET", f"/session/{session_id}")[1]["history"]
+        assert [m["type"] for m in history] == ["human", "ai"] and history[1]["content"] == "echo: Copy **this** answer"
+
+        # A failed answer offers Retry; retrying with a working model replaces it.
+        page.select_option("#model", "overloaded")
+        send(page, "Second question")
+        wait_answer_done(page)
+        assert page.locator(".regenerate").count() == 1 and page.locator(".regenerate").inner_text() == "Retry"
+        page.select_option("#model", "chat-small")
+        page.click(".regenerate")
+        wait_answer_done(page)
+        assert answer_text(page) == "echo: Second question"
+        assert page.locator(".message-error").count() == 0
+        history = api(ui, "GET", f"/session/{session_id}")[1]["history"]
+        assert [m["type"] for m in history] == ["human", "ai", "human", "ai"] and "error" not in history[3]["metadata"]
+    finally:
+        context.close()
+
+
 def test_rename_export_and_delete_a_session(ui, page):
     sign_in(page, ui)
     send(page, "A chat to rename")

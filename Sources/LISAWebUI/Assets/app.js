@@ -98,6 +98,7 @@ class App {
 
   showSignIn(message) {
     window.onhashchange = null;
+    window.onfocus = null;
     const error = h('p', { class: 'form-error', role: 'alert', hidden: !message }, message ?? '');
     const token = h('input', { id: 'token', type: 'password', autocomplete: 'off', placeholder: 'lisa_… or the admin key', required: true, 'aria-describedby': 'token-help' });
     const remember = h('input', { id: 'remember', type: 'checkbox' });
@@ -187,6 +188,10 @@ class App {
       h('div', { class: 'layout' }, this.sidebar, this.main),
       h('div', { class: 'scrim', onclick: () => this.closeDrawers() }));
     window.onhashchange = () => this.route();
+    // Sessions saved from another tab or device appear when this window is used again.
+    window.onfocus = () => {
+      if (Date.now() - (this.sessionsLoadedAt ?? 0) > 10000) this.refreshSessions();
+    };
     this.refreshSessions();
     this.route();
   }
@@ -242,6 +247,7 @@ class App {
   // MARK: sessions sidebar
 
   async refreshSessions() {
+    this.sessionsLoadedAt = Date.now();
     try {
       this.sessions = await this.api.get('/session');
     } catch (error) {

@@ -240,11 +240,11 @@ export class ChatView {
         h('p', {}, 'Pick a model in Settings and ask anything. Choose a repository there to ground answers in your documents.')));
       return;
     }
-    replace(this.messages, this.history.map((message) => this.messageElement(message)));
+    replace(this.messages, this.history.map((message, index) => this.messageElement(message, { last: index === this.history.length - 1 })));
     this.scrollToEnd(true);
   }
 
-  messageElement(message) {
+  messageElement(message, { last = false } = {}) {
     const human = message.type === 'human';
     const body = h('div', { class: 'message-body' });
     if (human) body.append(...message.content.split('\n').flatMap((line, i) => (i ? [h('br'), line] : [line])));
@@ -254,14 +254,30 @@ export class ChatView {
     const element = h('article', { class: `message ${human ? 'human' : 'ai'}`, 'aria-label': human ? 'You said' : 'LISA answered' },
       h('div', { class: 'message-meta' }, human ? 'You' : (message.metadata?.model ?? 'Assistant')),
       empty ? null : body);
-    const footer = this.messageFooter(message);
+    const footer = this.messageFooter(message, last);
     if (footer) element.append(footer);
     return element;
   }
 
-  messageFooter(message) {
+  messageFooter(message, last) {
     const metadata = message.metadata ?? {};
     const parts = [];
+    if (message.type === 'ai') {
+      const failed = metadata.error || metadata.stopped;
+      parts.push(h('div', { class: 'message-actions' },
+        message.content ? h('button', {
+          type: 'button', class: 'link small copy-answer', onclick: async (event) => {
+            try {
+              await navigator.clipboard.writeText(message.content);
+              event.target.textContent = 'Copied';
+            } catch {
+              event.target.textContent = 'Copy failed';
+            }
+            setTimeout(() => { event.target.textContent = 'Copy'; }, 1500);
+          },
+        }, 'Copy') : null,
+        last ? h('button', { type: 'button', class: 'link small regenerate', onclick: () => this.regenerate() }, failed ? 'Retry' : 'Regenerate') : null));
+    }
     if (metadata.stopped) parts.push(h('p', { class: 'message-note' }, 'Stopped.'));
     if (metadata.error) parts.push(h('p', { class: 'message-error', role: 'alert' }, metadata.error));
     if (metadata.sources?.length) {
@@ -327,7 +343,22 @@ export class ChatView {
     this.messages.append(this.messageElement(human));
     this.input.value = '';
     this.autosize();
+    await this.answer(model);
+  }
 
+  /** Answers the last message again (after a failure, a stop, or to get another answer). */
+  async regenerate() {
+    const model = this.modelSelect.value;
+    if (this.controller || !model || this.history.at(-1)?.type !== 'ai') return;
+    this.history.pop();
+    const answers = this.messages.querySelectorAll('.message.ai');
+    answers[answers.length - 1]?.remove();
+    await this.answer(model);
+  }
+
+  /** Streams `model`'s answer to the conversation so far into a new message, then saves. */
+  async answer(model) {
+    for (const button of this.messages.querySelectorAll('.regenerate')) button.remove();
     const answer = { type: 'ai', content: '', metadata: { model } };
     const element = this.messageElement(answer);
     element.classList.add('streaming');
@@ -364,7 +395,7 @@ export class ChatView {
       if (frame) cancelAnimationFrame(frame);
       this.controller = null;
       this.history.push(answer);
-      const finished = this.messageElement(answer);
+      const finished = this.messageElement(answer, { last: true });
       element.replaceWith(finished);
       this.streaming(false);
       this.scrollToEnd();
