@@ -169,6 +169,11 @@ def test_an_answer_streams_in_and_the_session_survives_a_reload(ui, page):
     status, session = api(ui, "GET", f"/session/{session_id}")
     assert status == 200 and [m["type"] for m in session["history"]] == ["human", "ai"]
     assert session["configuration"]["selectedModel"] == "chat-small"
+    # The upstream's usage (asked for with stream_options) and the timings are kept and shown.
+    metadata = session["history"][1]["metadata"]
+    assert metadata["usage"]["completion_tokens"] == 45
+    assert 0 < metadata["firstTokenMs"] < metadata["totalMs"]
+    assert page.locator(".message-stats").inner_text().endswith("· 45 tokens")
     assert not page.errors, page.errors
 
 

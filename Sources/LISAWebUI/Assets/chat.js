@@ -13,6 +13,16 @@ function defaults() {
   try { return JSON.parse(localStorage.getItem(DEFAULTS_KEY) ?? '{}'); } catch { return {}; }
 }
 
+/** "0.4 s to first token · 2.1 s · 45 tokens" for an answer's metadata ('' when unknown). */
+function answerStats(metadata) {
+  const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`;
+  const parts = [];
+  if (metadata.firstTokenMs !== undefined) parts.push(`${seconds(metadata.firstTokenMs)} to first token`);
+  if (metadata.totalMs !== undefined) parts.push(seconds(metadata.totalMs));
+  if (metadata.usage?.completion_tokens !== undefined) parts.push(`${metadata.usage.completion_tokens} tokens`);
+  return parts.join(' · ');
+}
+
 export class ChatView {
   constructor(app, sessionId) {
     this.app = app;
@@ -276,7 +286,8 @@ export class ChatView {
             setTimeout(() => { event.target.textContent = 'Copy'; }, 1500);
           },
         }, 'Copy') : null,
-        last ? h('button', { type: 'button', class: 'link small regenerate', onclick: () => this.regenerate() }, failed ? 'Retry' : 'Regenerate') : null));
+        last ? h('button', { type: 'button', class: 'link small regenerate', onclick: () => this.regenerate() }, failed ? 'Retry' : 'Regenerate') : null,
+        h('span', { class: 'message-stats' }, answerStats(metadata))));
     }
     if (metadata.stopped) parts.push(h('p', { class: 'message-note' }, 'Stopped.'));
     if (metadata.error) parts.push(h('p', { class: 'message-error', role: 'alert' }, metadata.error));
@@ -368,7 +379,7 @@ export class ChatView {
     this.messages.append(element);
     this.scrollToEnd(true);
 
-    const request = { model, messages: this.requestMessages(), ...this.parameters() };
+    const request = { model, messages: this.requestMessages(), ...this.parameters(), stream_options: { include_usage: true } };
     const rag = this.rag.current();
     if (rag) request.lisa = { rag };
     this.controller = new AbortController();
@@ -379,11 +390,14 @@ export class ChatView {
       replace(body, renderMarkdown(answer.content));
       this.scrollToEnd();
     };
+    const started = performance.now();
     try {
       await this.api.streamChat(request, this.controller.signal, (chunk) => {
         if (chunk.lisa?.sources) answer.metadata.sources = chunk.lisa.sources;
+        if (chunk.usage) answer.metadata.usage = chunk.usage;
         const delta = chunk.choices?.[0]?.delta?.content;
         if (delta) {
+          answer.metadata.firstTokenMs ??= Math.round(performance.now() - started);
           answer.content += delta;
           frame ??= requestAnimationFrame(paint);
         }
@@ -392,6 +406,7 @@ export class ChatView {
       if (error.name === 'AbortError') answer.metadata.stopped = true;
       else answer.metadata.error = error instanceof APIError ? error.message : `The answer failed: ${error.message}`;
     } finally {
+      answer.metadata.totalMs = Math.round(performance.now() - started);
       if (frame) cancelAnimationFrame(frame);
       this.controller = null;
       this.history.push(answer);
