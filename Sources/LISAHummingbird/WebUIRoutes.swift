@@ -96,7 +96,7 @@ public struct WebUIRoutes<Context: LISARoutesContext>: Sendable {
             connect.append(origin)
         }
         let policy = [
-            "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
+            "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self'",
             "connect-src \(connect.joined(separator: " "))", "manifest-src 'self'", "base-uri 'none'",
             "form-action 'self'", "frame-ancestors 'none'",
         ].joined(separator: "; ")
@@ -106,6 +106,7 @@ public struct WebUIRoutes<Context: LISARoutesContext>: Sendable {
             HTTPField.Name("Referrer-Policy")!: "no-referrer",
             HTTPField.Name("X-Frame-Options")!: "DENY",
             HTTPField.Name("Cross-Origin-Opener-Policy")!: "same-origin",
+            HTTPField.Name("Permissions-Policy")!: "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
         ]
     }
 

@@ -155,6 +155,7 @@ def test_an_answer_streams_in_and_the_session_survives_a_reload(ui, page):
     assert len(set(grown)) >= 4, f"the text should grow in steps while streaming: {lengths}"
     assert grown == sorted(grown), lengths
     assert answer_text(page) == f"echo: Tell me a story {words}"
+    assert page.locator("#answer-status").inner_text() == "The answer is complete.", "screen readers hear that it ended"
     screenshot(page, "chat")
 
     match = re.search(r"#/chat/([\w.:-]+)$", page.url)
@@ -187,6 +188,7 @@ def test_stop_ends_the_stream(ui, page):
     stopped = answer_text(page)
     assert len(stopped) < len(f"echo: Go on {words}")
     assert page.locator(".message.ai .message-note").inner_text() == "Stopped."
+    assert page.locator("#answer-status").inner_text() == "The answer was stopped."
     time.sleep(1)
     assert answer_text(page) == stopped, "nothing arrives after Stop"
     session_id = re.search(r"#/chat/([\w.:-]+)$", page.url).group(1)

@@ -55,10 +55,13 @@ export class ChatView {
       onclick: () => this.app.toggleDrawer('settings', settingsButton),
     }, 'Settings');
     this.title = h('h1', { class: 'chat-title' }, 'New chat');
+    // The conversation is not a live region (a stream would be read word by word); this says
+    // once when an answer has ended, and how.
+    this.announcer = h('p', { class: 'sr-only', role: 'status', id: 'answer-status' });
     replace(container,
       h('div', { class: 'chat' },
         h('div', { class: 'chat-main' },
-          h('div', { class: 'chat-header' }, this.title, settingsButton),
+          h('div', { class: 'chat-header' }, this.title, settingsButton, this.announcer),
           this.messages,
           composer),
         this.settings));
@@ -414,6 +417,8 @@ export class ChatView {
       element.replaceWith(finished);
       this.streaming(false);
       this.scrollToEnd();
+      this.announcer.textContent = answer.metadata.error ? `The answer failed: ${answer.metadata.error}`
+        : answer.metadata.stopped ? 'The answer was stopped.' : 'The answer is complete.';
       await this.save();
     }
   }
