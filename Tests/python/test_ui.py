@@ -590,6 +590,12 @@ def test_phone_sized_screen_and_keyboard(ui, browser):
         screenshot(page, "phone-sessions")
         page.keyboard.press("Escape")
         wait_until(page, "document.querySelector('#sidebar').getBoundingClientRect().right <= 0")
+        page.click(".nav a:has-text('Models')")
+        page.wait_for_selector("#models-table tr[data-model='chat-small']")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        assert page.evaluate("document.querySelector('.table-wrap').scrollWidth <= document.querySelector('.table-wrap').clientWidth"), \
+            "the models table fits the phone as cards"
+        screenshot(page, "phone-models")
     finally:
         context.close()
 

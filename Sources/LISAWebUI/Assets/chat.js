@@ -137,7 +137,8 @@ export class ChatView {
       const list = await this.api.get('/v1/models');
       this.models = list.data.filter((model) => (model.lisa?.modelType ?? 'textgen') === 'textgen');
       if (!this.models.length) {
-        replace(this.modelSelect, h('option', { value: '' }, 'No models available to you'));
+        const why = this.app.me.mayCallInference ? 'No models available to you' : 'Your account may not use models here';
+        replace(this.modelSelect, h('option', { value: '' }, why));
       } else {
         replace(this.modelSelect, this.models.map((model) => h('option', { value: model.id }, model.id)));
         this.selectModel(this.configuration.selectedModel);
