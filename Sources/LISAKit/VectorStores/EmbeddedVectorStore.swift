@@ -102,9 +102,7 @@ public final class EmbeddedVectorStore: VectorStore {
     }
 
     public func replaceDocument(_ documentId: String, with chunks: [VectorChunk], in collection: String) async throws {
-        guard chunks.allSatisfy({ $0.documentId == documentId }) else {
-            throw LISAError.invalidRequest("Every chunk must belong to document '\(documentId)'.", param: "documentId")
-        }
+        try chunks.requireAllBelong(to: documentId)
         try await write(collection, chunks: chunks, replacing: documentId)
     }
 

@@ -230,9 +230,7 @@ public final class OpenSearchVectorStore: VectorStore {
 
     public func replaceDocument(_ documentId: String, with chunks: [VectorChunk], in name: String) async throws {
         let collection = try await collection(name)
-        guard chunks.allSatisfy({ $0.documentId == documentId }) else {
-            throw LISAError.invalidRequest("Every chunk must belong to document '\(documentId)'.", param: "documentId")
-        }
+        try chunks.requireAllBelong(to: documentId)
         try Self.check(chunks, against: collection)
         // New chunks first (ids are per chunk, so overwritten ones are replaced in place),
         // then the old ones no longer in the set.

@@ -160,9 +160,7 @@ public final class PGVectorStore: VectorStore {
     }
 
     public func replaceDocument(_ documentId: String, with chunks: [VectorChunk], in collection: String) async throws {
-        guard chunks.allSatisfy({ $0.documentId == documentId }) else {
-            throw LISAError.invalidRequest("Every chunk must belong to document '\(documentId)'.", param: "documentId")
-        }
+        try chunks.requireAllBelong(to: documentId)
         try await write(chunks, into: collection, replacing: documentId)
     }
 

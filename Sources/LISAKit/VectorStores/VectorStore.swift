@@ -42,6 +42,16 @@ public struct VectorCollection: Sendable, Hashable, Codable {
 }
 
 /// One piece of a document with its embedding.
+extension Collection<VectorChunk> {
+    /// Throws 400 unless every chunk belongs to `documentId` (what `replaceDocument` requires
+    /// of every store).
+    func requireAllBelong(to documentId: String) throws {
+        guard allSatisfy({ $0.documentId == documentId }) else {
+            throw LISAError.invalidRequest("Every chunk must belong to document '\(documentId)'.", param: "documentId")
+        }
+    }
+}
+
 public struct VectorChunk: Sendable, Hashable, Codable {
     /// Unique within the collection; upserting an existing id replaces it.
     public var id: String
