@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Debian tools the tests use: python3-venv, curl (HTTPS and HTTP/2 checks), strace (the
 # no-unexpected-connections test), PostgreSQL with SSL (the pgserver wheels have none),
-# poppler-utils + unzip, which LISA itself uses to read PDF and DOCX uploads, and Chromium,
+# poppler-utils, which LISA itself uses to read PDF uploads, zlib's headers (ZIPFoundation
+# inflates DOCX uploads in process), and Chromium,
 # the browser the LISA Chat tests drive (through Playwright, which downloads no browser).
 missing=""
 python3 -m venv --help >/dev/null 2>&1 || missing="$missing python3-venv"
@@ -14,7 +15,7 @@ command -v curl >/dev/null || missing="$missing curl"
 command -v strace >/dev/null || missing="$missing strace"
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$missing postgresql"
 command -v pdftotext >/dev/null || missing="$missing poppler-utils"
-command -v unzip >/dev/null || missing="$missing unzip"
+[ -f /usr/include/zlib.h ] || missing="$missing zlib1g-dev"
 command -v chromium >/dev/null || missing="$missing chromium"
 if [ -n "$missing" ]; then
     apt-get update -q && apt-get install -y -q --no-install-recommends $missing

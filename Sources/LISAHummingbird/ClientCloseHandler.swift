@@ -1,6 +1,7 @@
 import Hummingbird
 import HummingbirdCore
 import HummingbirdHTTP2
+import LISAKit
 import NIOCore
 import NIOSSL
 
@@ -26,17 +27,22 @@ public final class ClientCloseHandler: ChannelInboundHandler, RemovableChannelHa
 }
 
 extension HTTPServerBuilder {
-    /// HTTP/1.1 with ``ClientCloseHandler``, as LISAServe serves.
-    public static func lisaHTTP1(idleTimeout: TimeAmount? = nil) -> HTTPServerBuilder {
-        .http1(configuration: .init(additionalChannelHandlers: [ClientCloseHandler()], idleTimeout: idleTimeout))
+    /// HTTP/1.1 with ``ClientCloseHandler`` and ``RequestDeadlineHandler``, as LISAServe serves.
+    public static func lisaHTTP1(limits: ConnectionLimits = ConnectionLimits()) -> HTTPServerBuilder {
+        .http1(configuration: .init(additionalChannelHandlers: [ClientCloseHandler(), RequestDeadlineHandler(limits: limits)]))
     }
 
-    /// HTTPS with HTTP/2 and HTTP/1.1 negotiated by ALPN, and ``ClientCloseHandler`` on
-    /// every HTTP/1.1 connection and HTTP/2 stream, as LISAServe serves with `server.tls`.
-    public static func lisaHTTPS(tlsConfiguration: TLSConfiguration) throws -> HTTPServerBuilder {
+    /// HTTPS with HTTP/2 and HTTP/1.1 negotiated by ALPN, and ``ClientCloseHandler`` and
+    /// ``RequestDeadlineHandler`` on every HTTP/1.1 connection and HTTP/2 stream, as LISAServe
+    /// serves with `server.tls`. An HTTP/2 connection without open streams closes after
+    /// the idle timeout.
+    public static func lisaHTTPS(tlsConfiguration: TLSConfiguration, limits: ConnectionLimits = ConnectionLimits()) throws -> HTTPServerBuilder {
         try .http2Upgrade(
             tlsChannelConfiguration: TLSChannelConfiguration(tlsConfiguration: tlsConfiguration),
-            configuration: .init(streamConfiguration: .init(additionalChannelHandlers: [ClientCloseHandler()]))
+            configuration: .init(
+                idleTimeout: limits.idleTimeout,
+                streamConfiguration: .init(additionalChannelHandlers: [ClientCloseHandler(), RequestDeadlineHandler(limits: limits)])
+            )
         )
     }
 }

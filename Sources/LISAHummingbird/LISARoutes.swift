@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import LISAKit
+import NIOCore
 import Logging
 import NIOFoundationCompat
 
@@ -32,6 +33,8 @@ public struct LISARoutes: Sendable {
     /// Whether a request without credentials may sign in with a verified TLS client
     /// certificate (CN → username, OU → groups). Set when serving HTTPS with a client CA.
     public var acceptsClientCertificates = false
+    /// What each user may store (sessions, templates).
+    public var quotas = StorageQuotas()
 
     public init(
         gateway: Gateway, models: ModelManager, authenticator: Authenticator, tokens: APITokenService, rateLimiter: RateLimiter? = nil,
@@ -123,6 +126,7 @@ public struct LISARoutes: Sendable {
     public func add<Context: LISARoutesContext>(to router: Router<Context>) {
         router.middlewares.add(RequestIDMiddleware<Context>())
         router.middlewares.add(OpenAIErrorMiddleware<Context>())
+        router.middlewares.add(CanonicalPathMiddleware<Context>())
 
         router.get("/health") { _, _ in try Self.json(["status": "OK"]) }
         router.get("/health/readiness") { _, _ in try Self.json(["status": "OK"]) }
@@ -174,7 +178,7 @@ public struct LISARoutes: Sendable {
             RAGRoutes<Context>(rag: rag, maxRequestBodySize: maxRequestBodySize).add(to: api)
         }
         SessionRoutes<Context>(
-            sessions: SessionService(store: gateway.store, access: gateway.access), maxRequestBodySize: maxRequestBodySize
+            sessions: SessionService(store: gateway.store, access: gateway.access, quotas: quotas), maxRequestBodySize: maxRequestBodySize
         ).add(to: api)
 
         let admin = api.group().add(middleware: AdminOnlyMiddleware<Context>(access: gateway.access))
@@ -265,21 +269,34 @@ public struct LISARoutes: Sendable {
         try await Self.collectJSON(request, limit: maxRequestBodySize)
     }
 
-    /// The JSON body of `request` (415 for another content type, 413 over `limit`), for
+    /// The JSON body of `request` (415 without a JSON content type, 413 over `limit`), for
     /// every route group LISA mounts.
+    ///
+    /// The content type is required, empty bodies included: a browser sends a cross-site
+    /// request without a preflight only as a form or plain text, so no such request can
+    /// reach a route that acts on JSON (where a client certificate would sign it in).
     static func collectJSON(_ request: Request, limit: Int) async throws -> ByteBuffer {
-        if let contentType = request.headers[.contentType] {
-            let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
-            guard mediaType == "application/json" || mediaType.hasSuffix("+json") else {
-                throw LISAError.unsupportedMediaType(contentType)
-            }
+        guard let contentType = request.headers[.contentType] else {
+            throw LISAError.unsupportedMediaType("(none)")
         }
+        let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        guard mediaType == "application/json" || (mediaType.hasPrefix("application/") && mediaType.hasSuffix("+json")) else {
+            throw LISAError.unsupportedMediaType(contentType)
+        }
+        return try await collect(request, limit: limit)
+    }
+
+    /// The body of `request`, 413 (never 500) when it is larger than `limit`, whether it
+    /// declares its length or arrives chunked.
+    static func collect(_ request: Request, limit: Int) async throws -> ByteBuffer {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
             throw LISAError.payloadTooLarge(limit: limit)
         }
         do {
             return try await request.body.collect(upTo: limit)
         } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw LISAError.payloadTooLarge(limit: limit)
+        } catch is NIOTooManyBytesError {
             throw LISAError.payloadTooLarge(limit: limit)
         }
     }

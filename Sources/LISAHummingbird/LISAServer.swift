@@ -86,7 +86,7 @@ public final class LISAServer: Sendable {
             self.rag = try RAGService(
                 store: store, gateway: gateway, embedded: embedded, pgvector: pgvector,
                 uploadDirectory: directory.appendingPathComponent("uploads").path, maxUploadSize: configuration.ragMaxUploadSize,
-                logger: logger
+                ingestion: configuration.ragIngestion, quotas: configuration.quotas, logger: logger
             )
             let rag = self.rag
             models.setUsageCheck { modelId in try await rag.repositories(usingEmbeddingModel: modelId) }
@@ -142,11 +142,12 @@ public final class LISAServer: Sendable {
         let router = Router(context: LISARequestContext.self)
         var routes = LISARoutes(
             gateway: gateway, models: models, authenticator: Authenticator(adminKeys: adminKeys, store: store, access: configuration.access, oidc: oidc),
-            tokens: APITokenService(store: store, access: configuration.access, logger: logger),
+            tokens: APITokenService(store: store, access: configuration.access, policy: configuration.tokenPolicy, logger: logger),
             rateLimiter: rateLimiter, maxRequestBodySize: configuration.maxRequestBodySize
         )
         routes.acceptsClientCertificates = configuration.serverTLS?.clientCA != nil
         routes.rag = rag
+        routes.quotas = configuration.quotas
         routes.add(to: router)
         if configuration.ui.enabled {
             WebUIRoutes<LISARequestContext>(assets: webAssets, oidc: oidc, scopes: configuration.ui.scopes).add(to: router)
@@ -158,11 +159,11 @@ public final class LISAServer: Sendable {
     /// configured grace period) and releases every resource.
     public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let logger = self.logger
-        var serverBuilder = HTTPServerBuilder.lisaHTTP1()
+        var serverBuilder = HTTPServerBuilder.lisaHTTP1(limits: configuration.connections)
         var tlsServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let tls = configuration.serverTLS {
             let certificate = try ReloadingServerCertificate(settings: tls, logger: logger)
-            serverBuilder = try .lisaHTTPS(tlsConfiguration: try certificate.configuration())
+            serverBuilder = try .lisaHTTPS(tlsConfiguration: try certificate.configuration(), limits: configuration.connections)
             tlsServices.append(.init(service: certificate))
             logger.info(
                 "serving HTTPS (HTTP/2 and HTTP/1.1)",
@@ -173,7 +174,10 @@ public final class LISAServer: Sendable {
         let app = Application(
             router: makeRouter(),
             server: serverBuilder,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+            configuration: .init(
+                address: .hostname(configuration.host, port: configuration.port), serverName: nil,
+                availableConnectionsDelegate: MaximumAvailableConnections(configuration.connections.maxConnections, logger: logger)
+            ),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 logger.info("LISAServe listening", metadata: ["lisa.address": "\(channel.localAddress?.description ?? "?")"])

@@ -12,33 +12,55 @@ struct MultipartForm {
 
     var parts: [Part]
 
-    /// The boundary of a `multipart/form-data` content type, or `nil`.
+    /// The longest boundary RFC 2046 allows.
+    static let maximumBoundaryLength = 70
+    /// The most parts a form may have, and the most header bytes one part may have.
+    static let maximumParts = 64
+    static let maximumPartHeaderSize = 8 * 1024
+
+    /// The boundary of a `multipart/form-data` content type, or `nil` (also for a boundary
+    /// RFC 2046 does not allow: empty, longer than 70 characters, or with other characters).
     static func boundary(of contentType: String) -> String? {
         let pieces = contentType.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
         guard pieces.first?.lowercased() == "multipart/form-data" else { return nil }
         for piece in pieces.dropFirst() where piece.lowercased().hasPrefix("boundary=") {
             var value = String(piece.dropFirst("boundary=".count))
             if value.hasPrefix("\""), value.hasSuffix("\""), value.count >= 2 { value = String(value.dropFirst().dropLast()) }
-            return value.isEmpty ? nil : value
+            let allowed = Set("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'()+_,-./:=? ".utf8)
+            guard (1...maximumBoundaryLength).contains(value.utf8.count), value.utf8.allSatisfy(allowed.contains), value.last != " " else {
+                return nil
+            }
+            return value
         }
         return nil
     }
 
+    /// Parses a body in one pass: each delimiter is found with a search that never looks at
+    /// a byte twice for the same candidate (Knuth–Morris–Pratt), so the cost is linear in
+    /// the body whatever the boundary.
     init(body: ByteBuffer, boundary: String) throws {
         let bytes = Array(body.readableBytesView)
         let delimiter = Array("--\(boundary)".utf8)
+        let partEnd = Array("\r\n".utf8) + delimiter
+        let headerEnd = Array("\r\n\r\n".utf8)
+        let delimiterSearch = Search(delimiter)
+        let partEndSearch = Search(partEnd)
+        let headerSearch = Search(headerEnd)
         var parts: [Part] = []
-        guard var position = Self.find(delimiter, in: bytes, from: 0) else { throw MultipartError.malformed }
+        guard var position = delimiterSearch.first(in: bytes, from: 0) else { throw MultipartError.malformed }
         while true {
             position += delimiter.count
             // "--" after a delimiter ends the body.
             if position + 1 < bytes.count, bytes[position] == UInt8(ascii: "-"), bytes[position + 1] == UInt8(ascii: "-") { break }
             // Skip the line break after the delimiter.
             if position + 1 < bytes.count, bytes[position] == 13, bytes[position + 1] == 10 { position += 2 }
-            guard let headerEnd = Self.find(Array("\r\n\r\n".utf8), in: bytes, from: position) else { throw MultipartError.malformed }
-            let headers = String(decoding: bytes[position..<headerEnd], as: UTF8.self)
-            let contentStart = headerEnd + 4
-            guard let next = Self.find(Array("\r\n".utf8) + delimiter, in: bytes, from: contentStart) else { throw MultipartError.malformed }
+            guard parts.count < Self.maximumParts else { throw MultipartError.malformed }
+            guard let headersEnd = headerSearch.first(in: bytes, from: position, within: Self.maximumPartHeaderSize) else {
+                throw MultipartError.malformed
+            }
+            let headers = String(decoding: bytes[position..<headersEnd], as: UTF8.self)
+            let contentStart = headersEnd + 4
+            guard let next = partEndSearch.first(in: bytes, from: contentStart) else { throw MultipartError.malformed }
             var part = Part(name: "", filename: nil, contentType: nil, data: Data(bytes[contentStart..<next]))
             for line in headers.components(separatedBy: "\r\n") {
                 let lower = line.lowercased()
@@ -70,16 +92,51 @@ struct MultipartForm {
         return nil
     }
 
-    private static func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {
-        guard !needle.isEmpty, haystack.count >= needle.count, start <= haystack.count - needle.count else { return nil }
-        let first = needle[0]
-        var index = start
-        let last = haystack.count - needle.count
-        while index <= last {
-            if haystack[index] == first && haystack[index..<index + needle.count].elementsEqual(needle) { return index }
-            index += 1
+    /// A Knuth–Morris–Pratt search for one needle: linear in the haystack.
+    struct Search {
+        let needle: [UInt8]
+        /// For each prefix length, the length of its longest proper prefix that is also a suffix.
+        let failure: [Int]
+
+        init(_ needle: [UInt8]) {
+            self.needle = needle
+            var failure = [Int](repeating: 0, count: needle.count)
+            var length = 0
+            var index = 1
+            while index < needle.count {
+                if needle[index] == needle[length] {
+                    length += 1
+                    failure[index] = length
+                    index += 1
+                } else if length > 0 {
+                    length = failure[length - 1]
+                } else {
+                    index += 1
+                }
+            }
+            self.failure = failure
         }
-        return nil
+
+        /// The first index at or after `start` where the needle begins, looking at most
+        /// `within` bytes past `start` (all of them by default).
+        func first(in haystack: [UInt8], from start: Int, within: Int = .max) -> Int? {
+            guard !needle.isEmpty else { return nil }
+            let end = within == .max ? haystack.count : min(haystack.count, start + within)
+            var matched = 0
+            var index = start
+            while index < end {
+                if haystack[index] == needle[matched] {
+                    matched += 1
+                    index += 1
+                    if matched == needle.count { return index - matched }
+                } else if matched > 0 {
+                    matched = failure[matched - 1]
+                } else {
+                    index += 1
+                }
+            }
+            return nil
+        }
     }
 
     enum MultipartError: Error { case malformed }

@@ -21,6 +21,8 @@ public struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return Self.response(for: error)
         } catch let error as HTTPError {
             return Self.response(for: Self.translate(error, request: request))
+        } catch is NIOTooManyBytesError {
+            return Self.response(for: .payloadTooLarge("The request body is too large."))
         } catch {
             context.logger.error("unhandled error", metadata: ["lisa.error": "\(String(reflecting: error))"])
             return Self.response(for: .internalError())
@@ -34,7 +36,7 @@ public struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         case .methodNotAllowed:
             return .methodNotAllowed("\(request.method) is not allowed on \(request.uri.path).")
         case .contentTooLarge:
-            return .invalidRequest("The request body is too large.")
+            return .payloadTooLarge("The request body is too large.")
         case .unauthorized:
             return .unauthorized(error.body ?? "Authentication required.")
         default:
@@ -51,7 +53,7 @@ public struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 
     /// The HTTP response for an error.
     public static func response(for error: LISAError) -> Response {
-        var headers: HTTPFields = [.contentType: "application/json"]
+        var headers: HTTPFields = [.contentType: "application/json", .xContentTypeOptions: "nosniff"]
         if let retryAfter = error.retryAfter {
             headers[.retryAfter] = String(retryAfter)
         }
@@ -94,6 +96,9 @@ public struct AuthenticationMiddleware<Context: LISARoutesContext>: RouterMiddle
         do {
             if let certificate {
                 // A client certificate the TLS layer verified against server.tls.clientCA.
+                // The browser sends it to any site's request, so a cross-site request that
+                // changes something is refused (Fetch Metadata, then Origin).
+                try Self.refuseCrossSite(request)
                 context.principal = try Principal(clientCertificateDER: certificate)
             } else {
                 context.principal = try await authenticator.authenticate(presented)
@@ -112,6 +117,22 @@ public struct AuthenticationMiddleware<Context: LISARoutesContext>: RouterMiddle
             try rateLimiter.admit(principal)
         }
         return try await next(request, context)
+    }
+
+    /// Refuses a state-changing request another site made: `Sec-Fetch-Site` other than
+    /// `same-origin`/`none`, or an `Origin` that is not this server's. Only certificate
+    /// sign-ins need it: bearer credentials are never attached by the browser on its own.
+    static func refuseCrossSite(_ request: Request) throws(LISAError) {
+        guard request.method != .get, request.method != .head, request.method != .options else { return }
+        if let site = request.headers[HTTPField.Name("Sec-Fetch-Site")!]?.lowercased(), site != "same-origin", site != "none" {
+            throw LISAError.forbidden("Cross-site requests signed in with a client certificate are refused.")
+        }
+        if let origin = request.headers[HTTPField.Name("Origin")!], let host = request.headers[HTTPField.Name("Host")!] ?? request.head.authority {
+            let originHost = origin.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first.map(String.init)
+            guard originHost?.lowercased() == host.lowercased() else {
+                throw LISAError.forbidden("Cross-site requests signed in with a client certificate are refused.")
+            }
+        }
     }
 
     /// Whether a request counts against its principal's rate limit: the calls that cost

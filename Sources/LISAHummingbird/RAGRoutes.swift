@@ -48,12 +48,16 @@ struct RAGRoutes<Context: LISARoutesContext> {
         group.post("/repository/{id}/upload") { request, context in
             let id = try context.parameters.require("id")
             guard let contentType = request.headers[.contentType], let boundary = MultipartForm.boundary(of: contentType) else {
-                throw LISAError.invalidRequest("Send the document as multipart/form-data with a 'file' field.", param: "file")
+                throw LISAError.invalidRequest(
+                    "Send the document as multipart/form-data (a boundary of 1-70 characters) with a 'file' field.", param: "file"
+                )
             }
+            // Who may add documents is decided before a byte of the body is read or parsed.
+            try await rag.checkCanUpload(to: id, by: try context.requirePrincipal())
             let body: ByteBuffer
             do {
-                body = try await request.body.collect(upTo: rag.maxUploadSize + 64 * 1024)
-            } catch let error as HTTPError where error.status == .contentTooLarge {
+                body = try await LISARoutes.collect(request, limit: rag.maxUploadSize + 64 * 1024)
+            } catch let error as LISAError where error.status == 413 {
                 throw LISAError.payloadTooLarge(limit: rag.maxUploadSize)
             }
             let form: MultipartForm

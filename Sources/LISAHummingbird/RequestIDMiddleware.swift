@@ -16,6 +16,8 @@ public struct RequestIDMiddleware<Context: LISARoutesContext>: RouterMiddleware 
         context.requestID = id
         var response = try await next(request, context)
         response.headers[Self.headerName] = id
+        // No answer of LISA's is to be sniffed into something it was not labelled as.
+        if response.headers[.xContentTypeOptions] == nil { response.headers[.xContentTypeOptions] = "nosniff" }
         return response
     }
 

@@ -18,6 +18,8 @@ import Synchronization
 /// | `break-stream` | streams two chunks, then drops the connection (no `[DONE]`) |
 /// | `no-done` | streams the answer, then ends the body cleanly without `[DONE]` |
 /// | `slow` | waits ``Configuration/slowDelay`` before answering (or between chunks) |
+/// | `redirect` | answers 307 to `/v1/redirected` (which counts what reaches it) |
+/// | `html-200` | answers 200 with a `text/html` page (a script), not JSON |
 ///
 /// Streams send one chunk per ``Configuration/chunkDelay``. Embeddings are deterministic
 /// 8-dimensional vectors (or `dimensions`) derived from the input text.
@@ -105,6 +107,10 @@ public final class FakeUpstream: Sendable {
         router.post("/v1/chat/completions") { request, context in try await self.handle(request, context: context, kind: .chat) }
         router.post("/v1/completions") { request, context in try await self.handle(request, context: context, kind: .completion) }
         router.post("/v1/embeddings") { request, context in try await self.handle(request, context: context, kind: .embedding) }
+        router.post("/v1/redirected") { request, _ in
+            self.state.withLock { $0.requests[request.uri.path, default: 0] += 1 }
+            return try Self.json(["redirected": true])
+        }
         return router
     }
 
@@ -127,6 +133,13 @@ public final class FakeUpstream: Sendable {
         case "fail-503": return try Self.error(status: 503, message: "The fake upstream is overloaded.", type: "server_error")
         case "fail-400":
             return try Self.error(status: 400, message: "This model's maximum context length is 8 tokens.", type: "invalid_request_error")
+        case "redirect":
+            return Response(status: .temporaryRedirect, headers: [.location: "/v1/redirected"])
+        case "html-200":
+            return Response(
+                status: .ok, headers: [.contentType: "text/html"],
+                body: .init(byteBuffer: ByteBuffer(string: "<html><script>alert(document.cookie)</script></html>"))
+            )
         case "fail-429":
             var response = try Self.error(status: 429, message: "Rate limit reached.", type: "rate_limit_error")
             response.headers[.retryAfter] = "7"

@@ -40,7 +40,7 @@ struct AccessControlTests {
         try await Harness.run(access: Self.access, models: Self.models) { lisa in
             let alice = try await createToken(lisa, for: "alice", groups: ["team-a"])
             #expect(alice.token.hasPrefix("lisa_") && alice.token.count > 40)
-            #expect(alice.tokenInfo.username == "alice" && alice.tokenInfo.createdBy == "admin")
+            #expect(alice.tokenInfo.username == "alice" && alice.tokenInfo.createdBy == Principal.admin.username)
             let expires = try #require(alice.tokenInfo.expiresAt)
             #expect(abs(expires.timeIntervalSinceNow - 90 * 86400) < 60, "90 days by default")
 

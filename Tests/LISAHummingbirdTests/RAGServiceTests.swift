@@ -10,15 +10,24 @@ import Testing
 struct RAGServiceTests {
     /// A RAG service over the harness's gateway (the fake upstream serves embeddings).
     static func withService(
-        maxUploadSize: Int = 1024 * 1024, _ body: @Sendable (RAGService, SQLStateStore, Harness) async throws -> Void
+        maxUploadSize: Int = 1024 * 1024, ingestion: IngestionLimits = IngestionLimits(), quotas: StorageQuotas = StorageQuotas(),
+        _ body: @Sendable (RAGService, SQLStateStore, Harness) async throws -> Void
     ) async throws {
         let store = try await SQLStateStore.inMemory()
-        try await Harness.run(store: store) { lisa in
+        var fake = FakeUpstream.Configuration()
+        fake.slowDelay = .seconds(30)
+        try await Harness.run(fake: FakeUpstream(configuration: fake), store: store, access: AccessConfiguration(ragAdminGroup: "rag-admins"), models: { url in
+            [
+                ModelDefinition(modelId: "chat", modelName: "echo-upstream", modelUrl: url),
+                ModelDefinition(modelId: "embed", modelName: "embed-upstream", modelType: .embedding, modelUrl: url),
+                ModelDefinition(modelId: "slow-embed", modelName: "slow", modelType: .embedding, modelUrl: url),
+            ]
+        }) { lisa in
             let vectors = try await EmbeddedVectorStore.inMemory()
             let uploads = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-uploads-\(UUID().uuidString)").path
             let rag = try RAGService(
                 store: store, gateway: lisa.gateway, embedded: vectors, pgvector: nil, uploadDirectory: uploads, maxUploadSize: maxUploadSize,
-                logger: Logger(label: "rag-test")
+                ingestion: ingestion, quotas: quotas, logger: Logger(label: "rag-test")
             )
             _ = try await rag.createRepository(RAGRepository(repositoryId: "docs", embeddingModelId: "embed"), by: .admin)
             try await body(rag, store, lisa)

@@ -110,7 +110,7 @@ struct RoutingIntegrationTests {
             )
             #expect(status == 200)
             var parser = ServerSentEventParser()
-            let events = parser.feed(ByteBuffer(string: body)).map(\.event)
+            let events = try parser.feed(ByteBuffer(string: body)).map(\.event)
             #expect(events.count >= 2, "some chunks arrived before the timeout")
             #expect(!events.contains { $0.isDone })
             #expect(events.last?.event == "error")

@@ -30,6 +30,8 @@ struct Harness: Sendable {
         probes: Bool = false,
         access: AccessConfiguration = AccessConfiguration(),
         rateLimits: RateLimitConfiguration? = nil,
+        quotas: StorageQuotas = StorageQuotas(),
+        tokenPolicy: APITokenPolicy = APITokenPolicy(),
         models: @escaping @Sendable (String) -> [ModelDefinition] = { url in
             [
                 ModelDefinition(modelId: "chat", modelName: "echo-upstream", modelUrl: url),
@@ -53,11 +55,13 @@ struct Harness: Sendable {
             let manager = try ModelManager(store: store, registry: gateway.registry, configured: models(upstreamURL), logger: logger)
             try await manager.reload()
             let router = Router(context: LISARequestContext.self)
-            LISARoutes(
+            var routes = LISARoutes(
                 gateway: gateway, models: manager, authenticator: Authenticator(adminKey: AdminKeyVerifier(key: adminKey), store: store, access: access),
-                tokens: APITokenService(store: store, access: access, logger: logger),
+                tokens: APITokenService(store: store, access: access, policy: tokenPolicy, logger: logger),
                 rateLimiter: rateLimits.map(RateLimiter.init(configuration:)), maxRequestBodySize: maxRequestBodySize
-            ).add(to: router)
+            )
+            routes.quotas = quotas
+            routes.add(to: router)
             WebUIRoutes<LISARequestContext>(oidc: nil).add(to: router)
             let services: [any Service] =
                 [manager] + (probes ? [HealthProber(registry: gateway.registry, httpClient: httpClient, logger: logger)] : [])

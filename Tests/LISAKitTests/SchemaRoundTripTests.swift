@@ -66,7 +66,7 @@ struct SchemaRoundTripTests {
     @Test("stream chunks with tool-call deltas and a usage chunk parse from real SSE")
     func streamChunks() throws {
         var parser = ServerSentEventParser()
-        let events = parser.feed(ByteBuffer(bytes: try Fixture.data("chat-stream.txt")))
+        let events = try parser.feed(ByteBuffer(bytes: try Fixture.data("chat-stream.txt")))
         #expect(events.count == 6)
         #expect(events.last?.event.isDone == true)
         let chunks = try events.dropLast().map { try JSONDecoder().decode(ChatCompletionChunk.self, from: Data($0.event.data.utf8)) }

@@ -6,13 +6,13 @@ import Testing
 @Suite("Server-sent events")
 struct ServerSentEventParserTests {
     @Test("events split across reads come out whole, with their exact bytes")
-    func splitAcrossFeeds() {
+    func splitAcrossFeeds() throws {
         let wire = "data: {\"a\":1}\n\nevent: error\ndata: line1\ndata: line2\n\ndata: [DONE]\n\n"
         // Feed one byte at a time: the worst case for a proxy reading from TCP.
         var parser = ServerSentEventParser()
         var events: [ServerSentEventParser.ParsedEvent] = []
         for byte in wire.utf8 {
-            events += parser.feed(ByteBuffer(bytes: [byte]))
+            events += try parser.feed(ByteBuffer(bytes: [byte]))
         }
         #expect(events.map(\.event.data) == [#"{"a":1}"#, "line1\nline2", "[DONE]"])
         #expect(events[1].event.event == "error")
@@ -21,25 +21,25 @@ struct ServerSentEventParserTests {
     }
 
     @Test("CRLF and CR line endings, comments, and a BOM are handled")
-    func lineEndings() {
+    func lineEndings() throws {
         var parser = ServerSentEventParser()
-        let events = parser.feed(ByteBuffer(string: "\u{FEFF}: keep-alive\r\n\r\ndata:x\r\rid: 7\ndata: y\n\n"))
+        let events = try parser.feed(ByteBuffer(string: "\u{FEFF}: keep-alive\r\n\r\ndata:x\r\rid: 7\ndata: y\n\n"))
         #expect(events.map(\.event.data) == ["x", "y"])
         #expect(events[1].event.id == "7")
     }
 
     @Test("a stream cut mid-event reports an incomplete event")
-    func truncated() {
+    func truncated() throws {
         var parser = ServerSentEventParser()
-        #expect(parser.feed(ByteBuffer(string: "data: {\"partial")).isEmpty)
+        #expect(try parser.feed(ByteBuffer(string: "data: {\"partial")).isEmpty)
         #expect(parser.hasIncompleteEvent)
     }
 
     @Test("encoding an error event yields OpenAI's error shape")
-    func errorEvent() {
+    func errorEvent() throws {
         let event = ServerSentEvent.error(.init(message: "upstream died", type: "upstream_error", code: "upstream_error"))
         var parser = ServerSentEventParser()
-        let parsed = parser.feed(ByteBuffer(string: event.encoded()))
+        let parsed = try parser.feed(ByteBuffer(string: event.encoded()))
         #expect(parsed.count == 1)
         #expect(parsed[0].event.event == "error")
         #expect(parsed[0].event.data.contains(#""message":"upstream died""#))

@@ -44,7 +44,10 @@ public struct Authenticator: Sendable {
                 guard !token.isExpired() else {
                     throw .unauthorized("The API token has expired.")
                 }
-                return Principal(username: token.username, groups: token.groups, method: .apiToken, tokenID: token.id, rateLimit: token.rateLimit)
+                return Principal(
+                    username: token.username, groups: token.groups, method: .apiToken, tokenID: token.id, rateLimit: token.rateLimit,
+                    credentialExpiresAt: token.expiresAt
+                )
             }
         }
         if let oidc, presented.hasPrefix("eyJ"), presented.split(separator: ".", omittingEmptySubsequences: false).count == 3 {
@@ -60,11 +63,14 @@ public struct APITokenService: Sendable {
     public let access: AccessConfiguration
     /// Lifetime of tokens created without `expiresInDays`. Default 90 days.
     public var defaultLifetime: TimeInterval = 90 * 24 * 3600
+    /// How long and how many tokens users may hold.
+    public var policy: APITokenPolicy
     private let logger: Logger
 
-    public init(store: any StateStore, access: AccessConfiguration, logger: Logger) {
+    public init(store: any StateStore, access: AccessConfiguration, policy: APITokenPolicy = APITokenPolicy(), logger: Logger) {
         self.store = store
         self.access = access
+        self.policy = policy
         self.logger = logger
     }
 
@@ -110,7 +116,10 @@ public struct APITokenService: Sendable {
         let name = request.name.trimmingCharacters(in: .whitespaces)
         guard (1...128).contains(name.count) else { throw LISAError.invalidRequest("name must be 1-128 characters.", param: "name") }
         guard !owner.isEmpty, owner.count <= 256 else { throw LISAError.invalidRequest("username must be 1-256 characters.", param: "username") }
-        let expiresAt: Date?
+        guard username == nil || !Principal.isReserved(owner) else {
+            throw LISAError.invalidRequest("Usernames starting with '\(Principal.reservedPrefix)' are reserved for LISA itself.", param: "username")
+        }
+        var expiresAt: Date?
         if let limit = request.rateLimit, limit.requestsPerMinute <= 0 || limit.burst < 1 {
             throw LISAError.invalidRequest("rateLimit needs requestsPerMinute > 0 and burst ≥ 1.", param: "rateLimit")
         }
@@ -120,10 +129,25 @@ public struct APITokenService: Sendable {
             }
             expiresAt = nil
         } else if let days = request.expiresInDays {
-            guard (1...3650).contains(days) else { throw LISAError.invalidRequest("expiresInDays must be 1-3650.", param: "expiresInDays") }
+            let most = isAdmin ? 3650 : policy.maxLifetimeDays
+            guard (1...most).contains(days) else {
+                throw LISAError.invalidRequest("expiresInDays must be 1-\(most) (auth.maxTokenLifetimeDays).", param: "expiresInDays")
+            }
             expiresAt = Date().addingTimeInterval(TimeInterval(days) * 86400)
         } else {
-            expiresAt = Date().addingTimeInterval(defaultLifetime)
+            expiresAt = Date().addingTimeInterval(min(defaultLifetime, isAdmin ? defaultLifetime : TimeInterval(policy.maxLifetimeDays) * 86400))
+        }
+        // A token a principal mints for itself never outlives the credential that minted it
+        // (an API token, an OIDC sign-in), so a short-lived credential cannot be stretched.
+        if username == nil, let limit = caller.credentialExpiresAt, expiresAt.map({ $0 > limit }) ?? true {
+            guard limit > Date() else { throw LISAError.unauthorized("The credential creating this token has expired.") }
+            expiresAt = limit
+        }
+        let live = try await store.tokens(username: owner).filter { !$0.isExpired() }.count
+        guard live < policy.maxTokensPerUser else {
+            throw LISAError.quotaExceeded(
+                "'\(owner)' already has \(live) live API tokens, the most allowed (auth.maxTokensPerUser); revoke one first."
+            )
         }
         // A user's own token carries their groups; an admin may set groups for others.
         let groups = username != nil ? (request.groups ?? []) : caller.groups
@@ -163,5 +187,20 @@ public struct APITokenService: Sendable {
         _ = try await get(id: id, by: caller)
         _ = try await store.deleteToken(id: id)
         logger.info("api token revoked", metadata: ["lisa.token_id": "\(id)", "lisa.principal": "\(caller.username)"])
+    }
+}
+
+/// How long and how many API tokens users may hold (`auth.maxTokenLifetimeDays`,
+/// `auth.maxTokensPerUser`). Administrators creating tokens are held to the count, not the
+/// lifetime.
+public struct APITokenPolicy: Sendable, Hashable {
+    /// The longest lifetime a user may give their own token. Default 365 days.
+    public var maxLifetimeDays: Int = 365
+    /// Live (unexpired) tokens per username. Default 25.
+    public var maxTokensPerUser: Int = 25
+
+    public init(maxLifetimeDays: Int = 365, maxTokensPerUser: Int = 25) {
+        self.maxLifetimeDays = maxLifetimeDays
+        self.maxTokensPerUser = maxTokensPerUser
     }
 }

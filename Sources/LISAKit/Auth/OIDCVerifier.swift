@@ -208,7 +208,13 @@ public actor OIDCVerifier: Service {
         guard let username = candidates.compactMap({ $0.flatMap { claims[$0]?.stringValue } }).first(where: { !$0.isEmpty }) else {
             throw .unauthorized("The token names no user (sub).")
         }
-        return Principal(username: username, groups: Self.groups(at: configuration.groupsClaim, in: claims), method: .oidc)
+        guard !Principal.isReserved(username) else {
+            throw .unauthorized("The token's username is reserved for LISA itself.")
+        }
+        return Principal(
+            username: username, groups: Self.groups(at: configuration.groupsClaim, in: claims), method: .oidc,
+            credentialExpiresAt: Date(timeIntervalSince1970: exp)
+        )
     }
 
     /// The strings at a dot path (`realm_access.roles`); a claim name containing dots or

@@ -14,17 +14,35 @@ public struct Principal: Sendable, Hashable, Codable {
     public var tokenID: String?
     /// A rate limit set on the token itself, overriding the configured ones.
     public var rateLimit: RateLimitConfiguration.Limit?
+    /// When the credential that signed this principal in stops being valid (an API token's
+    /// expiry, an OIDC token's `exp`); `nil` when it does not expire. Tokens a principal
+    /// mints for itself expire no later.
+    public var credentialExpiresAt: Date?
 
-    public init(username: String, groups: [String], method: Method, tokenID: String? = nil, rateLimit: RateLimitConfiguration.Limit? = nil) {
+    public init(
+        username: String, groups: [String], method: Method, tokenID: String? = nil, rateLimit: RateLimitConfiguration.Limit? = nil,
+        credentialExpiresAt: Date? = nil
+    ) {
         self.username = username
         self.groups = groups
         self.method = method
         self.tokenID = tokenID
         self.rateLimit = rateLimit
+        self.credentialExpiresAt = credentialExpiresAt
     }
 
-    /// The principal of a request that presented the admin key.
-    public static let admin = Principal(username: "admin", groups: [], method: .adminKey)
+    /// Usernames with this prefix belong to LISA itself; no token, identity provider or
+    /// certificate can sign in as one, so nothing they own can be shared by accident.
+    public static let reservedPrefix = "lisa:"
+
+    /// The principal of a request that presented the admin key. Its name is reserved, so a
+    /// user called `admin` does not share the admin key's sessions and templates.
+    public static let admin = Principal(username: "lisa:admin", groups: [], method: .adminKey)
+
+    /// Whether `username` is one no outside credential may carry.
+    public static func isReserved(_ username: String) -> Bool {
+        username.lowercased().hasPrefix(reservedPrefix)
+    }
 }
 
 /// Group names that grant roles, with LISA's configuration names (`auth:` in the file).

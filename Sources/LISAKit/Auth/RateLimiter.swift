@@ -94,7 +94,9 @@ public final class RateLimiter: Sendable {
     /// Counts a request of `principal`; throws a 429 with `Retry-After` when over its limit.
     public func admit(_ principal: Principal, at now: Double = Double(DispatchTime.now().uptimeNanoseconds) / 1e9) throws(LISAError) {
         guard let limit = configuration.limit(for: principal) else { return }
-        let key = "\(principal.method.rawValue):\(principal.tokenID ?? principal.username)"
+        // One bucket per user, however many tokens or sign-ins they use; a token with a limit
+        // of its own (set by an administrator) has its own bucket.
+        let key = principal.rateLimit != nil ? "token:\(principal.tokenID ?? principal.username)" : "user:\(principal.username)"
         let wait = buckets.withLock { buckets in
             if buckets.count > 50_000 { buckets = buckets.filter { !$0.value.isFull(at: now) } }
             var bucket = buckets[key] ?? TokenBucket(perMinute: limit.requestsPerMinute, burst: limit.burst, now: now)

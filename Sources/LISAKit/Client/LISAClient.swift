@@ -227,7 +227,7 @@ public struct LISAClient: Sendable {
                 var parser = ServerSentEventParser()
                 var done = false
                 for try await buffer in response.body {
-                    for parsed in parser.feed(buffer) {
+                    for parsed in try parser.feed(buffer) {
                         if parsed.event.isDone {
                             done = true
                             continue

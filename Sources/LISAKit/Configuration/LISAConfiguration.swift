@@ -42,6 +42,14 @@ public struct LISAConfiguration: Sendable {
     /// Largest document accepted for RAG ingestion, in bytes. Default 20 MiB;
     /// `LISA_RAG_MAX_UPLOAD_SIZE`, `rag.maxUploadSize`.
     public var ragMaxUploadSize: Int = 20 * 1024 * 1024
+    /// The budgets of RAG ingestion (`rag.ingestion.*`): concurrency, time, attempts, text.
+    public var ragIngestion = IngestionLimits()
+    /// What each user may store (`quotas.*`).
+    public var quotas = StorageQuotas()
+    /// API tokens users may mint (`auth.maxTokenLifetimeDays`, `auth.maxTokensPerUser`).
+    public var tokenPolicy = APITokenPolicy()
+    /// Timeouts and the connection cap of the HTTP server (`server.*`).
+    public var connections = ConnectionLimits()
     /// Where `lisa_hosted` models run: `local` (child processes, the default) or `none`.
     /// `LISA_HOSTING_BACKEND`, `hosting.backend`.
     public var hostingBackend: String = "local"
@@ -116,6 +124,14 @@ public struct LISAConfiguration: Sendable {
         if let value = file.routing?.loadBalancing { loadBalancing = value }
         if let value = file.hosting?.backend { try setHostingBackend(value) }
         if let value = file.rag?.maxUploadSize { ragMaxUploadSize = value }
+        if let value = file.rag?.ingestion { ragIngestion = value }
+        if let value = file.quotas { quotas = value }
+        if let value = file.auth?.maxTokenLifetimeDays { tokenPolicy.maxLifetimeDays = value }
+        if let value = file.auth?.maxTokensPerUser { tokenPolicy.maxTokensPerUser = value }
+        if let value = file.server?.headerReadTimeoutSeconds { connections.headerReadTimeout = .milliseconds(Int64(value * 1000)) }
+        if let value = file.server?.idleTimeoutSeconds { connections.idleTimeout = .milliseconds(Int64(value * 1000)) }
+        if let value = file.server?.bodyReadTimeoutSeconds { connections.bodyReadTimeout = .milliseconds(Int64(value * 1000)) }
+        if let value = file.server?.maxConnections { connections.maxConnections = value }
         if let value = file.rateLimits { rateLimits = value }
         if let value = file.ui?.enabled { ui.enabled = value }
         if let value = file.ui?.scopes { ui.scopes = value }
@@ -197,6 +213,11 @@ public struct LISAConfiguration: Sendable {
         guard (0...65535).contains(port) else { throw ConfigurationError("port \(port) is out of range 0-65535") }
         guard maxRequestBodySize > 0 else { throw ConfigurationError("maxRequestBodySize must be positive") }
         guard ragMaxUploadSize > 0 else { throw ConfigurationError("rag.maxUploadSize must be positive") }
+        try ragIngestion.validate()
+        try quotas.validate()
+        guard (1...3650).contains(tokenPolicy.maxLifetimeDays) else { throw ConfigurationError("auth.maxTokenLifetimeDays must be 1-3650") }
+        guard tokenPolicy.maxTokensPerUser >= 1 else { throw ConfigurationError("auth.maxTokensPerUser must be at least 1") }
+        try connections.validate()
         guard upstreamTimeouts.connect > .zero, upstreamTimeouts.request > .zero else {
             throw ConfigurationError("upstream timeouts must be positive")
         }
@@ -237,6 +258,10 @@ struct ConfigurationFile: Decodable {
         var port: Int?
         var maxRequestBodySize: Int?
         var shutdownGracePeriodSeconds: Double?
+        var headerReadTimeoutSeconds: Double?
+        var idleTimeoutSeconds: Double?
+        var bodyReadTimeoutSeconds: Double?
+        var maxConnections: Int?
         var tls: TLS?
     }
 
@@ -264,6 +289,8 @@ struct ConfigurationFile: Decodable {
         var userGroup: String?
         var apiGroup: String?
         var ragAdminGroup: String?
+        var maxTokenLifetimeDays: Int?
+        var maxTokensPerUser: Int?
     }
 
     struct Routing: Decodable {
@@ -276,6 +303,7 @@ struct ConfigurationFile: Decodable {
 
     struct RAG: Decodable {
         var maxUploadSize: Int?
+        var ingestion: IngestionLimits?
     }
 
     struct UI: Decodable {
@@ -300,12 +328,13 @@ struct ConfigurationFile: Decodable {
     var ui: UI?
     var auth: Auth?
     var rateLimits: RateLimitConfiguration?
+    var quotas: StorageQuotas?
     var logLevel: String?
     var models: [ModelDefinition]?
     var unknownKeys: [String]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case server, dataDir, adminKey, state, upstream, routing, hosting, rag, ui, auth, rateLimits, logLevel, models
+        case server, dataDir, adminKey, state, upstream, routing, hosting, rag, ui, auth, rateLimits, quotas, logLevel, models
     }
 
     init(from decoder: any Decoder) throws {
@@ -321,6 +350,7 @@ struct ConfigurationFile: Decodable {
         ui = try c.decodeIfPresent(UI.self, forKey: .ui)
         auth = try c.decodeIfPresent(Auth.self, forKey: .auth)
         rateLimits = try c.decodeIfPresent(RateLimitConfiguration.self, forKey: .rateLimits)
+        quotas = try c.decodeIfPresent(StorageQuotas.self, forKey: .quotas)
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel)
         models = try c.decodeIfPresent([ModelDefinition].self, forKey: .models)
         let known = Set(CodingKeys.allCases.map(\.stringValue))

@@ -57,6 +57,20 @@ public struct LISAError: Error, Sendable, Hashable, CustomStringConvertible {
     public var description: String { "LISAError(\(status) \(type): \(message))" }
 
     /// A copy the gateway may retry on another endpoint.
+    /// This error with `message` in place of its own (same status, type, code, retry hint):
+    /// how upstream details are kept from callers who may not see them.
+    public func replacingMessage(_ message: String) -> LISAError {
+        var copy = LISAError(kind, status: status, message: message, param: param, code: code, retryAfter: retryAfter)
+        copy.isRetriable = isRetriable
+        copy.endpointLabel = endpointLabel
+        return copy
+    }
+
+    /// Whether this error reports an upstream failure (502, 503, 504 from the gateway).
+    public var isUpstreamFailure: Bool {
+        kind == .upstream || kind == .unavailable || kind == .timeout
+    }
+
     var markedRetriable: LISAError {
         var copy = self
         copy.isRetriable = true
@@ -117,6 +131,11 @@ public struct LISAError: Error, Sendable, Hashable, CustomStringConvertible {
 
     /// 415: the body is not JSON.
     /// 415: an uploaded file of a type LISA cannot read.
+    /// A 413 with its own message (a stored-data quota, a document over its text budget).
+    public static func payloadTooLarge(_ message: String, code: String = "request_too_large") -> LISAError {
+        LISAError(.payloadTooLarge, status: 413, message: message, code: code)
+    }
+
     public static func unsupportedFileType(_ message: String) -> LISAError {
         LISAError(.unsupportedMediaType, status: 415, message: message, code: "unsupported_file_type")
     }
@@ -130,6 +149,11 @@ public struct LISAError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     /// 429: too many requests; retry after the given seconds.
+    /// A 429 for a stored-data quota (counts: sessions, templates, documents, jobs).
+    public static func quotaExceeded(_ message: String) -> LISAError {
+        LISAError(.rateLimited, status: 429, message: message, code: "quota_exceeded")
+    }
+
     public static func rateLimited(_ message: String, retryAfter: Int? = nil) -> LISAError {
         LISAError(.rateLimited, status: 429, message: message, code: "rate_limit_exceeded", retryAfter: retryAfter)
     }

@@ -154,7 +154,28 @@ public final class Gateway: Sendable {
         }
         let error = lastError ?? .serviceUnavailable("The model '\(requested)' has no endpoint to send the request to.")
         metrics.request(model: requested, endpoint: error.endpointLabel ?? "none", status: error.status, duration: ContinuousClock.now - start)
-        throw error
+        throw redacted(error, for: context)
+    }
+
+    /// Upstream failures name endpoints, certificate issuers, CA paths and upstream bodies:
+    /// administrators see them; everyone else a generic message with the request id (the
+    /// detail is in the log under the same id).
+    func redacted(_ error: LISAError, for context: InferenceContext) -> LISAError {
+        guard error.isUpstreamFailure, error.code != "cancelled", error.code != "model_not_ready", !access.isAdmin(context.principal) else {
+            return error
+        }
+        context.logger.info(
+            "upstream failure reported without detail", metadata: ["lisa.request_id": "\(context.requestID)", "lisa.detail": "\(error.message)"]
+        )
+        let what: String
+        switch error.status {
+        case 503: what = "is unavailable"
+        case 504: what = "did not answer in time"
+        default: what = "failed"
+        }
+        return error.replacingMessage(
+            "The upstream of the model \(what) (\(error.code ?? "upstream_error")). An administrator can find the details in LISA's log under request id \(context.requestID)."
+        )
     }
 
     /// Tries the model's endpoints, retrying retriable failures within the retry policy and budget.
@@ -338,7 +359,13 @@ public final class Gateway: Sendable {
             metrics.tokens(model: requested, usage: usage)
         }
         metrics.request(model: requested, endpoint: endpoint.label, status: response.status, duration: finished - start)
-        return GatewayResponse(status: response.status, contentType: contentType, body: .buffer(buffer))
+        // LISA answers these routes with JSON only: whatever the upstream labelled its body,
+        // it is never relayed as HTML or script from LISA's origin.
+        guard buffer.readableBytesView.first(where: { ![0x20, 0x0A, 0x0D, 0x09].contains($0) }) == UInt8(ascii: "{") else {
+            logger.warning("upstream answered a body that is not a JSON object", metadata: ["lisa.content_type": "\(contentType)"])
+            throw .badGateway("The upstream of model '\(modelID)' answered with something other than a JSON object.", code: "upstream_invalid_response")
+        }
+        return GatewayResponse(status: response.status, contentType: "application/json", body: .buffer(buffer))
     }
 
     /// Runs `operation`, failing it with `.timedOut` if it has not returned within `seconds`.
@@ -410,6 +437,15 @@ public final class Gateway: Sendable {
     public static func decode<T: Decodable>(_ type: T.Type, from body: ByteBuffer) throws(LISAError) -> T {
         guard body.readableBytes > 0 else {
             throw .invalidRequest("The request body is empty; send a JSON object.")
+        }
+        // One parse decides everything: a body that another parser could read differently
+        // (duplicate keys, a BOM, NaN, bad UTF-8, deep nesting) is refused before it is read.
+        do {
+            try StrictJSON.validate(body)
+        } catch where error.isWellFormed {
+            throw .invalidRequest("Invalid request body: \(error.message).", param: error.path)
+        } catch {
+            throw .invalidRequest("The request body is not valid JSON: \(error.message) (byte \(error.offset)).")
         }
         do {
             return try JSONDecoder().decode(type, from: body)

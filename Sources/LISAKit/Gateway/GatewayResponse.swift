@@ -165,7 +165,14 @@ public struct ServerSentEventRelay: Sendable {
                     logger.warning("upstream stream ended before [DONE]")
                     return fail(.badGateway("The upstream of model '\(modelID)' ended the stream before it was complete."))
                 }
-                let events = parser.feed(chunk)
+                let events: [ServerSentEventParser.ParsedEvent]
+                do {
+                    events = try parser.feed(chunk)
+                } catch {
+                    finished = true
+                    logger.warning("upstream stream refused", metadata: ["lisa.reason": "\(error)"])
+                    return fail(.badGateway("The upstream of model '\(modelID)' sent an event larger than \(error.limit) bytes."))
+                }
                 guard !events.isEmpty else { continue }
                 var output = ByteBuffer()
                 for parsed in events {

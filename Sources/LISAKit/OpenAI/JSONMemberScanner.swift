@@ -82,7 +82,8 @@ public enum JSONMemberScanner {
             skipWhitespace()
             let valueStart = index
             guard skipValue() else { return nil }
-            if bytes[keyRange].elementsEqual(key) {
+            let keyBytes = bytes[keyRange]
+            if keyBytes.contains(UInt8(ascii: "\\")) ? StrictJSON.unescape(keyBytes) == key : keyBytes.elementsEqual(key) {
                 ranges.append((valueStart - bytes.startIndex)..<(index - bytes.startIndex))
             }
             skipWhitespace()

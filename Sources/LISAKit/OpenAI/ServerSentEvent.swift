@@ -61,8 +61,22 @@ public struct ServerSentEventParser: Sendable {
         public var raw: ByteBuffer
     }
 
+    /// An event larger than ``maximumEventSize``: the stream is refused rather than buffered.
+    public struct EventTooLarge: Error, Sendable, Hashable, CustomStringConvertible {
+        public var limit: Int
+        public var description: String { "a server-sent event is larger than \(limit) bytes" }
+    }
+
+    /// The largest event (its raw bytes, fields and comments included) buffered before
+    /// ``feed(_:)`` throws. Default 16 MiB: far above any chat chunk, far below memory trouble.
+    public var maximumEventSize: Int
+
     private var pending = ByteBuffer()
+    /// Where the event being read starts, relative to `pending`'s reader index.
     private var eventStart = 0
+    /// Where the line being read starts.
+    private var lineStart = 0
+    /// How far bytes have been scanned: each byte is looked at once, however it is fed.
     private var scanIndex = 0
     private var current = Fields()
     private var sawBOMCheck = false
@@ -76,13 +90,17 @@ public struct ServerSentEventParser: Sendable {
         var hasField = false
     }
 
-    public init() {}
+    public init(maximumEventSize: Int = 16 * 1024 * 1024) {
+        self.maximumEventSize = maximumEventSize
+    }
 
     /// Bytes received that do not yet form a complete event.
     public var bufferedByteCount: Int { pending.readableBytes }
 
-    /// Appends bytes and returns every event they complete.
-    public mutating func feed(_ bytes: ByteBuffer) -> [ParsedEvent] {
+    /// Appends bytes and returns every event they complete, in time linear in the bytes fed.
+    ///
+    /// - Throws: ``EventTooLarge`` when an unfinished event grows past ``maximumEventSize``.
+    public mutating func feed(_ bytes: ByteBuffer) throws(EventTooLarge) -> [ParsedEvent] {
         var bytes = bytes
         pending.writeBuffer(&bytes)
         var events: [ParsedEvent] = []
@@ -93,25 +111,26 @@ public struct ServerSentEventParser: Sendable {
             }
         }
         let view = pending.readableBytesView
-        var lineStart = view.startIndex + scanIndex
-        var index = lineStart
+        let base = view.startIndex
+        var index = base + scanIndex
+        var lineFrom = base + lineStart
         while index < view.endIndex {
             let byte = view[index]
             if byte == UInt8(ascii: "\n") && lastWasCR {
                 // The LF of a CRLF whose CR already ended the line.
                 lastWasCR = false
                 index += 1
-                lineStart = index
+                lineFrom = index
                 continue
             }
             lastWasCR = false
             if byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") {
                 lastWasCR = byte == UInt8(ascii: "\r")
-                let line = view[lineStart..<index]
+                let line = view[lineFrom..<index]
                 index += 1
-                lineStart = index
+                lineFrom = index
                 if line.isEmpty {
-                    let end = index - view.startIndex
+                    let end = index - base
                     if let event = dispatch() {
                         let raw = pending.getSlice(at: pending.readerIndex + eventStart, length: end - eventStart) ?? ByteBuffer()
                         events.append(ParsedEvent(event: event, raw: raw))
@@ -125,12 +144,17 @@ public struct ServerSentEventParser: Sendable {
             index += 1
         }
         // Keep the partial line (and the event it belongs to) for the next feed.
-        scanIndex = lineStart - view.startIndex
+        scanIndex = index - base
+        lineStart = lineFrom - base
         if eventStart > 0 {
             pending.moveReaderIndex(forwardBy: eventStart)
             scanIndex -= eventStart
+            lineStart -= eventStart
             eventStart = 0
             pending.discardReadBytes()
+        }
+        if pending.readableBytes > maximumEventSize {
+            throw EventTooLarge(limit: maximumEventSize)
         }
         return events
     }

@@ -49,7 +49,9 @@ public struct OpenAICompatibleProvider: Sendable {
     }
 
     /// An `HTTPClient` configured for upstream calls: pooled connections, the connect
-    /// timeout, no transparent decompression (bodies pass through as sent), and no retrying
+    /// timeout, no redirects followed (every client built on it — upstreams, OIDC discovery
+    /// and JWKS, OpenSearch, health probes), no transparent decompression (bodies pass
+    /// through as sent), and no retrying
     /// of failed connection attempts inside the pool, so a dead endpoint fails at once and
     /// the gateway can fail over to another. Shut it down when done.
     public static func makeHTTPClient(timeouts: UpstreamTimeouts = UpstreamTimeouts()) -> HTTPClient {
@@ -58,6 +60,8 @@ public struct OpenAICompatibleProvider: Sendable {
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 256
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.decompression = .disabled
+        // LISA connects only where it was configured to: a 3xx is an answer, never a hop.
+        configuration.redirectConfiguration = .disallow
         configuration.tracing.tracer = nil  // no distributed tracing yet; spans cost per request
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }

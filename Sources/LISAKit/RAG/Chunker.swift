@@ -36,70 +36,103 @@ public enum ChunkingStrategy: Sendable, Hashable {
 }
 
 /// The recursive character splitter. Sizes count `Character`s.
+///
+/// Works on one array of the text's characters and ranges into it, so every level of
+/// separators costs one pass: linear in the text, however it is shaped (a megabyte without
+/// whitespace included).
 struct RecursiveSplitter {
     let size: Int
     let overlap: Int
-    static let separators = ["\n\n", "\n", ". ", " ", ""]
+    static let separators: [[Character]] = [["\n", "\n"], ["\n"], [".", " "], [" "], []]
 
     func split(_ text: String) -> [String] {
-        let pieces = pieces(of: text, separators: Self.separators[...])
-        return merge(pieces).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
+        let characters = Array(text)
+        var pieces: [Range<Int>] = []
+        collectPieces(of: 0..<characters.count, in: characters, separator: 0, into: &pieces)
+        return merge(pieces, of: characters).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
     }
 
-    /// Cuts `text` into pieces of at most `size`, keeping each separator at the end of the
-    /// piece before it, so joining the pieces gives `text` back.
-    private func pieces(of text: String, separators: ArraySlice<String>) -> [String] {
-        if text.count <= size { return [text] }
-        guard let separator = separators.first else { return [text] }
-        let parts: [String]
+    /// Whether `character` is `separator` (a CRLF counts as a line break).
+    private static func matches(_ character: Character, _ separator: Character) -> Bool {
+        character == separator || (separator == "\n" && character == "\r\n")
+    }
+
+    /// Cuts `range` into pieces of at most `size`, keeping each separator at the end of the
+    /// piece before it, so the pieces joined give the text back.
+    private func collectPieces(of range: Range<Int>, in text: [Character], separator level: Int, into pieces: inout [Range<Int>]) {
+        if range.count <= size {
+            pieces.append(range)
+            return
+        }
+        guard level < Self.separators.count else {
+            pieces.append(range)
+            return
+        }
+        let separator = Self.separators[level]
         if separator.isEmpty {
-            parts = stride(from: 0, to: text.count, by: size).map { start in
-                let from = text.index(text.startIndex, offsetBy: start)
-                let to = text.index(from, offsetBy: min(size, text.distance(from: from, to: text.endIndex)))
-                return String(text[from..<to])
+            for start in stride(from: range.lowerBound, to: range.upperBound, by: size) {
+                pieces.append(start..<min(start + size, range.upperBound))
             }
-        } else {
-            var result: [String] = []
-            var rest = text[...]
-            while let range = rest.range(of: separator) {
-                result.append(String(rest[..<range.upperBound]))
-                rest = rest[range.upperBound...]
+            return
+        }
+        var parts: [Range<Int>] = []
+        var partStart = range.lowerBound
+        var index = range.lowerBound
+        let last = range.upperBound - separator.count
+        while index <= last {
+            var found = true
+            for offset in 0..<separator.count where !Self.matches(text[index + offset], separator[offset]) {
+                found = false
+                break
             }
-            if !rest.isEmpty { result.append(String(rest)) }
-            parts = result
+            if found {
+                index += separator.count
+                parts.append(partStart..<index)
+                partStart = index
+            } else {
+                index += 1
+            }
         }
-        if parts.count == 1 && !separator.isEmpty {
-            return pieces(of: text, separators: separators.dropFirst())
+        if partStart < range.upperBound { parts.append(partStart..<range.upperBound) }
+        if parts.count == 1 {
+            collectPieces(of: range, in: text, separator: level + 1, into: &pieces)
+            return
         }
-        return parts.flatMap { $0.count > size ? pieces(of: $0, separators: separators.dropFirst()) : [$0] }
+        for part in parts {
+            if part.count > size {
+                collectPieces(of: part, in: text, separator: level + 1, into: &pieces)
+            } else {
+                pieces.append(part)
+            }
+        }
     }
 
     /// Joins consecutive pieces into chunks of at most `size`; each new chunk starts with
     /// the last `overlap` characters of the one before, from a word boundary.
-    private func merge(_ pieces: [String]) -> [String] {
+    private func merge(_ pieces: [Range<Int>], of text: [Character]) -> [String] {
         var chunks: [String] = []
-        var current = ""
+        var current: [Character] = []
         for piece in pieces {
             if current.count + piece.count > size && !current.isEmpty {
-                chunks.append(current)
+                chunks.append(String(current))
                 let tail = overlapTail(of: current)
-                current = tail.count + piece.count <= size ? tail : ""
+                current = tail.count + piece.count <= size ? tail : []
             }
-            current += piece
+            current.append(contentsOf: text[piece])
         }
-        if !current.isEmpty { chunks.append(current) }
+        if !current.isEmpty { chunks.append(String(current)) }
         return chunks
     }
 
     /// Up to `overlap` characters from the end of `chunk`, starting at a word.
-    private func overlapTail(of chunk: String) -> String {
-        guard overlap > 0 else { return "" }
-        var start = chunk.index(chunk.endIndex, offsetBy: -min(overlap, chunk.count))
-        if start != chunk.startIndex && !chunk[chunk.index(before: start)].isWhitespace {
+    private func overlapTail(of chunk: [Character]) -> [Character] {
+        guard overlap > 0 else { return [] }
+        var start = chunk.count - min(overlap, chunk.count)
+        if start != 0 && !chunk[start - 1].isWhitespace {
             // Mid-word: move to the next word.
-            guard let space = chunk[start...].firstIndex(where: \.isWhitespace) else { return "" }
-            start = chunk.index(after: space)
+            guard let space = chunk[start...].firstIndex(where: \.isWhitespace) else { return [] }
+            start = space + 1
         }
-        return String(chunk[start...])
+        return Array(chunk[start...])
     }
 }

@@ -2,13 +2,34 @@ import Foundation
 
 /// Turns an uploaded file into text, by its extension: plain text, Markdown, HTML, JSON,
 /// CSV, PDF (poppler's `pdftotext`, from Debian's `poppler-utils`) and DOCX (the ZIP's
-/// `word/document.xml`, read with `unzip`).
+/// `word/document.xml`, read in process with ZIPFoundation).
+///
+/// Every extractor is linear in its input and bounded by ``Limits``: a file whose text (or,
+/// for DOCX, whose expanded XML) would pass the budget is refused with a 413, a PDF tool
+/// that runs too long or writes too much is killed, and cancelling the calling task stops
+/// the work (a running subprocess is killed).
 public enum DocumentParser {
     public static let supportedExtensions = ["txt", "text", "md", "markdown", "html", "htm", "json", "csv", "pdf", "docx"]
 
+    /// What one document may cost to read.
+    public struct Limits: Sendable, Hashable, Codable {
+        /// The most text (UTF-8 bytes) a document may yield. Default 8 MiB.
+        public var maxTextBytes: Int
+        /// The most bytes a DOCX's `word/document.xml` may expand to. Default 64 MiB.
+        public var maxExpandedBytes: Int
+        /// How long `pdftotext` may run on one file before it is killed. Default 120 s.
+        public var toolTimeoutSeconds: Double
+
+        public init(maxTextBytes: Int = 8 * 1024 * 1024, maxExpandedBytes: Int = 64 * 1024 * 1024, toolTimeoutSeconds: Double = 120) {
+            self.maxTextBytes = maxTextBytes
+            self.maxExpandedBytes = maxExpandedBytes
+            self.toolTimeoutSeconds = toolTimeoutSeconds
+        }
+    }
+
     /// The text of `data`, named `filename`. Unsupported types, empty files and files
-    /// without text are 400s naming the file.
-    public static func text(of data: Data, filename: String) async throws(LISAError) -> String {
+    /// without text are 400s naming the file; files over the budget are 413s.
+    public static func text(of data: Data, filename: String, limits: Limits = Limits()) async throws(LISAError) -> String {
         let ext = (filename as NSString).pathExtension.lowercased()
         guard supportedExtensions.contains(ext) else {
             throw .unsupportedFileType(
@@ -18,9 +39,10 @@ public enum DocumentParser {
         guard !data.isEmpty else { throw .invalidRequest("'\(filename)' is empty.", param: "file") }
         let text: String
         switch ext {
-        case "pdf": text = try await pdf(data, filename: filename)
-        case "docx": text = try await docx(data, filename: filename)
+        case "pdf": text = try await pdf(data, filename: filename, limits: limits)
+        case "docx": text = try docx(data, filename: filename, limits: limits)
         default:
+            guard data.count <= limits.maxTextBytes else { throw tooMuchText(filename, limits) }
             guard let decoded = String(data: data, encoding: .utf8) else {
                 throw .invalidRequest("'\(filename)' is not UTF-8 text.", param: "file")
             }
@@ -31,160 +53,38 @@ public enum DocumentParser {
             default: text = decoded
             }
         }
+        guard text.utf8.count <= limits.maxTextBytes else { throw tooMuchText(filename, limits) }
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty else { throw .invalidRequest("'\(filename)' has no text to ingest.", param: "file") }
         return trimmed
     }
 
-    /// Visible text of an HTML page: scripts, styles and comments dropped, block elements
-    /// become line breaks, entities decoded.
-    static func html(_ source: String) -> String {
-        var text = source
-        for pattern in ["(?is)<script\\b.*?</script>", "(?is)<style\\b.*?</style>", "(?s)<!--.*?-->", "(?is)<head\\b.*?</head>"] {
-            text = text.replacingOccurrences(of: pattern, with: " ", options: .regularExpression)
-        }
-        text = text.replacingOccurrences(
-            of: "(?i)<(br|/p|/div|/h[1-6]|/li|/tr|/section|/article|/title)\\b[^>]*>", with: "\n", options: .regularExpression
-        )
-        text = text.replacingOccurrences(of: "<[^>]+>", with: " ", options: .regularExpression)
-        text = decodeEntities(text)
-        let lines = text.components(separatedBy: "\n").map {
-            $0.replacingOccurrences(of: "[ \t\u{00A0}]+", with: " ", options: .regularExpression).trimmingCharacters(in: .whitespaces)
-        }
-        return lines.filter { !$0.isEmpty }.joined(separator: "\n")
+    static func tooMuchText(_ filename: String, _ limits: Limits) -> LISAError {
+        .payloadTooLarge("'\(filename)' holds more text than the limit of \(limits.maxTextBytes) bytes (rag.ingestion.maxTextBytes).")
     }
 
-    static func decodeEntities(_ text: String) -> String {
-        var result = text
-        let named = [
-            "&nbsp;": " ", "&lt;": "<", "&gt;": ">", "&quot;": "\"", "&#39;": "'", "&apos;": "'", "&eacute;": "é", "&egrave;": "è",
-            "&auml;": "ä", "&ouml;": "ö", "&uuml;": "ü", "&szlig;": "ß", "&copy;": "©", "&mdash;": "—", "&ndash;": "–",
-            "&hellip;": "…", "&lsquo;": "‘", "&rsquo;": "’", "&ldquo;": "“", "&rdquo;": "”",
-        ]
-        for (entity, value) in named { result = result.replacingOccurrences(of: entity, with: value) }
-        if let regex = try? NSRegularExpression(pattern: "&#(x?)([0-9a-fA-F]+);") {
-            let matches = regex.matches(in: result, range: NSRange(result.startIndex..., in: result)).reversed()
-            for match in matches {
-                guard let range = Range(match.range, in: result), let hexRange = Range(match.range(at: 1), in: result),
-                    let digitsRange = Range(match.range(at: 2), in: result)
-                else { continue }
-                let radix = result[hexRange].isEmpty ? 10 : 16
-                if let code = UInt32(result[digitsRange], radix: radix), let scalar = Unicode.Scalar(code) {
-                    result.replaceSubrange(range, with: String(Character(scalar)))
-                }
-            }
-        }
-        return result.replacingOccurrences(of: "&amp;", with: "&")
-    }
-
-    /// JSON as `path: value` lines, so keys give the values their meaning.
-    static func json(_ source: String, filename: String) throws(LISAError) -> String {
-        let value: JSONValue
-        do {
-            value = try JSONDecoder().decode(JSONValue.self, from: Data(source.utf8))
-        } catch {
-            throw .invalidRequest("'\(filename)' is not valid JSON.", param: "file")
-        }
-        var lines: [String] = []
-        func walk(_ value: JSONValue, _ path: String) {
-            switch value {
-            case .object(let members):
-                for key in members.keys.sorted() { walk(members[key]!, path.isEmpty ? key : "\(path).\(key)") }
-            case .array(let items):
-                for (index, item) in items.enumerated() { walk(item, "\(path)[\(index)]") }
-            case .string(let text): lines.append(path.isEmpty ? text : "\(path): \(text)")
-            case .integer(let number): lines.append("\(path): \(number)")
-            case .number(let number): lines.append("\(path): \(number)")
-            case .bool(let flag): lines.append("\(path): \(flag)")
-            case .null: break
-            }
-        }
-        walk(value, "")
-        return lines.joined(separator: "\n")
-    }
-
-    /// CSV rows as `header: value` lines (RFC 4180 quoting), one blank line between rows.
-    static func csv(_ source: String) -> String {
-        var rows: [[String]] = []
-        var row: [String] = []
-        var field = ""
-        var quoted = false
-        var iterator = Array(source).makeIterator()
-        var pending: Character? = nil
-        while let character = pending ?? iterator.next() {
-            pending = nil
-            if quoted {
-                if character == "\"" {
-                    if let next = iterator.next() {
-                        if next == "\"" { field.append("\"") } else { quoted = false; pending = next }
-                    } else { quoted = false }
-                } else {
-                    field.append(character)
-                }
-                continue
-            }
-            switch character {
-            case "\"": quoted = true
-            case ",": row.append(field); field = ""
-            case "\n", "\r\n":
-                row.append(field); field = ""
-                rows.append(row); row = []
-            case "\r": break
-            default: field.append(character)
-            }
-        }
-        if !field.isEmpty || !row.isEmpty { row.append(field); rows.append(row) }
-        guard let header = rows.first else { return "" }
-        return rows.dropFirst().filter { !$0.allSatisfy(\.isEmpty) }.map { values in
-            zip(header, values).map { "\($0.0): \($0.1)" }.joined(separator: "\n")
-        }.joined(separator: "\n\n")
-    }
-
-    static func pdf(_ data: Data, filename: String) async throws(LISAError) -> String {
+    static func pdf(_ data: Data, filename: String, limits: Limits) async throws(LISAError) -> String {
         guard data.starts(with: Array("%PDF".utf8)) else { throw .invalidRequest("'\(filename)' is not a PDF.", param: "file") }
-        return try await run("pdftotext", ["-layout", "-enc", "UTF-8", "{input}", "-"], input: data, suffix: ".pdf", filename: filename)
+        return try await BoundedProcess.output(
+            of: "pdftotext", ["-layout", "-enc", "UTF-8", "{input}", "-"], input: data, suffix: ".pdf", filename: filename,
+            maxOutputBytes: limits.maxTextBytes, timeoutSeconds: limits.toolTimeoutSeconds
+        )
     }
 
-    static func docx(_ data: Data, filename: String) async throws(LISAError) -> String {
+    /// The text of a DOCX: its `word/document.xml`, inflated in process with a byte budget
+    /// (a small file that expands to gigabytes stops at the budget), then its text runs.
+    static func docx(_ data: Data, filename: String, limits: Limits) throws(LISAError) -> String {
         guard data.starts(with: [0x50, 0x4B, 0x03, 0x04]) else {
             throw .invalidRequest("'\(filename)' is not a DOCX (ZIP) file.", param: "file")
         }
-        let xml = try await run("unzip", ["-p", "{input}", "word/document.xml"], input: data, suffix: ".docx", filename: filename)
-        // Paragraphs and breaks become line breaks; the text runs are <w:t> elements.
-        var text = xml.replacingOccurrences(of: "</w:p>", with: "\n").replacingOccurrences(of: "<w:br/>", with: "\n")
-        text = text.replacingOccurrences(of: "<w:tab/>", with: "\t")
-        text = text.replacingOccurrences(of: "<[^>]+>", with: "", options: .regularExpression)
-        // The XML's own line breaks between elements are not text: keep non-empty lines.
-        return decodeEntities(text).components(separatedBy: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
-            .filter { !$0.isEmpty }.joined(separator: "\n")
-    }
-
-    /// Runs a Debian tool on the data (written to a private temporary file) and returns its output.
-    private static func run(_ tool: String, _ arguments: [String], input: Data, suffix: String, filename: String) async throws(LISAError) -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-\(UUID().uuidString)\(suffix)").path
-        guard FileManager.default.createFile(atPath: path, contents: input, attributes: [.posixPermissions: 0o600]) else {
-            throw .internalError("Cannot write a temporary file to read '\(filename)'.")
-        }
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [tool] + arguments.map { $0 == "{input}" ? path : $0 }
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
+        let xml: Data
         do {
-            try process.run()
+            xml = try ZipReader.entry("word/document.xml", of: data, maxBytes: limits.maxExpandedBytes)
+        } catch ZipReader.Failure.tooLarge {
+            throw .payloadTooLarge("'\(filename)' expands to more than \(limits.maxExpandedBytes) bytes (rag.ingestion.maxExpandedBytes).")
         } catch {
-            throw .internalError("Cannot run \(tool) to read '\(filename)' (install poppler-utils and unzip).")
+            throw .invalidRequest("'\(filename)' cannot be read as a DOCX (\(error)); is it damaged?", param: "file")
         }
-        let bytes = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            if process.terminationStatus == 127 {
-                throw .internalError("\(tool) is not installed; it reads '\(filename)' (Debian: poppler-utils, unzip).")
-            }
-            throw .invalidRequest("'\(filename)' cannot be read (\(tool) exited with \(process.terminationStatus)); is it damaged?", param: "file")
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        return wordText(String(decoding: xml, as: UTF8.self))
     }
 }

@@ -35,7 +35,9 @@ extension RAGService {
     /// returns the new body with the sources. `nil` when the request does not ask.
     public func ground(_ body: ByteBuffer, for principal: Principal) async throws -> GroundedChat? {
         // Most requests do not ask: skip decoding unless the member can be there.
-        guard body.readableBytesView.firstRange(of: Array("\"lisa\"".utf8)) != nil else { return nil }
+        // (An escaped key, `"li\u0073a"`, is the same member: look whenever there are escapes.)
+        let view = body.readableBytesView
+        guard view.firstRange(of: Array("\"lisa\"".utf8)) != nil || view.firstRange(of: Array("\\u".utf8)) != nil else { return nil }
         guard case .object(var request) = try Gateway.decode(JSONValue.self, from: body),
             let lisa = request["lisa"], let rag = lisa.member("rag")
         else { return nil }

@@ -34,10 +34,20 @@ public final class RAGService: Service, Sendable {
     public let uploadDirectory: String
     /// The largest file accepted. Default 20 MiB.
     public let maxUploadSize: Int
+    /// The budgets of ingestion: concurrency, time, attempts, text.
+    public let ingestion: IngestionLimits
+    /// What each user may keep (documents, jobs waiting).
+    public let quotas: StorageQuotas
     let logger: Logger
     private let openSearchStores = Mutex<[RAGRepository.ID: OpenSearchVectorStore]>([:])
-    private let queue: AsyncStream<String>
-    private let enqueue: AsyncStream<String>.Continuation
+    private let queue: AsyncStream<WorkerEvent>
+    private let enqueue: AsyncStream<WorkerEvent>.Continuation
+
+    /// What the ingestion dispatcher reacts to.
+    enum WorkerEvent: Sendable {
+        case queued(jobId: String, user: String)
+        case finished(user: String)
+    }
 
     static let repositoryKind = "rag.repository"
     static let collectionKind = "rag.collection"
@@ -46,8 +56,11 @@ public final class RAGService: Service, Sendable {
 
     public init(
         store: any StateStore, gateway: Gateway, embedded: EmbeddedVectorStore, pgvector: PGVectorStore?, uploadDirectory: String,
-        maxUploadSize: Int = 20 * 1024 * 1024, logger: Logger
+        maxUploadSize: Int = 20 * 1024 * 1024, ingestion: IngestionLimits = IngestionLimits(), quotas: StorageQuotas = StorageQuotas(),
+        logger: Logger
     ) throws {
+        self.ingestion = ingestion
+        self.quotas = quotas
         self.store = store
         self.gateway = gateway
         self.embedded = embedded
@@ -55,7 +68,7 @@ public final class RAGService: Service, Sendable {
         self.uploadDirectory = uploadDirectory
         self.maxUploadSize = maxUploadSize
         self.logger = logger
-        (queue, enqueue) = AsyncStream.makeStream(of: String.self)
+        (queue, enqueue) = AsyncStream.makeStream(of: WorkerEvent.self)
         try FileManager.default.createDirectory(atPath: uploadDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
     }
 
@@ -141,8 +154,22 @@ public final class RAGService: Service, Sendable {
             throw LISAError.invalidRequest("The update does not give a valid repository: \(error.lisaDescription)")
         }
         var checked = updated
-        // A masked password sent back from a GET keeps the stored one.
-        if checked.opensearch?.password == "***" { checked.opensearch?.password = current.opensearch?.password }
+        // Where a repository connects is an administrator's decision (it is where LISA sends
+        // the stored credentials and every document's text).
+        let endpointChanged =
+            checked.opensearch?.url != current.opensearch?.url || checked.opensearch?.username != current.opensearch?.username
+            || checked.opensearch?.caFile != current.opensearch?.caFile
+        if endpointChanged, !access.isAdmin(principal) {
+            throw LISAError.forbidden("Changing a repository's OpenSearch connection needs an administrator.")
+        }
+        // A masked password sent back from a GET keeps the stored one, but only for the
+        // endpoint it was given for: a new URL gets no old secret.
+        if checked.opensearch?.password == "***" {
+            checked.opensearch?.password = endpointChanged ? nil : current.opensearch?.password
+            if endpointChanged {
+                logger.notice("opensearch endpoint changed: stored password dropped", metadata: ["lisa.repository": "\(id)"])
+            }
+        }
         try checked.validate()
         try await store.put(checked, kind: Self.repositoryKind, id: id)
         openSearchStores.withLock { $0 = $0.filter { $0.key.repositoryId != id } }
@@ -242,10 +269,13 @@ public final class RAGService: Service, Sendable {
         let overlap = chunkOverlap ?? collection.chunkOverlap ?? repository.chunkOverlap ?? min(51, size / 10)
         try ChunkingStrategy.recursive(size: size, overlap: overlap).validate()
 
+        let documentId = try await documentID(for: name, in: repository.repositoryId, collection: collection.collectionId, by: principal)
+        try await checkQuotas(of: principal, adding: documentId)
+
         let now = Date()
         let job = IngestionJob(
             jobId: UUID().uuidString.lowercased(), repositoryId: repository.repositoryId, collectionId: collection.collectionId,
-            documentId: Self.documentID(repository: repository.repositoryId, collection: collection.collectionId, name: name),
+            documentId: documentId,
             documentName: name, username: principal.username, status: .pending, chunkSize: size, chunkOverlap: overlap,
             chunkingStrategy: chunkingStrategy, createdAt: now, updatedAt: now
         )
@@ -254,14 +284,56 @@ public final class RAGService: Service, Sendable {
             throw LISAError.internalError("The upload could not be stored.")
         }
         try await store.put(job, kind: Self.jobKind, id: job.jobId, parent: repository.repositoryId)
-        enqueue.yield(job.jobId)
+        enqueue.yield(.queued(jobId: job.jobId, user: job.username))
         return job
     }
 
-    /// The same file name in the same collection is the same document: ingesting it again replaces it.
-    static func documentID(repository: String, collection: String, name: String) -> String {
+    /// Throws unless `principal` may add documents to the repository (404 when they may not
+    /// see it): checked before an upload's body is read.
+    public func checkCanUpload(to repositoryId: String, by principal: Principal) async throws {
+        _ = try await repository(repositoryId, for: principal)
+    }
+
+    /// The same file name in the same collection from the same user is the same document:
+    /// ingesting it again replaces it. Another user's file of that name is another document,
+    /// so no upload can replace (or take over) what someone else stored.
+    static func documentID(repository: String, collection: String, name: String, owner: String) -> String {
+        let digest = SHA256.hash(data: Data("\(repository)/\(collection)/\(owner)\u{1F}\(name)".utf8))
+        return digest.prefix(12).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Before owners were part of a document's id, it came from the name alone.
+    static func legacyDocumentID(repository: String, collection: String, name: String) -> String {
         let digest = SHA256.hash(data: Data("\(repository)/\(collection)/\(name)".utf8))
         return digest.prefix(12).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// The id an upload of `name` by `principal` stores under: a document the caller stored
+    /// before owner-scoped ids keeps its id (re-uploading replaces it, as it always did).
+    private func documentID(for name: String, in repository: String, collection: String, by principal: Principal) async throws -> String {
+        let legacy = Self.legacyDocumentID(repository: repository, collection: collection, name: name)
+        if let document = try await store.get(RAGDocument.self, kind: Self.documentKind, id: legacy), document.username == principal.username {
+            return legacy
+        }
+        return Self.documentID(repository: repository, collection: collection, name: name, owner: principal.username)
+    }
+
+    /// Refuses an upload past the user's document or waiting-job quota.
+    private func checkQuotas(of principal: Principal, adding documentId: String) async throws {
+        let jobs = try await store.list(IngestionJob.self, kind: Self.jobKind)
+        let waiting = jobs.filter { $0.username == principal.username && ($0.status == .pending || $0.status == .inProgress) }.count
+        guard waiting < quotas.maxPendingJobsPerUser else {
+            throw LISAError.quotaExceeded(
+                "You have \(waiting) documents waiting to be ingested, the most LISA queues per user (quotas.maxPendingJobsPerUser); retry when they finish."
+            )
+        }
+        let documents = try await store.list(RAGDocument.self, kind: Self.documentKind)
+        let owned = documents.filter { $0.username == principal.username }
+        guard owned.count < quotas.maxDocumentsPerUser || owned.contains(where: { $0.documentId == documentId }) else {
+            throw LISAError.quotaExceeded(
+                "You own \(owned.count) documents, the most LISA keeps per user (quotas.maxDocumentsPerUser); delete some first."
+            )
+        }
     }
 
     private func uploadPath(_ jobId: String) -> String {
@@ -329,26 +401,84 @@ public final class RAGService: Service, Sendable {
 
     // MARK: - Ingestion worker
 
+    /// Ingests queued jobs until graceful shutdown: ``IngestionLimits/concurrency`` at a
+    /// time, fairly between users, each within its time budget.
+    ///
+    /// Jobs a previous run left behind start again from the beginning (ingestion replaces
+    /// the document's chunks at the very end, so a half-done job left nothing) — at most
+    /// ``IngestionLimits/maxAttempts`` times in all, so a file that stops LISA every time
+    /// it is read fails instead of coming back at every start. At shutdown, running jobs
+    /// are cancelled (their subprocesses killed) and stay queued for the next start.
     public func run() async throws {
-        // Jobs a previous run left behind start again from the beginning (ingestion replaces
-        // the document's chunks at the very end, so a half-done job left nothing).
         for job in try await store.list(IngestionJob.self, kind: Self.jobKind) where job.status == .pending || job.status == .inProgress {
-            enqueue.yield(job.jobId)
+            enqueue.yield(.queued(jobId: job.jobId, user: job.username))
         }
         try await cancelWhenGracefulShutdown {
-            for await jobId in self.queue {
-                await self.ingest(jobId)
+            await withDiscardingTaskGroup { group in
+                var scheduler = IngestionScheduler(concurrency: self.ingestion.concurrency)
+                for await event in self.queue {
+                    switch event {
+                    case .queued(let jobId, let user): scheduler.add(jobId, user: user)
+                    case .finished(let user): scheduler.finished(user: user)
+                    }
+                    while let next = scheduler.next() {
+                        group.addTask {
+                            await self.ingestWithinBudget(next.jobId)
+                            self.enqueue.yield(.finished(user: next.user))
+                        }
+                    }
+                }
             }
         }
     }
 
+    /// Runs one job with its deadline; a job past it is cancelled and FAILED with the reason.
+    func ingestWithinBudget(_ jobId: String) async {
+        let timeout = ingestion.timeoutSeconds
+        let finished = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await self.ingest(jobId)
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(timeout))
+                return false
+            }
+            let first = await group.next() ?? true
+            group.cancelAll()
+            return first
+        }
+        guard !finished, !Task.isCancelled else { return }
+        await fail(jobId, reason: "Ingestion took longer than \(Int(timeout)) s (rag.ingestion.timeoutSeconds) and was stopped.")
+    }
+
+    private func fail(_ jobId: String, reason: String) async {
+        guard var job = try? await store.get(IngestionJob.self, kind: Self.jobKind, id: jobId) else { return }
+        job.status = .failed
+        job.reason = reason
+        job.updatedAt = Date()
+        logger.warning("ingestion failed", metadata: ["lisa.job": "\(job.jobId)", "lisa.reason": "\(reason)"])
+        try? await store.put(job, kind: Self.jobKind, id: job.jobId, parent: job.repositoryId)
+        try? FileManager.default.removeItem(atPath: uploadPath(job.jobId))
+    }
+
     /// Runs one job: parse, chunk, embed in batches through the router, then replace the
     /// document's chunks in one step. Any failure leaves the previous chunks (if any) and
-    /// marks the job FAILED with the reason.
+    /// marks the job FAILED with the reason; cancellation (shutdown, deadline) leaves it
+    /// for the caller to decide.
     func ingest(_ jobId: String) async {
         guard var job = try? await store.get(IngestionJob.self, kind: Self.jobKind, id: jobId),
             job.status == .pending || job.status == .inProgress
         else { return }
+        let attempts = (job.attempts ?? 0) + 1
+        guard attempts <= ingestion.maxAttempts else {
+            await fail(
+                jobId,
+                reason: "Ingestion was started \(ingestion.maxAttempts) times without finishing (rag.ingestion.maxAttempts); it is not tried again."
+            )
+            return
+        }
+        job.attempts = attempts
         job.status = .inProgress
         job.updatedAt = Date()
         try? await store.put(job, kind: Self.jobKind, id: job.jobId, parent: job.repositoryId)
@@ -360,8 +490,10 @@ public final class RAGService: Service, Sendable {
             guard let data = FileManager.default.contents(atPath: uploadPath(job.jobId)) else {
                 throw LISAError.internalError("The uploaded file is gone.")
             }
-            let text = try await DocumentParser.text(of: data, filename: job.documentName)
+            let text = try await DocumentParser.text(of: data, filename: job.documentName, limits: ingestion.document)
+            try Task.checkCancellation()
             let pieces = job.chunking.split(text)
+            try Task.checkCancellation()
             guard !pieces.isEmpty else { throw LISAError.invalidRequest("'\(job.documentName)' has no text to ingest.") }
             let model = collection.embeddingModelId ?? repository.embeddingModelId
             var embeddings: [[Float]] = []
@@ -400,6 +532,10 @@ public final class RAGService: Service, Sendable {
             job.chunks = chunks.count
             logger.info("document ingested", metadata: ["lisa.repository": "\(job.repositoryId)", "lisa.document": "\(job.documentName)", "lisa.chunks": "\(chunks.count)"])
         } catch {
+            if Task.isCancelled || error is CancellationError {
+                logger.info("ingestion stopped", metadata: ["lisa.job": "\(job.jobId)"])
+                return
+            }
             job.status = .failed
             job.reason = (error as? LISAError)?.message ?? String(describing: error)
             logger.warning("ingestion failed", metadata: ["lisa.job": "\(job.jobId)", "lisa.reason": "\(job.reason ?? "")"])

@@ -148,6 +148,8 @@ public struct IngestionJob: Sendable, Hashable, Codable {
     /// `recursive` (the default) or `none` (the whole document is one chunk).
     public var chunkingStrategy: String?
     public var chunks: Int?
+    /// How many times ingestion has started (restarts included); bounded by `rag.ingestion.maxAttempts`.
+    public var attempts: Int? = nil
     public var createdAt: Date
     public var updatedAt: Date
 

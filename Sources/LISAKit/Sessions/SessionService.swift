@@ -65,9 +65,13 @@ public struct SessionService: Sendable {
     static let templateKind = "prompt-template"
     static let revisionKind = "prompt-template-revision"
 
-    public init(store: any StateStore, access: AccessConfiguration) {
+    /// What each user may keep.
+    public var quotas: StorageQuotas
+
+    public init(store: any StateStore, access: AccessConfiguration, quotas: StorageQuotas = StorageQuotas()) {
         self.store = store
         self.access = access
+        self.quotas = quotas
     }
 
     private static func key(_ principal: Principal, _ sessionId: String) -> String {
@@ -112,13 +116,32 @@ public struct SessionService: Sendable {
         }
         guard case .array = history else { throw LISAError.invalidRequest("history must be an array of messages.", param: "history") }
         let now = Date()
-        let existing = try await store.get(ChatSession.self, kind: Self.sessionKind, id: Self.key(principal, id))
+        let existingBody = try await store.record(kind: Self.sessionKind, id: Self.key(principal, id))
+        let existing = try existingBody.map { try JSONDecoder().decode(ChatSession.self, from: Data($0.utf8)) }
         let session = ChatSession(
             sessionId: id, userId: principal.username, name: name ?? existing?.name, history: history,
             configuration: configuration ?? existing?.configuration, startTime: existing?.startTime ?? now, lastUpdated: now
         )
+        try await checkQuota(saving: session, replacing: existingBody, of: principal)
         try await store(session, of: principal)
         return session
+    }
+
+    /// Refuses a save that would take the user past their session count or size quota.
+    private func checkQuota(saving session: ChatSession, replacing existing: String?, of principal: Principal) async throws {
+        let usage = try await store.recordUsage(kind: Self.sessionKind, parent: principal.username)
+        if existing == nil, usage.count >= quotas.maxSessionsPerUser {
+            throw LISAError.quotaExceeded(
+                "You have \(usage.count) sessions, the most LISA keeps per user (quotas.maxSessionsPerUser); delete some first."
+            )
+        }
+        let size = try SQLStateStore.json(session).count
+        if usage.characters - (existing?.count ?? 0) + size > quotas.maxSessionBytesPerUser {
+            throw LISAError.payloadTooLarge(
+                "Saving this session would take your sessions past \(quotas.maxSessionBytesPerUser) characters (quotas.maxSessionBytesPerUser); delete some first.",
+                code: "quota_exceeded"
+            )
+        }
     }
 
     public func rename(_ id: String, to name: String, of principal: Principal) async throws -> ChatSession {
@@ -182,6 +205,12 @@ public struct SessionService: Sendable {
 
     public func createTemplate(_ input: TemplateInput, by principal: Principal) async throws -> PromptTemplate {
         try Self.check(input)
+        let owned = try await store.list(PromptTemplate.self, kind: Self.templateKind).filter { $0.owner == principal.username }.count
+        guard owned < quotas.maxTemplatesPerUser else {
+            throw LISAError.quotaExceeded(
+                "You own \(owned) prompt templates, the most LISA keeps per user (quotas.maxTemplatesPerUser); delete some first."
+            )
+        }
         let now = Date()
         let template = PromptTemplate(
             id: UUID().uuidString.lowercased(), title: input.title, type: input.type ?? .persona, body: input.body, owner: principal.username,
@@ -207,10 +236,12 @@ public struct SessionService: Sendable {
         return template
     }
 
-    /// Earlier revisions, oldest first.
+    /// Earlier revisions, oldest first: those the caller could read when they were current
+    /// (a revision shared with fewer people than the template is now stays private).
     public func revisions(of id: String, for principal: Principal) async throws -> [PromptTemplate] {
         _ = try await template(id, for: principal)
-        return try await store.list(PromptTemplate.self, kind: Self.revisionKind, parent: id).sorted { $0.revision < $1.revision }
+        return try await store.list(PromptTemplate.self, kind: Self.revisionKind, parent: id)
+            .filter { mayRead($0, principal) }.sorted { $0.revision < $1.revision }
     }
 
     public func deleteTemplate(_ id: String, by principal: Principal) async throws {

@@ -325,6 +325,13 @@ public final class SQLStateStore: StateStore {
         try await listRecords(column: "COALESCE(summary, body)", kind: kind, parent: parent)
     }
 
+    public func recordUsage(kind: String, parent: String) async throws -> RecordUsage {
+        let row = try await database.query(
+            "SELECT count(*) AS n, COALESCE(sum(length(body)), 0) AS size FROM records WHERE kind = ? AND parent = ?", [.text(kind), .text(parent)]
+        ).first
+        return RecordUsage(count: row?["n"].int ?? 0, characters: row?["size"].int ?? 0)
+    }
+
     public func record(kind: String, id: String) async throws -> String? {
         try await database.query("SELECT body FROM records WHERE kind = ? AND id = ?", [.text(kind), .text(id)]).first?["body"].string
     }

@@ -99,6 +99,9 @@ public protocol StateStore: Sendable {
     /// document where it was stored without one.
     func recordSummaries(kind: String, parent: String?) async throws -> [String]
 
+    /// How many records of `kind` `parent` holds and their size (quotas).
+    func recordUsage(kind: String, parent: String) async throws -> RecordUsage
+
     /// Removes a document; returns whether it existed.
     @discardableResult
     func deleteRecord(kind: String, id: String) async throws -> Bool
@@ -128,6 +131,12 @@ extension StateStore {
     /// Stores that keep no summaries store the document alone.
     public func putRecord(kind: String, id: String, parent: String?, body: String, summary: String?) async throws {
         try await putRecord(kind: kind, id: id, parent: parent, body: body)
+    }
+
+    /// Counted from the documents themselves, for stores without a faster way.
+    public func recordUsage(kind: String, parent: String) async throws -> RecordUsage {
+        let bodies = try await records(kind: kind, parent: parent)
+        return RecordUsage(count: bodies.count, characters: bodies.reduce(0) { $0 + $1.count })
     }
 
     /// Stores that keep no summaries list whole documents.

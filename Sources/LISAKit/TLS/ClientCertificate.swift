@@ -23,6 +23,9 @@ extension Principal {
         guard let commonName, !commonName.isEmpty else {
             throw .unauthorized("The client certificate has no common name (CN) to sign in as.")
         }
-        self.init(username: commonName, groups: units, method: .clientCertificate)
+        guard !Principal.isReserved(commonName) else {
+            throw .unauthorized("The client certificate's common name is reserved for LISA itself.")
+        }
+        self.init(username: commonName, groups: units, method: .clientCertificate, credentialExpiresAt: certificate.notValidAfter)
     }
 }

@@ -1,0 +1,56 @@
+/// How much each user may keep in LISA's state (`quotas:` in the configuration file). A
+/// save or upload past a quota is refused (413 for bytes, 429 for counts) and nothing stored
+/// is touched. Administrators are held to them too; raise them for everyone instead.
+///
+/// The checks read the user's current usage before writing, so concurrent writes by one
+/// user can pass a quota by at most the writes in flight.
+public struct StorageQuotas: Sendable, Hashable, Codable {
+    /// Chat sessions per user. Default 1000.
+    public var maxSessionsPerUser: Int = 1000
+    /// Characters of all of a user's sessions together. Default 256 Mi.
+    public var maxSessionBytesPerUser: Int = 256 * 1024 * 1024
+    /// Prompt templates a user owns. Default 500.
+    public var maxTemplatesPerUser: Int = 500
+    /// RAG documents a user owns, across repositories. Default 10000.
+    public var maxDocumentsPerUser: Int = 10_000
+    /// Ingestion jobs of one user waiting or running at once. Default 20.
+    public var maxPendingJobsPerUser: Int = 20
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case maxSessionsPerUser, maxSessionBytesPerUser, maxTemplatesPerUser, maxDocumentsPerUser, maxPendingJobsPerUser
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = StorageQuotas()
+        maxSessionsPerUser = try c.decodeIfPresent(Int.self, forKey: .maxSessionsPerUser) ?? defaults.maxSessionsPerUser
+        maxSessionBytesPerUser = try c.decodeIfPresent(Int.self, forKey: .maxSessionBytesPerUser) ?? defaults.maxSessionBytesPerUser
+        maxTemplatesPerUser = try c.decodeIfPresent(Int.self, forKey: .maxTemplatesPerUser) ?? defaults.maxTemplatesPerUser
+        maxDocumentsPerUser = try c.decodeIfPresent(Int.self, forKey: .maxDocumentsPerUser) ?? defaults.maxDocumentsPerUser
+        maxPendingJobsPerUser = try c.decodeIfPresent(Int.self, forKey: .maxPendingJobsPerUser) ?? defaults.maxPendingJobsPerUser
+    }
+
+    /// Checks every limit is positive.
+    public func validate() throws(ConfigurationError) {
+        for (name, value) in [
+            ("maxSessionsPerUser", maxSessionsPerUser), ("maxSessionBytesPerUser", maxSessionBytesPerUser),
+            ("maxTemplatesPerUser", maxTemplatesPerUser), ("maxDocumentsPerUser", maxDocumentsPerUser),
+            ("maxPendingJobsPerUser", maxPendingJobsPerUser),
+        ] where value < 1 {
+            throw ConfigurationError("quotas.\(name) must be at least 1")
+        }
+    }
+}
+
+/// How many records of a kind a parent holds and their size in characters.
+public struct RecordUsage: Sendable, Hashable {
+    public var count: Int
+    public var characters: Int
+
+    public init(count: Int, characters: Int) {
+        self.count = count
+        self.characters = characters
+    }
+}
