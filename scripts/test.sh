@@ -50,5 +50,8 @@ swift build --build-tests
 echo "== Swift tests"
 swift test --skip-build
 
+echo "== Fuzzing the parsers (libFuzzer + AddressSanitizer, 30 s a target)"
+./scripts/fuzz.sh 30
+
 echo "== Python tests (openai SDK, LangChain, lisactl, LISAServe process, LISA Chat in Chromium)"
 LISA_BIN_DIR="$(swift build --show-bin-path)" .venv/bin/python -m pytest -q Tests/python

@@ -57,6 +57,8 @@ struct HostileInputTests {
             Array(#"{"model":""#.utf8) + [0xED, 0xA0, 0x80] + Array(#""}"#.utf8),  // an encoded surrogate
             Array(#"{"model":""#.utf8) + [0xFF] + Array(#""}"#.utf8),
             Array(String(repeating: "[", count: 200).utf8) + Array(String(repeating: "]", count: 200).utf8),
+            // Unpaired surrogates (found by the fuzzer: Foundation refuses them, Python accepts them).
+            Array(#"{"\ud800":1}"#.utf8), Array(#"{"a":"\udc00"}"#.utf8), Array(#"{"a":"\ud83d\ud0e0"}"#.utf8), Array(#"{"a":"\ud83dx"}"#.utf8),
             Array(String(repeating: #"{"a":"#, count: 129).utf8) + Array("1".utf8) + Array(String(repeating: "}", count: 129).utf8),
         ]
         for body in refused {
@@ -65,8 +67,6 @@ struct HostileInputTests {
         let accepted = [
             #"  {"model":"a","n":-0.5e+10,"t":true,"f":false,"z":null,"s":"\"\\\/\b\f\n\r\t\u00e9😀","e":{},"l":[]}  "#,
             #"[1,2,3]"#, #""text""#, "0",
-            // A lone surrogate is kept distinct from every well-formed key, not refused.
-            #"{"\ud800":1,"\udc00":2}"#,
             String(repeating: "[", count: 127) + String(repeating: "]", count: 127),
         ]
         for body in accepted {

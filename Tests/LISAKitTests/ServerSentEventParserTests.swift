@@ -28,6 +28,19 @@ struct ServerSentEventParserTests {
         #expect(events[1].event.id == "7")
     }
 
+    @Test("a BOM split across reads is dropped like a whole one (found by fuzzing)")
+    func splitBOM() throws {
+        let wire: [UInt8] = [0xEF, 0xBB, 0xBF] + Array("\r\nevent: error\ndata: a\rdata: b\r\n\n".utf8)
+        var whole = ServerSentEventParser()
+        let reference = try whole.feed(ByteBuffer(bytes: wire))
+        var split = ServerSentEventParser()
+        var events: [ServerSentEventParser.ParsedEvent] = []
+        for byte in wire { events += try split.feed(ByteBuffer(bytes: [byte])) }
+        #expect(events.map(\.event) == reference.map(\.event))
+        #expect(events.map { Array($0.raw.readableBytesView) } == reference.map { Array($0.raw.readableBytesView) })
+        #expect(reference.first?.event.data == "a\nb")
+    }
+
     @Test("a stream cut mid-event reports an incomplete event")
     func truncated() throws {
         var parser = ServerSentEventParser()

@@ -104,11 +104,14 @@ public struct ServerSentEventParser: Sendable {
         var bytes = bytes
         pending.writeBuffer(&bytes)
         var events: [ParsedEvent] = []
-        if !sawBOMCheck, pending.readableBytes >= 3 {
+        if !sawBOMCheck {
+            // Nothing is scanned before it is known whether the stream starts with a BOM,
+            // so a BOM split across reads is dropped like a whole one.
+            let bom: [UInt8] = [0xEF, 0xBB, 0xBF]
+            let start = pending.readableBytesView.prefix(3)
+            if start.count < 3, start.elementsEqual(bom.prefix(start.count)) { return [] }
             sawBOMCheck = true
-            if pending.getBytes(at: pending.readerIndex, length: 3) == [0xEF, 0xBB, 0xBF] {
-                pending.moveReaderIndex(forwardBy: 3)
-            }
+            if start.elementsEqual(bom) { pending.moveReaderIndex(forwardBy: 3) }
         }
         let view = pending.readableBytesView
         let base = view.startIndex

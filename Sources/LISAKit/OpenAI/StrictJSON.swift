@@ -9,8 +9,8 @@ import NIOCore
 /// deep they nest. A body that any of them could read differently is refused here, so the
 /// typed decode, the in-place `model` rewrite and the upstream all see the same document.
 ///
-/// Keys are compared after unescaping (`"mod\u0065l"` is `"model"`); an unpaired surrogate
-/// escape is kept distinct from every well-formed string.
+/// Keys are compared after unescaping (`"mod\u0065l"` is `"model"`). Unpaired surrogate
+/// escapes are refused: Foundation refuses them and Python accepts them.
 public enum StrictJSON {
     /// Why a document was refused, with the JSON path where it happened.
     public struct Violation: Error, Sendable, Hashable, CustomStringConvertible {
@@ -307,11 +307,18 @@ public enum StrictJSON {
                         UInt8(ascii: "r"), UInt8(ascii: "t"):
                         index += 2
                     case UInt8(ascii: "u"):
-                        guard index + 5 < bytes.count else { throw fail("The JSON body ends inside a \\u escape") }
-                        for offset in 2...5 where StrictJSON.hexValue(bytes[index + offset]) == nil {
-                            throw fail("Invalid \\u escape in a string")
-                        }
+                        let value = try unicodeEscape(at: index)
                         index += 6
+                        if (0xDC00...0xDFFF).contains(value) {
+                            throw fail("An unpaired surrogate escape in a string (parsers disagree on what it means)")
+                        }
+                        if (0xD800...0xDBFF).contains(value) {
+                            // A high surrogate must be followed at once by a low one.
+                            guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u"),
+                                (0xDC00...0xDFFF).contains(try unicodeEscape(at: index))
+                            else { throw fail("An unpaired surrogate escape in a string (parsers disagree on what it means)") }
+                            index += 6
+                        }
                     default: throw fail("Invalid escape in a string")
                     }
                 case 0..<0x20:
@@ -323,6 +330,17 @@ public enum StrictJSON {
                 }
             }
             throw fail("The JSON body ends inside a string")
+        }
+
+        /// The value of the `\\uXXXX` escape whose backslash is at `position`.
+        func unicodeEscape(at position: Int) throws(Violation) -> UInt32 {
+            guard position + 5 < bytes.count else { throw fail("The JSON body ends inside a \\u escape") }
+            var value: UInt32 = 0
+            for offset in 2...5 {
+                guard let digit = StrictJSON.hexValue(bytes[position + offset]) else { throw fail("Invalid \\u escape in a string") }
+                value = value << 4 | UInt32(digit)
+            }
+            return value
         }
 
         /// Checks one multi-byte UTF-8 sequence (no overlongs, no surrogates, ≤ U+10FFFF).
