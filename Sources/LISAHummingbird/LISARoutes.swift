@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import LISAKit
+import LISAWebUI
 import NIOCore
 import Logging
 import NIOFoundationCompat
@@ -131,6 +132,16 @@ public struct LISARoutes: Sendable {
         router.get("/health") { _, _ in try Self.json(["status": "OK"]) }
         router.get("/health/readiness") { _, _ in try Self.json(["status": "OK"]) }
         router.get("/health/liveliness") { _, _ in try Self.json(["status": "OK"]) }
+        // The OpenAPI 3.1 description of these routes (scripts/openapi.py writes it).
+        router.get("/openapi.json") { _, _ in
+            guard let document = WebAssets.embedded.asset(named: "openapi.json") else {
+                throw LISAError.notFound("This build has no OpenAPI document.")
+            }
+            return Response(
+                status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-cache"],
+                body: .init(byteBuffer: ByteBuffer(bytes: document.bytes))
+            )
+        }
 
         let api = router.group().add(middleware: AuthenticationMiddleware<Context>(
                 authenticator: authenticator, rateLimiter: rateLimiter, acceptsClientCertificates: acceptsClientCertificates
