@@ -1,5 +1,7 @@
 import AsyncHTTPClient
 import Foundation
+import HTTPTypes
+import Hummingbird
 import LISAKit
 import LISAKitTesting
 import NIOCore
@@ -221,6 +223,27 @@ struct HostileUserTests {
             let own = try await lisa.send(.GET, "/prompt-templates/\(id)/revisions", key: owner.token)
             #expect(own.body.contains("launch codes"), "the owner still sees them")
         }
+    }
+
+    @Test("a request signed in with a client certificate is refused when another site made it")
+    func crossSiteCertificateRequests() throws {
+        func request(_ method: HTTPRequest.Method, _ fields: HTTPFields) -> Request {
+            Request(
+                head: HTTPRequest(method: method, scheme: "https", authority: "lisa.example:8443", path: "/session/x", headerFields: fields),
+                body: RequestBody(buffer: ByteBuffer())
+            )
+        }
+        let crossSite = HTTPField.Name("Sec-Fetch-Site")!
+        let origin = HTTPField.Name("Origin")!
+        #expect(throws: LISAError.self) {
+            try AuthenticationMiddleware<LISARequestContext>.refuseCrossSite(request(.post, [crossSite: "cross-site"]))
+        }
+        #expect(throws: LISAError.self) {
+            try AuthenticationMiddleware<LISARequestContext>.refuseCrossSite(request(.put, [origin: "https://evil.example"]))
+        }
+        try AuthenticationMiddleware<LISARequestContext>.refuseCrossSite(request(.post, [crossSite: "same-origin", origin: "https://lisa.example:8443"]))
+        try AuthenticationMiddleware<LISARequestContext>.refuseCrossSite(request(.post, [:]))  // curl, lisactl
+        try AuthenticationMiddleware<LISARequestContext>.refuseCrossSite(request(.get, [crossSite: "cross-site"]))  // reads change nothing
     }
 
     // MARK: - Multipart
