@@ -267,6 +267,8 @@ struct JWTHeaderFields: Decodable {
         var base64 = first.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while base64.count % 4 != 0 { base64 += "=" }
         guard let data = Data(base64Encoded: base64) else { throw LISAError.unauthorized("") }
+        // The header LISA picks the key by is the one jwt-kit verifies with: no duplicate `kid`/`alg`.
+        try StrictJSON.validate(Array(data))
         return try JSONDecoder().decode(JWTHeaderFields.self, from: data)
     }
 }
