@@ -57,7 +57,10 @@ struct HostileInputTests {
             Array(#"{"model":""#.utf8) + [0xED, 0xA0, 0x80] + Array(#""}"#.utf8),  // an encoded surrogate
             Array(#"{"model":""#.utf8) + [0xFF] + Array(#""}"#.utf8),
             Array(String(repeating: "[", count: 200).utf8) + Array(String(repeating: "]", count: 200).utf8),
-            // Unpaired surrogates (found by the fuzzer: Foundation refuses them, Python accepts them).
+            // Found by the fuzzer: numbers past a Double's range (infinity to Python, an error to
+            // Foundation) and unpaired surrogates (Foundation refuses them, Python accepts them).
+            Array(#"{"t":188.5e6888888880}"#.utf8), Array(#"{"t":-1e400}"#.utf8), Array(#"[1.8e308]"#.utf8),
+            Array((#"{"t":"# + String(repeating: "9", count: 400) + "}").utf8),
             Array(#"{"\ud800":1}"#.utf8), Array(#"{"a":"\udc00"}"#.utf8), Array(#"{"a":"\ud83d\ud0e0"}"#.utf8), Array(#"{"a":"\ud83dx"}"#.utf8),
             Array(String(repeating: #"{"a":"#, count: 129).utf8) + Array("1".utf8) + Array(String(repeating: "}", count: 129).utf8),
         ]
@@ -66,7 +69,7 @@ struct HostileInputTests {
         }
         let accepted = [
             #"  {"model":"a","n":-0.5e+10,"t":true,"f":false,"z":null,"s":"\"\\\/\b\f\n\r\t\u00e9😀","e":{},"l":[]}  "#,
-            #"[1,2,3]"#, #""text""#, "0",
+            #"[1,2,3]"#, #""text""#, "0", "1.7976931348623157e308", "1e-400", "0e999999", "123456789012345678901234567890",
             String(repeating: "[", count: 127) + String(repeating: "]", count: 127),
         ]
         for body in accepted {

@@ -380,6 +380,7 @@ public enum StrictJSON {
                 while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
                 return index - start
             }
+            let start = index
             if bytes[index] == UInt8(ascii: "-") { index += 1 }
             guard index < bytes.count else { throw fail("Invalid number") }
             if bytes[index] == UInt8(ascii: "0") {
@@ -395,6 +396,16 @@ public enum StrictJSON {
                 index += 1
                 if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
                 guard digits() > 0 else { throw fail("Invalid number") }
+            }
+            // A number past a 64-bit float's range is infinity to Python and an error to
+            // Foundation (found by the fuzzer): refused, so both sides read the same.
+            if index - start > 308 || bytes[start..<index].contains(where: { $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") }) {
+                let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+                guard let value = Double(text), value.isFinite else {
+                    var violation = fail("A number too large for a 64-bit float")
+                    violation.isWellFormed = true
+                    throw violation
+                }
             }
         }
     }
