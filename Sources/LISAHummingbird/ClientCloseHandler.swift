@@ -35,14 +35,19 @@ extension HTTPServerBuilder {
     /// HTTPS with HTTP/2 and HTTP/1.1 negotiated by ALPN, and ``ClientCloseHandler`` and
     /// ``RequestDeadlineHandler`` on every HTTP/1.1 connection and HTTP/2 stream, as LISAServe
     /// serves with `server.tls`. An HTTP/2 connection without open streams closes after
-    /// the idle timeout.
+    /// the idle timeout; one whose TLS handshake has not completed within the header-read
+    /// timeout is closed.
     public static func lisaHTTPS(tlsConfiguration: TLSConfiguration, limits: ConnectionLimits = ConnectionLimits()) throws -> HTTPServerBuilder {
-        try .http2Upgrade(
-            tlsChannelConfiguration: TLSChannelConfiguration(tlsConfiguration: tlsConfiguration),
-            configuration: .init(
-                idleTimeout: limits.idleTimeout,
-                streamConfiguration: .init(additionalChannelHandlers: [ClientCloseHandler(), RequestDeadlineHandler(limits: limits)])
-            )
+        let tls = TLSChannelConfiguration(tlsConfiguration: tlsConfiguration)
+        let configuration = HTTP2UpgradeChannel.Configuration(
+            idleTimeout: limits.idleTimeout,
+            streamConfiguration: .init(additionalChannelHandlers: [ClientCloseHandler(), RequestDeadlineHandler(limits: limits)])
         )
+        return .init { responder in
+            TLSHandshakeDeadlineChannel(
+                base: try HTTP2UpgradeChannel(tlsChannelConfiguration: tls, configuration: configuration, responder: responder),
+                timeout: limits.headerReadTimeout
+            )
+        }
     }
 }

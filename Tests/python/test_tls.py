@@ -176,9 +176,9 @@ def create(lisa, model_id, url, tls=None):
     return request(lisa, "POST", "/models", {"modelId": model_id, "modelName": "up", "endpoints": [endpoint]})
 
 
-def chat(lisa, model):
+def chat(lisa, model, key=ADMIN_KEY):
     with httpx.Client(timeout=30) as client:
-        response = client.post(lisa.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        response = client.post(lisa.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
                                json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
         return response.status_code, response.json()
 
@@ -198,6 +198,12 @@ def test_upstream_tls_with_a_private_ca_and_clear_failures(upstream, tmp_path, p
         status, body = chat(lisa, "no-bundle")
         assert status == 502 and body["error"]["code"] == "upstream_tls_error"
         assert f"127.0.0.1:{good.port}" in body["error"]["message"] and "unknown CA" in body["error"]["message"], body
+        # An ordinary user learns that the upstream failed, and the request id; not where or why.
+        status, created = request(lisa, "POST", "/api-tokens/mallory", {"name": "t", "groups": []})
+        status, body = chat(lisa, "no-bundle", key=created["token"])
+        message = body["error"]["message"]
+        assert status == 502 and body["error"]["code"] == "upstream_tls_error", body
+        assert str(good.port) not in message and "CA" not in message and "request id" in message, message
 
         assert create(lisa, "wrong-name", wrong_name.url, trusted)[0] == 200
         status, body = chat(lisa, "wrong-name")
@@ -328,3 +334,31 @@ def test_postgresql_state_over_tls_with_verify_full(upstream, tmp_path):
     finally:
         subprocess.run([script, "stop"], env=env, capture_output=True)
         shutil.rmtree(data, ignore_errors=True)
+
+
+def test_a_tls_handshake_that_never_completes_is_cut_off(upstream, tmp_path):
+    ca = CA(tmp_path / "pki", "lisa-test-ca")
+    cert, key, _ = ca.issue("server", "lisa.test")
+    lisa = Lisa(upstream, tmp_path / "data", tls_ca=ca.path, extra_config=f"""
+server:
+  headerReadTimeoutSeconds: 1
+  tls:
+    certificate: {cert}
+    privateKey: {key}
+""")
+    try:
+        silent = [socket.create_connection(("127.0.0.1", lisa.port)) for _ in range(10)]
+        trickling = socket.create_connection(("127.0.0.1", lisa.port))
+        trickling.sendall(b"\x16\x03\x01")  # the start of a ClientHello, never finished
+        for s in silent + [trickling]:
+            s.settimeout(30)
+            try:
+                assert s.recv(1) == b"", "the server closes the connection"
+            except ConnectionResetError:
+                pass
+            except TimeoutError:
+                raise AssertionError("a handshake that never completes kept its connection for 30 s")
+        # A real client still gets in.
+        assert request(lisa, "GET", "/v1/models", verify=str(ca.path))[0] == 200
+    finally:
+        lisa.stop()
