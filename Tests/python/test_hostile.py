@@ -201,6 +201,7 @@ rateLimits:
                 assert "lisa" not in last, "no grounding request reaches the upstream unread"
                 streamed = response.headers["content-type"].startswith("text/event-stream")
                 assert streamed == (last.get("stream") is True), (body, forwarded)
+        print(f"differential parse: {len(bodies)} bodies, {accepted} accepted and forwarded unambiguously, {refused} refused")
         assert accepted >= 50 and refused >= 50, (accepted, refused)
     finally:
         lisa.stop()
