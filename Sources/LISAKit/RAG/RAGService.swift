@@ -408,7 +408,8 @@ public final class RAGService: Service, Sendable {
     /// the document's chunks at the very end, so a half-done job left nothing) — at most
     /// ``IngestionLimits/maxAttempts`` times in all, so a file that stops LISA every time
     /// it is read fails instead of coming back at every start. At shutdown, running jobs
-    /// are cancelled (their subprocesses killed) and stay queued for the next start.
+    /// are cancelled (their subprocesses killed) and go back to PENDING for the next start,
+    /// without counting as an attempt.
     public func run() async throws {
         for job in try await store.list(IngestionJob.self, kind: Self.jobKind) where job.status == .pending || job.status == .inProgress {
             enqueue.yield(.queued(jobId: job.jobId, user: job.username))
@@ -533,7 +534,16 @@ public final class RAGService: Service, Sendable {
             logger.info("document ingested", metadata: ["lisa.repository": "\(job.repositoryId)", "lisa.document": "\(job.documentName)", "lisa.chunks": "\(chunks.count)"])
         } catch {
             if Task.isCancelled || error is CancellationError {
+                // Stopped from outside (shutdown, the deadline): not the file's fault, so the
+                // start does not count; a deadline marks the job FAILED right after this. The
+                // write runs in a task of its own, as this one is cancelled.
                 logger.info("ingestion stopped", metadata: ["lisa.job": "\(job.jobId)"])
+                job.attempts = attempts - 1
+                job.status = .pending
+                job.updatedAt = Date()
+                let requeued = job
+                let store = self.store
+                await Task { try? await store.put(requeued, kind: Self.jobKind, id: requeued.jobId, parent: requeued.repositoryId) }.value
                 return
             }
             job.status = .failed
