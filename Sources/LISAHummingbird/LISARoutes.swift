@@ -49,6 +49,18 @@ public struct LISARoutes: Sendable {
         self.maxRequestBodySize = maxRequestBodySize
     }
 
+    /// The routes of a runtime: its gateway, models, access control, limits, quotas and RAG.
+    public init(runtime: LISARuntime) {
+        let configuration = runtime.configuration
+        self.init(
+            gateway: runtime.gateway, models: runtime.models, authenticator: runtime.authenticator, tokens: runtime.tokens,
+            rateLimiter: runtime.rateLimiter, maxRequestBodySize: configuration.maxRequestBodySize
+        )
+        acceptsClientCertificates = configuration.serverTLS?.clientCA != nil
+        rag = runtime.rag
+        quotas = configuration.quotas
+    }
+
     /// Routes where only the admin key (and the gateway's stored API tokens) authenticate.
     public init(gateway: Gateway, models: ModelManager, adminKey: AdminKeyVerifier, maxRequestBodySize: Int = 10 * 1024 * 1024) {
         self.init(

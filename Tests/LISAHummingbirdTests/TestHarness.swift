@@ -46,34 +46,44 @@ struct Harness: Sendable {
             let given = store
             let store: any StateStore
             if let given { store = given } else { store = try await SQLStateStore.inMemory() }
-            let httpClient = OpenAICompatibleProvider.makeHTTPClient()
-            defer { _ = httpClient.shutdown() }
-            let gateway = Gateway(
-                registry: ModelRegistry(), store: store,
-                provider: OpenAICompatibleProvider(httpClient: httpClient), access: access, logger: logger
-            )
-            let manager = try ModelManager(store: store, registry: gateway.registry, configured: models(upstreamURL), logger: logger)
-            try await manager.reload()
+            // One runtime, as LISAServe builds it, from a configuration.
+            var configuration = LISAConfiguration()
+            configuration.adminKey = adminKey
+            configuration.models = models(upstreamURL)
+            configuration.access = access
+            configuration.rateLimits = rateLimits ?? RateLimitConfiguration(enabled: false)
+            configuration.maxRequestBodySize = maxRequestBodySize
+            configuration.quotas = quotas
+            configuration.tokenPolicy = tokenPolicy
+            configuration.hostingBackend = "none"
+            let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-harness-\(UUID().uuidString)").path
+            configuration.dataDirectory = dataDirectory
+            defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
+            let runtime: LISARuntime
+            do {
+                runtime = try await LISARuntime(configuration: configuration, store: store, logger: logger)
+            } catch {
+                if given == nil { try? await store.close() }
+                throw error
+            }
             let router = Router(context: LISARequestContext.self)
-            var routes = LISARoutes(
-                gateway: gateway, models: manager, authenticator: Authenticator(adminKey: AdminKeyVerifier(key: adminKey), store: store, access: access),
-                tokens: APITokenService(store: store, access: access, policy: tokenPolicy, logger: logger),
-                rateLimiter: rateLimits.map(RateLimiter.init(configuration:)), maxRequestBodySize: maxRequestBodySize
-            )
-            routes.quotas = quotas
-            routes.add(to: router)
+            LISARoutes(runtime: runtime).add(to: router)
             WebUIRoutes<LISARequestContext>(oidc: nil).add(to: router)
-            let services: [any Service] =
-                [manager] + (probes ? [HealthProber(registry: gateway.registry, httpClient: httpClient, logger: logger)] : [])
+            let services: [any Service] = [runtime.models] + (probes ? [runtime.prober] : [])
             do {
                 let result = try await withRunning(router: router, services: services, logger: logger) { port in
                     try await body(
-                        Harness(baseURL: "http://127.0.0.1:\(port)", upstreamURL: upstreamURL, fake: fake, gateway: gateway, models: manager)
+                        Harness(
+                            baseURL: "http://127.0.0.1:\(port)", upstreamURL: upstreamURL, fake: fake, gateway: runtime.gateway,
+                            models: runtime.models
+                        )
                     )
                 }
+                try await runtime.shutdown()
                 if given == nil { try await store.close() }
                 return result
             } catch {
+                try? await runtime.shutdown()
                 if given == nil { try? await store.close() }
                 throw error
             }

@@ -1,4 +1,4 @@
-// An existing Hummingbird service that adds an OpenAI-compatible gateway to its own routes.
+// An existing Hummingbird service that adds LISA's gateway to its own routes.
 //
 //   UPSTREAM_URL=http://127.0.0.1:8000/v1 LISA_ADMIN_KEY=change-me-please-0123 swift run EmbedInHummingbird
 //   curl -H "Authorization: Bearer change-me-please-0123" http://127.0.0.1:8090/v1/models
@@ -12,45 +12,32 @@ import ServiceLifecycle
 let environment = ProcessInfo.processInfo.environment
 let logger = Logger(label: "my-service")
 
-// The gateway: state in memory here; `SQLStateStore.openSQLite(path:logger:)` or
-// `.openPostgres(url:logger:)` keep API-registered models and tokens.
-let httpClient = OpenAICompatibleProvider.makeHTTPClient()
-let store = try await SQLStateStore.inMemory()
-let gateway = Gateway(
-    registry: ModelRegistry(),
-    store: store,
-    provider: OpenAICompatibleProvider(httpClient: httpClient),
-    logger: logger
-)
-// The models API: one configured model; no hosting backend, so no lisa_hosted models.
-let models = try ModelManager(
-    store: store,
-    registry: gateway.registry,
-    configured: [
-        ModelDefinition(
-            modelId: "assistant",
-            modelName: environment["UPSTREAM_MODEL"] ?? "Qwen/Qwen2.5-0.5B-Instruct",
-            modelType: .textgen,
-            inferenceContainer: .vllm,
-            modelUrl: environment["UPSTREAM_URL"] ?? "http://127.0.0.1:8000/v1"
-        )
-    ],
-    logger: logger
-)
-try await models.reload()
+// LISA's configuration: defaults, then LISA_* variables (LISA_ADMIN_KEY, LISA_DATABASE_URL, …),
+// then one model of our own. State lives in ./.my-service-lisa (SQLite) unless LISA_DATABASE_URL says otherwise.
+var configuration = try LISAConfiguration.load(file: nil)
+configuration.dataDirectory = environment["LISA_DATA_DIR"] ?? ".my-service-lisa"
+configuration.adminKey = configuration.adminKey ?? "change-me-please-0123"
+configuration.hostingBackend = "none"
+configuration.models = [
+    ModelDefinition(
+        modelId: "assistant", modelName: environment["UPSTREAM_MODEL"] ?? "Qwen/Qwen2.5-0.5B-Instruct", modelType: .textgen,
+        inferenceContainer: .vllm, modelUrl: environment["UPSTREAM_URL"] ?? "http://127.0.0.1:8000/v1"
+    )
+]
+let runtime = try await LISARuntime(configuration: configuration, logger: logger)
 
 // The app's own routes, and LISA's mounted on the same router.
 let router = Router(context: LISARequestContext.self)
 router.get("/hello") { _, _ in "hello from my service" }
-LISARoutes(gateway: gateway, models: models, adminKey: AdminKeyVerifier(key: environment["LISA_ADMIN_KEY"] ?? "change-me-please-0123"))
-    .add(to: router)
+LISARoutes(runtime: runtime).add(to: router)
 
+let port = Int(environment["PORT"] ?? "") ?? 8090
 let app = Application(
     router: router,
-    server: .lisaHTTP1(),
-    configuration: .init(address: .hostname("127.0.0.1", port: 8090)),
+    server: .lisaHTTP1(limits: configuration.connections),
+    configuration: .init(address: .hostname("127.0.0.1", port: port)),
     logger: logger
 )
-// The models service keeps the router in step with the store and finishes model steps.
-try await ServiceGroup(services: [app, models], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
-try await httpClient.shutdown().get()
+// LISA's services (models, health probes, ingestion) run beside the app.
+try await ServiceGroup(services: [app] + runtime.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+try await runtime.shutdown()

@@ -1,0 +1,157 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Everything LISA is, built once from a ``LISAConfiguration``: the state store, the admin
+/// key, the model registry and gateway, the models API and its controller, RAG, sessions,
+/// access control (authenticator, API tokens, rate limits, OIDC) and the health prober.
+///
+/// The bundled server, the tests and embedding apps all start from one of these, so no one
+/// wires the parts by hand. Run ``services`` in a `ServiceGroup` next to your HTTP server
+/// (or none, to call ``gateway`` in process), then call ``shutdown()``.
+///
+/// ```swift
+/// let runtime = try await LISARuntime(configuration: try .load(file: "lisa.yaml"), logger: logger)
+/// try await ServiceGroup(services: runtime.services + [myApp], logger: logger).run()
+/// try await runtime.shutdown()
+/// ```
+public final class LISARuntime: Sendable {
+    public let configuration: LISAConfiguration
+    public let store: any StateStore
+    /// The one outbound HTTP client (upstreams, OIDC, OpenSearch, probes): no redirects.
+    public let httpClient: HTTPClient
+    public let gateway: Gateway
+    /// The models API: lifecycle, hosting, the controller on the leading replica.
+    public let models: ModelManager
+    /// Repositories, ingestion and grounding.
+    public let rag: RAGService
+    public let sessions: SessionService
+    public let adminKeys: AdminKeyring
+    /// The admin key when this start generated it; show it once, then forget it.
+    public let generatedAdminKey: String?
+    public let authenticator: Authenticator
+    public let tokens: APITokenService
+    public let rateLimiter: RateLimiter
+    /// OIDC sign-in, when `auth.authority` is configured (also a `Service`: key refresh).
+    public let oidc: OIDCVerifier?
+    /// Active health checks of the models' endpoints.
+    public let prober: HealthProber
+    private let vectors: EmbeddedVectorStore
+    private let ownsStore: Bool
+
+    /// The long-lived work to run in a `ServiceGroup`: health probes, the models service,
+    /// the ingestion worker and, with OIDC, the key refresher.
+    public var services: [any Service] {
+        [prober, models, rag] + (oidc.map { [$0] } ?? [])
+    }
+
+    /// Builds every part from `configuration`: state from `configuration.databaseURL`
+    /// (PostgreSQL) or SQLite in the data directory — or `store`, when an embedder hands
+    /// one over (it is then the caller's to close).
+    public init(configuration: LISAConfiguration, store given: (any StateStore)? = nil, logger: Logger) async throws {
+        self.configuration = configuration
+        let store: any StateStore
+        if let given { store = given } else { store = try await Self.openStore(configuration, logger: logger) }
+        self.store = store
+        self.ownsStore = given == nil
+        let httpClient = OpenAICompatibleProvider.makeHTTPClient(timeouts: configuration.upstreamTimeouts)
+        self.httpClient = httpClient
+        do {
+            let (keyring, generated) = try await AdminKeyring.load(configured: configuration.adminKey, store: store)
+            adminKeys = keyring
+            generatedAdminKey = generated
+            rateLimiter = RateLimiter(configuration: configuration.rateLimits)
+            let oidc = configuration.oidc.map { OIDCVerifier(configuration: $0, httpClient: httpClient, logger: logger) }
+            self.oidc = oidc
+            authenticator = Authenticator(adminKeys: keyring, store: store, access: configuration.access, oidc: oidc)
+            tokens = APITokenService(store: store, access: configuration.access, policy: configuration.tokenPolicy, logger: logger)
+            sessions = SessionService(store: store, access: configuration.access, quotas: configuration.quotas)
+            let gateway = Gateway(
+                registry: ModelRegistry(defaultPolicy: configuration.loadBalancing), store: store,
+                provider: OpenAICompatibleProvider(
+                    httpClient: httpClient, timeouts: configuration.upstreamTimeouts, defaultTLS: configuration.upstreamTLS
+                ),
+                access: configuration.access, logger: logger
+            )
+            self.gateway = gateway
+            prober = HealthProber(registry: gateway.registry, httpClient: httpClient, defaultTLS: configuration.upstreamTLS, logger: logger)
+            let backend = try await Self.makeBackend(configuration, store: store, httpClient: httpClient, logger: logger)
+            models = try ModelManager(
+                store: store, registry: gateway.registry, configured: configuration.models, backend: backend, httpClient: httpClient,
+                logger: logger
+            )
+            try await models.reload()
+            let directory = URL(fileURLWithPath: configuration.dataDirectory)
+            let embedded = try await EmbeddedVectorStore.open(directory: directory.appendingPathComponent("vectors").path, logger: logger)
+            vectors = embedded
+            var pgvector: PGVectorStore?
+            if let postgres = (store as? SQLStateStore)?.database as? PostgresDatabase {
+                do {
+                    pgvector = try await PGVectorStore.open(database: postgres, logger: logger)
+                } catch {
+                    logger.warning("pgvector is not available on the state database; pgvector repositories are off", metadata: ["lisa.error": "\(error)"])
+                }
+            }
+            let rag = try RAGService(
+                store: store, gateway: gateway, embedded: embedded, pgvector: pgvector,
+                uploadDirectory: directory.appendingPathComponent("uploads").path, maxUploadSize: configuration.ragMaxUploadSize,
+                ingestion: configuration.ragIngestion, quotas: configuration.quotas, logger: logger
+            )
+            self.rag = rag
+            models.setUsageCheck { modelId in try await rag.repositories(usingEmbeddingModel: modelId) }
+        } catch {
+            try? await httpClient.shutdown()
+            if given == nil { try? await store.close() }
+            throw error
+        }
+    }
+
+    /// Closes the vector store, the HTTP client and (when the runtime opened it) the state store.
+    public func shutdown() async throws {
+        try? await vectors.close()
+        try? await httpClient.shutdown()
+        if ownsStore { try await store.close() }
+    }
+
+    /// The state store `configuration` names: PostgreSQL, or SQLite in the data directory.
+    public static func openStore(_ configuration: LISAConfiguration, logger: Logger) async throws -> any StateStore {
+        if let url = configuration.databaseURL {
+            guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
+                throw ConfigurationError("LISA_DATABASE_URL must be a postgres:// URL")
+            }
+            do {
+                return try await SQLStateStore.openPostgres(url: url, logger: logger)
+            } catch let error as PostgresDatabase.ConnectionError {
+                throw ConfigurationError(error.description)
+            }
+        }
+        let directory = URL(fileURLWithPath: configuration.dataDirectory, isDirectory: true)
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw ConfigurationError("cannot create the data directory '\(configuration.dataDirectory)': \(error.localizedDescription)")
+        }
+        return try await SQLStateStore.openSQLite(path: directory.appendingPathComponent("lisa.sqlite").path, logger: logger)
+    }
+
+    /// The local-process backend, its replicas' logs under the data directory and tagged
+    /// with this deployment's id (kept in the store, so every LISAServe sharing it agrees).
+    static func makeBackend(
+        _ configuration: LISAConfiguration, store: any StateStore, httpClient: HTTPClient, logger: Logger
+    ) async throws -> (any HostingBackend)? {
+        guard configuration.hostingBackend == "local" else { return nil }
+        let deploymentID: String
+        if let stored = try await store.setting("deployment_id") {
+            deploymentID = stored
+        } else {
+            deploymentID = UUID().uuidString.lowercased()
+            try await store.setSetting("deployment_id", to: deploymentID)
+        }
+        try FileManager.default.createDirectory(
+            atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]
+        )
+        let directory = URL(fileURLWithPath: configuration.dataDirectory).standardizedFileURL.path
+        return LocalProcessBackend(directory: directory, deploymentID: deploymentID, httpClient: httpClient, logger: logger)
+    }
+}
