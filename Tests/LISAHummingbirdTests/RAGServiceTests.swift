@@ -27,7 +27,8 @@ struct RAGServiceTests {
             let uploads = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-uploads-\(UUID().uuidString)").path
             let rag = try RAGService(
                 store: store, gateway: lisa.gateway, embedded: vectors, pgvector: nil, uploadDirectory: uploads, maxUploadSize: maxUploadSize,
-                ingestion: ingestion, quotas: quotas, logger: Logger(label: "rag-test")
+                ingestion: ingestion, quotas: quotas, httpClient: (lisa.gateway.provider as? OpenAICompatibleProvider)?.httpClient,
+                logger: Logger(label: "rag-test")
             )
             _ = try await rag.createRepository(RAGRepository(repositoryId: "docs", embeddingModelId: "embed"), by: .admin)
             try await body(rag, store, lisa)

@@ -13,7 +13,8 @@ import NIOHTTP1
 public final class Gateway: Sendable {
     public let registry: ModelRegistry
     public let store: any StateStore
-    public let provider: OpenAICompatibleProvider
+    /// Sends requests to endpoints (HTTP to OpenAI-compatible servers, or any other conformer).
+    public let provider: any InferenceProvider
     /// The gateway's metrics (served at `/metrics` by LISAServe).
     public let metrics: GatewayMetrics
     /// Group-based roles and per-model permissions.
@@ -24,7 +25,7 @@ public final class Gateway: Sendable {
     public static let maxBufferedResponseSize = 64 * 1024 * 1024
 
     public init(
-        registry: ModelRegistry, store: any StateStore, provider: OpenAICompatibleProvider, metrics: GatewayMetrics = GatewayMetrics(),
+        registry: ModelRegistry, store: any StateStore, provider: any InferenceProvider, metrics: GatewayMetrics = GatewayMetrics(),
         access: AccessConfiguration = AccessConfiguration(), logger: Logger
     ) {
         self.access = access

@@ -42,7 +42,7 @@ public struct StreamSummary: Sendable {
 /// `event: error` in OpenAI's error shape and the sequence ends. The same happens when the
 /// stream outlives its deadline. Relay it once, with ``pump(into:)``.
 public struct ServerSentEventRelay: Sendable {
-    private let body: HTTPClientResponse.Body
+    private let body: UpstreamBody
     private let modelID: String
     private let logger: Logger
     private let deadline: ContinuousClock.Instant?
@@ -55,7 +55,7 @@ public struct ServerSentEventRelay: Sendable {
     ///   - onFinish: called exactly once when the stream ends, however it ends (also when
     ///     the relay is cancelled because the client left).
     public init(
-        body: HTTPClientResponse.Body, modelID: String, logger: Logger, deadline: ContinuousClock.Instant? = nil,
+        body: UpstreamBody, modelID: String, logger: Logger, deadline: ContinuousClock.Instant? = nil,
         onFinish: @escaping @Sendable (StreamSummary) -> Void = { _ in }
     ) {
         self.body = body
@@ -125,7 +125,7 @@ public struct ServerSentEventRelay: Sendable {
     }
 
     struct AsyncIterator: AsyncIteratorProtocol {
-        var upstream: HTTPClientResponse.Body.AsyncIterator
+        var upstream: UpstreamBody.AsyncIterator
         let modelID: String
         let logger: Logger
         let tracker: Tracker

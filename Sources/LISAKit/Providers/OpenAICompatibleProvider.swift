@@ -23,20 +23,13 @@ public struct UpstreamTimeouts: Sendable, Hashable {
     public init() {}
 }
 
-/// An upstream's answer: status, headers, and a body that streams as it arrives.
-public struct UpstreamResponse: Sendable {
-    public var status: Int
-    public var headers: HTTPHeaders
-    public var body: HTTPClientResponse.Body
-}
-
 /// An adapter for any OpenAI-compatible server (vLLM, TGI `/v1`, TEI, Ollama, OpenAI…),
 /// over one shared, pooled `HTTPClient`.
 ///
 /// It sends the body it is given to `<endpoint base URL>/<operation>` with the endpoint's
 /// API key, and returns as soon as the response head arrives, so bodies stream through.
 /// Cancelling the calling task cancels the upstream request.
-public struct OpenAICompatibleProvider: Sendable {
+public struct OpenAICompatibleProvider: InferenceProvider {
     public let httpClient: HTTPClient
     public var timeouts: UpstreamTimeouts
     /// TLS settings for `https` endpoints that do not set their own (`upstream.tls`).
@@ -100,7 +93,7 @@ public struct OpenAICompatibleProvider: Sendable {
             let response = try await httpClient.execute(
                 request, deadline: deadline ?? .now() + .init(timeouts.request), logger: clientLogger
             )
-            return UpstreamResponse(status: Int(response.status.code), headers: response.headers, body: response.body)
+            return UpstreamResponse(status: Int(response.status.code), headers: response.headers, body: UpstreamBody(response.body))
         } catch {
             throw UpstreamFailure(classifying: error)
         }

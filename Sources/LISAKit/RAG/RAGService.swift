@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Crypto
 import Foundation
 import Logging
@@ -38,6 +39,8 @@ public final class RAGService: Service, Sendable {
     public let ingestion: IngestionLimits
     /// What each user may keep (documents, jobs waiting).
     public let quotas: StorageQuotas
+    /// The client OpenSearch repositories are reached with (`nil`: none can be used).
+    let httpClient: HTTPClient?
     let logger: Logger
     private let openSearchStores = Mutex<[RAGRepository.ID: OpenSearchVectorStore]>([:])
     private let queue: AsyncStream<WorkerEvent>
@@ -57,8 +60,9 @@ public final class RAGService: Service, Sendable {
     public init(
         store: any StateStore, gateway: Gateway, embedded: EmbeddedVectorStore, pgvector: PGVectorStore?, uploadDirectory: String,
         maxUploadSize: Int = 20 * 1024 * 1024, ingestion: IngestionLimits = IngestionLimits(), quotas: StorageQuotas = StorageQuotas(),
-        logger: Logger
+        httpClient: HTTPClient? = nil, logger: Logger
     ) throws {
+        self.httpClient = httpClient
         self.ingestion = ingestion
         self.quotas = quotas
         self.store = store
@@ -88,7 +92,10 @@ public final class RAGService: Service, Sendable {
             }
             let key = RAGRepository.ID(repositoryId: repository.repositoryId, settings: settings)
             if let store = openSearchStores.withLock({ $0[key] }) { return store }
-            let store = try OpenSearchVectorStore(settings: settings, httpClient: gateway.provider.httpClient, logger: logger)
+            guard let httpClient else {
+                throw .invalidRequest("This LISA has no HTTP client for OpenSearch repositories.", param: "type")
+            }
+            let store = try OpenSearchVectorStore(settings: settings, httpClient: httpClient, logger: logger)
             openSearchStores.withLock { $0[key] = store }
             return store
         }

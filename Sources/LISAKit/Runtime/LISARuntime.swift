@@ -96,7 +96,7 @@ public final class LISARuntime: Sendable {
             let rag = try RAGService(
                 store: store, gateway: gateway, embedded: embedded, pgvector: pgvector,
                 uploadDirectory: directory.appendingPathComponent("uploads").path, maxUploadSize: configuration.ragMaxUploadSize,
-                ingestion: configuration.ragIngestion, quotas: configuration.quotas, logger: logger
+                ingestion: configuration.ragIngestion, quotas: configuration.quotas, httpClient: httpClient, logger: logger
             )
             self.rag = rag
             models.setUsageCheck { modelId in try await rag.repositories(usingEmbeddingModel: modelId) }

@@ -1,0 +1,93 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// Sends one operation to one endpoint: the seam between the gateway and the wire.
+///
+/// ``OpenAICompatibleProvider`` speaks HTTP to OpenAI-compatible servers; `InMemoryProvider`
+/// (LISAKitTesting) answers in process, for fast deterministic tests. A new upstream dialect
+/// or a leaner client is a new conformer; the gateway does not change.
+public protocol InferenceProvider: Sendable {
+    /// Timeouts of calls that set none of their own.
+    var timeouts: UpstreamTimeouts { get }
+    /// TLS for `https` endpoints without settings of their own (used to explain failures).
+    var defaultTLS: UpstreamTLS? { get }
+
+    /// Sends `body` as `operation` to `endpoint` and returns once the answer's head is in;
+    /// the body streams after. Cancelling the calling task cancels the call.
+    ///
+    /// - Throws: ``UpstreamFailure`` when no answer began (connect failure, timeout, TLS),
+    ///   saying whether a retry elsewhere is safe.
+    func send(
+        _ operation: UpstreamOperation, body: ByteBuffer, to endpoint: EndpointDefinition, stream: Bool, deadline: NIODeadline?,
+        logger: Logger
+    ) async throws(UpstreamFailure) -> UpstreamResponse
+}
+
+/// An upstream's answer: status, headers, and a body that streams as it arrives.
+public struct UpstreamResponse: Sendable {
+    public var status: Int
+    public var headers: HTTPHeaders
+    public var body: UpstreamBody
+
+    public init(status: Int, headers: HTTPHeaders, body: UpstreamBody) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// An answer's body: any sequence of byte buffers, read once.
+public struct UpstreamBody: AsyncSequence, Sendable {
+    public typealias Element = ByteBuffer
+    public typealias Failure = any Error
+
+    private let base: any AsyncSequence<ByteBuffer, any Error> & Sendable
+
+    public init(_ base: some AsyncSequence<ByteBuffer, any Error> & Sendable) {
+        self.base = base
+    }
+
+    /// A body of buffers known up front.
+    public init(_ buffers: [ByteBuffer]) {
+        self.init(Buffers(buffers: buffers))
+    }
+
+    /// The body's bytes stop past `maxBytes`.
+    public struct TooLarge: Error, Sendable {
+        public var maxBytes: Int
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: any AsyncIteratorProtocol<ByteBuffer, any Error>
+
+        public mutating func next() async throws -> ByteBuffer? {
+            try await base.next()
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: base.makeAsyncIterator())
+    }
+
+    /// The whole body; throws ``TooLarge`` past `maxBytes`.
+    public func collect(upTo maxBytes: Int) async throws -> ByteBuffer {
+        var collected = ByteBuffer()
+        for try await var chunk in self {
+            guard collected.readableBytes + chunk.readableBytes <= maxBytes else { throw TooLarge(maxBytes: maxBytes) }
+            collected.writeBuffer(&chunk)
+        }
+        return collected
+    }
+
+    private struct Buffers: AsyncSequence, Sendable {
+        let buffers: [ByteBuffer]
+
+        struct AsyncIterator: AsyncIteratorProtocol {
+            var remaining: ArraySlice<ByteBuffer>
+            mutating func next() async throws -> ByteBuffer? { remaining.popFirst() }
+        }
+
+        func makeAsyncIterator() -> AsyncIterator { AsyncIterator(remaining: buffers[...]) }
+    }
+}
