@@ -48,8 +48,11 @@ public final class LISARuntime: Sendable {
 
     /// Builds every part from `configuration`: state from `configuration.databaseURL`
     /// (PostgreSQL) or SQLite in the data directory — or `store`, when an embedder hands
-    /// one over (it is then the caller's to close).
-    public init(configuration: LISAConfiguration, store given: (any StateStore)? = nil, logger: Logger) async throws {
+    /// one over (it is then the caller's to close); upstream calls over HTTP to
+    /// OpenAI-compatible servers — or through `provider` (an in-memory one in tests).
+    public init(
+        configuration: LISAConfiguration, store given: (any StateStore)? = nil, provider: (any InferenceProvider)? = nil, logger: Logger
+    ) async throws {
         self.configuration = configuration
         let store: any StateStore
         if let given { store = given } else { store = try await Self.openStore(configuration, logger: logger) }
@@ -69,9 +72,10 @@ public final class LISARuntime: Sendable {
             sessions = SessionService(store: store, access: configuration.access, quotas: configuration.quotas)
             let gateway = Gateway(
                 registry: ModelRegistry(defaultPolicy: configuration.loadBalancing), store: store,
-                provider: OpenAICompatibleProvider(
-                    httpClient: httpClient, timeouts: configuration.upstreamTimeouts, defaultTLS: configuration.upstreamTLS
-                ),
+                provider: provider
+                    ?? OpenAICompatibleProvider(
+                        httpClient: httpClient, timeouts: configuration.upstreamTimeouts, defaultTLS: configuration.upstreamTLS
+                    ),
                 access: configuration.access, logger: logger
             )
             self.gateway = gateway

@@ -1,0 +1,99 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import Synchronization
+
+/// Calling models in process: the same routing, retries, fallbacks, access checks, limits of
+/// the upstream and metrics as a request through the server, with typed values and no HTTP
+/// server. The bytes go through the gateway's byte path, so both are one code path.
+extension LISARuntime {
+    /// A chat completion for `principal` (the admin key's principal by default). A request
+    /// with `lisa.rag` is grounded first; the sources come back in the answer's `lisa` member
+    /// (`additionalFields["lisa"]`).
+    ///
+    /// - Throws: ``LISAError`` (unknown model, access, upstream failures).
+    public func chatCompletion(_ request: ChatCompletionRequest, as principal: Principal = .admin, logger: Logger? = nil) async throws
+        -> ChatCompletion
+    {
+        var request = request
+        request.stream = false
+        let (body, sources) = try await groundedBody(request, for: principal)
+        let answer = try await gateway.chatCompletions(body: body, context: context(principal, logger))
+        guard case .buffer(var buffer) = answer.body else { throw LISAError.badGateway("The upstream streamed an answer that was not asked for.") }
+        if let sources { buffer = RAGService.attach(sources, to: buffer) }
+        return try Self.decodeAnswer(ChatCompletion.self, from: buffer)
+    }
+
+    /// A streamed chat completion: chunks as the upstream sends them, ending after its
+    /// `[DONE]`; an upstream that breaks mid-stream ends the sequence with a ``LISAError``.
+    /// Cancelling the consuming task cancels the upstream request.
+    public func streamChatCompletion(_ request: ChatCompletionRequest, as principal: Principal = .admin, logger: Logger? = nil)
+        -> AsyncThrowingStream<ChatCompletionChunk, any Error>
+    {
+        let (stream, continuation) = AsyncThrowingStream<ChatCompletionChunk, any Error>.makeStream()
+        let task = Task {
+            do {
+                var request = request
+                request.stream = true
+                let (body, _) = try await groundedBody(request, for: principal)
+                let answer = try await gateway.chatCompletions(body: body, context: context(principal, logger))
+                guard case .eventStream(let relay) = answer.body else {
+                    throw LISAError.badGateway("The upstream answered a stream request without a stream.")
+                }
+                let parser = Mutex(ServerSentEventParser())
+                let done = Mutex(false)
+                try await relay.pump { chunk in
+                    let events = try parser.withLock { try $0.feed(chunk) }
+                    for parsed in events {
+                        if parsed.event.isDone {
+                            done.withLock { $0 = true }
+                        } else if parsed.event.event == "error" {
+                            let message = (try? JSONDecoder().decode(ErrorResponse.self, from: Data(parsed.event.data.utf8)))?.error.message
+                            throw LISAError.badGateway(message ?? "The upstream failed during the stream.")
+                        } else {
+                            continuation.yield(try Self.decodeAnswer(ChatCompletionChunk.self, from: ByteBuffer(string: parsed.event.data)))
+                        }
+                    }
+                }
+                guard done.withLock({ $0 }) else { throw LISAError.badGateway("The upstream ended the stream before it was complete.") }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return stream
+    }
+
+    /// Embeddings for `principal`.
+    public func embeddings(_ request: EmbeddingRequest, as principal: Principal = .admin, logger: Logger? = nil) async throws
+        -> EmbeddingResponse
+    {
+        let body = try JSONEncoder().encodeAsByteBuffer(request, allocator: ByteBufferAllocator())
+        let answer = try await gateway.embeddings(body: body, context: context(principal, logger))
+        guard case .buffer(let buffer) = answer.body else { throw LISAError.badGateway("The embedding model streamed its answer.") }
+        return try Self.decodeAnswer(EmbeddingResponse.self, from: buffer)
+    }
+
+    private func context(_ principal: Principal, _ logger: Logger?) -> InferenceContext {
+        InferenceContext(
+            requestID: "lisa-\(UUID().uuidString.prefix(12).lowercased())", principal: principal,
+            logger: logger ?? Logger(label: "lisa.runtime")
+        )
+    }
+
+    private func groundedBody(_ request: ChatCompletionRequest, for principal: Principal) async throws -> (ByteBuffer, [RAGSource]?) {
+        let body = try JSONEncoder().encodeAsByteBuffer(request, allocator: ByteBufferAllocator())
+        guard let grounded = try await rag.ground(body, for: principal) else { return (body, nil) }
+        return (grounded.body, grounded.sources)
+    }
+
+    private static func decodeAnswer<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
+        do {
+            return try JSONDecoder().decode(type, from: buffer)
+        } catch {
+            throw LISAError.badGateway("The upstream's answer is not a valid \(type): \(error)")
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import LISAKit
+import LISAKitTesting
+import Logging
+import Testing
+
+/// LISA in process: a runtime from a configuration, models called with typed values, no
+/// HTTP server and no sockets (an in-memory provider).
+@Suite("LISARuntime in process")
+struct RuntimeTests {
+    static func withRuntime(_ body: (LISARuntime) async throws -> Void) async throws {
+        var configuration = LISAConfiguration()
+        configuration.adminKey = "runtime-admin-key-0123456789"
+        configuration.hostingBackend = "none"
+        configuration.dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-runtime-\(UUID().uuidString)").path
+        var secret = ModelDefinition(modelId: "secret", modelName: "s", modelUrl: "http://secret.invalid/v1")
+        secret.allowedGroups = ["vip"]
+        configuration.models = [
+            ModelDefinition(modelId: "chat", modelName: "upstream-chat", modelUrl: "http://chat.invalid/v1"), secret,
+            ModelDefinition(modelId: "embed", modelName: "e", modelType: .embedding, modelUrl: "http://embed.invalid/v1"),
+        ]
+        let store = try await SQLStateStore.inMemory()
+        let runtime = try await LISARuntime(
+            configuration: configuration, store: store, provider: InMemoryProvider.echo, logger: Logger(label: "runtime-test")
+        )
+        do {
+            try await body(runtime)
+        } catch {
+            try? await runtime.shutdown()
+            try? await store.close()
+            try? FileManager.default.removeItem(atPath: configuration.dataDirectory)
+            throw error
+        }
+        try await runtime.shutdown()
+        try await store.close()
+        try? FileManager.default.removeItem(atPath: configuration.dataDirectory)
+    }
+
+    static func request(_ model: String, _ text: String) throws -> ChatCompletionRequest {
+        try JSONDecoder().decode(ChatCompletionRequest.self, from: Data(#"{"model":"\#(model)","messages":[{"role":"user","content":"\#(text)"}]}"#.utf8))
+    }
+
+    @Test("chat, a stream and embeddings through the runtime's gateway, typed")
+    func typedCalls() async throws {
+        try await Self.withRuntime { runtime in
+            let answer = try await runtime.chatCompletion(try Self.request("chat", "hello there"))
+            #expect(answer.choices.first?.message.content == .text("echo: hello there"))
+            var pieces: [String] = []
+            for try await chunk in runtime.streamChatCompletion(try Self.request("chat", "one two")) {
+                pieces += chunk.choices.compactMap { $0.delta.content }
+            }
+            #expect(pieces.joined() == "echo: one two")
+            let embedding = try await runtime.embeddings(EmbeddingRequest(model: "embed", input: .texts(["abc", "de"])))
+            #expect(embedding.data.count == 2)
+        }
+    }
+
+    @Test("access checks hold in process: a model outside the caller's groups does not exist for them")
+    func accessInProcess() async throws {
+        try await Self.withRuntime { runtime in
+            let user = Principal(username: "mallory", groups: [], method: .apiToken)
+            await #expect(throws: LISAError.modelNotFound("secret")) {
+                _ = try await runtime.chatCompletion(try Self.request("secret", "x"), as: user)
+            }
+            let vip = Principal(username: "victor", groups: ["vip"], method: .apiToken)
+            let allowed = try await runtime.chatCompletion(try Self.request("secret", "x"), as: vip)
+            #expect(allowed.choices.count == 1)
+            #expect(runtime.services.count == 3, "prober, models and ingestion (no OIDC configured)")
+        }
+    }
+}
