@@ -23,7 +23,7 @@ public struct CanonicalPathMiddleware<Context: RequestContext>: RouterMiddleware
             head.path = canonical + query
             return try await next(Request(head: head, body: request.body), context)
         case .none:
-            throw LISAError.notFound("Unknown path \(request.method) \(path).", code: "unknown_url")
+            throw LISAError.notFound("Unknown path \(request.method) \(path).", reason: "unknown_url")
         }
     }
 

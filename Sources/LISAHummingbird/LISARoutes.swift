@@ -11,63 +11,44 @@ import NIOFoundationCompat
 /// LISA's HTTP API as Hummingbird routes, to mount on any `Router`.
 ///
 /// ```swift
+/// let runtime = try await LISARuntime(configuration: configuration, logger: logger)
 /// let router = Router(context: LISARequestContext.self)
-/// LISARoutes(gateway: gateway, adminKey: verifier).add(to: router)
+/// LISARoutes(runtime: runtime).add(to: router, at: "/lisa")
 /// ```
 ///
 /// Adds the OpenAI routes (`/v1/...` and `/v2/serve/...`), the models API, the API-token
-/// routes, `/metrics` and the health routes. Every route but health needs credentials (the
-/// admin key or an API token); management routes need an administrator. Every error is
-/// answered in OpenAI's shape (``OpenAIErrorMiddleware``).
+/// routes, RAG, sessions, `/metrics` and the health routes. Every route but health needs
+/// credentials (the admin key, an API token, an OIDC token); management routes need an
+/// administrator. LISA's errors are answered in OpenAI's shape (``OpenAIErrorMiddleware``);
+/// by default that middleware, the request ids and the path check apply to LISA's own
+/// routes only, so the host app's routes and 404s stay its own.
 public struct LISARoutes: Sendable {
-    public let gateway: Gateway
+    /// Where LISA's middleware (error shape, request ids, canonical paths) applies.
+    public enum MiddlewareScope: Sendable {
+        /// LISA's routes only (an app that mounts LISA beside its own routes).
+        case routes
+        /// The whole router, unknown paths included (a router that serves only LISA).
+        case router
+    }
+
+    /// Everything the routes serve.
+    public let runtime: LISARuntime
+    public var gateway: Gateway { runtime.gateway }
     /// The models API: lifecycle, hosting, replica logs.
-    public let models: ModelManager
-    public let authenticator: Authenticator
-    public let tokens: APITokenService
-    /// Per-principal request rates; `nil`: unlimited.
-    public let rateLimiter: RateLimiter?
+    public var models: ModelManager { runtime.models }
+    public var authenticator: Authenticator { runtime.authenticator }
+    public var tokens: APITokenService { runtime.tokens }
     /// The largest request body accepted (413 above it).
     public var maxRequestBodySize: Int
-    /// Retrieval-augmented generation: the repositories API and grounded chat. `nil`: not mounted.
-    public var rag: RAGService?
     /// Whether a request without credentials may sign in with a verified TLS client
     /// certificate (CN → username, OU → groups). Set when serving HTTPS with a client CA.
-    public var acceptsClientCertificates = false
-    /// What each user may store (sessions, templates).
-    public var quotas = StorageQuotas()
-
-    public init(
-        gateway: Gateway, models: ModelManager, authenticator: Authenticator, tokens: APITokenService, rateLimiter: RateLimiter? = nil,
-        maxRequestBodySize: Int = 10 * 1024 * 1024
-    ) {
-        self.gateway = gateway
-        self.models = models
-        self.authenticator = authenticator
-        self.tokens = tokens
-        self.rateLimiter = rateLimiter
-        self.maxRequestBodySize = maxRequestBodySize
-    }
+    public var acceptsClientCertificates: Bool
 
     /// The routes of a runtime: its gateway, models, access control, limits, quotas and RAG.
     public init(runtime: LISARuntime) {
-        let configuration = runtime.configuration
-        self.init(
-            gateway: runtime.gateway, models: runtime.models, authenticator: runtime.authenticator, tokens: runtime.tokens,
-            rateLimiter: runtime.rateLimiter, maxRequestBodySize: configuration.maxRequestBodySize
-        )
-        acceptsClientCertificates = configuration.serverTLS?.clientCA != nil
-        rag = runtime.rag
-        quotas = configuration.quotas
-    }
-
-    /// Routes where only the admin key (and the gateway's stored API tokens) authenticate.
-    public init(gateway: Gateway, models: ModelManager, adminKey: AdminKeyVerifier, maxRequestBodySize: Int = 10 * 1024 * 1024) {
-        self.init(
-            gateway: gateway, models: models, authenticator: Authenticator(adminKey: adminKey, store: gateway.store, access: gateway.access),
-            tokens: APITokenService(store: gateway.store, access: gateway.access, logger: Logger(label: "lisa.tokens")),
-            maxRequestBodySize: maxRequestBodySize
-        )
+        self.runtime = runtime
+        maxRequestBodySize = runtime.configuration.maxRequestBodySize
+        acceptsClientCertificates = runtime.configuration.serverTLS?.clientCA != nil
     }
 
     /// A management route: registered only behind ``AdminOnlyMiddleware``.
@@ -135,12 +116,26 @@ public struct LISARoutes: Sendable {
         },
     ]
 
-    /// Adds the routes and their middleware to `router`.
-    public func add<Context: LISARoutesContext>(to router: Router<Context>) {
-        router.middlewares.add(RequestIDMiddleware<Context>())
-        router.middlewares.add(OpenAIErrorMiddleware<Context>())
-        router.middlewares.add(CanonicalPathMiddleware<Context>())
+    /// Adds the routes under `prefix` (`""`: at the root) and LISA's middleware in `scope`.
+    public func add<Context: LISARoutesContext>(to router: Router<Context>, at prefix: String = "", scope: MiddlewareScope = .routes) {
+        let root: RouterGroup<Context>
+        switch scope {
+        case .router:
+            router.middlewares.add(RequestIDMiddleware<Context>())
+            router.middlewares.add(OpenAIErrorMiddleware<Context>())
+            router.middlewares.add(CanonicalPathMiddleware<Context>())
+            root = router.group(RouterPath(prefix))
+        case .routes:
+            root = router.group(RouterPath(prefix))
+                .add(middleware: RequestIDMiddleware<Context>())
+                .add(middleware: OpenAIErrorMiddleware<Context>())
+                .add(middleware: CanonicalPathMiddleware<Context>())
+        }
+        add(to: root)
+    }
 
+    private func add<Context: LISARoutesContext>(to router: RouterGroup<Context>) {
+        let runtime = self.runtime
         router.get("/health") { _, _ in try Self.json(["status": "OK"]) }
         router.get("/health/readiness") { _, _ in try Self.json(["status": "OK"]) }
         router.get("/health/liveliness") { _, _ in try Self.json(["status": "OK"]) }
@@ -156,19 +151,19 @@ public struct LISARoutes: Sendable {
         }
 
         let api = router.group().add(middleware: AuthenticationMiddleware<Context>(
-                authenticator: authenticator, rateLimiter: rateLimiter, acceptsClientCertificates: acceptsClientCertificates
+                authenticator: authenticator, rateLimiter: runtime.rateLimiter, acceptsClientCertificates: acceptsClientCertificates
             ))
         let gateway = self.gateway
         for prefix in ["/v1", "/v2/serve"] {
             api.get("\(prefix)/models") { _, context in try Self.encode(gateway.modelList(for: try context.requirePrincipal())) }
             api.post("\(prefix)/chat/completions") { request, context in
-                try await inference(request, context: context, operation: gateway.chatCompletions, grounding: rag)
+                try await inference(.chatCompletions, request, context: context)
             }
             api.post("\(prefix)/completions") { request, context in
-                try await inference(request, context: context, operation: gateway.completions)
+                try await inference(.completions, request, context: context)
             }
             api.post("\(prefix)/embeddings") { request, context in
-                try await inference(request, context: context, operation: gateway.embeddings)
+                try await inference(.embeddings, request, context: context)
             }
         }
 
@@ -197,12 +192,8 @@ public struct LISARoutes: Sendable {
             return try Self.encode(["id": id, "revoked": "true"])
         }
 
-        if let rag {
-            RAGRoutes<Context>(rag: rag, maxRequestBodySize: maxRequestBodySize).add(to: api)
-        }
-        SessionRoutes<Context>(
-            sessions: SessionService(store: gateway.store, access: gateway.access, quotas: quotas), maxRequestBodySize: maxRequestBodySize
-        ).add(to: api)
+        RAGRoutes<Context>(rag: runtime.rag, maxRequestBodySize: maxRequestBodySize).add(to: api)
+        SessionRoutes<Context>(sessions: runtime.sessions, maxRequestBodySize: maxRequestBodySize).add(to: api)
 
         let admin = api.group().add(middleware: AdminOnlyMiddleware<Context>(access: gateway.access))
         for route in Self.managementRoutes {
@@ -227,16 +218,9 @@ public struct LISARoutes: Sendable {
     /// before the answer starts; once streaming, a failed write ends the relay, which
     /// cancels the upstream request.
     private func inference<Context: LISARoutesContext>(
-        _ request: Request,
-        context: Context,
-        operation: @escaping @Sendable (ByteBuffer, InferenceContext) async throws(LISAError) -> GatewayResponse,
-        grounding rag: RAGService? = nil
+        _ operation: UpstreamOperation, _ request: Request, context: Context
     ) async throws -> Response {
-        let received = try await collectJSON(request)
-        // Grounded chat: retrieve, add the context, and return the sources with the answer.
-        let grounded = try await rag?.ground(received, for: try context.requirePrincipal())
-        let body = grounded?.body ?? received
-        let sources = grounded?.sources
+        let body = try await collectJSON(request)
         var headers: [String: String] = [:]
         for field in request.headers where field.name.canonicalName.hasPrefix("x-") {
             headers[field.name.canonicalName] = field.value
@@ -244,29 +228,28 @@ public struct LISARoutes: Sendable {
         let inference = InferenceContext(
             requestID: context.requestID ?? "", headers: headers, principal: try context.requirePrincipal(), logger: context.logger
         )
+        let runtime = self.runtime
         let answer = try await context.cancellingWhenClientLeaves {
-            try await operation(body, inference)
+            try await runtime.forward(operation, body: body, context: inference)
         }
         var responseHeaders: HTTPFields = [.contentType: answer.contentType]
         switch answer.body {
         case .buffer(let buffer):
-            let body = sources.map { (200..<300).contains(answer.status) ? RAGService.attach($0, to: buffer) : buffer } ?? buffer
-            return Response(status: .init(code: answer.status), headers: responseHeaders, body: .init(byteBuffer: body))
+            return Response(status: .ok, headers: responseHeaders, body: .init(byteBuffer: buffer))
         case .eventStream(let relay):
             responseHeaders[.cacheControl] = "no-cache"
             responseHeaders[HTTPField.Name("X-Accel-Buffering")!] = "no"
             return Response(
-                status: .init(code: answer.status), headers: responseHeaders,
+                status: .ok, headers: responseHeaders,
                 body: ResponseBody { [context] writer in
                     // Read the upstream in a task that is cancelled when the client leaves (which
                     // cancels the upstream request); hand each event over with backpressure.
                     let events = AsyncThrowingChannel<ByteBuffer, any Error>()
-                    let injector = sources.map { SourcesInjector(event: RAGService.sourcesEvent($0, model: "lisa")) }
                     let reader = Task {
                         do {
                             try await context.cancellingWhenClientLeaves {
                                 try await relay.pump { chunk in
-                                    for piece in injector?.process(chunk) ?? [chunk] { await events.send(piece) }
+                                    await events.send(chunk)
                                 }
                             }
                             events.finish()

@@ -45,7 +45,7 @@ public final class LISAServer: Sendable {
     /// The router with LISA's routes, for embedding or tests.
     public func makeRouter() -> Router<LISARequestContext> {
         let router = Router(context: LISARequestContext.self)
-        LISARoutes(runtime: runtime).add(to: router)
+        LISARoutes(runtime: runtime).add(to: router, scope: .router)
         if configuration.ui.enabled {
             WebUIRoutes<LISARequestContext>(assets: webAssets, oidc: runtime.oidc, scopes: configuration.ui.scopes).add(to: router)
         }

@@ -8,7 +8,7 @@ import NIOSSL
 
 /// Turns every error a route throws into OpenAI's error shape with the right status.
 ///
-/// ``LISAError``s keep their status and message; Hummingbird's own errors (unknown path,
+/// ``LISAError``s keep their message and get the status their code maps to (``LISAError/httpStatus``); Hummingbird's own errors (unknown path,
 /// wrong method, body too large) are translated; anything else becomes a 500 whose
 /// message reveals nothing internal (the details go to the log).
 public struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
@@ -32,7 +32,7 @@ public struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     static func translate(_ error: HTTPError, request: Request) -> LISAError {
         switch error.status {
         case .notFound:
-            return .notFound("Unknown path \(request.method) \(request.uri.path).", code: "unknown_url")
+            return .notFound("Unknown path \(request.method) \(request.uri.path).", reason: "unknown_url")
         case .methodNotAllowed:
             return .methodNotAllowed("\(request.method) is not allowed on \(request.uri.path).")
         case .contentTooLarge:
@@ -57,12 +57,36 @@ public struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         if let retryAfter = error.retryAfter {
             headers[.retryAfter] = String(retryAfter)
         }
-        if error.status == 401 {
+        if error.code == .unauthenticated {
             headers[.wwwAuthenticate] = #"Bearer realm="lisa""#
         }
         let buffer = (try? Self.encoder.encodeAsByteBuffer(ErrorResponse(error: error.body), allocator: ByteBufferAllocator()))
             ?? ByteBuffer(string: #"{"error":{"message":"error","type":"server_error","param":null,"code":null}}"#)
-        return Response(status: .init(code: error.status), headers: headers, body: .init(byteBuffer: buffer))
+        return Response(status: error.httpStatus, headers: headers, body: .init(byteBuffer: buffer))
+    }
+}
+
+extension LISAError {
+    /// The HTTP status this binding answers the error with.
+    public var httpStatus: HTTPResponse.Status {
+        switch code {
+        case .invalidRequest: .badRequest
+        case .unauthenticated: .unauthorized
+        case .permissionDenied: .forbidden
+        case .notFound: .notFound
+        case .operationNotAllowed: .methodNotAllowed
+        case .conflict: .conflict
+        case .tooLarge: .contentTooLarge
+        case .unsupportedContent: .unsupportedMediaType
+        case .rateLimited, .quotaExceeded: .tooManyRequests
+        case .upstreamRejected:
+            // The upstream's own 4xx; anything else it claims is not the caller's fault.
+            if let status = upstreamStatus, (400..<500).contains(status) { .init(code: status) } else { .badGateway }
+        case .upstreamFailed, .cancelled: .badGateway
+        case .upstreamUnavailable, .notReady: .serviceUnavailable
+        case .upstreamTimeout: .gatewayTimeout
+        default: .internalServerError
+        }
     }
 }
 

@@ -57,7 +57,7 @@ struct RAGRoutes<Context: LISARoutesContext> {
             let body: ByteBuffer
             do {
                 body = try await LISARoutes.collect(request, limit: rag.maxUploadSize + 64 * 1024)
-            } catch let error as LISAError where error.status == 413 {
+            } catch let error as LISAError where error.code == .tooLarge {
                 throw LISAError.payloadTooLarge(limit: rag.maxUploadSize)
             }
             let form: MultipartForm

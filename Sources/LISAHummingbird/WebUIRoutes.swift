@@ -42,7 +42,10 @@ public struct WebUIRoutes<Context: LISARoutesContext>: Sendable {
         var uiVersion: String
     }
 
+    /// Adds the UI's routes to `router`; their errors are answered in OpenAI's shape (the
+    /// host app's other routes are left alone).
     public func add(to router: Router<Context>) {
+        let router = router.group().add(middleware: OpenAIErrorMiddleware<Context>())
         let assets = self.assets
         router.get("/") { request, _ in
             try await serve("index.html", request: request, immutable: false)
@@ -75,7 +78,7 @@ public struct WebUIRoutes<Context: LISARoutesContext>: Sendable {
 
     private func serve(_ name: String, request: Request, immutable: Bool) async throws -> Response {
         guard let asset = assets.asset(named: name) else {
-            throw LISAError.notFound("There is no UI file '\(name)'.", code: "not_found")
+            throw LISAError.notFound("There is no UI file '\(name)'.", reason: "not_found")
         }
         var headers = await securityHeaders()
         headers[.contentType] = asset.contentType

@@ -27,7 +27,7 @@ struct RAGHostileTests {
             let hits = try await rag.search("findings", in: "docs", collection: nil, topK: 5, for: Self.alice)
             #expect(hits.contains { $0.text.contains("Alice's real findings") })
             // Bob cannot delete Alice's document either.
-            await #expect { _ = try await rag.deleteDocument(first.documentId, of: "docs", by: Self.bob) } throws: { ($0 as? LISAError)?.status == 403 }
+            await #expect { _ = try await rag.deleteDocument(first.documentId, of: "docs", by: Self.bob) } throws: { ($0 as? LISAError)?.code == .permissionDenied }
             // Re-uploading her own name replaces her own document.
             let again = try await rag.upload(Data("Alice's revised findings.".utf8), filename: "report.txt", to: "docs", collection: nil,
                                              chunkSize: nil, chunkOverlap: nil, by: Self.alice)
@@ -45,7 +45,7 @@ struct RAGHostileTests {
             let ragAdmin = Principal(username: "rita", groups: ["rag-admins"], method: .apiToken)
             let moved: JSONValue = ["opensearch": ["url": "https://attacker.example:9200", "username": "lisa", "password": "***"]]
             let refused = await #expect(throws: LISAError.self) { _ = try await rag.updateRepository("os", patch: moved, by: ragAdmin) }
-            #expect(refused?.status == 403, "a RAG administrator may rename, not re-point")
+            #expect(refused?.code == .permissionDenied, "a RAG administrator may rename, not re-point")
             let renamed: JSONValue = ["repositoryName": "Search", "opensearch": ["url": "https://search.internal:9200", "username": "lisa", "password": "***"]]
             _ = try await rag.updateRepository("os", patch: renamed, by: .admin)
             #expect(try await store.get(RAGRepository.self, kind: "rag.repository", id: "os")?.opensearch?.password == "s3cret", "same endpoint keeps it")
@@ -128,7 +128,7 @@ struct RAGHostileTests {
                 _ = try await rag.upload(Data("One more.".utf8), filename: "d3.txt", to: "docs", collection: nil,
                                          chunkSize: nil, chunkOverlap: nil, by: Self.bob)
             }
-            #expect(error?.status == 429 && error?.code == "quota_exceeded")
+            #expect(error?.code == .quotaExceeded && error?.reason == "quota_exceeded")
             _ = try await rag.upload(Data("Alice is not affected.".utf8), filename: "a.txt", to: "docs", collection: nil,
                                      chunkSize: nil, chunkOverlap: nil, by: Self.alice)
         }

@@ -74,7 +74,7 @@ struct RAGServiceTests {
             await #expect {
                 _ = try await rag.upload(Data(repeating: 65, count: 2001), filename: "big.txt", to: "docs", collection: nil,
                                          chunkSize: nil, chunkOverlap: nil, by: .admin)
-            } throws: { ($0 as? LISAError)?.status == 413 }
+            } throws: { ($0 as? LISAError)?.code == .tooLarge }
             await #expect {
                 _ = try await rag.upload(Data("x".utf8), filename: "a.txt", to: "docs", collection: nil, chunkSize: nil, chunkOverlap: nil,
                                          chunkingStrategy: "semantic", by: .admin)

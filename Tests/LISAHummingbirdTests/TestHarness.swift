@@ -67,7 +67,7 @@ struct Harness: Sendable {
                 throw error
             }
             let router = Router(context: LISARequestContext.self)
-            LISARoutes(runtime: runtime).add(to: router)
+            LISARoutes(runtime: runtime).add(to: router, scope: .router)
             WebUIRoutes<LISARequestContext>(oidc: nil).add(to: router)
             let services: [any Service] = [runtime.models] + (probes ? [runtime.prober] : [])
             do {

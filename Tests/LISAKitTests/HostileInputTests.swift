@@ -89,7 +89,7 @@ struct HostileInputTests {
         let error = #expect(throws: LISAError.self) {
             _ = try Gateway.decode(ChatCompletionRequest.self, from: ByteBuffer(string: #"{"model":"public","mod\u0065l":"secret","messages":[]}"#))
         }
-        #expect(error?.status == 400)
+        #expect(error?.code == .invalidRequest)
         #expect(error?.param == "model")
         #expect(error?.message.contains("Duplicate key 'model'") == true)
     }
@@ -192,7 +192,7 @@ struct HostileInputTests {
         var limits = DocumentParser.Limits()
         limits.maxExpandedBytes = 4 * 1024 * 1024
         let error = await #expect(throws: LISAError.self) { _ = try await DocumentParser.text(of: data, filename: "bomb.docx", limits: limits) }
-        #expect(error?.status == 413)
+        #expect(error?.code == .tooLarge)
         #expect(error?.message.contains("expands to more than") == true)
     }
 
@@ -203,7 +203,7 @@ struct HostileInputTests {
         let error = await #expect(throws: LISAError.self) {
             _ = try await DocumentParser.text(of: Data(String(repeating: "a ", count: 1000).utf8), filename: "big.txt", limits: limits)
         }
-        #expect(error?.status == 413)
+        #expect(error?.code == .tooLarge)
     }
 
     // MARK: - Ingestion scheduling

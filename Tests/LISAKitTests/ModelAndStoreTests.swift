@@ -21,7 +21,7 @@ struct ModelAndStoreTests {
             try model.validate()
         } catch {
             #expect(error.param == param)
-            #expect(error.status == 400)
+            #expect(error.code == .invalidRequest)
         }
     }
 

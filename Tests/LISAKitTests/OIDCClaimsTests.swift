@@ -50,7 +50,7 @@ struct OIDCClaimsTests {
             _ = try await verifier().principal(from: claims, now: now)
             Issue.record("accepted claims that should fail: \(reason)")
         } catch {
-            #expect(error.status == 401)
+            #expect(error.code == .unauthenticated)
             #expect(error.message.contains(reason), "\(error.message)")
         }
         let withinLeeway = try await verifier().principal(from: self.claims(["exp": .integer(1_800_000_000 - 30)]), now: now)

@@ -80,12 +80,13 @@ struct RAGTests {
         #expect(docx == "Quarterly revenue grew by twelve percent.\nCosts & margins stayed flat.")
     }
 
-    @Test("bad files are refused with a clear 4xx", arguments: [
-        ("image.png", Data([0x89, 0x50]), 415), ("empty.txt", Data(), 400), ("blank.txt", Data("  \n ".utf8), 400),
-        ("fake.pdf", Data("not a pdf".utf8), 400), ("fake.docx", Data("not a zip".utf8), 400), ("bad.json", Data("{".utf8), 400),
-        ("latin1.txt", Data([0xff, 0xfe, 0x00]), 400),
+    @Test("bad files are refused with a clear error", arguments: [
+        ("image.png", Data([0x89, 0x50]), LISAError.Code.unsupportedContent), ("empty.txt", Data(), .invalidRequest),
+        ("blank.txt", Data("  \n ".utf8), .invalidRequest), ("fake.pdf", Data("not a pdf".utf8), .invalidRequest),
+        ("fake.docx", Data("not a zip".utf8), .invalidRequest), ("bad.json", Data("{".utf8), .invalidRequest),
+        ("latin1.txt", Data([0xff, 0xfe, 0x00]), .invalidRequest),
     ])
-    func badFiles(name: String, data: Data, status: Int) async {
-        await #expect { _ = try await DocumentParser.text(of: data, filename: name) } throws: { ($0 as? LISAError)?.status == status }
+    func badFiles(name: String, data: Data, code: LISAError.Code) async {
+        await #expect { _ = try await DocumentParser.text(of: data, filename: name) } throws: { ($0 as? LISAError)?.code == code }
     }
 }

@@ -106,16 +106,16 @@ struct VectorStoreTests {
         try await store.createCollection(VectorCollection(name: "docs", dimension: 3))
         try await store.createCollection(VectorCollection(name: "docs", dimension: 3))
         await #expect { try await store.createCollection(VectorCollection(name: "docs", dimension: 4)) } throws: {
-            ($0 as? LISAError)?.status == 409
+            ($0 as? LISAError)?.code == .conflict
         }
         await #expect { try await store.createCollection(VectorCollection(name: "Bad Name", dimension: 3)) } throws: {
-            ($0 as? LISAError)?.status == 400
+            ($0 as? LISAError)?.code == .invalidRequest
         }
         try await store.createCollection(VectorCollection(name: "l2-set", dimension: 2, metric: .l2))
         #expect(try await store.collections() == [VectorCollection(name: "docs", dimension: 3), VectorCollection(name: "l2-set", dimension: 2, metric: .l2)])
         #expect(try await store.dropCollection("docs"))
         #expect(try await !store.dropCollection("docs"))
-        await #expect { try await store.count(in: "docs") } throws: { ($0 as? LISAError)?.status == 404 }
+        await #expect { try await store.count(in: "docs") } throws: { ($0 as? LISAError)?.code == .notFound }
         try await store.close()
         try await test.cleanup()
     }
@@ -151,10 +151,10 @@ struct VectorStoreTests {
         #expect(try await store.count(in: "docs") == 4)
 
         await #expect { try await store.upsert([Self.chunk("x", document: "d", [1, 0])], into: "docs") } throws: {
-            ($0 as? LISAError)?.status == 400
+            ($0 as? LISAError)?.code == .invalidRequest
         }
-        await #expect { try await store.search(VectorQuery(embedding: [1, 0]), in: "docs") } throws: { ($0 as? LISAError)?.status == 400 }
-        await #expect { try await store.search(VectorQuery(embedding: [1, 0, 0]), in: "nope") } throws: { ($0 as? LISAError)?.status == 404 }
+        await #expect { try await store.search(VectorQuery(embedding: [1, 0]), in: "docs") } throws: { ($0 as? LISAError)?.code == .invalidRequest }
+        await #expect { try await store.search(VectorQuery(embedding: [1, 0, 0]), in: "nope") } throws: { ($0 as? LISAError)?.code == .notFound }
         #expect(try await store.count(in: "docs") == 4, "a refused batch stores nothing")
         try await store.close()
         try await test.cleanup()
@@ -171,7 +171,7 @@ struct VectorStoreTests {
         #expect(try await store.count(in: "docs") == 2)
         #expect(try await store.search(VectorQuery(embedding: [1, 0], topK: 5), in: "docs").map(\.id) == ["d1-new", "d2-0"])
         await #expect { try await store.replaceDocument("d1", with: [Self.chunk("z", document: "other", [1, 0])], in: "docs") } throws: {
-            ($0 as? LISAError)?.status == 400
+            ($0 as? LISAError)?.code == .invalidRequest
         }
         #expect(try await store.deleteDocument("d2", from: "docs") == 1)
         #expect(try await store.deleteDocument("d2", from: "docs") == 0)

@@ -178,7 +178,7 @@ public final class AdminKeyring: Sendable {
     /// Stored before it takes effect, so a restart keeps the new key.
     public func rotate(gracePeriod: TimeInterval, store: any StateStore) async throws -> Rotation {
         guard !isConfigured else {
-            throw LISAError.conflict("The admin key comes from LISA_ADMIN_KEY; change it there.", code: "admin_key_configured")
+            throw LISAError.conflict("The admin key comes from LISA_ADMIN_KEY; change it there.", reason: "admin_key_configured")
         }
         guard (0...(30 * 86400)).contains(gracePeriod) else {
             throw LISAError.invalidRequest("gracePeriodSeconds must be between 0 and 2592000 (30 days).", param: "gracePeriodSeconds")

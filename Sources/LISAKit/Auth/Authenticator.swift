@@ -172,7 +172,7 @@ public struct APITokenService: Sendable {
     /// One token, if the caller may see it (404 otherwise, so ids of others do not leak).
     public func get(id: String, by caller: Principal) async throws -> APIToken.View {
         guard let token = try await store.token(id: id), access.isAdmin(caller) || token.username == caller.username else {
-            throw LISAError.notFound("No API token with id '\(id)'.", code: "token_not_found")
+            throw LISAError.notFound("No API token with id '\(id)'.", reason: "token_not_found")
         }
         return token.view
     }

@@ -1,75 +1,127 @@
 import Foundation
 
-/// An error LISA reports to clients in OpenAI's error shape with an HTTP status.
+/// An error LISAKit throws: what went wrong as a ``Code``, a message that is safe to show
+/// the caller, and the underlying error when there is one.
 ///
-/// Create one with the static factories (``invalidRequest(_:param:code:)``,
-/// ``modelNotFound(_:)``, …). Messages are written for the caller and never contain
-/// secrets (API keys, admin keys, upstream credentials).
-public struct LISAError: Error, Sendable, Hashable, CustomStringConvertible {
-    private enum Kind: Sendable, Hashable {
-        case invalidRequest, authentication, permission, notFound, conflict, payloadTooLarge,
-            unsupportedMediaType, rateLimited, upstream, unavailable, timeout, server
+/// LISAKit knows nothing of HTTP: a binding (LISAHummingbird, or an embedder's own) turns
+/// the code into a status and the dialect's error envelope. Create errors with the static
+/// factories (``invalidRequest(_:param:reason:)``, ``modelNotFound(_:)``, …). Messages are
+/// written for the caller and never contain secrets (API keys, admin keys, upstream
+/// credentials).
+public struct LISAError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What kind of failure this is. New codes may be added in minor releases, so a
+    /// `switch` over codes needs a `default`.
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        private enum Base: String, Sendable, Hashable {
+            case invalidRequest, unauthenticated, permissionDenied, notFound, operationNotAllowed, conflict, tooLarge,
+                unsupportedContent, rateLimited, quotaExceeded, upstreamRejected, upstreamFailed, upstreamUnavailable,
+                upstreamTimeout, notReady, cancelled, internalError
+        }
+
+        private let base: Base
+        private init(_ base: Base) { self.base = base }
+
+        /// The request is malformed or names something invalid.
+        public static let invalidRequest = Code(.invalidRequest)
+        /// No credentials, or credentials LISA does not accept.
+        public static let unauthenticated = Code(.unauthenticated)
+        /// Authenticated, but not allowed to do this.
+        public static let permissionDenied = Code(.permissionDenied)
+        /// What the request names does not exist (or the caller may not see it).
+        public static let notFound = Code(.notFound)
+        /// The resource exists but does not support this operation.
+        public static let operationNotAllowed = Code(.operationNotAllowed)
+        /// The request conflicts with what is stored.
+        public static let conflict = Code(.conflict)
+        /// A body, document or stored total is over its budget.
+        public static let tooLarge = Code(.tooLarge)
+        /// Content of a type LISA cannot read.
+        public static let unsupportedContent = Code(.unsupportedContent)
+        /// Too many requests; ``LISAError/retryAfter`` says when to come back.
+        public static let rateLimited = Code(.rateLimited)
+        /// A stored-data quota (sessions, templates, documents, jobs) is used up.
+        public static let quotaExceeded = Code(.quotaExceeded)
+        /// The upstream refused the request as the caller's mistake
+        /// (``LISAError/upstreamStatus`` carries its status).
+        public static let upstreamRejected = Code(.upstreamRejected)
+        /// The upstream failed or answered something unusable.
+        public static let upstreamFailed = Code(.upstreamFailed)
+        /// No upstream (or the state store) can take the request now.
+        public static let upstreamUnavailable = Code(.upstreamUnavailable)
+        /// The upstream did not answer in time.
+        public static let upstreamTimeout = Code(.upstreamTimeout)
+        /// The model exists but is not serving (stopped, starting, failed, …).
+        public static let notReady = Code(.notReady)
+        /// The caller went away or cancelled the call.
+        public static let cancelled = Code(.cancelled)
+        /// A fault in LISA itself.
+        public static let internalError = Code(.internalError)
+
+        public var description: String { base.rawValue }
+
+        /// Whether this code reports an upstream's failure.
+        public var isUpstreamFailure: Bool {
+            [.upstreamFailed, .upstreamUnavailable, .upstreamTimeout, .notReady, .cancelled].contains(base)
+        }
     }
 
-    private let kind: Kind
-    /// The HTTP status to answer with.
-    public let status: Int
+    /// What went wrong.
+    public let code: Code
     /// A message for the caller that names the problem.
     public let message: String
     /// The request member the error is about, when there is one.
     public let param: String?
-    /// A machine-readable code, such as `model_not_found`.
-    public let code: String?
-    /// Seconds after which a retry may succeed (sent as `Retry-After`).
+    /// A finer machine-readable reason, such as `model_not_found` (OpenAI's `code`).
+    public let reason: String?
+    /// Seconds after which a retry may succeed.
     public let retryAfter: Int?
+    /// For ``Code/upstreamRejected``: the status the upstream answered with.
+    public let upstreamStatus: Int?
+    /// The error this one reports, when it wraps one (for logs; never shown to callers).
+    public let underlying: (any Error & Sendable)?
     /// Whether the gateway may retry on another endpoint (nothing reached the client and
     /// another replica may do better).
     var isRetriable = false
     /// The endpoint (`host:port`) whose answer this error reports, for metrics.
     var endpointLabel: String?
 
-    private init(_ kind: Kind, status: Int, message: String, param: String? = nil, code: String? = nil, retryAfter: Int? = nil) {
-        self.kind = kind
-        self.status = status
+    /// An error with a code and a message of your own (for conformers: stores, providers).
+    public init(
+        _ code: Code, _ message: String, param: String? = nil, reason: String? = nil, retryAfter: Int? = nil,
+        upstreamStatus: Int? = nil, underlying: (any Error & Sendable)? = nil
+    ) {
+        self.code = code
         self.message = message
         self.param = param
-        self.code = code
+        self.reason = reason
         self.retryAfter = retryAfter
+        self.upstreamStatus = upstreamStatus
+        self.underlying = underlying
     }
 
-    /// OpenAI's `type` for this error.
-    public var type: String {
-        switch kind {
-        case .invalidRequest, .notFound, .conflict, .payloadTooLarge, .unsupportedMediaType: "invalid_request_error"
-        case .authentication: "authentication_error"
-        case .permission: "permission_error"
-        case .rateLimited: "rate_limit_error"
-        case .upstream, .unavailable, .timeout: "upstream_error"
-        case .server: "server_error"
-        }
+    public var description: String {
+        "LISAError(\(code)\(reason.map { " \($0)" } ?? ""): \(message)\(underlying.map { " [\($0)]" } ?? ""))"
     }
 
-    /// The error envelope clients receive.
-    public var body: ErrorResponse.Body {
-        ErrorResponse.Body(message: message, type: type, param: param, code: code)
+    /// Errors are equal when they say the same to the caller (the underlying error aside).
+    public static func == (lhs: LISAError, rhs: LISAError) -> Bool {
+        lhs.code == rhs.code && lhs.message == rhs.message && lhs.param == rhs.param && lhs.reason == rhs.reason
+            && lhs.retryAfter == rhs.retryAfter && lhs.upstreamStatus == rhs.upstreamStatus
     }
 
-    public var description: String { "LISAError(\(status) \(type): \(message))" }
-
-    /// A copy the gateway may retry on another endpoint.
-    /// This error with `message` in place of its own (same status, type, code, retry hint):
-    /// how upstream details are kept from callers who may not see them.
+    /// This error with `message` in place of its own (same code, reason, retry hint): how
+    /// upstream details are kept from callers who may not see them.
     public func replacingMessage(_ message: String) -> LISAError {
-        var copy = LISAError(kind, status: status, message: message, param: param, code: code, retryAfter: retryAfter)
+        var copy = LISAError(
+            code, message, param: param, reason: reason, retryAfter: retryAfter, upstreamStatus: upstreamStatus, underlying: underlying
+        )
         copy.isRetriable = isRetriable
         copy.endpointLabel = endpointLabel
         return copy
     }
 
-    /// Whether this error reports an upstream failure (502, 503, 504 from the gateway).
-    public var isUpstreamFailure: Bool {
-        kind == .upstream || kind == .unavailable || kind == .timeout
-    }
+    /// Whether this error reports an upstream failure.
+    public var isUpstreamFailure: Bool { code.isUpstreamFailure && code != .cancelled }
 
     var markedRetriable: LISAError {
         var copy = self
@@ -80,111 +132,134 @@ public struct LISAError: Error, Sendable, Hashable, CustomStringConvertible {
     /// Whether a fallback model may be tried after this error: upstream failures and rate
     /// limits, not the caller's own mistakes or a cancelled request.
     var allowsFallback: Bool {
-        (status >= 500 || status == 429) && code != "cancelled"
+        code == .rateLimited || code == .internalError || (code.isUpstreamFailure && code != .cancelled)
     }
 
-    /// 400: the request is malformed or names something invalid.
-    public static func invalidRequest(_ message: String, param: String? = nil, code: String? = nil) -> LISAError {
-        LISAError(.invalidRequest, status: 400, message: message, param: param, code: code)
+    /// The request is malformed or names something invalid.
+    public static func invalidRequest(_ message: String, param: String? = nil, reason: String? = nil) -> LISAError {
+        LISAError(.invalidRequest, message, param: param, reason: reason)
     }
 
-    /// 401: no credentials, or credentials LISA does not accept.
+    /// No credentials, or credentials LISA does not accept.
     public static func unauthorized(_ message: String) -> LISAError {
-        LISAError(.authentication, status: 401, message: message, code: "invalid_api_key")
+        LISAError(.unauthenticated, message, reason: "invalid_api_key")
     }
 
-    /// 403: authenticated, but not allowed to do this.
+    /// Authenticated, but not allowed to do this.
     public static func forbidden(_ message: String) -> LISAError {
-        LISAError(.permission, status: 403, message: message, code: "forbidden")
+        LISAError(.permissionDenied, message, reason: "forbidden")
     }
 
-    /// 404 for a model the caller named that does not exist (or that they may not see).
+    /// A model the caller named that does not exist (or that they may not see).
     public static func modelNotFound(_ modelID: String) -> LISAError {
         LISAError(
-            .notFound, status: 404, message: "The model '\(modelID)' does not exist or you do not have access to it.",
-            param: "model", code: "model_not_found"
+            .notFound, "The model '\(modelID)' does not exist or you do not have access to it.", param: "model", reason: "model_not_found"
         )
     }
 
-    /// 404 for anything else that does not exist.
-    public static func notFound(_ message: String, code: String = "not_found") -> LISAError {
-        LISAError(.notFound, status: 404, message: message, code: code)
+    /// Anything else that does not exist.
+    public static func notFound(_ message: String, reason: String = "not_found") -> LISAError {
+        LISAError(.notFound, message, reason: reason)
     }
 
-    /// 405: the path exists but not with this method.
+    /// The resource exists but not with this operation.
     public static func methodNotAllowed(_ message: String) -> LISAError {
-        LISAError(.invalidRequest, status: 405, message: message, code: "method_not_allowed")
+        LISAError(.operationNotAllowed, message, reason: "method_not_allowed")
     }
 
-    /// 409: the request conflicts with the current state.
-    public static func conflict(_ message: String, code: String = "conflict") -> LISAError {
-        LISAError(.conflict, status: 409, message: message, code: code)
+    /// The request conflicts with the current state.
+    public static func conflict(_ message: String, reason: String = "conflict") -> LISAError {
+        LISAError(.conflict, message, reason: reason)
     }
 
-    /// 413: the body is larger than the configured limit.
+    /// The body is larger than the configured limit.
     public static func payloadTooLarge(limit: Int) -> LISAError {
-        LISAError(
-            .payloadTooLarge, status: 413, message: "The request body is larger than the limit of \(limit) bytes.",
-            code: "request_too_large"
-        )
+        LISAError(.tooLarge, "The request body is larger than the limit of \(limit) bytes.", reason: "request_too_large")
     }
 
-    /// 415: the body is not JSON.
-    /// 415: an uploaded file of a type LISA cannot read.
-    /// A 413 with its own message (a stored-data quota, a document over its text budget).
-    public static func payloadTooLarge(_ message: String, code: String = "request_too_large") -> LISAError {
-        LISAError(.payloadTooLarge, status: 413, message: message, code: code)
+    /// Over a budget, with a message of its own (a stored-data quota, a document over its
+    /// text budget).
+    public static func payloadTooLarge(_ message: String, reason: String = "request_too_large") -> LISAError {
+        LISAError(.tooLarge, message, reason: reason)
     }
 
+    /// An uploaded file of a type LISA cannot read.
     public static func unsupportedFileType(_ message: String) -> LISAError {
-        LISAError(.unsupportedMediaType, status: 415, message: message, code: "unsupported_file_type")
+        LISAError(.unsupportedContent, message, reason: "unsupported_file_type")
     }
 
+    /// The body is not JSON.
     public static func unsupportedMediaType(_ contentType: String) -> LISAError {
         LISAError(
-            .unsupportedMediaType, status: 415,
-            message: "Unsupported Content-Type '\(contentType)': send the body as application/json.",
-            code: "unsupported_media_type"
+            .unsupportedContent, "Unsupported Content-Type '\(contentType)': send the body as application/json.",
+            reason: "unsupported_media_type"
         )
     }
 
-    /// 429: too many requests; retry after the given seconds.
-    /// A 429 for a stored-data quota (counts: sessions, templates, documents, jobs).
+    /// A stored-data quota (counts: sessions, templates, documents, jobs) is used up.
     public static func quotaExceeded(_ message: String) -> LISAError {
-        LISAError(.rateLimited, status: 429, message: message, code: "quota_exceeded")
+        LISAError(.quotaExceeded, message, reason: "quota_exceeded")
     }
 
+    /// Too many requests; retry after the given seconds.
     public static func rateLimited(_ message: String, retryAfter: Int? = nil) -> LISAError {
-        LISAError(.rateLimited, status: 429, message: message, code: "rate_limit_exceeded", retryAfter: retryAfter)
+        LISAError(.rateLimited, message, reason: "rate_limit_exceeded", retryAfter: retryAfter)
     }
 
-    /// 502: the upstream failed or answered something unusable.
-    public static func badGateway(_ message: String, code: String = "upstream_error") -> LISAError {
-        LISAError(.upstream, status: 502, message: message, code: code)
+    /// The upstream failed or answered something unusable.
+    public static func badGateway(_ message: String, reason: String = "upstream_error") -> LISAError {
+        LISAError(.upstreamFailed, message, reason: reason)
     }
 
-    /// 503: no upstream can take the request now.
+    /// The caller went away before the answer was complete.
+    public static func cancelled(_ message: String = "The request was cancelled.") -> LISAError {
+        LISAError(.cancelled, message, reason: "cancelled")
+    }
+
+    /// No upstream can take the request now.
     public static func serviceUnavailable(_ message: String, retryAfter: Int? = nil) -> LISAError {
-        LISAError(.unavailable, status: 503, message: message, code: "upstream_unavailable", retryAfter: retryAfter)
+        LISAError(.upstreamUnavailable, message, reason: "upstream_unavailable", retryAfter: retryAfter)
     }
 
-    /// 503: the model exists but is not serving (stopped, starting, failed, …).
+    /// The model exists but is not serving (stopped, starting, failed, …).
     public static func modelNotReady(_ modelID: String, status: String) -> LISAError {
-        LISAError(.unavailable, status: 503, message: "The model '\(modelID)' is \(status) and not serving requests.", code: "model_not_ready")
+        LISAError(.notReady, "The model '\(modelID)' is \(status) and not serving requests.", reason: "model_not_ready")
     }
 
-    /// 504: the upstream did not answer in time.
+    /// The upstream did not answer in time.
     public static func gatewayTimeout(_ message: String) -> LISAError {
-        LISAError(.timeout, status: 504, message: message, code: "upstream_timeout")
+        LISAError(.upstreamTimeout, message, reason: "upstream_timeout")
     }
 
-    /// 500: a fault in LISA itself. The message must not carry internal details.
-    public static func internalError(_ message: String = "The server had an error while processing your request.") -> LISAError {
-        LISAError(.server, status: 500, message: message, code: "internal_error")
+    /// A fault in LISA itself. The message must not carry internal details.
+    public static func internalError(
+        _ message: String = "The server had an error while processing your request.", underlying: (any Error & Sendable)? = nil
+    ) -> LISAError {
+        LISAError(.internalError, message, reason: "internal_error", underlying: underlying)
     }
 
-    /// An error with an upstream's own status and message, for 4xx answers that are the caller's fault.
+    /// The upstream's own refusal (a 4xx that is the caller's fault), passed on with its
+    /// status and message.
     public static func upstreamClientError(status: Int, body: ErrorResponse.Body) -> LISAError {
-        LISAError(.invalidRequest, status: status, message: body.message, param: body.param, code: body.code)
+        LISAError(.upstreamRejected, body.message, param: body.param, reason: body.code, upstreamStatus: status)
+    }
+}
+
+extension LISAError {
+    /// OpenAI's error `type` for this error.
+    public var openAIType: String {
+        switch code {
+        case .unauthenticated: "authentication_error"
+        case .permissionDenied: "permission_error"
+        case .rateLimited, .quotaExceeded: "rate_limit_error"
+        case .upstreamFailed, .upstreamUnavailable, .upstreamTimeout, .notReady, .cancelled: "upstream_error"
+        case .internalError: "server_error"
+        default: "invalid_request_error"
+        }
+    }
+
+    /// The error in OpenAI's envelope, as the OpenAI dialect (and its streams) carries it.
+    public var body: ErrorResponse.Body {
+        ErrorResponse.Body(message: message, type: openAIType, param: param, code: reason)
     }
 }

@@ -99,7 +99,7 @@ public final class Gateway: Sendable {
             let what = type == .embedding ? "embeddings" : "text generation"
             throw .invalidRequest(
                 "The model '\(modelID)' is a \(model.definition.modelType.rawValue) model and does not serve \(what).",
-                param: "model", code: "model_type_mismatch"
+                param: "model", reason: "model_type_mismatch"
             )
         }
         return model
@@ -154,7 +154,7 @@ public final class Gateway: Sendable {
             }
         }
         let error = lastError ?? .serviceUnavailable("The model '\(requested)' has no endpoint to send the request to.")
-        metrics.request(model: requested, endpoint: error.endpointLabel ?? "none", status: error.status, duration: ContinuousClock.now - start)
+        metrics.request(model: requested, endpoint: error.endpointLabel ?? "none", status: GatewayMetrics.statusLabel(for: error), duration: ContinuousClock.now - start)
         throw redacted(error, for: context)
     }
 
@@ -162,20 +162,20 @@ public final class Gateway: Sendable {
     /// administrators see them; everyone else a generic message with the request id (the
     /// detail is in the log under the same id).
     func redacted(_ error: LISAError, for context: InferenceContext) -> LISAError {
-        guard error.isUpstreamFailure, error.code != "cancelled", error.code != "model_not_ready", !access.isAdmin(context.principal) else {
+        guard error.isUpstreamFailure, error.code != .notReady, !access.isAdmin(context.principal) else {
             return error
         }
         context.logger.info(
             "upstream failure reported without detail", metadata: ["lisa.request_id": "\(context.requestID)", "lisa.detail": "\(error.message)"]
         )
         let what: String
-        switch error.status {
-        case 503: what = "is unavailable"
-        case 504: what = "did not answer in time"
+        switch error.code {
+        case .upstreamUnavailable: what = "is unavailable"
+        case .upstreamTimeout: what = "did not answer in time"
         default: what = "failed"
         }
         return error.replacingMessage(
-            "The upstream of the model \(what) (\(error.code ?? "upstream_error")). An administrator can find the details in LISA's log under request id \(context.requestID)."
+            "The upstream of the model \(what) (\(error.reason ?? "upstream_error")). An administrator can find the details in LISA's log under request id \(context.requestID)."
         )
     }
 
@@ -201,11 +201,11 @@ public final class Gateway: Sendable {
                     logger.warning("retry budget exhausted")
                     break
                 }
-                metrics.retry(model: requested, reason: lastError?.code ?? "error")
+                metrics.retry(model: requested, reason: lastError?.reason ?? "error")
                 do {
                     try await EventLoopTimer.sleep(for: model.retry.backoff(beforeRetry: attempt - 1, using: &generator))
                 } catch {
-                    throw .badGateway("The request was cancelled.", code: "cancelled")
+                    throw .cancelled()
                 }
             }
             guard let endpoint = model.pool.choose(affinityKey: sessionKey, excluding: tried, at: monotonicSeconds()) else {
@@ -269,7 +269,7 @@ public final class Gateway: Sendable {
             case .connectFailed(let why):
                 endpoint.record(.failure, at: monotonicSeconds())
                 throw LISAError.badGateway(
-                    "No endpoint of the model '\(modelID)' could be reached (\(why)).", code: "upstream_unreachable"
+                    "No endpoint of the model '\(modelID)' could be reached (\(why)).", reason: "upstream_unreachable"
                 ).markedRetriable
             case .tls(let detail):
                 endpoint.record(.failure, at: monotonicSeconds())
@@ -277,19 +277,19 @@ public final class Gateway: Sendable {
                 let why = await TLSDiagnosis.explain(url: endpoint.definition.url, tls: tls, fallback: detail)
                 logger.warning("upstream TLS failed", metadata: ["lisa.endpoint": "\(endpoint.label)", "lisa.reason": "\(why)"])
                 throw LISAError.badGateway(
-                    "TLS with endpoint \(endpoint.label) of model '\(modelID)' failed: \(why).", code: "upstream_tls_error"
+                    "TLS with endpoint \(endpoint.label) of model '\(modelID)' failed: \(why).", reason: "upstream_tls_error"
                 ).markedRetriable
             case .connectionClosed:
                 endpoint.record(.failure, at: monotonicSeconds())
                 throw LISAError.badGateway(
-                    "The upstream of model '\(modelID)' closed the connection before answering.", code: "upstream_closed"
+                    "The upstream of model '\(modelID)' closed the connection before answering.", reason: "upstream_closed"
                 ).markedRetriable
             case .timedOut:
                 endpoint.record(.failure, at: monotonicSeconds())
                 throw .gatewayTimeout("The upstream of model '\(modelID)' did not answer in time.")
             case .cancelled:
                 endpoint.record(.abandoned, at: monotonicSeconds())
-                throw .badGateway("The request was cancelled.", code: "cancelled")
+                throw .cancelled()
             case .other:
                 endpoint.record(.failure, at: monotonicSeconds())
                 throw .badGateway("The upstream of model '\(modelID)' failed before answering.")
@@ -320,7 +320,6 @@ public final class Gateway: Sendable {
         let metrics = self.metrics
         if stream && contentType.lowercased().hasPrefix("text/event-stream") {
             metrics.overhead(model: requested, (ContinuousClock.now - start) - firstByte)
-            let status = response.status
             let label = endpoint.label
             let relay = ServerSentEventRelay(
                 body: response.body, modelID: requested, logger: logger.withMetadata, deadline: sent + total
@@ -329,9 +328,9 @@ public final class Gateway: Sendable {
                 if let firstEvent = summary.firstEvent { metrics.timeToFirstToken(model: requested, firstEvent - start) }
                 if let usage = summary.usage { metrics.tokens(model: requested, usage: usage) }
                 if summary.failed { metrics.streamError(model: requested) }
-                metrics.request(model: requested, endpoint: label, status: status, duration: ContinuousClock.now - start)
+                metrics.request(model: requested, endpoint: label, status: GatewayMetrics.statusLabel(for: nil), duration: ContinuousClock.now - start)
             }
-            return GatewayResponse(status: response.status, contentType: "text/event-stream", body: .eventStream(relay))
+            return GatewayResponse(contentType: "text/event-stream", body: .eventStream(relay))
         }
         let buffer: ByteBuffer
         do {
@@ -346,7 +345,7 @@ public final class Gateway: Sendable {
             endpoint.end()
         } catch {
             endpoint.end()
-            if Task.isCancelled { throw .badGateway("The request was cancelled.", code: "cancelled") }
+            if Task.isCancelled { throw .cancelled() }
             logger.warning("reading the upstream answer failed", metadata: ["lisa.reason": "\(error)"])
             if case .timedOut = error.reason {
                 throw .gatewayTimeout("The upstream of model '\(modelID)' did not answer in time.")
@@ -359,14 +358,14 @@ public final class Gateway: Sendable {
         if let usageBytes = JSONMemberScanner.value(of: "usage", in: buffer), let usage = try? JSONDecoder().decode(Usage.self, from: usageBytes) {
             metrics.tokens(model: requested, usage: usage)
         }
-        metrics.request(model: requested, endpoint: endpoint.label, status: response.status, duration: finished - start)
+        metrics.request(model: requested, endpoint: endpoint.label, status: GatewayMetrics.statusLabel(for: nil), duration: finished - start)
         // LISA answers these routes with JSON only: whatever the upstream labelled its body,
         // it is never relayed as HTML or script from LISA's origin.
         guard buffer.readableBytesView.first(where: { ![0x20, 0x0A, 0x0D, 0x09].contains($0) }) == UInt8(ascii: "{") else {
             logger.warning("upstream answered a body that is not a JSON object", metadata: ["lisa.content_type": "\(contentType)"])
-            throw .badGateway("The upstream of model '\(modelID)' answered with something other than a JSON object.", code: "upstream_invalid_response")
+            throw .badGateway("The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
         }
-        return GatewayResponse(status: response.status, contentType: "application/json", body: .buffer(buffer))
+        return GatewayResponse(contentType: "application/json", body: .buffer(buffer))
     }
 
     /// Runs `operation`, failing it with `.timedOut` if it has not returned within `seconds`.
@@ -401,10 +400,10 @@ public final class Gateway: Sendable {
             let body = upstream ?? ErrorResponse.Body(message: detail, type: "invalid_request_error")
             return .upstreamClientError(status: status == 422 ? 400 : status, body: body)
         case 401, 403:
-            return .badGateway("The upstream of model '\(modelID)' rejected LISA's credentials (HTTP \(status)).", code: "upstream_auth_failed")
+            return .badGateway("The upstream of model '\(modelID)' rejected LISA's credentials (HTTP \(status)).", reason: "upstream_auth_failed")
         case 404:
             return .badGateway(
-                "The upstream of model '\(modelID)' answered 404; check the model's modelName and URL\(suffix)", code: "upstream_not_found"
+                "The upstream of model '\(modelID)' answered 404; check the model's modelName and URL\(suffix)", reason: "upstream_not_found"
             )
         case 429:
             let retryAfter = headers.first(name: "Retry-After").flatMap { Int($0) }

@@ -4,7 +4,8 @@ import Logging
 import NIOCore
 import Synchronization
 
-/// What the gateway answers an inference request with, independent of any HTTP server.
+/// What the gateway answers an inference request with, independent of any HTTP server:
+/// a successful answer (failures are thrown as ``LISAError``s).
 public struct GatewayResponse: Sendable {
     /// A complete body, or server-sent events relayed as they arrive.
     public enum Body: Sendable {
@@ -12,12 +13,11 @@ public struct GatewayResponse: Sendable {
         case eventStream(ServerSentEventRelay)
     }
 
-    public var status: Int
+    /// The body's media type: `application/json` or `text/event-stream`.
     public var contentType: String
     public var body: Body
 
-    public init(status: Int, contentType: String, body: Body) {
-        self.status = status
+    public init(contentType: String, body: Body) {
         self.contentType = contentType
         self.body = body
     }
@@ -49,6 +49,8 @@ public struct ServerSentEventRelay: Sendable {
     /// Reports the summary once: when the stream ends, or when the last copy of the relay is
     /// released without having been pumped (the client left before the answer started).
     private let tracker: Tracker
+    /// An event to send just before the upstream's `data: [DONE]` (grounded chat's sources).
+    private var injector: SourcesInjector?
 
     /// - Parameters:
     ///   - deadline: when the whole stream must have ended (the model's total timeout).
@@ -65,10 +67,24 @@ public struct ServerSentEventRelay: Sendable {
         self.tracker = Tracker(onFinish)
     }
 
+    /// This relay with `event` sent just before the upstream's `data: [DONE]`; a stream that
+    /// ends with an error gets none (it would describe an answer that failed).
+    public func injecting(beforeDone event: ByteBuffer) -> ServerSentEventRelay {
+        var copy = self
+        copy.injector = SourcesInjector(event: event)
+        return copy
+    }
+
     /// Relays every event to `sink` as it arrives, then returns. Cancelling the calling task
     /// cancels the upstream request.
-    public func pump(into sink: @escaping @Sendable (ByteBuffer) async throws -> Void) async throws {
+    public func pump(into target: @escaping @Sendable (ByteBuffer) async throws -> Void) async throws {
         let (body, modelID, logger, tracker) = (self.body, self.modelID, self.logger, self.tracker)
+        let sink: @Sendable (ByteBuffer) async throws -> Void =
+            if let injector {
+                { chunk in for piece in injector.process(chunk) { try await target(piece) } }
+            } else {
+                target
+            }
         let completed = try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
                 var iterator = AsyncIterator(upstream: body.makeAsyncIterator(), modelID: modelID, logger: logger, tracker: tracker)

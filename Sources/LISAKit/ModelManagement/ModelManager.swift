@@ -124,7 +124,7 @@ public final class ModelManager: Service, Sendable {
         if let existing = registry.model(definition.modelId) {
             throw LISAError.conflict(
                 "A model with modelId '\(definition.modelId)' already exists (\(existing.source.rawValue), \(existing.status.rawValue)).",
-                code: "model_exists"
+                reason: "model_exists"
             )
         }
         var status = try Self.next(.create, from: nil)
@@ -181,7 +181,7 @@ public final class ModelManager: Service, Sendable {
         if definition.launch != current.definition.launch && ![.stopped, .failed].contains(current.status) {
             throw LISAError.conflict(
                 "A hosted model's launch spec changes only while it is Stopped (it is \(current.status.rawValue)); stop it first.",
-                code: "model_status_conflict"
+                reason: "model_status_conflict"
             )
         }
         // Models with endpoints apply the change at once; hosted ones go through Updating
@@ -220,7 +220,7 @@ public final class ModelManager: Service, Sendable {
             if !users.isEmpty {
                 throw LISAError.conflict(
                     "The model '\(id)' is the embedding model of repositories \(users.joined(separator: ", ")); delete or change those first.",
-                    code: "model_in_use"
+                    reason: "model_in_use"
                 )
             }
         }
@@ -277,7 +277,7 @@ public final class ModelManager: Service, Sendable {
     private func storedModel(_ id: String) async throws -> StoredModel {
         if let model = try await store.model(id: id) { return model }
         if configured.contains(where: { $0.modelId == id }) {
-            throw LISAError.conflict("The model '\(id)' is declared in the configuration file; change it there.", code: "model_in_configuration")
+            throw LISAError.conflict("The model '\(id)' is declared in the configuration file; change it there.", reason: "model_in_configuration")
         }
         throw LISAError.modelNotFound(id)
     }
@@ -285,14 +285,14 @@ public final class ModelManager: Service, Sendable {
     static func next(_ action: ModelAction, from status: ModelStatus?) throws(LISAError) -> ModelStatus {
         switch ModelLifecycle.status(after: action, from: status) {
         case .success(let next): return next
-        case .failure(let refusal): throw .conflict(refusal.message, code: "model_status_conflict")
+        case .failure(let refusal): throw .conflict(refusal.message, reason: "model_status_conflict")
         }
     }
 
     /// The error for a compare-and-set that lost: the model moved (or went) meanwhile.
     private func raced(_ id: String, action: ModelAction) async throws -> LISAError {
         guard let now = try await store.model(id: id) else { return .modelNotFound(id) }
-        return .conflict(LifecycleRefusal(action: action, current: now.status).message, code: "model_status_conflict")
+        return .conflict(LifecycleRefusal(action: action, current: now.status).message, reason: "model_status_conflict")
     }
 
     // MARK: - Draining

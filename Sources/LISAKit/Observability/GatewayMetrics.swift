@@ -24,6 +24,28 @@ public final class GatewayMetrics: Sendable {
     }
 
     /// One client request finished (or its stream started, for streaming requests).
+    /// The `status` label of `lisa_requests_total`: the status LISAServe answers with, so
+    /// dashboards read the same whichever binding serves the request.
+    static func statusLabel(for error: LISAError?) -> Int {
+        guard let error else { return 200 }
+        switch error.code {
+        case .invalidRequest: return 400
+        case .unauthenticated: return 401
+        case .permissionDenied: return 403
+        case .notFound: return 404
+        case .operationNotAllowed: return 405
+        case .conflict: return 409
+        case .tooLarge: return 413
+        case .unsupportedContent: return 415
+        case .rateLimited, .quotaExceeded: return 429
+        case .upstreamRejected: return error.upstreamStatus.flatMap { (400..<500).contains($0) ? $0 : nil } ?? 502
+        case .upstreamFailed, .cancelled: return 502
+        case .upstreamUnavailable, .notReady: return 503
+        case .upstreamTimeout: return 504
+        default: return 500
+        }
+    }
+
     func request(model: String, endpoint: String, status: Int, duration: Duration) {
         registry.makeCounter(
             name: "lisa_requests_total", labels: [("model", model), ("endpoint", endpoint), ("status", String(status))],

@@ -110,7 +110,7 @@ public final class RAGService: Service, Sendable {
         _ = try vectors(for: repository)
         try checkEmbeddingModel(repository.embeddingModelId, param: "embeddingModelId")
         if try await store.record(kind: Self.repositoryKind, id: repository.repositoryId) != nil {
-            throw LISAError.conflict("A repository '\(repository.repositoryId)' already exists.", code: "repository_exists")
+            throw LISAError.conflict("A repository '\(repository.repositoryId)' already exists.", reason: "repository_exists")
         }
         repository.createdBy = principal.username
         repository.createdAt = Date()
@@ -140,7 +140,7 @@ public final class RAGService: Service, Sendable {
     /// The repository, or 404 (also when the caller may not use it, so its name does not leak).
     public func repository(_ id: String, for principal: Principal) async throws -> RAGRepository {
         guard let repository = try await store.get(RAGRepository.self, kind: Self.repositoryKind, id: id), access.mayUse(repository, principal)
-        else { throw LISAError.notFound("The repository '\(id)' does not exist.", code: "repository_not_found") }
+        else { throw LISAError.notFound("The repository '\(id)' does not exist.", reason: "repository_not_found") }
         return repository
     }
 
@@ -225,7 +225,7 @@ public final class RAGService: Service, Sendable {
         )
         try chunking.validate()
         if try await store.record(kind: Self.collectionKind, id: collection.storeName) != nil {
-            throw LISAError.conflict("The collection '\(collection.collectionId)' already exists.", code: "collection_exists")
+            throw LISAError.conflict("The collection '\(collection.collectionId)' already exists.", reason: "collection_exists")
         }
         var stored = collection
         stored.createdBy = principal.username
@@ -243,7 +243,7 @@ public final class RAGService: Service, Sendable {
     private func collection(_ repository: RAGRepository, _ collectionId: String?) async throws -> RAGCollection {
         let id = collectionId ?? "default"
         guard let collection = try await store.get(RAGCollection.self, kind: Self.collectionKind, id: "\(repository.repositoryId)--\(id)") else {
-            throw LISAError.notFound("The repository '\(repository.repositoryId)' has no collection '\(id)'.", code: "collection_not_found")
+            throw LISAError.notFound("The repository '\(repository.repositoryId)' has no collection '\(id)'.", reason: "collection_not_found")
         }
         return collection
     }
@@ -355,7 +355,7 @@ public final class RAGService: Service, Sendable {
     public func job(_ jobId: String, of repositoryId: String, for principal: Principal) async throws -> IngestionJob {
         _ = try await repository(repositoryId, for: principal)
         guard let job = try await store.get(IngestionJob.self, kind: Self.jobKind, id: jobId), job.repositoryId == repositoryId else {
-            throw LISAError.notFound("No job '\(jobId)' in repository '\(repositoryId)'.", code: "job_not_found")
+            throw LISAError.notFound("No job '\(jobId)' in repository '\(repositoryId)'.", reason: "job_not_found")
         }
         return job
     }
@@ -370,7 +370,7 @@ public final class RAGService: Service, Sendable {
     public func deleteDocument(_ documentId: String, of repositoryId: String, by principal: Principal) async throws -> RAGDocument {
         let repository = try await repository(repositoryId, for: principal)
         guard let document = try await store.get(RAGDocument.self, kind: Self.documentKind, id: documentId), document.repositoryId == repositoryId
-        else { throw LISAError.notFound("No document '\(documentId)' in repository '\(repositoryId)'.", code: "document_not_found") }
+        else { throw LISAError.notFound("No document '\(documentId)' in repository '\(repositoryId)'.", reason: "document_not_found") }
         guard document.username == principal.username || access.isRAGAdmin(principal) else {
             throw LISAError.forbidden("Only the document's owner or a RAG administrator may delete it.")
         }
@@ -592,10 +592,6 @@ extension Gateway {
         let context = InferenceContext(requestID: "rag-\(UUID().uuidString.prefix(8))", principal: principal, logger: logger)
         let response = try await embeddings(body: body, context: context)
         guard case .buffer(let buffer) = response.body else { throw LISAError.badGateway("The embedding model streamed its answer.") }
-        guard response.status == 200 else {
-            let message = (try? JSONDecoder().decode(ErrorResponse.self, from: buffer))?.error.message ?? "status \(response.status)"
-            throw LISAError.badGateway("The embedding model '\(model)' failed: \(message)")
-        }
         let decoded = try JSONDecoder().decode(EmbeddingResponse.self, from: buffer)
         let vectors = decoded.data.sorted { $0.index < $1.index }.compactMap { $0.embedding.floatValues }
         guard vectors.count == texts.count else {

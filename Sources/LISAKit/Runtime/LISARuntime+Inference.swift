@@ -8,6 +8,33 @@ import Synchronization
 /// the upstream and metrics as a request through the server, with typed values and no HTTP
 /// server. The bytes go through the gateway's byte path, so both are one code path.
 extension LISARuntime {
+    /// The server's byte path: `body` goes upstream exactly as the client sent it (a chat
+    /// request with `lisa.rag` is grounded first: retrieval, a context message, and the
+    /// sources in the answer's `lisa` member or, streaming, in an event before `[DONE]`).
+    /// Every binding calls this; the typed calls below are built on it.
+    ///
+    /// - Throws: ``LISAError``.
+    public func forward(_ operation: UpstreamOperation, body: ByteBuffer, context: InferenceContext) async throws -> GatewayResponse {
+        switch operation {
+        case .completions:
+            return try await gateway.completions(body: body, context: context)
+        case .embeddings:
+            return try await gateway.embeddings(body: body, context: context)
+        case .chatCompletions:
+            guard let grounded = try await rag.ground(body, for: context.principal) else {
+                return try await gateway.chatCompletions(body: body, context: context)
+            }
+            var answer = try await gateway.chatCompletions(body: grounded.body, context: context)
+            switch answer.body {
+            case .buffer(let buffer):
+                answer.body = .buffer(RAGService.attach(grounded.sources, to: buffer))
+            case .eventStream(let relay):
+                answer.body = .eventStream(relay.injecting(beforeDone: RAGService.sourcesEvent(grounded.sources, model: "lisa")))
+            }
+            return answer
+        }
+    }
+
     /// A chat completion for `principal` (the admin key's principal by default). A request
     /// with `lisa.rag` is grounded first; the sources come back in the answer's `lisa` member
     /// (`additionalFields["lisa"]`).
@@ -18,10 +45,8 @@ extension LISARuntime {
     {
         var request = request
         request.stream = false
-        let (body, sources) = try await groundedBody(request, for: principal)
-        let answer = try await gateway.chatCompletions(body: body, context: context(principal, logger))
-        guard case .buffer(var buffer) = answer.body else { throw LISAError.badGateway("The upstream streamed an answer that was not asked for.") }
-        if let sources { buffer = RAGService.attach(sources, to: buffer) }
+        let answer = try await forward(.chatCompletions, body: try Self.encode(request), context: context(principal, logger))
+        guard case .buffer(let buffer) = answer.body else { throw LISAError.badGateway("The upstream streamed an answer that was not asked for.") }
         return try Self.decodeAnswer(ChatCompletion.self, from: buffer)
     }
 
@@ -36,8 +61,7 @@ extension LISARuntime {
             do {
                 var request = request
                 request.stream = true
-                let (body, _) = try await groundedBody(request, for: principal)
-                let answer = try await gateway.chatCompletions(body: body, context: context(principal, logger))
+                let answer = try await forward(.chatCompletions, body: try Self.encode(request), context: context(principal, logger))
                 guard case .eventStream(let relay) = answer.body else {
                     throw LISAError.badGateway("The upstream answered a stream request without a stream.")
                 }
@@ -70,10 +94,20 @@ extension LISARuntime {
     public func embeddings(_ request: EmbeddingRequest, as principal: Principal = .admin, logger: Logger? = nil) async throws
         -> EmbeddingResponse
     {
-        let body = try JSONEncoder().encodeAsByteBuffer(request, allocator: ByteBufferAllocator())
-        let answer = try await gateway.embeddings(body: body, context: context(principal, logger))
+        let answer = try await forward(.embeddings, body: try Self.encode(request), context: context(principal, logger))
         guard case .buffer(let buffer) = answer.body else { throw LISAError.badGateway("The embedding model streamed its answer.") }
         return try Self.decodeAnswer(EmbeddingResponse.self, from: buffer)
+    }
+
+    /// A text completion (`/v1/completions`) for `principal`.
+    public func completion(_ request: CompletionRequest, as principal: Principal = .admin, logger: Logger? = nil) async throws
+        -> Completion
+    {
+        var request = request
+        request.stream = false
+        let answer = try await forward(.completions, body: try Self.encode(request), context: context(principal, logger))
+        guard case .buffer(let buffer) = answer.body else { throw LISAError.badGateway("The upstream streamed an answer that was not asked for.") }
+        return try Self.decodeAnswer(Completion.self, from: buffer)
     }
 
     private func context(_ principal: Principal, _ logger: Logger?) -> InferenceContext {
@@ -83,10 +117,12 @@ extension LISARuntime {
         )
     }
 
-    private func groundedBody(_ request: ChatCompletionRequest, for principal: Principal) async throws -> (ByteBuffer, [RAGSource]?) {
-        let body = try JSONEncoder().encodeAsByteBuffer(request, allocator: ByteBufferAllocator())
-        guard let grounded = try await rag.ground(body, for: principal) else { return (body, nil) }
-        return (grounded.body, grounded.sources)
+    private static func encode(_ request: some Encodable) throws -> ByteBuffer {
+        do {
+            return try JSONEncoder().encodeAsByteBuffer(request, allocator: ByteBufferAllocator())
+        } catch {
+            throw LISAError.invalidRequest("The request cannot be encoded as JSON: \(error)")
+        }
     }
 
     private static func decodeAnswer<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {

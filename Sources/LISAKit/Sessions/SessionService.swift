@@ -104,7 +104,7 @@ public struct SessionService: Sendable {
 
     public func session(_ id: String, of principal: Principal) async throws -> ChatSession {
         guard let session = try await store.get(ChatSession.self, kind: Self.sessionKind, id: Self.key(principal, id)) else {
-            throw LISAError.notFound("The session '\(id)' does not exist.", code: "session_not_found")
+            throw LISAError.notFound("The session '\(id)' does not exist.", reason: "session_not_found")
         }
         return session
     }
@@ -139,7 +139,7 @@ public struct SessionService: Sendable {
         if usage.characters - (existing?.count ?? 0) + size > quotas.maxSessionBytesPerUser {
             throw LISAError.payloadTooLarge(
                 "Saving this session would take your sessions past \(quotas.maxSessionBytesPerUser) characters (quotas.maxSessionBytesPerUser); delete some first.",
-                code: "quota_exceeded"
+                reason: "quota_exceeded"
             )
         }
     }
@@ -156,7 +156,7 @@ public struct SessionService: Sendable {
 
     public func delete(_ id: String, of principal: Principal) async throws {
         guard try await store.deleteRecord(kind: Self.sessionKind, id: Self.key(principal, id)) else {
-            throw LISAError.notFound("The session '\(id)' does not exist.", code: "session_not_found")
+            throw LISAError.notFound("The session '\(id)' does not exist.", reason: "session_not_found")
         }
     }
 
@@ -184,7 +184,7 @@ public struct SessionService: Sendable {
 
     public func template(_ id: String, for principal: Principal) async throws -> PromptTemplate {
         guard let template = try await store.get(PromptTemplate.self, kind: Self.templateKind, id: id), mayRead(template, principal) else {
-            throw LISAError.notFound("The prompt template '\(id)' does not exist.", code: "prompt_template_not_found")
+            throw LISAError.notFound("The prompt template '\(id)' does not exist.", reason: "prompt_template_not_found")
         }
         return template
     }

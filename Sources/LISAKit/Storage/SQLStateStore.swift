@@ -189,7 +189,7 @@ public final class SQLStateStore: StateStore {
             [.text(model.modelId), .text(try Self.json(model)), .text(status.rawValue), .double(now), .double(now)]
         )
         if rows.isEmpty {
-            throw LISAError.conflict("A model with modelId '\(model.modelId)' already exists.", code: "model_exists")
+            throw LISAError.conflict("A model with modelId '\(model.modelId)' already exists.", reason: "model_exists")
         }
         await publish(StateChange(kind: .model, id: model.modelId))
         return StoredModel(definition: model, status: status, createdAt: now, updatedAt: now)

@@ -166,13 +166,13 @@ extension VectorStore {
     }
 
     static func missing(_ name: String) -> LISAError {
-        .notFound("The collection '\(name)' does not exist.", code: "collection_not_found")
+        .notFound("The collection '\(name)' does not exist.", reason: "collection_not_found")
     }
 
     static func conflict(_ existing: VectorCollection) -> LISAError {
         .conflict(
             "The collection '\(existing.name)' exists with dimension \(existing.dimension) and metric \(existing.metric.rawValue).",
-            code: "collection_exists"
+            reason: "collection_exists"
         )
     }
 }
