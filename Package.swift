@@ -9,6 +9,9 @@ let package = Package(
     name: "lisa-swift",
     platforms: [.macOS(.v15)],
     products: [
+        .library(name: "LISAOpenAI", targets: ["LISAOpenAI"]),
+        .library(name: "LISAAPI", targets: ["LISAAPI"]),
+        .library(name: "LISAClient", targets: ["LISAClient"]),
         .library(name: "LISAKit", targets: ["LISAKit"]),
         .library(name: "LISAHummingbird", targets: ["LISAHummingbird"]),
         .library(name: "LISAKitTesting", targets: ["LISAKitTesting"]),
@@ -40,11 +43,39 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
     ],
     targets: [
-        // The library: schemas, providers, routing, storage, auth, configuration, client.
-        // It never imports Hummingbird, so it can be embedded in any Swift service.
+        // Light modules, for clients that need no server (lisactl, scripts):
+        // the OpenAI dialect's schemas and SSE codec (NIOCore only) …
+        .target(
+            name: "LISAOpenAI",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        // … the vocabulary of LISA's own API (model definitions, repositories, tokens,
+        // principals, LISAError) …
+        .target(
+            name: "LISAAPI",
+            dependencies: ["LISAOpenAI"],
+            swiftSettings: swiftSettings
+        ),
+        // … and the typed HTTP client of a LISA server.
+        .target(
+            name: "LISAClient",
+            dependencies: [
+                "LISAOpenAI", "LISAAPI",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The library: providers, routing, storage, auth, configuration, RAG, the runtime.
+        // It never imports Hummingbird, so it can be embedded in any Swift service; it
+        // re-exports LISAOpenAI and LISAAPI.
         .target(
             name: "LISAKit",
             dependencies: [
+                "LISAOpenAI", "LISAAPI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -116,7 +147,7 @@ let package = Package(
         .executableTarget(
             name: "lisactl",
             dependencies: [
-                "LISAKit",
+                "LISAClient", "LISAAPI", "LISAOpenAI",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -148,7 +179,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "ClientScript",
-            dependencies: ["LISAKit"],
+            dependencies: ["LISAClient"],
             path: "Examples/ClientScript/Sources/ClientScript",
             swiftSettings: swiftSettings
         ),

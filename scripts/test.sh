@@ -47,6 +47,9 @@ trap './scripts/postgres.sh stop' EXIT
 # One debug build of everything: library, executables, examples, tests.
 swift build --build-tests
 
+echo "== Module graph (lisactl and the client example carry no server)"
+./scripts/check-module-graph.sh
+
 echo "== Swift tests"
 swift test --skip-build
 

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import LISAKit
+import LISAClient
 
 /// `lisactl`: control a LISA server from the shell.
 @main
@@ -486,7 +486,7 @@ struct TokensCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                var request = APITokenService.CreateRequest(name: name, groups: group.isEmpty ? nil : group, expiresInDays: expiresInDays)
+                var request = APITokenCreateRequest(name: name, groups: group.isEmpty ? nil : group, expiresInDays: expiresInDays)
                 request.isSystemToken = system ? true : nil
                 let created = try await global.makeClient().createToken(request, for: user)
                 switch global.output {

@@ -1,5 +1,5 @@
 import Foundation
-import LISAKit
+import LISAClient
 import Yams
 
 /// Reads one model definition from a YAML or JSON file.

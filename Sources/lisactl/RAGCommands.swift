@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import LISAKit
+import LISAClient
 
 /// `lisactl repos create|list|delete`.
 struct ReposCommand: AsyncParsableCommand {

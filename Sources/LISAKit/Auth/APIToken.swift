@@ -49,18 +49,8 @@ public struct APIToken: Sendable, Hashable, Codable {
         )
     }
 
-    /// What `GET /api-tokens` returns for a token.
-    public struct View: Sendable, Hashable, Codable {
-        public var id: String
-        public var name: String
-        public var username: String
-        public var groups: [String]
-        public var createdBy: String
-        public var createdAt: Date
-        public var expiresAt: Date?
-        public var isSystemToken: Bool
-        public var rateLimit: RateLimitConfiguration.Limit?
-    }
+    /// What `GET /api-tokens` returns for a token (``APITokenView``).
+    public typealias View = APITokenView
 
     /// The prefix every token secret starts with, so leaked tokens are recognisable.
     public static let secretPrefix = "lisa_"

@@ -168,11 +168,8 @@ public final class AdminKeyring: Sendable {
         return (keyring, generated)
     }
 
-    /// A rotated key: the new secret (shown once) and until when the old one still works.
-    public struct Rotation: Sendable, Codable {
-        public var adminKey: String
-        public var previousKeyValidUntil: Date
-    }
+    /// A rotated key (``AdminKeyRotation``).
+    public typealias Rotation = AdminKeyRotation
 
     /// Replaces the key with a new one; the old one keeps working for `gracePeriod` seconds.
     /// Stored before it takes effect, so a restart keeps the new key.

@@ -74,31 +74,10 @@ public struct APITokenService: Sendable {
         self.logger = logger
     }
 
-    /// What a caller asks for when creating a token.
-    public struct CreateRequest: Sendable, Codable {
-        public var name: String
-        /// For admins creating a token for someone else: its groups. Ignored otherwise.
-        public var groups: [String]?
-        /// Days until expiry (1…3650); default 90.
-        public var expiresInDays: Int?
-        /// Admin only: a system token (may have `expiresInDays` omitted for no expiry, with `noExpiry: true`).
-        public var isSystemToken: Bool?
-        public var noExpiry: Bool?
-        /// Admin only: a rate limit for this token, overriding the configured ones.
-        public var rateLimit: RateLimitConfiguration.Limit?
-
-        public init(name: String, groups: [String]? = nil, expiresInDays: Int? = nil) {
-            self.name = name
-            self.groups = groups
-            self.expiresInDays = expiresInDays
-        }
-    }
-
-    /// A created token: its record and the secret, shown this once.
-    public struct Created: Sendable, Codable {
-        public var token: String
-        public var tokenInfo: APIToken.View
-    }
+    /// What a caller asks for when creating a token (``APITokenCreateRequest``).
+    public typealias CreateRequest = APITokenCreateRequest
+    /// A created token and its secret (``APITokenCreated``).
+    public typealias Created = APITokenCreated
 
     /// Creates a token for `username` (the caller's own when `nil`).
     public func create(_ request: CreateRequest, for username: String?, by caller: Principal) async throws -> Created {

@@ -242,14 +242,6 @@ public struct LISAConfiguration: Sendable {
     }
 }
 
-/// A configuration that cannot be used, with a message naming the key and the problem.
-public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-
-    public init(_ description: String) {
-        self.description = description
-    }
-}
 
 /// The file's shape. Every member is optional: what is absent keeps its default.
 struct ConfigurationFile: Decodable {

@@ -6,20 +6,6 @@ import NIOCore
 import ServiceLifecycle
 import Synchronization
 
-extension AccessConfiguration {
-    /// Whether `principal` may manage RAG repositories and collections.
-    public func isRAGAdmin(_ principal: Principal) -> Bool {
-        isAdmin(principal) || ragAdminGroup.map(principal.groups.contains) == true
-    }
-
-    /// Whether `principal` may search a repository and add documents to it.
-    public func mayUse(_ repository: RAGRepository, _ principal: Principal) -> Bool {
-        isRAGAdmin(principal)
-            || (mayCallInference(principal)
-                && (repository.allowedGroups.isEmpty || !Set(repository.allowedGroups).isDisjoint(with: principal.groups)))
-    }
-}
-
 /// Retrieval-augmented generation: repositories of documents on a vector store, ingestion
 /// jobs (parse → chunk → embed through the router → store, all or nothing), similarity
 /// search, and grounding of chat requests.

@@ -5,22 +5,8 @@ import Foundation
 ///
 /// A pure state machine: time comes in as an argument, so it is tested without waiting.
 public struct CircuitBreaker: Sendable, Hashable {
-    /// Thresholds. Defaults: open after 5 consecutive failures, retry after 30 s.
-    public struct Configuration: Sendable, Hashable, Codable {
-        public var failureThreshold: Int = 5
-        public var cooldownSeconds: Double = 30
-
-        public init(failureThreshold: Int = 5, cooldownSeconds: Double = 30) {
-            self.failureThreshold = failureThreshold
-            self.cooldownSeconds = cooldownSeconds
-        }
-
-        public init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            failureThreshold = try c.decodeIfPresent(Int.self, forKey: .failureThreshold) ?? 5
-            cooldownSeconds = try c.decodeIfPresent(Double.self, forKey: .cooldownSeconds) ?? 30
-        }
-    }
+    /// Thresholds (``CircuitBreakerConfiguration``).
+    public typealias Configuration = CircuitBreakerConfiguration
 
     /// Where the circuit stands.
     public enum State: Sendable, Hashable {

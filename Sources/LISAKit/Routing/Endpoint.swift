@@ -120,18 +120,6 @@ public final class Endpoint: Sendable {
     }
 }
 
-/// An endpoint's routing state, as `GET /models/{id}` shows it.
-public struct EndpointStatus: Sendable, Hashable, Codable {
-    public var url: String
-    public var weight: Int
-    /// Active-probe health (always `true` without probes).
-    public var healthy: Bool
-    /// `closed`, `open` or `half_open`.
-    public var circuit: String
-    public var inFlight: Int
-    public var ewmaLatencyMilliseconds: Double
-}
-
 /// A model's endpoints and the balancer that chooses among them.
 public final class EndpointPool: Sendable {
     public let endpoints: [Endpoint]

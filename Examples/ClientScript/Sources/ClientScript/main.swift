@@ -2,7 +2,7 @@
 //
 //   LISA_URL=http://127.0.0.1:8080 LISA_API_KEY=… swift run ClientScript chat-small "Why is the sky blue?"
 import Foundation
-import LISAKit
+import LISAClient
 
 let environment = ProcessInfo.processInfo.environment
 let arguments = CommandLine.arguments.dropFirst()

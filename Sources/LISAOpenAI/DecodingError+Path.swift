@@ -25,7 +25,7 @@ extension DecodingError {
     }
 
     /// Renders a coding path as `a.b[0].c`; the empty path is the document root.
-    static func path(_ codingPath: [any CodingKey]) -> String {
+    package static func path(_ codingPath: [any CodingKey]) -> String {
         var result = ""
         for key in codingPath {
             if let index = key.intValue {

@@ -1,4 +1,5 @@
 import Foundation
+import LISAOpenAI
 
 /// Per-model timeouts. The connect timeout is global (`upstream.connectTimeoutSeconds`).
 public struct ModelTimeouts: Sendable, Hashable, Codable {

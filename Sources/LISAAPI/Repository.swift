@@ -1,4 +1,5 @@
 import Foundation
+import LISAOpenAI
 
 /// Which vector store a repository lives on.
 public enum RepositoryType: String, Sendable, Codable {
@@ -28,9 +29,14 @@ public struct RAGRepository: Sendable, Hashable, Codable {
     public var createdAt: Date?
 
     /// Which store instance serves a repository: the same id and cluster settings.
-    struct ID: Hashable, Sendable {
-        var repositoryId: String
-        var settings: OpenSearchSettings
+    package struct ID: Hashable, Sendable {
+        package var repositoryId: String
+        package var settings: OpenSearchSettings
+
+        package init(repositoryId: String, settings: OpenSearchSettings) {
+            self.repositoryId = repositoryId
+            self.settings = settings
+        }
     }
 
     /// A copy safe to show: the OpenSearch password masked.
@@ -68,10 +74,10 @@ public struct RAGRepository: Sendable, Hashable, Codable {
     /// Repository and collection ids: 1–30 of lowercase letters, digits, `_` and `-`
     /// (no `--`), starting with a letter or digit.
     public static func isValidID(_ id: String) -> Bool {
-        id.utf8.count <= 30 && !id.contains("--") && VectorCollection.isValidName(id)
+        id.utf8.count <= 30 && !id.contains("--") && CollectionName.isValid(id)
     }
 
-    func validate() throws(LISAError) {
+    package func validate() throws(LISAError) {
         guard Self.isValidID(repositoryId) else {
             throw .invalidRequest(
                 "repositoryId must be 1-30 lowercase letters, digits, '_' or '-' (no '--'), starting with a letter or digit.",
@@ -109,7 +115,7 @@ public struct RAGCollection: Sendable, Hashable, Codable {
     }
 
     /// The vector store collection behind it.
-    var storeName: String { "\(repositoryId)--\(collectionId)" }
+    package var storeName: String { "\(repositoryId)--\(collectionId)" }
 }
 
 /// A document ingested into a collection.
@@ -123,6 +129,18 @@ public struct RAGDocument: Sendable, Hashable, Codable {
     public var chunkSize: Int?
     public var chunkOverlap: Int?
     public var createdAt: Date
+
+    public init(documentId: String, repositoryId: String, collectionId: String, documentName: String, username: String, chunks: Int, chunkSize: Int? = nil, chunkOverlap: Int? = nil, createdAt: Date) {
+        self.documentId = documentId
+        self.repositoryId = repositoryId
+        self.collectionId = collectionId
+        self.documentName = documentName
+        self.username = username
+        self.chunks = chunks
+        self.chunkSize = chunkSize
+        self.chunkOverlap = chunkOverlap
+        self.createdAt = createdAt
+    }
 }
 
 /// An ingestion job's status, with LISA's names.
@@ -153,8 +171,26 @@ public struct IngestionJob: Sendable, Hashable, Codable {
     public var createdAt: Date
     public var updatedAt: Date
 
-    var chunking: ChunkingStrategy {
+    package var chunking: ChunkingStrategy {
         chunkingStrategy == "none" ? .none : .recursive(size: chunkSize ?? 512, overlap: chunkOverlap ?? 51)
+    }
+
+    public init(jobId: String, repositoryId: String, collectionId: String, documentId: String, documentName: String, username: String, status: IngestionStatus, reason: String? = nil, chunkSize: Int? = nil, chunkOverlap: Int? = nil, chunkingStrategy: String? = nil, chunks: Int? = nil, attempts: Int? = nil, createdAt: Date, updatedAt: Date) {
+        self.jobId = jobId
+        self.repositoryId = repositoryId
+        self.collectionId = collectionId
+        self.documentId = documentId
+        self.documentName = documentName
+        self.username = username
+        self.status = status
+        self.reason = reason
+        self.chunkSize = chunkSize
+        self.chunkOverlap = chunkOverlap
+        self.chunkingStrategy = chunkingStrategy
+        self.chunks = chunks
+        self.attempts = attempts
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
     }
 }
 
@@ -167,4 +203,14 @@ public struct RAGSource: Sendable, Hashable, Codable {
     public var chunkId: String
     public var text: String
     public var score: Float
+
+    public init(documentId: String, documentName: String, repositoryId: String, collectionId: String, chunkId: String, text: String, score: Float) {
+        self.documentId = documentId
+        self.documentName = documentName
+        self.repositoryId = repositoryId
+        self.collectionId = collectionId
+        self.chunkId = chunkId
+        self.text = text
+        self.score = score
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import LISAOpenAI
 
 /// What a model does: generate text or compute embeddings. Unknown values are kept.
 public enum ModelType: OpenStringEnum {
@@ -115,7 +116,7 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
     public var timeouts: ModelTimeouts?
     /// Active probes; `nil`: none (passive outlier detection still applies).
     public var healthCheck: HealthCheckConfiguration?
-    public var circuitBreaker: CircuitBreaker.Configuration?
+    public var circuitBreaker: CircuitBreakerConfiguration?
     public var retry: RetryConfiguration?
     /// For `lisa_hosted` models: how many replicas to run, and when to scale.
     public var autoScalingConfig: AutoScalingConfig?
@@ -167,7 +168,7 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
         fallbacks = try c.decodeIfPresent([String].self, forKey: .fallbacks) ?? []
         timeouts = try c.decodeIfPresent(ModelTimeouts.self, forKey: .timeouts)
         healthCheck = try c.decodeIfPresent(HealthCheckConfiguration.self, forKey: .healthCheck)
-        circuitBreaker = try c.decodeIfPresent(CircuitBreaker.Configuration.self, forKey: .circuitBreaker)
+        circuitBreaker = try c.decodeIfPresent(CircuitBreakerConfiguration.self, forKey: .circuitBreaker)
         retry = try c.decodeIfPresent(RetryConfiguration.self, forKey: .retry)
         autoScalingConfig = try c.decodeIfPresent(AutoScalingConfig.self, forKey: .autoScalingConfig)
         launch = try c.decodeIfPresent(LaunchSpec.self, forKey: .launch)
@@ -231,92 +232,6 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
             EndpointDefinition(url: $0.url, weight: $0.weight, apiKey: nil, maxInFlight: $0.maxInFlight, tls: $0.tls)
         }
         return copy
-    }
-
-    /// Checks the definition and reports the first problem as a 400 naming the field.
-    public func validate() throws(LISAError) {
-        guard Self.isValidModelID(modelId) else {
-            throw .invalidRequest(
-                "modelId must be 1-128 characters of letters, digits, '.', '_', '-' or ':' and start with a letter or digit.",
-                param: "modelId"
-            )
-        }
-        guard !modelName.trimmingCharacters(in: .whitespaces).isEmpty else {
-            throw .invalidRequest("modelName must not be empty.", param: "modelName")
-        }
-        switch modelType {
-        case .textgen, .embedding: break
-        case .other(let value):
-            throw .invalidRequest("modelType must be 'textgen' or 'embedding', not '\(value)'.", param: "modelType")
-        }
-        if let hostingType, HostingType(rawValue: hostingType) == nil {
-            throw .invalidRequest(
-                "hostingType must be 'third_party', 'internal_hosted' or 'lisa_hosted', not '\(hostingType)'.", param: "hostingType"
-            )
-        }
-        if isHosted {
-            guard let launch else {
-                throw .invalidRequest("A lisa_hosted model needs a launch spec (launch.command).", param: "launch")
-            }
-            guard endpoints.isEmpty, modelUrl == nil else {
-                throw .invalidRequest("A lisa_hosted model gets its endpoints from its replicas: remove modelUrl and endpoints.", param: "modelUrl")
-            }
-            try launch.validate()
-        } else {
-            if launch != nil {
-                throw .invalidRequest("launch applies to lisa_hosted models only; set hostingType: lisa_hosted.", param: "launch")
-            }
-            try validateEndpoints()
-        }
-        try autoScalingConfig?.validate()
-        if fallbacks.contains(modelId) {
-            throw .invalidRequest("A model cannot be its own fallback.", param: "fallbacks")
-        }
-        if let retry, !(1...10).contains(retry.maxAttempts) {
-            throw .invalidRequest("retry.maxAttempts must be between 1 and 10.", param: "retry.maxAttempts")
-        }
-        if let retry, !(0...1).contains(retry.budgetRatio) {
-            throw .invalidRequest("retry.budgetRatio must be between 0 and 1.", param: "retry.budgetRatio")
-        }
-        if let circuitBreaker, circuitBreaker.failureThreshold < 1 || circuitBreaker.cooldownSeconds < 0 {
-            throw .invalidRequest("circuitBreaker needs failureThreshold ≥ 1 and cooldownSeconds ≥ 0.", param: "circuitBreaker")
-        }
-        if let timeouts, (timeouts.firstByteSeconds ?? 1) <= 0 || (timeouts.totalSeconds ?? 1) <= 0 {
-            throw .invalidRequest("timeouts must be positive.", param: "timeouts")
-        }
-        if let healthCheck, !healthCheck.path.hasPrefix("/") || healthCheck.intervalSeconds <= 0 || healthCheck.timeoutSeconds <= 0 {
-            throw .invalidRequest("healthCheck needs a path starting with '/' and positive interval and timeout.", param: "healthCheck")
-        }
-    }
-
-    private func validateEndpoints() throws(LISAError) {
-        let endpoints = resolvedEndpoints
-        guard !endpoints.isEmpty else {
-            throw .invalidRequest("A model needs an endpoint: set modelUrl or endpoints.", param: "modelUrl")
-        }
-        for (index, endpoint) in endpoints.enumerated() {
-            let param = self.endpoints.isEmpty ? "modelUrl" : "endpoints[\(index)].url"
-            guard let url = URL(string: endpoint.url), let scheme = url.scheme?.lowercased(),
-                scheme == "http" || scheme == "https", let host = url.host, !host.isEmpty
-            else {
-                throw .invalidRequest("'\(endpoint.url)' is not an http or https URL.", param: param)
-            }
-            guard url.query == nil, url.fragment == nil else {
-                throw .invalidRequest("'\(endpoint.url)' must be a base URL without query or fragment.", param: param)
-            }
-            guard endpoint.weight >= 1 && endpoint.weight <= 1000 else {
-                throw .invalidRequest("Endpoint weight must be between 1 and 1000.", param: "endpoints[\(index)].weight")
-            }
-            if let cap = endpoint.maxInFlight, cap < 1 {
-                throw .invalidRequest("maxInFlight must be at least 1.", param: "endpoints[\(index)].maxInFlight")
-            }
-            if let tls = endpoint.tls {
-                guard scheme == "https" else {
-                    throw .invalidRequest("tls applies to https endpoints only.", param: "endpoints[\(index)].tls")
-                }
-                try tls.validate(param: "endpoints[\(index)].tls")
-            }
-        }
     }
 
     /// Whether a string is an acceptable `modelId`.

@@ -1,4 +1,5 @@
 import Foundation
+import LISAOpenAI
 
 /// Who is making a request, and how they proved it.
 public struct Principal: Sendable, Hashable, Codable {
@@ -109,5 +110,19 @@ public struct CallerIdentity: Sendable, Hashable, Codable {
         isRagAdmin = access.isRAGAdmin(principal)
         mayCallInference = access.mayCallInference(principal)
         mayCreateTokens = access.mayCreateOwnTokens(principal)
+    }
+}
+
+extension AccessConfiguration {
+    /// Whether `principal` may manage RAG repositories and collections.
+    public func isRAGAdmin(_ principal: Principal) -> Bool {
+        isAdmin(principal) || ragAdminGroup.map(principal.groups.contains) == true
+    }
+
+    /// Whether `principal` may search a repository and add documents to it.
+    public func mayUse(_ repository: RAGRepository, _ principal: Principal) -> Bool {
+        isRAGAdmin(principal)
+            || (mayCallInference(principal)
+                && (repository.allowedGroups.isEmpty || !Set(repository.allowedGroups).isDisjoint(with: principal.groups)))
     }
 }

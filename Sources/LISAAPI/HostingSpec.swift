@@ -1,4 +1,5 @@
 import Foundation
+import LISAOpenAI
 
 /// How LISA runs a `lisa_hosted` model's replicas (LISA's `autoScalingConfig`).
 public struct AutoScalingConfig: Sendable, Hashable, Codable {
@@ -73,7 +74,7 @@ public struct AutoScalingConfig: Sendable, Hashable, Codable {
         min(max(desiredCapacity ?? minCapacity, minCapacity), maxCapacity)
     }
 
-    func validate() throws(LISAError) {
+    package func validate() throws(LISAError) {
         guard minCapacity >= 0, maxCapacity >= 1, minCapacity <= maxCapacity, maxCapacity <= 64 else {
             throw .invalidRequest(
                 "autoScalingConfig needs 0 ≤ minCapacity ≤ maxCapacity, 1 ≤ maxCapacity ≤ 64.", param: "autoScalingConfig.maxCapacity"
@@ -150,7 +151,7 @@ public struct LaunchSpec: Sendable, Hashable, Codable {
         }
     }
 
-    func validate() throws(LISAError) {
+    package func validate() throws(LISAError) {
         let arguments = try Self.split(command)
         guard !arguments.isEmpty else { throw .invalidRequest("launch.command must not be empty.", param: "launch.command") }
         guard command.contains("{port}") else {
@@ -166,7 +167,7 @@ public struct LaunchSpec: Sendable, Hashable, Codable {
 
     /// Splits a command line into arguments: whitespace separates, single quotes keep
     /// everything literally, double quotes keep spaces, a backslash escapes one character.
-    static func split(_ line: String) throws(LISAError) -> [String] {
+    package static func split(_ line: String) throws(LISAError) -> [String] {
         var arguments: [String] = []
         var current = ""
         var inArgument = false

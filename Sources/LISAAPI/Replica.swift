@@ -1,4 +1,5 @@
 import Foundation
+import LISAOpenAI
 
 /// A model as stored: its definition (the desired state) and where its lifecycle stands.
 public struct StoredModel: Sendable, Hashable {

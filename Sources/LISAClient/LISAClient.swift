@@ -1,3 +1,5 @@
+@_exported import LISAAPI
+@_exported import LISAOpenAI
 import AsyncHTTPClient
 import Foundation
 import NIOCore
@@ -174,14 +176,14 @@ public struct LISAClient: Sendable {
     // MARK: API tokens
 
     /// `POST /api-tokens` (own token) or `POST /api-tokens/{username}` (admin, for a user).
-    public func createToken(_ request: APITokenService.CreateRequest, for username: String? = nil) async throws -> APITokenService.Created {
+    public func createToken(_ request: APITokenCreateRequest, for username: String? = nil) async throws -> APITokenCreated {
         let path = username.map { "/api-tokens/\(Self.escape($0))" } ?? "/api-tokens"
-        return try await send(.POST, path, body: request, as: APITokenService.Created.self)
+        return try await send(.POST, path, body: request, as: APITokenCreated.self)
     }
 
     /// `GET /api-tokens`: all tokens for admins, one's own otherwise.
-    public func tokens() async throws -> [APIToken.View] {
-        struct Envelope: Decodable { var tokens: [APIToken.View] }
+    public func tokens() async throws -> [APITokenView] {
+        struct Envelope: Decodable { var tokens: [APITokenView] }
         return try await send(.GET, "/api-tokens", as: Envelope.self).tokens
     }
 
@@ -191,9 +193,9 @@ public struct LISAClient: Sendable {
     }
 
     /// `POST /admin/rotate-key`: a new admin key (shown once); the old one works for `gracePeriodSeconds`.
-    public func rotateAdminKey(gracePeriodSeconds: Double? = nil) async throws -> AdminKeyring.Rotation {
+    public func rotateAdminKey(gracePeriodSeconds: Double? = nil) async throws -> AdminKeyRotation {
         struct Body: Encodable { var gracePeriodSeconds: Double? }
-        return try await send(.POST, "/admin/rotate-key", body: Body(gracePeriodSeconds: gracePeriodSeconds), as: AdminKeyring.Rotation.self)
+        return try await send(.POST, "/admin/rotate-key", body: Body(gracePeriodSeconds: gracePeriodSeconds), as: AdminKeyRotation.self)
     }
 
     // MARK: OpenAI API
@@ -306,8 +308,19 @@ public struct LISAClient: Sendable {
             throw LISAClientError(status: 0, message: "cannot reach \(baseURL): \(error)")
         } catch {
             if error is CancellationError { throw error }
-            throw LISAClientError(status: 0, message: "cannot reach \(baseURL): \(UpstreamFailure(classifying: error))")
+            throw LISAClientError(status: 0, message: "cannot reach \(baseURL): \(Self.describeConnectFailure(error))")
         }
+    }
+
+    /// A short reason for a failed connection: what a user can act on.
+    private static func describeConnectFailure(_ error: any Error) -> String {
+        let text = String(describing: error)
+        if text.contains("refused") || text.contains("ECONNREFUSED") { return "connection refused" }
+        if text.contains("reset by peer") || text.contains("ECONNRESET") { return "connection reset" }
+        if text.contains("unreachable") || text.contains("No route") { return "host unreachable" }
+        if text.lowercased().contains("resolve") || text.contains("getaddrinfo") { return "host name not resolved" }
+        if text.contains("SSL") || text.contains("TLS") || text.contains("certificate") { return "TLS failed: \(text)" }
+        return text
     }
 
     private static func encode<T: Encodable>(_ value: T) throws -> ByteBuffer {

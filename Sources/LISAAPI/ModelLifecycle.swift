@@ -1,4 +1,5 @@
 import Foundation
+import LISAOpenAI
 
 /// Where a model is in its life, with LISA's names.
 public enum ModelStatus: String, Sendable, Codable, CaseIterable {
@@ -97,5 +98,10 @@ public struct LifecycleRefusal: Error, Sendable, Equatable {
         guard let current else { return "The model does not exist." }
         if action == .create { return "A model with this modelId already exists (status \(current.rawValue))." }
         return "Cannot \(action.rawValue) the model while it is \(current.rawValue)."
+    }
+
+    public init(action: ModelAction, current: ModelStatus? = nil) {
+        self.action = action
+        self.current = current
     }
 }

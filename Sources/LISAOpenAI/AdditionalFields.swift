@@ -23,7 +23,7 @@ extension Decoder {
     ///
     /// This is how the OpenAI types stay lossless: vendor extensions (`top_k`,
     /// `repetition_penalty`, `chat_template_kwargs`, …) survive decode → encode.
-    func additionalFields<Known: CodingKey & CaseIterable>(excluding _: Known.Type) throws -> [String: JSONValue] {
+    package func additionalFields<Known: CodingKey & CaseIterable>(excluding _: Known.Type) throws -> [String: JSONValue] {
         let container = try self.container(keyedBy: AnyCodingKey.self)
         var fields: [String: JSONValue] = [:]
         // `Known(stringValue:)` is a synthesized switch: no allocation per key.
@@ -36,7 +36,7 @@ extension Decoder {
 
 extension Encoder {
     /// Writes members kept by ``Decoder/additionalFields(excluding:)`` back into the current object.
-    func encodeAdditionalFields(_ fields: [String: JSONValue]) throws {
+    package func encodeAdditionalFields(_ fields: [String: JSONValue]) throws {
         guard !fields.isEmpty else { return }
         var container = self.container(keyedBy: AnyCodingKey.self)
         for (name, value) in fields {
@@ -46,7 +46,7 @@ extension Encoder {
 }
 
 /// Decodes a string-backed enumeration that keeps values it does not know.
-protocol OpenStringEnum: RawRepresentable, Codable, Hashable, Sendable where RawValue == String {
+package protocol OpenStringEnum: RawRepresentable, Codable, Hashable, Sendable where RawValue == String {
     init(rawValue: String)
 }
 

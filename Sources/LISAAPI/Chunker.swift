@@ -1,4 +1,5 @@
 import Foundation
+import LISAOpenAI
 
 /// How documents are cut into chunks (LISA's `chunkingStrategy`).
 public enum ChunkingStrategy: Sendable, Hashable {

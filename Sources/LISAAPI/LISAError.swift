@@ -1,4 +1,5 @@
 import Foundation
+import LISAOpenAI
 
 /// An error LISAKit throws: what went wrong as a ``Code``, a message that is safe to show
 /// the caller, and the underlying error when there is one.
@@ -81,9 +82,9 @@ public struct LISAError: Error, Sendable, Equatable, CustomStringConvertible {
     public let underlying: (any Error & Sendable)?
     /// Whether the gateway may retry on another endpoint (nothing reached the client and
     /// another replica may do better).
-    var isRetriable = false
+    package var isRetriable = false
     /// The endpoint (`host:port`) whose answer this error reports, for metrics.
-    var endpointLabel: String?
+    package var endpointLabel: String?
 
     /// An error with a code and a message of your own (for conformers: stores, providers).
     public init(
@@ -123,7 +124,7 @@ public struct LISAError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Whether this error reports an upstream failure.
     public var isUpstreamFailure: Bool { code.isUpstreamFailure && code != .cancelled }
 
-    var markedRetriable: LISAError {
+    package var markedRetriable: LISAError {
         var copy = self
         copy.isRetriable = true
         return copy
@@ -131,7 +132,7 @@ public struct LISAError: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// Whether a fallback model may be tried after this error: upstream failures and rate
     /// limits, not the caller's own mistakes or a cancelled request.
-    var allowsFallback: Bool {
+    package var allowsFallback: Bool {
         code == .rateLimited || code == .internalError || (code.isUpstreamFailure && code != .cancelled)
     }
 
@@ -261,5 +262,14 @@ extension LISAError {
     /// The error in OpenAI's envelope, as the OpenAI dialect (and its streams) carries it.
     public var body: ErrorResponse.Body {
         ErrorResponse.Body(message: message, type: openAIType, param: param, code: reason)
+    }
+}
+
+/// A configuration that cannot be used, with a message naming the key and the problem.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+
+    public init(_ description: String) {
+        self.description = description
     }
 }
