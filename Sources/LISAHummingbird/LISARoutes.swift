@@ -43,10 +43,14 @@ public struct LISARoutes: Sendable {
     /// Whether a request without credentials may sign in with a verified TLS client
     /// certificate (CN → username, OU → groups). Set when serving HTTPS with a client CA.
     public var acceptsClientCertificates: Bool
+    /// What `GET /metrics` exports: the Prometheus backend the runtime records into (`nil`:
+    /// no `/metrics` route; the app exports LISA's metrics through its own backend).
+    public var prometheus: PrometheusMetrics?
 
     /// The routes of a runtime: its gateway, models, access control, limits, quotas and RAG.
-    public init(runtime: LISARuntime) {
+    public init(runtime: LISARuntime, prometheus: PrometheusMetrics? = nil) {
         self.runtime = runtime
+        self.prometheus = prometheus
         maxRequestBodySize = runtime.configuration.maxRequestBodySize
         acceptsClientCertificates = runtime.configuration.serverTLS?.clientCA != nil
     }
@@ -97,10 +101,13 @@ public struct LISARoutes: Sendable {
             )
         },
         ManagementRoute(method: .get, path: "/metrics") { routes, _ in
+            guard let prometheus = routes.prometheus else {
+                throw LISAError.notFound("This server exports its metrics through its own metrics backend, not /metrics.")
+            }
             routes.gateway.metrics.refresh(models: routes.gateway.registry.allModels())
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(bytes: routes.gateway.metrics.registry.emitToBuffer()))
+                body: .init(byteBuffer: prometheus.exposition())
             )
         },
         ManagementRoute(method: .post, path: "/admin/rotate-key") { routes, call in

@@ -21,14 +21,20 @@ public final class LISAServer: Sendable {
     public var adminKeys: AdminKeyring { runtime.adminKeys }
     /// The admin key when this start generated it; show it once, then forget it.
     public var generatedAdminKey: String? { runtime.generatedAdminKey }
+    /// The Prometheus backend of `/metrics`, which the runtime records into.
+    public let prometheus: PrometheusMetrics
     private let webAssets: WebAssets
     private let logger: Logger
 
     /// Builds the runtime (state store, admin key, models, RAG, access control) and reads the
     /// UI's files. Call ``run(onServerRunning:)`` next, or ``shutdown()`` to release what this opened.
-    public init(configuration: LISAConfiguration, logger: Logger) async throws {
+    ///
+    /// - Parameter prometheus: where metrics are recorded and `/metrics` reads them (LISAServe
+    ///   passes the backend it bootstrapped `MetricsSystem` with); a new one by default.
+    public init(configuration: LISAConfiguration, prometheus: PrometheusMetrics = PrometheusMetrics(), logger: Logger) async throws {
         self.logger = logger
-        let runtime = try await LISARuntime(configuration: configuration, logger: logger)
+        self.prometheus = prometheus
+        let runtime = try await LISARuntime(configuration: configuration, metrics: prometheus, logger: logger)
         self.runtime = runtime
         if let directory = configuration.ui.directory {
             do {
@@ -45,7 +51,7 @@ public final class LISAServer: Sendable {
     /// The router with LISA's routes, for embedding or tests.
     public func makeRouter() -> Router<LISARequestContext> {
         let router = Router(context: LISARequestContext.self)
-        LISARoutes(runtime: runtime).add(to: router, scope: .router)
+        LISARoutes(runtime: runtime, prometheus: prometheus).add(to: router, scope: .router)
         if configuration.ui.enabled {
             WebUIRoutes<LISARequestContext>(assets: webAssets, oidc: runtime.oidc, scopes: configuration.ui.scopes).add(to: router)
         }

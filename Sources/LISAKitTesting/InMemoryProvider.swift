@@ -87,6 +87,13 @@ public struct InMemoryProvider: InferenceProvider {
                 }
                 return events(words)
             }
+            if call.operation == .completions {
+                return json([
+                    "id": "cmpl-memory", "object": "text_completion", "created": 0, "model": .string(model),
+                    "choices": [["index": 0, "text": .string(text), "finish_reason": "stop"]],
+                    "usage": ["prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3],
+                ])
+            }
             return json([
                 "id": "chatcmpl-memory", "object": "chat.completion", "created": 0, "model": .string(model),
                 "choices": [["index": 0, "message": ["role": "assistant", "content": .string(text)], "finish_reason": "stop"]],

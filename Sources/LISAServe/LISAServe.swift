@@ -3,6 +3,7 @@ import Foundation
 import LISAHummingbird
 import LISAKit
 import Logging
+import Metrics
 
 /// `LISAServe`: read the configuration, build the server, run it.
 @main
@@ -67,7 +68,11 @@ struct LISAServe: AsyncParsableCommand {
 
         let server: LISAServer
         do {
-            server = try await LISAServer(configuration: configuration, logger: logger)
+            // The process's metrics backend: LISA's metrics (and any library's) in Prometheus
+            // format at /metrics.
+            let prometheus = PrometheusMetrics()
+            MetricsSystem.bootstrap(prometheus)
+            server = try await LISAServer(configuration: configuration, prometheus: prometheus, logger: logger)
         } catch let error as ConfigurationError {
             throw ValidationError(error.description)
         } catch let error as LISAError {

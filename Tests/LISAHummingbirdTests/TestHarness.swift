@@ -59,15 +59,16 @@ struct Harness: Sendable {
             let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-harness-\(UUID().uuidString)").path
             configuration.dataDirectory = dataDirectory
             defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
+            let prometheus = PrometheusMetrics()
             let runtime: LISARuntime
             do {
-                runtime = try await LISARuntime(configuration: configuration, store: store, logger: logger)
+                runtime = try await LISARuntime(configuration: configuration, store: store, metrics: prometheus, logger: logger)
             } catch {
                 if given == nil { try? await store.close() }
                 throw error
             }
             let router = Router(context: LISARequestContext.self)
-            LISARoutes(runtime: runtime).add(to: router, scope: .router)
+            LISARoutes(runtime: runtime, prometheus: prometheus).add(to: router, scope: .router)
             WebUIRoutes<LISARequestContext>(oidc: nil).add(to: router)
             let services: [any Service] = [runtime.models] + (probes ? [runtime.prober] : [])
             do {

@@ -2,13 +2,14 @@ import Foundation
 import LISAKit
 import LISAKitTesting
 import Logging
+import MetricsTestKit
 import Testing
 
 /// LISA in process: a runtime from a configuration, models called with typed values, no
 /// HTTP server and no sockets (an in-memory provider).
 @Suite("LISARuntime in process")
 struct RuntimeTests {
-    static func withRuntime(_ body: (LISARuntime) async throws -> Void) async throws {
+    static func withRuntime(metrics: TestMetrics? = nil, _ body: (LISARuntime) async throws -> Void) async throws {
         var configuration = LISAConfiguration()
         configuration.adminKey = "runtime-admin-key-0123456789"
         configuration.hostingBackend = "none"
@@ -21,7 +22,7 @@ struct RuntimeTests {
         ]
         let store = try await SQLStateStore.inMemory()
         let runtime = try await LISARuntime(
-            configuration: configuration, store: store, provider: InMemoryProvider.echo, logger: Logger(label: "runtime-test")
+            configuration: configuration, store: store, provider: InMemoryProvider.echo, metrics: metrics, logger: Logger(label: "runtime-test")
         )
         do {
             try await body(runtime)
@@ -52,6 +53,23 @@ struct RuntimeTests {
             #expect(pieces.joined() == "echo: one two")
             let embedding = try await runtime.embeddings(EmbeddingRequest(model: "embed", input: .texts(["abc", "de"])))
             #expect(embedding.data.count == 2)
+        }
+    }
+
+    @Test("metrics go to the embedder's swift-metrics backend; completions are typed too")
+    func metricsBackend() async throws {
+        let metrics = TestMetrics()
+        try await Self.withRuntime(metrics: metrics) { runtime in
+            _ = try await runtime.chatCompletion(try Self.request("chat", "count me"))
+            let completion = try await runtime.completion(CompletionRequest(model: "chat", prompt: .text("say")))
+            #expect(!completion.choices.isEmpty)
+            let requests = try metrics.expectCounter("lisa_requests_total", [("model", "chat"), ("endpoint", "chat.invalid"), ("status", "200")])
+            #expect(requests.totalValue == 2)
+            let durations = try metrics.expectTimer("lisa_request_duration_seconds", [("model", "chat")])
+            #expect(durations.values.count == 2 && durations.values.allSatisfy { $0 > 0 })
+            await #expect(throws: LISAError.modelNotFound("nope")) { _ = try await runtime.chatCompletion(try Self.request("nope", "x")) }
+            // A name that is no model gets no series: callers cannot grow the label set.
+            #expect(throws: (any Error).self) { try metrics.expectCounter("lisa_requests_total", [("model", "nope"), ("endpoint", "none"), ("status", "404")]) }
         }
     }
 

@@ -1,14 +1,40 @@
+import CoreMetrics
 import Foundation
-import Prometheus
 import Synchronization
 
-/// The gateway's Prometheus metrics, in a registry the server exposes at `/metrics`.
+/// The gateway's metrics, recorded through swift-metrics: into whatever backend the
+/// process (or the runtime's `metrics` factory) uses. LISAServe exports them at `/metrics`
+/// in Prometheus's format, with ``descriptions`` as help texts and ``timerBuckets``.
 ///
 /// Labels carry model ids, endpoint `host:port` and status codes — never keys or URLs with
 /// credentials.
 public final class GatewayMetrics: Sendable {
-    public let registry: PrometheusCollectorRegistry
+    private let factory: any MetricsFactory
     private let endpointGauges = Mutex<[String: Gauge]>([:])
+
+    /// What each metric means, for backends that show help texts.
+    public static let descriptions: [String: String] = [
+        "lisa_requests_total": "Inference requests by model, endpoint and HTTP status returned to the client.",
+        "lisa_request_duration_seconds": "Time from request to complete answer (streams: to their end).",
+        "lisa_gateway_overhead_seconds": "Time LISA adds to a request: total until the answer (or stream) starts minus upstream time.",
+        "lisa_time_to_first_token_seconds": "Time from request to the first streamed event (non-streaming: to the answer).",
+        "lisa_tokens_total": "Tokens by model and direction, from upstream usage.",
+        "lisa_retries_total": "Retries on another endpoint, by reason.",
+        "lisa_fallbacks_total": "Requests sent to a fallback model.",
+        "lisa_stream_errors_total": "Streams that ended with an error event.",
+        "lisa_endpoint_in_flight": "Requests in flight per endpoint.",
+        "lisa_endpoint_healthy": "1 when active probes find the endpoint healthy.",
+        "lisa_endpoint_circuit_state": "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+        "lisa_endpoint_latency_ewma_seconds": "Peak-EWMA of time to first byte.",
+    ]
+
+    /// The histogram buckets of each timer, for backends that take them.
+    public static var timerBuckets: [String: [Duration]] {
+        [
+            "lisa_request_duration_seconds": durationBuckets, "lisa_time_to_first_token_seconds": durationBuckets,
+            "lisa_gateway_overhead_seconds": overheadBuckets,
+        ]
+    }
 
     static let durationBuckets: [Duration] = [
         .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
@@ -19,8 +45,14 @@ public final class GatewayMetrics: Sendable {
         .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(100),
     ]
 
-    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
-        self.registry = registry
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+
+    /// - Parameter factory: the backend; the process's `MetricsSystem.factory` by default.
+    public init(factory: (any MetricsFactory)? = nil) {
+        self.factory = factory ?? MetricsSystem.factory
     }
 
     /// One client request finished (or its stream started, for streaming requests).
@@ -47,59 +79,36 @@ public final class GatewayMetrics: Sendable {
     }
 
     func request(model: String, endpoint: String, status: Int, duration: Duration) {
-        registry.makeCounter(
-            name: "lisa_requests_total", labels: [("model", model), ("endpoint", endpoint), ("status", String(status))],
-            help: "Inference requests by model, endpoint and HTTP status returned to the client."
-        ).increment()
-        registry.makeDurationHistogram(
-            name: "lisa_request_duration_seconds", labels: [("model", model)], buckets: Self.durationBuckets,
-            help: "Time from request to complete answer (streams: to their end)."
-        ).record(duration)
+        Counter(label: "lisa_requests_total", dimensions: [("model", model), ("endpoint", endpoint), ("status", String(status))], factory: factory).increment()
+        CoreMetrics.Timer(label: "lisa_request_duration_seconds", dimensions: [("model", model)], factory: factory).recordNanoseconds(Self.nanoseconds(duration))
     }
 
     /// Gateway time: the request's time in LISA minus the time spent waiting on the upstream.
     func overhead(model: String, _ duration: Duration) {
-        registry.makeDurationHistogram(
-            name: "lisa_gateway_overhead_seconds", labels: [("model", model)], buckets: Self.overheadBuckets,
-            help: "Time LISA adds to a request: total until the answer (or stream) starts minus upstream time."
-        ).record(duration)
+        CoreMetrics.Timer(label: "lisa_gateway_overhead_seconds", dimensions: [("model", model)], factory: factory).recordNanoseconds(Self.nanoseconds(duration))
     }
 
     func timeToFirstToken(model: String, _ duration: Duration) {
-        registry.makeDurationHistogram(
-            name: "lisa_time_to_first_token_seconds", labels: [("model", model)], buckets: Self.durationBuckets,
-            help: "Time from request to the first streamed event (non-streaming: to the answer)."
-        ).record(duration)
+        CoreMetrics.Timer(label: "lisa_time_to_first_token_seconds", dimensions: [("model", model)], factory: factory).recordNanoseconds(Self.nanoseconds(duration))
     }
 
     func tokens(model: String, usage: Usage) {
-        registry.makeCounter(
-            name: "lisa_tokens_total", labels: [("model", model), ("direction", "prompt")], help: "Tokens by model and direction, from upstream usage."
-        ).increment(by: Int64(usage.promptTokens))
+        Counter(label: "lisa_tokens_total", dimensions: [("model", model), ("direction", "prompt")], factory: factory).increment(by: usage.promptTokens)
         if let completion = usage.completionTokens {
-            registry.makeCounter(
-                name: "lisa_tokens_total", labels: [("model", model), ("direction", "completion")],
-                help: "Tokens by model and direction, from upstream usage."
-            ).increment(by: Int64(completion))
+            Counter(label: "lisa_tokens_total", dimensions: [("model", model), ("direction", "completion")], factory: factory).increment(by: completion)
         }
     }
 
     func retry(model: String, reason: String) {
-        registry.makeCounter(
-            name: "lisa_retries_total", labels: [("model", model), ("reason", reason)], help: "Retries on another endpoint, by reason."
-        ).increment()
+        Counter(label: "lisa_retries_total", dimensions: [("model", model), ("reason", reason)], factory: factory).increment()
     }
 
     func fallback(model: String, to fallback: String) {
-        registry.makeCounter(
-            name: "lisa_fallbacks_total", labels: [("model", model), ("fallback", fallback)], help: "Requests sent to a fallback model."
-        ).increment()
+        Counter(label: "lisa_fallbacks_total", dimensions: [("model", model), ("fallback", fallback)], factory: factory).increment()
     }
 
     func streamError(model: String) {
-        registry.makeCounter(
-            name: "lisa_stream_errors_total", labels: [("model", model)], help: "Streams that ended with an error event."
-        ).increment()
+        Counter(label: "lisa_stream_errors_total", dimensions: [("model", model)], factory: factory).increment()
     }
 
     /// Sets the per-endpoint gauges (in flight, health, circuit) from the models' current state.
@@ -107,8 +116,8 @@ public final class GatewayMetrics: Sendable {
         var seen: [String: Gauge] = [:]
         func gauge(_ name: String, _ help: String, _ labels: [(String, String)], _ value: Double) {
             let key = name + labels.map { "\($0.0)=\($0.1)" }.joined(separator: ",")
-            let gauge = registry.makeGauge(name: name, labels: labels, help: help)
-            gauge.set(value)
+            let gauge = Gauge(label: name, dimensions: labels, factory: factory)
+            gauge.record(value)
             seen[key] = gauge
         }
         for model in models {
@@ -129,6 +138,6 @@ public final class GatewayMetrics: Sendable {
             current = seen
             return stale
         }
-        for gauge in stale { registry.unregisterGauge(gauge) }
+        for gauge in stale { gauge.destroy() }
     }
 }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CoreMetrics
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -49,9 +50,11 @@ public final class LISARuntime: Sendable {
     /// Builds every part from `configuration`: state from `configuration.databaseURL`
     /// (PostgreSQL) or SQLite in the data directory — or `store`, when an embedder hands
     /// one over (it is then the caller's to close); upstream calls over HTTP to
-    /// OpenAI-compatible servers — or through `provider` (an in-memory one in tests).
+    /// OpenAI-compatible servers — or through `provider` (an in-memory one in tests);
+    /// metrics into `metrics`, or the process's `MetricsSystem` (swift-metrics) by default.
     public init(
-        configuration: LISAConfiguration, store given: (any StateStore)? = nil, provider: (any InferenceProvider)? = nil, logger: Logger
+        configuration: LISAConfiguration, store given: (any StateStore)? = nil, provider: (any InferenceProvider)? = nil,
+        metrics: (any MetricsFactory)? = nil, logger: Logger
     ) async throws {
         self.configuration = configuration
         let store: any StateStore
@@ -76,7 +79,7 @@ public final class LISARuntime: Sendable {
                     ?? OpenAICompatibleProvider(
                         httpClient: httpClient, timeouts: configuration.upstreamTimeouts, defaultTLS: configuration.upstreamTLS
                     ),
-                access: configuration.access, logger: logger
+                metrics: GatewayMetrics(factory: metrics), access: configuration.access, logger: logger
             )
             self.gateway = gateway
             prober = HealthProber(registry: gateway.registry, httpClient: httpClient, defaultTLS: configuration.upstreamTLS, logger: logger)
