@@ -93,9 +93,9 @@ public final class LISARuntime: Sendable {
             let embedded = try await EmbeddedVectorStore.open(directory: directory.appendingPathComponent("vectors").path, logger: logger)
             vectors = embedded
             var pgvector: PGVectorStore?
-            if let postgres = (store as? SQLStateStore)?.database as? PostgresDatabase {
+            if store.isShared {
                 do {
-                    pgvector = try await PGVectorStore.open(database: postgres, logger: logger)
+                    pgvector = try await store.openPGVector(logger: logger)
                 } catch {
                     logger.warning("pgvector is not available on the state database; pgvector repositories are off", metadata: ["lisa.error": "\(error)"])
                 }

@@ -6,10 +6,13 @@ import NIOSSL
 import PostgresNIO
 import Synchronization
 
-/// A ``SQLDatabase`` over a PostgreSQL connection pool (PostgresNIO), with LISTEN/NOTIFY
+/// A ``StateDatabase`` over a PostgreSQL connection pool (PostgresNIO), with LISTEN/NOTIFY
 /// and session advisory locks for coordinating several LISAServe replicas.
-public final class PostgresDatabase: SQLDatabase {
-    public var dialect: SQLDialect { .postgres }
+public final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, DatabaseLeaderElection {
+    public var changeFeed: (any DatabaseChangeFeed)? { self }
+    public var leaderElection: (any DatabaseLeaderElection)? { self }
+
+    public var dialect: StateDialect { .postgres }
     let client: PostgresClient
     private let runner: Task<Void, Never>
     private let logger: Logger
@@ -145,11 +148,11 @@ public final class PostgresDatabase: SQLDatabase {
     }
 
     @discardableResult
-    public func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+    public func query(_ sql: String, _ binds: [StateValue]) async throws -> [StateRow] {
         try await Self.collect(try await client.query(try Self.postgresQuery(sql, binds), logger: logger))
     }
 
-    public func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+    public func transaction<T: Sendable>(_ body: @Sendable (any StateDatabase) async throws -> T) async throws -> T {
         try await client.withConnection { connection in
             try await connection.query("BEGIN", logger: logger)
             do {
@@ -220,16 +223,16 @@ public final class PostgresDatabase: SQLDatabase {
         }
     }
 
-    struct Connection: SQLDatabase {
+    struct Connection: StateDatabase {
         let connection: PostgresConnection
         let logger: Logger
-        var dialect: SQLDialect { .postgres }
+        var dialect: StateDialect { .postgres }
 
-        func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+        func query(_ sql: String, _ binds: [StateValue]) async throws -> [StateRow] {
             try await PostgresDatabase.collect(try await connection.query(try PostgresDatabase.postgresQuery(sql, binds), logger: logger))
         }
 
-        func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        func transaction<T: Sendable>(_ body: @Sendable (any StateDatabase) async throws -> T) async throws -> T {
             try await body(self)
         }
 
@@ -237,7 +240,7 @@ public final class PostgresDatabase: SQLDatabase {
     }
 
     /// `?` placeholders → `$1…$n` (outside quoted literals), values bound.
-    static func postgresQuery(_ sql: String, _ binds: [SQLValue]) throws -> PostgresQuery {
+    static func postgresQuery(_ sql: String, _ binds: [StateValue]) throws -> PostgresQuery {
         var text = ""
         text.reserveCapacity(sql.utf8.count + 8)
         var index = 0
@@ -264,19 +267,19 @@ public final class PostgresDatabase: SQLDatabase {
         return PostgresQuery(unsafeSQL: text, binds: bindings)
     }
 
-    static func collect(_ rows: PostgresRowSequence) async throws -> [SQLRow] {
-        var result: [SQLRow] = []
+    static func collect(_ rows: PostgresRowSequence) async throws -> [StateRow] {
+        var result: [StateRow] = []
         for try await row in rows {
-            var values: [String: SQLValue] = [:]
+            var values: [String: StateValue] = [:]
             for cell in row {
                 values[cell.columnName] = try value(of: cell)
             }
-            result.append(SQLRow(values: values))
+            result.append(StateRow(values: values))
         }
         return result
     }
 
-    private static func value(of cell: PostgresCell) throws -> SQLValue {
+    private static func value(of cell: PostgresCell) throws -> StateValue {
         guard cell.bytes != nil else { return .null }
         switch cell.dataType {
         case .int2, .int4, .int8: return .integer(try cell.decode(Int64.self))

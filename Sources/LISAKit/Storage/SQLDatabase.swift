@@ -3,7 +3,7 @@ import Synchronization
 
 /// A value bound to, or read from, a SQL statement. The common ground of SQLite and PostgreSQL
 /// that LISA's schema uses: text (JSON documents included), 64-bit integers and doubles.
-public enum SQLValue: Sendable, Hashable {
+public enum StateValue: Sendable, Hashable {
     case null
     case text(String)
     case integer(Int64)
@@ -44,16 +44,16 @@ public enum SQLValue: Sendable, Hashable {
 }
 
 /// One result row: column name → value.
-public struct SQLRow: Sendable {
-    public var values: [String: SQLValue]
+public struct StateRow: Sendable {
+    public var values: [String: StateValue]
 
-    public init(values: [String: SQLValue]) { self.values = values }
+    public init(values: [String: StateValue]) { self.values = values }
 
-    public subscript(_ column: String) -> SQLValue { values[column] ?? .null }
+    public subscript(_ column: String) -> StateValue { values[column] ?? .null }
 }
 
-/// Which SQL engine a ``SQLDatabase`` talks to, for the few statements that differ.
-public enum SQLDialect: String, Sendable {
+/// Which SQL engine a ``StateDatabase`` talks to, for the few statements that differ.
+public enum StateDialect: String, Sendable {
     case sqlite, postgres
 }
 
@@ -62,24 +62,52 @@ public enum SQLDialect: String, Sendable {
 ///
 /// Statements use `?` placeholders; drivers translate them (`$1`, `$2`, … for PostgreSQL).
 /// Every value is bound, never spliced into the text.
-public protocol SQLDatabase: Sendable {
-    var dialect: SQLDialect { get }
+public protocol StateDatabase: Sendable {
+    var dialect: StateDialect { get }
 
     /// Runs one statement and returns its rows.
     @discardableResult
-    func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow]
+    func query(_ sql: String, _ binds: [StateValue]) async throws -> [StateRow]
 
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
     /// Statements inside must go through the database passed to `body`.
-    func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T
+    func transaction<T: Sendable>(_ body: @Sendable (any StateDatabase) async throws -> T) async throws -> T
 
     /// Releases the database's connections. Calls after this fail.
     func close() async throws
+
+    /// Notifications to every process on the same database, when it can send them
+    /// (PostgreSQL's LISTEN/NOTIFY); `nil`: this process is the only one.
+    var changeFeed: (any DatabaseChangeFeed)? { get }
+
+    /// One leader among the processes on the same database (PostgreSQL's advisory locks);
+    /// `nil`: this process is the only one, and leads.
+    var leaderElection: (any DatabaseLeaderElection)? { get }
 }
 
-extension SQLDatabase {
+extension StateDatabase {
+    public var changeFeed: (any DatabaseChangeFeed)? { nil }
+    public var leaderElection: (any DatabaseLeaderElection)? { nil }
+}
+
+/// A database's notifications across processes.
+public protocol DatabaseChangeFeed: Sendable {
+    func notify(channel: String, payload: String) async throws
+    /// Calls `onNotification` for each payload on `channel` until cancelled or the
+    /// connection is lost (then it throws).
+    func listen(channel: String, onNotification: @Sendable (String) async -> Void) async throws
+}
+
+/// A database's leader election across processes.
+public protocol DatabaseLeaderElection: Sendable {
+    /// Runs `body` while this process holds the lock `key`; `nil`, without running it, when
+    /// another process holds it. `body` is cancelled when the lock can no longer be confirmed.
+    func withAdvisoryLock<T: Sendable>(key: Int64, _ body: @escaping @Sendable () async throws -> T) async throws -> T?
+}
+
+extension StateDatabase {
     @discardableResult
-    public func query(_ sql: String) async throws -> [SQLRow] {
+    public func query(_ sql: String) async throws -> [StateRow] {
         try await query(sql, [])
     }
 }

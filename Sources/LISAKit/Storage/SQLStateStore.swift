@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import Synchronization
 
-/// The ``StateStore``: one implementation over a ``SQLDatabase``, so SQLite (a file in the
+/// The ``StateStore``: one implementation over a ``StateDatabase``, so SQLite (a file in the
 /// data directory, or memory) and PostgreSQL share the schema, the migrations and the
 /// behaviour.
 ///
@@ -15,9 +15,14 @@ import Synchronization
 /// On PostgreSQL, changes reach the other replicas through `LISTEN/NOTIFY` on the
 /// `lisa_state` channel, and leadership is a session advisory lock.
 public final class SQLStateStore: StateStore {
-    public let database: any SQLDatabase
+    public let database: any StateDatabase
     public let instanceID: String
-    public var isShared: Bool { database.dialect == .postgres }
+    public var isShared: Bool { database.changeFeed != nil }
+
+    public func openPGVector(logger: Logger) async throws -> PGVectorStore? {
+        guard let postgres = database as? PostgresDatabase else { return nil }
+        return try await PGVectorStore.open(database: postgres, logger: logger)
+    }
     private let logger: Logger
     private let broadcaster = ChangeBroadcaster()
     private let listener: Mutex<Task<Void, Never>?> = Mutex(nil)
@@ -28,14 +33,14 @@ public final class SQLStateStore: StateStore {
     static let migrationLockKey: Int64 = 0x4C49_5341_0001
     static let leaderLockKey: Int64 = 0x4C49_5341_0002
 
-    private init(database: any SQLDatabase, logger: Logger) {
+    private init(database: any StateDatabase, logger: Logger) {
         self.database = database
         self.logger = logger
         self.instanceID = UUID().uuidString.lowercased()
     }
 
     /// Opens the store on `database`, migrating its schema.
-    public static func open(database: any SQLDatabase, logger: Logger) async throws -> SQLStateStore {
+    public static func open(database: any StateDatabase, logger: Logger) async throws -> SQLStateStore {
         let store = SQLStateStore(database: database, logger: logger)
         do {
             try await store.migrate()
@@ -43,8 +48,8 @@ public final class SQLStateStore: StateStore {
             try? await database.close()
             throw error
         }
-        if let postgres = database as? PostgresDatabase {
-            store.startListening(postgres)
+        if let feed = database.changeFeed {
+            store.startListening(feed)
         }
         return store
     }
@@ -210,7 +215,7 @@ public final class SQLStateStore: StateStore {
             try await db.query(
                 "UPDATE models SET definition = ?, status = ?, status_reason = ?, updated_at = ? WHERE model_id = ?",
                 [
-                    .text(try Self.json(model.definition)), .text(model.status.rawValue), model.statusReason.map(SQLValue.text) ?? .null,
+                    .text(try Self.json(model.definition)), .text(model.status.rawValue), model.statusReason.map(StateValue.text) ?? .null,
                     .double(model.updatedAt), .text(id),
                 ]
             )
@@ -222,7 +227,7 @@ public final class SQLStateStore: StateStore {
 
     public func deleteModel(id: String, expecting: Set<ModelStatus>?) async throws -> Bool {
         let deleted = try await database.transaction { db -> Bool in
-            let rows: [SQLRow]
+            let rows: [StateRow]
             if let expecting {
                 let marks = Array(repeating: "?", count: expecting.count).joined(separator: ", ")
                 rows = try await db.query(
@@ -240,7 +245,7 @@ public final class SQLStateStore: StateStore {
         return deleted
     }
 
-    private static func decodeModel(_ row: SQLRow) throws -> StoredModel {
+    private static func decodeModel(_ row: StateRow) throws -> StoredModel {
         guard let text = row["definition"].string else { throw LISAError.internalError("A stored model has no definition.") }
         let definition = try JSONDecoder().decode(ModelDefinition.self, from: Data(text.utf8))
         let status = row["status"].string.flatMap(ModelStatus.init(rawValue:)) ?? .inService
@@ -317,7 +322,7 @@ public final class SQLStateStore: StateStore {
             ON CONFLICT (kind, id) DO UPDATE
             SET parent = excluded.parent, body = excluded.body, summary = excluded.summary, updated_at = excluded.updated_at
             """,
-            [.text(kind), .text(id), parent.map(SQLValue.text) ?? .null, .text(body), summary.map(SQLValue.text) ?? .null, .double(now), .double(now)]
+            [.text(kind), .text(id), parent.map(StateValue.text) ?? .null, .text(body), summary.map(StateValue.text) ?? .null, .double(now), .double(now)]
         )
     }
 
@@ -418,9 +423,9 @@ public final class SQLStateStore: StateStore {
         var change = change
         change.origin = instanceID
         broadcaster.send(change)
-        guard let postgres = database as? PostgresDatabase else { return }
+        guard let feed = database.changeFeed else { return }
         do {
-            try await postgres.notify(channel: Self.channel, payload: try Self.json(change))
+            try await feed.notify(channel: Self.channel, payload: try Self.json(change))
         } catch {
             // The periodic resync of every replica catches what a lost notification missed.
             logger.warning("could not publish a state change", metadata: ["lisa.error": "\(error)"])
@@ -432,13 +437,13 @@ public final class SQLStateStore: StateStore {
     }
 
     public func runAsLeader(_ body: @escaping @Sendable () async throws -> Void) async throws {
-        guard let postgres = database as? PostgresDatabase else {
+        guard let election = database.leaderElection else {
             try await body()
             return
         }
         while !Task.isCancelled {
             do {
-                let ran = try await postgres.withAdvisoryLock(key: Self.leaderLockKey) {
+                let ran = try await election.withAdvisoryLock(key: Self.leaderLockKey) {
                     self.logger.notice("this replica leads the hosting workflows", metadata: ["lisa.instance": "\(self.instanceID)"])
                     try await body()
                 }
@@ -455,13 +460,13 @@ public final class SQLStateStore: StateStore {
         }
     }
 
-    private func startListening(_ postgres: PostgresDatabase) {
+    private func startListening(_ feed: any DatabaseChangeFeed) {
         let task = Task { [broadcaster, instanceID, logger] in
             while !Task.isCancelled {
                 do {
                     // Anything published while the listener was away is unknown: resync.
                     broadcaster.send(StateChange(kind: .resync, id: "", origin: ""))
-                    try await postgres.listen(channel: Self.channel) { payload in
+                    try await feed.listen(channel: Self.channel) { payload in
                         guard let change = try? JSONDecoder().decode(StateChange.self, from: Data(payload.utf8)),
                             change.origin != instanceID
                         else { return }
@@ -498,7 +503,7 @@ public final class SQLStateStore: StateStore {
         String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
-    private static func decode<T: Decodable>(_ type: T.Type, _ value: SQLValue) throws -> T {
+    private static func decode<T: Decodable>(_ type: T.Type, _ value: StateValue) throws -> T {
         guard let text = value.string else { throw LISAError.internalError("A stored \(T.self) is empty.") }
         return try JSONDecoder().decode(T.self, from: Data(text.utf8))
     }

@@ -3,12 +3,12 @@ import Logging
 import NIOCore
 import SQLiteNIO
 
-/// A ``SQLDatabase`` over one SQLite connection (a file, or memory).
+/// A ``StateDatabase`` over one SQLite connection (a file, or memory).
 ///
 /// SQLite serializes writers anyway; one connection behind a FIFO lock keeps a
 /// transaction's statements from interleaving with another caller's.
-public final class SQLiteDatabase: SQLDatabase {
-    public var dialect: SQLDialect { .sqlite }
+public final class SQLiteDatabase: StateDatabase {
+    public var dialect: StateDialect { .sqlite }
     private let connection: SQLiteConnection
     private let lock = AsyncLock()
 
@@ -34,11 +34,11 @@ public final class SQLiteDatabase: SQLDatabase {
     }
 
     @discardableResult
-    public func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+    public func query(_ sql: String, _ binds: [StateValue]) async throws -> [StateRow] {
         try await lock.withLock { try await Self.run(connection, sql, binds) }
     }
 
-    public func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+    public func transaction<T: Sendable>(_ body: @Sendable (any StateDatabase) async throws -> T) async throws -> T {
         try await lock.withLock {
             try await Self.run(connection, "BEGIN IMMEDIATE", [])
             do {
@@ -57,22 +57,22 @@ public final class SQLiteDatabase: SQLDatabase {
     }
 
     /// The database a transaction's body sees: the same connection, lock already held.
-    private struct Transaction: SQLDatabase {
+    private struct Transaction: StateDatabase {
         let connection: SQLiteConnection
-        var dialect: SQLDialect { .sqlite }
+        var dialect: StateDialect { .sqlite }
 
-        func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+        func query(_ sql: String, _ binds: [StateValue]) async throws -> [StateRow] {
             try await SQLiteDatabase.run(connection, sql, binds)
         }
 
-        func transaction<T: Sendable>(_ body: @Sendable (any SQLDatabase) async throws -> T) async throws -> T {
+        func transaction<T: Sendable>(_ body: @Sendable (any StateDatabase) async throws -> T) async throws -> T {
             try await body(self)
         }
 
         func close() async throws {}
     }
 
-    static func run(_ connection: SQLiteConnection, _ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+    static func run(_ connection: SQLiteConnection, _ sql: String, _ binds: [StateValue]) async throws -> [StateRow] {
         let data: [SQLiteData] = binds.map { value in
             switch value {
             case .null: .null
@@ -83,7 +83,7 @@ public final class SQLiteDatabase: SQLDatabase {
             }
         }
         return try await connection.query(sql, data).map { row in
-            var values: [String: SQLValue] = [:]
+            var values: [String: StateValue] = [:]
             for column in row.columns {
                 values[column.name] =
                     switch column.data {
@@ -94,7 +94,7 @@ public final class SQLiteDatabase: SQLDatabase {
                     case .blob(let buffer): .blob(Array(buffer.readableBytesView))
                     }
             }
-            return SQLRow(values: values)
+            return StateRow(values: values)
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// Where LISA keeps what must survive a restart — models and their lifecycle, hosted
 /// replicas, API tokens, settings — and how LISAServe replicas sharing it coordinate.
@@ -123,12 +124,18 @@ public protocol StateStore: Sendable {
     /// store at a time — and cancels it when leadership is lost. Returns when cancelled.
     func runAsLeader(_ body: @escaping @Sendable () async throws -> Void) async throws
 
+    /// pgvector in the state database, when the store has one (PostgreSQL with the
+    /// extension); `nil` otherwise (the default).
+    func openPGVector(logger: Logger) async throws -> PGVectorStore?
+
     /// Releases the store's resources. Calls after this fail.
     func close() async throws
 }
 
 extension StateStore {
     /// Stores that keep no summaries store the document alone.
+    public func openPGVector(logger: Logger) async throws -> PGVectorStore? { nil }
+
     public func putRecord(kind: String, id: String, parent: String?, body: String, summary: String?) async throws {
         try await putRecord(kind: kind, id: id, parent: parent, body: body)
     }

@@ -138,7 +138,7 @@ public final class EmbeddedVectorStore: VectorStore {
             try Self.check(chunks, against: matrix.collection)
             let encoder = JSONEncoder()
             encoder.outputFormatting = .sortedKeys
-            let rows: [[SQLValue]] = try chunks.map { chunk in
+            let rows: [[StateValue]] = try chunks.map { chunk in
                 [
                     .text(collection), .text(chunk.id), .text(chunk.documentId), .text(chunk.text),
                     .text(String(decoding: try encoder.encode(chunk.metadata), as: UTF8.self)), .blob(Self.bytes(chunk.embedding)),
@@ -182,7 +182,7 @@ public final class EmbeddedVectorStore: VectorStore {
         }
     }
 
-    private static func decode(_ row: SQLRow, dimension: Int) throws -> VectorChunk {
+    private static func decode(_ row: StateRow, dimension: Int) throws -> VectorChunk {
         guard let id = row["id"].string, let documentId = row["document_id"].string, let text = row["text"].string,
             let metadata = row["metadata"].string, let blob = row["embedding"].bytes, blob.count == dimension * 4
         else { throw LISAError.internalError("A stored chunk is damaged.") }
