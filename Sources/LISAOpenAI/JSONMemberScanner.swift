@@ -7,10 +7,10 @@ import NIOCore
 ///
 /// It only locates; it does not validate (the typed decode does). On anything it does not
 /// understand it returns `nil` and callers fall back to a full re-encode.
-public enum JSONMemberScanner {
+package enum JSONMemberScanner {
     /// The byte ranges (relative to the buffer's reader index) of the values of every
     /// top-level member named `name`, or `nil` when the document is not an object.
-    public static func valueRanges(of name: String, in buffer: ByteBuffer) -> [Range<Int>]? {
+    package static func valueRanges(of name: String, in buffer: ByteBuffer) -> [Range<Int>]? {
         let bytes = buffer.readableBytesView
         let key = Array(name.utf8)
         var index = bytes.startIndex
@@ -100,7 +100,7 @@ public enum JSONMemberScanner {
 
     /// A copy of `buffer` with every top-level `name` member's value replaced by the JSON
     /// string `value`; `nil` when there is no such member or the document is not an object.
-    public static func replacingStringMember(_ name: String, with value: String, in buffer: ByteBuffer) -> ByteBuffer? {
+    package static func replacingStringMember(_ name: String, with value: String, in buffer: ByteBuffer) -> ByteBuffer? {
         guard let ranges = valueRanges(of: name, in: buffer), !ranges.isEmpty else { return nil }
         var encoded = ByteBuffer()
         encoded.writeInteger(UInt8(ascii: "\""))
@@ -133,7 +133,7 @@ public enum JSONMemberScanner {
     }
 
     /// The bytes of the last top-level `name` member's value, or `nil`.
-    public static func value(of name: String, in buffer: ByteBuffer) -> ByteBuffer? {
+    package static func value(of name: String, in buffer: ByteBuffer) -> ByteBuffer? {
         guard let range = valueRanges(of: name, in: buffer)?.last else { return nil }
         return buffer.getSlice(at: buffer.readerIndex + range.lowerBound, length: range.count)
     }

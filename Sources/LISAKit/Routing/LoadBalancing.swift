@@ -1,15 +1,15 @@
 import Foundation
 
 /// What the balancer knows of one eligible endpoint at the moment of choice.
-public struct EndpointLoad: Sendable, Hashable {
+package struct EndpointLoad: Sendable, Hashable {
     /// The endpoint's position in its pool.
-    public var index: Int
-    public var weight: Int
-    public var inFlight: Int
+    package var index: Int
+    package var weight: Int
+    package var inFlight: Int
     /// Peak-EWMA of time to first byte, in seconds (0 before any observation).
-    public var latency: Double
+    package var latency: Double
 
-    public init(index: Int, weight: Int = 1, inFlight: Int = 0, latency: Double = 0) {
+    package init(index: Int, weight: Int = 1, inFlight: Int = 0, latency: Double = 0) {
         self.index = index
         self.weight = weight
         self.inFlight = inFlight
@@ -19,9 +19,9 @@ public struct EndpointLoad: Sendable, Hashable {
 
 /// Pure balancing decisions: given the eligible endpoints' loads, which one to use.
 /// Each returns a position in `candidates`, which must not be empty.
-public enum LoadBalancer {
+package enum LoadBalancer {
     /// The candidate with the fewest requests in flight; ties at random.
-    public static func leastOutstanding(_ candidates: [EndpointLoad], using random: inout some RandomNumberGenerator) -> Int {
+    package static func leastOutstanding(_ candidates: [EndpointLoad], using random: inout some RandomNumberGenerator) -> Int {
         precondition(!candidates.isEmpty)
         let least = candidates.map(\.inFlight).min()!
         let tied = candidates.indices.filter { candidates[$0].inFlight == least }
@@ -29,7 +29,7 @@ public enum LoadBalancer {
     }
 
     /// Power of two choices over peak-EWMA latency × (in-flight + 1), scaled down by weight.
-    public static func powerOfTwoChoices(_ candidates: [EndpointLoad], using random: inout some RandomNumberGenerator) -> Int {
+    package static func powerOfTwoChoices(_ candidates: [EndpointLoad], using random: inout some RandomNumberGenerator) -> Int {
         precondition(!candidates.isEmpty)
         guard candidates.count > 1 else { return 0 }
         let first = Int.random(in: 0..<candidates.count, using: &random)
@@ -40,13 +40,13 @@ public enum LoadBalancer {
 
     /// The cost P2C compares: latency (with a 1 ms floor so unmeasured endpoints still
     /// compare by load) × (in-flight + 1) / weight.
-    public static func score(_ load: EndpointLoad) -> Double {
+    package static func score(_ load: EndpointLoad) -> Double {
         max(load.latency, 0.001) * Double(load.inFlight + 1) / Double(max(load.weight, 1))
     }
 
     /// Consistent hashing with bounded load: walk the ring from the key's hash and take the
     /// first candidate whose in-flight count is under `loadFactor` × its fair share.
-    public static func boundedLoadHash(
+    package static func boundedLoadHash(
         key: String, ring: HashRing, candidates: [EndpointLoad], loadFactor: Double = 1.25
     ) -> Int {
         precondition(!candidates.isEmpty)
@@ -68,13 +68,13 @@ public enum LoadBalancer {
 /// Smooth weighted round-robin state for one pool (the algorithm nginx uses): every pick
 /// adds each candidate's weight to its running score, takes the highest, and subtracts the
 /// total from it. Shares follow weights exactly over a cycle and are evenly interleaved.
-public struct SmoothWeightedRoundRobin: Sendable {
+package struct SmoothWeightedRoundRobin: Sendable {
     private var current: [Int: Int] = [:]
 
-    public init() {}
+    package init() {}
 
     /// Picks a candidate; returns its position in `candidates`.
-    public mutating func next(_ candidates: [EndpointLoad]) -> Int {
+    package mutating func next(_ candidates: [EndpointLoad]) -> Int {
         precondition(!candidates.isEmpty)
         var total = 0
         var best = 0
@@ -95,13 +95,13 @@ public struct SmoothWeightedRoundRobin: Sendable {
 }
 
 /// A consistent-hash ring of endpoint indices, with virtual nodes in proportion to weight.
-public struct HashRing: Sendable {
+package struct HashRing: Sendable {
     private let points: [(hash: UInt64, index: Int)]
 
     /// - Parameters:
     ///   - weights: each endpoint's weight, by pool index.
     ///   - virtualNodes: points per unit of weight.
-    public init(weights: [Int], virtualNodes: Int = 40) {
+    package init(weights: [Int], virtualNodes: Int = 40) {
         var points: [(hash: UInt64, index: Int)] = []
         for (index, weight) in weights.enumerated() {
             for replica in 0..<(max(weight, 1) * virtualNodes) {
@@ -112,7 +112,7 @@ public struct HashRing: Sendable {
     }
 
     /// The distinct endpoint indices met walking clockwise from `hash`.
-    public func walk(from hash: UInt64) -> [Int] {
+    package func walk(from hash: UInt64) -> [Int] {
         guard !points.isEmpty else { return [] }
         var low = 0
         var high = points.count
@@ -131,7 +131,7 @@ public struct HashRing: Sendable {
     }
 
     /// FNV-1a 64-bit, then a 64-bit finalizer: stable across runs and platforms.
-    public static func hash(_ key: String) -> UInt64 {
+    package static func hash(_ key: String) -> UInt64 {
         var value: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in key.utf8 {
             value ^= UInt64(byte)
@@ -148,18 +148,18 @@ public struct HashRing: Sendable {
 
 /// Peak-EWMA of a latency: jumps up at once to a slower observation, decays towards faster
 /// ones with time constant `decay`. Cheap to update; robust to a replica that turns slow.
-public struct PeakEWMA: Sendable, Hashable {
-    public private(set) var value: Double = 0
+package struct PeakEWMA: Sendable, Hashable {
+    package private(set) var value: Double = 0
     private var lastUpdate: Double?
-    public let decay: Double
+    package let decay: Double
 
     /// - Parameter decay: the time constant in seconds (default 10).
-    public init(decay: Double = 10) {
+    package init(decay: Double = 10) {
         self.decay = decay
     }
 
     /// Records an observation of `seconds` taken at time `now` (seconds, any monotonic origin).
-    public mutating func observe(_ seconds: Double, at now: Double) {
+    package mutating func observe(_ seconds: Double, at now: Double) {
         defer { lastUpdate = now }
         guard let lastUpdate, value > 0 else {
             value = seconds

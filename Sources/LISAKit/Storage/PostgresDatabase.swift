@@ -8,11 +8,11 @@ import Synchronization
 
 /// A ``StateDatabase`` over a PostgreSQL connection pool (PostgresNIO), with LISTEN/NOTIFY
 /// and session advisory locks for coordinating several LISAServe replicas.
-public final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, DatabaseLeaderElection {
-    public var changeFeed: (any DatabaseChangeFeed)? { self }
-    public var leaderElection: (any DatabaseLeaderElection)? { self }
+package final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, DatabaseLeaderElection {
+    package var changeFeed: (any DatabaseChangeFeed)? { self }
+    package var leaderElection: (any DatabaseLeaderElection)? { self }
 
-    public var dialect: StateDialect { .postgres }
+    package var dialect: StateDialect { .postgres }
     let client: PostgresClient
     private let runner: Task<Void, Never>
     private let logger: Logger
@@ -22,7 +22,7 @@ public final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Database
     /// `sslmode` follows libpq: `disable`; `prefer` (the default) and `require` encrypt
     /// without verifying the certificate; `verify-ca` and `verify-full` verify it, against
     /// `sslrootcert` (a PEM file) when given, else the system's trust store.
-    public static func connect(url: String, logger: Logger) async throws -> PostgresDatabase {
+    package static func connect(url: String, logger: Logger) async throws -> PostgresDatabase {
         let settings = try Settings(url: url)
         // One direct connection first: the pool retries failed connections quietly, while
         // this says at once why the server cannot be used (refused, TLS, authentication).
@@ -55,7 +55,7 @@ public final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Database
     }
 
     /// A connection failure, with the URL's password removed.
-    public struct ConnectionError: Error, CustomStringConvertible {
+    package struct ConnectionError: Error, CustomStringConvertible {
         public let description: String
         init(_ description: String) { self.description = description }
     }
@@ -141,18 +141,18 @@ public final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Database
     }
 
     /// `url` without its password, for messages and logs.
-    public static func redacted(_ url: String) -> String {
+    package static func redacted(_ url: String) -> String {
         guard var components = URLComponents(string: url) else { return "(invalid URL)" }
         if components.password != nil { components.password = "***" }
         return components.string ?? "(invalid URL)"
     }
 
     @discardableResult
-    public func query(_ sql: String, _ binds: [StateValue]) async throws -> [StateRow] {
+    package func query(_ sql: String, _ binds: [StateValue]) async throws -> [StateRow] {
         try await Self.collect(try await client.query(try Self.postgresQuery(sql, binds), logger: logger))
     }
 
-    public func transaction<T: Sendable>(_ body: @Sendable (any StateDatabase) async throws -> T) async throws -> T {
+    package func transaction<T: Sendable>(_ body: @Sendable (any StateDatabase) async throws -> T) async throws -> T {
         try await client.withConnection { connection in
             try await connection.query("BEGIN", logger: logger)
             do {
@@ -166,19 +166,19 @@ public final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Database
         }
     }
 
-    public func close() async throws {
+    package func close() async throws {
         runner.cancel()
         _ = await runner.value
     }
 
     /// Publishes `payload` on `channel` to every listener (`pg_notify`).
-    public func notify(channel: String, payload: String) async throws {
+    package func notify(channel: String, payload: String) async throws {
         try await query("SELECT pg_notify(?, ?)", [.text(channel), .text(payload)])
     }
 
     /// Calls `onNotification` for every notification on `channel` until cancelled or the
     /// connection fails (then throws; callers reconnect).
-    public func listen(channel: String, onNotification: @Sendable (String) async -> Void) async throws {
+    package func listen(channel: String, onNotification: @Sendable (String) async -> Void) async throws {
         try await client.withConnection { connection in
             try await connection.listen(on: channel) { notifications in
                 for try await notification in notifications {
@@ -193,7 +193,7 @@ public final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Database
     /// crashed holder frees it). Returns `nil` without running `body` if another session
     /// holds the lock. While `body` runs the connection is pinged every second; if a ping
     /// fails, `body` is cancelled.
-    public func withAdvisoryLock<T: Sendable>(
+    package func withAdvisoryLock<T: Sendable>(
         key: Int64, _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T? {
         try await client.withConnection { connection in

@@ -3,14 +3,14 @@ import Synchronization
 
 /// A value bound to, or read from, a SQL statement. The common ground of SQLite and PostgreSQL
 /// that LISA's schema uses: text (JSON documents included), 64-bit integers and doubles.
-public enum StateValue: Sendable, Hashable {
+package enum StateValue: Sendable, Hashable {
     case null
     case text(String)
     case integer(Int64)
     case double(Double)
     case blob([UInt8])
 
-    public var string: String? {
+    package var string: String? {
         switch self {
         case .text(let value): value
         case .integer(let value): String(value)
@@ -19,12 +19,12 @@ public enum StateValue: Sendable, Hashable {
         }
     }
 
-    public var bytes: [UInt8]? {
+    package var bytes: [UInt8]? {
         if case .blob(let bytes) = self { return bytes }
         return nil
     }
 
-    public var int: Int? {
+    package var int: Int? {
         switch self {
         case .integer(let value): Int(value)
         case .double(let value): Int(value)
@@ -33,7 +33,7 @@ public enum StateValue: Sendable, Hashable {
         }
     }
 
-    public var double: Double? {
+    package var double: Double? {
         switch self {
         case .double(let value): value
         case .integer(let value): Double(value)
@@ -44,16 +44,16 @@ public enum StateValue: Sendable, Hashable {
 }
 
 /// One result row: column name → value.
-public struct StateRow: Sendable {
-    public var values: [String: StateValue]
+package struct StateRow: Sendable {
+    package var values: [String: StateValue]
 
-    public init(values: [String: StateValue]) { self.values = values }
+    package init(values: [String: StateValue]) { self.values = values }
 
-    public subscript(_ column: String) -> StateValue { values[column] ?? .null }
+    package subscript(_ column: String) -> StateValue { values[column] ?? .null }
 }
 
 /// Which SQL engine a ``StateDatabase`` talks to, for the few statements that differ.
-public enum StateDialect: String, Sendable {
+package enum StateDialect: String, Sendable {
     case sqlite, postgres
 }
 
@@ -62,7 +62,7 @@ public enum StateDialect: String, Sendable {
 ///
 /// Statements use `?` placeholders; drivers translate them (`$1`, `$2`, … for PostgreSQL).
 /// Every value is bound, never spliced into the text.
-public protocol StateDatabase: Sendable {
+package protocol StateDatabase: Sendable {
     var dialect: StateDialect { get }
 
     /// Runs one statement and returns its rows.
@@ -86,12 +86,12 @@ public protocol StateDatabase: Sendable {
 }
 
 extension StateDatabase {
-    public var changeFeed: (any DatabaseChangeFeed)? { nil }
-    public var leaderElection: (any DatabaseLeaderElection)? { nil }
+    package var changeFeed: (any DatabaseChangeFeed)? { nil }
+    package var leaderElection: (any DatabaseLeaderElection)? { nil }
 }
 
 /// A database's notifications across processes.
-public protocol DatabaseChangeFeed: Sendable {
+package protocol DatabaseChangeFeed: Sendable {
     func notify(channel: String, payload: String) async throws
     /// Calls `onNotification` for each payload on `channel` until cancelled or the
     /// connection is lost (then it throws).
@@ -99,7 +99,7 @@ public protocol DatabaseChangeFeed: Sendable {
 }
 
 /// A database's leader election across processes.
-public protocol DatabaseLeaderElection: Sendable {
+package protocol DatabaseLeaderElection: Sendable {
     /// Runs `body` while this process holds the lock `key`; `nil`, without running it, when
     /// another process holds it. `body` is cancelled when the lock can no longer be confirmed.
     func withAdvisoryLock<T: Sendable>(key: Int64, _ body: @escaping @Sendable () async throws -> T) async throws -> T?
@@ -107,7 +107,7 @@ public protocol DatabaseLeaderElection: Sendable {
 
 extension StateDatabase {
     @discardableResult
-    public func query(_ sql: String) async throws -> [StateRow] {
+    package func query(_ sql: String) async throws -> [StateRow] {
         try await query(sql, [])
     }
 }

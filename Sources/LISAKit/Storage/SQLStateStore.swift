@@ -15,7 +15,7 @@ import Synchronization
 /// On PostgreSQL, changes reach the other replicas through `LISTEN/NOTIFY` on the
 /// `lisa_state` channel, and leadership is a session advisory lock.
 public final class SQLStateStore: StateStore {
-    public let database: any StateDatabase
+    package let database: any StateDatabase
     public let instanceID: String
     public var isShared: Bool { database.changeFeed != nil }
 
@@ -40,7 +40,7 @@ public final class SQLStateStore: StateStore {
     }
 
     /// Opens the store on `database`, migrating its schema.
-    public static func open(database: any StateDatabase, logger: Logger) async throws -> SQLStateStore {
+    package static func open(database: any StateDatabase, logger: Logger) async throws -> SQLStateStore {
         let store = SQLStateStore(database: database, logger: logger)
         do {
             try await store.migrate()

@@ -7,8 +7,8 @@ import SQLiteNIO
 ///
 /// SQLite serializes writers anyway; one connection behind a FIFO lock keeps a
 /// transaction's statements from interleaving with another caller's.
-public final class SQLiteDatabase: StateDatabase {
-    public var dialect: StateDialect { .sqlite }
+package final class SQLiteDatabase: StateDatabase {
+    package var dialect: StateDialect { .sqlite }
     private let connection: SQLiteConnection
     private let lock = AsyncLock()
 
@@ -17,7 +17,7 @@ public final class SQLiteDatabase: StateDatabase {
     }
 
     /// Opens (creating if needed) the database file at `path`, readable by its owner only.
-    public static func open(path: String, logger: Logger) async throws -> SQLiteDatabase {
+    package static func open(path: String, logger: Logger) async throws -> SQLiteDatabase {
         if !FileManager.default.fileExists(atPath: path) {
             FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
         }
@@ -29,16 +29,16 @@ public final class SQLiteDatabase: StateDatabase {
     }
 
     /// A database in memory: nothing survives the process.
-    public static func inMemory(logger: Logger = Logger(label: "lisa.sqlite")) async throws -> SQLiteDatabase {
+    package static func inMemory(logger: Logger = Logger(label: "lisa.sqlite")) async throws -> SQLiteDatabase {
         SQLiteDatabase(connection: try await SQLiteConnection.open(storage: .memory, logger: logger))
     }
 
     @discardableResult
-    public func query(_ sql: String, _ binds: [StateValue]) async throws -> [StateRow] {
+    package func query(_ sql: String, _ binds: [StateValue]) async throws -> [StateRow] {
         try await lock.withLock { try await Self.run(connection, sql, binds) }
     }
 
-    public func transaction<T: Sendable>(_ body: @Sendable (any StateDatabase) async throws -> T) async throws -> T {
+    package func transaction<T: Sendable>(_ body: @Sendable (any StateDatabase) async throws -> T) async throws -> T {
         try await lock.withLock {
             try await Self.run(connection, "BEGIN IMMEDIATE", [])
             do {
@@ -52,7 +52,7 @@ public final class SQLiteDatabase: StateDatabase {
         }
     }
 
-    public func close() async throws {
+    package func close() async throws {
         try await connection.close()
     }
 

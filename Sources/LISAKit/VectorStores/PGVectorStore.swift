@@ -30,7 +30,7 @@ public final class PGVectorStore: VectorStore {
         }
     }
 
-    public let database: PostgresDatabase
+    package let database: PostgresDatabase
     public let index: IndexSettings
     private let vectorType: PostgresDataType
     private let logger: Logger
@@ -44,7 +44,7 @@ public final class PGVectorStore: VectorStore {
 
     /// Prepares pgvector on `database` (`CREATE EXTENSION IF NOT EXISTS vector`, which
     /// needs the right to create it the first time) and the collections catalog.
-    public static func open(database: PostgresDatabase, index: IndexSettings = IndexSettings(), logger: Logger) async throws -> PGVectorStore {
+    package static func open(database: PostgresDatabase, index: IndexSettings = IndexSettings(), logger: Logger) async throws -> PGVectorStore {
         guard (2...100).contains(index.m), (4...1000).contains(index.efConstruction), (1...1000).contains(index.efSearch) else {
             throw LISAError.invalidRequest("pgvector index settings out of range (m 2-100, efConstruction 4-1000, efSearch 1-1000).")
         }
