@@ -1,4 +1,5 @@
 // swift-tools-version:6.1
+import Foundation
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
@@ -185,6 +186,12 @@ let package = Package(
             path: "Examples/ClientScript/Sources/ClientScript",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "InProcess",
+            dependencies: ["LISAKit"],
+            path: "Examples/InProcess/Sources/InProcess",
+            swiftSettings: swiftSettings
+        ),
         // The RAG vector-store benchmark (Benchmarks/RAG): embedded and pgvector side by side.
         .executableTarget(
             name: "lisa-bench-rag",
@@ -220,3 +227,18 @@ let package = Package(
         ),
     ]
 )
+
+// Examples/EmbedInVapor: LISA in a Vapor app (LISAKit without Hummingbird). Compiled when
+// LISA_VAPOR_EXAMPLE is set (the test command sets it), so users of the library never
+// resolve Vapor; the example's own Package.swift is the one to copy.
+if ProcessInfo.processInfo.environment["LISA_VAPOR_EXAMPLE"] != nil {
+    package.dependencies.append(.package(url: "https://github.com/vapor/vapor.git", from: "4.122.3"))
+    package.targets.append(
+        .executableTarget(
+            name: "EmbedInVapor",
+            dependencies: ["LISAKit", .product(name: "Vapor", package: "vapor")],
+            path: "Examples/EmbedInVapor/Sources/EmbedInVapor",
+            swiftSettings: swiftSettings
+        )
+    )
+}

@@ -16,9 +16,9 @@ debug="$(swift build --show-bin-path)"
 out=.build/fuzz
 mkdir -p "$out"
 sources=(
-    Sources/LISAKit/OpenAI/*.swift
-    Sources/LISAKit/Errors/LISAError.swift
-    Sources/LISAKit/RAG/Chunker.swift
+    Sources/LISAOpenAI/*.swift
+    Sources/LISAAPI/LISAError.swift
+    Sources/LISAAPI/Chunker.swift
     Sources/LISAKit/RAG/DocumentParser+Text.swift
     Sources/LISAHummingbird/Multipart.swift
     Fuzz/FuzzTargets.swift Fuzz/Stubs.swift
@@ -41,7 +41,7 @@ done
 for map in .build/checkouts/swift-atomics/Sources/_AtomicsShims/include/module.modulemap; do
     [ -f "$map" ] && maps+=(-Xcc "-fmodule-map-file=$map")
 done
-swiftc -parse-as-library -module-name LISAFuzz -sanitize=fuzzer,address -Onone -g \
+swiftc -parse-as-library -module-name LISAFuzz -package-name lisa_swift -sanitize=fuzzer,address -Onone -g \
     -I "$debug/Modules" "${maps[@]}" \
     "${sources[@]}" "${objects[@]}" -o "$out/lisa-fuzz" 2>&1 | grep -v "warning:" || true
 [ -x "$out/lisa-fuzz" ] || { echo "fuzz build failed" >&2; exit 1; }

@@ -3,6 +3,8 @@
 # provisions what the tests need, builds once, runs the Swift and Python suites.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The package compiles Examples/EmbedInVapor too (one build: it shares every dependency).
+export LISA_VAPOR_EXAMPLE=1
 
 # Debian tools the tests use: python3-venv, curl (HTTPS and HTTP/2 checks), strace (the
 # no-unexpected-connections test), PostgreSQL with SSL (the pgserver wheels have none),
@@ -44,7 +46,7 @@ LISA_TEST_DATABASE_URL="$(./scripts/postgres.sh start)"
 export LISA_TEST_DATABASE_URL
 trap './scripts/postgres.sh stop' EXIT
 
-# One debug build of everything: library, executables, examples, tests.
+# One debug build of everything: library, executables, examples (Vapor included), tests.
 swift build --build-tests
 
 echo "== Module graph (lisactl and the client example carry no server)"

@@ -363,9 +363,11 @@ public final class ModelManager: Service, Sendable {
             group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: self.resyncInterval)
+                    guard !Task.isCancelled else { return }
                     do {
                         try await self.reload()
                     } catch {
+                        if Task.isCancelled { return }
                         self.logger.warning("periodic resync failed", metadata: ["lisa.error": "\(error)"])
                     }
                 }
