@@ -5,6 +5,12 @@ import PackageDescription
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
+/// The light modules also keep their imports internal unless their API shows them, and
+/// see only members of modules they import.
+let lightModuleSettings: [SwiftSetting] = swiftSettings + [
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
 
 let package = Package(
     name: "lisa-swift",
@@ -49,14 +55,14 @@ let package = Package(
         .target(
             name: "LISAOpenAI",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
-            swiftSettings: swiftSettings
+            swiftSettings: lightModuleSettings
         ),
         // … the vocabulary of LISA's own API (model definitions, repositories, tokens,
         // principals, LISAError) …
         .target(
             name: "LISAAPI",
             dependencies: ["LISAOpenAI"],
-            swiftSettings: swiftSettings
+            swiftSettings: lightModuleSettings
         ),
         // … and the typed HTTP client of a LISA server.
         .target(
@@ -68,7 +74,7 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: lightModuleSettings
         ),
         // The library: providers, routing, storage, auth, configuration, RAG, the runtime.
         // It never imports Hummingbird, so it can be embedded in any Swift service; it

@@ -1,5 +1,5 @@
-import Foundation
-import LISAOpenAI
+public import Foundation
+public import LISAOpenAI
 
 /// How LISA runs a `lisa_hosted` model's replicas (LISA's `autoScalingConfig`).
 public struct AutoScalingConfig: Sendable, Hashable, Codable {

@@ -1,5 +1,5 @@
-import Foundation
-import LISAOpenAI
+public import Foundation
+public import LISAOpenAI
 
 /// An error LISAKit throws: what went wrong as a ``Code``, a message that is safe to show
 /// the caller, and the underlying error when there is one.

@@ -1,5 +1,5 @@
-import Foundation
-import LISAOpenAI
+public import Foundation
+public import LISAOpenAI
 
 /// What a model does: generate text or compute embeddings. Unknown values are kept.
 public enum ModelType: OpenStringEnum {

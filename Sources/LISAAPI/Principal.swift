@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import LISAOpenAI
 
 /// Who is making a request, and how they proved it.

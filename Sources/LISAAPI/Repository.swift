@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import LISAOpenAI
 
 /// Which vector store a repository lives on.

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import LISAOpenAI
 
 /// What `GET /api-tokens` returns for a token.

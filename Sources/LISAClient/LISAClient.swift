@@ -1,8 +1,8 @@
 @_exported import LISAAPI
 @_exported import LISAOpenAI
-import AsyncHTTPClient
-import Foundation
-import NIOCore
+public import AsyncHTTPClient
+public import Foundation
+public import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 

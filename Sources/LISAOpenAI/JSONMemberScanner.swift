@@ -1,5 +1,5 @@
 import Foundation
-import NIOCore
+package import NIOCore
 
 /// Finds the members of a JSON document's top-level object without decoding it, so the
 /// gateway can forward a client's exact bytes with only the `model` value replaced, and read

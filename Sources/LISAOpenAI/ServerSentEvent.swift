@@ -1,5 +1,5 @@
 import Foundation
-import NIOCore
+public import NIOCore
 
 /// One server-sent event (`text/event-stream`), as OpenAI streams chunks.
 public struct ServerSentEvent: Sendable, Hashable {

@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 /// A strict, linear-time RFC 8259 validator that every JSON request body passes before LISA
 /// reads anything from it.
