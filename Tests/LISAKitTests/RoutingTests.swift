@@ -69,6 +69,59 @@ struct BalancerTests {
         #expect(abs(ewma.value - 0.1) < 0.001)
     }
 
+    /// Sequential requests, 10 ms apart, through a P2C pool of three replicas; `latency`
+    /// gives each answer's time to first byte. Returns how many requests each replica got.
+    static func sequential(_ count: Int, latency: (Int, Int) -> Double, pool: EndpointPool, from start: Double = 0) -> [Int] {
+        var counts = Array(repeating: 0, count: pool.endpoints.count)
+        for request in 0..<count {
+            let now = start + Double(request) * 0.01
+            guard let endpoint = pool.choose(affinityKey: nil, at: now) else { continue }
+            counts[endpoint.index] += 1
+            endpoint.record(.success(firstByte: latency(endpoint.index, counts[endpoint.index])), at: now)
+        }
+        return counts
+    }
+
+    static func threeReplicas() -> EndpointPool {
+        let definition = ModelDefinition(
+            modelId: "m", modelName: "m",
+            endpoints: ["http://a:1/v1", "http://b:1/v1", "http://c:1/v1"].map { EndpointDefinition(url: $0) }
+        )
+        return EndpointPool(definition: definition, defaultPolicy: .powerOfTwoChoices)
+    }
+
+    @Test("a replica slow for its first answers (a cold connection) gets its share back: P2C never starves it")
+    func slowStartRecovers() {
+        let pool = Self.threeReplicas()
+        // Replica 0 answers its first five requests in 200 ms (cold), then in 5 ms like the others.
+        let warmup = Self.sequential(60, latency: { index, nth in index == 0 && nth <= 5 ? 0.2 : 0.005 }, pool: pool)
+        #expect(warmup.reduce(0, +) == 60)
+        // Stated bound: within 60 requests it is probed again (every 8 × 3 picks at most),
+        // its estimate is replaced by the fast sample, and over the next 300 requests it
+        // gets at least a fifth of the traffic (a fair share is a third).
+        let after = Self.sequential(300, latency: { _, _ in 0.005 }, pool: pool, from: 0.6)
+        #expect(after[0] >= 60, "replica 0 got \(after[0]) of 300 after its slow start (\(after))")
+    }
+
+    @Test("identical replicas share sequential traffic within a stated bound")
+    func identicalReplicasShare() {
+        let pool = Self.threeReplicas()
+        let counts = Self.sequential(3000, latency: { _, _ in 0.005 }, pool: pool)
+        // A third is 1000; P2C on equal costs picks at random, and the stale probe caps how
+        // long any one replica can go unpicked.
+        #expect(counts.allSatisfy { (800...1200).contains($0) }, "\(counts)")
+    }
+
+    @Test("an estimate nobody refreshes decays when read")
+    func costDecaysWhenRead() {
+        var ewma = PeakEWMA(decay: 10)
+        ewma.observe(1.0, at: 0)
+        #expect(ewma.cost(at: 0) == 1.0)
+        #expect(abs(ewma.cost(at: 10) - exp(-1)) < 1e-9)
+        #expect(ewma.cost(at: 100) < 0.001)
+        #expect(ewma.value == 1.0, "reading does not change the estimate")
+    }
+
     @Test("session affinity keeps a key on one replica and spreads keys by weight")
     func sessionAffinity() {
         let ring = HashRing(weights: [1, 1, 2])

@@ -21,8 +21,13 @@ public final class Endpoint: Sendable {
     let counter: InFlightCounter
     private let state: Mutex<State>
 
+    /// The pool's pick count when this endpoint was last chosen (see ``EndpointPool``).
+    let lastPicked: Atomic<Int>
+
     private struct State {
         var latency = PeakEWMA()
+        /// Chosen because its latency estimate was stale: its next sample replaces it.
+        var probing = false
         var circuit: CircuitBreaker
         var probe: ProbeHealth
         var nextProbe: Double = 0
@@ -30,8 +35,9 @@ public final class Endpoint: Sendable {
 
     init(
         definition: EndpointDefinition, index: Int, circuit: CircuitBreaker.Configuration, health: HealthCheckConfiguration?,
-        counter: InFlightCounter = InFlightCounter()
+        counter: InFlightCounter = InFlightCounter(), pickedAt tick: Int = 0
     ) {
+        self.lastPicked = Atomic(tick)
         self.definition = definition
         self.index = index
         self.counter = counter
@@ -60,13 +66,18 @@ public final class Endpoint: Sendable {
         if let cap = definition.maxInFlight, inFlight >= cap { return nil }
         return state.withLock { state in
             guard state.probe.isHealthy, state.circuit.isAvailable(at: now) else { return nil }
-            return EndpointLoad(index: index, weight: definition.weight, inFlight: inFlight, latency: state.latency.value)
+            return EndpointLoad(index: index, weight: definition.weight, inFlight: inFlight, latency: state.latency.cost(at: now))
         }
     }
 
     /// Claims the circuit for one request (takes the half-open trial when there is one).
-    func acquire(at now: Double) -> Bool {
-        state.withLock { $0.circuit.acquire(at: now) }
+    /// `probing`: chosen because its latency estimate is stale.
+    func acquire(at now: Double, probing: Bool = false) -> Bool {
+        state.withLock { state in
+            guard state.circuit.acquire(at: now) else { return false }
+            if probing { state.probing = true }
+            return true
+        }
     }
 
     func begin() { counter.add(1) }
@@ -84,7 +95,12 @@ public final class Endpoint: Sendable {
             switch outcome {
             case .success(let firstByte):
                 state.circuit.recordSuccess()
-                state.latency.observe(firstByte, at: now)
+                if state.probing {
+                    state.probing = false
+                    state.latency.reset(firstByte, at: now)
+                } else {
+                    state.latency.observe(firstByte, at: now)
+                }
             case .failure:
                 state.circuit.recordFailure(at: now)
             case .abandoned:
@@ -125,6 +141,11 @@ public final class EndpointPool: Sendable {
     public let endpoints: [Endpoint]
     public let policy: LoadBalancingPolicy
     private let cursor = Atomic<Int>(0)
+    /// Picks made by this pool (and its predecessors): an endpoint not chosen in
+    /// ``stalePicksPerEndpoint`` × the pool's size picks is chosen next, so its latency is
+    /// learned again from real traffic.
+    let picks: Atomic<Int>
+    static let stalePicksPerEndpoint = 8
     private let smooth = Mutex(SmoothWeightedRoundRobin())
     private let ring: HashRing?
     private let circuit: CircuitBreaker.Configuration
@@ -139,12 +160,16 @@ public final class EndpointPool: Sendable {
         let unchangedSettings = previous.map { $0.circuit == circuit && $0.health == definition.healthCheck } ?? false
         self.circuit = circuit
         self.health = definition.healthCheck
+        let picks = previous?.picks.load(ordering: .relaxed) ?? 0
+        self.picks = Atomic(picks)
         self.endpoints = definition.resolvedEndpoints.enumerated().map { index, endpoint in
             if unchangedSettings, let previous, index < previous.endpoints.count, previous.endpoints[index].definition == endpoint {
                 return previous.endpoints[index]
             }
             let counter = tracker?.counter(model: definition.modelId, url: endpoint.url) ?? InFlightCounter()
-            return Endpoint(definition: endpoint, index: index, circuit: circuit, health: definition.healthCheck, counter: counter)
+            return Endpoint(
+                definition: endpoint, index: index, circuit: circuit, health: definition.healthCheck, counter: counter, pickedAt: picks
+            )
         }
         self.policy = definition.loadBalancing ?? defaultPolicy
         self.ring = policy == .sessionAffinity ? HashRing(weights: endpoints.map(\.definition.weight)) : nil
@@ -161,8 +186,10 @@ public final class EndpointPool: Sendable {
             excluded.contains(endpoint.index) ? nil : endpoint.load(at: now)
         }
         var generator = SystemRandomNumberGenerator()
+        let pick = picks.add(1, ordering: .relaxed).newValue
         while !candidates.isEmpty {
-            let position: Int
+            var position: Int
+            var probing = false
             switch policy {
             case .roundRobin:
                 position = Int(UInt(bitPattern: cursor.add(1, ordering: .relaxed).oldValue) % UInt(candidates.count))
@@ -179,11 +206,33 @@ public final class EndpointPool: Sendable {
                     position = LoadBalancer.powerOfTwoChoices(candidates, using: &generator)
                 }
             }
+            if policy == .powerOfTwoChoices || (policy == .sessionAffinity && affinityKey == nil), candidates.count > 1,
+                let stale = stalest(candidates, at: pick)
+            {
+                position = stale
+                probing = true
+            }
             let endpoint = endpoints[candidates[position].index]
-            if endpoint.acquire(at: now) { return endpoint }
+            if endpoint.acquire(at: now, probing: probing) {
+                endpoint.lastPicked.store(pick, ordering: .relaxed)
+                return endpoint
+            }
             candidates.remove(at: position)
         }
         return nil
+    }
+}
+
+extension EndpointPool {
+    /// The candidate chosen longest ago, when that is more than the stale threshold.
+    fileprivate func stalest(_ candidates: [EndpointLoad], at pick: Int) -> Int? {
+        let threshold = Self.stalePicksPerEndpoint * endpoints.count
+        var oldest: (position: Int, picked: Int)?
+        for (position, candidate) in candidates.enumerated() {
+            let picked = endpoints[candidate.index].lastPicked.load(ordering: .relaxed)
+            if pick - picked > threshold, picked < (oldest?.picked ?? .max) { oldest = (position, picked) }
+        }
+        return oldest?.position
     }
 }
 

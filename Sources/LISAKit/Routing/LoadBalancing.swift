@@ -158,6 +158,21 @@ package struct PeakEWMA: Sendable, Hashable {
         self.decay = decay
     }
 
+    /// The cost as the balancer reads it at `now`: the estimate decays toward zero with the
+    /// time since the last observation, so an endpoint that one slow answer pushed away is
+    /// tried again once the estimate is old, instead of being starved by its own history.
+    package func cost(at now: Double) -> Double {
+        guard let lastUpdate else { return value }
+        return value * exp(-max(now - lastUpdate, 0) / decay)
+    }
+
+    /// Replaces the estimate with `seconds`: for a sample taken after the estimate went
+    /// stale (the endpoint was not observed while its peers were, many times over).
+    package mutating func reset(_ seconds: Double, at now: Double) {
+        value = seconds
+        lastUpdate = now
+    }
+
     /// Records an observation of `seconds` taken at time `now` (seconds, any monotonic origin).
     package mutating func observe(_ seconds: Double, at now: Double) {
         defer { lastUpdate = now }
