@@ -41,6 +41,7 @@ done
 for map in .build/checkouts/swift-atomics/Sources/_AtomicsShims/include/module.modulemap; do
     [ -f "$map" ] && maps+=(-Xcc "-fmodule-map-file=$map")
 done
+rm -f "$out/lisa-fuzz"  # a stale binary must not hide a failed build
 swiftc -parse-as-library -module-name LISAFuzz -package-name lisa_swift -sanitize=fuzzer,address -Onone -g \
     -I "$debug/Modules" "${maps[@]}" \
     "${sources[@]}" "${objects[@]}" -o "$out/lisa-fuzz" 2>&1 | grep -v "warning:" || true

@@ -1,5 +1,5 @@
 import Foundation
-package import NIOCore
+public import NIOCore
 
 /// Finds the members of a JSON document's top-level object without decoding it, so the
 /// gateway can forward a client's exact bytes with only the `model` value replaced, and read
