@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import LISAOpenAI
 
 /// How LISA runs a `lisa_hosted` model's replicas (LISA's `autoScalingConfig`).

@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import LISAOpenAI
 
 /// An error LISAKit throws: what went wrong as a ``Code``, a message that is safe to show

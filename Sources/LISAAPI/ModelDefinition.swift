@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import LISAOpenAI
 
 /// What a model does: generate text or compute embeddings. Unknown values are kept.

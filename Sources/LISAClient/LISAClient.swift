@@ -2,7 +2,7 @@
 @_exported import LISAOpenAI
 public import AsyncHTTPClient
 public import Foundation
-public import NIOCore
+import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 

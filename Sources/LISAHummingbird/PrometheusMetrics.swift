@@ -25,12 +25,13 @@ public final class PrometheusMetrics: MetricsFactory, Sendable {
         ByteBuffer(bytes: registry.emitToBuffer())
     }
 
-    private func help(_ label: String) -> String {
-        GatewayMetrics.descriptions[label] ?? ""
+    /// The metric's name as given, with LISA's help text for it.
+    private func descriptor(_ label: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: label, unitName: "", helpText: GatewayMetrics.descriptions[label] ?? "")
     }
 
     public func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
-        registry.makeCounter(name: label, labels: dimensions, help: help(label))
+        registry.makeCounter(descriptor: descriptor(label), labels: dimensions)
     }
 
     public func makeFloatingPointCounter(label: String, dimensions: [(String, String)]) -> any FloatingPointCounterHandler {
@@ -39,16 +40,16 @@ public final class PrometheusMetrics: MetricsFactory, Sendable {
 
     public func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
         guard !aggregate else { return factory.makeRecorder(label: label, dimensions: dimensions, aggregate: true) }
-        return registry.makeGauge(name: label, labels: dimensions, help: help(label))
+        return registry.makeGauge(descriptor: descriptor(label), labels: dimensions)
     }
 
     public func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
-        registry.makeGauge(name: label, labels: dimensions, help: help(label))
+        registry.makeGauge(descriptor: descriptor(label), labels: dimensions)
     }
 
     public func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
         let buckets = GatewayMetrics.timerBuckets[label] ?? factory.defaultDurationHistogramBuckets
-        return registry.makeDurationHistogram(name: label, labels: dimensions, buckets: buckets, help: help(label))
+        return registry.makeDurationHistogram(descriptor: descriptor(label), labels: dimensions, buckets: buckets)
     }
 
     public func destroyCounter(_ handler: any CounterHandler) { factory.destroyCounter(handler) }
