@@ -172,6 +172,44 @@ public struct LISARoutes: Sendable {
             api.post("\(prefix)/embeddings") { request, context in
                 try await inference(.embeddings, request, context: context)
             }
+            // Anthropic Messages (Claude Code, the anthropic SDKs), translated onto chat completions.
+            api.post("\(prefix)/messages") { request, context in
+                try await inference(request, context: context) { runtime, body, inference in
+                    try await runtime.messages(body: body, context: inference)
+                }
+            }
+            api.post("\(prefix)/messages/count_tokens") { request, context in
+                let body = try await collectJSON(request)
+                let tokens = try await runtime.countTokens(body: body, context: try inferenceContext(request, context: context))
+                return try Self.encode(["input_tokens": tokens])
+            }
+            // OpenAI Responses (the Agents SDK, Codex), translated onto chat completions.
+            api.post("\(prefix)/responses") { request, context in
+                try await inference(request, context: context) { runtime, body, inference in
+                    try await runtime.responses(body: body, context: inference)
+                }
+            }
+            api.get("\(prefix)/responses/{id}") { _, context in
+                try Self.encode(try await runtime.response(id: try context.parameters.require("id"), for: try context.requirePrincipal()))
+            }
+            api.delete("\(prefix)/responses/{id}") { _, context in
+                try Self.encode(try await runtime.deleteResponse(id: try context.parameters.require("id"), for: try context.requirePrincipal()))
+            }
+            api.get("\(prefix)/responses/{id}/input_items") { request, context in
+                let query = request.uri.queryParameters
+                let limit = try query["limit"].map { value throws(LISAError) in
+                    guard let limit = Int(String(value)) else { throw .invalidRequest("limit must be an integer.", param: "limit") }
+                    return limit
+                } ?? 20
+                let order = query["order"].map(String.init) ?? "desc"
+                guard order == "asc" || order == "desc" else { throw LISAError.invalidRequest("order must be asc or desc.", param: "order") }
+                return try Self.encode(
+                    try await runtime.responseInputItems(
+                        id: try context.parameters.require("id"), for: try context.requirePrincipal(), limit: limit, ascending: order == "asc",
+                        after: query["after"].map(String.init)
+                    )
+                )
+            }
         }
 
         // Who the caller is and what they may do (clients use it to decide what to show).
@@ -227,17 +265,33 @@ public struct LISARoutes: Sendable {
     private func inference<Context: LISARoutesContext>(
         _ operation: UpstreamOperation, _ request: Request, context: Context
     ) async throws -> Response {
-        let body = try await collectJSON(request)
+        try await inference(request, context: context) { runtime, body, inference in
+            try await runtime.forward(operation, body: body, context: inference)
+        }
+    }
+
+    /// What the gateway knows of a request besides its body: id, `x-` headers, caller.
+    private func inferenceContext<Context: LISARoutesContext>(_ request: Request, context: Context) throws -> InferenceContext {
         var headers: [String: String] = [:]
-        for field in request.headers where field.name.canonicalName.hasPrefix("x-") {
+        for field in request.headers where field.name.canonicalName.hasPrefix("x-") && field.name.canonicalName != "x-api-key" {
             headers[field.name.canonicalName] = field.value
         }
-        let inference = InferenceContext(
+        return InferenceContext(
             requestID: context.requestID ?? "", headers: headers, principal: try context.requirePrincipal(), logger: context.logger
         )
+    }
+
+    /// Runs one inference call of any dialect and writes its answer (a body, or events as
+    /// they arrive).
+    private func inference<Context: LISARoutesContext>(
+        _ request: Request, context: Context,
+        _ call: @escaping @Sendable (LISARuntime, ByteBuffer, InferenceContext) async throws -> GatewayResponse
+    ) async throws -> Response {
+        let body = try await collectJSON(request)
+        let inference = try inferenceContext(request, context: context)
         let runtime = self.runtime
         let answer = try await context.cancellingWhenClientLeaves {
-            try await runtime.forward(operation, body: body, context: inference)
+            try await call(runtime, body, inference)
         }
         var responseHeaders: HTTPFields = [.contentType: answer.contentType]
         switch answer.body {

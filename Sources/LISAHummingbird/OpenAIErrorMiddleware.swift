@@ -18,15 +18,36 @@ public struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch let error as LISAError {
-            return Self.response(for: error)
+            return Self.response(for: error, request: request)
         } catch let error as HTTPError {
-            return Self.response(for: Self.translate(error, request: request))
+            return Self.response(for: Self.translate(error, request: request), request: request)
         } catch is NIOTooManyBytesError {
-            return Self.response(for: .payloadTooLarge("The request body is too large."))
+            return Self.response(for: .payloadTooLarge("The request body is too large."), request: request)
         } catch {
             context.logger.error("unhandled error", metadata: ["lisa.error": "\(String(reflecting: error))"])
-            return Self.response(for: .internalError())
+            return Self.response(for: .internalError(), request: request)
         }
+    }
+
+    /// The error in the dialect of the route that was asked for: Anthropic's shape under
+    /// `/v1/messages` (and `/v2/serve/messages`), OpenAI's everywhere else.
+    static func response(for error: LISAError, request: Request) -> Response {
+        let path = request.uri.path
+        if path.contains("/v1/messages") || path.contains("/v2/serve/messages") {
+            return anthropicResponse(for: error)
+        }
+        return response(for: error)
+    }
+
+    /// The HTTP response for an error on an Anthropic Messages route: Anthropic's body
+    /// (`{"type": "error", "error": {"type": "not_found_error", …}}`) and status (529 when
+    /// overloaded).
+    public static func anthropicResponse(for error: LISAError, requestID: String? = nil) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json", .xContentTypeOptions: "nosniff"]
+        if let retryAfter = error.retryAfter { headers[.retryAfter] = String(retryAfter) }
+        let buffer = (try? Self.encoder.encodeAsByteBuffer(AnthropicDialect.errorBody(error, requestID: requestID), allocator: ByteBufferAllocator()))
+            ?? ByteBuffer(string: #"{"type":"error","error":{"type":"api_error","message":"error"}}"#)
+        return Response(status: error.anthropicStatus, headers: headers, body: .init(byteBuffer: buffer))
     }
 
     static func translate(_ error: HTTPError, request: Request) -> LISAError {
@@ -67,6 +88,16 @@ public struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 }
 
 extension LISAError {
+    /// The status of the error on an Anthropic Messages route (Anthropic's own statuses: 529
+    /// `overloaded_error`, 504 `timeout_error`, 500 `api_error`).
+    public var anthropicStatus: HTTPResponse.Status {
+        switch code {
+        case .upstreamUnavailable, .notReady: .init(code: 529, reasonPhrase: "Overloaded")
+        case .upstreamFailed, .cancelled, .internalError: .internalServerError
+        default: httpStatus
+        }
+    }
+
     /// The HTTP status this binding answers the error with.
     public var httpStatus: HTTPResponse.Status {
         switch code {
@@ -110,7 +141,8 @@ public struct AuthenticationMiddleware<Context: LISARoutesContext>: RouterMiddle
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let presented = PresentedCredential.extract(
-            authorization: request.headers[.authorization], apiKey: request.headers[HTTPField.Name("Api-Key")!]
+            authorization: request.headers[.authorization],
+            apiKey: request.headers[HTTPField.Name("Api-Key")!] ?? request.headers[HTTPField.Name("X-Api-Key")!]
         )
         var context = context
         var certificate: [UInt8]?
@@ -164,7 +196,10 @@ public struct AuthenticationMiddleware<Context: LISARoutesContext>: RouterMiddle
     /// uploads, bulk ingestion). Reading lists, sessions and settings does not, so a UI can
     /// refresh what it shows without spending the user's budget.
     public static func isMetered(method: HTTPRequest.Method, path: String) -> Bool {
-        if method == .post, path.hasSuffix("/chat/completions") || path.hasSuffix("/completions") || path.hasSuffix("/embeddings") {
+        if method == .post,
+            path.hasSuffix("/chat/completions") || path.hasSuffix("/completions") || path.hasSuffix("/embeddings") || path.hasSuffix("/messages")
+                || path.hasSuffix("/messages/count_tokens") || path.hasSuffix("/responses")
+        {
             return path.hasPrefix("/v1/") || path.hasPrefix("/v2/serve/")
         }
         guard path.hasPrefix("/repository/") else { return false }

@@ -20,6 +20,14 @@ import Synchronization
 /// | `slow` | waits ``Configuration/slowDelay`` before answering (or between chunks) |
 /// | `redirect` | answers 307 to `/v1/redirected` (which counts what reaches it) |
 /// | `html-200` | answers 200 with a `text/html` page (a script), not JSON |
+/// | `count-messages` | answers `messages: N roles: system,user,…` (what the conversation held) |
+/// | `think` | answers with `reasoning_content` ("thinking about <text>") before the echo |
+///
+/// A chat request with `tools` (and `tool_choice` other than `none`) whose last message is
+/// the user's calls the named or first tool with `{"text": "<the user's text>"}`
+/// (`finish_reason: tool_calls`; streamed, the arguments come in two deltas). After a
+/// `tool` message the answer is `"tool said: <its content>"`. A `max_tokens` of 1 ends the
+/// answer after its first word with `finish_reason: length`.
 ///
 /// Streams send one chunk per ``Configuration/chunkDelay``. Embeddings are deterministic
 /// 8-dimensional vectors (or `dimensions`) derived from the input text.
@@ -159,21 +167,50 @@ public final class FakeUpstream: Sendable {
                 throw error
             }
         }
-        let text = Self.replyText(for: body, kind: kind)
+        var text = Self.replyText(for: body, kind: kind)
+        let toolCall = kind == .chat ? Self.toolCall(for: body) : nil
+        var finish = toolCall == nil ? "stop" : "tool_calls"
+        if body["max_tokens"] == .integer(1), toolCall == nil {
+            text = String(text.split(separator: " ").first ?? "")
+            finish = "length"
+        }
+        let reasoning = model == "think" ? "thinking about \(text)" : nil
         switch kind {
         case .embedding:
             defer { state.withLock { $0.completed += 1 } }
             return try Self.json(Self.embeddingResponse(for: body))
         case .chat, .completion:
             if stream {
-                return streamingResponse(text: text, model: model, kind: kind, body: body)
+                return streamingResponse(
+                    text: toolCall == nil ? text : "", model: model, kind: kind, body: body, finish: finish, toolCall: toolCall, reasoning: reasoning
+                )
             }
             defer { state.withLock { $0.completed += 1 } }
-            return try Self.json(Self.completionResponse(text: text, model: model, kind: kind))
+            var answer = Self.completionResponse(text: text, model: model, kind: kind)
+            if case .object(var object) = answer, kind == .chat, case .array(var choices) = object["choices"] ?? .null,
+                case .object(var choice) = choices[0], case .object(var message) = choice["message"] ?? .null
+            {
+                if let toolCall {
+                    message["content"] = nil
+                    message["tool_calls"] = [
+                        ["id": .string(toolCall.id), "type": "function", "function": ["name": .string(toolCall.name), "arguments": .string(toolCall.arguments)]]
+                    ]
+                }
+                if let reasoning { message["reasoning_content"] = .string(reasoning) }
+                choice["message"] = .object(message)
+                choice["finish_reason"] = .string(finish)
+                choices[0] = .object(choice)
+                object["choices"] = .array(choices)
+                answer = .object(object)
+            }
+            return try Self.json(answer)
         }
     }
 
-    private func streamingResponse(text: String, model: String, kind: Kind, body: JSONValue) -> Response {
+    private func streamingResponse(
+        text: String, model: String, kind: Kind, body: JSONValue, finish: String = "stop",
+        toolCall: (id: String, name: String, arguments: String)? = nil, reasoning: String? = nil
+    ) -> Response {
         let words = text.split(separator: " ").map(String.init)
         let includeUsage = body["stream_options"]?["include_usage"] == .bool(true)
         let delay = model == "slow" ? configuration.slowDelay / 10 : configuration.chunkDelay
@@ -183,6 +220,28 @@ public final class FakeUpstream: Sendable {
             headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
             body: ResponseBody { writer in
                 do {
+                    func chatChunk(_ delta: JSONValue) -> JSONValue {
+                        [
+                            "id": .string(id), "object": "chat.completion.chunk", "created": 1_700_000_000, "model": .string(model),
+                            "choices": [["index": 0, "finish_reason": nil, "delta": delta]],
+                        ]
+                    }
+                    if let reasoning {
+                        try await writer.write(Self.event(chatChunk(["role": "assistant", "reasoning_content": .string(reasoning)])))
+                    }
+                    if let toolCall {
+                        let half = toolCall.arguments.index(toolCall.arguments.startIndex, offsetBy: toolCall.arguments.count / 2)
+                        try await writer.write(
+                            Self.event(chatChunk([
+                                "role": "assistant",
+                                "tool_calls": [["index": 0, "id": .string(toolCall.id), "type": "function", "function": ["name": .string(toolCall.name), "arguments": ""]]],
+                            ]))
+                        )
+                        for piece in [toolCall.arguments[..<half], toolCall.arguments[half...]] {
+                            try await Task.sleep(for: delay)
+                            try await writer.write(Self.event(chatChunk(["tool_calls": [["index": 0, "function": ["arguments": .string(String(piece))]]]])))
+                        }
+                    }
                     for (index, word) in words.enumerated() {
                         let piece = index == 0 ? word : " " + word
                         let chunk: JSONValue =
@@ -210,7 +269,7 @@ public final class FakeUpstream: Sendable {
                         kind == .chat
                         ? [
                             "id": .string(id), "object": "chat.completion.chunk", "created": 1_700_000_000, "model": .string(model),
-                            "choices": [["index": 0, "delta": [:], "finish_reason": "stop"]],
+                            "choices": [["index": 0, "delta": [:], "finish_reason": .string(finish)]],
                         ]
                         : [
                             "id": .string(id), "object": "text_completion", "created": 1_700_000_000, "model": .string(model),
@@ -240,10 +299,27 @@ public final class FakeUpstream: Sendable {
         )
     }
 
+    /// The tool call a chat request with tools gets (see the type's documentation).
+    private static func toolCall(for body: JSONValue) -> (id: String, name: String, arguments: String)? {
+        guard case .array(let tools) = body["tools"] ?? .null, let first = tools.first, body["tool_choice"] != "none",
+            case .array(let messages) = body["messages"] ?? .null, messages.last?["role"] == "user"
+        else { return nil }
+        let name = body["tool_choice"]?["function"]?["name"]?.stringValue ?? first["function"]?["name"]?.stringValue ?? "tool"
+        let text = replyText(for: body, kind: .chat).dropFirst("echo: ".count)
+        let arguments = (try? String(decoding: JSONEncoder().encode(JSONValue.object(["text": .string(String(text))])), as: UTF8.self)) ?? "{}"
+        return ("call_fake\(Int.random(in: 1000...9999))", name, arguments)
+    }
+
     private static func replyText(for body: JSONValue, kind: Kind) -> String {
         switch kind {
         case .chat:
             guard case .array(let messages) = body["messages"] ?? .null else { return "echo:" }
+            if body["model"] == "count-messages" {
+                return "messages: \(messages.count) roles: \(messages.compactMap { $0["role"]?.stringValue }.joined(separator: ","))"
+            }
+            if let last = messages.last, last["role"] == "tool" {
+                return "tool said: \(last["content"]?.stringValue ?? "")"
+            }
             let last = messages.last { $0["role"] == "user" }
             let content: String
             switch last?["content"] {

@@ -81,6 +81,12 @@ public final class Gateway: Sendable {
         }
     }
 
+    /// The text-generation model `modelID` as `principal` may use it: 404 when it does not
+    /// exist for them, 503 when it is not serving (token counting asks this without routing).
+    public func textModel(_ modelID: String, for principal: Principal) throws(LISAError) -> RoutableModel {
+        try resolve(modelID, serving: .textgen, for: principal)
+    }
+
     private func resolve(_ modelID: String, serving type: ModelType, for principal: Principal) throws(LISAError) -> RoutableModel {
         guard access.mayCallInference(principal) else {
             throw .forbidden("Calling models needs membership of the user group.")

@@ -51,6 +51,8 @@ public struct ServerSentEventRelay: Sendable {
     private let tracker: Tracker
     /// An event to send just before the upstream's `data: [DONE]` (grounded chat's sources).
     private var injector: SourcesInjector?
+    /// Rewrites what is relayed (another dialect's events), after the injector.
+    private var transform: (@Sendable (ByteBuffer) async throws -> ByteBuffer)?
 
     /// - Parameters:
     ///   - deadline: when the whole stream must have ended (the model's total timeout).
@@ -75,15 +77,36 @@ public struct ServerSentEventRelay: Sendable {
         return copy
     }
 
+    /// This relay with every relayed element rewritten by `transform` (complete events in,
+    /// any bytes out; empty output sends nothing). Transforms compose in the order added.
+    public func mapping(_ transform: @escaping @Sendable (ByteBuffer) async throws -> ByteBuffer) -> ServerSentEventRelay {
+        var copy = self
+        if let existing = copy.transform {
+            copy.transform = { chunk in try await transform(try await existing(chunk)) }
+        } else {
+            copy.transform = transform
+        }
+        return copy
+    }
+
     /// Relays every event to `sink` as it arrives, then returns. Cancelling the calling task
     /// cancels the upstream request.
     public func pump(into target: @escaping @Sendable (ByteBuffer) async throws -> Void) async throws {
         let (body, modelID, logger, tracker) = (self.body, self.modelID, self.logger, self.tracker)
-        let sink: @Sendable (ByteBuffer) async throws -> Void =
-            if let injector {
-                { chunk in for piece in injector.process(chunk) { try await target(piece) } }
+        let output: @Sendable (ByteBuffer) async throws -> Void =
+            if let transform {
+                { chunk in
+                    let mapped = try await transform(chunk)
+                    if mapped.readableBytes > 0 { try await target(mapped) }
+                }
             } else {
                 target
+            }
+        let sink: @Sendable (ByteBuffer) async throws -> Void =
+            if let injector {
+                { chunk in for piece in injector.process(chunk) { try await output(piece) } }
+            } else {
+                output
             }
         let completed = try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {

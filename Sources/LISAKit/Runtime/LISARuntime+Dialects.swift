@@ -1,0 +1,157 @@
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import Synchronization
+
+/// The Anthropic Messages and OpenAI Responses dialects: each request is translated onto the
+/// chat-completions path (``forward(_:body:context:)``), so access control, limits, grounding,
+/// fallbacks, retries, timeouts and metrics are the same as for chat completions, and the
+/// answer is translated back — buffered or streamed event by event.
+extension LISARuntime {
+    // MARK: - Anthropic Messages
+
+    /// `POST /v1/messages`: the body in Anthropic's shape; the answer in it too.
+    ///
+    /// - Throws: ``LISAError`` (the binding answers it in Anthropic's error shape).
+    public func messages(body: ByteBuffer, context: InferenceContext) async throws -> GatewayResponse {
+        let request = try DialectJSON.decode(body)
+        let chat = try AnthropicDialect.chatRequest(from: request)
+        let model = chat["model"]?.stringValue ?? ""
+        let answer = try await forward(.chatCompletions, body: DialectJSON.encode(chat), context: context)
+        switch answer.body {
+        case .buffer(let buffer):
+            let message = try AnthropicDialect.message(fromChat: try Self.upstreamJSON(buffer), model: model)
+            return GatewayResponse(contentType: "application/json", body: .buffer(DialectJSON.encode(message)))
+        case .eventStream(let relay):
+            return GatewayResponse(contentType: "text/event-stream", body: .eventStream(relay.translating(with: AnthropicStreamTranslator(model: model))))
+        }
+    }
+
+    /// `POST /v1/messages/count_tokens`: the input tokens of a Messages request, for a model
+    /// the caller may use. An estimate (``AnthropicDialect/estimatedInputTokens(chatRequest:)``):
+    /// no upstream is called.
+    public func countTokens(body: ByteBuffer, context: InferenceContext) async throws -> Int {
+        let request = try DialectJSON.decode(body)
+        let chat = try AnthropicDialect.chatRequest(from: request, requireMaxTokens: false)
+        _ = try gateway.textModel(chat["model"]?.stringValue ?? "", for: context.principal)
+        return AnthropicDialect.estimatedInputTokens(chatRequest: chat)
+    }
+
+    // MARK: - OpenAI Responses
+
+    /// `POST /v1/responses`. A stored response (`store`, the default) belongs to the caller,
+    /// lives in the state store (every replica reads it) and continues with
+    /// `previous_response_id`; a streamed one is stored before `response.completed` is sent.
+    public func responses(body: ByteBuffer, context: InferenceContext) async throws -> GatewayResponse {
+        let request = try DialectJSON.decode(body)
+        var history: [JSONValue] = []
+        if let previous = try ResponsesDialect.previousResponseID(in: request) {
+            guard let stored = try await storedResponse(id: previous, for: context.principal) else {
+                throw LISAError.notFound("Previous response with id '\(previous)' not found.", reason: "previous_response_not_found")
+            }
+            history = stored.messages
+        }
+        let translation = try ResponsesDialect.translate(request, history: history)
+        let conversation = history
+        let id = DialectJSON.id("resp_")
+        let created = Int64(Date().timeIntervalSince1970)
+        let owner = context.principal.username
+        let answer = try await forward(.chatCompletions, body: DialectJSON.encode(translation.chat), context: context)
+        let store = self.store
+        switch answer.body {
+        case .buffer(let buffer):
+            let response = try ResponsesDialect.response(fromChat: try Self.upstreamJSON(buffer), id: id, createdAt: created, translation: translation)
+            if translation.store {
+                try await Self.save(response, translation: translation, history: history, owner: owner, in: store)
+            }
+            return GatewayResponse(contentType: "application/json", body: .buffer(DialectJSON.encode(response)))
+        case .eventStream(let relay):
+            let saved = Mutex(false)
+            let logger = context.logger
+            let translated = relay.translating(with: ResponsesStreamTranslator(id: id, createdAt: created, translation: translation)) { translator in
+                guard translation.store, let final = translator.final, !saved.withLock({ let was = $0; $0 = true; return was }) else { return }
+                do {
+                    try await Self.save(final, translation: translation, history: conversation, owner: owner, in: store)
+                } catch {
+                    logger.error("storing a streamed response failed", metadata: ["lisa.response_id": "\(id)", "lisa.error": "\(error)"])
+                }
+            }
+            return GatewayResponse(contentType: "text/event-stream", body: .eventStream(translated))
+        }
+    }
+
+    /// `GET /v1/responses/{id}`: a response the caller stored (404 for anyone else's).
+    public func response(id: String, for principal: Principal) async throws -> JSONValue {
+        guard let stored = try await storedResponse(id: id, for: principal) else { throw Self.responseNotFound(id) }
+        return stored.response
+    }
+
+    /// `DELETE /v1/responses/{id}`.
+    public func deleteResponse(id: String, for principal: Principal) async throws -> JSONValue {
+        guard try await storedResponse(id: id, for: principal) != nil, try await store.deleteRecord(kind: StoredResponse.kind, id: id) else {
+            throw Self.responseNotFound(id)
+        }
+        return ["id": .string(id), "object": "response", "deleted": true]
+    }
+
+    /// `GET /v1/responses/{id}/input_items`: the items the response was given, newest first
+    /// unless `ascending`, `limit` (1–100) at a time after the item `after`.
+    public func responseInputItems(id: String, for principal: Principal, limit: Int = 20, ascending: Bool = false, after: String? = nil)
+        async throws -> JSONValue
+    {
+        guard (1...100).contains(limit) else { throw LISAError.invalidRequest("limit must be between 1 and 100.", param: "limit") }
+        guard let stored = try await storedResponse(id: id, for: principal) else { throw Self.responseNotFound(id) }
+        var items = ascending ? stored.inputItems : stored.inputItems.reversed()
+        if let after {
+            guard let position = items.firstIndex(where: { $0["id"]?.stringValue == after }) else {
+                throw LISAError.invalidRequest("No input item with id '\(after)' in this response.", param: "after")
+            }
+            items = Array(items[(position + 1)...])
+        }
+        let page = Array(items.prefix(limit))
+        return [
+            "object": "list", "data": .array(page), "first_id": page.first?["id"] ?? .null, "last_id": page.last?["id"] ?? .null,
+            "has_more": .bool(items.count > limit),
+        ]
+    }
+
+    private static func responseNotFound(_ id: String) -> LISAError {
+        .notFound("No response with id '\(id)' found.", reason: "response_not_found")
+    }
+
+    func storedResponse(id: String, for principal: Principal) async throws -> StoredResponse? {
+        guard id.hasPrefix("resp_"), id.count <= 64, let body = try await store.record(kind: StoredResponse.kind, id: id) else { return nil }
+        let stored = try JSONDecoder().decode(StoredResponse.self, from: Data(body.utf8))
+        return stored.owner == principal.username ? stored : nil
+    }
+
+    static func save(_ response: JSONValue, translation: ResponsesDialect.Translation, history: [JSONValue], owner: String, in store: any StateStore)
+        async throws
+    {
+        guard let id = response["id"]?.stringValue else { return }
+        var messages = history + translation.inputMessages
+        if let assistant = ResponsesDialect.assistantMessage(from: response["output"]?.arrayValue ?? []) { messages.append(assistant) }
+        let stored = StoredResponse(owner: owner, response: response, inputItems: translation.inputItems, messages: messages)
+        let summary = DialectJSON.string(["id": .string(id), "model": response["model"] ?? .null, "created_at": response["created_at"] ?? .null])
+        try await store.putRecord(kind: StoredResponse.kind, id: id, parent: owner, body: try SQLStateStore.json(stored), summary: summary)
+    }
+
+    /// An upstream's buffered answer as JSON (the gateway has checked it is an object).
+    static func upstreamJSON(_ buffer: ByteBuffer) throws -> JSONValue {
+        do {
+            return try JSONDecoder().decode(JSONValue.self, from: buffer)
+        } catch {
+            throw LISAError.badGateway("The upstream's answer is not valid JSON.", reason: "upstream_invalid_response")
+        }
+    }
+}
+
+/// A stored response: the object `GET /v1/responses/{id}` answers, its input items, and the
+/// whole conversation as chat messages (what `previous_response_id` continues).
+struct StoredResponse: Codable, Sendable {
+    static let kind = "response"
+    var owner: String
+    var response: JSONValue
+    var inputItems: [JSONValue]
+    var messages: [JSONValue]
+}
