@@ -38,8 +38,8 @@ def query(name, schema, required=False):
     return {"name": name, "in": "query", "required": required, "schema": schema}
 
 
-def op(summary, responses, *, body=None, params=(), admin=False, tags=(), operation_id=None):
-    operation = {"summary": summary, "operationId": operation_id, "tags": list(tags), "responses": {**responses, **ERRORS}}
+def op(summary, responses, *, body=None, params=(), admin=False, tags=(), operation_id=None, errors=None):
+    operation = {"summary": summary, "operationId": operation_id, "tags": list(tags), "responses": {**responses, **(errors or ERRORS)}}
     if body is not None:
         operation["requestBody"] = body
     if params:
@@ -52,7 +52,59 @@ def op(summary, responses, *, body=None, params=(), admin=False, tags=(), operat
 OBJECT = {"type": "object"}
 STRING_OR_NULL = {"type": ["string", "null"]}
 
+ANTHROPIC_ERRORS = {"default": {"description": "An error in Anthropic's shape.",
+                                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AnthropicError"}}}}}
+ANTHROPIC_MESSAGE = {"type": "object", "required": ["role", "content"],
+                     "properties": {"role": {"type": "string", "enum": ["user", "assistant"]},
+                                    "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]}}}
+
 schemas = {
+    "AnthropicError": {
+        "type": "object", "required": ["type", "error"],
+        "properties": {"type": {"const": "error"}, "error": {
+            "type": "object", "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}},
+    },
+    "AnthropicMessagesRequest": {
+        "type": "object", "required": ["model", "max_tokens", "messages"],
+        "properties": {"model": {"type": "string"}, "max_tokens": {"type": "integer", "minimum": 1},
+                       "system": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+                       "messages": {"type": "array", "minItems": 1, "items": ANTHROPIC_MESSAGE},
+                       "stream": {"type": "boolean"}, "temperature": {"type": "number"}, "top_p": {"type": "number"},
+                       "stop_sequences": {"type": "array", "items": {"type": "string"}},
+                       "tools": {"type": "array", "items": {"type": "object"}}, "tool_choice": {"type": "object"},
+                       "metadata": {"type": "object"}},
+    },
+    "AnthropicCountTokensRequest": {
+        "type": "object", "required": ["model", "messages"],
+        "properties": {"model": {"type": "string"}, "messages": {"type": "array", "minItems": 1, "items": ANTHROPIC_MESSAGE}},
+    },
+    "AnthropicMessage": {
+        "type": "object", "required": ["id", "type", "role", "model", "content", "stop_reason", "usage"],
+        "properties": {"id": {"type": "string"}, "type": {"const": "message"}, "role": {"const": "assistant"},
+                       "model": {"type": "string"}, "content": {"type": "array", "items": {"type": "object"}},
+                       "stop_reason": {"type": "string", "enum": ["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal"]},
+                       "stop_sequence": STRING_OR_NULL, "usage": {"type": "object"}},
+    },
+    "ResponsesRequest": {
+        "type": "object", "required": ["model", "input"],
+        "properties": {"model": {"type": "string"},
+                       "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+                       "instructions": {"type": "string"}, "stream": {"type": "boolean"}, "store": {"type": "boolean"},
+                       "previous_response_id": {"type": "string"}, "max_output_tokens": {"type": "integer", "minimum": 1},
+                       "tools": {"type": "array", "items": {"type": "object"}}, "metadata": {"type": "object"}},
+    },
+    "Response": {
+        "type": "object", "required": ["id", "object", "created_at", "status", "model", "output"],
+        "properties": {"id": {"type": "string"}, "object": {"const": "response"}, "created_at": {"type": "integer"},
+                       "status": {"type": "string", "enum": ["completed", "incomplete", "failed", "in_progress"]},
+                       "model": {"type": "string"}, "output": {"type": "array", "items": {"type": "object"}}},
+    },
+    "ResponseInputItems": {
+        "type": "object", "required": ["object", "data", "has_more"],
+        "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": {"type": "object"}},
+                       "first_id": STRING_OR_NULL, "last_id": STRING_OR_NULL, "has_more": {"type": "boolean"}},
+    },
     "Error": {
         "type": "object", "required": ["error"],
         "properties": {"error": {
@@ -191,6 +243,30 @@ for prefix, tag in (("/v1", "OpenAI"), ("/v2/serve", "OpenAI (LISA's paths)")):
     paths[f"{prefix}/embeddings"] = {"post": op(
         "Embeddings.", ok(ref("EmbeddingResponse")), body=json_body(ref("EmbeddingRequest")), tags=[tag],
         operation_id=f"createEmbedding{suffix}")}
+    paths[f"{prefix}/messages"] = {"post": op(
+        "Anthropic Messages (streamed as Anthropic's events with stream: true); errors in Anthropic's shape.",
+        ok(ref("AnthropicMessage"), extra=STREAM), body=json_body(ref("AnthropicMessagesRequest")), tags=[tag],
+        operation_id=f"createMessage{suffix}", errors=ANTHROPIC_ERRORS)}
+    paths[f"{prefix}/messages/count_tokens"] = {"post": op(
+        "The input tokens of a Messages request (an estimate; see Dialects.md).",
+        ok({"type": "object", "required": ["input_tokens"], "properties": {"input_tokens": {"type": "integer"}}}),
+        body=json_body(ref("AnthropicCountTokensRequest")), tags=[tag], operation_id=f"countMessageTokens{suffix}",
+        errors=ANTHROPIC_ERRORS)}
+    paths[f"{prefix}/responses"] = {"post": op(
+        "An OpenAI Responses call (streamed as response.* events with stream: true).",
+        ok(ref("Response"), extra=STREAM), body=json_body(ref("ResponsesRequest")), tags=[tag],
+        operation_id=f"createResponse{suffix}")}
+    response_id = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"}
+    paths[f"{prefix}/responses/{{id}}"] = {
+        "parameters": [path_param("id", response_id)],
+        "get": op("A stored response of the caller.", ok(ref("Response")), tags=[tag], operation_id=f"getResponse{suffix}"),
+        "delete": op("Deletes a stored response of the caller.", ok(OBJECT), tags=[tag], operation_id=f"deleteResponse{suffix}"),
+    }
+    paths[f"{prefix}/responses/{{id}}/input_items"] = {"parameters": [path_param("id", response_id)], "get": op(
+        "The input items of a stored response.", ok(ref("ResponseInputItems")),
+        params=[query("limit", {"type": "integer", "minimum": 1, "maximum": 100}), query("order", {"type": "string", "enum": ["asc", "desc"]}),
+                query("after", {"type": "string"})],
+        tags=[tag], operation_id=f"listResponseInputItems{suffix}")}
 
 paths.update({
     "/health": {"get": {"summary": "Liveness (no credentials).", "operationId": "health", "security": [],

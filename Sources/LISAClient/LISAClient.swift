@@ -261,6 +261,29 @@ public struct LISAClient: Sendable {
         try await send(.POST, "/v1/embeddings", body: request, as: EmbeddingResponse.self)
     }
 
+    /// `POST path` with `body` sent as it is, the answer's bytes handed over as they arrive
+    /// (a JSON body, or a stream's events exactly as sent): for the dialects this client has
+    /// no types for (`/v1/messages`, `/v1/responses`) and for debugging.
+    ///
+    /// The stream throws ``LISAClientError`` when the server answers an error status.
+    public func postRaw(_ path: String, body: Data) -> AsyncThrowingStream<Data, any Error> {
+        let (stream, continuation) = AsyncThrowingStream<Data, any Error>.makeStream()
+        let task = Task {
+            do {
+                let response = try await execute(.POST, path, body: ByteBuffer(data: body))
+                guard (200..<300).contains(response.status.code) else {
+                    throw LISAClientError(status: Int(response.status.code), body: try await response.body.collect(upTo: 1 << 20))
+                }
+                for try await buffer in response.body { continuation.yield(Data(buffer.readableBytesView)) }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return stream
+    }
+
     // MARK: Transport
 
     private func send<Response: Decodable>(_ method: HTTPMethod, _ path: String, as type: Response.Type) async throws -> Response {

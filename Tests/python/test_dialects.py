@@ -370,3 +370,15 @@ def test_stored_responses_are_read_from_a_second_replica(upstream, tmp_path):
     finally:
         a.stop()
         b.stop()
+
+
+def test_lisactl_sends_messages_and_responses_requests(server):
+    from conftest import lisactl
+    answer = lisactl(server, "send", "--dialect", "messages", "-m", "chat-small", "hello", "lisactl")
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout)["content"][0]["text"] == "echo: hello lisactl"
+    streamed = lisactl(server, "send", "--dialect", "responses", "-m", "chat-small", "--stream", "hi")
+    assert streamed.returncode == 0, streamed.stderr
+    assert "event: response.created" in streamed.stdout and "event: response.completed" in streamed.stdout
+    refused = lisactl(server, "send", "--dialect", "messages", "-m", "no-such-model", "x")
+    assert refused.returncode != 0 and "HTTP 404" in refused.stderr and "no-such-model" in refused.stderr

@@ -1,0 +1,107 @@
+"""What translation costs: the same answer through LISAServe as chat completions (pass-through,
+the floor), Anthropic Messages and OpenAI Responses (translated), and straight from the fake
+upstream, in one run. Sequential requests on keep-alive connections; medians and p99 in ms.
+
+    swift build -c release --product LISAServe --product lisa-fake-upstream
+    .venv/bin/python Benchmarks/dialects.py --bin "$(swift build -c release --show-bin-path)" [--requests 2000]
+"""
+import argparse
+import pathlib
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+
+import httpx
+
+KEY = "bench-admin-key-0123456789"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait(url):
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def measure(client, url, body, headers, requests, stream):
+    times = []
+    for index in range(requests + requests // 10):
+        start = time.perf_counter()
+        if stream:
+            with client.stream("POST", url, json=body, headers=headers) as response:
+                assert response.status_code == 200, response.read()
+                for _ in response.iter_bytes():
+                    pass
+        else:
+            response = client.post(url, json=body, headers=headers)
+            assert response.status_code == 200, response.text
+        if index >= requests // 10:  # the first tenth warms up
+            times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.99) - 1]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bin", required=True)
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args()
+    binary = pathlib.Path(args.bin)
+    work = pathlib.Path(tempfile.mkdtemp(prefix="lisa-dialects-"))
+    upstream_port, lisa_port = free_port(), free_port()
+    upstream = subprocess.Popen([binary / "lisa-fake-upstream", "--port", str(upstream_port), "--chunk-delay-ms", "0"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config = work / "lisa.yaml"
+    config.write_text(f"""models:
+  - modelId: m
+    modelName: m
+    modelType: textgen
+    modelUrl: http://127.0.0.1:{upstream_port}/v1
+rateLimits: {{enabled: false}}
+""")
+    lisa = subprocess.Popen([binary / "LISAServe", "--config", str(config), "--port", str(lisa_port), "--data-dir", str(work / "data")],
+                            env={"LISA_ADMIN_KEY": KEY, "PATH": "/usr/bin:/bin"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait(f"http://127.0.0.1:{upstream_port}/health")
+        wait(f"http://127.0.0.1:{lisa_port}/health")
+        lisa_url = f"http://127.0.0.1:{lisa_port}"
+        auth = {"Authorization": f"Bearer {KEY}"}
+        text = "hello there, how are you today"
+        cases = [
+            ("upstream directly (chat)", f"http://127.0.0.1:{upstream_port}/v1/chat/completions",
+             {"model": "m", "messages": [{"role": "user", "content": text}]}, {}),
+            ("LISA chat completions (pass-through)", lisa_url + "/v1/chat/completions",
+             {"model": "m", "messages": [{"role": "user", "content": text}]}, auth),
+            ("LISA Anthropic Messages (translated)", lisa_url + "/v1/messages",
+             {"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": text}]}, {"x-api-key": KEY}),
+            ("LISA Responses, store: false (translated)", lisa_url + "/v1/responses",
+             {"model": "m", "input": text, "store": False}, auth),
+            ("LISA Responses, stored (translated + SQLite write)", lisa_url + "/v1/responses", {"model": "m", "input": text}, auth),
+        ]
+        print(f"{'':52} {'buffered p50':>12} {'p99':>8} {'streamed p50':>13} {'p99':>8}   (ms, {args.requests} sequential requests)")
+        with httpx.Client(timeout=30) as client:
+            for name, url, body, headers in cases:
+                p50, p99 = measure(client, url, body, headers, args.requests, stream=False)
+                s50, s99 = measure(client, url, {**body, "stream": True}, headers, args.requests, stream=True)
+                print(f"{name:52} {p50:12.3f} {p99:8.3f} {s50:13.3f} {s99:8.3f}")
+    finally:
+        lisa.terminate()
+        upstream.terminate()
+        lisa.wait()
+        upstream.wait()
+
+
+if __name__ == "__main__":
+    main()
