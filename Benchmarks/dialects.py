@@ -1,8 +1,9 @@
 """What translation costs: the same answer through LISAServe as chat completions (pass-through,
-the floor), Anthropic Messages and OpenAI Responses (translated), and straight from the fake
-upstream, in one run. Sequential requests on keep-alive connections; medians and p99 in ms.
+the floor), Anthropic Messages and OpenAI Responses (translated), chat completions to an
+upstream that speaks Anthropic Messages (translated both ways) and Messages passed through
+to it, and straight from the fake upstream in both dialects, in one run. Sequential requests on keep-alive connections; medians and p99 in ms.
 
-    swift build -c release --product LISAServe --product lisa-fake-upstream
+    swift build -c release --product LISAServe && swift build -c release --product lisa-fake-upstream
     .venv/bin/python Benchmarks/dialects.py --bin "$(swift build -c release --show-bin-path)" [--requests 2000]
 """
 import argparse
@@ -69,6 +70,11 @@ def main():
     modelName: m
     modelType: textgen
     modelUrl: http://127.0.0.1:{upstream_port}/v1
+  - modelId: claude
+    modelName: m
+    modelType: textgen
+    upstreamAPI: anthropic
+    modelUrl: http://127.0.0.1:{upstream_port}/v1
 rateLimits: {{enabled: false}}
 """)
     lisa = subprocess.Popen([binary / "LISAServe", "--config", str(config), "--port", str(lisa_port), "--data-dir", str(work / "data")],
@@ -89,6 +95,12 @@ rateLimits: {{enabled: false}}
             ("LISA Responses, store: false (translated)", lisa_url + "/v1/responses",
              {"model": "m", "input": text, "store": False}, auth),
             ("LISA Responses, stored (translated + SQLite write)", lisa_url + "/v1/responses", {"model": "m", "input": text}, auth),
+            ("upstream directly (Anthropic Messages)", f"http://127.0.0.1:{upstream_port}/v1/messages",
+             {"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": text}]}, {"anthropic-version": "2023-06-01"}),
+            ("LISA Messages to Messages (pass-through)", lisa_url + "/v1/messages",
+             {"model": "claude", "max_tokens": 64, "messages": [{"role": "user", "content": text}]}, {"x-api-key": KEY}),
+            ("LISA chat to Messages upstream (translated)", lisa_url + "/v1/chat/completions",
+             {"model": "claude", "messages": [{"role": "user", "content": text}]}, auth),
         ]
         print(f"{'':52} {'buffered p50':>12} {'p99':>8} {'streamed p50':>13} {'p99':>8}   (ms, {args.requests} sequential requests)")
         with httpx.Client(timeout=30) as client:

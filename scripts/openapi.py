@@ -151,8 +151,9 @@ schemas = {
         "type": "object", "required": ["modelId", "modelName"],
         "properties": {
             "modelId": ID, "modelName": {"type": "string", "minLength": 1},
-            "modelType": {"type": "string", "enum": ["textgen", "embedding"]},
+            "modelType": {"type": "string", "enum": ["textgen", "embedding", "imagegen", "transcription", "speech", "moderation", "rerank"]},
             "inferenceContainer": {"type": "string", "enum": ["openai", "vllm", "tgi", "tei", "ollama"]},
+            "upstreamAPI": {"type": "string", "enum": ["openai", "anthropic"]},
             "modelUrl": {"type": "string", "format": "uri"}, "streaming": {"type": "boolean"},
             "allowedGroups": {"type": "array", "items": {"type": "string"}},
         },
@@ -248,7 +249,7 @@ for prefix, tag in (("/v1", "OpenAI"), ("/v2/serve", "OpenAI (LISA's paths)")):
         ok(ref("AnthropicMessage"), extra=STREAM), body=json_body(ref("AnthropicMessagesRequest")), tags=[tag],
         operation_id=f"createMessage{suffix}", errors=ANTHROPIC_ERRORS)}
     paths[f"{prefix}/messages/count_tokens"] = {"post": op(
-        "The input tokens of a Messages request (an estimate; see Dialects.md).",
+        "The input tokens of a Messages request (the upstream's tokenizer where it has one, else an estimate; see Dialects.md).",
         ok({"type": "object", "required": ["input_tokens"], "properties": {"input_tokens": {"type": "integer"}}}),
         body=json_body(ref("AnthropicCountTokensRequest")), tags=[tag], operation_id=f"countMessageTokens{suffix}",
         errors=ANTHROPIC_ERRORS)}
@@ -256,6 +257,53 @@ for prefix, tag in (("/v1", "OpenAI"), ("/v2/serve", "OpenAI (LISA's paths)")):
         "An OpenAI Responses call (streamed as response.* events with stream: true).",
         ok(ref("Response"), extra=STREAM), body=json_body(ref("ResponsesRequest")), tags=[tag],
         operation_id=f"createResponse{suffix}")}
+    model = {"type": "string", "minLength": 1}
+    images = {"type": "object", "required": ["data"], "properties": {"created": {"type": "integer"}, "data": {"type": "array", "items": OBJECT}}}
+    text_answer = {"application/json": {"schema": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}},
+                   "text/plain": {"schema": {"type": "string"}}, "text/vtt": {"schema": {"type": "string"}},
+                   "application/x-subrip": {"schema": {"type": "string"}}, "text/event-stream": {"schema": {"type": "string"}}}
+    def form(required, **fields):
+        properties = {"model": model, **fields}
+        return {"required": True, "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["model", *required], "properties": properties}}}}
+    paths[f"{prefix}/images/generations"] = {"post": op(
+        "Images from a prompt, by a model of type imagegen.", ok(images),
+        body=json_body({"type": "object", "required": ["model", "prompt"], "properties": {
+            "model": {**model, "examples": ["painter"]}, "prompt": {"type": "string"}, "n": {"type": "integer", "minimum": 1, "maximum": 10},
+            "size": {"type": "string"}, "response_format": {"type": "string", "enum": ["url", "b64_json"]}}}),
+        tags=[tag], operation_id=f"createImage{suffix}")}
+    paths[f"{prefix}/images/edits"] = {"post": op(
+        "An edited image (a multipart form), by a model of type imagegen.", ok(images),
+        body=form(["image", "prompt"], image={"type": "string", "contentMediaType": "application/octet-stream"}, prompt={"type": "string"}),
+        tags=[tag], operation_id=f"editImage{suffix}")}
+    for route, what, name in (("transcriptions", "A transcript", "Transcription"), ("translations", "An English translation", "Translation")):
+        paths[f"{prefix}/audio/{route}"] = {"post": op(
+            f"{what} of an audio file (a multipart form), by a model of type transcription.",
+            {"200": {"description": "OK", "content": text_answer}},
+            body=form(["file"], file={"type": "string", "contentMediaType": "application/octet-stream"},
+                      response_format={"type": "string", "enum": ["json", "text", "srt", "verbose_json", "vtt"]}),
+            tags=[tag], operation_id=f"create{name}{suffix}")}
+    paths[f"{prefix}/audio/speech"] = {"post": op(
+        "Speech audio, relayed as it is made, by a model of type speech.",
+        {"200": {"description": "Audio", "content": {"audio/*": {"schema": {"type": "string"}}, "application/octet-stream": {"schema": {"type": "string"}}}}},
+        body=json_body({"type": "object", "required": ["model", "input", "voice"], "properties": {
+            "model": {**model, "examples": ["voice"]}, "input": {"type": "string"}, "voice": {"type": "string"},
+            "response_format": {"type": "string"}}}),
+        tags=[tag], operation_id=f"createSpeech{suffix}")}
+    paths[f"{prefix}/moderations"] = {"post": op(
+        "Moderation results, by a model of type moderation.",
+        ok({"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": OBJECT}}}),
+        body=json_body({"type": "object", "required": ["model", "input"], "properties": {
+            "model": {**model, "examples": ["moderator"]}, "input": {"type": ["string", "array"]}}}),
+        tags=[tag], operation_id=f"createModeration{suffix}")}
+    paths[f"{prefix}/rerank"] = {"post": op(
+        "Documents ranked by relevance to a query (vLLM's and Cohere's shape; TEI is translated), by a model of type rerank.",
+        ok({"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": OBJECT}}}),
+        body=json_body({"type": "object", "required": ["model", "query", "documents"], "properties": {
+            "model": {**model, "examples": ["ranker"]}, "query": {"type": "string"},
+            "documents": {"type": "array", "minItems": 1, "items": {"type": ["string", "object"]}},
+            "top_n": {"type": "integer", "minimum": 1}, "return_documents": {"type": "boolean"}}}),
+        tags=[tag], operation_id=f"rerank{suffix}")}
     response_id = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"}
     paths[f"{prefix}/responses/{{id}}"] = {
         "parameters": [path_param("id", response_id)],

@@ -1,23 +1,33 @@
 import Foundation
 public import LISAOpenAI
 
-/// What a model does: generate text or compute embeddings. Unknown values are kept.
+/// What a model does. Unknown values are kept (and refused by validation).
+///
+/// `textgen` serves chat completions, completions and the dialects on them; `embedding`
+/// serves embeddings; the others serve OpenAI's routes of the same purpose:
+/// `imagegen` `/v1/images/*`, `transcription` `/v1/audio/transcriptions` and
+/// `/v1/audio/translations`, `speech` `/v1/audio/speech`, `moderation` `/v1/moderations`,
+/// `rerank` `/v1/rerank`.
 public enum ModelType: OpenStringEnum {
-    case textgen, embedding
+    case textgen, embedding, imagegen, transcription, speech, moderation, rerank
     case other(String)
 
+    /// The types LISA serves.
+    public static let known: [ModelType] = [.textgen, .embedding, .imagegen, .transcription, .speech, .moderation, .rerank]
+
     public init(rawValue: String) {
-        switch rawValue {
-        case "textgen": self = .textgen
-        case "embedding": self = .embedding
-        default: self = .other(rawValue)
-        }
+        self = Self.known.first { $0.rawValue == rawValue } ?? .other(rawValue)
     }
 
     public var rawValue: String {
         switch self {
         case .textgen: "textgen"
         case .embedding: "embedding"
+        case .imagegen: "imagegen"
+        case .transcription: "transcription"
+        case .speech: "speech"
+        case .moderation: "moderation"
+        case .rerank: "rerank"
         case .other(let value): value
         }
     }
@@ -52,13 +62,39 @@ public enum InferenceContainer: OpenStringEnum {
     }
 }
 
+/// The API a model's upstream speaks. LISA passes a request through when the client's
+/// dialect matches and translates otherwise (`Documentation/Dialects.md`).
+public enum UpstreamAPI: OpenStringEnum {
+    /// OpenAI's chat completions, completions and embeddings (vLLM, TGI, TEI, Ollama, llama.cpp, OpenAI…): the default.
+    case openai
+    /// Anthropic Messages (`/v1/messages`), with `x-api-key` and `anthropic-version`.
+    case anthropic
+    case other(String)
+
+    public init(rawValue: String) {
+        switch rawValue {
+        case "openai": self = .openai
+        case "anthropic": self = .anthropic
+        default: self = .other(rawValue)
+        }
+    }
+
+    public var rawValue: String {
+        switch self {
+        case .openai: "openai"
+        case .anthropic: "anthropic"
+        case .other(let value): value
+        }
+    }
+}
+
 /// One replica of a model: the OpenAI-compatible base URL (for vLLM, `http://host:8000/v1`),
 /// its share of the traffic, and the key LISA sends to it.
 public struct EndpointDefinition: Sendable, Hashable, Codable {
     public var url: String
     /// Relative share of traffic; 1 by default.
     public var weight: Int
-    /// Sent upstream as `Authorization: Bearer …`. Never returned by the API or logged.
+    /// Sent upstream as `Authorization: Bearer …` (`x-api-key` for an Anthropic upstream). Never returned by the API or logged.
     public var apiKey: String?
     /// Most requests in flight at once on this endpoint; `nil` for no cap.
     public var maxInFlight: Int?
@@ -95,6 +131,8 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
     public var modelName: String
     public var modelType: ModelType
     public var inferenceContainer: InferenceContainer
+    /// What the upstream speaks; `openai` (chat completions) by default.
+    public var upstreamAPI: UpstreamAPI
     /// `third_party`, `internal_hosted` or `lisa_hosted`; kept as given.
     public var hostingType: String?
     /// A single endpoint's base URL; used when ``endpoints`` is empty.
@@ -138,6 +176,7 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
         self.modelName = modelName
         self.modelType = modelType
         self.inferenceContainer = inferenceContainer
+        self.upstreamAPI = .openai
         self.modelUrl = modelUrl
         self.endpoints = endpoints
         self.streaming = streaming
@@ -147,7 +186,7 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case modelId, modelName, modelType, inferenceContainer, hostingType, modelUrl, endpoints, streaming, allowedGroups,
+        case modelId, modelName, modelType, inferenceContainer, upstreamAPI, hostingType, modelUrl, endpoints, streaming, allowedGroups,
             features, loadBalancing, sessionHeader, fallbacks, timeouts, healthCheck, circuitBreaker, retry, autoScalingConfig, launch
     }
 
@@ -157,6 +196,7 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
         modelName = try c.decodeIfPresent(String.self, forKey: .modelName) ?? modelId
         modelType = try c.decodeIfPresent(ModelType.self, forKey: .modelType) ?? .textgen
         inferenceContainer = try c.decodeIfPresent(InferenceContainer.self, forKey: .inferenceContainer) ?? .openai
+        upstreamAPI = try c.decodeIfPresent(UpstreamAPI.self, forKey: .upstreamAPI) ?? .openai
         hostingType = try c.decodeIfPresent(String.self, forKey: .hostingType)
         modelUrl = try c.decodeIfPresent(String.self, forKey: .modelUrl)
         endpoints = try c.decodeIfPresent([EndpointDefinition].self, forKey: .endpoints) ?? []
@@ -183,6 +223,7 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
         try c.encode(modelName, forKey: .modelName)
         try c.encode(modelType, forKey: .modelType)
         try c.encode(inferenceContainer, forKey: .inferenceContainer)
+        if upstreamAPI != .openai { try c.encode(upstreamAPI, forKey: .upstreamAPI) }
         try c.encodeIfPresent(hostingType, forKey: .hostingType)
         try c.encodeIfPresent(modelUrl, forKey: .modelUrl)
         try c.encode(endpoints.map(StoredEndpoint.init), forKey: .endpoints)

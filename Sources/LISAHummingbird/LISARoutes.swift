@@ -189,6 +189,25 @@ public struct LISARoutes: Sendable {
                     try await runtime.responses(body: body, context: inference)
                 }
             }
+            // Images, audio, moderations and rerank, routed to models of the matching type.
+            for route in MediaRoute.allCases {
+                api.post("\(prefix)/\(route.rawValue)") { request, context in
+                    let contentType = request.headers[.contentType]
+                    let body: ByteBuffer
+                    if route.isMultipart {
+                        do {
+                            body = try await request.body.collect(upTo: Gateway.maxFormSize)
+                        } catch {
+                            throw LISAError.payloadTooLarge(limit: Gateway.maxFormSize)
+                        }
+                    } else {
+                        body = try await collectJSON(request)
+                    }
+                    return try await inference(request, context: context, body: body) { runtime, body, inference in
+                        try await runtime.media(route, body: body, contentType: contentType, context: inference)
+                    }
+                }
+            }
             api.get("\(prefix)/responses/{id}") { _, context in
                 try Self.encode(try await runtime.response(id: try context.parameters.require("id"), for: try context.requirePrincipal()))
             }
@@ -284,10 +303,11 @@ public struct LISARoutes: Sendable {
     /// Runs one inference call of any dialect and writes its answer (a body, or events as
     /// they arrive).
     private func inference<Context: LISARoutesContext>(
-        _ request: Request, context: Context,
+        _ request: Request, context: Context, body collected: ByteBuffer? = nil,
         _ call: @escaping @Sendable (LISARuntime, ByteBuffer, InferenceContext) async throws -> GatewayResponse
     ) async throws -> Response {
-        let body = try await collectJSON(request)
+        let body: ByteBuffer
+        if let collected { body = collected } else { body = try await collectJSON(request) }
         let inference = try inferenceContext(request, context: context)
         let runtime = self.runtime
         let answer = try await context.cancellingWhenClientLeaves {
@@ -297,6 +317,30 @@ public struct LISARoutes: Sendable {
         switch answer.body {
         case .buffer(let buffer):
             return Response(status: .ok, headers: responseHeaders, body: .init(byteBuffer: buffer))
+        case .bytes(let relayed):
+            responseHeaders[.cacheControl] = "no-cache"
+            responseHeaders[HTTPField.Name("X-Accel-Buffering")!] = "no"
+            return Response(
+                status: .ok, headers: responseHeaders,
+                body: ResponseBody { [context] writer in
+                    let chunks = AsyncThrowingChannel<ByteBuffer, any Error>()
+                    let reader = Task {
+                        do {
+                            try await context.cancellingWhenClientLeaves {
+                                for try await chunk in relayed { await chunks.send(chunk) }
+                            }
+                            chunks.finish()
+                        } catch {
+                            chunks.fail(error)
+                        }
+                    }
+                    defer { reader.cancel() }
+                    for try await chunk in chunks {
+                        try await writer.write(chunk)
+                    }
+                    try await writer.finish(nil)
+                }
+            )
         case .eventStream(let relay):
             responseHeaders[.cacheControl] = "no-cache"
             responseHeaders[HTTPField.Name("X-Accel-Buffering")!] = "no"

@@ -199,6 +199,7 @@ public struct AuthenticationMiddleware<Context: LISARoutesContext>: RouterMiddle
         if method == .post,
             path.hasSuffix("/chat/completions") || path.hasSuffix("/completions") || path.hasSuffix("/embeddings") || path.hasSuffix("/messages")
                 || path.hasSuffix("/messages/count_tokens") || path.hasSuffix("/responses")
+                || MediaRoute.allCases.contains(where: { path.hasSuffix("/" + $0.rawValue) })
         {
             return path.hasPrefix("/v1/") || path.hasPrefix("/v2/serve/")
         }

@@ -29,6 +29,10 @@ import Synchronization
 /// `tool` message the answer is `"tool said: <its content>"`. A `max_tokens` of 1 ends the
 /// answer after its first word with `finish_reason: length`.
 ///
+/// It also speaks Anthropic Messages natively (`/v1/messages`, `count_tokens`; see
+/// `FakeUpstream+Anthropic.swift`), vLLM's `/tokenize`, and the other OpenAI routes
+/// (images, audio, moderations, rerank; `FakeUpstream+Routes.swift`).
+///
 /// Streams send one chunk per ``Configuration/chunkDelay``. Embeddings are deterministic
 /// 8-dimensional vectors (or `dimensions`) derived from the input text.
 public final class FakeUpstream: Sendable {
@@ -40,6 +44,9 @@ public final class FakeUpstream: Sendable {
         public var slowDelay: Duration = .seconds(5)
         /// When set, requests must carry `Authorization: Bearer <apiKey>` (401 otherwise).
         public var apiKey: String?
+        /// How many 4 KiB chunks `/v1/audio/speech` sends, and the pause between them.
+        public var speechChunks = 6
+        public var speechChunkDelay: Duration = .milliseconds(200)
 
         public init() {}
     }
@@ -52,6 +59,9 @@ public final class FakeUpstream: Sendable {
         public var lastBody: JSONValue?
         /// The last `Authorization` header.
         public var lastAuthorization: String?
+        /// The last `x-api-key` and `anthropic-version` headers (Messages requests).
+        public var lastAPIKey: String?
+        public var lastAnthropicVersion: String?
         /// Requests whose client went away before the fake finished answering.
         public var cancelled = 0
         /// Requests answered completely.
@@ -59,7 +69,7 @@ public final class FakeUpstream: Sendable {
     }
 
     public let configuration: Configuration
-    private let state = Mutex(Observations())
+    let state = Mutex(Observations())
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
@@ -115,6 +125,8 @@ public final class FakeUpstream: Sendable {
         router.post("/v1/chat/completions") { request, context in try await self.handle(request, context: context, kind: .chat) }
         router.post("/v1/completions") { request, context in try await self.handle(request, context: context, kind: .completion) }
         router.post("/v1/embeddings") { request, context in try await self.handle(request, context: context, kind: .embedding) }
+        addAnthropicRoutes(to: router)
+        addOtherRoutes(to: router)
         router.post("/v1/redirected") { request, _ in
             self.state.withLock { $0.requests[request.uri.path, default: 0] += 1 }
             return try Self.json(["redirected": true])
@@ -395,7 +407,7 @@ public final class FakeUpstream: Sendable {
         ]
     }
 
-    private static var encoder: JSONEncoder {
+    static var encoder: JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
@@ -408,12 +420,12 @@ public final class FakeUpstream: Sendable {
         return buffer
     }
 
-    private static func json(_ value: JSONValue) throws -> Response {
+    static func json(_ value: JSONValue) throws -> Response {
         let data = try Self.encoder.encodeAsByteBuffer(value, allocator: ByteBufferAllocator())
         return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: data))
     }
 
-    private static func error(status: Int, message: String, type: String) throws -> Response {
+    static func error(status: Int, message: String, type: String) throws -> Response {
         let body = ErrorResponse(error: .init(message: message, type: type, param: nil, code: nil))
         let data = try Self.encoder.encodeAsByteBuffer(body, allocator: ByteBufferAllocator())
         return Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: data))

@@ -99,6 +99,11 @@ public struct InMemoryProvider: InferenceProvider {
                 "choices": [["index": 0, "message": ["role": "assistant", "content": .string(text)], "finish_reason": "stop"]],
                 "usage": ["prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3],
             ])
+        default:
+            return UpstreamResponse(
+                status: 404, headers: ["Content-Type": "application/json"],
+                body: UpstreamBody([ByteBuffer(string: #"{"error":{"message":"not served in memory","type":"not_found"}}"#)])
+            )
         }
     }
 }

@@ -2,7 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import HTTPTypes
 import Hummingbird
-import LISAKit
+@testable import LISAKit
 import LISAKitTesting
 import NIOCore
 import NIOHTTP1

@@ -18,7 +18,13 @@ CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,re
 
 @pytest.fixture
 def attacked(upstream, tmp_path):
-    lisa = Lisa(upstream, tmp_path / "data", extra_config="""
+    lisa = Lisa(upstream, tmp_path / "data", extra_config=f"""
+  - {{modelId: painter, modelName: painter, modelType: imagegen, modelUrl: "{upstream}"}}
+  - {{modelId: whisper, modelName: whisper, modelType: transcription, modelUrl: "{upstream}"}}
+  - {{modelId: voice, modelName: voice, modelType: speech, modelUrl: "{upstream}"}}
+  - {{modelId: moderator, modelName: moderator, modelType: moderation, modelUrl: "{upstream}"}}
+  - {{modelId: ranker, modelName: ranker, modelType: rerank, modelUrl: "{upstream}"}}
+  - {{modelId: claude, modelName: claude, modelType: textgen, upstreamAPI: anthropic, modelUrl: "{upstream}"}}
 rateLimits:
   enabled: false
 """)

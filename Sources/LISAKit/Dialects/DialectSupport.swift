@@ -153,12 +153,12 @@ struct RequestObject {
 
 extension JSONValue {
     /// The array's items, if this value is an array.
-    var arrayValue: [JSONValue]? {
+    public var arrayValue: [JSONValue]? {
         if case .array(let items) = self { return items }
         return nil
     }
 
-    var int64Value: Int64? {
+    public var int64Value: Int64? {
         switch self {
         case .integer(let value): return value
         case .number(let value) where value == value.rounded(): return Int64(value)

@@ -66,6 +66,74 @@ public final class Gateway: Sendable {
         try await serve(EmbeddingRequest.self, body: body, context: context)
     }
 
+    /// `POST /v1/messages` to a model whose upstream speaks Anthropic Messages: the client's
+    /// bytes pass through with `model` replaced, and the answer (buffered or streamed) comes
+    /// back in Messages' own form. The caller has checked the request
+    /// (``AnthropicDialect/chatRequest(from:requireMaxTokens:)``) and resolved `model`.
+    /// Fallbacks that do not speak Messages are skipped.
+    public func messages(body: ByteBuffer, model: RoutableModel, stream: Bool, context: InferenceContext) async throws(LISAError)
+        -> GatewayResponse
+    {
+        try checkStreaming(stream, model: model)
+        return try await route(.messages, model: model, stream: stream, user: nil, context: context) { modelName throws(LISAError) in
+            if let edited = JSONMemberScanner.replacingStringMember("model", with: modelName, in: body) { return edited }
+            guard case .object(var members) = try Self.decode(JSONValue.self, from: body) else {
+                throw .invalidRequest("The request body must be a JSON object.")
+            }
+            members["model"] = .string(modelName)
+            return DialectJSON.encode(.object(members))
+        }
+    }
+
+    /// The input tokens of a request by the model's own tokenizer, where its upstream has
+    /// one: Anthropic's `count_tokens` (`messagesRequest` passed through) or vLLM's
+    /// `/tokenize` (the chat form, with its chat template). `nil` when the model declares
+    /// none or the upstream did not answer within `timeout`; the caller estimates then.
+    public func upstreamTokenCount(
+        messagesRequest: ByteBuffer, chatRequest: JSONValue, model: RoutableModel, context: InferenceContext,
+        timeout: Duration = .seconds(5)
+    ) async -> Int? {
+        let operation: UpstreamOperation
+        var body: ByteBuffer
+        switch (model.definition.upstreamAPI, model.definition.inferenceContainer) {
+        case (.anthropic, _):
+            operation = .countTokens
+            guard case .object(var members)? = try? Self.decode(JSONValue.self, from: messagesRequest) else { return nil }
+            members["model"] = .string(model.definition.modelName)
+            for key in ["max_tokens", "stream", "stop_sequences", "temperature", "top_p", "top_k", "metadata", "lisa", "service_tier"] {
+                members[key] = nil
+            }
+            body = DialectJSON.encode(.object(members))
+        case (.openai, .vllm):
+            operation = .tokenize
+            guard case .object(let chat) = chatRequest else { return nil }
+            var members: [String: JSONValue] = ["model": .string(model.definition.modelName), "messages": chat["messages"] ?? []]
+            if let tools = chat["tools"] { members["tools"] = tools }
+            body = DialectJSON.encode(.object(members))
+        default:
+            return nil
+        }
+        guard let endpoint = model.pool.choose(affinityKey: nil, excluding: [], at: monotonicSeconds()) else { return nil }
+        let logger = context.logger
+        do {
+            endpoint.begin()
+            defer { endpoint.end() }
+            let response = try await provider.send(
+                operation, body: body, to: endpoint.definition, stream: false, deadline: .now() + .init(timeout), logger: logger
+            )
+            let answer = try await response.body.collect(upTo: 1024 * 1024)
+            guard (200..<300).contains(response.status), let json = try? JSONDecoder().decode(JSONValue.self, from: answer) else {
+                logger.info("the upstream did not count tokens; estimating", metadata: ["lisa.status": "\(response.status)"])
+                return nil
+            }
+            let count = json["input_tokens"]?.int64Value ?? json["count"]?.int64Value ?? json["tokens"]?.arrayValue.map { Int64($0.count) }
+            return count.map(Int.init)
+        } catch {
+            logger.info("the upstream did not count tokens; estimating", metadata: ["lisa.reason": "\(error)"])
+            return nil
+        }
+    }
+
     /// Decodes and checks a request, resolves its model for the caller, and routes it.
     private func serve<Request: GatewayRequest>(
         _ type: Request.Type, body: ByteBuffer, context: InferenceContext
@@ -87,7 +155,7 @@ public final class Gateway: Sendable {
         try resolve(modelID, serving: .textgen, for: principal)
     }
 
-    private func resolve(_ modelID: String, serving type: ModelType, for principal: Principal) throws(LISAError) -> RoutableModel {
+    func resolve(_ modelID: String, serving type: ModelType, for principal: Principal) throws(LISAError) -> RoutableModel {
         guard access.mayCallInference(principal) else {
             throw .forbidden("Calling models needs membership of the user group.")
         }
@@ -111,7 +179,7 @@ public final class Gateway: Sendable {
         return model
     }
 
-    private func checkStreaming(_ stream: Bool, model: RoutableModel) throws(LISAError) {
+    func checkStreaming(_ stream: Bool, model: RoutableModel) throws(LISAError) {
         if stream && !model.definition.streaming {
             throw .invalidRequest("The model '\(model.definition.modelId)' does not support streaming.", param: "stream")
         }
@@ -119,12 +187,13 @@ public final class Gateway: Sendable {
 
     /// Routes one request: the model's endpoints (balanced, with retries on another endpoint
     /// before the first byte), then its fallback models in order.
-    private func route(
+    func route(
         _ operation: UpstreamOperation,
         model: RoutableModel,
         stream: Bool,
         user: String?,
         context: InferenceContext,
+        contentType: String = "application/json",
         body: (String) throws(LISAError) -> ByteBuffer
     ) async throws(LISAError) -> GatewayResponse {
         let start = ContinuousClock.now
@@ -148,10 +217,21 @@ public final class Gateway: Sendable {
                 metrics.fallback(model: requested, to: candidate.definition.modelId)
                 logger.info("falling back", metadata: ["lisa.fallback": "\(candidate.definition.modelId)"])
             }
-            let upstreamBody = try body(candidate.definition.modelName)
+            guard var wire = try Self.wire(for: operation, to: candidate, primary: position == 0) else { continue }
+            wire.contentType = contentType
+            var upstreamBody = try body(candidate.definition.modelName)
+            switch wire.answer {
+            case .anthropicToChat:
+                upstreamBody = DialectJSON.encode(try AnthropicUpstream.messagesRequest(fromChat: try Self.decode(JSONValue.self, from: upstreamBody)))
+            case .teiRerank:
+                wire.original = upstreamBody
+                upstreamBody = DialectJSON.encode(try Rerank.teiRequest(from: try Self.decode(JSONValue.self, from: upstreamBody)))
+            case .asIs, .raw:
+                break
+            }
             do {
                 return try await attempts(
-                    operation, model: candidate, requested: requested, body: upstreamBody, stream: stream, sessionKey: sessionKey,
+                    wire, model: candidate, requested: requested, body: upstreamBody, stream: stream, sessionKey: sessionKey,
                     start: start, logger: logger
                 )
             } catch {
@@ -162,6 +242,50 @@ public final class Gateway: Sendable {
         let error = lastError ?? .serviceUnavailable("The model '\(requested)' has no endpoint to send the request to.")
         metrics.request(model: requested, endpoint: error.endpointLabel ?? "none", status: GatewayMetrics.statusLabel(for: error), duration: ContinuousClock.now - start)
         throw redacted(error, for: context)
+    }
+
+    /// How a request reaches one candidate: the operation on the wire and what its answer
+    /// needs to become the inbound dialect's.
+    struct Wire: Sendable {
+        enum Answer: Sendable {
+            /// A JSON object or an event stream in the inbound dialect.
+            case asIs
+            /// Anthropic Messages, answered as chat completions.
+            case anthropicToChat
+            /// TEI's rerank shape, answered in Cohere's and vLLM's.
+            case teiRerank
+            /// Any bytes of an allowed media type (audio, subtitles), relayed as they arrive.
+            case raw
+        }
+        var operation: UpstreamOperation
+        var answer: Answer
+        var contentType = "application/json"
+        /// The inbound request, where the answer's translation needs it (TEI rerank's `top_n`).
+        var original: ByteBuffer?
+    }
+
+    /// The wire for `operation` to `model`; `nil` to skip a fallback that cannot take it.
+    static func wire(for operation: UpstreamOperation, to model: RoutableModel, primary: Bool) throws(LISAError) -> Wire? {
+        switch (operation, model.definition.upstreamAPI) {
+        case (.chatCompletions, .anthropic):
+            return Wire(operation: .messages, answer: .anthropicToChat)
+        case (.messages, .anthropic), (.countTokens, .anthropic):
+            return Wire(operation: operation, answer: .asIs)
+        case (.messages, _), (.countTokens, _):
+            return nil
+        case (.rerank, _) where model.definition.inferenceContainer == .tei:
+            return Wire(operation: .teiRerank, answer: .teiRerank)
+        case (.audioSpeech, _), (.audioTranscriptions, _), (.audioTranslations, _):
+            return Wire(operation: operation, answer: .raw)
+        case (_, .anthropic):
+            guard primary else { return nil }
+            throw .invalidRequest(
+                "The model '\(model.definition.modelId)' has an Anthropic Messages upstream: call it through /v1/chat/completions or /v1/messages.",
+                param: "model", reason: "model_type_mismatch"
+            )
+        default:
+            return Wire(operation: operation, answer: .asIs)
+        }
     }
 
     /// Upstream failures name endpoints, certificate issuers, CA paths and upstream bodies:
@@ -187,7 +311,7 @@ public final class Gateway: Sendable {
 
     /// Tries the model's endpoints, retrying retriable failures within the retry policy and budget.
     private func attempts(
-        _ operation: UpstreamOperation,
+        _ wire: Wire,
         model: RoutableModel,
         requested: String,
         body: ByteBuffer,
@@ -227,7 +351,7 @@ public final class Gateway: Sendable {
             let endpointLogger = logger.adding("lisa.endpoint", "\(endpoint.index):\(endpoint.label)")
             do {
                 return try await tryEndpoint(
-                    operation, model: model, requested: requested, endpoint: endpoint, body: body, stream: stream, start: start,
+                    wire, model: model, requested: requested, endpoint: endpoint, body: body, stream: stream, start: start,
                     logger: endpointLogger
                 )
             } catch {
@@ -243,7 +367,7 @@ public final class Gateway: Sendable {
     /// One attempt on one endpoint. Throws errors marked retriable when nothing reached the
     /// client and another endpoint may do better.
     private func tryEndpoint(
-        _ operation: UpstreamOperation,
+        _ wire: Wire,
         model: RoutableModel,
         requested: String,
         endpoint: Endpoint,
@@ -261,7 +385,8 @@ public final class Gateway: Sendable {
         do {
             response = try await Self.withFirstByteTimeout(timeouts?.firstByteSeconds) { () async throws(UpstreamFailure) in
                 try await self.provider.send(
-                    operation, body: body, to: endpoint.definition, stream: stream, deadline: .now() + .init(total), logger: logger.logger
+                    wire.operation, body: body, contentType: wire.contentType, to: endpoint.definition, stream: stream,
+                    deadline: .now() + .init(total), logger: logger.logger
                 )
             }
         } catch {
@@ -310,7 +435,7 @@ public final class Gateway: Sendable {
             case 429:
                 endpoint.record(.abandoned, at: monotonicSeconds())
                 throw error.markedRetriable
-            case 502, 503, 504:
+            case 502, 503, 504, 529:
                 endpoint.record(.failure, at: monotonicSeconds())
                 throw error.markedRetriable
             case 500...:
@@ -324,11 +449,31 @@ public final class Gateway: Sendable {
         endpoint.record(.success(firstByte: firstByte.seconds), at: monotonicSeconds())
         let contentType = response.headers.first(name: "Content-Type") ?? "application/json"
         let metrics = self.metrics
+        if wire.answer == .raw {
+            guard let relayedType = Self.relayableMediaType(contentType) else {
+                endpoint.end()
+                logger.warning("upstream answered a media type LISA does not relay", metadata: ["lisa.content_type": "\(contentType)"])
+                throw .badGateway("The upstream of model '\(modelID)' answered with a media type LISA does not relay.", reason: "upstream_invalid_response")
+            }
+            metrics.overhead(model: requested, (ContinuousClock.now - start) - firstByte)
+            let label = endpoint.label
+            let relayed = RelayedBody(body: response.body, deadline: sent + total) { failed in
+                endpoint.end()
+                if failed { metrics.streamError(model: requested) }
+                metrics.request(model: requested, endpoint: label, status: GatewayMetrics.statusLabel(for: nil), duration: ContinuousClock.now - start)
+            }
+            return GatewayResponse(contentType: relayedType, body: .bytes(relayed))
+        }
         if stream && contentType.lowercased().hasPrefix("text/event-stream") {
             metrics.overhead(model: requested, (ContinuousClock.now - start) - firstByte)
             let label = endpoint.label
+            let upstreamEvents =
+                wire.answer == .anthropicToChat
+                ? UpstreamBody(TranslatedEventBody(base: response.body, translator: AnthropicChatStreamTranslator(created: Self.now())))
+                : response.body
             let relay = ServerSentEventRelay(
-                body: response.body, modelID: requested, logger: logger.withMetadata, deadline: sent + total
+                body: upstreamEvents, modelID: requested, logger: logger.withMetadata, deadline: sent + total,
+                framing: wire.operation == .messages ? .anthropic : .openAI
             ) { summary in
                 endpoint.end()
                 if let firstEvent = summary.firstEvent { metrics.timeToFirstToken(model: requested, firstEvent - start) }
@@ -338,7 +483,7 @@ public final class Gateway: Sendable {
             }
             return GatewayResponse(contentType: "text/event-stream", body: .eventStream(relay))
         }
-        let buffer: ByteBuffer
+        var buffer: ByteBuffer
         do {
             let remaining = (sent + total) - ContinuousClock.now
             buffer = try await Self.withFirstByteTimeout(remaining.seconds) { () async throws(UpstreamFailure) in
@@ -361,8 +506,25 @@ public final class Gateway: Sendable {
         let finished = ContinuousClock.now
         metrics.overhead(model: requested, (finished - start) - (finished - sent))
         metrics.timeToFirstToken(model: requested, finished - start)
-        if let usageBytes = JSONMemberScanner.value(of: "usage", in: buffer), let usage = try? JSONDecoder().decode(Usage.self, from: usageBytes) {
-            metrics.tokens(model: requested, usage: usage)
+        if wire.answer == .anthropicToChat {
+            guard let message = try? JSONDecoder().decode(JSONValue.self, from: buffer) else {
+                throw .badGateway("The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
+            }
+            buffer = DialectJSON.encode(try AnthropicUpstream.chatCompletion(fromMessage: message, created: Self.now()))
+        } else if wire.answer == .teiRerank {
+            guard let ranked = try? JSONDecoder().decode(JSONValue.self, from: buffer) else {
+                throw .badGateway("The upstream of model '\(modelID)' answered with something other than JSON.", reason: "upstream_invalid_response")
+            }
+            buffer = DialectJSON.encode(try Rerank.answer(fromTEI: ranked, request: wire.original ?? body, model: requested))
+        }
+        if let usageBytes = JSONMemberScanner.value(of: "usage", in: buffer) {
+            let usage: Usage? =
+                if wire.operation == .messages {
+                    AnthropicUpstream.usage(try? JSONDecoder().decode(JSONValue.self, from: usageBytes))
+                } else {
+                    try? JSONDecoder().decode(Usage.self, from: usageBytes)
+                }
+            if let usage { metrics.tokens(model: requested, usage: usage) }
         }
         metrics.request(model: requested, endpoint: endpoint.label, status: GatewayMetrics.statusLabel(for: nil), duration: finished - start)
         // LISA answers these routes with JSON only: whatever the upstream labelled its body,
@@ -373,6 +535,8 @@ public final class Gateway: Sendable {
         }
         return GatewayResponse(contentType: "application/json", body: .buffer(buffer))
     }
+
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
 
     /// Runs `operation`, failing it with `.timedOut` if it has not returned within `seconds`.
     static func withFirstByteTimeout<T: Sendable>(
@@ -414,7 +578,7 @@ public final class Gateway: Sendable {
         case 429:
             let retryAfter = headers.first(name: "Retry-After").flatMap { Int($0) }
             return .rateLimited("The upstream of model '\(modelID)' is rate limiting requests\(suffix)", retryAfter: retryAfter)
-        case 503:
+        case 503, 529:
             return .serviceUnavailable("The upstream of model '\(modelID)' is unavailable\(suffix)")
         case 504:
             return .gatewayTimeout("The upstream of model '\(modelID)' timed out\(suffix)")

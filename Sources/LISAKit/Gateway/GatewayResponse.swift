@@ -11,9 +11,13 @@ public struct GatewayResponse: Sendable {
     public enum Body: Sendable {
         case buffer(ByteBuffer)
         case eventStream(ServerSentEventRelay)
+        /// Bytes relayed as the upstream sends them (speech audio, transcripts as text or
+        /// events), of ``GatewayResponse/contentType``.
+        case bytes(RelayedBody)
     }
 
-    /// The body's media type: `application/json` or `text/event-stream`.
+    /// The body's media type: `application/json`, `text/event-stream`, or for
+    /// ``Body/bytes(_:)`` the upstream's (audio, text, subtitles).
     public var contentType: String
     public var body: Body
 
@@ -42,7 +46,18 @@ public struct StreamSummary: Sendable {
 /// `event: error` in OpenAI's error shape and the sequence ends. The same happens when the
 /// stream outlives its deadline. Relay it once, with ``pump(into:)``.
 public struct ServerSentEventRelay: Sendable {
+    /// The dialect of the relayed events: how the stream ends, where usage is, how an error
+    /// event is written.
+    public enum Framing: Sendable {
+        /// OpenAI's: chunks, then `data: [DONE]`; errors as `event: error` with `{"error": …}`.
+        case openAI
+        /// Anthropic's: `message_start` … `message_stop`; errors as `event: error` with
+        /// `{"type": "error", "error": …}`.
+        case anthropic
+    }
+
     private let body: UpstreamBody
+    private let framing: Framing
     private let modelID: String
     private let logger: Logger
     private let deadline: ContinuousClock.Instant?
@@ -59,10 +74,11 @@ public struct ServerSentEventRelay: Sendable {
     ///   - onFinish: called exactly once when the stream ends, however it ends (also when
     ///     the relay is cancelled because the client left).
     public init(
-        body: UpstreamBody, modelID: String, logger: Logger, deadline: ContinuousClock.Instant? = nil,
+        body: UpstreamBody, modelID: String, logger: Logger, deadline: ContinuousClock.Instant? = nil, framing: Framing = .openAI,
         onFinish: @escaping @Sendable (StreamSummary) -> Void = { _ in }
     ) {
         self.body = body
+        self.framing = framing
         self.modelID = modelID
         self.logger = logger
         self.deadline = deadline
@@ -92,7 +108,7 @@ public struct ServerSentEventRelay: Sendable {
     /// Relays every event to `sink` as it arrives, then returns. Cancelling the calling task
     /// cancels the upstream request.
     public func pump(into target: @escaping @Sendable (ByteBuffer) async throws -> Void) async throws {
-        let (body, modelID, logger, tracker) = (self.body, self.modelID, self.logger, self.tracker)
+        let (body, modelID, logger, tracker, framing) = (self.body, self.modelID, self.logger, self.tracker, self.framing)
         let output: @Sendable (ByteBuffer) async throws -> Void =
             if let transform {
                 { chunk in
@@ -110,7 +126,9 @@ public struct ServerSentEventRelay: Sendable {
             }
         let completed = try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
-                var iterator = AsyncIterator(upstream: body.makeAsyncIterator(), modelID: modelID, logger: logger, tracker: tracker)
+                var iterator = AsyncIterator(
+                    upstream: body.makeAsyncIterator(), modelID: modelID, logger: logger, tracker: tracker, framing: framing
+                )
                 while let events = try await iterator.next() {
                     try await sink(events)
                 }
@@ -130,9 +148,7 @@ public struct ServerSentEventRelay: Sendable {
         if !completed {
             logger.warning("upstream stream exceeded its total timeout")
             tracker.finish()
-            var buffer = ByteBuffer()
-            ServerSentEvent.error(LISAError.gatewayTimeout("The upstream of model '\(modelID)' timed out during the stream.").body)
-                .write(to: &buffer)
+            let buffer = framing.errorEvent(LISAError.gatewayTimeout("The upstream of model '\(modelID)' timed out during the stream."))
             try await sink(buffer)
         }
     }
@@ -168,9 +184,12 @@ public struct ServerSentEventRelay: Sendable {
         let modelID: String
         let logger: Logger
         let tracker: Tracker
+        let framing: Framing
         var parser = ServerSentEventParser()
         var finished = false
         var sawDone = false
+        /// The upstream sent its own error event: the stream failed, and says so already.
+        var upstreamFailed = false
         var sawFirst = false
 
         mutating func next() async throws -> ByteBuffer? {
@@ -201,6 +220,11 @@ public struct ServerSentEventRelay: Sendable {
                         tracker.finish()
                         return nil
                     }
+                    if upstreamFailed {
+                        tracker.update { $0.failed = true }
+                        tracker.finish()
+                        return nil
+                    }
                     logger.warning("upstream stream ended before [DONE]")
                     return fail(.badGateway("The upstream of model '\(modelID)' ended the stream before it was complete."))
                 }
@@ -215,10 +239,29 @@ public struct ServerSentEventRelay: Sendable {
                 guard !events.isEmpty else { continue }
                 var output = ByteBuffer()
                 for parsed in events {
-                    if parsed.event.isDone {
-                        sawDone = true
-                    } else if parsed.event.data.contains("\"usage\""), let usage = Self.usage(in: parsed.event.data) {
-                        tracker.update { $0.usage = usage }
+                    switch framing {
+                    case .openAI:
+                        if parsed.event.isDone {
+                            sawDone = true
+                        } else if parsed.event.event == "error" {
+                            upstreamFailed = true
+                        } else if parsed.event.data.contains("\"usage\""), let usage = Self.usage(in: parsed.event.data) {
+                            tracker.update { $0.usage = usage }
+                        }
+                    case .anthropic:
+                        switch parsed.event.event {
+                        case "message_stop": sawDone = true
+                        case "error": upstreamFailed = true
+                        case "message_start", "message_delta":
+                            if let usage = Self.anthropicUsage(in: parsed.event.data, start: parsed.event.event == "message_start") {
+                                tracker.update { summary in
+                                    let prompt = max(summary.usage?.promptTokens ?? 0, usage.promptTokens)
+                                    let completion = max(summary.usage?.completionTokens ?? 0, usage.completionTokens ?? 0)
+                                    summary.usage = Usage(promptTokens: prompt, completionTokens: completion, totalTokens: prompt + completion)
+                                }
+                            }
+                        default: break
+                        }
                     }
                     output.writeImmutableBuffer(parsed.raw)
                 }
@@ -234,9 +277,12 @@ public struct ServerSentEventRelay: Sendable {
         private func fail(_ error: LISAError) -> ByteBuffer {
             tracker.update { $0.failed = true }
             tracker.finish()
-            var buffer = ByteBuffer()
-            ServerSentEvent.error(error.body).write(to: &buffer)
-            return buffer
+            return framing.errorEvent(error)
+        }
+
+        private static func anthropicUsage(in data: String, start: Bool) -> Usage? {
+            guard data.contains("\"usage\""), let event = DialectJSON.object(in: data) else { return nil }
+            return AnthropicUpstream.usage(start ? event["message"]?["usage"] : event["usage"])
         }
 
         private struct UsageChunk: Decodable {
@@ -246,5 +292,72 @@ public struct ServerSentEventRelay: Sendable {
         private static func usage(in data: String) -> Usage? {
             try? JSONDecoder().decode(UsageChunk.self, from: Data(data.utf8)).usage
         }
+    }
+}
+
+extension ServerSentEventRelay.Framing {
+    /// The error event of this dialect for `error`.
+    func errorEvent(_ error: LISAError) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        switch self {
+        case .openAI: ServerSentEvent.error(error.body).write(to: &buffer)
+        case .anthropic: DialectJSON.event("error", AnthropicDialect.errorBody(error)).write(to: &buffer)
+        }
+        return buffer
+    }
+}
+
+/// An upstream body relayed byte for byte as it arrives, within the model's total timeout;
+/// `onFinish` is told once whether it failed (an upstream error or the deadline), also when
+/// the client leaves first. A failure ends the body early: the client sees a short body and
+/// a closed connection, as a byte stream has no error event.
+public struct RelayedBody: AsyncSequence, Sendable {
+    public typealias Element = ByteBuffer
+    private let body: UpstreamBody
+    private let deadline: ContinuousClock.Instant
+    private let tracker: Finisher
+
+    public init(body: UpstreamBody, deadline: ContinuousClock.Instant, onFinish: @escaping @Sendable (_ failed: Bool) -> Void) {
+        self.body = body
+        self.deadline = deadline
+        self.tracker = Finisher(onFinish)
+    }
+
+    final class Finisher: Sendable {
+        private let reported = Mutex(false)
+        private let onFinish: @Sendable (Bool) -> Void
+        init(_ onFinish: @escaping @Sendable (Bool) -> Void) { self.onFinish = onFinish }
+        func finish(failed: Bool) {
+            guard !reported.withLock({ let was = $0; $0 = true; return was }) else { return }
+            onFinish(failed)
+        }
+        deinit { finish(failed: false) }
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: UpstreamBody.AsyncIterator
+        let deadline: ContinuousClock.Instant
+        let tracker: Finisher
+
+        public mutating func next() async throws -> ByteBuffer? {
+            guard ContinuousClock.now < deadline else {
+                tracker.finish(failed: true)
+                throw UpstreamFailure(reason: .timedOut)
+            }
+            do {
+                guard let chunk = try await base.next() else {
+                    tracker.finish(failed: false)
+                    return nil
+                }
+                return chunk
+            } catch {
+                tracker.finish(failed: !(error is CancellationError))
+                throw error
+            }
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: body.makeAsyncIterator(), deadline: deadline, tracker: tracker)
     }
 }

@@ -12,10 +12,18 @@ extension ModelDefinition {
         guard !modelName.trimmingCharacters(in: .whitespaces).isEmpty else {
             throw .invalidRequest("modelName must not be empty.", param: "modelName")
         }
-        switch modelType {
-        case .textgen, .embedding: break
+        if case .other(let value) = modelType {
+            let known = ModelType.known.map { "'\($0.rawValue)'" }.joined(separator: ", ")
+            throw .invalidRequest("modelType must be one of \(known), not '\(value)'.", param: "modelType")
+        }
+        switch upstreamAPI {
+        case .openai: break
+        case .anthropic:
+            guard modelType == .textgen else {
+                throw .invalidRequest("An Anthropic upstream serves text generation only: set modelType: textgen.", param: "upstreamAPI")
+            }
         case .other(let value):
-            throw .invalidRequest("modelType must be 'textgen' or 'embedding', not '\(value)'.", param: "modelType")
+            throw .invalidRequest("upstreamAPI must be 'openai' or 'anthropic', not '\(value)'.", param: "upstreamAPI")
         }
         if let hostingType, HostingType(rawValue: hostingType) == nil {
             throw .invalidRequest(

@@ -22,6 +22,26 @@ public protocol InferenceProvider: Sendable {
         _ operation: UpstreamOperation, body: ByteBuffer, to endpoint: EndpointDefinition, stream: Bool, deadline: NIODeadline?,
         logger: Logger
     ) async throws(UpstreamFailure) -> UpstreamResponse
+
+    /// Sends `body` of media type `contentType` (a multipart form for image edits and
+    /// transcriptions); JSON bodies use ``send(_:body:to:stream:deadline:logger:)``.
+    /// Conformers that only speak JSON need not implement it: the default refuses other types.
+    func send(
+        _ operation: UpstreamOperation, body: ByteBuffer, contentType: String, to endpoint: EndpointDefinition, stream: Bool,
+        deadline: NIODeadline?, logger: Logger
+    ) async throws(UpstreamFailure) -> UpstreamResponse
+}
+
+extension InferenceProvider {
+    public func send(
+        _ operation: UpstreamOperation, body: ByteBuffer, contentType: String, to endpoint: EndpointDefinition, stream: Bool,
+        deadline: NIODeadline?, logger: Logger
+    ) async throws(UpstreamFailure) -> UpstreamResponse {
+        guard contentType == "application/json" else {
+            throw UpstreamFailure(reason: .other("this provider sends JSON bodies only, not \(contentType)"))
+        }
+        return try await send(operation, body: body, to: endpoint, stream: stream, deadline: deadline, logger: logger)
+    }
 }
 
 /// An upstream's answer: status, headers, and a body that streams as it arrives.

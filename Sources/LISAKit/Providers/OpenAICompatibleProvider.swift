@@ -6,11 +6,43 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 
-/// The OpenAI-compatible operations LISA forwards.
+/// The operations LISA forwards: OpenAI's, Anthropic Messages', and the model servers' own
+/// tokenizer.
 public enum UpstreamOperation: String, Sendable {
     case chatCompletions = "chat/completions"
     case completions = "completions"
     case embeddings = "embeddings"
+    /// Anthropic Messages, sent with `x-api-key` and `anthropic-version`.
+    case messages = "messages"
+    /// Anthropic's token counting.
+    case countTokens = "messages/count_tokens"
+    /// vLLM's `/tokenize`, at the server's root rather than under `/v1`.
+    case tokenize = "tokenize"
+    case imagesGenerations = "images/generations"
+    /// A multipart form.
+    case imagesEdits = "images/edits"
+    /// A multipart form.
+    case audioTranscriptions = "audio/transcriptions"
+    /// A multipart form.
+    case audioTranslations = "audio/translations"
+    /// The answer is audio, relayed as it arrives.
+    case audioSpeech = "audio/speech"
+    case moderations = "moderations"
+    /// vLLM's and Cohere's `/v1/rerank`.
+    case rerank = "rerank"
+    /// Text Embeddings Inference's `/rerank`, at the server's root, in TEI's own shape.
+    case teiRerank = "tei/rerank"
+
+    /// Whether the upstream is Anthropic-shaped (its credentials go in `x-api-key`).
+    public var isAnthropic: Bool { self == .messages || self == .countTokens }
+
+    /// The URL of the operation at an endpoint's base URL (`http://host:8000/v1`).
+    public func url(base: String) -> String {
+        var base = base
+        while base.hasSuffix("/") { base.removeLast() }
+        if self == .tokenize || self == .teiRerank, base.hasSuffix("/v1") { base.removeLast(3) }
+        return "\(base)/\(self == .teiRerank ? "rerank" : rawValue)"
+    }
 }
 
 /// Timeouts for upstream calls, with defaults that suit LLMs: a short connect, a long total.
@@ -73,13 +105,26 @@ public struct OpenAICompatibleProvider: InferenceProvider {
         deadline: NIODeadline? = nil,
         logger: Logger
     ) async throws(UpstreamFailure) -> UpstreamResponse {
-        var base = endpoint.url
-        while base.hasSuffix("/") { base.removeLast() }
-        var request = HTTPClientRequest(url: "\(base)/\(operation.rawValue)")
+        try await send(operation, body: body, contentType: "application/json", to: endpoint, stream: stream, deadline: deadline, logger: logger)
+    }
+
+    public func send(
+        _ operation: UpstreamOperation,
+        body: ByteBuffer,
+        contentType: String,
+        to endpoint: EndpointDefinition,
+        stream: Bool,
+        deadline: NIODeadline? = nil,
+        logger: Logger
+    ) async throws(UpstreamFailure) -> UpstreamResponse {
+        var request = HTTPClientRequest(url: operation.url(base: endpoint.url))
         request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.headers.add(name: "Accept", value: stream ? "text/event-stream" : "application/json")
-        if let apiKey = endpoint.apiKey, !apiKey.isEmpty {
+        request.headers.add(name: "Content-Type", value: contentType)
+        request.headers.add(name: "Accept", value: stream ? "text/event-stream" : operation == .audioSpeech ? "*/*" : "application/json")
+        if operation.isAnthropic {
+            request.headers.add(name: "anthropic-version", value: AnthropicUpstream.apiVersion)
+            if let apiKey = endpoint.apiKey, !apiKey.isEmpty { request.headers.add(name: "x-api-key", value: apiKey) }
+        } else if let apiKey = endpoint.apiKey, !apiKey.isEmpty {
             request.headers.add(name: "Authorization", value: "Bearer \(apiKey)")
         }
         request.body = .bytes(body)

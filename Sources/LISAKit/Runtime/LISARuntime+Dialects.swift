@@ -10,13 +10,22 @@ import Synchronization
 extension LISARuntime {
     // MARK: - Anthropic Messages
 
-    /// `POST /v1/messages`: the body in Anthropic's shape; the answer in it too.
+    /// `POST /v1/messages`: the body in Anthropic's shape; the answer in it too. To a model
+    /// whose upstream speaks Messages (`upstreamAPI: anthropic`) the client's bytes pass
+    /// through untouched but for `model`; a request with `lisa.rag` is grounded on the chat
+    /// path and translated both ways.
     ///
     /// - Throws: ``LISAError`` (the binding answers it in Anthropic's error shape).
     public func messages(body: ByteBuffer, context: InferenceContext) async throws -> GatewayResponse {
         let request = try DialectJSON.decode(body)
         let chat = try AnthropicDialect.chatRequest(from: request)
         let model = chat["model"]?.stringValue ?? ""
+        if request["lisa"] == nil {
+            let resolved = try gateway.textModel(model, for: context.principal)
+            if resolved.definition.upstreamAPI == .anthropic {
+                return try await gateway.messages(body: body, model: resolved, stream: request["stream"] == .bool(true), context: context)
+            }
+        }
         let answer = try await forward(.chatCompletions, body: DialectJSON.encode(chat), context: context)
         switch answer.body {
         case .buffer(let buffer):
@@ -24,16 +33,23 @@ extension LISARuntime {
             return GatewayResponse(contentType: "application/json", body: .buffer(DialectJSON.encode(message)))
         case .eventStream(let relay):
             return GatewayResponse(contentType: "text/event-stream", body: .eventStream(relay.translating(with: AnthropicStreamTranslator(model: model))))
+
+        case .bytes:
+            throw LISAError.badGateway("The upstream answered a chat request with a byte stream.")
         }
     }
 
     /// `POST /v1/messages/count_tokens`: the input tokens of a Messages request, for a model
-    /// the caller may use. An estimate (``AnthropicDialect/estimatedInputTokens(chatRequest:)``):
-    /// no upstream is called.
+    /// the caller may use, by the upstream's own tokenizer where it has one (an Anthropic
+    /// upstream's `count_tokens`, vLLM's `/tokenize`), else the documented estimate
+    /// (``AnthropicDialect/estimatedInputTokens(chatRequest:)``).
     public func countTokens(body: ByteBuffer, context: InferenceContext) async throws -> Int {
         let request = try DialectJSON.decode(body)
         let chat = try AnthropicDialect.chatRequest(from: request, requireMaxTokens: false)
-        _ = try gateway.textModel(chat["model"]?.stringValue ?? "", for: context.principal)
+        let model = try gateway.textModel(chat["model"]?.stringValue ?? "", for: context.principal)
+        if let counted = await gateway.upstreamTokenCount(messagesRequest: body, chatRequest: chat, model: model, context: context) {
+            return counted
+        }
         return AnthropicDialect.estimatedInputTokens(chatRequest: chat)
     }
 
@@ -77,6 +93,9 @@ extension LISARuntime {
                 }
             }
             return GatewayResponse(contentType: "text/event-stream", body: .eventStream(translated))
+
+        case .bytes:
+            throw LISAError.badGateway("The upstream answered a chat request with a byte stream.")
         }
     }
 

@@ -30,9 +30,24 @@ extension LISARuntime {
                 answer.body = .buffer(RAGService.attach(grounded.sources, to: buffer))
             case .eventStream(let relay):
                 answer.body = .eventStream(relay.injecting(beforeDone: RAGService.sourcesEvent(grounded.sources, model: "lisa")))
+            case .bytes:
+                break
             }
             return answer
+        case .messages:
+            return try await messages(body: body, context: context)
+        default:
+            throw LISAError.invalidRequest(
+                "forward(\(operation)) is not an inbound operation: call media(_:body:contentType:context:) for images, audio, moderations and rerank."
+            )
         }
+    }
+
+    /// The OpenAI routes beyond text (`/v1/images/*`, `/v1/audio/*`, `/v1/moderations`,
+    /// `/v1/rerank`): ``Gateway/media(_:body:contentType:context:)`` with the same access
+    /// control, routing and metrics as chat.
+    public func media(_ route: MediaRoute, body: ByteBuffer, contentType: String?, context: InferenceContext) async throws -> GatewayResponse {
+        try await gateway.media(route, body: body, contentType: contentType, context: context)
     }
 
     /// A chat completion for `principal` (the admin key's principal by default). A request

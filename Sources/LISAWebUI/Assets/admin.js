@@ -200,7 +200,9 @@ export class ModelsView {
     const field = (id, label, input, hint) => h('div', { class: 'field' }, h('label', { for: id }, label), input, hint ? h('p', { class: 'hint' }, hint) : null);
     const modelId = h('input', { id: 'new-model-id', placeholder: 'my-model', autocomplete: 'off' });
     const modelName = h('input', { id: 'new-model-name', placeholder: 'the upstream\'s model name (default: the id)', autocomplete: 'off' });
-    const modelType = h('select', { id: 'new-model-type' }, h('option', { value: 'textgen' }, 'Text generation'), h('option', { value: 'embedding' }, 'Embedding'));
+    const modelType = h('select', { id: 'new-model-type' }, h('option', { value: 'textgen' }, 'Text generation'), h('option', { value: 'embedding' }, 'Embedding'),
+      h('option', { value: 'imagegen' }, 'Image generation'), h('option', { value: 'transcription' }, 'Transcription'),
+      h('option', { value: 'speech' }, 'Speech'), h('option', { value: 'moderation' }, 'Moderation'), h('option', { value: 'rerank' }, 'Rerank'));
     const endpoints = h('textarea', { id: 'new-model-endpoints', rows: '2', placeholder: 'http://10.0.0.5:8000/v1' });
     const groups = h('input', { id: 'new-model-groups', placeholder: 'comma-separated; empty: everyone', autocomplete: 'off' });
     const streaming = h('input', { id: 'new-model-streaming', type: 'checkbox', checked: true });

@@ -41,6 +41,12 @@ for (path, operation) in [("chat/completions", UpstreamOperation.chatCompletions
                                 try await relay.pump { try await writer.writeBuffer($0) }
                                 try await writer.write(.end)
                             }))
+        case .bytes(let relayed):
+            return Response(status: .ok, headers: ["Content-Type": answer.contentType],
+                            body: .init(asyncStream: { writer in
+                                for try await chunk in relayed { try await writer.writeBuffer(chunk) }
+                                try await writer.write(.end)
+                            }))
         }
     }
 }

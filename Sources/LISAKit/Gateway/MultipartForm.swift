@@ -2,15 +2,30 @@ import Foundation
 import NIOCore
 
 /// A `multipart/form-data` body (RFC 7578): its parts with their names, file names and bytes.
-struct MultipartForm {
-    struct Part {
-        var name: String
-        var filename: String?
-        var contentType: String?
-        var data: Data
+///
+/// LISA reads uploads and the OpenAI multipart routes (image edits, transcriptions) with it,
+/// and forwards a form as ``encoded(boundary:)`` re-writes it: what the upstream parses is
+/// what LISA parsed and authorized.
+public struct MultipartForm: Sendable {
+    public struct Part: Sendable {
+        public var name: String
+        public var filename: String?
+        public var contentType: String?
+        public var data: Data
+
+        public init(name: String, filename: String? = nil, contentType: String? = nil, data: Data) {
+            self.name = name
+            self.filename = filename
+            self.contentType = contentType
+            self.data = data
+        }
     }
 
-    var parts: [Part]
+    public var parts: [Part]
+
+    public init(parts: [Part]) {
+        self.parts = parts
+    }
 
     /// The longest boundary RFC 2046 allows.
     static let maximumBoundaryLength = 70
@@ -20,7 +35,7 @@ struct MultipartForm {
 
     /// The boundary of a `multipart/form-data` content type, or `nil` (also for a boundary
     /// RFC 2046 does not allow: empty, longer than 70 characters, or with other characters).
-    static func boundary(of contentType: String) -> String? {
+    public static func boundary(of contentType: String) -> String? {
         let pieces = contentType.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
         guard pieces.first?.lowercased() == "multipart/form-data" else { return nil }
         for piece in pieces.dropFirst() where piece.lowercased().hasPrefix("boundary=") {
@@ -38,7 +53,7 @@ struct MultipartForm {
     /// Parses a body in one pass: each delimiter is found with a search that never looks at
     /// a byte twice for the same candidate (Knuth–Morris–Pratt), so the cost is linear in
     /// the body whatever the boundary.
-    init(body: ByteBuffer, boundary: String) throws {
+    public init(body: ByteBuffer, boundary: String) throws {
         let bytes = Array(body.readableBytesView)
         let delimiter = Array("--\(boundary)".utf8)
         let partEnd = Array("\r\n".utf8) + delimiter
@@ -77,8 +92,37 @@ struct MultipartForm {
         self.parts = parts
     }
 
-    func field(_ name: String) -> String? {
+    /// The first text field called `name`.
+    public func field(_ name: String) -> String? {
         parts.first { $0.name == name && $0.filename == nil }.map { String(decoding: $0.data, as: UTF8.self) }
+    }
+
+    /// The form as a body with `boundary`: by default 128 random bits, which no client can
+    /// know in advance and so cannot plant in a part.
+    public func encoded(boundary: String = "lisa-" + (0..<2).map { _ in String(UInt64.random(in: .min ... .max), radix: 16) }.joined())
+        -> (body: ByteBuffer, contentType: String)
+    {
+        var body = ByteBuffer()
+        for part in parts {
+            body.writeString("--\(boundary)\r\n")
+            var disposition = "Content-Disposition: form-data; name=\"\(Self.quoted(part.name))\""
+            if let filename = part.filename { disposition += "; filename=\"\(Self.quoted(filename))\"" }
+            body.writeString(disposition + "\r\n")
+            if let contentType = part.contentType, !contentType.contains(where: { $0 == "\r" || $0 == "\n" }) {
+                body.writeString("Content-Type: \(contentType)\r\n")
+            }
+            body.writeString("\r\n")
+            body.writeBytes(part.data)
+            body.writeString("\r\n")
+        }
+        body.writeString("--\(boundary)--\r\n")
+        return (body, "multipart/form-data; boundary=\(boundary)")
+    }
+
+    /// A name for a quoted header parameter: quotes and line breaks percent-encoded, as
+    /// browsers do.
+    private static func quoted(_ value: String) -> String {
+        value.replacingOccurrences(of: "\"", with: "%22").replacingOccurrences(of: "\r", with: "%0D").replacingOccurrences(of: "\n", with: "%0A")
     }
 
     private static func parameter(_ name: String, in header: String) -> String? {
@@ -139,5 +183,5 @@ struct MultipartForm {
         }
     }
 
-    enum MultipartError: Error { case malformed }
+    public enum MultipartError: Error { case malformed }
 }
