@@ -20,7 +20,7 @@ sources=(
     Sources/LISAAPI/LISAError.swift
     Sources/LISAAPI/Chunker.swift
     Sources/LISAKit/RAG/DocumentParser+Text.swift
-    Sources/LISAHummingbird/Multipart.swift
+    Sources/LISAKit/Gateway/MultipartForm.swift
     Fuzz/FuzzTargets.swift Fuzz/Stubs.swift
 )
 objects=()
