@@ -75,6 +75,11 @@ def main():
     modelType: textgen
     upstreamAPI: anthropic
     modelUrl: http://127.0.0.1:{upstream_port}/v1
+  - modelId: gpt
+    modelName: m
+    modelType: textgen
+    upstreamAPI: openai-responses
+    modelUrl: http://127.0.0.1:{upstream_port}/v1
 rateLimits: {{enabled: false}}
 """)
     lisa = subprocess.Popen([binary / "LISAServe", "--config", str(config), "--port", str(lisa_port), "--data-dir", str(work / "data")],
@@ -101,13 +106,19 @@ rateLimits: {{enabled: false}}
              {"model": "claude", "max_tokens": 64, "messages": [{"role": "user", "content": text}]}, {"x-api-key": KEY}),
             ("LISA chat to Messages upstream (translated)", lisa_url + "/v1/chat/completions",
              {"model": "claude", "messages": [{"role": "user", "content": text}]}, auth),
+            ("upstream directly (Responses)", f"http://127.0.0.1:{upstream_port}/v1/responses",
+             {"model": "m", "input": text, "store": False}, {}),
+            ("LISA Responses to Responses, store: false (pass-through)", lisa_url + "/v1/responses",
+             {"model": "gpt", "input": text, "store": False}, auth),
+            ("LISA chat to Responses upstream (translated)", lisa_url + "/v1/chat/completions",
+             {"model": "gpt", "messages": [{"role": "user", "content": text}]}, auth),
         ]
-        print(f"{'':52} {'buffered p50':>12} {'p99':>8} {'streamed p50':>13} {'p99':>8}   (ms, {args.requests} sequential requests)")
+        print(f"{'':58} {'buffered p50':>12} {'p99':>8} {'streamed p50':>13} {'p99':>8}   (ms, {args.requests} sequential requests)")
         with httpx.Client(timeout=30) as client:
             for name, url, body, headers in cases:
                 p50, p99 = measure(client, url, body, headers, args.requests, stream=False)
                 s50, s99 = measure(client, url, {**body, "stream": True}, headers, args.requests, stream=True)
-                print(f"{name:52} {p50:12.3f} {p99:8.3f} {s50:13.3f} {s99:8.3f}")
+                print(f"{name:58} {p50:12.3f} {p99:8.3f} {s50:13.3f} {s99:8.3f}")
     finally:
         lisa.terminate()
         upstream.terminate()

@@ -153,7 +153,7 @@ schemas = {
             "modelId": ID, "modelName": {"type": "string", "minLength": 1},
             "modelType": {"type": "string", "enum": ["textgen", "embedding", "imagegen", "transcription", "speech", "moderation", "rerank"]},
             "inferenceContainer": {"type": "string", "enum": ["openai", "vllm", "tgi", "tei", "ollama"]},
-            "upstreamAPI": {"type": "string", "enum": ["openai", "anthropic"]},
+            "upstreamAPI": {"type": "string", "enum": ["openai", "anthropic", "openai-responses"]},
             "modelUrl": {"type": "string", "format": "uri"}, "streaming": {"type": "boolean"},
             "allowedGroups": {"type": "array", "items": {"type": "string"}},
         },

@@ -69,12 +69,15 @@ public enum UpstreamAPI: OpenStringEnum {
     case openai
     /// Anthropic Messages (`/v1/messages`), with `x-api-key` and `anthropic-version`.
     case anthropic
+    /// OpenAI's Responses API (`/v1/responses`).
+    case openAIResponses
     case other(String)
 
     public init(rawValue: String) {
         switch rawValue {
         case "openai": self = .openai
         case "anthropic": self = .anthropic
+        case "openai-responses": self = .openAIResponses
         default: self = .other(rawValue)
         }
     }
@@ -83,6 +86,7 @@ public enum UpstreamAPI: OpenStringEnum {
         switch self {
         case .openai: "openai"
         case .anthropic: "anthropic"
+        case .openAIResponses: "openai-responses"
         case .other(let value): value
         }
     }

@@ -30,7 +30,7 @@ import Synchronization
 /// answer after its first word with `finish_reason: length`.
 ///
 /// It also speaks Anthropic Messages natively (`/v1/messages`, `count_tokens`; see
-/// `FakeUpstream+Anthropic.swift`), vLLM's `/tokenize`, and the other OpenAI routes
+/// `FakeUpstream+Anthropic.swift`), the OpenAI Responses API (`FakeUpstream+Responses.swift`), vLLM's `/tokenize`, and the other OpenAI routes
 /// (images, audio, moderations, rerank; `FakeUpstream+Routes.swift`).
 ///
 /// Streams send one chunk per ``Configuration/chunkDelay``. Embeddings are deterministic
@@ -70,6 +70,8 @@ public final class FakeUpstream: Sendable {
 
     public let configuration: Configuration
     let state = Mutex(Observations())
+    /// The responses the fake stored, by id: how deep in a `previous_response_id` chain each is.
+    let responsesStore = Mutex([String: Int]())
 
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
@@ -126,6 +128,7 @@ public final class FakeUpstream: Sendable {
         router.post("/v1/completions") { request, context in try await self.handle(request, context: context, kind: .completion) }
         router.post("/v1/embeddings") { request, context in try await self.handle(request, context: context, kind: .embedding) }
         addAnthropicRoutes(to: router)
+        addResponsesRoutes(to: router)
         addOtherRoutes(to: router)
         router.post("/v1/redirected") { request, _ in
             self.state.withLock { $0.requests[request.uri.path, default: 0] += 1 }

@@ -9,7 +9,7 @@ private func json(_ text: String) throws -> JSONValue {
 }
 
 /// Re-assembles chat chunks into a completion, as the openai SDK's stream helper does.
-private func assembleChat(_ events: [ServerSentEvent]) throws -> JSONValue {
+func assembleChat(_ events: [ServerSentEvent]) throws -> JSONValue {
     var id: JSONValue = .null
     var model: JSONValue = .null
     var content: String?
@@ -62,7 +62,7 @@ private func assembleChat(_ events: [ServerSentEvent]) throws -> JSONValue {
 
 /// The completion with each tool call's arguments parsed: the same object may be written
 /// with its keys in another order.
-private func argumentsParsed(_ completion: JSONValue) throws -> JSONValue {
+func argumentsParsed(_ completion: JSONValue) throws -> JSONValue {
     guard case .object(var object) = completion, case .array(var choices) = object["choices"] ?? .null,
         case .object(var choice) = choices[0], case .object(var message) = choice["message"] ?? .null,
         case .array(let calls) = message["tool_calls"] ?? .null

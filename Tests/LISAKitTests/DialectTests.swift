@@ -457,3 +457,101 @@ struct ResponsesDialectTests {
         #expect(failed["response"]?["error"]?["message"] == "broke")
     }
 }
+
+@Suite("Dialects: chat completions to a Responses upstream")
+struct ResponsesUpstreamTests {
+    @Test("a chat request becomes the Responses request of the translation table")
+    func requestGolden() throws {
+        let chat = try json(#"""
+            {"model":"gpt-x","max_tokens":200,"temperature":0.3,"top_p":0.8,"stream":true,"stream_options":{"include_usage":true},
+             "user":"u-1","metadata":{"k":"v"},"parallel_tool_calls":false,"reasoning_effort":"low","lisa":{"x":1},"truncation":"auto",
+             "response_format":{"type":"json_schema","json_schema":{"name":"out","schema":{"type":"object"},"strict":true}},
+             "tool_choice":{"type":"function","function":{"name":"lookup"}},
+             "tools":[{"type":"function","function":{"name":"lookup","description":"Finds","parameters":{"type":"object"},"strict":true}}],
+             "messages":[
+              {"role":"system","content":"Be brief."},
+              {"role":"user","content":[{"type":"text","text":"Look"},{"type":"image_url","image_url":{"url":"https://example.com/a.png","detail":"low"}}]},
+              {"role":"assistant","content":"Calling.","tool_calls":[{"id":"call_1","type":"function","function":{"name":"lookup","arguments":"{\"q\":1}"}}]},
+              {"role":"tool","tool_call_id":"call_1","content":"found"},
+              {"role":"developer","content":"Now summarize."},
+              {"role":"user","content":"Thanks"}
+             ]}
+            """#)
+        let expected = try json(#"""
+            {"model":"gpt-x","store":false,"max_output_tokens":200,"temperature":0.3,"top_p":0.8,"stream":true,"user":"u-1",
+             "metadata":{"k":"v"},"parallel_tool_calls":false,"reasoning":{"effort":"low"},"truncation":"auto",
+             "text":{"format":{"type":"json_schema","name":"out","schema":{"type":"object"},"strict":true}},
+             "tool_choice":{"type":"function","name":"lookup"},
+             "tools":[{"type":"function","name":"lookup","description":"Finds","parameters":{"type":"object"},"strict":true}],
+             "instructions":"Be brief.",
+             "input":[
+              {"type":"message","role":"user","content":[{"type":"input_text","text":"Look"},{"type":"input_image","image_url":"https://example.com/a.png","detail":"low"}]},
+              {"type":"message","role":"assistant","content":[{"type":"output_text","text":"Calling."}]},
+              {"type":"function_call","call_id":"call_1","name":"lookup","arguments":"{\"q\":1}"},
+              {"type":"function_call_output","call_id":"call_1","output":"found"},
+              {"type":"message","role":"developer","content":"Now summarize."},
+              {"type":"message","role":"user","content":"Thanks"}
+             ]}
+            """#)
+        #expect(try ResponsesUpstream.responsesRequest(fromChat: chat) == expected)
+    }
+
+    @Test("what the Responses API cannot carry is refused, naming the member", arguments: [
+        (#""n":2"#, "n"), (#""stop":"x""#, "stop"), (#""seed":1"#, "seed"), (#""logit_bias":{}"#, "logit_bias"),
+        (#""logprobs":true"#, "logprobs"), (#""response_format":{"type":"yaml"}"#, "response_format.type"),
+        (#""tools":[{"type":"custom"}]"#, "tools[0].type"), (#""tool_choice":"sometimes""#, "tool_choice"),
+    ])
+    func refusals(member: String, param: String) throws {
+        let request = try json(#"{"model":"m","messages":[{"role":"user","content":"hi"}],\#(member)}"#)
+        #expect {
+            try ResponsesUpstream.responsesRequest(fromChat: request)
+        } throws: { error in
+            (error as? LISAError)?.param == param
+        }
+    }
+
+    @Test("a response becomes the chat completion of the translation table")
+    func answerGolden() throws {
+        let response = try json(#"""
+            {"id":"resp_1","object":"response","created_at":9,"status":"incomplete","incomplete_details":{"reason":"max_output_tokens"},"model":"gpt-x",
+             "output":[{"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":"mulling"}]},
+                       {"type":"message","id":"msg_1","role":"assistant","content":[{"type":"output_text","text":"Part"},{"type":"output_text","text":"ial"}]},
+                       {"type":"function_call","id":"fc_1","call_id":"call_9","name":"f","arguments":"{}"}],
+             "usage":{"input_tokens":7,"output_tokens":3,"input_tokens_details":{"cached_tokens":2},"output_tokens_details":{"reasoning_tokens":1}}}
+            """#)
+        let expected = try json(#"""
+            {"id":"resp_1","object":"chat.completion","created":9,"model":"gpt-x",
+             "choices":[{"index":0,"finish_reason":"length","message":{"role":"assistant","content":"Partial","reasoning_content":"mulling",
+               "tool_calls":[{"id":"call_9","type":"function","function":{"name":"f","arguments":"{}"}}]}}],
+             "usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10,"prompt_tokens_details":{"cached_tokens":2},
+                      "completion_tokens_details":{"reasoning_tokens":1}}}
+            """#)
+        #expect(try ResponsesUpstream.chatCompletion(fromResponse: response) == expected)
+        #expect(throws: LISAError.self) { try ResponsesUpstream.chatCompletion(fromResponse: ["object": "response", "status": "failed", "output": []]) }
+    }
+
+    @Test("chat → Responses → chat keeps the answer, streamed through both state machines as whole (200 random answers)")
+    func roundTrip() throws {
+        var generator = SeededGenerator(state: 23)
+        let translation = try ResponsesDialect.translate(try json(#"{"model":"m","input":"hi"}"#))
+        for _ in 0..<200 {
+            let answer = ChatAnswer.random(using: &generator)
+            let response = try ResponsesDialect.response(fromChat: answer.completion, id: "resp_1", createdAt: 5, translation: translation)
+            var whole = try ResponsesUpstream.chatCompletion(fromResponse: response).objectValue!
+            var toResponses = ResponsesStreamTranslator(id: "resp_1", createdAt: 5, translation: translation)
+            var toChat = ResponsesChatStreamTranslator(created: 5)
+            let chunks = answer.chunks(using: &generator).flatMap { toResponses.translate($0) }.flatMap { toChat.translate($0) }
+            #expect(toChat.failure == nil)
+            let streamed = try assembleChat(chunks)
+            whole["created"] = nil
+            #expect(try argumentsParsed(streamed) == argumentsParsed(.object(whole)))
+            // What chat says survives the trip: the finish reason, the calls, the reasoning, the text.
+            let original = answer.completion["choices"]!.arrayValue![0]
+            let back = whole["choices"]!.arrayValue![0]
+            #expect(back["finish_reason"] == original["finish_reason"])
+            #expect(back["message"]?["tool_calls"] == original["message"]?["tool_calls"])
+            #expect(back["message"]?["reasoning_content"] == original["message"]?["reasoning_content"])
+            if let text = answer.text, !text.isEmpty { #expect(back["message"]?["content"] == .string(text)) }
+        }
+    }
+}

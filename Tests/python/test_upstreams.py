@@ -37,6 +37,26 @@ MODELS = """
     modelType: textgen
     upstreamAPI: anthropic
     modelUrl: {upstream}
+  - modelId: gpt-resp
+    modelName: resp-echo
+    modelType: textgen
+    upstreamAPI: openai-responses
+    modelUrl: {upstream}
+  - modelId: gpt-resp-show
+    modelName: show-request
+    modelType: textgen
+    upstreamAPI: openai-responses
+    modelUrl: {upstream}
+  - modelId: gpt-resp-history
+    modelName: count-history
+    modelType: textgen
+    upstreamAPI: openai-responses
+    modelUrl: {upstream}
+  - modelId: gpt-resp-broken
+    modelName: break-stream
+    modelType: textgen
+    upstreamAPI: openai-responses
+    modelUrl: {upstream}
   - modelId: plain-counter
     modelName: count-messages
     modelType: textgen
@@ -226,6 +246,74 @@ def test_messages_pass_through_broken_stream_has_one_error_event(server):
 def test_responses_reach_an_anthropic_upstream(oai):
     response = oai.responses.create(model="claude", input="hello from responses", store=False)
     assert response.output_text == "echo: hello from responses"
+
+
+# MARK: - Upstreams that speak OpenAI Responses
+
+def test_openai_chat_to_a_responses_upstream(oai):
+    answer = oai.chat.completions.create(model="gpt-resp", messages=[{"role": "user", "content": "hello responses"}])
+    assert answer.choices[0].message.content == "echo: hello responses" and answer.choices[0].finish_reason == "stop"
+    assert answer.usage.prompt_tokens == len("hello responses") and answer.usage.completion_tokens == 3
+    seen = shown(oai.chat.completions.create(model="gpt-resp-show", max_tokens=50, user="u-9", messages=[
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]).choices[0].message.content)
+    assert seen["authorization"] is False
+    assert seen["body"] == {"model": "show-request", "store": False, "instructions": "Be brief.", "max_output_tokens": 50, "user": "u-9",
+                            "input": [{"type": "message", "role": "user", "content": "hi"}]}
+
+
+def test_openai_chat_stream_and_tools_through_a_responses_upstream(oai):
+    chunks = list(oai.chat.completions.create(model="gpt-resp", stream=True, stream_options={"include_usage": True},
+                                              messages=[{"role": "user", "content": "stream these words"}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: stream these words"
+    assert [c.usage.completion_tokens for c in chunks if c.usage] == [4]
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}}}]
+    first = oai.chat.completions.create(model="gpt-resp", tools=tools, messages=[{"role": "user", "content": "Oslo"}])
+    (call,) = first.choices[0].message.tool_calls
+    assert first.choices[0].finish_reason == "tool_calls" and json.loads(call.function.arguments) == {"text": "Oslo"}
+    second = oai.chat.completions.create(model="gpt-resp", tools=tools, messages=[
+        {"role": "user", "content": "Oslo"}, first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "snow"}])
+    assert second.choices[0].message.content == "tool said: snow"
+
+
+def test_responses_pass_through_is_lossless_and_stored(oai):
+    # A built-in tool the translated path refuses passes through to a Responses upstream.
+    response = oai.responses.create(model="gpt-resp-show", input="hi", tools=[{"type": "web_search"}], tool_choice="none",
+                                    include=["reasoning.encrypted_content"], reasoning={"effort": "low"})
+    seen = shown(response.output_text)
+    assert seen["body"] == {"model": "show-request", "input": "hi", "tools": [{"type": "web_search"}], "tool_choice": "none",
+                            "include": ["reasoning.encrypted_content"], "reasoning": {"effort": "low"}}
+    assert oai.responses.retrieve(response.id).output_text == response.output_text
+
+
+def test_responses_pass_through_continues_upstream_and_keeps_ownership(server, oai):
+    from openai import NotFoundError
+    first = oai.responses.create(model="gpt-resp-history", input="one")
+    assert first.output_text == "history: 0"
+    second = oai.responses.create(model="gpt-resp-history", input="two", previous_response_id=first.id)
+    assert second.output_text == "history: 1", "the upstream got the previous_response_id"
+    assert [item.content[0].text for item in oai.responses.input_items.list(second.id).data] == ["two"]
+    other = user_client(server, "resp-intruder")
+    with pytest.raises(NotFoundError):
+        other.responses.retrieve(second.id)
+    with pytest.raises(NotFoundError):
+        other.responses.create(model="gpt-resp-history", input="steal", previous_response_id=second.id)
+    oai.responses.delete(second.id)
+    with pytest.raises(NotFoundError):
+        oai.responses.retrieve(second.id)
+
+
+def test_responses_pass_through_stream(server, oai):
+    with oai.responses.stream(model="gpt-resp", input="stream me") as stream:
+        events = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert events[:2] == ["response.created", "response.in_progress"] and events[-1] == "response.completed"
+    assert final.output_text == "echo: stream me"
+    assert oai.responses.retrieve(final.id).output_text == "echo: stream me", "stored once the stream completed"
+    body = {"model": "gpt-resp-broken", "input": "one two three", "stream": True}
+    with httpx.stream("POST", server.url + "/v1/responses", json=body, timeout=30, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as response:
+        names = [line[len("event: "):] for line in response.iter_lines() if line.startswith("event: ")]
+    assert names[-1] == "error" and names.count("error") == 1 and "response.completed" not in names
 
 
 # MARK: - count_tokens by the upstream's tokenizer

@@ -74,8 +74,24 @@ public final class Gateway: Sendable {
     public func messages(body: ByteBuffer, model: RoutableModel, stream: Bool, context: InferenceContext) async throws(LISAError)
         -> GatewayResponse
     {
+        try await passThrough(.messages, body: body, model: model, stream: stream, context: context)
+    }
+
+    /// `POST /v1/responses` to a model whose upstream speaks the Responses API: the client's
+    /// bytes pass through with `model` replaced; the answer and events come back as sent.
+    /// The caller has checked the request, resolved `model`, and owns any
+    /// `previous_response_id`. Fallbacks that do not speak Responses are skipped.
+    public func responses(body: ByteBuffer, model: RoutableModel, stream: Bool, context: InferenceContext) async throws(LISAError)
+        -> GatewayResponse
+    {
+        try await passThrough(.responses, body: body, model: model, stream: stream, context: context)
+    }
+
+    private func passThrough(_ operation: UpstreamOperation, body: ByteBuffer, model: RoutableModel, stream: Bool, context: InferenceContext)
+        async throws(LISAError) -> GatewayResponse
+    {
         try checkStreaming(stream, model: model)
-        return try await route(.messages, model: model, stream: stream, user: nil, context: context) { modelName throws(LISAError) in
+        return try await route(operation, model: model, stream: stream, user: nil, context: context) { modelName throws(LISAError) in
             if let edited = JSONMemberScanner.replacingStringMember("model", with: modelName, in: body) { return edited }
             guard case .object(var members) = try Self.decode(JSONValue.self, from: body) else {
                 throw .invalidRequest("The request body must be a JSON object.")
@@ -223,6 +239,8 @@ public final class Gateway: Sendable {
             switch wire.answer {
             case .anthropicToChat:
                 upstreamBody = DialectJSON.encode(try AnthropicUpstream.messagesRequest(fromChat: try Self.decode(JSONValue.self, from: upstreamBody)))
+            case .responsesToChat:
+                upstreamBody = DialectJSON.encode(try ResponsesUpstream.responsesRequest(fromChat: try Self.decode(JSONValue.self, from: upstreamBody)))
             case .teiRerank:
                 wire.original = upstreamBody
                 upstreamBody = DialectJSON.encode(try Rerank.teiRequest(from: try Self.decode(JSONValue.self, from: upstreamBody)))
@@ -252,6 +270,8 @@ public final class Gateway: Sendable {
             case asIs
             /// Anthropic Messages, answered as chat completions.
             case anthropicToChat
+            /// OpenAI Responses, answered as chat completions.
+            case responsesToChat
             /// TEI's rerank shape, answered in Cohere's and vLLM's.
             case teiRerank
             /// Any bytes of an allowed media type (audio, subtitles), relayed as they arrive.
@@ -269,18 +289,21 @@ public final class Gateway: Sendable {
         switch (operation, model.definition.upstreamAPI) {
         case (.chatCompletions, .anthropic):
             return Wire(operation: .messages, answer: .anthropicToChat)
-        case (.messages, .anthropic), (.countTokens, .anthropic):
+        case (.chatCompletions, .openAIResponses):
+            return Wire(operation: .responses, answer: .responsesToChat)
+        case (.messages, .anthropic), (.countTokens, .anthropic), (.responses, .openAIResponses):
             return Wire(operation: operation, answer: .asIs)
-        case (.messages, _), (.countTokens, _):
+        case (.messages, _), (.countTokens, _), (.responses, _):
             return nil
         case (.rerank, _) where model.definition.inferenceContainer == .tei:
             return Wire(operation: .teiRerank, answer: .teiRerank)
         case (.audioSpeech, _), (.audioTranscriptions, _), (.audioTranslations, _):
             return Wire(operation: operation, answer: .raw)
-        case (_, .anthropic):
+        case (_, .anthropic), (_, .openAIResponses):
             guard primary else { return nil }
+            let (what, route) = model.definition.upstreamAPI == .anthropic ? ("an Anthropic Messages", "/v1/messages") : ("an OpenAI Responses", "/v1/responses")
             throw .invalidRequest(
-                "The model '\(model.definition.modelId)' has an Anthropic Messages upstream: call it through /v1/chat/completions or /v1/messages.",
+                "The model '\(model.definition.modelId)' has \(what) upstream: call it through /v1/chat/completions or \(route).",
                 param: "model", reason: "model_type_mismatch"
             )
         default:
@@ -468,12 +491,22 @@ public final class Gateway: Sendable {
             metrics.overhead(model: requested, (ContinuousClock.now - start) - firstByte)
             let label = endpoint.label
             let upstreamEvents =
-                wire.answer == .anthropicToChat
-                ? UpstreamBody(TranslatedEventBody(base: response.body, translator: AnthropicChatStreamTranslator(created: Self.now())))
-                : response.body
+                switch wire.answer {
+                case .anthropicToChat:
+                    UpstreamBody(TranslatedEventBody(base: response.body, translator: AnthropicChatStreamTranslator(created: Self.now())))
+                case .responsesToChat:
+                    UpstreamBody(TranslatedEventBody(base: response.body, translator: ResponsesChatStreamTranslator(created: Self.now())))
+                default:
+                    response.body
+                }
+            let framing: ServerSentEventRelay.Framing =
+                switch wire.operation {
+                case .messages: .anthropic
+                case .responses: .responses
+                default: .openAI
+                }
             let relay = ServerSentEventRelay(
-                body: upstreamEvents, modelID: requested, logger: logger.withMetadata, deadline: sent + total,
-                framing: wire.operation == .messages ? .anthropic : .openAI
+                body: upstreamEvents, modelID: requested, logger: logger.withMetadata, deadline: sent + total, framing: framing
             ) { summary in
                 endpoint.end()
                 if let firstEvent = summary.firstEvent { metrics.timeToFirstToken(model: requested, firstEvent - start) }
@@ -511,6 +544,11 @@ public final class Gateway: Sendable {
                 throw .badGateway("The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
             }
             buffer = DialectJSON.encode(try AnthropicUpstream.chatCompletion(fromMessage: message, created: Self.now()))
+        } else if wire.answer == .responsesToChat {
+            guard let answer = try? JSONDecoder().decode(JSONValue.self, from: buffer) else {
+                throw .badGateway("The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
+            }
+            buffer = DialectJSON.encode(try ResponsesUpstream.chatCompletion(fromResponse: answer))
         } else if wire.answer == .teiRerank {
             guard let ranked = try? JSONDecoder().decode(JSONValue.self, from: buffer) else {
                 throw .badGateway("The upstream of model '\(modelID)' answered with something other than JSON.", reason: "upstream_invalid_response")
@@ -521,6 +559,8 @@ public final class Gateway: Sendable {
             let usage: Usage? =
                 if wire.operation == .messages {
                     AnthropicUpstream.usage(try? JSONDecoder().decode(JSONValue.self, from: usageBytes))
+                } else if wire.operation == .responses {
+                    ResponsesUpstream.usage(try? JSONDecoder().decode(JSONValue.self, from: usageBytes))
                 } else {
                     try? JSONDecoder().decode(Usage.self, from: usageBytes)
                 }

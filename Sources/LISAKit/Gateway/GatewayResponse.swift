@@ -54,6 +54,9 @@ public struct ServerSentEventRelay: Sendable {
         /// Anthropic's: `message_start` … `message_stop`; errors as `event: error` with
         /// `{"type": "error", "error": …}`.
         case anthropic
+        /// OpenAI Responses': `response.created` … `response.completed` (or
+        /// `response.incomplete`); failures as `response.failed` or `event: error`.
+        case responses
     }
 
     private let body: UpstreamBody
@@ -248,6 +251,24 @@ public struct ServerSentEventRelay: Sendable {
                         } else if parsed.event.data.contains("\"usage\""), let usage = Self.usage(in: parsed.event.data) {
                             tracker.update { $0.usage = usage }
                         }
+                    case .responses:
+                        let name = parsed.event.event ?? ""
+                        if name == "response.completed" || name == "response.incomplete" || parsed.event.data.contains("\"response.completed\"")
+                            || parsed.event.data.contains("\"response.incomplete\"")
+                        {
+                            if let data = DialectJSON.object(in: parsed.event.data), let type = data["type"]?.stringValue,
+                                type == "response.completed" || type == "response.incomplete"
+                            {
+                                sawDone = true
+                                if let usage = ResponsesUpstream.usage(data["response"]?["usage"]) { tracker.update { $0.usage = usage } }
+                            }
+                        } else if name == "error" || name == "response.failed" {
+                            upstreamFailed = true
+                        } else if name.isEmpty, parsed.event.data.contains("\"response.failed\"") || parsed.event.data.contains("\"error\""),
+                            let type = DialectJSON.object(in: parsed.event.data)?["type"]?.stringValue, type == "response.failed" || type == "error"
+                        {
+                            upstreamFailed = true
+                        }
                     case .anthropic:
                         switch parsed.event.event {
                         case "message_stop": sawDone = true
@@ -302,6 +323,12 @@ extension ServerSentEventRelay.Framing {
         switch self {
         case .openAI: ServerSentEvent.error(error.body).write(to: &buffer)
         case .anthropic: DialectJSON.event("error", AnthropicDialect.errorBody(error)).write(to: &buffer)
+        case .responses:
+            let body: JSONValue = [
+                "type": "error", "code": .string(error.code == .upstreamTimeout ? "timeout" : "server_error"), "message": .string(error.message),
+                "param": .null, "sequence_number": 0,
+            ]
+            DialectJSON.event("error", body).write(to: &buffer)
         }
         return buffer
     }

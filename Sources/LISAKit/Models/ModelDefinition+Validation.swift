@@ -18,12 +18,12 @@ extension ModelDefinition {
         }
         switch upstreamAPI {
         case .openai: break
-        case .anthropic:
+        case .anthropic, .openAIResponses:
             guard modelType == .textgen else {
-                throw .invalidRequest("An Anthropic upstream serves text generation only: set modelType: textgen.", param: "upstreamAPI")
+                throw .invalidRequest("An upstream of upstreamAPI \(upstreamAPI.rawValue) serves text generation only: set modelType: textgen.", param: "upstreamAPI")
             }
         case .other(let value):
-            throw .invalidRequest("upstreamAPI must be 'openai' or 'anthropic', not '\(value)'.", param: "upstreamAPI")
+            throw .invalidRequest("upstreamAPI must be 'openai', 'anthropic' or 'openai-responses', not '\(value)'.", param: "upstreamAPI")
         }
         if let hostingType, HostingType(rawValue: hostingType) == nil {
             throw .invalidRequest(

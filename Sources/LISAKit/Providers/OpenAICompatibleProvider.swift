@@ -16,6 +16,8 @@ public enum UpstreamOperation: String, Sendable {
     case messages = "messages"
     /// Anthropic's token counting.
     case countTokens = "messages/count_tokens"
+    /// OpenAI's Responses API.
+    case responses = "responses"
     /// vLLM's `/tokenize`, at the server's root rather than under `/v1`.
     case tokenize = "tokenize"
     case imagesGenerations = "images/generations"

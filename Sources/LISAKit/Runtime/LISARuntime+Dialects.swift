@@ -61,11 +61,19 @@ extension LISARuntime {
     public func responses(body: ByteBuffer, context: InferenceContext) async throws -> GatewayResponse {
         let request = try DialectJSON.decode(body)
         var history: [JSONValue] = []
+        var continuesUpstream = true
         if let previous = try ResponsesDialect.previousResponseID(in: request) {
             guard let stored = try await storedResponse(id: previous, for: context.principal) else {
                 throw LISAError.notFound("Previous response with id '\(previous)' not found.", reason: "previous_response_not_found")
             }
             history = stored.messages
+            continuesUpstream = stored.passedThrough == true
+        }
+        if request["lisa"] == nil, continuesUpstream, case .string(let modelID)? = request["model"] {
+            let resolved = try gateway.textModel(modelID, for: context.principal)
+            if resolved.definition.upstreamAPI == .openAIResponses {
+                return try await passThroughResponses(request, body: body, history: history, model: resolved, context: context)
+            }
         }
         let translation = try ResponsesDialect.translate(request, history: history)
         let conversation = history
@@ -97,6 +105,56 @@ extension LISARuntime {
         case .bytes:
             throw LISAError.badGateway("The upstream answered a chat request with a byte stream.")
         }
+    }
+
+    /// A Responses request to a model whose upstream speaks Responses: the bytes go through
+    /// (`previous_response_id` too, once LISA has checked the caller owns it), and LISA
+    /// keeps its own record of a stored answer, so retrieval, input items, deletion and
+    /// ownership work from every replica as for translated responses.
+    private func passThroughResponses(
+        _ request: JSONValue, body: ByteBuffer, history: [JSONValue], model: RoutableModel, context: InferenceContext
+    ) async throws -> GatewayResponse {
+        let store = request["store"] != .bool(false)
+        // The stored record's items and conversation, as the translated path keeps them; a
+        // request only the upstream understands (built-in tools) is stored without them.
+        let translation = try? ResponsesDialect.translate(request, history: history)
+        let answer = try await gateway.responses(body: body, model: model, stream: request["stream"] == .bool(true), context: context)
+        guard store else { return answer }
+        let owner = context.principal.username
+        let stateStore = self.store
+        switch answer.body {
+        case .buffer(let buffer):
+            let response = try Self.upstreamJSON(buffer)
+            try await Self.savePassedThrough(response, translation: translation, history: history, owner: owner, in: stateStore)
+            return answer
+        case .eventStream(let relay):
+            let saved = Mutex(false)
+            let logger = context.logger
+            let observed = relay.translating(with: ResponsesPassThroughObserver()) { observer in
+                guard let final = observer.final, !saved.withLock({ let was = $0; $0 = true; return was }) else { return }
+                do {
+                    try await Self.savePassedThrough(final, translation: translation, history: history, owner: owner, in: stateStore)
+                } catch {
+                    logger.error("storing a streamed response failed", metadata: ["lisa.error": "\(error)"])
+                }
+            }
+            return GatewayResponse(contentType: answer.contentType, body: .eventStream(observed))
+        case .bytes:
+            throw LISAError.badGateway("The upstream answered a Responses request with a byte stream.")
+        }
+    }
+
+    static func savePassedThrough(
+        _ response: JSONValue, translation: ResponsesDialect.Translation?, history: [JSONValue], owner: String, in store: any StateStore
+    ) async throws {
+        guard let id = response["id"]?.stringValue, id.hasPrefix("resp_"), id.count <= 64 else { return }
+        if let translation {
+            try await save(response, translation: translation, history: history, owner: owner, in: store, passedThrough: true)
+            return
+        }
+        let stored = StoredResponse(owner: owner, response: response, inputItems: [], messages: [], passedThrough: true)
+        let summary = DialectJSON.string(["id": .string(id), "model": response["model"] ?? .null, "created_at": response["created_at"] ?? .null])
+        try await store.putRecord(kind: StoredResponse.kind, id: id, parent: owner, body: try SQLStateStore.json(stored), summary: summary)
     }
 
     /// `GET /v1/responses/{id}`: a response the caller stored (404 for anyone else's).
@@ -144,13 +202,14 @@ extension LISARuntime {
         return stored.owner == principal.username ? stored : nil
     }
 
-    static func save(_ response: JSONValue, translation: ResponsesDialect.Translation, history: [JSONValue], owner: String, in store: any StateStore)
-        async throws
-    {
+    static func save(
+        _ response: JSONValue, translation: ResponsesDialect.Translation, history: [JSONValue], owner: String, in store: any StateStore,
+        passedThrough: Bool? = nil
+    ) async throws {
         guard let id = response["id"]?.stringValue else { return }
         var messages = history + translation.inputMessages
         if let assistant = ResponsesDialect.assistantMessage(from: response["output"]?.arrayValue ?? []) { messages.append(assistant) }
-        let stored = StoredResponse(owner: owner, response: response, inputItems: translation.inputItems, messages: messages)
+        let stored = StoredResponse(owner: owner, response: response, inputItems: translation.inputItems, messages: messages, passedThrough: passedThrough)
         let summary = DialectJSON.string(["id": .string(id), "model": response["model"] ?? .null, "created_at": response["created_at"] ?? .null])
         try await store.putRecord(kind: StoredResponse.kind, id: id, parent: owner, body: try SQLStateStore.json(stored), summary: summary)
     }
@@ -173,4 +232,7 @@ struct StoredResponse: Codable, Sendable {
     var response: JSONValue
     var inputItems: [JSONValue]
     var messages: [JSONValue]
+    /// Whether the upstream made (and keeps) this response: only then does a continuation
+    /// pass `previous_response_id` through.
+    var passedThrough: Bool?
 }
