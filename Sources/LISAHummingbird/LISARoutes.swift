@@ -292,7 +292,8 @@ public struct LISARoutes: Sendable {
     /// What the gateway knows of a request besides its body: id, `x-` headers, caller.
     private func inferenceContext<Context: LISARoutesContext>(_ request: Request, context: Context) throws -> InferenceContext {
         var headers: [String: String] = [:]
-        for field in request.headers where field.name.canonicalName.hasPrefix("x-") && field.name.canonicalName != "x-api-key" {
+        for field in request.headers
+        where (field.name.canonicalName.hasPrefix("x-") && field.name.canonicalName != "x-api-key") || field.name.canonicalName == "anthropic-beta" {
             headers[field.name.canonicalName] = field.value
         }
         return InferenceContext(

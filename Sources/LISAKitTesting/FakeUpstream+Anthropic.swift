@@ -99,6 +99,7 @@ extension FakeUpstream {
             let seen: JSONValue = [
                 "body": body, "x-api-key": request.headers[HTTPField.Name("x-api-key")!].map(JSONValue.string) ?? .null,
                 "anthropic-version": version.map(JSONValue.string) ?? .null, "authorization": .bool(request.headers[.authorization] != nil),
+                "anthropic-beta": request.headers[HTTPField.Name("anthropic-beta")!].map(JSONValue.string) ?? .null,
             ]
             var text = model == "show-request" ? String(decoding: try Self.encoder.encode(seen), as: UTF8.self) : "echo: \(Self.userText(last))"
             if maxTokens == 1 {

@@ -217,9 +217,23 @@ def test_messages_pass_through_is_lossless(claude):
         messages=[{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}])
     seen = shown(message.content[0].text)
     assert seen["x-api-key"] == "sk-ant-upstream" and seen["authorization"] is False
+    assert seen["anthropic-beta"] is None
     assert seen["body"] == {"model": "show-request", "max_tokens": 32, "top_k": 3,
                             "system": [{"type": "text", "text": "Cached system.", "cache_control": {"type": "ephemeral"}}],
                             "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}]}
+
+
+def test_messages_pass_through_carries_anthropic_beta(claude, oai):
+    beta = "interleaved-thinking-2025-05-14,context-1m-2025-08-07"
+    message = claude.messages.create(model="claude-show", max_tokens=8, messages=[{"role": "user", "content": "hi"}],
+                                     extra_headers={"anthropic-beta": beta})
+    assert shown(message.content[0].text)["anthropic-beta"] == beta
+    odd = claude.messages.create(model="claude-show", max_tokens=8, messages=[{"role": "user", "content": "hi"}],
+                                 extra_headers={"anthropic-beta": "x; evil=1"})
+    assert shown(odd.content[0].text)["anthropic-beta"] is None, "only a list of beta names is carried on"
+    # A chat client's request is LISA's own translation: no client header goes with it.
+    chat = oai.chat.completions.create(model="claude-show", messages=[{"role": "user", "content": "hi"}], extra_headers={"anthropic-beta": beta})
+    assert shown(chat.choices[0].message.content)["anthropic-beta"] is None
 
 
 def test_messages_stream_pass_through_keeps_signatures(server, claude):

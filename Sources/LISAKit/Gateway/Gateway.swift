@@ -235,6 +235,9 @@ public final class Gateway: Sendable {
             }
             guard var wire = try Self.wire(for: operation, to: candidate, primary: position == 0) else { continue }
             wire.contentType = contentType
+            if wire.operation.isAnthropic, wire.answer == .asIs, let beta = context.headers["anthropic-beta"].flatMap(Self.anthropicBeta) {
+                wire.headers.append((name: "anthropic-beta", value: beta))
+            }
             var upstreamBody = try body(candidate.definition.modelName)
             switch wire.answer {
             case .anthropicToChat:
@@ -282,6 +285,8 @@ public final class Gateway: Sendable {
         var contentType = "application/json"
         /// The inbound request, where the answer's translation needs it (TEI rerank's `top_n`).
         var original: ByteBuffer?
+        /// Client headers carried on: `anthropic-beta` when a Messages request passes through.
+        var headers: [(name: String, value: String)] = []
     }
 
     /// The wire for `operation` to `model`; `nil` to skip a fallback that cannot take it.
@@ -408,7 +413,7 @@ public final class Gateway: Sendable {
         do {
             response = try await Self.withFirstByteTimeout(timeouts?.firstByteSeconds) { () async throws(UpstreamFailure) in
                 try await self.provider.send(
-                    wire.operation, body: body, contentType: wire.contentType, to: endpoint.definition, stream: stream,
+                    wire.operation, body: body, contentType: wire.contentType, headers: wire.headers, to: endpoint.definition, stream: stream,
                     deadline: .now() + .init(total), logger: logger.logger
                 )
             }
@@ -577,6 +582,14 @@ public final class Gateway: Sendable {
     }
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
+
+    /// A client's `anthropic-beta` value, if it is a list of beta names (letters, digits,
+    /// `-`, `_`, `.`, commas and spaces, at most 1024 bytes): anything else is not sent on.
+    static func anthropicBeta(_ value: String) -> String? {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_., ".utf8)
+        guard !value.isEmpty, value.utf8.count <= 1024, value.utf8.allSatisfy(allowed.contains) else { return nil }
+        return value
+    }
 
     /// Runs `operation`, failing it with `.timedOut` if it has not returned within `seconds`.
     static func withFirstByteTimeout<T: Sendable>(

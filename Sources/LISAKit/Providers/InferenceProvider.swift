@@ -24,18 +24,20 @@ public protocol InferenceProvider: Sendable {
     ) async throws(UpstreamFailure) -> UpstreamResponse
 
     /// Sends `body` of media type `contentType` (a multipart form for image edits and
-    /// transcriptions); JSON bodies use ``send(_:body:to:stream:deadline:logger:)``.
-    /// Conformers that only speak JSON need not implement it: the default refuses other types.
+    /// transcriptions) with `headers` the client's request carries on (only
+    /// `anthropic-beta` today); plain JSON calls use ``send(_:body:to:stream:deadline:logger:)``.
+    /// Conformers that only speak JSON need not implement it: the default refuses other
+    /// types and drops the headers.
     func send(
-        _ operation: UpstreamOperation, body: ByteBuffer, contentType: String, to endpoint: EndpointDefinition, stream: Bool,
-        deadline: NIODeadline?, logger: Logger
+        _ operation: UpstreamOperation, body: ByteBuffer, contentType: String, headers: [(name: String, value: String)],
+        to endpoint: EndpointDefinition, stream: Bool, deadline: NIODeadline?, logger: Logger
     ) async throws(UpstreamFailure) -> UpstreamResponse
 }
 
 extension InferenceProvider {
     public func send(
-        _ operation: UpstreamOperation, body: ByteBuffer, contentType: String, to endpoint: EndpointDefinition, stream: Bool,
-        deadline: NIODeadline?, logger: Logger
+        _ operation: UpstreamOperation, body: ByteBuffer, contentType: String, headers: [(name: String, value: String)],
+        to endpoint: EndpointDefinition, stream: Bool, deadline: NIODeadline?, logger: Logger
     ) async throws(UpstreamFailure) -> UpstreamResponse {
         guard contentType == "application/json" else {
             throw UpstreamFailure(reason: .other("this provider sends JSON bodies only, not \(contentType)"))

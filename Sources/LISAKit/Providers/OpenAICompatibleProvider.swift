@@ -107,13 +107,16 @@ public struct OpenAICompatibleProvider: InferenceProvider {
         deadline: NIODeadline? = nil,
         logger: Logger
     ) async throws(UpstreamFailure) -> UpstreamResponse {
-        try await send(operation, body: body, contentType: "application/json", to: endpoint, stream: stream, deadline: deadline, logger: logger)
+        try await send(
+            operation, body: body, contentType: "application/json", headers: [], to: endpoint, stream: stream, deadline: deadline, logger: logger
+        )
     }
 
     public func send(
         _ operation: UpstreamOperation,
         body: ByteBuffer,
         contentType: String,
+        headers: [(name: String, value: String)],
         to endpoint: EndpointDefinition,
         stream: Bool,
         deadline: NIODeadline? = nil,
@@ -123,6 +126,7 @@ public struct OpenAICompatibleProvider: InferenceProvider {
         request.method = .POST
         request.headers.add(name: "Content-Type", value: contentType)
         request.headers.add(name: "Accept", value: stream ? "text/event-stream" : operation == .audioSpeech ? "*/*" : "application/json")
+        for header in headers { request.headers.add(name: header.name, value: header.value) }
         if operation.isAnthropic {
             request.headers.add(name: "anthropic-version", value: AnthropicUpstream.apiVersion)
             if let apiKey = endpoint.apiKey, !apiKey.isEmpty { request.headers.add(name: "x-api-key", value: apiKey) }
