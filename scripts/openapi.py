@@ -152,7 +152,7 @@ schemas = {
         "properties": {
             "modelId": ID, "modelName": {"type": "string", "minLength": 1},
             "modelType": {"type": "string", "enum": ["textgen", "embedding", "imagegen", "transcription", "speech", "moderation", "rerank"]},
-            "inferenceContainer": {"type": "string", "enum": ["openai", "vllm", "tgi", "tei", "ollama"]},
+            "inferenceContainer": {"type": "string", "enum": ["openai", "vllm", "tgi", "tei", "ollama", "llamacpp"]},
             "upstreamAPI": {"type": "string", "enum": ["openai", "anthropic", "openai-responses"]},
             "modelUrl": {"type": "string", "format": "uri"}, "streaming": {"type": "boolean"},
             "allowedGroups": {"type": "array", "items": {"type": "string"}},

@@ -36,7 +36,7 @@ public enum ModelType: OpenStringEnum {
 /// The server software behind a model's endpoints. All of them are reached through their
 /// OpenAI-compatible API (`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`).
 public enum InferenceContainer: OpenStringEnum {
-    case openai, vllm, tgi, tei, ollama
+    case openai, vllm, tgi, tei, ollama, llamacpp
     case other(String)
 
     public init(rawValue: String) {
@@ -46,6 +46,7 @@ public enum InferenceContainer: OpenStringEnum {
         case "tgi": self = .tgi
         case "tei": self = .tei
         case "ollama": self = .ollama
+        case "llamacpp": self = .llamacpp
         default: self = .other(rawValue)
         }
     }
@@ -57,6 +58,7 @@ public enum InferenceContainer: OpenStringEnum {
         case .tgi: "tgi"
         case .tei: "tei"
         case .ollama: "ollama"
+        case .llamacpp: "llamacpp"
         case .other(let value): value
         }
     }

@@ -23,8 +23,10 @@ import NIOCore
 ///
 /// `max_tokens: 1` ends after the first word with `stop_reason: max_tokens`; a stop sequence
 /// that occurs in the answer ends it there with `stop_reason: stop_sequence`.
-/// Token counts are characters: `count_tokens` and `/tokenize` count the characters of every
-/// text in the messages (and `system`), so tests can tell them from LISA's estimate.
+/// Token counts are characters: `count_tokens` and vLLM's `/tokenize` count the characters of
+/// every text in the messages (and `system`), so tests can tell them from LISA's estimate;
+/// llama.cpp's `/apply-template` writes a `"<role>: <content>\n"` line per message, and
+/// `/tokenize` of `content` counts its characters.
 extension FakeUpstream {
     func addAnthropicRoutes(to router: Router<LISARequestContext>) {
         router.post("/v1/messages") { request, _ in try await self.handleMessages(request) }
@@ -41,8 +43,21 @@ extension FakeUpstream {
                 state.requests[request.uri.path, default: 0] += 1
                 state.lastBody = body
             }
+            // llama.cpp sends {"content"}; vLLM {"model", "messages"}.
+            if let content = body["content"]?.stringValue {
+                return try Self.json(["tokens": .array(content.map { _ in 1 })])
+            }
             let count = Self.characters(in: body)
             return try Self.json(["count": .integer(Int64(count)), "max_model_len": 8192, "tokens": .array((0..<count).map { _ in 1 })])
+        }
+        router.post("/apply-template") { request, _ in
+            let buffer = try await request.body.collect(upTo: 8 * 1024 * 1024)
+            let body = try JSONDecoder().decode(JSONValue.self, from: buffer)
+            self.state.withLock { $0.requests[request.uri.path, default: 0] += 1 }
+            let prompt = (body["messages"]?.arrayValue ?? []).map { message in
+                "\(message["role"]?.stringValue ?? ""): \(message["content"]?.stringValue ?? "")\n"
+            }.joined()
+            return try Self.json(["prompt": .string(prompt)])
         }
     }
 

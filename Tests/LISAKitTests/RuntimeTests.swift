@@ -3,13 +3,16 @@ import LISAKit
 import LISAKitTesting
 import Logging
 import MetricsTestKit
+import NIOCore
 import Testing
 
 /// LISA in process: a runtime from a configuration, models called with typed values, no
 /// HTTP server and no sockets (an in-memory provider).
 @Suite("LISARuntime in process")
 struct RuntimeTests {
-    static func withRuntime(metrics: TestMetrics? = nil, _ body: (LISARuntime) async throws -> Void) async throws {
+    static func withRuntime(
+        metrics: TestMetrics? = nil, configure: (inout LISAConfiguration) -> Void = { _ in }, _ body: (LISARuntime) async throws -> Void
+    ) async throws {
         var configuration = LISAConfiguration()
         configuration.adminKey = "runtime-admin-key-0123456789"
         configuration.hostingBackend = "none"
@@ -20,6 +23,7 @@ struct RuntimeTests {
             ModelDefinition(modelId: "chat", modelName: "upstream-chat", modelUrl: "http://chat.invalid/v1"), secret,
             ModelDefinition(modelId: "embed", modelName: "e", modelType: .embedding, modelUrl: "http://embed.invalid/v1"),
         ]
+        configure(&configuration)
         let store = try await SQLStateStore.inMemory()
         let runtime = try await LISARuntime(
             configuration: configuration, store: store, provider: InMemoryProvider.echo, metrics: metrics, logger: Logger(label: "runtime-test")
@@ -39,6 +43,28 @@ struct RuntimeTests {
 
     static func request(_ model: String, _ text: String) throws -> ChatCompletionRequest {
         try JSONDecoder().decode(ChatCompletionRequest.self, from: Data(#"{"model":"\#(model)","messages":[{"role":"user","content":"\#(text)"}]}"#.utf8))
+    }
+
+    @Test("stored responses stay within their owner's quota: the oldest make room")
+    func storedResponseQuota() async throws {
+        try await Self.withRuntime(configure: { $0.quotas.maxStoredResponsesPerUser = 3 }) { runtime in
+            var ids: [String] = []
+            for index in 0..<5 {
+                let context = InferenceContext(requestID: "r\(index)", principal: .admin, logger: Logger(label: "quota-test"))
+                let answer = try await runtime.responses(body: ByteBuffer(string: #"{"model":"chat","input":"n\#(index)"}"#), context: context)
+                guard case .buffer(let buffer) = answer.body else {
+                    Issue.record("a buffered request got a stream")
+                    return
+                }
+                ids.append(try #require(try JSONDecoder().decode(JSONValue.self, from: buffer)["id"]?.stringValue))
+            }
+            for id in ids.prefix(2) {
+                await #expect(throws: LISAError.self) { try await runtime.response(id: id, for: .admin) }
+            }
+            for id in ids.suffix(3) {
+                #expect(try await runtime.response(id: id, for: .admin)["id"] == .string(id))
+            }
+        }
     }
 
     @Test("chat, a stream and embeddings through the runtime's gateway, typed")

@@ -57,6 +57,11 @@ MODELS = """
     modelType: textgen
     upstreamAPI: openai-responses
     modelUrl: {upstream}
+  - modelId: llama-counter
+    modelName: qwen-gguf
+    modelType: textgen
+    inferenceContainer: llamacpp
+    modelUrl: {upstream}
   - modelId: plain-counter
     modelName: count-messages
     modelType: textgen
@@ -338,6 +343,9 @@ def test_count_tokens_uses_the_upstream_tokenizer(claude):
     assert claude.messages.count_tokens(model="claude", system="Terse.", messages=messages).input_tokens == len("Terse.") + len(messages[0]["content"])
     # vLLM's /tokenize (chat-small is a vllm model) counts the chat form.
     assert claude.messages.count_tokens(model="chat-small", system="Terse.", messages=messages).input_tokens == len("Terse.") + len(messages[0]["content"])
+    # llama.cpp: the chat template applied (/apply-template), then /tokenize of the prompt.
+    llama = claude.messages.count_tokens(model="llama-counter", system="Terse.", messages=messages).input_tokens
+    assert llama == len("system: Terse.\n") + len("user: How many tokens is this?\n")
     # No tokenizer declared: the documented estimate (bytes / 4, plus 4 per message, rounded up).
     estimate = claude.messages.count_tokens(model="plain-counter", system="Terse.", messages=messages).input_tokens
     assert estimate != len("Terse.") + len(messages[0]["content"]) and 5 <= estimate <= 30

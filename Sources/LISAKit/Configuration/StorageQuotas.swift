@@ -15,11 +15,17 @@ public struct StorageQuotas: Sendable, Hashable, Codable {
     public var maxDocumentsPerUser: Int = 10_000
     /// Ingestion jobs of one user waiting or running at once. Default 20.
     public var maxPendingJobsPerUser: Int = 20
+    /// Stored Responses API responses per user; past it the oldest make room. Default 10000.
+    public var maxStoredResponsesPerUser: Int = 10_000
+    /// Characters of a user's stored responses together (each holds its conversation);
+    /// past it the oldest make room. Default 256 Mi.
+    public var maxStoredResponseBytesPerUser: Int = 256 * 1024 * 1024
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case maxSessionsPerUser, maxSessionBytesPerUser, maxTemplatesPerUser, maxDocumentsPerUser, maxPendingJobsPerUser
+        case maxStoredResponsesPerUser, maxStoredResponseBytesPerUser
     }
 
     public init(from decoder: any Decoder) throws {
@@ -30,6 +36,9 @@ public struct StorageQuotas: Sendable, Hashable, Codable {
         maxTemplatesPerUser = try c.decodeIfPresent(Int.self, forKey: .maxTemplatesPerUser) ?? defaults.maxTemplatesPerUser
         maxDocumentsPerUser = try c.decodeIfPresent(Int.self, forKey: .maxDocumentsPerUser) ?? defaults.maxDocumentsPerUser
         maxPendingJobsPerUser = try c.decodeIfPresent(Int.self, forKey: .maxPendingJobsPerUser) ?? defaults.maxPendingJobsPerUser
+        maxStoredResponsesPerUser = try c.decodeIfPresent(Int.self, forKey: .maxStoredResponsesPerUser) ?? defaults.maxStoredResponsesPerUser
+        maxStoredResponseBytesPerUser =
+            try c.decodeIfPresent(Int.self, forKey: .maxStoredResponseBytesPerUser) ?? defaults.maxStoredResponseBytesPerUser
     }
 
     /// Checks every limit is positive.
@@ -37,7 +46,8 @@ public struct StorageQuotas: Sendable, Hashable, Codable {
         for (name, value) in [
             ("maxSessionsPerUser", maxSessionsPerUser), ("maxSessionBytesPerUser", maxSessionBytesPerUser),
             ("maxTemplatesPerUser", maxTemplatesPerUser), ("maxDocumentsPerUser", maxDocumentsPerUser),
-            ("maxPendingJobsPerUser", maxPendingJobsPerUser),
+            ("maxPendingJobsPerUser", maxPendingJobsPerUser), ("maxStoredResponsesPerUser", maxStoredResponsesPerUser),
+            ("maxStoredResponseBytesPerUser", maxStoredResponseBytesPerUser),
         ] where value < 1 {
             throw ConfigurationError("quotas.\(name) must be at least 1")
         }

@@ -101,55 +101,6 @@ public final class Gateway: Sendable {
         }
     }
 
-    /// The input tokens of a request by the model's own tokenizer, where its upstream has
-    /// one: Anthropic's `count_tokens` (`messagesRequest` passed through) or vLLM's
-    /// `/tokenize` (the chat form, with its chat template). `nil` when the model declares
-    /// none or the upstream did not answer within `timeout`; the caller estimates then.
-    public func upstreamTokenCount(
-        messagesRequest: ByteBuffer, chatRequest: JSONValue, model: RoutableModel, context: InferenceContext,
-        timeout: Duration = .seconds(5)
-    ) async -> Int? {
-        let operation: UpstreamOperation
-        var body: ByteBuffer
-        switch (model.definition.upstreamAPI, model.definition.inferenceContainer) {
-        case (.anthropic, _):
-            operation = .countTokens
-            guard case .object(var members)? = try? Self.decode(JSONValue.self, from: messagesRequest) else { return nil }
-            members["model"] = .string(model.definition.modelName)
-            for key in ["max_tokens", "stream", "stop_sequences", "temperature", "top_p", "top_k", "metadata", "lisa", "service_tier"] {
-                members[key] = nil
-            }
-            body = DialectJSON.encode(.object(members))
-        case (.openai, .vllm):
-            operation = .tokenize
-            guard case .object(let chat) = chatRequest else { return nil }
-            var members: [String: JSONValue] = ["model": .string(model.definition.modelName), "messages": chat["messages"] ?? []]
-            if let tools = chat["tools"] { members["tools"] = tools }
-            body = DialectJSON.encode(.object(members))
-        default:
-            return nil
-        }
-        guard let endpoint = model.pool.choose(affinityKey: nil, excluding: [], at: monotonicSeconds()) else { return nil }
-        let logger = context.logger
-        do {
-            endpoint.begin()
-            defer { endpoint.end() }
-            let response = try await provider.send(
-                operation, body: body, to: endpoint.definition, stream: false, deadline: .now() + .init(timeout), logger: logger
-            )
-            let answer = try await response.body.collect(upTo: 1024 * 1024)
-            guard (200..<300).contains(response.status), let json = try? JSONDecoder().decode(JSONValue.self, from: answer) else {
-                logger.info("the upstream did not count tokens; estimating", metadata: ["lisa.status": "\(response.status)"])
-                return nil
-            }
-            let count = json["input_tokens"]?.int64Value ?? json["count"]?.int64Value ?? json["tokens"]?.arrayValue.map { Int64($0.count) }
-            return count.map(Int.init)
-        } catch {
-            logger.info("the upstream did not count tokens; estimating", metadata: ["lisa.reason": "\(error)"])
-            return nil
-        }
-    }
-
     /// Decodes and checks a request, resolves its model for the caller, and routes it.
     private func serve<Request: GatewayRequest>(
         _ type: Request.Type, body: ByteBuffer, context: InferenceContext

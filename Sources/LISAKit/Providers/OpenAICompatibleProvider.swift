@@ -18,8 +18,10 @@ public enum UpstreamOperation: String, Sendable {
     case countTokens = "messages/count_tokens"
     /// OpenAI's Responses API.
     case responses = "responses"
-    /// vLLM's `/tokenize`, at the server's root rather than under `/v1`.
+    /// vLLM's and llama.cpp's `/tokenize`, at the server's root rather than under `/v1`.
     case tokenize = "tokenize"
+    /// llama.cpp's `/apply-template` (the chat template applied to messages), at the root.
+    case applyTemplate = "apply-template"
     case imagesGenerations = "images/generations"
     /// A multipart form.
     case imagesEdits = "images/edits"
@@ -42,7 +44,7 @@ public enum UpstreamOperation: String, Sendable {
     public func url(base: String) -> String {
         var base = base
         while base.hasSuffix("/") { base.removeLast() }
-        if self == .tokenize || self == .teiRerank, base.hasSuffix("/v1") { base.removeLast(3) }
+        if self == .tokenize || self == .applyTemplate || self == .teiRerank, base.hasSuffix("/v1") { base.removeLast(3) }
         return "\(base)/\(self == .teiRerank ? "rerank" : rawValue)"
     }
 }

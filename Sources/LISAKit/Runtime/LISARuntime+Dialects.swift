@@ -82,11 +82,12 @@ extension LISARuntime {
         let owner = context.principal.username
         let answer = try await forward(.chatCompletions, body: DialectJSON.encode(translation.chat), context: context)
         let store = self.store
+        let quotas = configuration.quotas
         switch answer.body {
         case .buffer(let buffer):
             let response = try ResponsesDialect.response(fromChat: try Self.upstreamJSON(buffer), id: id, createdAt: created, translation: translation)
             if translation.store {
-                try await Self.save(response, translation: translation, history: history, owner: owner, in: store)
+                try await Self.save(response, translation: translation, history: history, owner: owner, in: store, quotas: quotas)
             }
             return GatewayResponse(contentType: "application/json", body: .buffer(DialectJSON.encode(response)))
         case .eventStream(let relay):
@@ -95,7 +96,7 @@ extension LISARuntime {
             let translated = relay.translating(with: ResponsesStreamTranslator(id: id, createdAt: created, translation: translation)) { translator in
                 guard translation.store, let final = translator.final, !saved.withLock({ let was = $0; $0 = true; return was }) else { return }
                 do {
-                    try await Self.save(final, translation: translation, history: conversation, owner: owner, in: store)
+                    try await Self.save(final, translation: translation, history: conversation, owner: owner, in: store, quotas: quotas)
                 } catch {
                     logger.error("storing a streamed response failed", metadata: ["lisa.response_id": "\(id)", "lisa.error": "\(error)"])
                 }
@@ -122,10 +123,11 @@ extension LISARuntime {
         guard store else { return answer }
         let owner = context.principal.username
         let stateStore = self.store
+        let quotas = configuration.quotas
         switch answer.body {
         case .buffer(let buffer):
             let response = try Self.upstreamJSON(buffer)
-            try await Self.savePassedThrough(response, translation: translation, history: history, owner: owner, in: stateStore)
+            try await Self.savePassedThrough(response, translation: translation, history: history, owner: owner, in: stateStore, quotas: quotas)
             return answer
         case .eventStream(let relay):
             let saved = Mutex(false)
@@ -133,7 +135,7 @@ extension LISARuntime {
             let observed = relay.translating(with: ResponsesPassThroughObserver()) { observer in
                 guard let final = observer.final, !saved.withLock({ let was = $0; $0 = true; return was }) else { return }
                 do {
-                    try await Self.savePassedThrough(final, translation: translation, history: history, owner: owner, in: stateStore)
+                    try await Self.savePassedThrough(final, translation: translation, history: history, owner: owner, in: stateStore, quotas: quotas)
                 } catch {
                     logger.error("storing a streamed response failed", metadata: ["lisa.error": "\(error)"])
                 }
@@ -145,16 +147,15 @@ extension LISARuntime {
     }
 
     static func savePassedThrough(
-        _ response: JSONValue, translation: ResponsesDialect.Translation?, history: [JSONValue], owner: String, in store: any StateStore
+        _ response: JSONValue, translation: ResponsesDialect.Translation?, history: [JSONValue], owner: String, in store: any StateStore,
+        quotas: StorageQuotas
     ) async throws {
         guard let id = response["id"]?.stringValue, id.hasPrefix("resp_"), id.count <= 64 else { return }
         if let translation {
-            try await save(response, translation: translation, history: history, owner: owner, in: store, passedThrough: true)
+            try await save(response, translation: translation, history: history, owner: owner, in: store, quotas: quotas, passedThrough: true)
             return
         }
-        let stored = StoredResponse(owner: owner, response: response, inputItems: [], messages: [], passedThrough: true)
-        let summary = DialectJSON.string(["id": .string(id), "model": response["model"] ?? .null, "created_at": response["created_at"] ?? .null])
-        try await store.putRecord(kind: StoredResponse.kind, id: id, parent: owner, body: try SQLStateStore.json(stored), summary: summary)
+        try await put(StoredResponse(owner: owner, response: response, inputItems: [], messages: [], passedThrough: true), in: store, quotas: quotas)
     }
 
     /// `GET /v1/responses/{id}`: a response the caller stored (404 for anyone else's).
@@ -204,14 +205,48 @@ extension LISARuntime {
 
     static func save(
         _ response: JSONValue, translation: ResponsesDialect.Translation, history: [JSONValue], owner: String, in store: any StateStore,
-        passedThrough: Bool? = nil
+        quotas: StorageQuotas, passedThrough: Bool? = nil
     ) async throws {
-        guard let id = response["id"]?.stringValue else { return }
         var messages = history + translation.inputMessages
         if let assistant = ResponsesDialect.assistantMessage(from: response["output"]?.arrayValue ?? []) { messages.append(assistant) }
         let stored = StoredResponse(owner: owner, response: response, inputItems: translation.inputItems, messages: messages, passedThrough: passedThrough)
-        let summary = DialectJSON.string(["id": .string(id), "model": response["model"] ?? .null, "created_at": response["created_at"] ?? .null])
-        try await store.putRecord(kind: StoredResponse.kind, id: id, parent: owner, body: try SQLStateStore.json(stored), summary: summary)
+        try await put(stored, in: store, quotas: quotas)
+    }
+
+    /// Stores a response within its owner's quotas (`maxStoredResponsesPerUser`,
+    /// `maxStoredResponseBytesPerUser`): the owner's oldest stored responses make room, as a
+    /// cache would. One response larger than the whole byte quota is not stored (a later
+    /// `GET` answers 404) rather than evicting everything else.
+    static func put(_ stored: StoredResponse, in store: any StateStore, quotas: StorageQuotas) async throws {
+        guard let id = stored.response["id"]?.stringValue else { return }
+        let body = try SQLStateStore.json(stored)
+        guard body.utf8.count <= quotas.maxStoredResponseBytesPerUser else { return }
+        let summary = DialectJSON.string([
+            "id": .string(id), "model": stored.response["model"] ?? .null, "created_at": stored.response["created_at"] ?? .null,
+            "stored_at": .number(Date().timeIntervalSince1970),
+        ])
+        var usage = try await store.recordUsage(kind: StoredResponse.kind, parent: stored.owner)
+        if usage.count >= quotas.maxStoredResponsesPerUser || usage.characters + body.utf8.count > quotas.maxStoredResponseBytesPerUser {
+            let oldest = try await store.recordSummaries(kind: StoredResponse.kind, parent: stored.owner)
+                .compactMap { DialectJSON.object(in: $0) }
+                .sorted { Self.storedAt($0) < Self.storedAt($1) }
+            for summary in oldest {
+                guard usage.count >= quotas.maxStoredResponsesPerUser || usage.characters + body.utf8.count > quotas.maxStoredResponseBytesPerUser,
+                    let oldID = summary["id"]?.stringValue, oldID != id
+                else { break }
+                _ = try await store.deleteRecord(kind: StoredResponse.kind, id: oldID)
+                usage = try await store.recordUsage(kind: StoredResponse.kind, parent: stored.owner)
+            }
+        }
+        try await store.putRecord(kind: StoredResponse.kind, id: id, parent: stored.owner, body: body, summary: summary)
+    }
+
+    private static func storedAt(_ summary: JSONValue) -> Double {
+        switch summary["stored_at"] {
+        case .number(let value)?: value
+        case .integer(let value)?: Double(value)
+        default: Double(summary["created_at"]?.int64Value ?? 0)
+        }
     }
 
     /// An upstream's buffered answer as JSON (the gateway has checked it is an object).
