@@ -303,6 +303,11 @@ def test_responses_pass_through_is_lossless_and_stored(oai):
     assert seen["body"] == {"model": "show-request", "input": "hi", "tools": [{"type": "web_search"}], "tool_choice": "none",
                             "include": ["reasoning.encrypted_content"], "reasoning": {"effort": "low"}}
     assert oai.responses.retrieve(response.id).output_text == response.output_text
+    from openai import BadRequestError
+    for member in ({"conversation": "conv_someone_elses"}, {"background": True}):
+        with pytest.raises(BadRequestError) as refused:
+            oai.responses.create(model="gpt-resp-show", input="hi", extra_body=member)
+        assert refused.value.body["param"] == next(iter(member))
 
 
 def test_responses_pass_through_continues_upstream_and_keeps_ownership(server, oai):

@@ -115,6 +115,21 @@ extension LISARuntime {
     private func passThroughResponses(
         _ request: JSONValue, body: ByteBuffer, history: [JSONValue], model: RoutableModel, context: InferenceContext
     ) async throws -> GatewayResponse {
+        // What LISA cannot check or follow is refused even here: a conversation id may be
+        // anyone's under the upstream's one key, and a background response would be polled
+        // through LISA's stored copy, which never changes.
+        if request["conversation"] != nil, request["conversation"] != .null {
+            throw LISAError.invalidRequest(
+                "conversation is not supported: LISA cannot check who owns an upstream conversation; use previous_response_id.",
+                param: "conversation", reason: "unsupported_parameter"
+            )
+        }
+        if request["background"] == .bool(true) {
+            throw LISAError.invalidRequest(
+                "background is not supported: LISA answers while the request is open (stream it for long answers).", param: "background",
+                reason: "unsupported_parameter"
+            )
+        }
         let store = request["store"] != .bool(false)
         // The stored record's items and conversation, as the translated path keeps them; a
         // request only the upstream understands (built-in tools) is stored without them.
