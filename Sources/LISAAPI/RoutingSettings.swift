@@ -3,14 +3,20 @@ import LISAOpenAI
 
 /// Per-model timeouts. The connect timeout is global (`upstream.connectTimeoutSeconds`).
 public struct ModelTimeouts: Sendable, Hashable, Codable {
-    /// Longest wait for the upstream's response head. `nil`: no limit but the total.
+    /// Longest wait for the upstream's response head. `nil`: for streamed requests the global
+    /// `upstream.streamFirstByteTimeoutSeconds` (model servers send a stream's head at once),
+    /// for others no limit but the total (their head comes with the whole answer).
     public var firstByteSeconds: Double?
     /// Longest a whole request may take, streaming included. `nil`: the global `upstream.requestTimeoutSeconds`.
     public var totalSeconds: Double?
+    /// Longest a stream may go without a byte from the upstream (the first event included).
+    /// `nil`: the global `upstream.streamIdleTimeoutSeconds`.
+    public var streamIdleSeconds: Double?
 
-    public init(firstByteSeconds: Double? = nil, totalSeconds: Double? = nil) {
+    public init(firstByteSeconds: Double? = nil, totalSeconds: Double? = nil, streamIdleSeconds: Double? = nil) {
         self.firstByteSeconds = firstByteSeconds
         self.totalSeconds = totalSeconds
+        self.streamIdleSeconds = streamIdleSeconds
     }
 }
 

@@ -88,8 +88,13 @@ public final class LISAServer: Sendable {
             },
             logger: logger
         )
+        // Last in the group, so its graceful shutdown comes first: streams still open when the
+        // grace period is nearly over end with an error event rather than a bare close.
+        let drain = ServiceGroupConfiguration.ServiceConfiguration(
+            service: DrainOnShutdown(drain: gateway.drain, grace: configuration.shutdownGracePeriod), successTerminationBehavior: .ignore
+        )
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [.init(service: app)] + runtime.services.map { .init(service: $0) } + tlsServices,
+            services: [.init(service: app)] + runtime.services.map { .init(service: $0) } + tlsServices + [drain],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         )
         groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownGracePeriod
@@ -121,5 +126,22 @@ public final class LISAServer: Sendable {
     /// Closes the HTTP client and the state store.
     public func shutdown() async throws {
         try await runtime.shutdown()
+    }
+}
+
+/// Begins the gateway's drain when graceful shutdown starts, with a deadline just inside the
+/// grace period (the last fifth of it, at most 1 s, is left to write the error events).
+struct DrainOnShutdown: Service {
+    let drain: DrainSignal
+    let grace: Duration
+
+    func run() async throws {
+        do {
+            try await gracefulShutdown()
+        } catch {
+            return  // cancelled: the group is going away without a graceful phase
+        }
+        let margin = min(Duration.seconds(1), grace / 5)
+        drain.begin(deadline: .now + grace - margin)
     }
 }

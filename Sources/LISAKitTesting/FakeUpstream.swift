@@ -18,6 +18,7 @@ import Synchronization
 /// | `break-stream` | streams two chunks, then drops the connection (no `[DONE]`) |
 /// | `no-done` | streams the answer, then ends the body cleanly without `[DONE]` |
 /// | `slow` | waits ``Configuration/slowDelay`` before answering (or between chunks) |
+/// | `stall-stream` | streams two chunks, then sends nothing for ``Configuration/stallDuration`` |
 /// | `redirect` | answers 307 to `/v1/redirected` (which counts what reaches it) |
 /// | `html-200` | answers 200 with a `text/html` page (a script), not JSON |
 /// | `count-messages` | answers `messages: N roles: system,user,…` (what the conversation held) |
@@ -44,6 +45,11 @@ public final class FakeUpstream: Sendable {
         public var slowDelay: Duration = .seconds(5)
         /// When set, requests must carry `Authorization: Bearer <apiKey>` (401 otherwise).
         public var apiKey: String?
+        /// When true, every chat and completion request is accepted and never answered (until
+        /// the client goes away or ``stallDuration`` passes): a replica that hangs.
+        public var stall = false
+        /// How long a stall lasts: `stall` above, and the `stall-stream` model's pause.
+        public var stallDuration: Duration = .seconds(30)
         /// How many 4 KiB chunks `/v1/audio/speech` sends, and the pause between them.
         public var speechChunks = 6
         public var speechChunkDelay: Duration = .milliseconds(200)
@@ -170,6 +176,15 @@ public final class FakeUpstream: Sendable {
         default: break
         }
         let stream = body["stream"] == .bool(true)
+        if configuration.stall {
+            let duration = configuration.stallDuration
+            do {
+                try await context.cancellingWhenClientLeaves { try await Task.sleep(for: duration) }
+            } catch {
+                state.withLock { $0.cancelled += 1 }
+                throw error
+            }
+        }
         if model == "slow" && !stream {
             // Sleep while watching the connection, so a client that goes away is noticed.
             do {
@@ -277,6 +292,9 @@ public final class FakeUpstream: Sendable {
                         try await writer.write(Self.event(chunk))
                         if model == "break-stream" && index == 1 {
                             throw FakeUpstreamError.droppedConnection
+                        }
+                        if model == "stall-stream" && index == 1 {
+                            try await Task.sleep(for: self.configuration.stallDuration)
                         }
                         try await Task.sleep(for: delay)
                     }

@@ -97,6 +97,67 @@ struct RoutingIntegrationTests {
         }
     }
 
+    @Test("a replica that accepts and never answers: streams fail over within the first-byte timeout, and the balancer moves away")
+    func stalledEndpointFailsOver() async throws {
+        var stalling = FakeUpstream.Configuration()
+        stalling.stall = true
+        stalling.stallDuration = .seconds(60)
+        let stalled = FakeUpstream(configuration: stalling)
+        try await stalled.withRunning { stalledURL in
+            try await Harness.run(models: { url in
+                var model = ModelDefinition(modelId: "chat", modelName: "echo", endpoints: [.init(url: stalledURL), .init(url: url)])
+                model.timeouts = ModelTimeouts(firstByteSeconds: 1)
+                model.circuitBreaker = .init(failureThreshold: 3, cooldownSeconds: 120)
+                return [model]
+            }) { lisa in
+                let clock = ContinuousClock()
+                // 20 requests: a replica not picked in 8 × 2 picks is picked next, so the stalled
+                // one is tried at least once however the first choices fall.
+                for _ in 0..<20 {
+                    let start = clock.now
+                    let (status, body, _) = try await lisa.send(
+                        "/v1/chat/completions", json: #"{"model":"chat","stream":true,"messages":[{"role":"user","content":"route me"}]}"#
+                    )
+                    #expect(status == 200)
+                    #expect(body.contains("data: [DONE]"))
+                    // At most one stall of 1 s before the healthy replica answers; nowhere near 600 s.
+                    #expect(clock.now - start < .seconds(20))
+                }
+                let stalls = stalled.observations.requests["/v1/chat/completions", default: 0]
+                #expect((1...3).contains(stalls), "the stalled replica got \(stalls) of 20 (it got 12 of 15 before)")
+                #expect(lisa.fake.observations.requests["/v1/chat/completions"] == 20, "every request was answered by the healthy replica")
+                // LISA cancelled every stalled attempt rather than leaving it hanging.
+                #expect(await eventually(timeout: .seconds(15)) { stalled.observations.cancelled == stalls })
+            }
+        }
+    }
+
+    @Test("a stream that goes quiet ends with an error event after the idle timeout, not the total")
+    func idleStreamEnds() async throws {
+        var configuration = FakeUpstream.Configuration()
+        configuration.stallDuration = .seconds(6)
+        try await Harness.run(fake: FakeUpstream(configuration: configuration), models: { url in
+            var model = ModelDefinition(modelId: "chat", modelName: "stall-stream", modelUrl: url)
+            model.timeouts = ModelTimeouts(streamIdleSeconds: 0.5)
+            return [model]
+        }) { lisa in
+            let clock = ContinuousClock()
+            let start = clock.now
+            let (status, body, _) = try await lisa.send(
+                "/v1/chat/completions", json: #"{"model":"chat","stream":true,"messages":[{"role":"user","content":"a b c d e f"}]}"#
+            )
+            #expect(status == 200)
+            // Ended by the 0.5 s idle limit, well before the fake's 6 s pause ends (or 600 s).
+            #expect(clock.now - start < .seconds(5))
+            var parser = ServerSentEventParser()
+            let events = try parser.feed(ByteBuffer(string: body)).map(\.event)
+            #expect(events.count >= 3, "the chunks before the stall arrived")
+            #expect(!events.contains { $0.isDone })
+            #expect(events.last?.event == "error")
+            #expect(events.last?.data.contains("sent nothing for 0.5 s") == true)
+        }
+    }
+
     @Test("a total timeout mid-stream ends the stream with an error event, no [DONE]")
     func totalTimeoutMidStream() async throws {
         var configuration = FakeUpstream.Configuration()

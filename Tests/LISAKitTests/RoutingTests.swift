@@ -168,8 +168,8 @@ struct BalancerTests {
         let pool = EndpointPool(definition: definition, defaultPolicy: .powerOfTwoChoices)
         let (a, b, c) = (pool.endpoints[0], pool.endpoints[1], pool.endpoints[2])
         a.begin()  // a is at its cap
-        b.record(.failure, at: 100)
-        b.record(.failure, at: 100)  // b's circuit opens until 130
+        b.record(.failure(elapsed: 0), at: 100)
+        b.record(.failure(elapsed: 0), at: 100)  // b's circuit opens until 130
         for _ in 0..<10 {
             #expect(pool.choose(affinityKey: nil, at: 101) === c)
         }
@@ -181,6 +181,41 @@ struct BalancerTests {
         #expect(pool.choose(affinityKey: nil, excluding: [0, 2], at: 131) == nil)
         b.record(.success(firstByte: 0.01), at: 131)
         #expect(pool.choose(affinityKey: nil, excluding: [0, 2], at: 132) === b)
+    }
+
+    @Test("an endpoint with no measurement costs its measured peers' mean, so it does not take every request")
+    func unmeasuredEndpoint() {
+        var definition = ModelDefinition(modelId: "m", modelName: "m")
+        definition.endpoints = [.init(url: "http://a:1/v1"), .init(url: "http://b:1/v1"), .init(url: "http://c:1/v1")]
+        let pool = EndpointPool(definition: definition, defaultPolicy: .powerOfTwoChoices)
+        pool.endpoints[0].record(.success(firstByte: 0.05), at: 1)
+        pool.endpoints[1].record(.success(firstByte: 0.05), at: 1)
+        var counts = [0, 0, 0]
+        for _ in 0..<300 {
+            let endpoint = pool.choose(affinityKey: nil, at: 1)!
+            counts[endpoint.index] += 1
+        }
+        // With the old 1 ms floor c won every comparison it was in: about 2/3 of all picks.
+        #expect(counts[2] < 150, "\(counts)")
+        #expect(counts.allSatisfy { $0 > 50 }, "\(counts)")
+    }
+
+    @Test("failures and abandoned waits raise the latency estimate; a failing endpoint loses P2C comparisons")
+    func failuresCostLatency() {
+        var definition = ModelDefinition(modelId: "m", modelName: "m")
+        definition.endpoints = [.init(url: "http://a:1/v1"), .init(url: "http://b:1/v1")]
+        definition.circuitBreaker = .init(failureThreshold: 100, cooldownSeconds: 30)
+        let pool = EndpointPool(definition: definition, defaultPolicy: .powerOfTwoChoices)
+        let (a, b) = (pool.endpoints[0], pool.endpoints[1])
+        a.record(.success(firstByte: 0.05), at: 1)
+        b.record(.success(firstByte: 0.05), at: 1)
+        b.record(.failure(elapsed: 0.001), at: 1)  // refused at once: still costs the penalty
+        #expect(b.status.ewmaLatencyMilliseconds >= Endpoint.failurePenalty * 1000)
+        var picks = [0, 0]
+        for _ in 0..<10 { picks[pool.choose(affinityKey: nil, at: 1.1)!.index] += 1 }
+        #expect(picks == [10, 0])
+        a.record(.abandoned(elapsed: 30), at: 2)  // a client gave up after 30 s of silence
+        #expect(a.status.ewmaLatencyMilliseconds >= 30_000)
     }
 
     @Test("round-robin and weighted round-robin pools spread requests by weight")

@@ -108,6 +108,55 @@ def test_sigterm_lets_an_inflight_stream_finish(lisa):
     assert lisa.proc.process.wait(15) == 0
 
 
+def test_a_grace_period_that_cuts_streams_ends_them_with_an_error_event(upstream, tmp_path):
+    """Streams still open when the shutdown grace runs out get the SSE error event, not a bare close."""
+    import httpx
+    lisa = Lisa(upstream, tmp_path / "data", extra_config="""
+  - modelId: slowpoke
+    modelName: slow
+    modelType: textgen
+    modelUrl: {upstream}
+server:
+  shutdownGracePeriodSeconds: 2
+""".format(upstream=upstream))
+    body = {"model": "slowpoke", "stream": True, "messages": [{"role": "user", "content": " ".join(f"w{i}" for i in range(40))}]}
+    results, started = {}, threading.Barrier(6)
+
+    def stream(index):
+        lines = []
+        with httpx.stream("POST", lisa.url + "/v1/chat/completions", json=body, timeout=60,
+                          headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as response:
+            iterator = response.iter_lines()
+            for line in iterator:
+                lines.append(line)
+                if line.startswith("data: {"):
+                    break
+            started.wait(30)
+            try:
+                for line in iterator:
+                    lines.append(line)
+            except httpx.HTTPError as error:
+                lines.append(f"closed: {error}")
+        results[index] = lines
+
+    threads = [threading.Thread(target=stream, args=(index,)) for index in range(5)]
+    for thread in threads:
+        thread.start()
+    started.wait(30)  # every stream has its first chunk; each would take about 20 s more
+    cut = time.monotonic()
+    lisa.proc.process.send_signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(30)
+    assert lisa.proc.process.wait(30) == 0
+    assert time.monotonic() - cut < 15, "the grace period bounds the shutdown"
+    for index in range(5):
+        lines = results[index]
+        assert "event: error" in lines, lines[-3:]
+        assert "data: [DONE]" not in lines
+        (error,) = [json.loads(line[len("data: "):]) for line in lines if line.startswith("data: {\"error\"")]
+        assert "shutting down" in error["error"]["message"]
+
+
 def test_lisactl_tokens_and_the_openai_sdk_with_a_token(lisa):
     created = lisactl(lisa, "--output", "json", "tokens", "create", "--name", "ci", "--user", "alice", "--group", "team-a")
     assert created.returncode == 0, created.stderr

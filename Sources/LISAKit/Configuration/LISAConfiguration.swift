@@ -18,7 +18,8 @@ public struct LISAConfiguration: Sendable {
     public var databaseURL: String?
     /// Largest accepted request body in bytes. Default 10 MiB; `LISA_MAX_BODY_SIZE`, `server.maxRequestBodySize`.
     public var maxRequestBodySize: Int = 10 * 1024 * 1024
-    /// Upstream timeouts. `upstream.connectTimeoutSeconds` (10), `upstream.requestTimeoutSeconds` (600).
+    /// Upstream timeouts. `upstream.connectTimeoutSeconds` (10), `upstream.requestTimeoutSeconds` (600),
+    /// `upstream.streamFirstByteTimeoutSeconds` (15), `upstream.streamIdleTimeoutSeconds` (60).
     public var upstreamTimeouts = UpstreamTimeouts()
     /// How long in-flight requests may finish after SIGTERM/SIGINT. Default 30 s; `server.shutdownGracePeriodSeconds`.
     public var shutdownGracePeriod: Duration = .seconds(30)
@@ -113,6 +114,8 @@ public struct LISAConfiguration: Sendable {
         if let value = file.state?.url { databaseURL = value }
         if let value = file.upstream?.connectTimeoutSeconds { upstreamTimeouts.connect = .milliseconds(Int64(value * 1000)) }
         if let value = file.upstream?.requestTimeoutSeconds { upstreamTimeouts.request = .milliseconds(Int64(value * 1000)) }
+        if let value = file.upstream?.streamFirstByteTimeoutSeconds { upstreamTimeouts.streamFirstByte = .milliseconds(Int64(value * 1000)) }
+        if let value = file.upstream?.streamIdleTimeoutSeconds { upstreamTimeouts.streamIdle = .milliseconds(Int64(value * 1000)) }
         if let value = file.upstream?.tls { upstreamTLS = value }
         if let tls = file.server?.tls {
             serverTLS = ServerTLSSettings(
@@ -218,7 +221,9 @@ public struct LISAConfiguration: Sendable {
         guard (1...3650).contains(tokenPolicy.maxLifetimeDays) else { throw ConfigurationError("auth.maxTokenLifetimeDays must be 1-3650") }
         guard tokenPolicy.maxTokensPerUser >= 1 else { throw ConfigurationError("auth.maxTokensPerUser must be at least 1") }
         try connections.validate()
-        guard upstreamTimeouts.connect > .zero, upstreamTimeouts.request > .zero else {
+        guard upstreamTimeouts.connect > .zero, upstreamTimeouts.request > .zero, upstreamTimeouts.streamFirstByte > .zero,
+            upstreamTimeouts.streamIdle > .zero
+        else {
             throw ConfigurationError("upstream timeouts must be positive")
         }
         if let adminKey, adminKey.count < 16 {
@@ -306,6 +311,8 @@ struct ConfigurationFile: Decodable {
     struct Upstream: Decodable {
         var connectTimeoutSeconds: Double?
         var requestTimeoutSeconds: Double?
+        var streamFirstByteTimeoutSeconds: Double?
+        var streamIdleTimeoutSeconds: Double?
         var tls: UpstreamTLS?
     }
 

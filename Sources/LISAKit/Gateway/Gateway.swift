@@ -19,6 +19,9 @@ public final class Gateway: Sendable {
     public let metrics: GatewayMetrics
     /// Group-based roles and per-model permissions.
     public let access: AccessConfiguration
+    /// Set when the process begins to shut down: open streams end with an error event by
+    /// its deadline (LISAServe begins it with its grace period).
+    public let drain = DrainSignal()
     private let logger: Logger
 
     /// The largest upstream body LISA buffers for a non-streaming answer (64 MiB).
@@ -358,11 +361,14 @@ public final class Gateway: Sendable {
         let modelID = model.definition.modelId
         let timeouts = model.definition.timeouts
         let total = timeouts?.totalSeconds.map { Duration.milliseconds(Int64($0 * 1000)) } ?? provider.timeouts.request
+        // A stream's head comes at once from model servers; a buffered answer's comes with the
+        // whole answer, so only the total bounds it unless the model sets a first-byte limit.
+        let firstByteLimit = timeouts?.firstByteSeconds ?? (stream ? provider.timeouts.streamFirstByte.seconds : nil)
         let sent = ContinuousClock.now
         endpoint.begin()
         let response: UpstreamResponse
         do {
-            response = try await Self.withFirstByteTimeout(timeouts?.firstByteSeconds) { () async throws(UpstreamFailure) in
+            response = try await Self.withFirstByteTimeout(firstByteLimit) { () async throws(UpstreamFailure) in
                 try await self.provider.send(
                     wire.operation, body: body, contentType: wire.contentType, headers: wire.headers, to: endpoint.definition, stream: stream,
                     deadline: .now() + .init(total), logger: logger.logger
@@ -370,6 +376,7 @@ public final class Gateway: Sendable {
             }
         } catch {
             endpoint.end()
+            let elapsed = (ContinuousClock.now - sent).seconds
             if case .cancelled = error.reason {
                 logger.debug("request cancelled: the client went away")
             } else {
@@ -377,12 +384,12 @@ public final class Gateway: Sendable {
             }
             switch error.reason {
             case .connectFailed(let why):
-                endpoint.record(.failure, at: monotonicSeconds())
+                endpoint.record(.failure(elapsed: elapsed), at: monotonicSeconds())
                 throw LISAError.badGateway(
                     "No endpoint of the model '\(modelID)' could be reached (\(why)).", reason: "upstream_unreachable"
                 ).markedRetriable
             case .tls(let detail):
-                endpoint.record(.failure, at: monotonicSeconds())
+                endpoint.record(.failure(elapsed: elapsed), at: monotonicSeconds())
                 let tls = (endpoint.definition.tls ?? UpstreamTLS()).over(provider.defaultTLS)
                 let why = await TLSDiagnosis.explain(url: endpoint.definition.url, tls: tls, fallback: detail)
                 logger.warning("upstream TLS failed", metadata: ["lisa.endpoint": "\(endpoint.label)", "lisa.reason": "\(why)"])
@@ -390,18 +397,20 @@ public final class Gateway: Sendable {
                     "TLS with endpoint \(endpoint.label) of model '\(modelID)' failed: \(why).", reason: "upstream_tls_error"
                 ).markedRetriable
             case .connectionClosed:
-                endpoint.record(.failure, at: monotonicSeconds())
+                endpoint.record(.failure(elapsed: elapsed), at: monotonicSeconds())
                 throw LISAError.badGateway(
                     "The upstream of model '\(modelID)' closed the connection before answering.", reason: "upstream_closed"
                 ).markedRetriable
             case .timedOut:
-                endpoint.record(.failure, at: monotonicSeconds())
-                throw .gatewayTimeout("The upstream of model '\(modelID)' did not answer in time.")
+                endpoint.record(.failure(elapsed: elapsed), at: monotonicSeconds())
+                // Nothing reached the client: another endpoint may answer (the retry budget
+                // bounds the extra load), and this one's circuit counts the stall.
+                throw LISAError.gatewayTimeout("The upstream of model '\(modelID)' did not answer in time.").markedRetriable
             case .cancelled:
-                endpoint.record(.abandoned, at: monotonicSeconds())
+                endpoint.record(.abandoned(elapsed: elapsed), at: monotonicSeconds())
                 throw .cancelled()
             case .other:
-                endpoint.record(.failure, at: monotonicSeconds())
+                endpoint.record(.failure(elapsed: elapsed), at: monotonicSeconds())
                 throw .badGateway("The upstream of model '\(modelID)' failed before answering.")
             }
         }
@@ -412,13 +421,13 @@ public final class Gateway: Sendable {
             let error = Self.error(forUpstreamStatus: response.status, body: errorBody, headers: response.headers, modelID: modelID, logger: logger)
             switch response.status {
             case 429:
-                endpoint.record(.abandoned, at: monotonicSeconds())
+                endpoint.record(.abandoned(elapsed: 0), at: monotonicSeconds())
                 throw error.markedRetriable
             case 502, 503, 504, 529:
-                endpoint.record(.failure, at: monotonicSeconds())
+                endpoint.record(.failure(elapsed: firstByte.seconds), at: monotonicSeconds())
                 throw error.markedRetriable
             case 500...:
-                endpoint.record(.failure, at: monotonicSeconds())
+                endpoint.record(.failure(elapsed: firstByte.seconds), at: monotonicSeconds())
                 throw error
             default:
                 endpoint.record(.success(firstByte: firstByte.seconds), at: monotonicSeconds())
@@ -461,10 +470,13 @@ public final class Gateway: Sendable {
                 case .responses: .responses
                 default: .openAI
                 }
+            let idle = timeouts?.streamIdleSeconds.map { Duration.milliseconds(Int64($0 * 1000)) } ?? provider.timeouts.streamIdle
             let relay = ServerSentEventRelay(
-                body: upstreamEvents, modelID: requested, logger: logger.withMetadata, deadline: sent + total, framing: framing
+                body: upstreamEvents, modelID: requested, logger: logger.withMetadata, deadline: sent + total, idleTimeout: idle, drain: drain, framing: framing
             ) { summary in
                 endpoint.end()
+                // A stream that went quiet counts against its endpoint, as a stall before the head does.
+                if summary.stalled { endpoint.record(.failure(elapsed: idle.seconds), at: monotonicSeconds()) }
                 if let firstEvent = summary.firstEvent { metrics.timeToFirstToken(model: requested, firstEvent - start) }
                 if let usage = summary.usage { metrics.tokens(model: requested, usage: usage) }
                 if summary.failed { metrics.streamError(model: requested) }

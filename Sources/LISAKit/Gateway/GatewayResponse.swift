@@ -36,6 +36,8 @@ public struct StreamSummary: Sendable {
     public var usage: Usage?
     /// Whether the stream ended with an error event instead of `[DONE]`.
     public var failed = false
+    /// Whether it ended because the upstream went quiet for longer than the idle timeout.
+    public var stalled = false
 }
 
 /// Relays an upstream's `text/event-stream` event by event.
@@ -64,6 +66,8 @@ public struct ServerSentEventRelay: Sendable {
     private let modelID: String
     private let logger: Logger
     private let deadline: ContinuousClock.Instant?
+    private let idleTimeout: Duration?
+    private let drain: DrainSignal?
     /// Reports the summary once: when the stream ends, or when the last copy of the relay is
     /// released without having been pumped (the client left before the answer started).
     private let tracker: Tracker
@@ -74,13 +78,19 @@ public struct ServerSentEventRelay: Sendable {
 
     /// - Parameters:
     ///   - deadline: when the whole stream must have ended (the model's total timeout).
+    ///   - idleTimeout: the longest the upstream may send nothing, from the relay's creation
+    ///     (the response head) on; past it the stream ends with an error event.
+    ///   - drain: the process's shutdown signal: a stream still open at its deadline ends
+    ///     with an error event saying LISA is shutting down.
     ///   - onFinish: called exactly once when the stream ends, however it ends (also when
     ///     the relay is cancelled because the client left).
     public init(
-        body: UpstreamBody, modelID: String, logger: Logger, deadline: ContinuousClock.Instant? = nil, framing: Framing = .openAI,
-        onFinish: @escaping @Sendable (StreamSummary) -> Void = { _ in }
+        body: UpstreamBody, modelID: String, logger: Logger, deadline: ContinuousClock.Instant? = nil, idleTimeout: Duration? = nil,
+        drain: DrainSignal? = nil, framing: Framing = .openAI, onFinish: @escaping @Sendable (StreamSummary) -> Void = { _ in }
     ) {
         self.body = body
+        self.drain = drain
+        self.idleTimeout = idleTimeout
         self.framing = framing
         self.modelID = modelID
         self.logger = logger
@@ -127,43 +137,91 @@ public struct ServerSentEventRelay: Sendable {
             } else {
                 output
             }
-        let completed = try await withThrowingTaskGroup(of: Bool.self) { group in
+        let (deadline, idleTimeout, drain) = (self.deadline, self.idleTimeout, self.drain)
+        let ending = try await withThrowingTaskGroup(of: Ending.self) { group in
             group.addTask {
                 var iterator = AsyncIterator(
                     upstream: body.makeAsyncIterator(), modelID: modelID, logger: logger, tracker: tracker, framing: framing
                 )
                 while let events = try await iterator.next() {
+                    // The client's turn: a slow reader is not an idle upstream.
+                    tracker.lastActivity.store(.max, ordering: .relaxed)
                     try await sink(events)
                 }
-                return true
+                return .completed
             }
-            if let deadline {
+            if deadline != nil || idleTimeout != nil {
+                // One watchdog per stream: it sleeps until the total deadline or the idle
+                // limit after the last upstream bytes, whichever is first, and re-checks.
                 group.addTask {
-                    try await EventLoopTimer.sleep(for: deadline - ContinuousClock.now)
-                    return false
+                    let idle = idleTimeout.map { UInt64($0.seconds * 1e9) }
+                    while true {
+                        let now = DispatchTime.now().uptimeNanoseconds
+                        var wait = deadline.map { max(($0 - ContinuousClock.now).seconds, 0) } ?? .infinity
+                        if wait <= 0 { return .deadline }
+                        if let idle {
+                            let quietFor = now &- min(tracker.lastActivity.load(ordering: .relaxed), now)
+                            if quietFor >= idle { return .idle }
+                            wait = min(wait, Double(idle - quietFor) / 1e9)
+                        }
+                        try await EventLoopTimer.sleep(for: .nanoseconds(Int64(min(wait, 86_400) * 1e9)))
+                    }
                 }
             }
-            let completed = try await group.next() ?? true
-            if !completed { tracker.update { $0.failed = true } }
+            if let drain {
+                group.addTask {
+                    guard let cut = await drain.waitForDeadline() else { return .completed }
+                    try await EventLoopTimer.sleep(for: cut - ContinuousClock.now)
+                    return .shutdown
+                }
+            }
+            // The first task to end decides; a drain waiter cancelled early says `.completed`
+            // only after the stream itself ended, since it is cancelled by `cancelAll` below.
+            let ending = try await group.next() ?? .completed
+            if ending != .completed { tracker.update { $0.failed = true; $0.stalled = ending == .idle } }
             group.cancelAll()
-            return completed
+            return ending
         }
-        if !completed {
+        switch ending {
+        case .completed:
+            return
+        case .deadline:
             logger.warning("upstream stream exceeded its total timeout")
             tracker.finish()
-            let buffer = framing.errorEvent(LISAError.gatewayTimeout("The upstream of model '\(modelID)' timed out during the stream."))
-            try await sink(buffer)
+            try await sink(framing.errorEvent(LISAError.gatewayTimeout("The upstream of model '\(modelID)' timed out during the stream.")))
+        case .shutdown:
+            logger.warning("stream cut by shutdown")
+            tracker.finish()
+            try await sink(
+                framing.errorEvent(
+                    LISAError.serviceUnavailable("LISA is shutting down and ended the stream before the upstream finished; retry the request.")
+                )
+            )
+        case .idle:
+            let seconds = idleTimeout.map { String(format: "%g", $0.seconds) } ?? "?"
+            logger.warning("upstream stream went quiet past its idle timeout", metadata: ["lisa.idle_seconds": "\(seconds)"])
+            tracker.finish()
+            try await sink(
+                framing.errorEvent(LISAError.gatewayTimeout("The upstream of model '\(modelID)' sent nothing for \(seconds) s during the stream."))
+            )
         }
     }
+
+    /// How a relay ended: the upstream's stream ended (well or not), or a timeout cut it.
+    enum Ending: Sendable { case completed, deadline, idle, shutdown }
 
     /// Collects the summary and reports it once: at the end, or when the iterator goes away.
     final class Tracker: Sendable {
         private let state: Mutex<(summary: StreamSummary, reported: Bool)>
         private let onFinish: @Sendable (StreamSummary) -> Void
+        /// Since when the relay has waited on the upstream (uptime nanoseconds), for the idle
+        /// watchdog; `UInt64.max` while the client is being written to.
+        let lastActivity: Atomic<UInt64>
 
         init(_ onFinish: @escaping @Sendable (StreamSummary) -> Void) {
             self.onFinish = onFinish
             self.state = Mutex((StreamSummary(), false))
+            self.lastActivity = Atomic(DispatchTime.now().uptimeNanoseconds)
         }
 
         func update(_ change: (inout StreamSummary) -> Void) {
@@ -198,6 +256,8 @@ public struct ServerSentEventRelay: Sendable {
         mutating func next() async throws -> ByteBuffer? {
             guard !finished else { return nil }
             while true {
+                // The upstream's turn from now: the idle watchdog measures from here.
+                tracker.lastActivity.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
                 let chunk: ByteBuffer?
                 do {
                     chunk = try await upstream.next()

@@ -57,7 +57,7 @@ extension ModelDefinition {
         if let circuitBreaker, circuitBreaker.failureThreshold < 1 || circuitBreaker.cooldownSeconds < 0 {
             throw .invalidRequest("circuitBreaker needs failureThreshold ≥ 1 and cooldownSeconds ≥ 0.", param: "circuitBreaker")
         }
-        if let timeouts, (timeouts.firstByteSeconds ?? 1) <= 0 || (timeouts.totalSeconds ?? 1) <= 0 {
+        if let timeouts, (timeouts.firstByteSeconds ?? 1) <= 0 || (timeouts.totalSeconds ?? 1) <= 0 || (timeouts.streamIdleSeconds ?? 1) <= 0 {
             throw .invalidRequest("timeouts must be positive.", param: "timeouts")
         }
         if let healthCheck, !healthCheck.path.hasPrefix("/") || healthCheck.intervalSeconds <= 0 || healthCheck.timeoutSeconds <= 0 {

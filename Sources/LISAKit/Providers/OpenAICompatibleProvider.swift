@@ -55,6 +55,12 @@ public struct UpstreamTimeouts: Sendable, Hashable {
     public var connect: Duration = .seconds(10)
     /// How long a whole request may take, streaming included. Default 600 s.
     public var request: Duration = .seconds(600)
+    /// How long a streamed request waits for the response head. Default 15 s: vLLM, TGI,
+    /// llama.cpp and Ollama send it as soon as they accept the request.
+    public var streamFirstByte: Duration = .seconds(15)
+    /// How long a stream may go without a byte (the first event included, so it covers the
+    /// prompt's prefill). Default 60 s.
+    public var streamIdle: Duration = .seconds(60)
 
     public init() {}
 }

@@ -86,9 +86,17 @@ public final class Endpoint: Sendable {
     /// An outcome of a request, for the circuit breaker and the latency estimate.
     enum Outcome {
         case success(firstByte: Double)
-        case failure
-        case abandoned
+        /// A failed attempt that took `elapsed` seconds: it counts against the circuit and
+        /// costs the latency estimate at least ``Endpoint/failurePenalty``, so the balancer
+        /// moves away from an endpoint that fails fast as much as from one that stalls.
+        case failure(elapsed: Double)
+        /// The client went away after `elapsed` seconds without an answer: not the
+        /// endpoint's fault, but the wait is what it costs, so a stalled endpoint looks slow.
+        case abandoned(elapsed: Double)
     }
+
+    /// The least a failed attempt adds to the latency estimate. 1 s.
+    static let failurePenalty = 1.0
 
     func record(_ outcome: Outcome, at now: Double) {
         state.withLock { state in
@@ -101,10 +109,13 @@ public final class Endpoint: Sendable {
                 } else {
                     state.latency.observe(firstByte, at: now)
                 }
-            case .failure:
+            case .failure(let elapsed):
                 state.circuit.recordFailure(at: now)
-            case .abandoned:
+                state.probing = false
+                state.latency.observe(max(elapsed, Self.failurePenalty), at: now)
+            case .abandoned(let elapsed):
                 state.circuit.recordAbandoned()
+                state.latency.observe(elapsed, at: now)
             }
         }
     }
@@ -184,6 +195,14 @@ public final class EndpointPool: Sendable {
     public func choose(affinityKey: String?, excluding excluded: [Int] = [], at now: Double) -> Endpoint? {
         var candidates = endpoints.compactMap { endpoint in
             excluded.contains(endpoint.index) ? nil : endpoint.load(at: now)
+        }
+        // An endpoint with no measurement yet costs what its measured peers cost on average,
+        // not nothing: otherwise a new (or stalled, never-answering) endpoint beats every
+        // endpoint that has answered.
+        let measured = candidates.lazy.map(\.latency).filter { $0 > 0 }
+        if measured.first != nil, candidates.contains(where: { $0.latency == 0 }) {
+            let mean = measured.reduce(0, +) / Double(measured.count)
+            for position in candidates.indices where candidates[position].latency == 0 { candidates[position].latency = mean }
         }
         var generator = SystemRandomNumberGenerator()
         let pick = picks.add(1, ordering: .relaxed).newValue
