@@ -328,7 +328,7 @@ public struct LISARoutes: Sendable {
                     let reader = Task {
                         do {
                             try await context.cancellingWhenClientLeaves {
-                                for try await chunk in relayed { await chunks.send(chunk) }
+                                try await relayed.pump { chunk in await chunks.send(chunk) }
                             }
                             chunks.finish()
                         } catch {

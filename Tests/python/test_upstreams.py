@@ -83,6 +83,11 @@ MODELS = """
     modelName: tts-upstream
     modelType: speech
     modelUrl: {upstream}
+  - modelId: impatient-voice
+    modelName: tts-upstream
+    modelType: speech
+    modelUrl: {upstream}
+    timeouts: {{streamIdleSeconds: 0.05}}
   - modelId: moderator
     modelName: moderation-upstream
     modelType: moderation
@@ -396,6 +401,18 @@ def test_speech_streams_as_it_is_made(oai):
     # The fake pauses 200 ms between its six chunks: relayed unbuffered, the first arrives
     # about a second before the last; buffered, they would arrive together.
     assert arrivals[-1] - arrivals[0] >= 0.5
+
+
+def test_speech_that_goes_quiet_is_cut_at_the_idle_timeout(server):
+    # The fake pauses 200 ms between chunks; this model allows 50 ms of silence.
+    received = b""
+    with pytest.raises(httpx.HTTPError):
+        with httpx.stream("POST", server.url + "/v1/audio/speech", json={"model": "impatient-voice", "voice": "a", "input": "x"},
+                          headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as response:
+            assert response.status_code == 200
+            for chunk in response.iter_bytes():
+                received += chunk
+    assert len(received) < 6 * 4096, "the body ended early, not with every chunk"
 
 
 def test_moderation_and_rerank(server, oai):

@@ -445,7 +445,8 @@ public final class Gateway: Sendable {
             }
             metrics.overhead(model: requested, (ContinuousClock.now - start) - firstByte)
             let label = endpoint.label
-            let relayed = RelayedBody(body: response.body, deadline: sent + total) { failed in
+            let idle = timeouts?.streamIdleSeconds.map { Duration.milliseconds(Int64($0 * 1000)) } ?? provider.timeouts.streamIdle
+            let relayed = RelayedBody(body: response.body, deadline: sent + total, idleTimeout: idle) { failed in
                 endpoint.end()
                 if failed { metrics.streamError(model: requested) }
                 metrics.request(model: requested, endpoint: label, status: GatewayMetrics.statusLabel(for: nil), duration: ContinuousClock.now - start)

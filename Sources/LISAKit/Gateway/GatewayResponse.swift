@@ -398,20 +398,67 @@ extension ServerSentEventRelay.Framing {
 /// `onFinish` is told once whether it failed (an upstream error or the deadline), also when
 /// the client leaves first. A failure ends the body early: the client sees a short body and
 /// a closed connection, as a byte stream has no error event.
+///
+/// Relay it with ``pump(into:)``, which also ends it when the upstream sends nothing for the
+/// idle timeout; iterating it directly applies the total deadline only.
 public struct RelayedBody: AsyncSequence, Sendable {
     public typealias Element = ByteBuffer
     private let body: UpstreamBody
     private let deadline: ContinuousClock.Instant
+    private let idleTimeout: Duration?
     private let tracker: Finisher
 
-    public init(body: UpstreamBody, deadline: ContinuousClock.Instant, onFinish: @escaping @Sendable (_ failed: Bool) -> Void) {
+    public init(
+        body: UpstreamBody, deadline: ContinuousClock.Instant, idleTimeout: Duration? = nil, onFinish: @escaping @Sendable (_ failed: Bool) -> Void
+    ) {
         self.body = body
         self.deadline = deadline
+        self.idleTimeout = idleTimeout
         self.tracker = Finisher(onFinish)
+    }
+
+    /// Writes every chunk to `target` as it arrives; throws ``UpstreamFailure`` (timed out)
+    /// when the upstream sends nothing for the idle timeout or the total deadline passes.
+    public func pump(into target: @escaping @Sendable (ByteBuffer) async throws -> Void) async throws {
+        let (tracker, idleTimeout, deadline) = (self.tracker, self.idleTimeout, self.deadline)
+        tracker.waiting.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for try await chunk in self {
+                    tracker.waiting.store(.max, ordering: .relaxed)
+                    try await target(chunk)
+                    tracker.waiting.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
+                }
+                return true
+            }
+            group.addTask {
+                let idle = idleTimeout.map { UInt64($0.seconds * 1e9) }
+                while true {
+                    let now = DispatchTime.now().uptimeNanoseconds
+                    var wait = Swift.max((deadline - ContinuousClock.now).seconds, 0)
+                    if wait <= 0 { return false }
+                    if let idle {
+                        let quietFor = now &- Swift.min(tracker.waiting.load(ordering: .relaxed), now)
+                        if quietFor >= idle { return false }
+                        wait = Swift.min(wait, Double(idle - quietFor) / 1e9)
+                    }
+                    try await EventLoopTimer.sleep(for: .nanoseconds(Int64(Swift.min(wait, 86_400) * 1e9)))
+                }
+            }
+            let completed = try await group.next() ?? true
+            group.cancelAll()
+            if !completed {
+                tracker.finish(failed: true)
+                throw UpstreamFailure(reason: .timedOut)
+            }
+        }
     }
 
     final class Finisher: Sendable {
         private let reported = Mutex(false)
+        /// Since when the relay has waited on the upstream (uptime nanoseconds); `UInt64.max`
+        /// while the client is being written to.
+        let waiting = Atomic<UInt64>(0)
         private let onFinish: @Sendable (Bool) -> Void
         init(_ onFinish: @escaping @Sendable (Bool) -> Void) { self.onFinish = onFinish }
         func finish(failed: Bool) {

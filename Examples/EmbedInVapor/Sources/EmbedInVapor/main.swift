@@ -44,7 +44,7 @@ for (path, operation) in [("chat/completions", UpstreamOperation.chatCompletions
         case .bytes(let relayed):
             return Response(status: .ok, headers: ["Content-Type": answer.contentType],
                             body: .init(asyncStream: { writer in
-                                for try await chunk in relayed { try await writer.writeBuffer(chunk) }
+                                try await relayed.pump { try await writer.writeBuffer($0) }
                                 try await writer.write(.end)
                             }))
         }
