@@ -77,6 +77,25 @@ struct RoutingIntegrationTests {
         }
     }
 
+    @Test("a fallback of another upstream API is used when it can take the request and skipped when it cannot")
+    func fallbackAcrossUpstreamAPIs() async throws {
+        try await Harness.run(models: { url in
+            var primary = ModelDefinition(modelId: "chat", modelName: "fail-500", modelUrl: url)
+            primary.fallbacks = ["claude"]
+            var claude = ModelDefinition(modelId: "claude", modelName: "claude-echo", modelUrl: url)
+            claude.upstreamAPI = .anthropic
+            return [primary, claude]
+        }) { lisa in
+            let (status, body, _) = try await lisa.send("/v1/chat/completions", json: Self.chat)
+            #expect(status == 200)
+            #expect(body.contains("echo: route me"), "the Anthropic fallback answered, translated to chat")
+            #expect(lisa.fake.observations.lastAnthropicVersion == "2023-06-01")
+            // seed has no Messages equivalent: the fallback is skipped and the primary's failure is the answer.
+            let seeded = try await lisa.send("/v1/chat/completions", json: #"{"model":"chat","seed":1,"messages":[{"role":"user","content":"x"}]}"#)
+            #expect(seeded.status == 502)
+        }
+    }
+
     @Test("a first-byte timeout answers 504 and cancels the upstream request")
     func firstByteTimeout() async throws {
         var configuration = FakeUpstream.Configuration()

@@ -183,26 +183,23 @@ public final class Gateway: Sendable {
         }
         var lastError: LISAError?
         for (position, candidate) in candidates.enumerated() {
-            if position > 0 {
-                metrics.fallback(model: requested, to: candidate.definition.modelId)
-                logger.info("falling back", metadata: ["lisa.fallback": "\(candidate.definition.modelId)"])
-            }
             guard var wire = try Self.wire(for: operation, to: candidate, primary: position == 0) else { continue }
             wire.contentType = contentType
             if wire.operation.isAnthropic, wire.answer == .asIs, let beta = context.headers["anthropic-beta"].flatMap(Self.anthropicBeta) {
                 wire.headers.append((name: "anthropic-beta", value: beta))
             }
-            var upstreamBody = try body(candidate.definition.modelName)
-            switch wire.answer {
-            case .anthropicToChat:
-                upstreamBody = DialectJSON.encode(try AnthropicUpstream.messagesRequest(fromChat: try Self.decode(JSONValue.self, from: upstreamBody)))
-            case .responsesToChat:
-                upstreamBody = DialectJSON.encode(try ResponsesUpstream.responsesRequest(fromChat: try Self.decode(JSONValue.self, from: upstreamBody)))
-            case .teiRerank:
-                wire.original = upstreamBody
-                upstreamBody = DialectJSON.encode(try Rerank.teiRequest(from: try Self.decode(JSONValue.self, from: upstreamBody)))
-            case .asIs, .raw:
-                break
+            let upstreamBody: ByteBuffer
+            do {
+                upstreamBody = try Self.upstreamBody(body(candidate.definition.modelName), for: &wire)
+            } catch where position > 0 {
+                // A fallback that cannot take this request (another upstream API refuses a
+                // member) is skipped; the caller hears why the models before it failed.
+                logger.info("fallback skipped", metadata: ["lisa.fallback": "\(candidate.definition.modelId)", "lisa.reason": "\(error.message)"])
+                continue
+            }
+            if position > 0 {
+                metrics.fallback(model: requested, to: candidate.definition.modelId)
+                logger.info("falling back", metadata: ["lisa.fallback": "\(candidate.definition.modelId)"])
             }
             do {
                 return try await attempts(
@@ -217,6 +214,21 @@ public final class Gateway: Sendable {
         let error = lastError ?? .serviceUnavailable("The model '\(requested)' has no endpoint to send the request to.")
         metrics.request(model: requested, endpoint: error.endpointLabel ?? "none", status: GatewayMetrics.statusLabel(for: error), duration: ContinuousClock.now - start)
         throw redacted(error, for: context)
+    }
+
+    /// The body for one candidate: the inbound request, translated where its wire says so.
+    static func upstreamBody(_ inbound: ByteBuffer, for wire: inout Wire) throws(LISAError) -> ByteBuffer {
+        switch wire.answer {
+        case .anthropicToChat:
+            return DialectJSON.encode(try AnthropicUpstream.messagesRequest(fromChat: try decode(JSONValue.self, from: inbound)))
+        case .responsesToChat:
+            return DialectJSON.encode(try ResponsesUpstream.responsesRequest(fromChat: try decode(JSONValue.self, from: inbound)))
+        case .teiRerank:
+            wire.original = inbound
+            return DialectJSON.encode(try Rerank.teiRequest(from: try decode(JSONValue.self, from: inbound)))
+        case .asIs, .raw:
+            return inbound
+        }
     }
 
     /// How a request reaches one candidate: the operation on the wire and what its answer
