@@ -11,8 +11,12 @@ struct LISAServe: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "LISAServe",
         abstract: "LISA's OpenAI-compatible LLM gateway.",
-        discussion: "Every option can also be set in the configuration file or by the LISA_* environment variable named in its help."
+        discussion: "Every option can also be set in the configuration file or by the LISA_* environment variable named in its help.",
+        version: LISAVersion.string
     )
+
+    @Flag(name: .customLong("check-config"), help: "Validate the configuration (and every model in it) and exit: 0 when it is valid.")
+    var checkConfig = false
 
     @Option(name: .long, help: "Configuration file, YAML or JSON (LISA_CONFIG).")
     var config: String?
@@ -57,6 +61,18 @@ struct LISAServe: AsyncParsableCommand {
             try configuration.validate()
         } catch let error as ConfigurationError {
             throw ValidationError(error.description)
+        }
+        if checkConfig {
+            for model in configuration.models {
+                do {
+                    try model.validate()
+                } catch {
+                    throw ValidationError("model '\(model.modelId)': \(error.message)\(error.param.map { " (\($0))" } ?? "")")
+                }
+            }
+            let unknown = configuration.unknownKeys.isEmpty ? "" : "; keys not used by this version: \(configuration.unknownKeys.joined(separator: ", "))"
+            print("configuration OK: \(configuration.models.count) models\(unknown)")
+            return
         }
 
         let logLevel = configuration.logLevel

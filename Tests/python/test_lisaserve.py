@@ -202,3 +202,29 @@ def test_admin_key_rotation_with_grace_period(upstream, tmp_path):
         assert lisactl(restarted, "models", "list", key=old).returncode != 0
     finally:
         restarted.stop()
+
+
+def test_version_and_check_config(tmp_path, lisa):
+    import subprocess
+    from conftest import BIN
+    for binary in ("LISAServe", "lisactl"):
+        version = subprocess.run([str(BIN / binary), "--version"], capture_output=True, text=True, timeout=30)
+        assert version.returncode == 0 and version.stdout.strip(), version.stderr
+    good = tmp_path / "good.yaml"
+    good.write_text("models:\n  - {modelId: a, modelName: a, modelUrl: 'http://127.0.0.1:9/v1', inferenceContainer: vllm}\n")
+    checked = subprocess.run([str(BIN / "LISAServe"), "--check-config", "--config", str(good)], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0 and "configuration OK: 1 models" in checked.stdout, checked.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  - {modelId: a, modelName: a, modelUrl: 'http://127.0.0.1:9/v1', inferenceContainer: vlm}\n")
+    refused = subprocess.run([str(BIN / "LISAServe"), "--check-config", "--config", str(bad)], capture_output=True, text=True, timeout=30)
+    assert refused.returncode != 0 and "inferenceContainer must be one of" in refused.stderr and "'vlm'" in refused.stderr
+    # The API validates the same way.
+    import urllib.request, urllib.error
+    request = urllib.request.Request(lisa.url + "/models", method="POST", data=json.dumps(
+        {"modelId": "typo", "modelName": "t", "modelUrl": "http://127.0.0.1:9/v1", "inferenceContainer": "vlm"}).encode(),
+        headers={"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(request, timeout=10)
+        raise AssertionError("an unknown inferenceContainer must be refused")
+    except urllib.error.HTTPError as error:
+        assert error.code == 400 and json.loads(error.read())["error"]["param"] == "inferenceContainer"

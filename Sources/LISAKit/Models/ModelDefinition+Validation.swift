@@ -16,6 +16,11 @@ extension ModelDefinition {
             let known = ModelType.known.map { "'\($0.rawValue)'" }.joined(separator: ", ")
             throw .invalidRequest("modelType must be one of \(known), not '\(value)'.", param: "modelType")
         }
+        if case .other(let value) = inferenceContainer {
+            throw .invalidRequest(
+                "inferenceContainer must be one of 'openai', 'vllm', 'tgi', 'tei', 'ollama', 'llamacpp', not '\(value)'.", param: "inferenceContainer"
+            )
+        }
         switch upstreamAPI {
         case .openai: break
         case .anthropic, .openAIResponses:
