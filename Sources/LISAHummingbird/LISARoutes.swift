@@ -314,63 +314,48 @@ public struct LISARoutes: Sendable {
         let answer = try await context.cancellingWhenClientLeaves {
             try await call(runtime, body, inference)
         }
-        var responseHeaders: HTTPFields = [.contentType: answer.contentType]
+        let responseHeaders: HTTPFields = [.contentType: answer.contentType]
         switch answer.body {
         case .buffer(let buffer):
             return Response(status: .ok, headers: responseHeaders, body: .init(byteBuffer: buffer))
         case .bytes(let relayed):
-            responseHeaders[.cacheControl] = "no-cache"
-            responseHeaders[HTTPField.Name("X-Accel-Buffering")!] = "no"
-            return Response(
-                status: .ok, headers: responseHeaders,
-                body: ResponseBody { [context] writer in
-                    let chunks = AsyncThrowingChannel<ByteBuffer, any Error>()
-                    let reader = Task {
-                        do {
-                            try await context.cancellingWhenClientLeaves {
-                                try await relayed.pump { chunk in await chunks.send(chunk) }
-                            }
-                            chunks.finish()
-                        } catch {
-                            chunks.fail(error)
-                        }
-                    }
-                    defer { reader.cancel() }
-                    for try await chunk in chunks {
-                        try await writer.write(chunk)
-                    }
-                    try await writer.finish(nil)
-                }
-            )
+            return Self.streaming(headers: responseHeaders, context: context) { send in try await relayed.pump(into: send) }
         case .eventStream(let relay):
-            responseHeaders[.cacheControl] = "no-cache"
-            responseHeaders[HTTPField.Name("X-Accel-Buffering")!] = "no"
-            return Response(
-                status: .ok, headers: responseHeaders,
-                body: ResponseBody { [context] writer in
-                    // Read the upstream in a task that is cancelled when the client leaves (which
-                    // cancels the upstream request); hand each event over with backpressure.
-                    let events = AsyncThrowingChannel<ByteBuffer, any Error>()
-                    let reader = Task {
-                        do {
-                            try await context.cancellingWhenClientLeaves {
-                                try await relay.pump { chunk in
-                                    await events.send(chunk)
-                                }
-                            }
-                            events.finish()
-                        } catch {
-                            events.fail(error)
-                        }
-                    }
-                    defer { reader.cancel() }
-                    for try await chunk in events {
-                        try await writer.write(chunk)
-                    }
-                    try await writer.finish(nil)
-                }
-            )
+            return Self.streaming(headers: responseHeaders, context: context) { send in try await relay.pump(into: send) }
         }
+    }
+
+    /// A response whose body is written as `pump` produces it: the upstream is read in a task
+    /// that is cancelled when the client leaves (which cancels the upstream request), and each
+    /// piece is handed over with backpressure.
+    private static func streaming<Context: LISARoutesContext>(
+        headers: HTTPFields, context: Context,
+        _ pump: @escaping @Sendable (_ send: @escaping @Sendable (ByteBuffer) async throws -> Void) async throws -> Void
+    ) -> Response {
+        var headers = headers
+        headers[.cacheControl] = "no-cache"
+        headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
+        return Response(
+            status: .ok, headers: headers,
+            body: ResponseBody { [context] writer in
+                let pieces = AsyncThrowingChannel<ByteBuffer, any Error>()
+                let reader = Task {
+                    do {
+                        try await context.cancellingWhenClientLeaves {
+                            try await pump { piece in await pieces.send(piece) }
+                        }
+                        pieces.finish()
+                    } catch {
+                        pieces.fail(error)
+                    }
+                }
+                defer { reader.cancel() }
+                for try await piece in pieces {
+                    try await writer.write(piece)
+                }
+                try await writer.finish(nil)
+            }
+        )
     }
 
     /// Collects a JSON request body, enforcing the content type and the size limit.

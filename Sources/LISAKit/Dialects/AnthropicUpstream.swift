@@ -48,24 +48,12 @@ public enum AnthropicUpstream {
     ///
     /// - Throws: ``LISAError/Code/invalidRequest`` naming the member that is wrong or cannot be expressed.
     public static func messagesRequest(fromChat body: JSONValue) throws(LISAError) -> JSONValue {
-        let request = try RequestObject(body, path: "")
-        for (member, why) in refusedMembers where request.has(member) {
-            throw .invalidRequest("\(member) is not supported by this model's Anthropic upstream: \(why).", param: member, reason: "unsupported_parameter")
-        }
-        var out: [String: JSONValue] = [:]
-        for (key, value) in request.members where !translatedMembers.contains(key) && !omittedMembers.contains(key) {
-            out[key] = value
-        }
-        out["model"] = .string(try request.requiredString("model"))
-        let completionLimit = try request.integer("max_completion_tokens")
-        let tokenLimit = try request.integer("max_tokens")
-        let maxTokens = completionLimit ?? tokenLimit ?? defaultMaxTokens
+        var (request, out, tokenLimit) = try ChatTranslationStart.begin(
+            body, upstream: "Anthropic", refused: refusedMembers, handled: translatedMembers.union(omittedMembers)
+        )
+        let maxTokens = tokenLimit ?? defaultMaxTokens
         guard maxTokens >= 1 else { throw .invalidRequest("max_tokens must be at least 1.", param: "max_tokens") }
         out["max_tokens"] = .integer(maxTokens)
-        for key in ["temperature", "top_p"] {
-            if let value = try request.number(key) { out[key] = value }
-        }
-        if let stream = try request.bool("stream") { out["stream"] = .bool(stream) }
         switch request["stop"] {
         case nil: break
         case .string(let stop)?: out["stop_sequences"] = [.string(stop)]
@@ -464,4 +452,30 @@ extension AnthropicChatStreamTranslator: FailureReporting {}
 struct UpstreamStreamFailure: Error, CustomStringConvertible {
     var message: String
     var description: String { "the upstream reported an error: \(message)" }
+}
+
+/// What every translation of a chat request to another upstream API starts with: members
+/// the target cannot carry refused (naming them), members LISA does not translate carried
+/// over as they are, and `model`, `temperature`, `top_p`, `stream` and the token limit read.
+enum ChatTranslationStart {
+    static func begin(_ body: JSONValue, upstream: String, refused: [String: String], handled: Set<String>) throws(LISAError)
+        -> (request: RequestObject, out: [String: JSONValue], tokenLimit: Int64?)
+    {
+        let request = try RequestObject(body, path: "")
+        for (member, why) in refused where request.has(member) {
+            throw .invalidRequest("\(member) is not supported by this model's \(upstream) upstream: \(why).", param: member, reason: "unsupported_parameter")
+        }
+        var out: [String: JSONValue] = [:]
+        for (key, value) in request.members where !handled.contains(key) {
+            out[key] = value
+        }
+        out["model"] = .string(try request.requiredString("model"))
+        for key in ["temperature", "top_p"] {
+            if let value = try request.number(key) { out[key] = value }
+        }
+        if let stream = try request.bool("stream") { out["stream"] = .bool(stream) }
+        let completionLimit = try request.integer("max_completion_tokens")
+        let tokenLimit = try request.integer("max_tokens")
+        return (request, out, completionLimit ?? tokenLimit)
+    }
 }

@@ -38,23 +38,11 @@ public enum ResponsesUpstream {
     ///
     /// - Throws: ``LISAError/Code/invalidRequest`` naming the member that is wrong or cannot be expressed.
     public static func responsesRequest(fromChat body: JSONValue) throws(LISAError) -> JSONValue {
-        let request = try RequestObject(body, path: "")
-        for (member, why) in refusedMembers where request.has(member) {
-            throw .invalidRequest("\(member) is not supported by this model's Responses upstream: \(why).", param: member, reason: "unsupported_parameter")
-        }
-        var out: [String: JSONValue] = [:]
-        for (key, value) in request.members where !translatedMembers.contains(key) && !omittedMembers.contains(key) {
-            out[key] = value
-        }
-        out["model"] = .string(try request.requiredString("model"))
+        var (request, out, tokenLimit) = try ChatTranslationStart.begin(
+            body, upstream: "Responses", refused: refusedMembers, handled: translatedMembers.union(omittedMembers)
+        )
         out["store"] = false
-        let completionLimit = try request.integer("max_completion_tokens")
-        let tokenLimit = try request.integer("max_tokens")
-        if let limit = completionLimit ?? tokenLimit { out["max_output_tokens"] = .integer(limit) }
-        for key in ["temperature", "top_p"] {
-            if let value = try request.number(key) { out[key] = value }
-        }
-        if let stream = try request.bool("stream") { out["stream"] = .bool(stream) }
+        if let tokenLimit { out["max_output_tokens"] = .integer(tokenLimit) }
         if let parallel = try request.bool("parallel_tool_calls") { out["parallel_tool_calls"] = .bool(parallel) }
         if let user = try request.string("user") { out["user"] = .string(user) }
         if let metadata = request["metadata"] { out["metadata"] = metadata }
