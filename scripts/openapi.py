@@ -114,6 +114,9 @@ schemas = {
         }},
     },
     "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+    "Readiness": {"type": "object", "required": ["status", "stateStore", "leader", "models"],
+                  "properties": {"status": {"type": "string", "enum": ["OK", "unavailable"]}, "stateStore": {"type": "string"},
+                                 "leader": {"type": "boolean"}, "models": {"type": "integer", "minimum": 0}}},
     "ChatMessage": {
         "type": "object", "required": ["role"],
         "properties": {"role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
@@ -319,8 +322,9 @@ for prefix, tag in (("/v1", "OpenAI"), ("/v2/serve", "OpenAI (LISA's paths)")):
 paths.update({
     "/health": {"get": {"summary": "Liveness (no credentials).", "operationId": "health", "security": [],
                         "tags": ["Health"], "responses": ok(ref("Status"))}},
-    "/health/readiness": {"get": {"summary": "Readiness.", "operationId": "readiness", "security": [], "tags": ["Health"],
-                                  "responses": ok(ref("Status"))}},
+    "/health/readiness": {"get": {"summary": "Readiness: 503 while the state store cannot be read.", "operationId": "readiness",
+                                  "security": [], "tags": ["Health"],
+                                  "responses": {**ok(ref("Readiness")), **ok(ref("Readiness"), "503", "Not ready")}}},
     "/health/liveliness": {"get": {"summary": "Liveness (LISA's path).", "operationId": "liveliness", "security": [], "tags": ["Health"],
                                    "responses": ok(ref("Status"))}},
     "/openapi.json": {"get": {"summary": "This document (no credentials).", "operationId": "openapi", "security": [], "tags": ["Health"],

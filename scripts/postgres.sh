@@ -7,7 +7,9 @@
 #   scripts/postgres.sh start   # prints postgres://postgres@127.0.0.1:PORT/postgres
 #   scripts/postgres.sh createdb NAME   # a fresh database, prints its URL
 #   LISA_PG_SSL_CERT=C LISA_PG_SSL_KEY=K scripts/postgres.sh start   # with TLS
+#   scripts/postgres.sh restart   # fast restart: every session is dropped
 #   scripts/postgres.sh stop
+#   LISA_PG_PORT=55433 LISA_PG_DATA=/tmp/other scripts/postgres.sh start   # a second instance
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT="${LISA_PG_PORT:-55432}"
@@ -69,8 +71,12 @@ createdb)
 stop)
     as_owner "$BIN/pg_ctl" -D "$DATA" -m fast stop >/dev/null 2>&1 || true
     ;;
+restart)
+    # A fast restart (every session dropped, as in a failover): the outage tests use it.
+    as_owner "$BIN/pg_ctl" -D "$DATA" -l "$DATA/log" -m fast -w restart >/dev/null
+    ;;
 *)
-    echo "usage: $0 start|stop" >&2
+    echo "usage: $0 start|createdb NAME|restart|stop" >&2
     exit 2
     ;;
 esac

@@ -222,6 +222,11 @@ public struct LISAError: Error, Sendable, Equatable, CustomStringConvertible {
         LISAError(.upstreamUnavailable, message, reason: "upstream_unavailable", retryAfter: retryAfter)
     }
 
+    /// The state store (PostgreSQL) did not answer in time or cannot be reached.
+    public static func stateStoreUnavailable(_ message: String) -> LISAError {
+        LISAError(.upstreamUnavailable, message, reason: "state_store_unavailable", retryAfter: 5)
+    }
+
     /// The model exists but is not serving (stopped, starting, failed, …).
     public static func modelNotReady(_ modelID: String, status: String) -> LISAError {
         LISAError(.notReady, "The model '\(modelID)' is \(status) and not serving requests.", reason: "model_not_ready")

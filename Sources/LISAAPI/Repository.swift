@@ -3,7 +3,8 @@ import LISAOpenAI
 
 /// Which vector store a repository lives on.
 public enum RepositoryType: String, Sendable, Codable {
-    /// The embedded store in the data directory (the default).
+    /// The embedded store in the data directory (the default with SQLite state; refused
+    /// with PostgreSQL state, where the other replicas could not read it).
     case embedded
     /// PostgreSQL with pgvector (the state database unless `pgvector.url` says otherwise).
     case pgvector
@@ -25,8 +26,12 @@ public struct RAGRepository: Sendable, Hashable, Codable {
     public var chunkOverlap: Int?
     /// The cluster of an `opensearch` repository.
     public var opensearch: OpenSearchSettings?
+    /// The database of a `pgvector` repository, when it is not the state database.
+    public var pgvector: PGVectorSettings?
     public var createdBy: String?
     public var createdAt: Date?
+    /// Whether the request left `type` out (the server picks the default store).
+    package var typeIsDefault = false
 
     /// Which store instance serves a repository: the same id and cluster settings.
     package struct ID: Hashable, Sendable {
@@ -43,30 +48,54 @@ public struct RAGRepository: Sendable, Hashable, Codable {
     public func redacted() -> RAGRepository {
         var copy = self
         copy.opensearch = opensearch?.redacted()
+        copy.pgvector = pgvector?.redacted()
         return copy
     }
 
-    public init(repositoryId: String, type: RepositoryType = .embedded, embeddingModelId: String, allowedGroups: [String] = []) {
+    /// - Parameter type: `nil` lets the service pick its default store (embedded with SQLite
+    ///   state, pgvector with PostgreSQL state).
+    public init(repositoryId: String, type: RepositoryType? = nil, embeddingModelId: String, allowedGroups: [String] = []) {
         self.repositoryId = repositoryId
-        self.type = type
+        self.type = type ?? .embedded
+        self.typeIsDefault = type == nil
         self.embeddingModelId = embeddingModelId
         self.allowedGroups = allowedGroups
     }
 
     enum CodingKeys: String, CodingKey {
-        case repositoryId, repositoryName, type, embeddingModelId, allowedGroups, chunkSize, chunkOverlap, opensearch, createdBy, createdAt
+        case repositoryId, repositoryName, type, embeddingModelId, allowedGroups, chunkSize, chunkOverlap, opensearch, pgvector, createdBy,
+            createdAt
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(repositoryId, forKey: .repositoryId)
+        try c.encodeIfPresent(repositoryName, forKey: .repositoryName)
+        // Left out when the caller left it out, so the server picks its default store.
+        if !typeIsDefault { try c.encode(type, forKey: .type) }
+        try c.encode(embeddingModelId, forKey: .embeddingModelId)
+        try c.encode(allowedGroups, forKey: .allowedGroups)
+        try c.encodeIfPresent(chunkSize, forKey: .chunkSize)
+        try c.encodeIfPresent(chunkOverlap, forKey: .chunkOverlap)
+        try c.encodeIfPresent(opensearch, forKey: .opensearch)
+        try c.encodeIfPresent(pgvector, forKey: .pgvector)
+        try c.encodeIfPresent(createdBy, forKey: .createdBy)
+        try c.encodeIfPresent(createdAt, forKey: .createdAt)
     }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         repositoryId = try c.decode(String.self, forKey: .repositoryId)
         repositoryName = try c.decodeIfPresent(String.self, forKey: .repositoryName)
-        type = try c.decodeIfPresent(RepositoryType.self, forKey: .type) ?? .embedded
+        let given = try c.decodeIfPresent(RepositoryType.self, forKey: .type)
+        type = given ?? .embedded
+        typeIsDefault = given == nil
         embeddingModelId = try c.decode(String.self, forKey: .embeddingModelId)
         allowedGroups = try c.decodeIfPresent([String].self, forKey: .allowedGroups) ?? []
         chunkSize = try c.decodeIfPresent(Int.self, forKey: .chunkSize)
         chunkOverlap = try c.decodeIfPresent(Int.self, forKey: .chunkOverlap)
         opensearch = try c.decodeIfPresent(OpenSearchSettings.self, forKey: .opensearch)
+        pgvector = try c.decodeIfPresent(PGVectorSettings.self, forKey: .pgvector)
         createdBy = try c.decodeIfPresent(String.self, forKey: .createdBy)
         createdAt = try c.decodeIfPresent(Date.self, forKey: .createdAt)
     }
@@ -84,6 +113,14 @@ public struct RAGRepository: Sendable, Hashable, Codable {
                 param: "repositoryId"
             )
         }
+        if let pgvector {
+            guard type == .pgvector || typeIsDefault else {
+                throw .invalidRequest("pgvector settings belong to a repository of type pgvector.", param: "pgvector")
+            }
+            guard pgvector.url.hasPrefix("postgres://") || pgvector.url.hasPrefix("postgresql://") else {
+                throw .invalidRequest("pgvector.url must be a postgres:// URL.", param: "pgvector.url")
+            }
+        }
         if type == .opensearch && opensearch == nil {
             throw .invalidRequest("An opensearch repository needs opensearch.url (and credentials if the cluster wants them).", param: "opensearch")
         }
@@ -93,6 +130,21 @@ public struct RAGRepository: Sendable, Hashable, Codable {
     /// The chunking of this repository's collections unless they set their own.
     public var chunking: ChunkingStrategy {
         .recursive(size: chunkSize ?? 512, overlap: chunkOverlap ?? (chunkSize.map { $0 / 10 } ?? 51))
+    }
+}
+
+/// Where a `pgvector` repository keeps its vectors when it is not the state database: a
+/// `postgres://` URL whose `sslmode` and `sslrootcert` work as for the state database.
+public struct PGVectorSettings: Sendable, Hashable, Codable {
+    public var url: String
+
+    public init(url: String) { self.url = url }
+
+    /// A copy with the URL's password masked, for the API.
+    public func redacted() -> PGVectorSettings {
+        guard var components = URLComponents(string: url), components.password != nil else { return self }
+        components.password = "***"
+        return PGVectorSettings(url: components.string ?? "(invalid URL)")
     }
 }
 

@@ -144,7 +144,12 @@ public struct LISARoutes: Sendable {
     private func add<Context: LISARoutesContext>(to router: RouterGroup<Context>) {
         let runtime = self.runtime
         router.get("/health") { _, _ in try Self.json(["status": "OK"]) }
-        router.get("/health/readiness") { _, _ in try Self.json(["status": "OK"]) }
+        // Ready while the state store answers (a load balancer or Kubernetes probe takes a
+        // replica that cannot reach it out of rotation); 503 with the reason otherwise.
+        router.get("/health/readiness") { _, _ in
+            let readiness = await runtime.readiness()
+            return try Self.encode(readiness, status: readiness.isReady ? .ok : .serviceUnavailable)
+        }
         router.get("/health/liveliness") { _, _ in try Self.json(["status": "OK"]) }
         // The OpenAPI 3.1 description of these routes (scripts/openapi.py writes it).
         router.get("/openapi.json") { _, _ in

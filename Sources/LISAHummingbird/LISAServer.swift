@@ -98,6 +98,9 @@ public final class LISAServer: Sendable {
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         )
         groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownGracePeriod
+        // After the grace period services are cancelled; one that still does not return
+        // within this ends the process, so SIGTERM always stops LISAServe.
+        groupConfiguration.maximumCancellationDuration = .seconds(15)
         let group = ServiceGroup(configuration: groupConfiguration)
         do {
             try await group.run()

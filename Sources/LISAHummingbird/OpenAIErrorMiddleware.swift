@@ -170,7 +170,7 @@ public struct AuthenticationMiddleware<Context: LISARoutesContext>: RouterMiddle
             throw error
         }
         if let rateLimiter, let principal = context.principal, Self.isMetered(method: request.method, path: request.uri.path) {
-            try rateLimiter.admit(principal)
+            try await rateLimiter.admit(principal)
         }
         return try await next(request, context)
     }

@@ -13,14 +13,18 @@ struct ReposCommand: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The repositoryId.") var repositoryId: String
         @Option(name: .customLong("embedding-model"), help: "The embedding model's modelId.") var embeddingModel: String
-        @Option(help: "embedded (default) or pgvector.") var type = "embedded"
+        @Option(help: "embedded, pgvector or opensearch (default: the server's: embedded with SQLite state, pgvector with PostgreSQL).")
+        var type: String?
         @Option(name: .customLong("group"), help: "A group allowed to use it (repeat); none: everyone.") var groups: [String] = []
         @Option(name: .customLong("chunk-size"), help: "Default chunk size (100-10000).") var chunkSize: Int?
         @Option(name: .customLong("chunk-overlap"), help: "Default chunk overlap (at most half the size).") var chunkOverlap: Int?
 
         func run() async throws {
             try await reportingErrors {
-                guard let kind = RepositoryType(rawValue: type) else { throw ValidationError("--type must be embedded or pgvector") }
+                let kind = try type.map { name in
+                    guard let kind = RepositoryType(rawValue: name) else { throw ValidationError("--type must be embedded, pgvector or opensearch") }
+                    return kind
+                }
                 var repository = RAGRepository(repositoryId: repositoryId, type: kind, embeddingModelId: embeddingModel, allowedGroups: groups)
                 repository.chunkSize = chunkSize
                 repository.chunkOverlap = chunkOverlap

@@ -109,7 +109,7 @@ struct RuntimeTests {
             let vip = Principal(username: "victor", groups: ["vip"], method: .apiToken)
             let allowed = try await runtime.chatCompletion(try Self.request("secret", "x"), as: vip)
             #expect(allowed.choices.count == 1)
-            #expect(runtime.services.count == 3, "prober, models and ingestion (no OIDC configured)")
+            #expect(runtime.services.count == 4, "prober, models, ingestion and the token cache (no OIDC configured)")
         }
     }
 }

@@ -210,6 +210,53 @@ struct StateStoreTests {
         try await test.store.close()
     }
 
+    @Test("uploads and leases: blobs round-trip; a claim is exclusive until it lapses or is released", arguments: StoreKind.available)
+    func blobsAndClaims(kind: StoreKind) async throws {
+        let test = try await TestStore.make(kind)
+        defer { Task { try? await test.cleanup() } }
+        let store = test.store
+        let bytes = (0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        try await store.putBlob(id: "b1", bytes: bytes)
+        #expect(try await store.blob(id: "b1") == bytes)
+        #expect(try await store.blob(id: "missing") == nil)
+        try await store.deleteBlob(id: "b1")
+        #expect(try await store.blob(id: "b1") == nil)
+
+        #expect(try await store.claim("job", holder: "a", seconds: 30))
+        #expect(try await store.claim("job", holder: "b", seconds: 30) == false, "held by a")
+        #expect(try await store.claim("job", holder: "a", seconds: 30), "a renews its own")
+        try await store.releaseClaim("job", holder: "b")
+        #expect(try await store.claim("job", holder: "b", seconds: 30) == false, "b cannot release a's claim")
+        try await store.releaseClaim("job", holder: "a")
+        #expect(try await store.claim("job", holder: "b", seconds: 0.2), "released: b takes it")
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(try await store.claim("job", holder: "a", seconds: 30), "b's lease lapsed")
+        // Shared buckets exist only where replicas share the store.
+        let wait = try await store.takeRateToken(key: "user:x", perSecond: 1, capacity: 2)
+        #expect((wait == nil) == (kind != .postgres))
+        try await store.close()
+    }
+
+    @Test("a PostgreSQL rate bucket is exact across stores: the burst, then a wait from the database's clock",
+          .enabled(if: StoreKind.postgresURL != nil))
+    func sharedRateBucket() async throws {
+        let test = try await TestStore.make(.postgres)
+        defer { Task { try? await test.cleanup() } }
+        let first = test.store
+        let second = try await test.reopen()
+        var allowed = 0
+        var waits: [Double] = []
+        for index in 0..<10 {
+            let wait = try #require(try await (index % 2 == 0 ? first : second).takeRateToken(key: "user:u", perSecond: 0.1, capacity: 3))
+            if wait == 0 { allowed += 1 } else { waits.append(wait) }
+        }
+        #expect(allowed == 3, "the burst, across both stores")
+        #expect(waits.count == 7 && waits.allSatisfy { $0 > 5 && $0 <= 10 }, "about 10 s until the next: \(waits)")
+        #expect(try await first.takeRateToken(key: "user:other", perSecond: 0.1, capacity: 3) == 0, "buckets are per key")
+        try await second.close()
+        try await first.close()
+    }
+
     @Test("a SQLite file written before lisa_schema (user_version 2) is migrated with its data")
     func legacyMigration() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-legacy-\(UUID().uuidString)")

@@ -4,20 +4,27 @@ import Logging
 /// Turns the credential a request presents into a ``Principal``: the admin key, an API token,
 /// or an OIDC JWT (with an ``OIDCVerifier``).
 ///
-/// API tokens are looked up by the hash of the secret on every request, so a revoked token
-/// stops working at once.
+/// API tokens are looked up by the hash of the secret and kept briefly in a ``TokenCache``
+/// that revocation clears on every replica, so a revoked token stops working at once and a
+/// state store outage does not stop inference.
 public struct Authenticator: Sendable {
     public let adminKeys: AdminKeyring
     public let store: any StateStore
     public let access: AccessConfiguration
     /// Verifies OIDC JWTs when an issuer is configured.
     public let oidc: OIDCVerifier?
+    /// Tokens verified recently (give ``APITokenService`` the same one).
+    public let tokenCache: TokenCache
 
-    public init(adminKeys: AdminKeyring, store: any StateStore, access: AccessConfiguration = AccessConfiguration(), oidc: OIDCVerifier? = nil) {
+    public init(
+        adminKeys: AdminKeyring, store: any StateStore, access: AccessConfiguration = AccessConfiguration(), oidc: OIDCVerifier? = nil,
+        tokenCache: TokenCache? = nil
+    ) {
         self.adminKeys = adminKeys
         self.store = store
         self.access = access
         self.oidc = oidc
+        self.tokenCache = tokenCache ?? TokenCache(following: store)
     }
 
     /// An authenticator with one fixed admin key.
@@ -34,13 +41,7 @@ public struct Authenticator: Sendable {
             return .admin
         }
         if presented.hasPrefix(APIToken.secretPrefix) {
-            let token: APIToken?
-            do {
-                token = try await store.token(hash: APIToken.hash(presented))
-            } catch {
-                throw .internalError()
-            }
-            if let token {
+            if let token = try await apiToken(hash: APIToken.hash(presented)) {
                 guard !token.isExpired() else {
                     throw .unauthorized("The API token has expired.")
                 }
@@ -55,6 +56,25 @@ public struct Authenticator: Sendable {
         }
         throw .unauthorized("Invalid API key.")
     }
+
+    /// The stored token with this hash: from the cache while fresh, else from the store —
+    /// or, when the store cannot answer, from the cache within its outage grace.
+    private func apiToken(hash: String) async throws(LISAError) -> APIToken? {
+        let (cached, generation) = tokenCache.lookup(hash: hash)
+        if case .fresh(let token) = cached { return token }
+        do {
+            guard let token = try await store.token(hash: hash) else {
+                tokenCache.remove(hash: hash)
+                return nil
+            }
+            tokenCache.insert(token, hash: hash, generation: generation)
+            return token
+        } catch {
+            if case .stale(let token) = cached { return token }
+            if let error = error as? LISAError, error.code == .upstreamUnavailable { throw error }
+            throw .internalError()
+        }
+    }
 }
 
 /// Issues, lists and revokes API tokens, enforcing who may do what.
@@ -67,10 +87,17 @@ public struct APITokenService: Sendable {
     public var policy: APITokenPolicy
     private let logger: Logger
 
-    public init(store: any StateStore, access: AccessConfiguration, policy: APITokenPolicy = APITokenPolicy(), logger: Logger) {
+    /// Cleared of a token when it is revoked (the ``Authenticator``'s).
+    public let tokenCache: TokenCache?
+
+    public init(
+        store: any StateStore, access: AccessConfiguration, policy: APITokenPolicy = APITokenPolicy(), tokenCache: TokenCache? = nil,
+        logger: Logger
+    ) {
         self.store = store
         self.access = access
         self.policy = policy
+        self.tokenCache = tokenCache
         self.logger = logger
     }
 
@@ -164,7 +191,9 @@ public struct APITokenService: Sendable {
     /// Revokes a token: effective on the next request that presents it.
     public func revoke(id: String, by caller: Principal) async throws {
         _ = try await get(id: id, by: caller)
+        tokenCache?.revoke(tokenID: id)
         _ = try await store.deleteToken(id: id)
+        tokenCache?.revoke(tokenID: id)
         logger.info("api token revoked", metadata: ["lisa.token_id": "\(id)", "lisa.principal": "\(caller.username)"])
     }
 }

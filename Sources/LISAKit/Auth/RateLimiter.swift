@@ -33,25 +33,57 @@ public struct TokenBucket: Sendable, Hashable {
     }
 }
 
-/// Enforces ``RateLimitConfiguration`` in this process.
+/// Enforces ``RateLimitConfiguration``.
 ///
-/// Several LISAServe replicas each enforce the limit on the requests they receive; with N
-/// replicas behind a load balancer a principal gets up to N × the limit until limits move to
-/// the shared PostgreSQL state.
+/// With a store that several LISAServe replicas share (PostgreSQL), every replica draws on
+/// one bucket per principal in the store (``StateStore/takeRateToken(key:perSecond:capacity:)``,
+/// one atomic statement per request), so the limit holds across replicas with no
+/// overshoot. When the store cannot answer in time, each replica falls back to buckets of
+/// its own for that request (a principal then gets up to N × the limit while the store is
+/// down, rather than no service). With one process, the buckets are in memory.
 public final class RateLimiter: Sendable {
     public let configuration: RateLimitConfiguration
     private let buckets = Mutex<[String: TokenBucket]>([:])
+    private let store: (any StateStore)?
 
-    public init(configuration: RateLimitConfiguration) {
+    /// - Parameter store: the shared store whose buckets replicas draw on; `nil` (or a store
+    ///   no other process shares) keeps the buckets in this process.
+    public init(configuration: RateLimitConfiguration, store: (any StateStore)? = nil) {
         self.configuration = configuration
+        self.store = store?.isShared == true ? store : nil
     }
 
     /// Counts a request of `principal`; throws a 429 with `Retry-After` when over its limit.
-    public func admit(_ principal: Principal, at now: Double = Double(DispatchTime.now().uptimeNanoseconds) / 1e9) throws(LISAError) {
+    public func admit(_ principal: Principal) async throws(LISAError) {
         guard let limit = configuration.limit(for: principal) else { return }
-        // One bucket per user, however many tokens or sign-ins they use; a token with a limit
-        // of its own (set by an administrator) has its own bucket.
-        let key = principal.rateLimit != nil ? "token:\(principal.tokenID ?? principal.username)" : "user:\(principal.username)"
+        let key = Self.bucketKey(principal)
+        if let store {
+            do {
+                if let wait = try await store.takeRateToken(
+                    key: key, perSecond: limit.requestsPerMinute / 60, capacity: Double(max(limit.burst, 1))
+                ) {
+                    return try Self.check(wait: wait, limit: limit)
+                }
+            } catch let error as LISAError where error.code == .rateLimited {
+                throw error
+            } catch {
+                // The store did not answer: this replica's own bucket decides.
+            }
+        }
+        try admitLocally(principal, limit: limit)
+    }
+
+    /// Counts a request against this process's buckets only (the same buckets ``admit(_:)``
+    /// falls back to).
+    public func admitLocally(_ principal: Principal, at now: Double = Double(DispatchTime.now().uptimeNanoseconds) / 1e9) throws(LISAError) {
+        guard let limit = configuration.limit(for: principal) else { return }
+        try admitLocally(principal, limit: limit, at: now)
+    }
+
+    private func admitLocally(
+        _ principal: Principal, limit: RateLimitConfiguration.Limit, at now: Double = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+    ) throws(LISAError) {
+        let key = Self.bucketKey(principal)
         let wait = buckets.withLock { buckets in
             if buckets.count > 50_000 { buckets = buckets.filter { !$0.value.isFull(at: now) } }
             var bucket = buckets[key] ?? TokenBucket(perMinute: limit.requestsPerMinute, burst: limit.burst, now: now)
@@ -59,6 +91,16 @@ public final class RateLimiter: Sendable {
             buckets[key] = bucket
             return wait
         }
+        try Self.check(wait: wait, limit: limit)
+    }
+
+    /// One bucket per user, however many tokens or sign-ins they use; a token with a limit
+    /// of its own (set by an administrator) has its own bucket.
+    static func bucketKey(_ principal: Principal) -> String {
+        principal.rateLimit != nil ? "token:\(principal.tokenID ?? principal.username)" : "user:\(principal.username)"
+    }
+
+    private static func check(wait: Double, limit: RateLimitConfiguration.Limit) throws(LISAError) {
         if wait > 0 {
             throw .rateLimited(
                 "Rate limit exceeded: \(Int(limit.requestsPerMinute)) requests a minute with bursts of \(limit.burst). Retry later.",

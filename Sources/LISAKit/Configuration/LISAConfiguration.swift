@@ -49,6 +49,9 @@ public struct LISAConfiguration: Sendable {
     public var quotas = StorageQuotas()
     /// API tokens users may mint (`auth.maxTokenLifetimeDays`, `auth.maxTokensPerUser`).
     public var tokenPolicy = APITokenPolicy()
+    /// How long verified API tokens are kept, and honoured through a state store outage
+    /// (`auth.tokenCacheSeconds` 30, `auth.tokenOutageGraceSeconds` 900).
+    public var tokenCache = TokenCache.Settings()
     /// Timeouts and the connection cap of the HTTP server (`server.*`).
     public var connections = ConnectionLimits()
     /// Where `lisa_hosted` models run: `local` (child processes, the default) or `none`.
@@ -131,6 +134,8 @@ public struct LISAConfiguration: Sendable {
         if let value = file.quotas { quotas = value }
         if let value = file.auth?.maxTokenLifetimeDays { tokenPolicy.maxLifetimeDays = value }
         if let value = file.auth?.maxTokensPerUser { tokenPolicy.maxTokensPerUser = value }
+        if let value = file.auth?.tokenCacheSeconds { tokenCache.freshSeconds = value }
+        if let value = file.auth?.tokenOutageGraceSeconds { tokenCache.outageSeconds = value }
         if let value = file.server?.headerReadTimeoutSeconds { connections.headerReadTimeout = .milliseconds(Int64(value * 1000)) }
         if let value = file.server?.idleTimeoutSeconds { connections.idleTimeout = .milliseconds(Int64(value * 1000)) }
         if let value = file.server?.bodyReadTimeoutSeconds { connections.bodyReadTimeout = .milliseconds(Int64(value * 1000)) }
@@ -220,6 +225,10 @@ public struct LISAConfiguration: Sendable {
         try quotas.validate()
         guard (1...3650).contains(tokenPolicy.maxLifetimeDays) else { throw ConfigurationError("auth.maxTokenLifetimeDays must be 1-3650") }
         guard tokenPolicy.maxTokensPerUser >= 1 else { throw ConfigurationError("auth.maxTokensPerUser must be at least 1") }
+        guard (0...3600).contains(tokenCache.freshSeconds) else { throw ConfigurationError("auth.tokenCacheSeconds must be 0-3600") }
+        guard (0...86400).contains(tokenCache.outageSeconds) else {
+            throw ConfigurationError("auth.tokenOutageGraceSeconds must be 0-86400")
+        }
         try connections.validate()
         guard upstreamTimeouts.connect > .zero, upstreamTimeouts.request > .zero, upstreamTimeouts.streamFirstByte > .zero,
             upstreamTimeouts.streamIdle > .zero
@@ -288,6 +297,8 @@ struct ConfigurationFile: Decodable {
         var ragAdminGroup: String?
         var maxTokenLifetimeDays: Int?
         var maxTokensPerUser: Int?
+        var tokenCacheSeconds: Double?
+        var tokenOutageGraceSeconds: Double?
     }
 
     struct Routing: Decodable {

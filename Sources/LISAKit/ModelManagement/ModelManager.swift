@@ -29,6 +29,11 @@ public final class ModelManager: Service, Sendable {
         usageCheck.withLock { $0 = check }
     }
     private let startedAt = Date().timeIntervalSince1970
+    private let leading = Atomic(false)
+
+    /// Whether this process runs the hosting controller now (it leads the processes
+    /// sharing the store).
+    public var isLeading: Bool { leading.load(ordering: .relaxed) }
 
     /// Checks the configured models; call ``reload()`` (or ``run()``) to load the stored ones.
     public init(
@@ -344,6 +349,8 @@ public final class ModelManager: Service, Sendable {
                 group.addTask { await self.heartbeat() }
                 group.addTask {
                     try? await self.store.runAsLeader {
+                        self.leading.store(true, ordering: .relaxed)
+                        defer { self.leading.store(false, ordering: .relaxed) }
                         try await ModelController(manager: self, backend: self.backend).run()
                     }
                 }
@@ -382,7 +389,7 @@ public final class ModelManager: Service, Sendable {
         while !Task.isCancelled {
             let record = InstanceRecord(
                 instanceId: store.instanceID, hostname: hostname, startedAt: startedAt, heartbeatAt: Date().timeIntervalSince1970,
-                isLeader: false, inFlight: registry.inFlight.snapshot()
+                isLeader: isLeading, inFlight: registry.inFlight.snapshot()
             )
             do {
                 try await store.saveInstance(record)

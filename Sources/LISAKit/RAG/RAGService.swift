@@ -10,9 +10,12 @@ import Synchronization
 /// jobs (parse → chunk → embed through the router → store, all or nothing), similarity
 /// search, and grounding of chat requests.
 ///
-/// Repositories, collections, documents and jobs are records in the state store; uploads
-/// wait in `<data-dir>/uploads` until their job finishes, so jobs survive a restart (run
-/// the service as a `Service`: it ingests queued jobs and resumes interrupted ones).
+/// Repositories, collections, documents and jobs are records in the state store, and an
+/// upload waits in the store too until its job finishes, so jobs survive a restart and
+/// belong to every replica sharing the store: a replica runs a job under a lease
+/// (``IngestionLimits/leaseSeconds``), so it is ingested once, and a job whose replica died
+/// is taken over by another when its lease lapses. Run the service as a `Service`: it
+/// ingests queued jobs and resumes interrupted ones.
 public final class RAGService: Service, Sendable {
     public let store: any StateStore
     public let gateway: Gateway
@@ -29,8 +32,12 @@ public final class RAGService: Service, Sendable {
     let httpClient: HTTPClient?
     let logger: Logger
     private let openSearchStores = Mutex<[RAGRepository.ID: OpenSearchVectorStore]>([:])
+    /// pgvector stores in databases of their own (`pgvector.url`), one pool per URL.
+    private let externalPGVector = Mutex<[String: Task<(PostgresDatabase, PGVectorStore), any Error>]>([:])
     private let queue: AsyncStream<WorkerEvent>
     private let enqueue: AsyncStream<WorkerEvent>.Continuation
+    /// Jobs queued or running in this process (so a scan does not queue them twice).
+    private let localJobs = Mutex<Set<String>>([])
 
     /// What the ingestion dispatcher reacts to.
     enum WorkerEvent: Sendable {
@@ -64,26 +71,69 @@ public final class RAGService: Service, Sendable {
 
     var access: AccessConfiguration { gateway.access }
 
-    private func vectors(for repository: RAGRepository) throws(LISAError) -> any VectorStore {
+    private func vectors(for repository: RAGRepository) async throws -> any VectorStore {
         switch repository.type {
         case .embedded: return embedded
         case .pgvector:
+            if let url = repository.pgvector?.url { return try await externalPGVector(url: url) }
             guard let pgvector else {
-                throw .invalidRequest("pgvector repositories need PostgreSQL state (LISA_DATABASE_URL).", param: "type")
+                throw LISAError.invalidRequest(
+                    "pgvector repositories need pgvector.url or PostgreSQL state with the vector extension (LISA_DATABASE_URL).", param: "type"
+                )
             }
             return pgvector
         case .opensearch:
             guard let settings = repository.opensearch else {
-                throw .invalidRequest("An opensearch repository needs opensearch.url.", param: "opensearch")
+                throw LISAError.invalidRequest("An opensearch repository needs opensearch.url.", param: "opensearch")
             }
             let key = RAGRepository.ID(repositoryId: repository.repositoryId, settings: settings)
             if let store = openSearchStores.withLock({ $0[key] }) { return store }
             guard let httpClient else {
-                throw .invalidRequest("This LISA has no HTTP client for OpenSearch repositories.", param: "type")
+                throw LISAError.invalidRequest("This LISA has no HTTP client for OpenSearch repositories.", param: "type")
             }
             let store = try OpenSearchVectorStore(settings: settings, httpClient: httpClient, logger: logger)
             openSearchStores.withLock { $0[key] = store }
             return store
+        }
+    }
+
+    /// The pgvector store at `url`, connected once and shared by every repository naming it.
+    private func externalPGVector(url: String) async throws -> PGVectorStore {
+        let logger = self.logger
+        let task = externalPGVector.withLock { stores in
+            if let task = stores[url] { return task }
+            let task = Task {
+                let database = try await PostgresDatabase.connect(url: url, logger: logger)
+                do {
+                    return (database, try await PGVectorStore.open(database: database, logger: logger))
+                } catch {
+                    try? await database.close()
+                    throw error
+                }
+            }
+            stores[url] = task
+            return task
+        }
+        do {
+            return try await task.value.1
+        } catch {
+            // The next use tries again.
+            externalPGVector.withLock { stores in
+                if stores[url] == task { stores[url] = nil }
+            }
+            let reason = (error as? PostgresDatabase.ConnectionError)?.description ?? String(describing: error).prefix(300).description
+            throw LISAError.invalidRequest("The repository's pgvector database cannot be used: \(reason)", param: "pgvector.url")
+        }
+    }
+
+    /// Closes the connections of repositories with a pgvector database of their own.
+    public func close() async {
+        let tasks = externalPGVector.withLock { stores in
+            defer { stores = [:] }
+            return Array(stores.values)
+        }
+        for task in tasks {
+            try? await task.value.0.close()
         }
     }
 
@@ -92,8 +142,28 @@ public final class RAGService: Service, Sendable {
     public func createRepository(_ repository: RAGRepository, by principal: Principal) async throws -> RAGRepository {
         guard access.isAdmin(principal) else { throw LISAError.forbidden("Creating a repository needs an administrator.") }
         var repository = repository
+        if repository.typeIsDefault {
+            // One replica's data directory cannot serve the others: with shared state the
+            // default store is the shared one.
+            repository.type = store.isShared || repository.pgvector != nil ? .pgvector : .embedded
+            if store.isShared, repository.pgvector == nil, pgvector == nil {
+                throw LISAError.invalidRequest(
+                    "With PostgreSQL state repositories default to pgvector, and the state database has no vector extension: "
+                        + "install pgvector there (CREATE EXTENSION vector), or give pgvector.url or type opensearch.",
+                    param: "type"
+                )
+            }
+            repository.typeIsDefault = false
+        }
+        if repository.type == .embedded, store.isShared {
+            throw LISAError.invalidRequest(
+                "type embedded keeps vectors in one replica's data directory, which the other LISAServe replicas sharing this "
+                    + "PostgreSQL state cannot read; use pgvector (the default with PostgreSQL state) or opensearch.",
+                param: "type"
+            )
+        }
         try repository.validate()
-        _ = try vectors(for: repository)
+        _ = try await vectors(for: repository)
         try checkEmbeddingModel(repository.embeddingModelId, param: "embeddingModelId")
         if try await store.record(kind: Self.repositoryKind, id: repository.repositoryId) != nil {
             throw LISAError.conflict("A repository '\(repository.repositoryId)' already exists.", reason: "repository_exists")
@@ -137,7 +207,7 @@ public final class RAGService: Service, Sendable {
         let current = try await repository(id, for: principal)
         guard case .object(let members) = patch else { throw LISAError.invalidRequest("The update must be a JSON object.") }
         let original = try JSONValue(encoding: current)
-        for fixed in ["repositoryId", "type", "embeddingModelId"] where members[fixed] != nil && members[fixed] != original.member(fixed) {
+        for fixed in ["repositoryId", "type", "embeddingModelId", "pgvector"] where members[fixed] != nil && members[fixed] != original.member(fixed) {
             throw LISAError.invalidRequest("\(fixed) cannot change; create a new repository.", param: fixed)
         }
         let updated: RAGRepository
@@ -173,9 +243,12 @@ public final class RAGService: Service, Sendable {
     public func deleteRepository(_ id: String, by principal: Principal) async throws {
         guard access.isAdmin(principal) else { throw LISAError.forbidden("Deleting a repository needs an administrator.") }
         let repository = try await repository(id, for: principal)
-        let vectors = try vectors(for: repository)
+        let vectors = try await vectors(for: repository)
         for collection in try await store.list(RAGCollection.self, kind: Self.collectionKind, parent: id) {
             try await vectors.dropCollection(collection.storeName)
+        }
+        for job in try await store.list(IngestionJob.self, kind: Self.jobKind, parent: id) where job.status == .pending || job.status == .inProgress {
+            await forgetUpload(job.jobId)
         }
         for kind in [Self.collectionKind, Self.documentKind, Self.jobKind] {
             try await store.deleteRecords(kind: kind, parent: id)
@@ -272,12 +345,14 @@ public final class RAGService: Service, Sendable {
             documentName: name, username: principal.username, status: .pending, chunkSize: size, chunkOverlap: overlap,
             chunkingStrategy: chunkingStrategy, createdAt: now, updatedAt: now
         )
-        let path = uploadPath(job.jobId)
-        guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600]) else {
-            throw LISAError.internalError("The upload could not be stored.")
+        try await store.putBlob(id: Self.blobID(job.jobId), bytes: Array(data))
+        do {
+            try await store.put(job, kind: Self.jobKind, id: job.jobId, parent: repository.repositoryId)
+        } catch {
+            try? await store.deleteBlob(id: Self.blobID(job.jobId))
+            throw error
         }
-        try await store.put(job, kind: Self.jobKind, id: job.jobId, parent: repository.repositoryId)
-        enqueue.yield(.queued(jobId: job.jobId, user: job.username))
+        queue(job)
         return job
     }
 
@@ -329,8 +404,37 @@ public final class RAGService: Service, Sendable {
         }
     }
 
+    /// Where uploads waited before they moved into the store (read for jobs queued then).
     private func uploadPath(_ jobId: String) -> String {
         URL(fileURLWithPath: uploadDirectory).appendingPathComponent(jobId).path
+    }
+
+    static func blobID(_ jobId: String) -> String { "rag.upload:\(jobId)" }
+    static func claimID(_ jobId: String) -> String { "rag.job:\(jobId)" }
+
+    /// Queues a job here unless it already is.
+    private func queue(_ job: IngestionJob) {
+        guard localJobs.withLock({ $0.insert(job.jobId).inserted }) else { return }
+        enqueue.yield(.queued(jobId: job.jobId, user: job.username))
+    }
+
+    /// The uploaded bytes of a job, and forgets them.
+    private func uploadedBytes(_ jobId: String) async throws -> Data? {
+        if let bytes = try await store.blob(id: Self.blobID(jobId)) { return Data(bytes) }
+        return FileManager.default.contents(atPath: uploadPath(jobId))
+    }
+
+    private func forgetUpload(_ jobId: String) async {
+        try? await store.deleteBlob(id: Self.blobID(jobId))
+        try? FileManager.default.removeItem(atPath: uploadPath(jobId))
+    }
+
+    /// Queues every unfinished job; a job another live replica runs is skipped when its
+    /// claim is tried.
+    private func queueUnfinishedJobs() async throws {
+        for job in try await store.list(IngestionJob.self, kind: Self.jobKind) where job.status == .pending || job.status == .inProgress {
+            queue(job)
+        }
     }
 
     public func jobs(of repositoryId: String, for principal: Principal) async throws -> [IngestionJob] {
@@ -404,11 +508,19 @@ public final class RAGService: Service, Sendable {
     /// are cancelled (their subprocesses killed) and go back to PENDING for the next start,
     /// without counting as an attempt.
     public func run() async throws {
-        for job in try await store.list(IngestionJob.self, kind: Self.jobKind) where job.status == .pending || job.status == .inProgress {
-            enqueue.yield(.queued(jobId: job.jobId, user: job.username))
-        }
+        try await queueUnfinishedJobs()
         try await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
+                if self.store.isShared {
+                    // Jobs uploaded through a replica that died, once their lease lapses.
+                    group.addTask {
+                        while !Task.isCancelled {
+                            try? await Task.sleep(for: .seconds(self.ingestion.scanIntervalSeconds))
+                            guard !Task.isCancelled else { return }
+                            try? await self.queueUnfinishedJobs()
+                        }
+                    }
+                }
                 var scheduler = IngestionScheduler(concurrency: self.ingestion.concurrency)
                 for await event in self.queue {
                     switch event {
@@ -426,24 +538,49 @@ public final class RAGService: Service, Sendable {
         }
     }
 
-    /// Runs one job with its deadline; a job past it is cancelled and FAILED with the reason.
+    /// Runs one job with its deadline, under this process's claim on it (renewed while it
+    /// runs); a job another process holds is left to it. A job past its deadline is
+    /// cancelled and FAILED with the reason.
     func ingestWithinBudget(_ jobId: String) async {
+        defer { _ = localJobs.withLock { $0.remove(jobId) } }
+        let claim = Self.claimID(jobId)
+        let holder = store.instanceID
+        let lease = ingestion.leaseSeconds
+        guard (try? await store.claim(claim, holder: holder, seconds: lease)) == true else { return }
         let timeout = ingestion.timeoutSeconds
-        let finished = await withTaskGroup(of: Bool.self) { group in
+        let finished = await withTaskGroup(of: Bool?.self) { group in
             group.addTask {
                 await self.ingest(jobId)
                 return true
             }
             group.addTask {
                 try? await Task.sleep(for: .seconds(timeout))
-                return false
+                return Task.isCancelled ? nil : false
             }
-            let first = await group.next() ?? true
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(lease / 3))
+                    guard !Task.isCancelled else { break }
+                    if (try? await self.store.claim(claim, holder: holder, seconds: lease)) != true {
+                        self.logger.warning("could not renew the claim on an ingestion job", metadata: ["lisa.job": "\(jobId)"])
+                    }
+                }
+                return nil
+            }
+            var first: Bool?
+            while first == nil, let next = await group.next() {
+                first = next
+            }
             group.cancelAll()
-            return first
+            return first ?? true
         }
-        guard !finished, !Task.isCancelled else { return }
-        await fail(jobId, reason: "Ingestion took longer than \(Int(timeout)) s (rag.ingestion.timeoutSeconds) and was stopped.")
+        if !finished, !Task.isCancelled {
+            await fail(jobId, reason: "Ingestion took longer than \(Int(timeout)) s (rag.ingestion.timeoutSeconds) and was stopped.")
+        }
+        // Given back at once (done, failed, or put back by a shutdown): another replica may
+        // take a job this one did not finish without waiting for the lease.
+        let store = self.store
+        await Task { try? await store.releaseClaim(claim, holder: holder) }.value
     }
 
     private func fail(_ jobId: String, reason: String) async {
@@ -453,7 +590,7 @@ public final class RAGService: Service, Sendable {
         job.updatedAt = Date()
         logger.warning("ingestion failed", metadata: ["lisa.job": "\(job.jobId)", "lisa.reason": "\(reason)"])
         try? await store.put(job, kind: Self.jobKind, id: job.jobId, parent: job.repositoryId)
-        try? FileManager.default.removeItem(atPath: uploadPath(job.jobId))
+        await forgetUpload(job.jobId)
     }
 
     /// Runs one job: parse, chunk, embed in batches through the router, then replace the
@@ -481,7 +618,7 @@ public final class RAGService: Service, Sendable {
                 throw LISAError.notFound("The repository was deleted.")
             }
             let collection = try await collection(repository, job.collectionId)
-            guard let data = FileManager.default.contents(atPath: uploadPath(job.jobId)) else {
+            guard let data = try await uploadedBytes(job.jobId) else {
                 throw LISAError.internalError("The uploaded file is gone.")
             }
             let text = try await DocumentParser.text(of: data, filename: job.documentName, limits: ingestion.document)
@@ -497,7 +634,7 @@ public final class RAGService: Service, Sendable {
             guard let dimension = embeddings.first?.count, embeddings.allSatisfy({ $0.count == dimension }) else {
                 throw LISAError.badGateway("The embedding model returned vectors of different sizes.")
             }
-            let vectors = try vectors(for: repository)
+            let vectors = try await vectors(for: repository)
             var stored = collection
             if let fixed = collection.dimension, fixed != dimension {
                 throw LISAError.invalidRequest(
@@ -545,7 +682,7 @@ public final class RAGService: Service, Sendable {
         }
         job.updatedAt = Date()
         try? await store.put(job, kind: Self.jobKind, id: job.jobId, parent: job.repositoryId)
-        try? FileManager.default.removeItem(atPath: uploadPath(job.jobId))
+        await forgetUpload(job.jobId)
     }
 
     /// Waits until a job has finished (tests, `lisactl --wait`).

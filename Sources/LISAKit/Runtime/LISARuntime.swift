@@ -44,7 +44,7 @@ public final class LISARuntime: Sendable {
     /// The long-lived work to run in a `ServiceGroup`: health probes, the models service,
     /// the ingestion worker and, with OIDC, the key refresher.
     public var services: [any Service] {
-        [prober, models, rag] + (oidc.map { [$0] } ?? [])
+        [prober, models, rag, authenticator.tokenCache] + (oidc.map { [$0] } ?? [])
     }
 
     /// Builds every part from `configuration`: state from `configuration.databaseURL`
@@ -67,11 +67,14 @@ public final class LISARuntime: Sendable {
             let (keyring, generated) = try await AdminKeyring.load(configured: configuration.adminKey, store: store)
             adminKeys = keyring
             generatedAdminKey = generated
-            rateLimiter = RateLimiter(configuration: configuration.rateLimits)
+            rateLimiter = RateLimiter(configuration: configuration.rateLimits, store: store)
             let oidc = configuration.oidc.map { OIDCVerifier(configuration: $0, httpClient: httpClient, logger: logger) }
             self.oidc = oidc
-            authenticator = Authenticator(adminKeys: keyring, store: store, access: configuration.access, oidc: oidc)
-            tokens = APITokenService(store: store, access: configuration.access, policy: configuration.tokenPolicy, logger: logger)
+            let tokenCache = TokenCache(settings: configuration.tokenCache, following: store)
+            authenticator = Authenticator(adminKeys: keyring, store: store, access: configuration.access, oidc: oidc, tokenCache: tokenCache)
+            tokens = APITokenService(
+                store: store, access: configuration.access, policy: configuration.tokenPolicy, tokenCache: tokenCache, logger: logger
+            )
             sessions = SessionService(store: store, access: configuration.access, quotas: configuration.quotas)
             let gateway = Gateway(
                 registry: ModelRegistry(defaultPolicy: configuration.loadBalancing), store: store,
@@ -116,6 +119,7 @@ public final class LISARuntime: Sendable {
 
     /// Closes the vector store, the HTTP client and (when the runtime opened it) the state store.
     public func shutdown() async throws {
+        await rag.close()
         try? await vectors.close()
         try? await httpClient.shutdown()
         if ownsStore { try await store.close() }

@@ -16,6 +16,13 @@ package final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Databas
     let client: PostgresClient
     private let runner: Task<Void, Never>
     private let logger: Logger
+    /// The most one call (a statement, a transaction, a lock check) may take before it
+    /// fails with ``LISAError/stateStoreUnavailable(_:)``: the URL's `call_timeout`
+    /// (seconds), 10 s by default. A database that is down or unreachable answers nothing
+    /// at all, and no request may hang on it.
+    package let callTimeout: Duration
+    /// How long leadership outlives its last confirmation (``withAdvisoryLock(key:_:)``).
+    package let leaderLease: Duration
 
     /// Connects to `url` (`postgres://user:password@host:port/database?sslmode=…`).
     ///
@@ -35,7 +42,9 @@ package final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Databas
             throw ConnectionError("cannot reach PostgreSQL at \(Self.redacted(url)): \(Self.describe(error))")
         }
         let client = PostgresClient(configuration: settings.clientConfiguration(), backgroundLogger: logger)
-        let database = PostgresDatabase(client: client, logger: logger)
+        let database = PostgresDatabase(
+            client: client, callTimeout: .seconds(settings.callTimeout), leaderLease: .seconds(settings.leaderLease), logger: logger
+        )
         do {
             try await database.query("SELECT 1")
         } catch {
@@ -60,8 +69,10 @@ package final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Databas
         init(_ description: String) { self.description = description }
     }
 
-    private init(client: PostgresClient, logger: Logger) {
+    private init(client: PostgresClient, callTimeout: Duration, leaderLease: Duration, logger: Logger) {
         self.client = client
+        self.callTimeout = callTimeout
+        self.leaderLease = leaderLease
         self.logger = logger
         self.runner = Task { await client.run() }
     }
@@ -77,6 +88,8 @@ package final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Databas
         var tlsConfiguration: TLSConfiguration
         var poolMaximum: Int
         var connectTimeout: Int
+        var callTimeout: Double
+        var leaderLease: Double
 
         init(url: String) throws {
             guard let components = URLComponents(string: url), let scheme = components.scheme,
@@ -108,6 +121,17 @@ package final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Databas
             self.database = path.isEmpty ? nil : path
             self.poolMaximum = Int(query["pool_max"] ?? "") ?? 16
             self.connectTimeout = Int(query["connect_timeout"] ?? "") ?? 10
+            self.callTimeout = try Self.seconds(query, "call_timeout", default: 10)
+            self.leaderLease = try Self.seconds(query, "leader_lease", default: 10)
+            guard leaderLease >= 3 else { throw ConnectionError("leader_lease must be at least 3 seconds, not \(leaderLease)") }
+        }
+
+        private static func seconds(_ query: [String: String], _ name: String, default value: Double) throws -> Double {
+            guard let text = query[name] else { return value }
+            guard let seconds = Double(text), seconds > 0, seconds <= 3600 else {
+                throw ConnectionError("\(name) must be a number of seconds in (0, 3600], not '\(text)'")
+            }
+            return seconds
         }
 
         func clientConfiguration() -> PostgresClient.Configuration {
@@ -149,20 +173,40 @@ package final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Databas
 
     @discardableResult
     package func query(_ sql: String, _ binds: [StateValue]) async throws -> [StateRow] {
-        try await Self.collect(try await client.query(try Self.postgresQuery(sql, binds), logger: logger))
+        let query = try Self.postgresQuery(sql, binds)
+        return try await bounded { [client, logger] in
+            try await Self.collect(try await client.query(query, logger: logger))
+        }
     }
 
-    package func transaction<T: Sendable>(_ body: @Sendable (any StateDatabase) async throws -> T) async throws -> T {
-        try await client.withConnection { connection in
-            try await connection.query("BEGIN", logger: logger)
-            do {
-                let result = try await body(Connection(connection: connection, logger: logger))
-                try await connection.query("COMMIT", logger: logger)
-                return result
-            } catch {
-                _ = try? await connection.query("ROLLBACK", logger: logger)
-                throw error
+    package func transaction<T: Sendable>(_ body: @escaping @Sendable (any StateDatabase) async throws -> T) async throws -> T {
+        // The body runs in the deadline's own task; a transaction abandoned at its deadline
+        // is rolled back with its connection.
+        try await bounded { [client, logger] in
+            try await client.withConnection { connection in
+                try await connection.query("BEGIN", logger: logger)
+                do {
+                    let result = try await body(Connection(connection: connection, logger: logger))
+                    try await connection.query("COMMIT", logger: logger)
+                    return result
+                } catch {
+                    _ = try? await connection.query("ROLLBACK", logger: logger)
+                    throw error
+                }
             }
+        }
+    }
+
+    /// `operation` within ``callTimeout``; a timeout or a lost connection becomes
+    /// ``LISAError/stateStoreUnavailable(_:)`` (what the server itself refused stays as it is).
+    package func bounded<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        let timeout = callTimeout
+        do {
+            return try await withDeadline(timeout, timedOut: {
+                LISAError.stateStoreUnavailable("The state database did not answer within \(Int(timeout.seconds.rounded(.up))) s.")
+            }, operation: operation)
+        } catch let error as PSQLError where error.serverInfo == nil && error.code != .queryCancelled {
+            throw LISAError.stateStoreUnavailable("The state database cannot be reached: \(Self.describe(error)).")
         }
     }
 
@@ -189,38 +233,162 @@ package final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Databas
     }
 
     /// Holds a session advisory lock on `key` while `body` runs, on a connection of its
-    /// own: the lock is released when `body` returns or when the connection dies (so a
-    /// crashed holder frees it). Returns `nil` without running `body` if another session
-    /// holds the lock. While `body` runs the connection is pinged every second; if a ping
-    /// fails, `body` is cancelled.
+    /// own: released when `body` returns or when the connection dies (so a crashed holder
+    /// frees it). Returns `nil` without running `body` if another session holds the lock.
+    ///
+    /// Leadership is fenced by a lease of ``leaderLease`` kept in `lisa_leases`:
+    /// - the holder confirms the lock every second, each check bounded by what is left of
+    ///   the lease (the time since the last confirmed check counts from when it was sent);
+    ///   when a check fails or cannot finish in time, the connection is closed and `body` is
+    ///   cancelled, with at least 2 s of the lease left to wind down;
+    /// - a new holder whose predecessor confirmed within the lease waits until that lease
+    ///   has run out before it starts `body`, so two bodies never run at once — even when
+    ///   the old holder cannot reach the database to learn it has lost the lock (a
+    ///   PostgreSQL restart drops every session's locks at once).
     package func withAdvisoryLock<T: Sendable>(
         key: Int64, _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T? {
-        try await client.withConnection { connection in
-            let rows = try await Self.collect(
-                try await connection.query(try Self.postgresQuery("SELECT pg_try_advisory_lock(?) AS locked", [.integer(key)]), logger: logger)
-            )
-            guard rows.first?["locked"] == .integer(1) else { return nil }
-            let result: Result<T?, any Error>
+        let lease = leaderLease
+        let holder = UUID().uuidString.lowercased()
+        return try await client.withConnection { connection in
+            let check = LockCheck(connection: connection, logger: logger)
             do {
-                result = .success(try await withThrowingTaskGroup(of: T?.self) { group in
-                    group.addTask { try await body() }
+                let locked = try await check.run(within: callTimeout, "SELECT pg_try_advisory_lock(?) AS locked", [.integer(key)])
+                guard locked.first?["locked"] == .integer(1) else { return nil }
+                // The predecessor's lease, in the database's clock: wait it out.
+                let previous = try await check.run(
+                    within: callTimeout,
+                    """
+                    SELECT holder, GREATEST(0, confirmed_at + ? - EXTRACT(EPOCH FROM clock_timestamp()))::float8 AS remaining
+                    FROM lisa_leases WHERE key = ?
+                    """,
+                    [.double(lease.seconds), .integer(key)]
+                )
+                if let remaining = previous.first?["remaining"].double, remaining > 0 {
+                    logger.notice(
+                        "waiting out the previous leader's lease",
+                        metadata: ["lisa.lease_seconds": "\(String(format: "%.1f", remaining))"]
+                    )
+                    try await EventLoopTimer.sleep(for: .milliseconds(Int64(remaining * 1000) + 100))
+                }
+                let result = try await withThrowingTaskGroup(of: T?.self) { group in
                     group.addTask {
-                        while true {
-                            try await Task.sleep(for: .seconds(1))
-                            try await connection.query("SELECT 1", logger: self.logger)
-                        }
+                        try await check.confirm(key: key, holder: holder)
+                        return try await body()
+                    }
+                    group.addTask {
+                        try await check.keep(key: key, holder: holder, lease: lease)
+                        return nil
                     }
                     defer { group.cancelAll() }
                     return try await group.next()!
-                })
+                }
+                await check.release(key: key, holder: holder, within: callTimeout)
+                return result
             } catch {
-                result = .failure(error)
+                // The lock must not go back to the pool with the connection: give it up, or
+                // end the session when that cannot be done.
+                if !(error is CancellationError) || check.isBroken {
+                    check.close()
+                } else {
+                    await check.release(key: key, holder: holder, within: callTimeout)
+                }
+                throw error
             }
-            // Released on every path: the connection goes back to the pool and must not keep the lock.
-            _ = try await connection.query(try Self.postgresQuery("SELECT pg_advisory_unlock(?)", [.integer(key)]), logger: logger)
-            return try result.get()
         }
+    }
+
+    /// The lock connection's statements, each with a deadline; a statement that misses it
+    /// closes the connection (so the server drops the lock too, if it still can).
+    private final class LockCheck: Sendable {
+        let connection: PostgresConnection
+        let logger: Logger
+        private let broken = Atomic(false)
+        var isBroken: Bool { broken.load(ordering: .relaxed) }
+
+        init(connection: PostgresConnection, logger: Logger) {
+            self.connection = connection
+            self.logger = logger
+        }
+
+        @discardableResult
+        func run(within timeout: Duration, _ sql: String, _ binds: [StateValue] = []) async throws -> [StateRow] {
+            let query = try PostgresDatabase.postgresQuery(sql, binds)
+            do {
+                return try await withDeadline(timeout, timedOut: {
+                    LISAError.stateStoreUnavailable("The state database did not confirm the leader lock in time.")
+                }) { [connection, logger] in
+                    try await PostgresDatabase.collect(try await connection.query(query, logger: logger))
+                }
+            } catch {
+                if !(error is CancellationError) { close() }
+                throw error
+            }
+        }
+
+        /// Records that `holder` has the lock now (the database's clock).
+        func confirm(key: Int64, holder: String) async throws {
+            try await run(
+                within: .seconds(5),
+                """
+                INSERT INTO lisa_leases (key, holder, confirmed_at) VALUES (?, ?, EXTRACT(EPOCH FROM clock_timestamp()))
+                ON CONFLICT (key) DO UPDATE SET holder = EXCLUDED.holder, confirmed_at = EXCLUDED.confirmed_at
+                """,
+                [.integer(key), .text(holder)]
+            )
+        }
+
+        /// Gives the lock up, ending the lease at once so a successor need not wait it out
+        /// (``withAdvisoryLock(key:_:)`` calls this only after `body` has finished).
+        /// Runs in a task of its own: the caller is usually being cancelled (shutdown), and
+        /// the lock must be given up all the same. Closes the connection when it cannot be.
+        func release(key: Int64, holder: String, within timeout: Duration) async {
+            await Task {
+                do {
+                    try await run(within: timeout, "UPDATE lisa_leases SET confirmed_at = 0 WHERE key = ? AND holder = ?", [.integer(key), .text(holder)])
+                    try await run(within: timeout, "SELECT pg_advisory_unlock(?)", [.integer(key)])
+                } catch {
+                    close()
+                }
+            }.value
+        }
+
+        /// Confirms the lock every second until a confirmation cannot be had within what is
+        /// left of the lease (less 2 s to wind down); then throws.
+        func keep(key: Int64, holder: String, lease: Duration) async throws {
+            var confirmedSince = ContinuousClock.now
+            while true {
+                try await EventLoopTimer.sleep(for: .seconds(1))
+                let sent = ContinuousClock.now
+                let budget = confirmedSince + lease - .seconds(2) - sent
+                guard budget > .milliseconds(50) else { throw LeadershipLost() }
+                do {
+                    try await withDeadline(budget, timedOut: { LeadershipLost() }) { [self] in
+                        try await self.confirm(key: key, holder: holder)
+                    }
+                    confirmedSince = sent
+                } catch is CancellationError {
+                    throw CancellationError()
+                } catch {
+                    close()
+                    logger.warning(
+                        "the leader lock could not be confirmed; leadership ends",
+                        metadata: ["lisa.error": "\(String(describing: error).prefix(200))"]
+                    )
+                    throw LeadershipLost()
+                }
+            }
+        }
+
+        func close() {
+            guard !broken.exchange(true, ordering: .relaxed) else { return }
+            connection.close().whenComplete { _ in }
+        }
+    }
+
+    /// The leader lock could not be confirmed within its lease.
+    package struct LeadershipLost: Error, CustomStringConvertible {
+        package var description: String { "the leader lock could not be confirmed within its lease" }
     }
 
     struct Connection: StateDatabase {
@@ -232,7 +400,7 @@ package final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Databas
             try await PostgresDatabase.collect(try await connection.query(try PostgresDatabase.postgresQuery(sql, binds), logger: logger))
         }
 
-        func transaction<T: Sendable>(_ body: @Sendable (any StateDatabase) async throws -> T) async throws -> T {
+        func transaction<T: Sendable>(_ body: @escaping @Sendable (any StateDatabase) async throws -> T) async throws -> T {
             try await body(self)
         }
 

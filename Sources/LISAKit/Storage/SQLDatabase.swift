@@ -71,7 +71,7 @@ package protocol StateDatabase: Sendable {
 
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
     /// Statements inside must go through the database passed to `body`.
-    func transaction<T: Sendable>(_ body: @Sendable (any StateDatabase) async throws -> T) async throws -> T
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (any StateDatabase) async throws -> T) async throws -> T
 
     /// Releases the database's connections. Calls after this fail.
     func close() async throws

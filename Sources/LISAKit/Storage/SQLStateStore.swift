@@ -137,6 +137,40 @@ public final class SQLStateStore: StateStore {
         ],
         // v5: a small summary beside a record's body, so lists need not read whole documents.
         ["ALTER TABLE records ADD COLUMN summary TEXT"],
+        // v6: the leader's lease (fencing, PostgreSQL) and rate-limit buckets shared by replicas.
+        [
+            """
+            CREATE TABLE IF NOT EXISTS lisa_leases (
+                key BIGINT PRIMARY KEY NOT NULL,
+                holder TEXT NOT NULL,
+                confirmed_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS rate_buckets (
+                key TEXT PRIMARY KEY NOT NULL,
+                tokens DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+        ],
+        // v7: uploads kept in the store (every replica can ingest them) and leases on work.
+        [
+            """
+            CREATE TABLE IF NOT EXISTS blobs (
+                id TEXT PRIMARY KEY NOT NULL,
+                data {BLOB} NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS claims (
+                id TEXT PRIMARY KEY NOT NULL,
+                holder TEXT NOT NULL,
+                expires_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+        ],
     ]
 
     private func migrate() async throws {
@@ -161,7 +195,7 @@ public final class SQLStateStore: StateStore {
             }
             for (index, statements) in Self.migrations.enumerated() where index >= version {
                 for statement in statements {
-                    try await db.query(statement)
+                    try await db.query(statement.replacingOccurrences(of: "{BLOB}", with: dialect == .postgres ? "BYTEA" : "BLOB"))
                 }
                 version = index + 1
             }
@@ -201,7 +235,7 @@ public final class SQLStateStore: StateStore {
     }
 
     public func updateModel(
-        id: String, expecting: Set<ModelStatus>?, _ change: @Sendable (inout StoredModel) throws -> Void
+        id: String, expecting: Set<ModelStatus>?, _ change: @escaping @Sendable (inout StoredModel) throws -> Void
     ) async throws -> StoredModel? {
         let lock = database.dialect == .postgres ? " FOR UPDATE" : ""
         let updated = try await database.transaction { db -> StoredModel? in
@@ -415,6 +449,72 @@ public final class SQLStateStore: StateStore {
         let deleted = !(try await database.query("DELETE FROM api_tokens WHERE id = ? RETURNING id", [.text(id)])).isEmpty
         if deleted { await publish(StateChange(kind: .token, id: id)) }
         return deleted
+    }
+
+    // MARK: - Uploads and claims
+
+    public func putBlob(id: String, bytes: [UInt8]) async throws {
+        try await database.query(
+            "INSERT INTO blobs (id, data, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data",
+            [.text(id), .blob(bytes), .double(Date().timeIntervalSince1970)]
+        )
+    }
+
+    public func blob(id: String) async throws -> [UInt8]? {
+        guard let row = try await database.query("SELECT data FROM blobs WHERE id = ?", [.text(id)]).first else { return nil }
+        return row["data"].bytes ?? []
+    }
+
+    public func deleteBlob(id: String) async throws {
+        try await database.query("DELETE FROM blobs WHERE id = ?", [.text(id)])
+    }
+
+    public func claim(_ id: String, holder: String, seconds: Double) async throws -> Bool {
+        let now = Date().timeIntervalSince1970
+        let rows = try await database.query(
+            """
+            INSERT INTO claims (id, holder, expires_at) VALUES (?, ?, ?)
+            ON CONFLICT (id) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+            WHERE claims.holder = EXCLUDED.holder OR claims.expires_at < ?
+            RETURNING holder
+            """,
+            [.text(id), .text(holder), .double(now + seconds), .double(now)]
+        )
+        return rows.first?["holder"].string == holder
+    }
+
+    public func releaseClaim(_ id: String, holder: String) async throws {
+        try await database.query("DELETE FROM claims WHERE id = ? AND holder = ?", [.text(id), .text(holder)])
+    }
+
+    // MARK: - Rate limits
+
+    public func takeRateToken(key: String, perSecond: Double, capacity: Double) async throws -> Double? {
+        guard isShared, database.dialect == .postgres else { return nil }
+        // One atomic statement: refill by the time since the last take, then take one if
+        // there is one. The database's clock, so replicas' clocks do not matter.
+        let refilled = "LEAST(?, b.tokens + GREATEST(0, EXTRACT(EPOCH FROM now()) - b.updated_at) * ?)"
+        let taken = try await database.query(
+            """
+            INSERT INTO rate_buckets AS b (key, tokens, updated_at) VALUES (?, ? - 1, EXTRACT(EPOCH FROM now()))
+            ON CONFLICT (key) DO UPDATE SET tokens = \(refilled) - 1, updated_at = EXTRACT(EPOCH FROM now())
+            WHERE \(refilled) >= 1
+            RETURNING tokens
+            """,
+            [.text(key), .double(capacity), .double(capacity), .double(perSecond), .double(capacity), .double(perSecond)]
+        )
+        if !taken.isEmpty {
+            if Int.random(in: 0..<2000) == 0 {
+                // Buckets idle for a day are full again; forget them.
+                try? await database.query("DELETE FROM rate_buckets WHERE updated_at < EXTRACT(EPOCH FROM now()) - 86400")
+            }
+            return 0
+        }
+        guard perSecond > 0 else { return .infinity }
+        let level = try await database.query("SELECT \(refilled)::float8 AS level FROM rate_buckets AS b WHERE key = ?", [
+            .double(capacity), .double(perSecond), .text(key),
+        ]).first?["level"].double ?? 0
+        return max((1 - level) / perSecond, 0.001)
     }
 
     // MARK: - Coordination

@@ -38,7 +38,7 @@ package final class SQLiteDatabase: StateDatabase {
         try await lock.withLock { try await Self.run(connection, sql, binds) }
     }
 
-    package func transaction<T: Sendable>(_ body: @Sendable (any StateDatabase) async throws -> T) async throws -> T {
+    package func transaction<T: Sendable>(_ body: @escaping @Sendable (any StateDatabase) async throws -> T) async throws -> T {
         try await lock.withLock {
             try await Self.run(connection, "BEGIN IMMEDIATE", [])
             do {
@@ -65,7 +65,7 @@ package final class SQLiteDatabase: StateDatabase {
             try await SQLiteDatabase.run(connection, sql, binds)
         }
 
-        func transaction<T: Sendable>(_ body: @Sendable (any StateDatabase) async throws -> T) async throws -> T {
+        func transaction<T: Sendable>(_ body: @escaping @Sendable (any StateDatabase) async throws -> T) async throws -> T {
             try await body(self)
         }
 

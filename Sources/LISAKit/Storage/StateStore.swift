@@ -29,7 +29,7 @@ public protocol StateStore: Sendable {
     /// Returns the stored result, or `nil` (and changes nothing) when the model is missing
     /// or its status did not match — another request or replica moved it first.
     func updateModel(
-        id: String, expecting: Set<ModelStatus>?, _ change: @Sendable (inout StoredModel) throws -> Void
+        id: String, expecting: Set<ModelStatus>?, _ change: @escaping @Sendable (inout StoredModel) throws -> Void
     ) async throws -> StoredModel?
 
     /// Removes a model (and its replica records) when its status is one of `expecting`
@@ -124,6 +124,32 @@ public protocol StateStore: Sendable {
     /// store at a time — and cancels it when leadership is lost. Returns when cancelled.
     func runAsLeader(_ body: @escaping @Sendable () async throws -> Void) async throws
 
+    // MARK: Uploads and claims
+
+    /// Stores bytes under `id` (an upload waiting for its ingestion job) in the store itself,
+    /// so whichever process runs the job can read them.
+    func putBlob(id: String, bytes: [UInt8]) async throws
+
+    /// The bytes stored under `id`, or `nil`.
+    func blob(id: String) async throws -> [UInt8]?
+
+    /// Removes the bytes stored under `id`.
+    func deleteBlob(id: String) async throws
+
+    /// Claims the work item `id` for `holder` for `seconds` (a lease) unless another
+    /// holder's lease on it is still running; a holder renews its own lease the same way.
+    /// Returns whether `holder` has it now. Leases are timed by each process's clock.
+    func claim(_ id: String, holder: String, seconds: Double) async throws -> Bool
+
+    /// Ends `holder`'s lease on `id` (the work is done or given back).
+    func releaseClaim(_ id: String, holder: String) async throws
+
+    /// Takes one request from the rate-limit bucket `key` that every process sharing the
+    /// store draws on (`capacity` at most, refilled at `perSecond`, timed by the database's
+    /// clock): 0 when allowed, else the seconds until the next request is. `nil` when the
+    /// store keeps no shared buckets (one process: its own buckets are exact).
+    func takeRateToken(key: String, perSecond: Double, capacity: Double) async throws -> Double?
+
     /// pgvector in the state database, when the store has one (PostgreSQL with the
     /// extension); `nil` otherwise (the default).
     func openPGVector(logger: Logger) async throws -> PGVectorStore?
@@ -133,6 +159,9 @@ public protocol StateStore: Sendable {
 }
 
 extension StateStore {
+    /// Stores shared by no other process keep no shared buckets.
+    public func takeRateToken(key: String, perSecond: Double, capacity: Double) async throws -> Double? { nil }
+
     /// Stores that keep no summaries store the document alone.
     public func openPGVector(logger: Logger) async throws -> PGVectorStore? { nil }
 

@@ -67,7 +67,7 @@ struct LISAMiddleware: AsyncMiddleware {
         do {
             let bearer = request.headers.bearerAuthorization?.token ?? request.headers.first(name: "Api-Key")
             let principal = try await runtime.authenticator.authenticate(bearer)
-            try runtime.rateLimiter.admit(principal)
+            try await runtime.rateLimiter.admit(principal)
             request.storage[PrincipalKey.self] = principal
             return try await next.respond(to: request)
         } catch let error as LISAError {
