@@ -113,6 +113,9 @@ public struct LaunchSpec: Sendable, Hashable, Codable {
     public var drainTimeoutSeconds: Double
     /// Seconds between SIGTERM and SIGKILL. Default 10.
     public var stopTimeoutSeconds: Double
+    /// What the Kubernetes backend needs besides the command: the image, the container
+    /// port, resources, scheduling. Ignored by the local backend.
+    public var kubernetes: KubernetesLaunch?
 
     public init(
         command: String, environment: [String: String] = [:], workingDirectory: String? = nil, healthCheckPath: String = "/health",
@@ -129,7 +132,8 @@ public struct LaunchSpec: Sendable, Hashable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case command, environment, workingDirectory, healthCheckPath, basePath, startupTimeoutSeconds, drainTimeoutSeconds, stopTimeoutSeconds
+        case command, environment, workingDirectory, healthCheckPath, basePath, startupTimeoutSeconds, drainTimeoutSeconds, stopTimeoutSeconds,
+            kubernetes
     }
 
     public init(from decoder: any Decoder) throws {
@@ -142,6 +146,7 @@ public struct LaunchSpec: Sendable, Hashable, Codable {
         startupTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .startupTimeoutSeconds) ?? 600
         drainTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .drainTimeoutSeconds) ?? 30
         stopTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .stopTimeoutSeconds) ?? 10
+        kubernetes = try c.decodeIfPresent(KubernetesLaunch.self, forKey: .kubernetes)
     }
 
     /// The command's arguments with the placeholders replaced.
@@ -163,6 +168,7 @@ public struct LaunchSpec: Sendable, Hashable, Codable {
         guard startupTimeoutSeconds > 0, drainTimeoutSeconds >= 0, stopTimeoutSeconds >= 0 else {
             throw .invalidRequest("launch timeouts must be positive.", param: "launch.startupTimeoutSeconds")
         }
+        try kubernetes?.validate()
     }
 
     /// Splits a command line into arguments: whitespace separates, single quotes keep
@@ -212,6 +218,71 @@ public struct LaunchSpec: Sendable, Hashable, Codable {
         }
         if inArgument { arguments.append(current) }
         return arguments
+    }
+}
+
+/// A hosted model's container on Kubernetes (`launch.kubernetes`): the container runs
+/// `launch.command` (split like the local backend splits it, `{port}` → ``port``,
+/// `{modelName}` → the model name) in place of the image's entrypoint, with
+/// `launch.environment`, `POD_IP` (the downward API; `$(POD_IP)` works in the command) and
+/// the secret ``envFromSecret`` as its environment.
+public struct KubernetesLaunch: Sendable, Hashable, Codable {
+    /// The container image, e.g. `vllm/vllm-openai:v0.6.3`.
+    public var image: String
+    /// The port the server listens on in the container. Default 8000.
+    public var port: Int
+    /// The container's `resources`, as Kubernetes takes them:
+    /// `{"limits": {"nvidia.com/gpu": 1}, "requests": {"cpu": "4", "memory": "16Gi"}}`.
+    public var resources: JSONValue?
+    public var nodeSelector: [String: String]?
+    /// The pod's `tolerations`, as Kubernetes takes them.
+    public var tolerations: JSONValue?
+    /// A Secret whose keys become environment variables (tokens for model downloads).
+    public var envFromSecret: String?
+    public var imagePullPolicy: String?
+    public var serviceAccountName: String?
+
+    public init(image: String, port: Int = 8000) {
+        self.image = image
+        self.port = port
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case image, port, resources, nodeSelector, tolerations, envFromSecret, imagePullPolicy, serviceAccountName
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        image = try c.decode(String.self, forKey: .image)
+        port = try c.decodeIfPresent(Int.self, forKey: .port) ?? 8000
+        resources = try c.decodeIfPresent(JSONValue.self, forKey: .resources)
+        nodeSelector = try c.decodeIfPresent([String: String].self, forKey: .nodeSelector)
+        tolerations = try c.decodeIfPresent(JSONValue.self, forKey: .tolerations)
+        envFromSecret = try c.decodeIfPresent(String.self, forKey: .envFromSecret)
+        imagePullPolicy = try c.decodeIfPresent(String.self, forKey: .imagePullPolicy)
+        serviceAccountName = try c.decodeIfPresent(String.self, forKey: .serviceAccountName)
+    }
+
+    package func validate() throws(LISAError) {
+        guard !image.isEmpty, !image.contains(where: \.isWhitespace) else {
+            throw .invalidRequest("launch.kubernetes.image must be an image reference.", param: "launch.kubernetes.image")
+        }
+        guard (1...65535).contains(port) else { throw .invalidRequest("launch.kubernetes.port must be 1-65535.", param: "launch.kubernetes.port") }
+        if let resources {
+            guard case .object(let members) = resources, Set(members.keys).isSubset(of: ["limits", "requests", "claims"]) else {
+                throw .invalidRequest(
+                    "launch.kubernetes.resources takes limits and requests, as Kubernetes does.", param: "launch.kubernetes.resources"
+                )
+            }
+        }
+        if let tolerations, case .array = tolerations {} else if tolerations != nil {
+            throw .invalidRequest("launch.kubernetes.tolerations must be a list.", param: "launch.kubernetes.tolerations")
+        }
+        if let policy = imagePullPolicy, !["Always", "IfNotPresent", "Never"].contains(policy) {
+            throw .invalidRequest(
+                "launch.kubernetes.imagePullPolicy must be Always, IfNotPresent or Never.", param: "launch.kubernetes.imagePullPolicy"
+            )
+        }
     }
 }
 

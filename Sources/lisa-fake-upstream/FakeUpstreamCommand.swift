@@ -21,8 +21,20 @@ struct FakeUpstreamCommand: AsyncParsableCommand {
     @Option(name: .customLong("opensearch-user"), help: "With --opensearch: require basic auth as this user.") var openSearchUser: String?
     @Option(name: .customLong("opensearch-password"), help: "With --opensearch: the password.") var openSearchPassword: String?
     @Option(name: .customLong("slow-delay-ms"), help: "How long the model named `slow` takes to answer.") var slowDelayMilliseconds = 5000
+    @Flag(name: .customLong("kubernetes"), help: "Serve the Kubernetes API emulator (pods run their command as local processes).")
+    var kubernetes = false
+    @Option(name: .customLong("kubernetes-token"), help: "With --kubernetes: require this bearer token.") var kubernetesToken: String?
+    @Option(name: .customLong("kubernetes-gpus"), help: "With --kubernetes: the node's nvidia.com/gpu count.") var kubernetesGPUs = 0
 
     func run() async throws {
+        if kubernetes {
+            let app = KubernetesEmulator(token: kubernetesToken, gpus: kubernetesGPUs).makeApplication(host: host, port: port) { port in
+                FileHandle.standardOutput.write(Data("kubernetes emulator listening on \(port)\n".utf8))
+            }
+            try await ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "fake")))
+                .run()
+            return
+        }
         if openSearch {
             let app = OpenSearchEmulator(username: openSearchUser, password: openSearchPassword).makeApplication(host: host, port: port) { port in
                 FileHandle.standardOutput.write(Data("opensearch emulator listening on \(port)\n".utf8))

@@ -2,6 +2,20 @@ import Foundation
 import Logging
 import Yams
 
+/// Where the Kubernetes hosting backend runs replicas (`hosting.kubernetes`).
+public struct KubernetesSettings: Sendable, Hashable, Decodable {
+    /// The namespace; default: the pod's own (in a cluster), the kubeconfig context's, or `default`.
+    public var namespace: String?
+    /// A kubeconfig file; default: the service account when in a cluster, else `$KUBECONFIG`
+    /// or `~/.kube/config`.
+    public var kubeconfig: String?
+
+    public init(namespace: String? = nil, kubeconfig: String? = nil) {
+        self.namespace = namespace
+        self.kubeconfig = kubeconfig
+    }
+}
+
 /// Everything LISAServe needs to start, from defaults, a file, the environment and flags
 /// (later sources win). Every key, variable and flag is listed in
 /// `Documentation/Configuration.md`.
@@ -57,6 +71,8 @@ public struct LISAConfiguration: Sendable {
     /// Where `lisa_hosted` models run: `local` (child processes, the default) or `none`.
     /// `LISA_HOSTING_BACKEND`, `hosting.backend`.
     public var hostingBackend: String = "local"
+    /// The Kubernetes backend's cluster (`hosting.kubernetes.namespace`, `.kubeconfig`).
+    public var kubernetes = KubernetesSettings()
     /// LISA Chat, the web UI at `/` (`ui.*`, `LISA_UI_ENABLED`, `LISA_UI_DIRECTORY`).
     public var ui = UISettings()
     /// Models declared statically.
@@ -101,8 +117,8 @@ public struct LISAConfiguration: Sendable {
     }
 
     mutating func setHostingBackend(_ value: String) throws {
-        guard ["local", "none"].contains(value) else {
-            throw ConfigurationError("hosting.backend '\(value)' is not one of local, none")
+        guard ["local", "kubernetes", "none"].contains(value) else {
+            throw ConfigurationError("hosting.backend '\(value)' is not one of local, kubernetes, none")
         }
         hostingBackend = value
     }
@@ -129,6 +145,7 @@ public struct LISAConfiguration: Sendable {
         }
         if let value = file.routing?.loadBalancing { loadBalancing = value }
         if let value = file.hosting?.backend { try setHostingBackend(value) }
+        if let value = file.hosting?.kubernetes { kubernetes = value }
         if let value = file.rag?.maxUploadSize { ragMaxUploadSize = value }
         if let value = file.rag?.ingestion { ragIngestion = value }
         if let value = file.quotas { quotas = value }
@@ -307,6 +324,7 @@ struct ConfigurationFile: Decodable {
 
     struct Hosting: Decodable {
         var backend: String?
+        var kubernetes: KubernetesSettings?
     }
 
     struct RAG: Decodable {

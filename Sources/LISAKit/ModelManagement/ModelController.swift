@@ -154,6 +154,7 @@ actor ModelController {
             switch replica.state {
             case .launching:
                 replica = try await launch(replica, of: model, backend: backend)
+                if replica.state == .crashed, starting, replica.restarts == 0 { return }
             case .starting, .ready:
                 switch await backend.observe(replica, of: model.definition) {
                 case .ready where replica.state == .starting:
@@ -226,7 +227,9 @@ actor ModelController {
                     replicaId: Self.newReplicaID(), modelId: id, backend: backend.name, state: .launching, startedAt: now
                 )
                 try await store.saveReplica(replica)
-                active.append(try await launch(replica, of: model, backend: backend))
+                let launched = try await launch(replica, of: model, backend: backend)
+                if launched.state == .crashed, starting { return }
+                active.append(launched)
             }
         } else if active.count > target {
             // Retire the ones doing least: not ready first, then the newest.
@@ -259,6 +262,11 @@ actor ModelController {
         } catch let error as LISAError {
             var failed = replica
             try await crashed(&failed, reason: error.message)
+            // A model that has never served cannot start: say why (the scheduler's
+            // message, a refused image) rather than retrying forever.
+            if (model.status == .creating || model.status == .starting), replica.restarts == 0 {
+                try await fail(model, reason: "replica \(replica.replicaId) could not be launched: \(error.message)", replica: failed)
+            }
             return failed
         }
     }

@@ -126,6 +126,7 @@ public final class ModelManager: Service, Sendable {
         if definition.isHosted && backend == nil {
             throw LISAError.invalidRequest("This server has no hosting backend; lisa_hosted models are not available.", param: "hostingType")
         }
+        try checkBackendCanRun(definition)
         if let existing = registry.model(definition.modelId) {
             throw LISAError.conflict(
                 "A model with modelId '\(definition.modelId)' already exists (\(existing.source.rawValue), \(existing.status.rawValue)).",
@@ -144,6 +145,15 @@ public final class ModelManager: Service, Sendable {
         try await reload()
         logger.info("model created", metadata: ["lisa.model": "\(definition.modelId)", "lisa.status": "\(status.rawValue)"])
         return try record(id: definition.modelId)
+    }
+
+    /// What the hosting backend needs of a hosted model beyond the launch command.
+    private func checkBackendCanRun(_ definition: ModelDefinition) throws(LISAError) {
+        guard definition.isHosted, backend?.name == "kubernetes", definition.launch?.kubernetes == nil else { return }
+        throw .invalidRequest(
+            "Models hosted on Kubernetes need launch.kubernetes with the image (and the port, resources, node selector, tolerations).",
+            param: "launch.kubernetes"
+        )
     }
 
     /// `PUT /models/{id}`: `{"enabled": false}` stops the model, `{"enabled": true}` starts
@@ -179,6 +189,7 @@ public final class ModelManager: Service, Sendable {
             throw LISAError.invalidRequest("The update does not give a valid model: \(error.lisaDescription)")
         }
         try definition.validate()
+        try checkBackendCanRun(definition)
         if definition.hostingType != current.definition.hostingType {
             throw LISAError.invalidRequest("hostingType cannot change; create a new model.", param: "hostingType")
         }

@@ -151,13 +151,20 @@ public final class LISARuntime: Sendable {
     static func makeBackend(
         _ configuration: LISAConfiguration, store: any StateStore, httpClient: HTTPClient, logger: Logger
     ) async throws -> (any HostingBackend)? {
-        guard configuration.hostingBackend == "local" else { return nil }
+        guard configuration.hostingBackend != "none" else { return nil }
         let deploymentID: String
         if let stored = try await store.setting("deployment_id") {
             deploymentID = stored
         } else {
             deploymentID = UUID().uuidString.lowercased()
             try await store.setSetting("deployment_id", to: deploymentID)
+        }
+        if configuration.hostingBackend == "kubernetes" {
+            let client = try KubernetesClient.load(
+                kubeconfig: configuration.kubernetes.kubeconfig, namespace: configuration.kubernetes.namespace, httpClient: httpClient
+            )
+            logger.info("hosting on Kubernetes", metadata: ["lisa.api_server": "\(client.server)", "lisa.namespace": "\(client.namespace)"])
+            return KubernetesBackend(client: client, deploymentID: deploymentID, logger: logger)
         }
         try FileManager.default.createDirectory(
             atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]
