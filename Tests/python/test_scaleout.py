@@ -272,7 +272,68 @@ def test_rag_on_two_replicas_shares_vectors_and_a_job_outlives_its_replica(postg
         assert code == 200 and [d["documentName"] for d in documents] == ["lighthouse.txt"], documents
         code, found = call(second, "GET", "/repository/shared/similaritySearch", params={"query": "lighthouse beam", "topK": 3})
         assert code == 200 and found["docs"] and found["docs"][0]["documentName"] == "lighthouse.txt", found
+
+        # The first comes back: it ingests through itself, searches and deletes what the second stored.
+        first = Lisa(upstream, tmp_path / "a2", extra_env=env, extra_config=config)
+        code, job = call(second, "POST", "/repository/shared/upload", files={"file": ("harbour.txt", b"The harbour master logs every ship.")})
+        assert code == 202, job
+        wait_for(lambda: call(first, "GET", f"/repository/shared/jobs/{job['jobId']}")[1]["status"] == "COMPLETED", timeout=60,
+                 what="the second upload ingested")
+        code, documents = call(first, "GET", "/repository/shared/document")
+        assert sorted(d["documentName"] for d in documents) == ["harbour.txt", "lighthouse.txt"]
+        lighthouse = next(d for d in documents if d["documentName"] == "lighthouse.txt")
+        code, _ = call(first, "DELETE", f"/repository/shared/document/{lighthouse['documentId']}")
+        assert code == 200
+        code, found = call(second, "GET", "/repository/shared/similaritySearch", params={"query": "lighthouse beam", "topK": 3})
+        assert code == 200 and [d["documentName"] for d in found["docs"]] == ["harbour.txt"], found
+        code, _ = call(second, "DELETE", "/repository/shared")
+        assert code == 200
+        assert call(first, "GET", "/repository/shared")[0] == 404
     finally:
         first.stop()
         second.stop()
         fake.stop()
+
+
+def test_a_pgvector_repository_in_a_database_of_its_own_with_sqlite_state(postgres, tmp_path):
+    """pgvector.url: vectors in a PostgreSQL of their own while the state is SQLite."""
+    import httpx
+    from conftest import BIN, Process, wait_healthy
+    port = free_port()
+    fake = Process([str(BIN / "lisa-fake-upstream"), "--port", str(port)], log=tmp_path / "fake.log")
+    wait_healthy(f"http://127.0.0.1:{port}/health", fake.process)
+    upstream = f"http://127.0.0.1:{port}/v1"
+    lisa = Lisa(upstream, tmp_path / "data")
+
+    def call(method, path, **kwargs):
+        with httpx.Client(timeout=60) as client:
+            response = client.request(method, lisa.url + path, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, **kwargs)
+            return response.status_code, response.json()
+    try:
+        code, body = call("POST", "/repository", json={"repositoryId": "own", "embeddingModelId": "embedder",
+                                                       "pgvector": {"url": postgres.url}})
+        assert code == 201 and body["type"] == "pgvector", body
+        code, body = call("POST", "/repository", json={"repositoryId": "bad", "type": "pgvector", "embeddingModelId": "embedder",
+                                                       "pgvector": {"url": f"postgres://postgres@127.0.0.1:{free_port()}/x"}})
+        assert code == 400 and body["error"]["param"] == "pgvector.url" and "cannot" in body["error"]["message"], body
+        code, body = call("POST", "/repository", json={"repositoryId": "local", "embeddingModelId": "embedder"})
+        assert code == 201 and body["type"] == "embedded", "SQLite state keeps the embedded default"
+
+        code, job = call("POST", "/repository/own/upload", files={"file": ("tides.txt", b"Spring tides follow the full moon.")})
+        assert code == 202, job
+        wait_for(lambda: call("GET", f"/repository/own/jobs/{job['jobId']}")[1]["status"] == "COMPLETED", timeout=60, what="ingested")
+        code, found = call("GET", "/repository/own/similaritySearch", params={"query": "tides", "topK": 1})
+        assert code == 200 and found["docs"][0]["documentName"] == "tides.txt", found
+        # The vectors are in that database, not in the data directory.
+        rows = subprocess_psql(postgres, "SELECT count(*) FROM lisa_vector_collections")
+        assert rows.strip() == "1", rows
+    finally:
+        lisa.stop()
+        fake.stop()
+
+
+def subprocess_psql(postgres, sql):
+    import glob
+    psql = glob.glob(str(ROOT / ".venv-pg" / "lib" / "python*" / "site-packages" / "pgserver" / "pginstall" / "bin" / "psql"))[0]
+    return subprocess.run([psql, "-h", "127.0.0.1", "-p", str(postgres.port), "-U", "postgres", "-tA", "-c", sql],
+                          capture_output=True, text=True, check=True).stdout

@@ -199,8 +199,10 @@ package final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Databas
 
     /// `operation` within ``callTimeout``; a timeout or a lost connection becomes
     /// ``LISAError/stateStoreUnavailable(_:)`` (what the server itself refused stays as it is).
-    package func bounded<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-        let timeout = callTimeout
+    package func bounded<T: Sendable>(
+        atLeast minimum: Duration = .zero, _ operation: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let timeout = Swift.max(callTimeout, minimum)
         do {
             return try await withDeadline(timeout, timedOut: {
                 LISAError.stateStoreUnavailable("The state database did not answer within \(Int(timeout.seconds.rounded(.up))) s.")

@@ -170,6 +170,9 @@ public final class PGVectorStore: VectorStore {
         let table = Self.table(name)
         let vectorType = self.vectorType
         let logger = self.logger
+        // A large document's rows and index updates take longer than one statement.
+        let database = self.database
+        try await database.bounded(atLeast: .seconds(120)) {
         try await database.client.withConnection { connection in
             try await connection.query("BEGIN", logger: logger)
             do {
@@ -208,6 +211,7 @@ public final class PGVectorStore: VectorStore {
                 _ = try? await connection.query("ROLLBACK", logger: logger)
                 throw error
             }
+        }
         }
     }
 
@@ -261,13 +265,16 @@ public final class PGVectorStore: VectorStore {
         }
         let efSearch = max(index.efSearch, query.topK)
         let logger = self.logger
-        let rows = try await database.client.withConnection { connection in
+        let database = self.database
+        let statement = PostgresQuery(unsafeSQL: sql, binds: bindings)
+        let rows = try await database.bounded {
+        try await database.client.withConnection { connection in
             // SET LOCAL needs a transaction; it ends with it, so the pooled connection is clean.
             try await connection.query("BEGIN", logger: logger)
             do {
                 try await connection.query(PostgresQuery(unsafeSQL: "SET LOCAL hnsw.ef_search = \(efSearch)"), logger: logger)
                 let rows = try await PostgresDatabase.collect(
-                    try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger)
+                    try await connection.query(statement, logger: logger)
                 )
                 try await connection.query("COMMIT", logger: logger)
                 return rows
@@ -275,6 +282,7 @@ public final class PGVectorStore: VectorStore {
                 _ = try? await connection.query("ROLLBACK", logger: logger)
                 throw error
             }
+        }
         }
         return try rows.compactMap { row in
             guard let id = row["id"].string, let documentId = row["document_id"].string, let text = row["text"].string,
