@@ -61,16 +61,32 @@ public struct Authenticator: Sendable {
     /// or, when the store cannot answer, from the cache within its outage grace.
     private func apiToken(hash: String) async throws(LISAError) -> APIToken? {
         let (cached, generation) = tokenCache.lookup(hash: hash)
-        if case .fresh(let token) = cached { return token }
+        var fallback: APIToken?
+        switch cached {
+        case .fresh(let token): return token
+        case .stale(let token):
+            // While the store is known to be down, a stale token is used at once.
+            if tokenCache.storeRecentlyFailed() { return token }
+            fallback = token
+        case .missing: break
+        }
+        let store = self.store
         do {
-            guard let token = try await store.token(hash: hash) else {
+            // With a token to fall back on, the store gets a second, not its full deadline.
+            let read: @Sendable () async throws -> APIToken? = { try await store.token(hash: hash) }
+            let found =
+                fallback == nil
+                ? try await read()
+                : try await withDeadline(.seconds(1), timedOut: { LISAError.stateStoreUnavailable("token lookup") }, operation: read)
+            guard let token = found else {
                 tokenCache.remove(hash: hash)
                 return nil
             }
             tokenCache.insert(token, hash: hash, generation: generation)
             return token
         } catch {
-            if case .stale(let token) = cached { return token }
+            tokenCache.storeFailed()
+            if let fallback { return fallback }
             if let error = error as? LISAError, error.code == .upstreamUnavailable { throw error }
             throw .internalError()
         }

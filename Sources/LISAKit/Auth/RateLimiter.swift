@@ -38,13 +38,16 @@ public struct TokenBucket: Sendable, Hashable {
 /// With a store that several LISAServe replicas share (PostgreSQL), every replica draws on
 /// one bucket per principal in the store (``StateStore/takeRateToken(key:perSecond:capacity:)``,
 /// one atomic statement per request), so the limit holds across replicas with no
-/// overshoot. When the store cannot answer in time, each replica falls back to buckets of
-/// its own for that request (a principal then gets up to N × the limit while the store is
-/// down, rather than no service). With one process, the buckets are in memory.
+/// overshoot. When the store does not answer within 500 ms, each replica falls back to
+/// buckets of its own, and keeps to them for 5 s before it asks the store again (a
+/// principal then gets up to N × the limit while the store is down, rather than no service
+/// or a slow one). With one process, the buckets are in memory.
 public final class RateLimiter: Sendable {
     public let configuration: RateLimitConfiguration
     private let buckets = Mutex<[String: TokenBucket]>([:])
     private let store: (any StateStore)?
+    /// Until when (uptime seconds) the shared buckets are not asked: the store failed.
+    private let sharedDownUntil = Mutex<Double>(0)
 
     /// - Parameter store: the shared store whose buckets replicas draw on; `nil` (or a store
     ///   no other process shares) keeps the buckets in this process.
@@ -57,18 +60,20 @@ public final class RateLimiter: Sendable {
     public func admit(_ principal: Principal) async throws(LISAError) {
         guard let limit = configuration.limit(for: principal) else { return }
         let key = Self.bucketKey(principal)
-        if let store {
+        let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+        if let store, sharedDownUntil.withLock({ $0 }) <= now {
+            let wait: Double?
             do {
-                if let wait = try await store.takeRateToken(
-                    key: key, perSecond: limit.requestsPerMinute / 60, capacity: Double(max(limit.burst, 1))
-                ) {
-                    return try Self.check(wait: wait, limit: limit)
+                let (perSecond, capacity) = (limit.requestsPerMinute / 60, Double(max(limit.burst, 1)))
+                wait = try await withDeadline(.milliseconds(500), timedOut: { LISAError.stateStoreUnavailable("rate bucket") }) {
+                    try await store.takeRateToken(key: key, perSecond: perSecond, capacity: capacity)
                 }
-            } catch let error as LISAError where error.code == .rateLimited {
-                throw error
             } catch {
-                // The store did not answer: this replica's own bucket decides.
+                // The store did not answer: this replica's own buckets decide for a while.
+                sharedDownUntil.withLock { $0 = now + 5 }
+                wait = nil
             }
+            if let wait { return try Self.check(wait: wait, limit: limit) }
         }
         try admitLocally(principal, limit: limit)
     }

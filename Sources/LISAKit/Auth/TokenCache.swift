@@ -55,6 +55,15 @@ public final class TokenCache: Service, Sendable {
     }
 
     private let state = Mutex(State())
+    /// Until when (uptime seconds) stale tokens are honoured without asking the store: it
+    /// just failed to answer, and a request must not wait for it again and again.
+    private let storeDownUntil = Mutex<Double>(0)
+
+    /// Whether the store failed within the last few seconds.
+    func storeRecentlyFailed(at now: Double = TokenCache.now) -> Bool { storeDownUntil.withLock { $0 } > now }
+
+    /// The store did not answer: for 5 s, stale tokens are used without asking it.
+    func storeFailed(at now: Double = TokenCache.now) { storeDownUntil.withLock { $0 = now + 5 } }
 
     /// A cache that follows `store`'s changes while it runs as a service.
     public init(settings: Settings = Settings(), following store: (any StateStore)? = nil) {
