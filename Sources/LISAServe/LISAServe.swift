@@ -60,27 +60,23 @@ struct LISAServe: AsyncParsableCommand {
             }
             try configuration.validate()
         } catch let error as ConfigurationError {
-            throw ValidationError(error.description)
+            throw Self.configurationFailure(error.description)
         }
         if checkConfig {
             for model in configuration.models {
                 do {
                     try model.validate()
                 } catch {
-                    throw ValidationError("model '\(model.modelId)': \(error.message)\(error.param.map { " (\($0))" } ?? "")")
+                    throw Self.configurationFailure("model '\(model.modelId)': \(error.message)\(error.param.map { " (\($0))" } ?? "")")
                 }
             }
-            let unknown = configuration.unknownKeys.isEmpty ? "" : "; keys not used by this version: \(configuration.unknownKeys.joined(separator: ", "))"
-            print("configuration OK: \(configuration.models.count) models\(unknown)")
+            print("configuration OK: \(configuration.models.count) models")
             return
         }
 
         let logLevel = configuration.logLevel
         LoggingSystem.bootstrap { label in LISALogHandler(label: label, level: logLevel) }
         let logger = Logger(label: "lisa")
-        if !configuration.unknownKeys.isEmpty {
-            logger.warning("configuration keys not used by this version", metadata: ["lisa.keys": "\(configuration.unknownKeys)"])
-        }
 
         let server: LISAServer
         do {
@@ -90,7 +86,7 @@ struct LISAServe: AsyncParsableCommand {
             MetricsSystem.bootstrap(prometheus)
             server = try await LISAServer(configuration: configuration, prometheus: prometheus, logger: logger)
         } catch let error as ConfigurationError {
-            throw ValidationError(error.description)
+            throw Self.configurationFailure(error.description)
         } catch let error as LISAError {
             throw ValidationError(error.message)
         }
@@ -109,5 +105,12 @@ struct LISAServe: AsyncParsableCommand {
             FileHandle.standardOutput.write(Data(banner.utf8))
         }
         try await server.run()
+    }
+
+    /// A configuration that cannot be used: the reason on stderr, exit 78 (EX_CONFIG), no
+    /// usage banner (the command line was fine).
+    static func configurationFailure(_ message: String) -> ExitCode {
+        FileHandle.standardError.write(Data("LISAServe: configuration error: \(message)\n".utf8))
+        return ExitCode(78)
     }
 }

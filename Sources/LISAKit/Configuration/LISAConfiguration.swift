@@ -77,8 +77,6 @@ public struct LISAConfiguration: Sendable {
     public var ui = UISettings()
     /// Models declared statically.
     public var models: [ModelDefinition] = []
-    /// Keys in the file this version does not know (reported as warnings at start).
-    public var unknownKeys: [String] = []
 
     public init() {}
 
@@ -102,18 +100,59 @@ public struct LISAConfiguration: Sendable {
             throw ConfigurationError("cannot read configuration file '\(path)': \(error.localizedDescription)")
         }
         let file: ConfigurationFile
+        let recorder = KeyRecorder()
+        let isJSON = path.lowercased().hasSuffix(".json")
+        let text = String(decoding: data, as: UTF8.self)
         do {
-            if path.lowercased().hasSuffix(".json") {
-                file = try JSONDecoder().decode(ConfigurationFile.self, from: data)
+            if isJSON {
+                let decoder = JSONDecoder()
+                decoder.userInfo = [KeyRecorder.userInfoKey: recorder]
+                file = try decoder.decode(Tracked<ConfigurationFile>.self, from: data).value
             } else {
-                file = try YAMLDecoder().decode(ConfigurationFile.self, from: String(decoding: data, as: UTF8.self))
+                file = try YAMLDecoder().decode(Tracked<ConfigurationFile>.self, from: text, userInfo: [KeyRecorder.userInfoKey: recorder]).value
             }
         } catch let error as DecodingError {
+            // A syntax error comes wrapped: say which language and where.
+            if case .dataCorrupted(let context) = error, context.codingPath.isEmpty, let underlying = context.underlyingError {
+                let reason = (underlying as? YamlError).map { "\($0)" } ?? (underlying as NSError).localizedDescription
+                throw ConfigurationError("configuration file '\(path)' is not valid \(isJSON ? "JSON" : "YAML"): \(reason)")
+            }
             throw ConfigurationError("configuration file '\(path)': \(error.lisaDescription)")
+        } catch let error as YamlError {
+            throw ConfigurationError("configuration file '\(path)' is not valid YAML: \(error)")
         } catch {
-            throw ConfigurationError("configuration file '\(path)' is not valid YAML or JSON: \(error)")
+            throw ConfigurationError("configuration file '\(path)' is not valid \(isJSON ? "JSON" : "YAML"): \(error)")
+        }
+        // A misspelled key is an error, at any depth: `auth: {userGrop: …}` would otherwise
+        // leave inference open to everyone without a word.
+        let unknown = recorder.unknown()
+        if !unknown.isEmpty {
+            let root = isJSON ? nil : (try? Yams.compose(yaml: text)) ?? nil
+            let lines = unknown.prefix(10).map { entry -> String in
+                let full = entry.path.isEmpty ? entry.key : "\(KeyRecorder.display(entry.path)).\(entry.key)"
+                let place = root.flatMap { Self.mark(of: entry.key, at: entry.path, in: $0) }.map { ":\($0.line):\($0.column)" } ?? ""
+                let hint = KeyRecorder.suggestion(for: entry.key, among: entry.known).map { " (did you mean '\($0)'?)" } ?? ""
+                return "\(path)\(place): unknown key '\(full)'\(hint)"
+            }
+            let more = unknown.count > 10 ? "\n… and \(unknown.count - 10) more" : ""
+            throw ConfigurationError(lines.joined(separator: "\n") + more)
         }
         try apply(file)
+    }
+
+    /// Where the key `key` of the mapping at `path` (a ``KeyRecorder`` path) is in the YAML document.
+    static func mark(of key: String, at path: String, in root: Node) -> Yams.Mark? {
+        var node = root
+        for component in path.split(separator: Character(KeyRecorder.separator), omittingEmptySubsequences: true) {
+            if component.hasPrefix("["), component.hasSuffix("]"), let index = Int(component.dropFirst().dropLast()) {
+                guard let sequence = node.sequence, index < sequence.count else { return nil }
+                node = sequence[index]
+            } else {
+                guard let next = node.mapping?.first(where: { $0.key.string == String(component) })?.value else { return nil }
+                node = next
+            }
+        }
+        return node.mapping?.first(where: { $0.key.string == key })?.key.mark
     }
 
     mutating func setHostingBackend(_ value: String) throws {
@@ -186,7 +225,6 @@ public struct LISAConfiguration: Sendable {
             logLevel = level
         }
         if let value = file.models { models = value }
-        unknownKeys = file.unknownKeys
         try validate()
     }
 
@@ -359,7 +397,6 @@ struct ConfigurationFile: Decodable {
     var quotas: StorageQuotas?
     var logLevel: String?
     var models: [ModelDefinition]?
-    var unknownKeys: [String]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case server, dataDir, adminKey, state, upstream, routing, hosting, rag, ui, auth, rateLimits, quotas, logLevel, models
@@ -381,8 +418,6 @@ struct ConfigurationFile: Decodable {
         quotas = try c.decodeIfPresent(StorageQuotas.self, forKey: .quotas)
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel)
         models = try c.decodeIfPresent([ModelDefinition].self, forKey: .models)
-        let known = Set(CodingKeys.allCases.map(\.stringValue))
-        unknownKeys = try decoder.container(keyedBy: AnyCodingKey.self).allKeys.map(\.stringValue).filter { !known.contains($0) }.sorted()
     }
 }
 
