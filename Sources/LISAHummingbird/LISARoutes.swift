@@ -151,6 +151,10 @@ public struct LISARoutes: Sendable {
             return try Self.encode(readiness, status: readiness.isReady ? .ok : .serviceUnavailable)
         }
         router.get("/health/liveliness") { _, _ in try Self.json(["status": "OK"]) }
+        // Load-balancer probes often use HEAD: the same status, no body.
+        router.head("/health") { _, _ in Response(status: .ok) }
+        router.head("/health/liveliness") { _, _ in Response(status: .ok) }
+        router.head("/health/readiness") { _, _ in Response(status: await runtime.readiness().isReady ? .ok : .serviceUnavailable) }
         // The OpenAPI 3.1 description of these routes (scripts/openapi.py writes it).
         router.get("/openapi.json") { _, _ in
             guard let document = WebAssets.embedded.asset(named: "openapi.json") else {

@@ -35,6 +35,8 @@ public struct RequestIDMiddleware<Context: LISARoutesContext>: RouterMiddleware 
         var generator = SystemRandomNumberGenerator()
         let high = generator.next() as UInt64
         let low = generator.next() as UInt32
-        return "req-" + String(high, radix: 16) + String(low, radix: 16)
+        // Fixed width: 16 + 8 hex digits, zero-padded, so ids sort and parse alike.
+        let hex = String(high, radix: 16) + "", tail = String(low, radix: 16)
+        return "req-" + String(repeating: "0", count: 16 - hex.count) + hex + String(repeating: "0", count: 8 - tail.count) + tail
     }
 }

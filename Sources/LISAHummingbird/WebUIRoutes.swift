@@ -53,6 +53,11 @@ public struct WebUIRoutes<Context: LISARoutesContext>: Sendable {
         router.get("/index.html") { request, _ in
             try await serve("index.html", request: request, immutable: false)
         }
+        // A HEAD probe of the front page: the page's headers, no body.
+        router.head("/") { request, _ in
+            let page = try await serve("index.html", request: request, immutable: false)
+            return Response(status: page.status, headers: page.headers)
+        }
         router.get("/ui/{version}/{file}") { request, context in
             let version = try context.parameters.require("version")
             return try await serve(try context.parameters.require("file"), request: request, immutable: version == assets.version)

@@ -228,3 +228,17 @@ def test_version_and_check_config(tmp_path, lisa):
         raise AssertionError("an unknown inferenceContainer must be refused")
     except urllib.error.HTTPError as error:
         assert error.code == 400 and json.loads(error.read())["error"]["param"] == "inferenceContainer"
+
+
+def test_head_probes_and_request_ids(lisa):
+    """Load balancers probe with HEAD; every answer carries a fixed-width request id."""
+    import re
+    import urllib.request
+    for path in ("/", "/health", "/health/liveliness", "/health/readiness"):
+        with urllib.request.urlopen(urllib.request.Request(lisa.url + path, method="HEAD"), timeout=10) as response:
+            assert response.status == 200 and response.read() == b"", path
+    ids = set()
+    for _ in range(50):
+        with urllib.request.urlopen(lisa.url + "/health", timeout=10) as response:
+            ids.add(response.headers["X-Request-Id"])
+    assert len(ids) == 50 and all(re.fullmatch(r"req-[0-9a-f]{24}", value) for value in ids), sorted(ids)[:3]
