@@ -242,3 +242,28 @@ def test_head_probes_and_request_ids(lisa):
         with urllib.request.urlopen(lisa.url + "/health", timeout=10) as response:
             ids.add(response.headers["X-Request-Id"])
     assert len(ids) == 50 and all(re.fullmatch(r"req-[0-9a-f]{24}", value) for value in ids), sorted(ids)[:3]
+
+
+def test_a_sqlite_file_another_process_holds_fails_the_start_within_seconds(tmp_path):
+    """Not a busy loop: SQLite's busy timeout is set before anything else, and the message says why."""
+    import sqlite3
+    import subprocess
+    import time
+    from conftest import BIN
+    data = tmp_path / "data"
+    data.mkdir()
+    holder = sqlite3.connect(str(data / "lisa.sqlite"), isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("CREATE TABLE IF NOT EXISTS t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    try:
+        started = time.time()
+        env = {"LISA_ADMIN_KEY": "0123456789abcdef0123", "PATH": "/usr/bin:/bin"}
+        result = subprocess.run([str(BIN / "LISAServe"), "--port", "0", "--data-dir", str(data)], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 78, (result.returncode, result.stderr[-500:])
+        assert "another process holds the SQLite database" in result.stderr
+        assert time.time() - started < 45
+    finally:
+        holder.close()

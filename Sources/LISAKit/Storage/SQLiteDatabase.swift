@@ -23,8 +23,22 @@ package final class SQLiteDatabase: StateDatabase {
         }
         let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
         let database = SQLiteDatabase(connection: connection)
-        try await database.query("PRAGMA journal_mode=WAL")
+        // The busy timeout first: it replaces any busy handler, so a database another
+        // process holds fails within 5 s instead of being retried forever.
         try await database.query("PRAGMA busy_timeout=5000")
+        do {
+            try await database.query("PRAGMA journal_mode=WAL")
+            _ = try await database.query("SELECT count(*) FROM sqlite_master")
+        } catch {
+            try? await connection.close()
+            let text = String(describing: error)
+            if text.localizedCaseInsensitiveContains("locked") || text.localizedCaseInsensitiveContains("busy") {
+                throw ConfigurationError(
+                    "another process holds the SQLite database '\(path)' (it stayed locked for 5 s): stop it, or give this LISAServe another --data-dir"
+                )
+            }
+            throw error
+        }
         return database
     }
 
