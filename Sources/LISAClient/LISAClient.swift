@@ -28,8 +28,10 @@ public struct LISAClient: Sendable {
         public var replicas: [ReplicaRecord]?
         /// Each endpoint's health, circuit, load and latency.
         public var endpointStatus: [EndpointStatus]
+        /// `healthy`, `degraded`, `down` or `none` (no endpoints).
+        public var health: String
 
-        enum CodingKeys: String, CodingKey, CaseIterable { case source, status, statusReason, replicas, endpointStatus }
+        enum CodingKeys: String, CodingKey, CaseIterable { case source, status, statusReason, replicas, endpointStatus, health }
 
         public init(from decoder: any Decoder) throws {
             definition = try ModelDefinition(from: decoder)
@@ -39,6 +41,7 @@ public struct LISAClient: Sendable {
             statusReason = try c.decodeIfPresent(String.self, forKey: .statusReason)
             replicas = try c.decodeIfPresent([ReplicaRecord].self, forKey: .replicas)
             endpointStatus = try c.decodeIfPresent([EndpointStatus].self, forKey: .endpointStatus) ?? []
+            health = try c.decodeIfPresent(String.self, forKey: .health) ?? "unknown"
             for key in CodingKeys.allCases { definition.additionalFields.removeValue(forKey: key.rawValue) }
         }
     }
@@ -95,6 +98,11 @@ public struct LISAClient: Sendable {
     public func deleteModel(id: String) async throws -> Bool {
         struct Deleted: Decodable { var deleted: Bool? }
         return try await send(.DELETE, "/models/\(Self.escape(id))", as: Deleted.self).deleted ?? true
+    }
+
+    /// `GET /models/{id}/test`: a minimal real request to the model, its latency or error.
+    public func testModel(id: String) async throws -> ModelTestResult {
+        try await send(.GET, "/models/\(Self.escape(id))/test", as: ModelTestResult.self)
     }
 
     /// `GET /models/{id}/logs`: the last `tail` lines of each replica of a hosted model.

@@ -92,6 +92,9 @@ public struct LISARoutes: Sendable {
             let gone = (try? routes.models.record(id: call.parameter)) == nil
             return try encode(DeletedModel(modelId: call.parameter, deleted: gone, status: gone ? "Deleted" : record.status.rawValue))
         },
+        ManagementRoute(method: .get, path: "/models/{modelId}/test") { routes, call in
+            try encode(try await routes.runtime.testModel(call.parameter))
+        },
         ManagementRoute(method: .get, path: "/models/{modelId}/logs") { routes, call in
             let tail = call.query["tail"].flatMap(Int.init) ?? 100
             guard (1...10_000).contains(tail) else { throw LISAError.invalidRequest("tail must be between 1 and 10000.", param: "tail") }

@@ -100,7 +100,7 @@ func printTable(_ header: [String], _ rows: [[String]]) {
 struct ModelsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "models", abstract: "List, show, create, update, start, stop and delete models; read replica logs.",
-        subcommands: [List.self, Get.self, Create.self, Update.self, Start.self, Stop.self, Delete.self, Logs.self]
+        subcommands: [List.self, Get.self, Create.self, Update.self, Start.self, Stop.self, Delete.self, Logs.self, Test.self]
     )
 
     struct List: AsyncParsableCommand {
@@ -114,11 +114,11 @@ struct ModelsCommand: AsyncParsableCommand {
                 case .json: try printJSON(models.map { ModelView($0) })
                 case .table:
                     printTable(
-                        ["MODEL ID", "MODEL NAME", "TYPE", "CONTAINER", "STATUS", "SOURCE", "ENDPOINTS"],
+                        ["MODEL ID", "MODEL NAME", "TYPE", "CONTAINER", "STATUS", "HEALTH", "SOURCE", "ENDPOINTS"],
                         models.map { model in
                             [
                                 model.definition.modelId, model.definition.modelName, model.definition.modelType.rawValue,
-                                model.definition.inferenceContainer.rawValue, model.status, model.source,
+                                model.definition.inferenceContainer.rawValue, model.status, model.health, model.source,
                                 model.definition.resolvedEndpoints.map(\.url).joined(separator: ","),
                             ]
                         }
@@ -145,7 +145,8 @@ struct ModelsCommand: AsyncParsableCommand {
                             ["modelId", model.definition.modelId], ["modelName", model.definition.modelName],
                             ["modelType", model.definition.modelType.rawValue],
                             ["inferenceContainer", model.definition.inferenceContainer.rawValue],
-                            ["status", model.status], ["statusReason", model.statusReason ?? ""], ["source", model.source],
+                            ["status", model.status], ["statusReason", model.statusReason ?? ""], ["health", model.health],
+                            ["source", model.source],
                             ["streaming", String(model.definition.streaming)],
                             ["endpoints", model.definition.resolvedEndpoints.map(\.url).joined(separator: ", ")],
                             ["allowedGroups", model.definition.allowedGroups.joined(separator: ", ")],
@@ -288,6 +289,30 @@ struct ModelsCommand: AsyncParsableCommand {
         }
     }
 
+    struct Test: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Send a model the smallest real request (one token of chat, or one embedding) and report the latency or the error; exit 1 when it fails."
+        )
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The model's modelId.") var modelId: String
+
+        func run() async throws {
+            try await reportingErrors {
+                let result = try await global.makeClient().testModel(id: modelId)
+                switch global.output {
+                case .json: try printJSON(result)
+                case .table:
+                    if result.ok {
+                        print("\(result.modelId): ok (\(result.request), \(String(format: "%.1f", result.latencyMilliseconds)) ms)")
+                    } else {
+                        print("\(result.modelId): failed after \(String(format: "%.1f", result.latencyMilliseconds)) ms: \(result.error ?? "unknown error")\(result.code.map { " [\($0)]" } ?? "")")
+                    }
+                }
+                if !result.ok { throw ExitCode.failure }
+            }
+        }
+    }
+
     struct Logs: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the last lines of each replica of a hosted model.")
         @OptionGroup var global: GlobalOptions
@@ -333,7 +358,7 @@ struct ModelView: Encodable {
     let model: LISAClient.Model
     init(_ model: LISAClient.Model) { self.model = model }
 
-    enum CodingKeys: String, CodingKey { case source, status, statusReason, replicas }
+    enum CodingKeys: String, CodingKey { case source, status, statusReason, replicas, health }
 
     enum StatusKey: String, CodingKey { case endpointStatus }
 
@@ -344,6 +369,7 @@ struct ModelView: Encodable {
         try c.encode(model.status, forKey: .status)
         try c.encodeIfPresent(model.statusReason, forKey: .statusReason)
         try c.encodeIfPresent(model.replicas, forKey: .replicas)
+        try c.encode(model.health, forKey: .health)
         var s = encoder.container(keyedBy: StatusKey.self)
         try s.encode(model.endpointStatus, forKey: .endpointStatus)
     }

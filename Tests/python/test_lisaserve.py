@@ -267,3 +267,30 @@ def test_a_sqlite_file_another_process_holds_fails_the_start_within_seconds(tmp_
         assert time.time() - started < 45
     finally:
         holder.close()
+
+
+def test_model_test_and_health(lisa):
+    """GET /models/{id}/test sends a minimal real request; health says when no endpoint can take one."""
+    from conftest import api, free_port
+    ok = lisactl(lisa, "models", "test", "chat-small")
+    assert ok.returncode == 0 and "chat-small: ok (chat," in ok.stdout, ok.stdout + ok.stderr
+    embedded = lisactl(lisa, "--output", "json", "models", "test", "embedder")
+    result = json.loads(embedded.stdout)
+    assert embedded.returncode == 0 and result["ok"] is True and result["request"] == "embeddings" and result["latencyMilliseconds"] > 0
+    listed = lisactl(lisa, "models", "list")
+    assert "HEALTH" in listed.stdout and "healthy" in listed.stdout
+
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    code, _ = api(lisa, "POST", "/models", {"modelId": "dead", "modelName": "echo", "modelUrl": dead})
+    assert code == 200
+    failed = lisactl(lisa, "models", "test", "dead")
+    assert failed.returncode == 1 and "dead: failed after" in failed.stdout, failed.stdout + failed.stderr
+    for _ in range(10):
+        code, model = api(lisa, "GET", "/models/dead")
+        if model["health"] == "down":
+            break
+        lisactl(lisa, "models", "test", "dead")
+    assert model["health"] == "down", model["endpointStatus"]
+    got = lisactl(lisa, "models", "get", "dead")
+    assert "health" in got.stdout and "down" in got.stdout
+    assert api(lisa, "GET", "/models/nope/test")[0] == 404

@@ -85,12 +85,23 @@ public final class ModelManager: Service, Sendable {
         public var replicas: [ReplicaRecord]?
         public var endpointStatus: [EndpointStatus]
 
-        enum CodingKeys: String, CodingKey { case source, status, statusReason, replicas, endpointStatus }
+        /// Whether requests can be routed now: `healthy` (every endpoint passes its probes
+        /// and its circuit is closed), `degraded` (some can take requests), `down` (none
+        /// can), `none` (no endpoints: a hosted model without ready replicas).
+        public var health: String {
+            guard !endpointStatus.isEmpty else { return "none" }
+            let usable = endpointStatus.filter { $0.healthy && $0.circuit != "open" }.count
+            if usable == endpointStatus.count { return endpointStatus.allSatisfy { $0.circuit == "closed" } ? "healthy" : "degraded" }
+            return usable == 0 ? "down" : "degraded"
+        }
+
+        enum CodingKeys: String, CodingKey { case source, status, statusReason, replicas, endpointStatus, health }
 
         public func encode(to encoder: any Encoder) throws {
             try definition.redacted().encode(to: encoder)
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(source, forKey: .source)
+            try c.encode(health, forKey: .health)
             try c.encode(status, forKey: .status)
             try c.encodeIfPresent(statusReason, forKey: .statusReason)
             try c.encodeIfPresent(replicas, forKey: .replicas)

@@ -38,3 +38,46 @@ extension LISARuntime {
         )
     }
 }
+
+extension LISARuntime {
+    /// Sends `model` the smallest real request its type takes, as an administrator, and
+    /// reports the latency or the upstream's error. 404 for an unknown model; models of
+    /// other types than text generation and embeddings cannot be tested this way.
+    public func testModel(_ modelId: String) async throws -> ModelTestResult {
+        guard let model = gateway.registry.model(modelId) else { throw LISAError.modelNotFound(modelId) }
+        let started = ContinuousClock.now
+        let kind: String
+        do {
+            switch model.definition.modelType {
+            case .textgen:
+                kind = "chat"
+                let request = try JSONDecoder().decode(
+                    ChatCompletionRequest.self,
+                    from: JSONEncoder().encode(["model": JSONValue.string(modelId), "max_tokens": 1, "messages": [["role": "user", "content": "ping"]]])
+                )
+                _ = try await chatCompletion(request, as: .admin)
+            case .embedding:
+                kind = "embeddings"
+                let request = try JSONDecoder().decode(
+                    EmbeddingRequest.self, from: JSONEncoder().encode(["model": JSONValue.string(modelId), "input": "ping"])
+                )
+                _ = try await embeddings(request, as: .admin)
+            default:
+                throw LISAError.invalidRequest(
+                    "Only textgen and embedding models can be tested; '\(modelId)' is \(model.definition.modelType.rawValue).", param: "modelId"
+                )
+            }
+        } catch let error as LISAError where error.code == .invalidRequest && error.param == "modelId" {
+            throw error
+        } catch {
+            let failure = (error as? LISAError) ?? LISAError.internalError()
+            return ModelTestResult(
+                modelId: modelId, ok: false, latencyMilliseconds: (ContinuousClock.now - started).seconds * 1000,
+                request: model.definition.modelType == .embedding ? "embeddings" : "chat", error: failure.message, code: failure.reason
+            )
+        }
+        return ModelTestResult(
+            modelId: modelId, ok: true, latencyMilliseconds: (ContinuousClock.now - started).seconds * 1000, request: kind
+        )
+    }
+}

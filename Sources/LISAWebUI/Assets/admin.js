@@ -98,6 +98,11 @@ export class ModelsView {
         h('td', {},
           h('span', { class: `status status-${model.status.toLowerCase()}` }, model.status),
           model.statusReason ? h('div', { class: 'hint reason' }, model.statusReason) : null,
+          // In service is not the same as answering: say when no endpoint (or not every one) can take requests.
+          serving && (model.health === 'down' || model.health === 'degraded')
+            ? h('div', { class: `hint health health-${model.health}` },
+                model.health === 'down' ? 'down: no endpoint can take requests' : 'degraded: some endpoints are failing')
+            : null,
           hosted ? h('div', { class: 'hint replicas' }, replicaSummary(model)) : null),
         h('td', {}, model.endpointStatus.length
           ? h('ul', { class: 'endpoints' }, model.endpointStatus.map((endpoint) => {
