@@ -506,17 +506,7 @@ public final class KubernetesEmulator: Sendable {
 
     /// Starts the emulator on a free port of 127.0.0.1; returns its URL and a function that stops it.
     public func start() async throws -> (url: String, stop: @Sendable () async -> Void) {
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let app = makeApplication(port: 0) { continuation.yield($0) }
-        let serviceGroup = ServiceGroup(configuration: .init(services: [app], logger: logger))
-        let task = Task { try await serviceGroup.run() }
-        var iterator = ports.makeAsyncIterator()
-        let port = await iterator.next() ?? 0
-        return ("http://127.0.0.1:\(port)", {
-            await serviceGroup.triggerGracefulShutdown()
-            _ = try? await task.value
-            self.shutdown()
-        })
+        await runOnFreePort(label: "kubernetes-emulator", { makeApplication(port: 0, onRunning: $0) }, afterStop: { self.shutdown() })
     }
 }
 
