@@ -357,7 +357,9 @@ paths.update({
     "/metrics": {"get": op("Prometheus metrics.", {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}},
                            admin=True, tags=["Operations"], operation_id="metrics")},
     "/models": {
-        "get": op("Every model with its status.", ok(ref("ModelsEnvelope")), admin=True, tags=["Models"], operation_id="listModelRecords"),
+        "get": op("Every model with its status and health (administrators); the models the caller may use, without endpoints or "
+                  "launch specs (anyone else who may call inference).", ok(ref("ModelsEnvelope")), tags=["Models"],
+                  operation_id="listModelRecords"),
         "post": op("Creates a model.", ok(ref("ModelRecord")), body=json_body(ref("ModelDefinition")), admin=True, tags=["Models"],
                    operation_id="createModel"),
     },

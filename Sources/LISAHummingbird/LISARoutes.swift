@@ -73,9 +73,6 @@ public struct LISARoutes: Sendable {
 
     /// Every management route, so none can be added without the admin check (tests enumerate it).
     public static let managementRoutes: [ManagementRoute] = [
-        ManagementRoute(method: .get, path: "/models") { routes, _ in
-            try encode(ModelsEnvelope(models: routes.models.records()))
-        },
         ManagementRoute(method: .post, path: "/models") { routes, call in
             let definition = try Gateway.decode(ModelDefinition.self, from: call.body)
             return try encode(try await routes.models.create(definition))
@@ -270,6 +267,18 @@ public struct LISARoutes: Sendable {
 
         RAGRoutes<Context>(rag: runtime.rag, maxRequestBodySize: maxRequestBodySize).add(to: api)
         SessionRoutes<Context>(sessions: runtime.sessions, maxRequestBodySize: maxRequestBodySize).add(to: api)
+
+        // Administrators see every model as stored; anyone else who may call inference sees
+        // the models they may use, without where they run (endpoints, launch, replicas).
+        api.get("/models") { _, context in
+            let principal = try context.requirePrincipal()
+            let records = runtime.models.records()
+            if access.isAdmin(principal) { return try Self.encode(ModelsEnvelope(models: records)) }
+            guard access.mayCallInference(principal) else {
+                throw LISAError.forbidden("Listing models needs membership of the user group.")
+            }
+            return try Self.encode(ModelsEnvelope(models: records.filter { access.mayUse($0.definition, principal) }.map { $0.forUsers() }))
+        }
 
         let admin = api.group().add(middleware: AdminOnlyMiddleware<Context>(access: gateway.access))
         for route in Self.managementRoutes {

@@ -62,6 +62,8 @@ public final class LISAServer: Sendable {
     /// configured grace period) and releases every resource.
     public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let logger = self.logger
+        let configuration = self.configuration
+        let modelCount = runtime.gateway.registry.allModels().count
         var serverBuilder = HTTPServerBuilder.lisaHTTP1(limits: configuration.connections)
         var tlsServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let tls = configuration.serverTLS {
@@ -83,7 +85,18 @@ public final class LISAServer: Sendable {
             ),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
-                logger.info("LISAServe listening", metadata: ["lisa.address": "\(channel.localAddress?.description ?? "?")"])
+                let scheme = configuration.serverTLS == nil ? "http" : "https"
+                let host = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
+                let url = "\(scheme)://\(host):\(port)"
+                logger.info(
+                    "LISAServe listening",
+                    metadata: [
+                        "lisa.address": "\(channel.localAddress?.description ?? "?")", "lisa.url": "\(url)",
+                        "lisa.ui": "\(configuration.ui.enabled ? url + "/" : "off")",
+                        "lisa.state": "\(configuration.databaseURL.map(PostgresDatabase.redacted) ?? "SQLite in " + configuration.dataDirectory)",
+                        "lisa.models": "\(modelCount)",
+                    ]
+                )
                 await onServerRunning(port)
             },
             logger: logger

@@ -92,7 +92,7 @@ struct DocsCommand: AsyncParsableCommand {
                 let client = global.makeClient()
                 var jobs: [(String, IngestionJob)] = []
                 for file in files {
-                    guard let data = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read '\(file)'") }
+                    guard let data = FileManager.default.contents(atPath: file) else { throw ConfigurationError("cannot read '\(file)'") }
                     let name = (file as NSString).lastPathComponent
                     jobs.append(
                         (name, try await client.upload(data, filename: name, to: repo, collection: collection, chunkSize: chunkSize, chunkOverlap: chunkOverlap))
@@ -121,7 +121,11 @@ struct DocsCommand: AsyncParsableCommand {
                     }
                 }
                 if global.output == .json { try printJSON(finished) }
-                if failed > 0 { throw ValidationError("\(failed) of \(jobs.count) files failed to ingest") }
+                if failed > 0 {
+                    // Not a usage mistake: say so plainly and exit 1, as RAG.md documents.
+                    FileHandle.standardError.write(Data("lisactl: error: \(failed) of \(jobs.count) files failed to ingest\n".utf8))
+                    throw ExitCode.failure
+                }
             }
         }
     }

@@ -166,8 +166,14 @@ def test_lisactl_tokens_and_the_openai_sdk_with_a_token(lisa):
 
     client = openai.OpenAI(base_url=lisa.url + "/v1", api_key=secret, max_retries=0)
     assert client.chat.completions.create(model="chat-small", messages=[{"role": "user", "content": "as alice"}]).choices[0].message.content == "echo: as alice"
-    with_key_header = lisactl(lisa, "models", "list", key=secret)
-    assert with_key_header.returncode != 0 and "403" in with_key_header.stderr, "a user token cannot manage models"
+    listed_by_user = lisactl(lisa, "--output", "json", "models", "list", key=secret)
+    assert listed_by_user.returncode == 0, listed_by_user.stderr
+    seen = {m["modelId"]: m for m in json.loads(listed_by_user.stdout)}
+    assert "chat-small" in seen and seen["chat-small"]["status"] == "InService"
+    assert "modelUrl" not in seen["chat-small"] and seen["chat-small"].get("endpoints", []) == [], "no upstream address for users"
+    assert all(e["url"] == "" for e in seen["chat-small"]["endpointStatus"])
+    created_by_user = lisactl(lisa, "models", "get", "chat-small", key=secret)
+    assert created_by_user.returncode != 0 and "403" in created_by_user.stderr, "a user token cannot manage models"
 
     listed = lisactl(lisa, "tokens", "list")
     assert listed.returncode == 0 and token_id in listed.stdout and secret not in listed.stdout

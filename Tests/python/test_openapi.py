@@ -42,7 +42,9 @@ def test_the_served_document_is_the_committed_one(attacked):
     assert served["openapi"] == "3.1.0"
     admin_only = {f"{method.upper()} {path}" for path, item in served["paths"].items() for method, operation in item.items()
                   if isinstance(operation, dict) and operation.get("x-lisa-admin-only")}
-    assert {"GET /models", "POST /models", "DELETE /models/{modelId}", "GET /metrics", "POST /admin/rotate-key"} <= admin_only
+    assert {"POST /models", "GET /models/{modelId}", "DELETE /models/{modelId}", "GET /models/{modelId}/test", "GET /metrics",
+            "POST /admin/rotate-key"} <= admin_only
+    assert "GET /models" not in admin_only, "users list the models they may use"
 
 
 @pytest.mark.parametrize("role", ["admin", "user"])

@@ -446,10 +446,13 @@ def test_a_non_admin_sees_no_admin_pages_and_gets_403(ui, page):
         const created = await fetch('/models', {method: 'POST', headers: {...headers, 'Content-Type': 'application/json'},
                                                 body: JSON.stringify({modelId: 'x', modelName: 'x', modelUrl: 'http://127.0.0.1:9/v1'})});
         const metrics = await fetch('/metrics', {headers});
-        return [models.status, created.status, metrics.status, (await models.json()).error.type];
+        const listed = await models.json();
+        return [models.status, created.status, metrics.status, (await created.json()).error.type,
+                listed.models.every((model) => !model.modelUrl && (model.endpoints ?? []).length === 0)];
     }""", ui.alice)
-    assert statuses[:3] == [403, 403, 403]
+    assert statuses[:3] == [200, 403, 403], "a user lists the models they use, and manages none"
     assert statuses[3] == "permission_error"
+    assert statuses[4] is True, "without where they run"
     # The same answer the UI decides by, from the command line.
     who = lisactl(ui, "--output", "json", "whoami", key=ui.alice)
     assert who.returncode == 0, who.stderr

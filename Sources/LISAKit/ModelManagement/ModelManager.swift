@@ -95,6 +95,21 @@ public final class ModelManager: Service, Sendable {
             return usable == 0 ? "down" : "degraded"
         }
 
+        /// What a user who is not an administrator may see: no endpoint URLs or keys, no
+        /// launch spec or replicas; the status and health stay.
+        public func forUsers() -> ModelRecord {
+            var copy = self
+            copy.definition.endpoints = []
+            copy.definition.modelUrl = nil
+            copy.definition.launch = nil
+            copy.definition.additionalFields = [:]
+            copy.replicas = nil
+            copy.endpointStatus = endpointStatus.map {
+                EndpointStatus(url: "", weight: $0.weight, healthy: $0.healthy, circuit: $0.circuit, inFlight: $0.inFlight, ewmaLatencyMilliseconds: 0)
+            }
+            return copy
+        }
+
         enum CodingKeys: String, CodingKey { case source, status, statusReason, replicas, endpointStatus, health }
 
         public func encode(to encoder: any Encoder) throws {
@@ -395,6 +410,8 @@ public final class ModelManager: Service, Sendable {
                     guard !Task.isCancelled else { return }
                     do {
                         try await self.reload()
+                    } catch is CancellationError {
+                        return  // shutting down: nothing failed
                     } catch {
                         if Task.isCancelled { return }
                         self.logger.warning("periodic resync failed", metadata: ["lisa.error": "\(error)"])

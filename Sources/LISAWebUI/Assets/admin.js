@@ -35,6 +35,12 @@ export class ModelsView {
 
   mount(container) {
     this.container = container;
+    // Users may list the models they use (GET /models answers them), but this page manages models.
+    if (!this.app.me.isAdmin) {
+      refused(container, 'Models', { status: 403, message: 'Managing models needs an administrator.' });
+      this.timer = 'stopped';
+      return;
+    }
     this.tbody = h('tbody');
     this.form = this.buildForm();
     this.page = h('div', { class: 'page' },
