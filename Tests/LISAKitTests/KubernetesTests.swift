@@ -86,7 +86,12 @@ struct KubernetesTests {
             return pods.body["items"]?.arrayValue?.first?["status"]?["podIP"] != nil
         }
         await backend.stop(replica, timeout: .seconds(1))
-        let after = try await client.call(.GET, client.path("", "pods", query: KubernetesBackend.selector(["lisa.replica-id": "r1"])))
-        #expect(after.body["items"]?.arrayValue?.isEmpty == true, "stop waits for the pod to go")
+        let deleted = try await client.call(.GET, client.path("apps/v1", "deployments", KubernetesBackend.deploymentName(model: "m", replica: "r1")))
+        #expect(deleted.status == 404, "stop deletes the replica's Deployment")
+        // Its pod terminates after the grace period (waited on, not timed: the machine may be busy).
+        try await waitUntil(timeout: .seconds(120)) {
+            let pods = try await client.call(.GET, client.path("", "pods", query: KubernetesBackend.selector(["lisa.replica-id": "r1"])))
+            return pods.body["items"]?.arrayValue?.isEmpty == true
+        }
     }
 }

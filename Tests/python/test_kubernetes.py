@@ -180,8 +180,8 @@ def test_hosted_model_lifecycle_on_kubernetes(upstream, emulator, tmp_path):
                  what="scaled in to one pod")
         stopped = lisactl(lisa, "models", "stop", "k8s-hosted", "--wait")
         assert stopped.returncode == 0 and "k8s-hosted: Stopped" in stopped.stdout, stopped.stdout + stopped.stderr
-        assert emulator.live_pods(label) == [] and [d for d in emulator.items("deployments")
-                                                   if d["metadata"]["labels"]["lisa.model"] == label] == []
+        assert [d for d in emulator.items("deployments") if d["metadata"]["labels"]["lisa.model"] == label] == []
+        wait_for(lambda: emulator.live_pods(label) == [], timeout=30, what="the pods gone after stop")
         started = lisactl(lisa, "models", "start", "k8s-hosted", "--wait")
         assert started.returncode == 0 and "k8s-hosted: InService" in started.stdout
         assert chat(lisa, "k8s-hosted", "after start") == "echo: after start"
