@@ -155,8 +155,8 @@ auth:
 
     try:
         assert call("/v1/models", alice) == 200, "CN=alice signs in with her certificate alone"
-        assert call("/models", alice) == 403, "team-a is not an admin"
-        assert call("/models", admin) == 200, "OU=lisa-admins is the admin group"
+        assert call("/models/chat-small", alice) == 403, "team-a is not an admin"
+        assert call("/models/chat-small", admin) == 200, "OU=lisa-admins is the admin group"
         assert call("/v1/models") == 401, "no certificate, no key: refused"
         with pytest.raises(httpx.HTTPError):
             call("/v1/models", mallory)  # signed by a CA the server does not trust
