@@ -28,29 +28,25 @@ struct FakeUpstreamCommand: AsyncParsableCommand {
 
     func run() async throws {
         if kubernetes {
-            let app = KubernetesEmulator(token: kubernetesToken, gpus: kubernetesGPUs).makeApplication(host: host, port: port) { port in
-                FileHandle.standardOutput.write(Data("kubernetes emulator listening on \(port)\n".utf8))
-            }
-            try await ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "fake")))
-                .run()
-            return
+            let emulator = KubernetesEmulator(token: kubernetesToken, gpus: kubernetesGPUs)
+            return try await serve("kubernetes emulator") { emulator.makeApplication(host: host, port: port, onRunning: $0) }
         }
         if openSearch {
-            let app = OpenSearchEmulator(username: openSearchUser, password: openSearchPassword).makeApplication(host: host, port: port) { port in
-                FileHandle.standardOutput.write(Data("opensearch emulator listening on \(port)\n".utf8))
-            }
-            try await ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "fake")))
-                .run()
-            return
+            let emulator = OpenSearchEmulator(username: openSearchUser, password: openSearchPassword)
+            return try await serve("opensearch emulator") { emulator.makeApplication(host: host, port: port, onRunning: $0) }
         }
         var configuration = FakeUpstream.Configuration()
         configuration.chunkDelay = .milliseconds(chunkDelayMilliseconds)
         configuration.apiKey = apiKey
         configuration.slowDelay = .milliseconds(slowDelayMilliseconds)
-        let app = FakeUpstream(configuration: configuration).makeApplication(host: host, port: port) { port in
-            // Unbuffered, so a log file shows it at once.
-            FileHandle.standardOutput.write(Data("lisa-fake-upstream listening on \(port)\n".utf8))
-        }
+        let fake = FakeUpstream(configuration: configuration)
+        try await serve("lisa-fake-upstream") { fake.makeApplication(host: host, port: port, onRunning: $0) }
+    }
+
+    /// Runs one server until SIGTERM or SIGINT, printing "`name` listening on PORT" once it
+    /// listens (unbuffered, so a log file shows it at once).
+    private func serve<S: Service>(_ name: String, _ make: (@escaping @Sendable (Int) -> Void) -> S) async throws {
+        let app = make { port in FileHandle.standardOutput.write(Data("\(name) listening on \(port)\n".utf8)) }
         let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: Logger(label: "fake")))
         try await group.run()
     }
