@@ -166,6 +166,8 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
     public var autoScalingConfig: AutoScalingConfig?
     /// For `lisa_hosted` models: how to start a replica.
     public var launch: LaunchSpec?
+    /// What calls cost: token prices, or a replica-hour price for `lisa_hosted` models.
+    public var pricing: ModelPricing?
     public var additionalFields: [String: JSONValue]
 
     public init(
@@ -193,7 +195,8 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case modelId, modelName, modelType, inferenceContainer, upstreamAPI, hostingType, modelUrl, endpoints, streaming, allowedGroups,
-            features, loadBalancing, sessionHeader, fallbacks, timeouts, healthCheck, circuitBreaker, retry, autoScalingConfig, launch
+            features, loadBalancing, sessionHeader, fallbacks, timeouts, healthCheck, circuitBreaker, retry, autoScalingConfig, launch,
+            pricing
     }
 
     public init(from decoder: any Decoder) throws {
@@ -218,6 +221,7 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
         retry = try c.decodeIfPresent(RetryConfiguration.self, forKey: .retry)
         autoScalingConfig = try c.decodeIfPresent(AutoScalingConfig.self, forKey: .autoScalingConfig)
         launch = try c.decodeIfPresent(LaunchSpec.self, forKey: .launch)
+        pricing = try c.decodeIfPresent(ModelPricing.self, forKey: .pricing)
         additionalFields = try decoder.additionalFields(excluding: CodingKeys.self)
     }
 
@@ -245,6 +249,7 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
         try c.encodeIfPresent(retry, forKey: .retry)
         try c.encodeIfPresent(autoScalingConfig, forKey: .autoScalingConfig)
         try c.encodeIfPresent(launch, forKey: .launch)
+        try c.encodeIfPresent(pricing, forKey: .pricing)
         try encoder.encodeAdditionalFields(additionalFields)
     }
 

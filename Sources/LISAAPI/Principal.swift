@@ -15,6 +15,8 @@ public struct Principal: Sendable, Hashable, Codable {
     public var tokenID: String?
     /// A rate limit set on the token itself, overriding the configured ones.
     public var rateLimit: RateLimitConfiguration.Limit?
+    /// A budget set on the API token itself.
+    public var budget: BudgetLimit?
     /// When the credential that signed this principal in stops being valid (an API token's
     /// expiry, an OIDC token's `exp`); `nil` when it does not expire. Tokens a principal
     /// mints for itself expire no later.
@@ -22,8 +24,9 @@ public struct Principal: Sendable, Hashable, Codable {
 
     public init(
         username: String, groups: [String], method: Method, tokenID: String? = nil, rateLimit: RateLimitConfiguration.Limit? = nil,
-        credentialExpiresAt: Date? = nil
+        credentialExpiresAt: Date? = nil, budget: BudgetLimit? = nil
     ) {
+        self.budget = budget
         self.username = username
         self.groups = groups
         self.method = method

@@ -12,11 +12,14 @@ public struct APITokenView: Sendable, Hashable, Codable {
     public var expiresAt: Date?
     public var isSystemToken: Bool
     public var rateLimit: RateLimitConfiguration.Limit?
+    /// A budget of this token's own, besides its user's and groups'.
+    public var budget: BudgetLimit?
 
     public init(
         id: String, name: String, username: String, groups: [String], createdBy: String, createdAt: Date, expiresAt: Date?,
-        isSystemToken: Bool, rateLimit: RateLimitConfiguration.Limit?
+        isSystemToken: Bool, rateLimit: RateLimitConfiguration.Limit?, budget: BudgetLimit? = nil
     ) {
+        self.budget = budget
         self.id = id
         self.name = name
         self.username = username
@@ -41,6 +44,9 @@ public struct APITokenCreateRequest: Sendable, Codable {
     public var noExpiry: Bool?
     /// Admin only: a rate limit for this token, overriding the configured ones.
     public var rateLimit: RateLimitConfiguration.Limit?
+    /// A budget for this token alone (anyone may limit their own token; it applies on top
+    /// of the user's and groups' budgets).
+    public var budget: BudgetLimit?
 
     public init(name: String, groups: [String]? = nil, expiresInDays: Int? = nil) {
         self.name = name

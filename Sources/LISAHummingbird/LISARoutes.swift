@@ -265,6 +265,31 @@ public struct LISARoutes: Sendable {
             return try Self.encode(["id": id, "revoked": "true"])
         }
 
+        // Usage and budgets: administrators see everyone's; anyone else their own.
+        api.get("/usage") { request, context in
+            var parameters: [String: String] = [:]
+            for (name, value) in request.uri.queryParameters { parameters[String(name)] = String(value) }
+            let query = try UsageQuery(parameters: parameters)
+            return try Self.encode(try await runtime.usageReport(query, for: try context.requirePrincipal()))
+        }
+        api.get("/budgets") { request, context in
+            let principal = try context.requirePrincipal()
+            let parameters = request.uri.queryParameters
+            guard let user = parameters["user"].map(String.init), user != principal.username else {
+                return try Self.encode(try await runtime.budgets(for: principal))
+            }
+            guard access.isAdmin(principal) else { throw LISAError.forbidden("You may see your own budgets only.") }
+            // An administrator asks about a user by name and groups (and token, for its own budget).
+            let groups = parameters["groups"].map { $0.split(separator: ",").map(String.init) } ?? []
+            var subject = Principal(username: user, groups: groups, method: .apiToken)
+            if let tokenID = parameters["tokenId"].map(String.init) {
+                let token = try await tokens.get(id: tokenID, by: principal)
+                subject.tokenID = token.id
+                subject.budget = token.budget
+            }
+            return try Self.encode(try await runtime.budgets(for: subject))
+        }
+
         RAGRoutes<Context>(rag: runtime.rag, maxRequestBodySize: maxRequestBodySize).add(to: api)
         SessionRoutes<Context>(sessions: runtime.sessions, maxRequestBodySize: maxRequestBodySize).add(to: api)
 

@@ -25,9 +25,15 @@ struct RuntimeTests {
         ]
         configure(&configuration)
         let store = try await SQLStateStore.inMemory()
-        let runtime = try await LISARuntime(
-            configuration: configuration, store: store, provider: InMemoryProvider.echo, metrics: metrics, logger: Logger(label: "runtime-test")
-        )
+        let runtime: LISARuntime
+        do {
+            runtime = try await LISARuntime(
+                configuration: configuration, store: store, provider: InMemoryProvider.echo, metrics: metrics, logger: Logger(label: "runtime-test")
+            )
+        } catch {
+            try? await store.close()
+            throw error
+        }
         do {
             try await body(runtime)
         } catch {
@@ -109,7 +115,7 @@ struct RuntimeTests {
             let vip = Principal(username: "victor", groups: ["vip"], method: .apiToken)
             let allowed = try await runtime.chatCompletion(try Self.request("secret", "x"), as: vip)
             #expect(allowed.choices.count == 1)
-            #expect(runtime.services.count == 4, "prober, models, ingestion and the token cache (no OIDC configured)")
+            #expect(runtime.services.count == 5, "prober, models, ingestion, the token cache and the usage recorder (no OIDC configured)")
         }
     }
 }

@@ -19,11 +19,15 @@ public struct APIToken: Sendable, Hashable, Codable {
     public var tokenHash: String
     /// A rate limit for this token only (administrators set it), overriding the configured ones.
     public var rateLimit: RateLimitConfiguration.Limit?
+    /// A budget of this token's own.
+    public var budget: BudgetLimit?
 
     public init(
         id: String, name: String, username: String, groups: [String], createdBy: String, createdAt: Date, expiresAt: Date?,
-        isSystemToken: Bool, tokenHash: String, rateLimit: RateLimitConfiguration.Limit? = nil
+        isSystemToken: Bool, tokenHash: String, rateLimit: RateLimitConfiguration.Limit? = nil,
+        budget: BudgetLimit? = nil
     ) {
+        self.budget = budget
         self.rateLimit = rateLimit
         self.id = id
         self.name = name
@@ -45,7 +49,7 @@ public struct APIToken: Sendable, Hashable, Codable {
     public var view: View {
         View(
             id: id, name: name, username: username, groups: groups, createdBy: createdBy, createdAt: createdAt, expiresAt: expiresAt,
-            isSystemToken: isSystemToken, rateLimit: rateLimit
+            isSystemToken: isSystemToken, rateLimit: rateLimit, budget: budget
         )
     }
 

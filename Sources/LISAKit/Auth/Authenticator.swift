@@ -47,7 +47,7 @@ public struct Authenticator: Sendable {
                 }
                 return Principal(
                     username: token.username, groups: token.groups, method: .apiToken, tokenID: token.id, rateLimit: token.rateLimit,
-                    credentialExpiresAt: token.expiresAt
+                    credentialExpiresAt: token.expiresAt, budget: token.budget
                 )
             }
         }
@@ -145,6 +145,7 @@ public struct APITokenService: Sendable {
         if let limit = request.rateLimit, limit.requestsPerMinute <= 0 || limit.burst < 1 {
             throw LISAError.invalidRequest("rateLimit needs requestsPerMinute > 0 and burst ≥ 1.", param: "rateLimit")
         }
+        try request.budget?.validate(param: "budget")
         if request.noExpiry == true {
             guard request.isSystemToken == true else {
                 throw LISAError.invalidRequest("Only system tokens may have no expiry.", param: "noExpiry")
@@ -176,7 +177,8 @@ public struct APITokenService: Sendable {
         let secret = APIToken.generateSecret()
         let token = APIToken(
             id: APIToken.generateID(), name: name, username: owner, groups: groups, createdBy: caller.username, createdAt: Date(),
-            expiresAt: expiresAt, isSystemToken: request.isSystemToken == true, tokenHash: APIToken.hash(secret), rateLimit: request.rateLimit
+            expiresAt: expiresAt, isSystemToken: request.isSystemToken == true, tokenHash: APIToken.hash(secret), rateLimit: request.rateLimit,
+            budget: request.budget
         )
         try await store.insertToken(token)
         logger.info(

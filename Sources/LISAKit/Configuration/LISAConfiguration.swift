@@ -75,6 +75,10 @@ public struct LISAConfiguration: Sendable {
     public var kubernetes = KubernetesSettings()
     /// LISA Chat, the web UI at `/` (`ui.*`, `LISA_UI_ENABLED`, `LISA_UI_DIRECTORY`).
     public var ui = UISettings()
+    /// Usage records and the request log (`usage:`).
+    public var usage = UsageSettings()
+    /// Spending limits per user and group (`budgets:`); a token may carry its own.
+    public var budgets = BudgetConfiguration()
     /// Models declared statically.
     public var models: [ModelDefinition] = []
 
@@ -197,6 +201,8 @@ public struct LISAConfiguration: Sendable {
         if let value = file.server?.bodyReadTimeoutSeconds { connections.bodyReadTimeout = .milliseconds(Int64(value * 1000)) }
         if let value = file.server?.maxConnections { connections.maxConnections = value }
         if let value = file.rateLimits { rateLimits = value }
+        if let value = file.usage { usage = value }
+        if let value = file.budgets { budgets = value }
         if let value = file.ui?.enabled { ui.enabled = value }
         if let value = file.ui?.scopes { ui.scopes = value }
         if let auth = file.auth {
@@ -285,6 +291,19 @@ public struct LISAConfiguration: Sendable {
             throw ConfigurationError("auth.tokenOutageGraceSeconds must be 0-86400")
         }
         try connections.validate()
+        guard (1...3650).contains(usage.retentionDays) else { throw ConfigurationError("usage.retentionDays must be 1-3650") }
+        guard usage.flushIntervalSeconds > 0 && usage.flushIntervalSeconds <= 60 else {
+            throw ConfigurationError("usage.flushIntervalSeconds must be more than 0 and at most 60")
+        }
+        guard usage.maxBuffered >= 1000 else { throw ConfigurationError("usage.maxBuffered must be at least 1000") }
+        guard budgets.defaultReservationTokens >= 0 else { throw ConfigurationError("budgets.defaultReservationTokens must be ≥ 0") }
+        do {
+            try budgets.user?.validate(param: "budgets.user")
+            for (name, limit) in budgets.users { try limit.validate(param: "budgets.users.\(name)") }
+            for (name, limit) in budgets.groups { try limit.validate(param: "budgets.groups.\(name)") }
+        } catch {
+            throw ConfigurationError(error.message)
+        }
         guard upstreamTimeouts.connect > .zero, upstreamTimeouts.request > .zero, upstreamTimeouts.streamFirstByte > .zero,
             upstreamTimeouts.streamIdle > .zero
         else {
@@ -395,11 +414,13 @@ struct ConfigurationFile: Decodable {
     var auth: Auth?
     var rateLimits: RateLimitConfiguration?
     var quotas: StorageQuotas?
+    var usage: UsageSettings?
+    var budgets: BudgetConfiguration?
     var logLevel: String?
     var models: [ModelDefinition]?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case server, dataDir, adminKey, state, upstream, routing, hosting, rag, ui, auth, rateLimits, quotas, logLevel, models
+        case server, dataDir, adminKey, state, upstream, routing, hosting, rag, ui, auth, rateLimits, quotas, usage, budgets, logLevel, models
     }
 
     init(from decoder: any Decoder) throws {
@@ -416,6 +437,8 @@ struct ConfigurationFile: Decodable {
         auth = try c.decodeIfPresent(Auth.self, forKey: .auth)
         rateLimits = try c.decodeIfPresent(RateLimitConfiguration.self, forKey: .rateLimits)
         quotas = try c.decodeIfPresent(StorageQuotas.self, forKey: .quotas)
+        usage = try c.decodeIfPresent(UsageSettings.self, forKey: .usage)
+        budgets = try c.decodeIfPresent(BudgetConfiguration.self, forKey: .budgets)
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel)
         models = try c.decodeIfPresent([ModelDefinition].self, forKey: .models)
     }

@@ -71,7 +71,8 @@ extension Gateway {
         }
         let model = try resolve(modelID, serving: route.modelType, for: context.principal)
         let user = request["user"]?.stringValue
-        return try await self.route(route.operation, model: model, stream: false, user: user, context: context) { modelName throws(LISAError) in
+        return try await self.route(route.operation, model: model, stream: false, user: user, context: context, inbound: body) {
+            modelName throws(LISAError) in
             if let edited = JSONMemberScanner.replacingStringMember("model", with: modelName, in: body) { return edited }
             var members = request
             members["model"] = .string(modelName)

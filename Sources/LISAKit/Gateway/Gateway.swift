@@ -22,6 +22,8 @@ public final class Gateway: Sendable {
     /// Set when the process begins to shut down: open streams end with an error event by
     /// its deadline (LISAServe begins it with its grace period).
     public let drain = DrainSignal()
+    /// Budgets, usage records and the request log; `nil`: none of them.
+    public let accountant: UsageAccountant?
     private let logger: Logger
 
     /// The largest upstream body LISA buffers for a non-streaming answer (64 MiB).
@@ -29,8 +31,9 @@ public final class Gateway: Sendable {
 
     public init(
         registry: ModelRegistry, store: any StateStore, provider: any InferenceProvider, metrics: GatewayMetrics = GatewayMetrics(),
-        access: AccessConfiguration = AccessConfiguration(), logger: Logger
+        access: AccessConfiguration = AccessConfiguration(), accountant: UsageAccountant? = nil, logger: Logger
     ) {
+        self.accountant = accountant
         self.access = access
         self.registry = registry
         self.store = store
@@ -94,7 +97,7 @@ public final class Gateway: Sendable {
         async throws(LISAError) -> GatewayResponse
     {
         try checkStreaming(stream, model: model)
-        return try await route(operation, model: model, stream: stream, user: nil, context: context) { modelName throws(LISAError) in
+        return try await route(operation, model: model, stream: stream, user: nil, context: context, inbound: body) { modelName throws(LISAError) in
             if let edited = JSONMemberScanner.replacingStringMember("model", with: modelName, in: body) { return edited }
             guard case .object(var members) = try Self.decode(JSONValue.self, from: body) else {
                 throw .invalidRequest("The request body must be a JSON object.")
@@ -113,7 +116,7 @@ public final class Gateway: Sendable {
         let model = try resolve(request.model, serving: Request.modelType, for: context.principal)
         let stream = request.isStreaming
         try checkStreaming(stream, model: model)
-        return try await route(Request.operation, model: model, stream: stream, user: request.user, context: context) {
+        return try await route(Request.operation, model: model, stream: stream, user: request.user, context: context, inbound: body) {
             modelName throws(LISAError) in
             try Self.upstreamBody(body, request: &request, modelName: modelName)
         }
@@ -164,6 +167,28 @@ public final class Gateway: Sendable {
         user: String?,
         context: InferenceContext,
         contentType: String = "application/json",
+        inbound: ByteBuffer? = nil,
+        body: (String) throws(LISAError) -> ByteBuffer
+    ) async throws(LISAError) -> GatewayResponse {
+        let ticket = try await accountant?.open(operation, model: model, inbound: inbound, context: context)
+        do {
+            return try await routeCandidates(
+                operation, model: model, stream: stream, user: user, context: context, contentType: contentType, ticket: ticket, body: body
+            )
+        } catch {
+            ticket?.finish(error: error)
+            throw error
+        }
+    }
+
+    private func routeCandidates(
+        _ operation: UpstreamOperation,
+        model: RoutableModel,
+        stream: Bool,
+        user: String?,
+        context: InferenceContext,
+        contentType: String,
+        ticket: UsageAccountant.Ticket?,
         body: (String) throws(LISAError) -> ByteBuffer
     ) async throws(LISAError) -> GatewayResponse {
         let start = ContinuousClock.now
@@ -204,7 +229,7 @@ public final class Gateway: Sendable {
             do {
                 return try await attempts(
                     wire, model: candidate, requested: requested, body: upstreamBody, stream: stream, sessionKey: sessionKey,
-                    start: start, logger: logger
+                    start: start, ticket: ticket, logger: logger
                 )
             } catch {
                 lastError = error
@@ -312,6 +337,7 @@ public final class Gateway: Sendable {
         stream: Bool,
         sessionKey: String?,
         start: ContinuousClock.Instant,
+        ticket: UsageAccountant.Ticket?,
         logger: RequestLogger
     ) async throws(LISAError) -> GatewayResponse {
         let modelID = model.definition.modelId
@@ -346,7 +372,7 @@ public final class Gateway: Sendable {
             do {
                 return try await tryEndpoint(
                     wire, model: model, requested: requested, endpoint: endpoint, body: body, stream: stream, start: start,
-                    logger: endpointLogger
+                    ticket: ticket, logger: endpointLogger
                 )
             } catch {
                 var error = error
@@ -368,6 +394,7 @@ public final class Gateway: Sendable {
         body: ByteBuffer,
         stream: Bool,
         start: ContinuousClock.Instant,
+        ticket: UsageAccountant.Ticket?,
         logger: RequestLogger
     ) async throws(LISAError) -> GatewayResponse {
         let modelID = model.definition.modelId
@@ -458,8 +485,10 @@ public final class Gateway: Sendable {
             metrics.overhead(model: requested, (ContinuousClock.now - start) - firstByte)
             let label = endpoint.label
             let idle = timeouts?.streamIdleSeconds.map { Duration.milliseconds(Int64($0 * 1000)) } ?? provider.timeouts.streamIdle
+            let served = model.definition
             let relayed = RelayedBody(body: response.body, deadline: sent + total, idleTimeout: idle) { failed in
                 endpoint.end()
+                ticket?.finish(servedBy: served, endpoint: label, usage: nil, outputEstimate: 0, firstToken: nil, failed: failed)
                 if failed { metrics.streamError(model: requested) }
                 metrics.request(model: requested, endpoint: label, status: GatewayMetrics.statusLabel(for: nil), duration: ContinuousClock.now - start)
             }
@@ -484,6 +513,7 @@ public final class Gateway: Sendable {
                 default: .openAI
                 }
             let idle = timeouts?.streamIdleSeconds.map { Duration.milliseconds(Int64($0 * 1000)) } ?? provider.timeouts.streamIdle
+            let served = model.definition
             let relay = ServerSentEventRelay(
                 body: upstreamEvents, modelID: requested, logger: logger.withMetadata, deadline: sent + total, idleTimeout: idle, drain: drain, framing: framing
             ) { summary in
@@ -492,6 +522,10 @@ public final class Gateway: Sendable {
                 if summary.stalled { endpoint.record(.failure(elapsed: idle.seconds), at: monotonicSeconds()) }
                 if let firstEvent = summary.firstEvent { metrics.timeToFirstToken(model: requested, firstEvent - start) }
                 if let usage = summary.usage { metrics.tokens(model: requested, usage: usage) }
+                ticket?.finish(
+                    servedBy: served, endpoint: label, usage: summary.usage, outputEstimate: summary.events, firstToken: summary.firstEvent,
+                    failed: summary.failed
+                )
                 if summary.failed { metrics.streamError(model: requested) }
                 metrics.request(model: requested, endpoint: label, status: GatewayMetrics.statusLabel(for: nil), duration: ContinuousClock.now - start)
             }
@@ -536,6 +570,7 @@ public final class Gateway: Sendable {
             }
             buffer = DialectJSON.encode(try Rerank.answer(fromTEI: ranked, request: wire.original ?? body, model: requested))
         }
+        var reported: Usage?
         if let usageBytes = JSONMemberScanner.value(of: "usage", in: buffer) {
             let usage: Usage? =
                 if wire.operation == .messages {
@@ -546,6 +581,7 @@ public final class Gateway: Sendable {
                     try? JSONDecoder().decode(Usage.self, from: usageBytes)
                 }
             if let usage { metrics.tokens(model: requested, usage: usage) }
+            reported = usage
         }
         metrics.request(model: requested, endpoint: endpoint.label, status: GatewayMetrics.statusLabel(for: nil), duration: finished - start)
         // LISA answers these routes with JSON only: whatever the upstream labelled its body,
@@ -554,6 +590,12 @@ public final class Gateway: Sendable {
             logger.warning("upstream answered a body that is not a JSON object", metadata: ["lisa.content_type": "\(contentType)"])
             throw .badGateway("The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
         }
+        // Without the upstream's count, about four bytes a token of what came back, less the JSON around it.
+        let answersVectors = wire.operation == .embeddings || wire.operation == .rerank || wire.operation == .teiRerank || wire.operation == .moderations
+        ticket?.finish(
+            servedBy: model.definition, endpoint: endpoint.label, usage: reported, outputEstimate: answersVectors ? 0 : max(buffer.readableBytes - 300, 0) / 4,
+            firstToken: finished
+        )
         return GatewayResponse(contentType: "application/json", body: .buffer(buffer))
     }
 

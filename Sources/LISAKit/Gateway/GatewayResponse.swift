@@ -38,6 +38,9 @@ public struct StreamSummary: Sendable {
     public var failed = false
     /// Whether it ended because the upstream went quiet for longer than the idle timeout.
     public var stalled = false
+    /// How many events were relayed (about one a token: the estimate of output tokens
+    /// when the upstream reports no usage).
+    public var events = 0
 }
 
 /// Relays an upstream's `text/event-stream` event by event.
@@ -346,6 +349,8 @@ public struct ServerSentEventRelay: Sendable {
                     }
                     output.writeImmutableBuffer(parsed.raw)
                 }
+                let relayed = events.reduce(0) { $0 + ($1.event.isDone ? 0 : 1) }
+                tracker.update { $0.events += relayed }
                 if !sawFirst {
                     sawFirst = true
                     let now = ContinuousClock.now

@@ -10,6 +10,12 @@ public struct InferenceContext: Sendable {
     public var logger: Logger
     /// Who is asking; decides which models exist for them.
     public var principal: Principal
+    /// The API the client called, as usage records name it (`messages`, `responses`), when it
+    /// differs from the operation sent upstream.
+    public var operationLabel: String?
+    /// Whose usage this is, when LISA works for someone as itself (RAG ingestion runs as
+    /// the admin key for the uploader): recorded under this name, with no budget checked.
+    public var billedUser: String?
 
     public init(requestID: String, headers: [String: String] = [:], principal: Principal = .admin, logger: Logger) {
         self.requestID = requestID

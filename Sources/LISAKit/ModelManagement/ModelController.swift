@@ -24,6 +24,9 @@ actor ModelController {
     private var autoscalers: [String: Autoscaler] = [:]
     private var ticks = 0
     static let tick: Duration = .milliseconds(500)
+    /// Replica-seconds run since they were last written, per hosted model (cost reports).
+    private var replicaTime: [String: Double] = [:]
+    private var lastMetered: ContinuousClock.Instant?
 
     init(manager: ModelManager, backend: (any HostingBackend)?) {
         self.manager = manager
@@ -87,6 +90,36 @@ actor ModelController {
         }
     }
 
+    /// Counts the time each hosted model's replicas run (launching to draining: they hold
+    /// their machine all along), and writes it every ten seconds under the current hour.
+    private func meterReplicaTime(models: [StoredModel], replicas: [String: [ReplicaRecord]]) {
+        let now = ContinuousClock.now
+        defer { lastMetered = now }
+        guard let last = lastMetered else { return }
+        // A gap longer than a few ticks (leadership moved) is not counted twice: the
+        // previous leader counted its part.
+        let elapsed = Swift.min((now - last).seconds, 5)
+        for model in models where model.definition.isHosted {
+            let running = (replicas[model.definition.modelId] ?? []).filter { $0.state != .crashed }.count
+            if running > 0 { replicaTime[model.definition.modelId, default: 0] += Double(running) * elapsed }
+        }
+        guard ticks % 20 == 0, !replicaTime.isEmpty else { return }
+        let pending = replicaTime
+        replicaTime = [:]
+        let hour = Int64(Date().timeIntervalSince1970 / 3600) * 3600
+        let store = self.store
+        let logger = self.logger
+        Task {
+            for (model, seconds) in pending {
+                do {
+                    try await store.addReplicaSeconds(seconds, model: model, hour: hour)
+                } catch {
+                    logger.debug("recording replica time failed", metadata: ["lisa.model": "\(model)", "lisa.error": "\(error)"])
+                }
+            }
+        }
+    }
+
     private func reconcile() async throws {
         ticks += 1
         let models = try await store.models()
@@ -120,6 +153,7 @@ actor ModelController {
                 }
             }
         }
+        meterReplicaTime(models: models, replicas: replicas)
         if let backend, ticks % 20 == 0 {
             let known = Set(try await store.replicas(modelId: nil).map(\.replicaId))
             _ = await backend.removeOrphans(known: known)

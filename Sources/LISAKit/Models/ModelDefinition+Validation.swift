@@ -65,6 +65,10 @@ extension ModelDefinition {
         if let timeouts, (timeouts.firstByteSeconds ?? 1) <= 0 || (timeouts.totalSeconds ?? 1) <= 0 || (timeouts.streamIdleSeconds ?? 1) <= 0 {
             throw .invalidRequest("timeouts must be positive.", param: "timeouts")
         }
+        try pricing?.validate(param: "pricing")
+        if pricing?.replicaHourly != nil && !isHosted {
+            throw .invalidRequest("pricing.replicaHourly applies to lisa_hosted models; price others per token.", param: "pricing.replicaHourly")
+        }
         if let healthCheck, !healthCheck.path.hasPrefix("/") || healthCheck.intervalSeconds <= 0 || healthCheck.timeoutSeconds <= 0 {
             throw .invalidRequest("healthCheck needs a path starting with '/' and positive interval and timeout.", param: "healthCheck")
         }

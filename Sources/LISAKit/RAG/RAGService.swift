@@ -484,7 +484,7 @@ public final class RAGService: Service, Sendable {
         let collection = try await collection(repository, collectionId)
         guard collection.dimension != nil else { return [] }  // nothing ingested yet
         let model = collection.embeddingModelId ?? repository.embeddingModelId
-        let embedding = try await gateway.embed([query], model: model, logger: logger)[0]
+        let embedding = try await gateway.embed([query], model: model, billedTo: principal.username, operation: "rag.retrieval", logger: logger)[0]
         let matches = try await vectors(for: repository).search(
             VectorQuery(embedding: embedding, topK: topK, text: hybrid ? query : nil), in: collection.storeName
         )
@@ -629,7 +629,9 @@ public final class RAGService: Service, Sendable {
             let model = collection.embeddingModelId ?? repository.embeddingModelId
             var embeddings: [[Float]] = []
             for start in stride(from: 0, to: pieces.count, by: 32) {
-                embeddings += try await gateway.embed(Array(pieces[start..<min(start + 32, pieces.count)]), model: model, logger: logger)
+                embeddings += try await gateway.embed(
+                    Array(pieces[start..<min(start + 32, pieces.count)]), model: model, billedTo: job.username, operation: "rag.ingestion", logger: logger
+                )
             }
             guard let dimension = embeddings.first?.count, embeddings.allSatisfy({ $0.count == dimension }) else {
                 throw LISAError.badGateway("The embedding model returned vectors of different sizes.")
@@ -709,10 +711,22 @@ extension JSONValue {
 extension Gateway {
     /// Embeddings of `texts` from `model`, through the router (balancing, retries,
     /// fail-over) like any client's request.
-    public func embed(_ texts: [String], model: String, principal: Principal = .admin, logger: Logger) async throws -> [[Float]] {
+    ///
+    /// - Parameter billedTo: whose usage this is when `principal` is LISA itself (ingestion
+    ///   of a user's upload, a user's retrieval query): recorded as `operation` under that
+    ///   name, with no budget checked.
+    public func embed(
+        _ texts: [String], model: String, principal: Principal = .admin, billedTo: String? = nil, operation: String = "rag.ingestion", logger: Logger
+    ) async throws
+        -> [[Float]]
+    {
         let request = EmbeddingRequest(model: model, input: .texts(texts))
         let body = try JSONEncoder().encodeAsByteBuffer(request, allocator: ByteBufferAllocator())
-        let context = InferenceContext(requestID: "rag-\(UUID().uuidString.prefix(8))", principal: principal, logger: logger)
+        var context = InferenceContext(requestID: "rag-\(UUID().uuidString.prefix(8))", principal: principal, logger: logger)
+        if let billedTo {
+            context.billedUser = billedTo
+            context.operationLabel = operation
+        }
         let response = try await embeddings(body: body, context: context)
         guard case .buffer(let buffer) = response.body else { throw LISAError.badGateway("The embedding model streamed its answer.") }
         let decoded = try JSONDecoder().decode(EmbeddingResponse.self, from: buffer)

@@ -17,6 +17,8 @@ extension LISARuntime {
     ///
     /// - Throws: ``LISAError`` (the binding answers it in Anthropic's error shape).
     public func messages(body: ByteBuffer, context: InferenceContext) async throws -> GatewayResponse {
+        var context = context
+        context.operationLabel = context.operationLabel ?? "messages"
         let request = try DialectJSON.decode(body)
         let chat = try AnthropicDialect.chatRequest(from: request)
         let model = chat["model"]?.stringValue ?? ""
@@ -59,6 +61,8 @@ extension LISARuntime {
     /// lives in the state store (every replica reads it) and continues with
     /// `previous_response_id`; a streamed one is stored before `response.completed` is sent.
     public func responses(body: ByteBuffer, context: InferenceContext) async throws -> GatewayResponse {
+        var context = context
+        context.operationLabel = context.operationLabel ?? "responses"
         let request = try DialectJSON.decode(body)
         var history: [JSONValue] = []
         var continuesUpstream = true

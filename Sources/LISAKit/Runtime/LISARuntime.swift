@@ -38,13 +38,15 @@ public final class LISARuntime: Sendable {
     public let oidc: OIDCVerifier?
     /// Active health checks of the models' endpoints.
     public let prober: HealthProber
+    /// Budgets, usage records and the request log.
+    public let usage: UsageAccountant
     private let vectors: EmbeddedVectorStore
     private let ownsStore: Bool
 
     /// The long-lived work to run in a `ServiceGroup`: health probes, the models service,
     /// the ingestion worker and, with OIDC, the key refresher.
     public var services: [any Service] {
-        [prober, models, rag, authenticator.tokenCache] + (oidc.map { [$0] } ?? [])
+        [prober, models, rag, authenticator.tokenCache, usage.recorder] + (oidc.map { [$0] } ?? [])
     }
 
     /// Builds every part from `configuration`: state from `configuration.databaseURL`
@@ -76,13 +78,18 @@ public final class LISARuntime: Sendable {
                 store: store, access: configuration.access, policy: configuration.tokenPolicy, tokenCache: tokenCache, logger: logger
             )
             sessions = SessionService(store: store, access: configuration.access, quotas: configuration.quotas)
+            let usage = UsageAccountant(
+                settings: configuration.usage, budgets: configuration.budgets, store: store, requestTimeout: configuration.upstreamTimeouts.request,
+                logger: logger
+            )
+            self.usage = usage
             let gateway = Gateway(
                 registry: ModelRegistry(defaultPolicy: configuration.loadBalancing), store: store,
                 provider: provider
                     ?? OpenAICompatibleProvider(
                         httpClient: httpClient, timeouts: configuration.upstreamTimeouts, defaultTLS: configuration.upstreamTLS
                     ),
-                metrics: GatewayMetrics(factory: metrics), access: configuration.access, logger: logger
+                metrics: GatewayMetrics(factory: metrics), access: configuration.access, accountant: usage, logger: logger
             )
             self.gateway = gateway
             prober = HealthProber(registry: gateway.registry, httpClient: httpClient, defaultTLS: configuration.upstreamTLS, logger: logger)

@@ -171,6 +171,57 @@ public final class SQLStateStore: StateStore {
             )
             """,
         ],
+        // v8: usage records, budget counters and their open reservations, hosted replica time.
+        [
+            """
+            CREATE TABLE IF NOT EXISTS usage_records (
+                id TEXT PRIMARY KEY NOT NULL,
+                at DOUBLE PRECISION NOT NULL,
+                hour BIGINT NOT NULL,
+                request_id TEXT NOT NULL,
+                username TEXT NOT NULL,
+                token_id TEXT,
+                groups TEXT NOT NULL,
+                model TEXT NOT NULL,
+                served_by TEXT,
+                endpoint TEXT,
+                operation TEXT NOT NULL,
+                input_tokens BIGINT NOT NULL,
+                output_tokens BIGINT NOT NULL,
+                estimated BIGINT NOT NULL,
+                duration_ms DOUBLE PRECISION NOT NULL,
+                ttft_ms DOUBLE PRECISION,
+                status TEXT NOT NULL,
+                cost DOUBLE PRECISION
+            )
+            """,
+            "CREATE INDEX IF NOT EXISTS usage_records_at ON usage_records (at)",
+            "CREATE INDEX IF NOT EXISTS usage_records_user_at ON usage_records (username, at)",
+            """
+            CREATE TABLE IF NOT EXISTS budget_counters (
+                key TEXT NOT NULL,
+                period_start DOUBLE PRECISION NOT NULL,
+                spent DOUBLE PRECISION NOT NULL,
+                reserved DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (key, period_start)
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS budget_reservations (
+                id TEXT PRIMARY KEY NOT NULL,
+                lines TEXT NOT NULL,
+                expires_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS replica_seconds (
+                model TEXT NOT NULL,
+                hour BIGINT NOT NULL,
+                seconds DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (model, hour)
+            )
+            """,
+        ],
     ]
 
     private func migrate() async throws {

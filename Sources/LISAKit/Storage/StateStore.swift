@@ -150,6 +150,47 @@ public protocol StateStore: Sendable {
     /// store keeps no shared buckets (one process: its own buckets are exact).
     func takeRateToken(key: String, perSecond: Double, capacity: Double) async throws -> Double?
 
+    // MARK: Usage and budgets
+
+    /// Stores usage records (one batch, one transaction).
+    func insertUsage(_ records: [UsageRecord]) async throws
+
+    /// Sums of the records `filter` selects, per hour and model, and per user and token when asked.
+    func usageAggregates(_ filter: UsageFilter, byUser: Bool, byToken: Bool) async throws -> [UsageAggregate]
+
+    /// The groups the records `filter` selects were made under.
+    func usageGroups(_ filter: UsageFilter) async throws -> [String]
+
+    /// The latest `limit` records' latencies (percentiles).
+    func usageSamples(_ filter: UsageFilter, limit: Int) async throws -> [UsageSample]
+
+    /// Forgets records older than `time` (retention); returns how many.
+    @discardableResult
+    func deleteUsage(before time: Date) async throws -> Int
+
+    /// Adds `seconds` of replica time to `model`'s account for the hour starting at `hour` (Unix seconds).
+    func addReplicaSeconds(_ seconds: Double, model: String, hour: Int64) async throws
+
+    /// Replica time per model and hour, for hours in `from..<to` (Unix seconds).
+    func replicaSeconds(fromHour: Int64, toHour: Int64) async throws -> [ReplicaTime]
+
+    /// Reserves every line's amount at once, atomically across every process sharing the
+    /// store: each counter takes its amount unless what is spent and reserved on it has
+    /// already reached its limit. Returns `nil` when all were reserved (and remembers the
+    /// reservation under `id` until `expiresAt`), or the counter that refused, reserving nothing.
+    func reserveBudget(id: String, lines: [BudgetLine], expiresAt: Double) async throws -> BudgetCounter?
+
+    /// Ends the reservation `id`: each line's reservation is released and `spent[i]` charged.
+    /// A reservation already released as expired is only charged.
+    func settleBudget(id: String, lines: [BudgetLine], spent: [Double]) async throws
+
+    /// Releases reservations whose holder never settled them (it died) by `time`; returns how many.
+    @discardableResult
+    func releaseExpiredReservations(before time: Double) async throws -> Int
+
+    /// The counters with these keys and periods (those that exist).
+    func budgetCounters(_ keys: [BudgetLine]) async throws -> [BudgetCounter]
+
     /// pgvector in the state database, when the store has one (PostgreSQL with the
     /// extension); `nil` otherwise (the default).
     func openPGVector(logger: Logger) async throws -> PGVectorStore?
