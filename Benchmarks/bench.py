@@ -153,10 +153,11 @@ def stream_timings(url, headers, model, runs=30, words=199):
 
 
 class Stack:
-    def __init__(self, bin_dir, work, skip_litellm):
+    def __init__(self, bin_dir, work, skip_litellm, usage_variants=False):
         self.procs = []
         self.work = work
-        self.ports = {name: free_port() for name in ["mock", "nginx", "lisa", "litellm", "fake", "nginx_stream"]}
+        self.ports = {name: free_port() for name in ["mock", "nginx", "lisa", "litellm", "fake", "nginx_stream", "lisa_nousage",
+                                                     "lisa_budget"]}
         p = self.ports
         (work / "mock.conf").write_text(f"""
 worker_processes auto; pid {work}/mock.pid; error_log {work}/mock.err; daemon off;
@@ -195,6 +196,23 @@ models:
         wait_http(f"http://127.0.0.1:{p['lisa']}/health")
         time.sleep(1)
         self.lisa_idle_rss = memory_mb(self.pid("lisa"), "VmRSS")
+        self.user_token = None
+        if usage_variants:
+            # The same server without usage records, and one called with a user's token
+            # under a budget (a reservation and a settlement in the state store per call).
+            models = (work / "lisa.yaml").read_text()
+            (work / "lisa-nousage.yaml").write_text(models + "usage: {enabled: false}\n")
+            (work / "lisa-budget.yaml").write_text(models + "rateLimits: {enabled: false}\n"
+                                                   "budgets: {user: {period: day, tokens: 1000000000000}}\n")
+            for name, config in [("lisa_nousage", "lisa-nousage.yaml"), ("lisa_budget", "lisa-budget.yaml")]:
+                self.start(name, [f"{bin_dir}/LISAServe", "--config", str(work / config), "--port", str(p[name]),
+                                  "--data-dir", str(work / f"{name}-data")], env=env)
+                wait_http(f"http://127.0.0.1:{p[name]}/health")
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{p['lisa_budget']}/api-tokens/bench", data=json.dumps({"name": "bench"}).encode(), method="POST",
+                headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                self.user_token = json.loads(response.read())["token"]
         self.litellm = None
         litellm = ROOT / ".bench/litellm/bin/litellm"
         if not skip_litellm and litellm.exists():
@@ -246,14 +264,21 @@ def main():
     parser.add_argument("--memory", action="store_true", help="also run 1M requests through LISAServe for RSS growth")
     parser.add_argument("--write-doc", action="store_true")
     parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--usage-variants", action="store_true",
+                        help="also measure LISAServe without usage records, and with a user's token under a budget")
     args = parser.parse_args()
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="lisa-bench-"))
-    stack = Stack(args.bin, work, args.skip_litellm)
+    stack = Stack(args.bin, work, args.skip_litellm, args.usage_variants)
     p = stack.ports
     targets = [("direct (mock)", f"http://127.0.0.1:{p['mock']}/v1/chat/completions", {}, "mock"),
                ("nginx proxy_pass", f"http://127.0.0.1:{p['nginx']}/v1/chat/completions", {}, "nginx"),
                ("LISAServe", f"http://127.0.0.1:{p['lisa']}/v1/chat/completions", {"Authorization": f"Bearer {KEY}"}, "lisa")]
+    if stack.user_token:
+        targets += [("LISAServe, usage records off", f"http://127.0.0.1:{p['lisa_nousage']}/v1/chat/completions",
+                     {"Authorization": f"Bearer {KEY}"}, "lisa_nousage"),
+                    ("LISAServe, user token with a budget", f"http://127.0.0.1:{p['lisa_budget']}/v1/chat/completions",
+                     {"Authorization": f"Bearer {stack.user_token}"}, "lisa_budget")]
     if stack.litellm:
         targets.append(("LiteLLM " + stack.litellm, f"http://127.0.0.1:{p['litellm']}/v1/chat/completions",
                         {"Authorization": f"Bearer {LITELLM_KEY}"}, "litellm"))
@@ -312,6 +337,11 @@ def main():
         peer = results["LiteLLM " + stack.litellm]
         ratios.append(f"- LISAServe throughput = {lisa['rps'] / peer['rps']:.1f} × LiteLLM")
     ratios.append(f"- LISAServe CPU per request = {lisa['cpu_per_1k'] / nginx['cpu_per_1k']:.2f} × nginx")
+    if stack.user_token:
+        off = results["LISAServe, usage records off"]
+        budget = results["LISAServe, user token with a budget"]
+        ratios.append(f"- usage records: {lisa['rps']:.0f} req/s with, {off['rps']:.0f} without ({(lisa['rps'] / off['rps'] - 1) * 100:+.1f} %)")
+        ratios.append(f"- a user's token under a budget: {budget['rps']:.0f} req/s ({(budget['rps'] / lisa['rps'] - 1) * 100:+.1f} % against the admin key)")
     ratios.append(f"- LISAServe idle RSS: {stack.lisa_idle_rss:.1f} MB")
     if memory:
         (n1, r1), (n2, r2) = memory["100k"], memory["1M"]

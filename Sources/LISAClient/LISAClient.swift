@@ -200,6 +200,27 @@ public struct LISAClient: Sendable {
         _ = try await send(.DELETE, "/api-tokens/\(Self.escape(id))", as: JSONValue.self)
     }
 
+    // MARK: Usage and budgets
+
+    /// `GET /usage` with its query parameters (`from`, `to`, `bucket`, `groupBy`, `user`, `model`).
+    public func usage(_ parameters: [String: String] = [:]) async throws -> UsageReport {
+        var components = URLComponents()
+        components.queryItems = parameters.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
+        let query = parameters.isEmpty ? "" : "?\(components.percentEncodedQuery ?? "")"
+        return try await send(.GET, "/usage\(query)", as: UsageReport.self)
+    }
+
+    /// `GET /budgets`: where the caller's budgets stand, or (admins) those of `user` in `groups`.
+    public func budgets(user: String? = nil, groups: [String] = [], tokenID: String? = nil) async throws -> BudgetList {
+        var items: [URLQueryItem] = []
+        if let user { items.append(URLQueryItem(name: "user", value: user)) }
+        if !groups.isEmpty { items.append(URLQueryItem(name: "groups", value: groups.joined(separator: ","))) }
+        if let tokenID { items.append(URLQueryItem(name: "tokenId", value: tokenID)) }
+        var components = URLComponents()
+        components.queryItems = items
+        return try await send(.GET, items.isEmpty ? "/budgets" : "/budgets?\(components.percentEncodedQuery ?? "")", as: BudgetList.self)
+    }
+
     /// `POST /admin/rotate-key`: a new admin key (shown once); the old one works for `gracePeriodSeconds`.
     public func rotateAdminKey(gracePeriodSeconds: Double? = nil) async throws -> AdminKeyRotation {
         struct Body: Encodable { var gracePeriodSeconds: Double? }

@@ -75,7 +75,7 @@ public struct LISARoutes: Sendable {
     public static let managementRoutes: [ManagementRoute] = [
         ManagementRoute(method: .post, path: "/models") { routes, call in
             let definition = try Gateway.decode(ModelDefinition.self, from: call.body)
-            return try encode(try await routes.models.create(definition))
+            return try encode(try await routes.models.create(definition), status: .created)
         },
         ManagementRoute(method: .get, path: "/models/{modelId}") { routes, call in
             try encode(try routes.models.record(id: call.parameter))

@@ -12,7 +12,7 @@ struct Lisactl: AsyncParsableCommand {
         version: LISAVersion.string,
         subcommands: [
             ModelsCommand.self, ChatCommand.self, SendCommand.self, EmbedCommand.self, TokensCommand.self, AdminCommand.self, ReposCommand.self,
-            DocsCommand.self, SearchCommand.self, WhoamiCommand.self,
+            DocsCommand.self, SearchCommand.self, WhoamiCommand.self, UsageCommand.self, BudgetsCommand.self,
         ]
     )
 
@@ -559,11 +559,20 @@ struct TokensCommand: AsyncParsableCommand {
         @Option(help: "Groups of a token made for another user (repeatable).") var group: [String] = []
         @Option(name: .customLong("expires-in-days"), help: "Lifetime in days (default 90).") var expiresInDays: Int?
         @Flag(name: .customLong("system"), help: "A system token (admin only).") var system = false
+        @Option(name: .customLong("budget-tokens"), help: "A budget of the token's own: tokens per --budget-period.") var budgetTokens: Int?
+        @Option(name: .customLong("budget-cost"), help: "A budget of the token's own: cost per --budget-period.") var budgetCost: Double?
+        @Option(name: .customLong("budget-period"), help: "day or month (default day).") var budgetPeriod: String = "day"
 
         func run() async throws {
             try await reportingErrors {
                 var request = APITokenCreateRequest(name: name, groups: group.isEmpty ? nil : group, expiresInDays: expiresInDays)
                 request.isSystemToken = system ? true : nil
+                if budgetTokens != nil || budgetCost != nil {
+                    guard let period = BudgetLimit.Period(rawValue: budgetPeriod) else {
+                        throw ValidationError("--budget-period must be day or month.")
+                    }
+                    request.budget = BudgetLimit(period: period, tokens: budgetTokens, cost: budgetCost)
+                }
                 let created = try await global.makeClient().createToken(request, for: user)
                 switch global.output {
                 case .json: try printJSON(created)
@@ -649,5 +658,114 @@ func printSources(_ lisa: JSONValue?) {
     for (index, source) in sources.enumerated() {
         guard case .object(let fields) = source, case .string(let name)? = fields["documentName"] else { continue }
         print("  [\(index + 1)] \(name)")
+    }
+}
+
+struct UsageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "usage", abstract: "Requests, tokens and cost (everyone's for admins, your own otherwise).",
+        discussion: """
+            Examples: lisactl usage --group-by user,model; lisactl usage --from 2026-12-01 --bucket none --group-by group; \
+            lisactl usage --user alice --bucket hour --from 1796256000.
+            """
+    )
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Start: an ISO 8601 date or time, or Unix seconds (default 24 hours before --to).") var from: String?
+    @Option(help: "End (default now).") var to: String?
+    @Option(help: "hour, day, month or none (default day).") var bucket: String?
+    @Option(name: .customLong("group-by"), help: "Comma-separated: user, model, group, token.") var groupBy: String?
+    @Option(help: "Only this user's calls.") var user: String?
+    @Option(help: "Only calls to this model.") var model: String?
+
+    func run() async throws {
+        try await reportingErrors {
+            var parameters: [String: String] = [:]
+            for (name, value) in [("from", from), ("to", to), ("bucket", bucket), ("groupBy", groupBy), ("user", user), ("model", model)] {
+                if let value { parameters[name] = value }
+            }
+            let report = try await global.makeClient().usage(parameters)
+            switch global.output {
+            case .json: try printJSON(report)
+            case .table:
+                let dimensions = report.groupBy
+                let header =
+                    (report.bucket == .none ? [] : ["START"]) + dimensions.map { $0.rawValue.uppercased() } + [
+                        "REQUESTS", "ERRORS", "INPUT", "OUTPUT", "COST",
+                    ]
+                let timed = report.bucket != .none
+                var rows = report.data.map { row -> [String] in
+                    let keys = dimensions.map { dimension -> String in
+                        switch dimension {
+                        case .user: row.user ?? ""
+                        case .model: row.model ?? ""
+                        case .group: row.group ?? ""
+                        case .token: row.tokenId ?? "-"
+                        }
+                    }
+                    return (timed ? [row.start.map { Self.format($0, report.bucket) } ?? ""] : []) + keys + Self.figures(row)
+                }
+                var total = (timed ? ["total"] : []) + dimensions.map { _ in "" } + Self.figures(report.totals)
+                if !timed && !dimensions.isEmpty { total[0] = "total" }
+                if timed || !dimensions.isEmpty || rows.isEmpty { rows.append(total) }
+                printTable(header, rows)
+                if !report.latency.isEmpty {
+                    print("")
+                    printTable(
+                        ["MODEL", "REQUESTS", "P50 MS", "P99 MS", "TTFT P50 MS"],
+                        report.latency.map { latency in
+                            [
+                                latency.model, "\(latency.requests)", String(format: "%.1f", latency.p50Ms), String(format: "%.1f", latency.p99Ms),
+                                latency.timeToFirstTokenP50Ms.map { String(format: "%.1f", $0) } ?? "-",
+                            ]
+                        }
+                    )
+                }
+            }
+        }
+    }
+
+    static func figures(_ row: UsageReport.Row) -> [String] {
+        let estimated = row.estimatedRequests > 0 ? " (~\(row.estimatedRequests) est.)" : ""
+        return ["\(row.requests)", "\(row.errors)", "\(row.inputTokens)\(estimated)", "\(row.outputTokens)", String(format: "%.4f", row.cost)]
+    }
+
+    static func format(_ date: Date, _ bucket: UsageQuery.Bucket) -> String {
+        let text = ISO8601DateFormatter().string(from: date)
+        switch bucket {
+        case .hour: return String(text.prefix(16)) + "Z"
+        case .day: return String(text.prefix(10))
+        case .month: return String(text.prefix(7))
+        case .none: return ""
+        }
+    }
+}
+
+struct BudgetsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "budgets", abstract: "Where budgets stand: yours, or (admins) a user's with --user and --group."
+    )
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "The user to look at (admin only).") var user: String?
+    @Option(help: "That user's groups (repeatable).") var group: [String] = []
+    @Option(help: "Include this token's own budget (admin only).") var token: String?
+
+    func run() async throws {
+        try await reportingErrors {
+            let budgets = try await global.makeClient().budgets(user: user, groups: group, tokenID: token)
+            switch global.output {
+            case .json: try printJSON(budgets)
+            case .table:
+                printTable(
+                    ["SCOPE", "SUBJECT", "METRIC", "PERIOD", "SPENT", "HELD", "LIMIT", "RESETS"],
+                    budgets.data.map { budget in
+                        let number: (Double) -> String = { budget.metric == "tokens" ? "\(Int($0))" : String(format: "%.4f", $0) }
+                        return [
+                            budget.scope, budget.subject, budget.metric, budget.period.rawValue, number(budget.spent), number(budget.reserved),
+                            number(budget.limit), ISO8601DateFormatter().string(from: budget.resetsAt),
+                        ]
+                    }
+                )
+            }
+        }
     }
 }

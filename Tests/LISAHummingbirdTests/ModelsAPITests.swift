@@ -21,7 +21,7 @@ struct ModelsAPITests {
             let create = try await lisa.send(
                 "/models", json: #"{"modelId":"qwen","modelName":"Qwen/Qwen2.5","modelType":"textgen","inferenceContainer":"vllm","endpoints":[{"url":"\#(lisa.upstreamURL)","apiKey":"sk-hidden"}],"autoScalingConfig":{"minCapacity":1}}"#
             )
-            #expect(create.status == 200)
+            #expect(create.status == 201)
             #expect(!create.body.contains("sk-hidden"), "API keys are never returned")
             #expect(create.body.contains(#""status":"InService""#))
             let duplicate = try await lisa.send("/models", json: #"{"modelId":"qwen","modelUrl":"http://x/v1"}"#)

@@ -216,7 +216,7 @@ def test_anthropic_access_control_applies(server):
     import anthropic
     status, _ = api(server, "POST", "/models", {"modelId": "private-claude", "modelName": "x", "modelType": "textgen",
                                                 "modelUrl": "http://127.0.0.1:9/v1", "allowedGroups": ["secret"]})
-    assert status == 200
+    assert status == 201
     client = anthropic.Anthropic(base_url=server.url, api_key=user_token(server, "dave"), max_retries=0)
     with pytest.raises(anthropic.NotFoundError):
         client.messages.create(model="private-claude", max_tokens=8, messages=[{"role": "user", "content": "x"}])

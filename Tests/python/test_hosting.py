@@ -151,7 +151,7 @@ def test_autoscaling_follows_in_flight_requests(upstream, tmp_path):
     lisa = Lisa(upstream, tmp_path / "data")
     try:
         code, body = request(lisa, "POST", "/models", hosted("scaled", minimum=1, maximum=3, target=2, cooldown=3, model_name="slow"))
-        assert code == 200, body
+        assert code == 201, body
         wait_for(lambda: status(lisa, "scaled")["status"] == "InService", what="InService")
         assert len(status(lisa, "scaled")["replicas"]) == 1
 
@@ -185,7 +185,7 @@ def test_sigkill_mid_create_and_mid_delete_converges_without_orphans(upstream, t
     data = tmp_path / "data"
     lisa = Lisa(upstream, data)
     code, body = request(lisa, "POST", "/models", hosted("crashy", minimum=2, maximum=2))
-    assert code == 200 and body["status"] == "Creating"
+    assert code == 201 and body["status"] == "Creating"
     time.sleep(0.3)  # replicas are being launched
     lisa.stop(signal.SIGKILL)
 
@@ -223,7 +223,7 @@ def test_two_lisaserve_replicas_share_one_postgresql(upstream, tmp_path):
         # A model created on one replica is served by the other within a second.
         started = time.time()
         code, _ = request(first, "POST", "/models", {"modelId": "shared", "modelName": "echo", "modelUrl": upstream})
-        assert code == 200
+        assert code == 201
         wait_for(lambda: any(m.id == "shared" for m in OpenAI(base_url=second.url + "/v1", api_key=ADMIN_KEY).models.list().data),
                  timeout=1.0, interval=0.02, what="the model visible on the other replica")
         assert time.time() - started < 1.0
@@ -245,7 +245,7 @@ def test_two_lisaserve_replicas_share_one_postgresql(upstream, tmp_path):
 
         # A hosted model: launched by whichever replica leads; both route to it.
         code, _ = request(second, "POST", "/models", hosted("shared-hosted"))
-        assert code == 200
+        assert code == 201
         wait_for(lambda: status(first, "shared-hosted")["status"] == "InService", what="hosted InService")
         wait_for(lambda: (status(second, "shared-hosted") or {}).get("status") == "InService", timeout=2, what="seen by the second")
         assert chat(first, "shared-hosted", "one") == "echo: one" and chat(second, "shared-hosted", "two") == "echo: two"
@@ -256,7 +256,7 @@ def test_two_lisaserve_replicas_share_one_postgresql(upstream, tmp_path):
         # adopts the running replica, and carries out new ones.
         first.stop(signal.SIGKILL)
         code, _ = request(second, "POST", "/models", hosted("after-failover"))
-        assert code == 200
+        assert code == 201
         wait_for(lambda: status(second, "after-failover")["status"] == "InService", timeout=30, what="new leader launched a model")
         assert replica_processes("shared-hosted") == pids, "the running replica was adopted, not restarted"
         assert chat(second, "after-failover", "new leader") == "echo: new leader"

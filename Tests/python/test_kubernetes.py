@@ -198,7 +198,7 @@ def test_sigkill_mid_create_converges_and_orphans_are_removed(upstream, emulator
     data = tmp_path / "data"
     lisa = k8s_lisa(upstream, data, emulator)
     code, body = request(lisa, "POST", "/models", hosted_k8s("k8s-crashy", minimum=2, maximum=2))
-    assert code == 200 and body["status"] == "Creating"
+    assert code == 201 and body["status"] == "Creating"
     wait_for(lambda: len(emulator.items("deployments")) >= 1, timeout=10, interval=0.02, what="a Deployment created")
     lisa.stop(signal.SIGKILL)
     deployment_id = emulator.items("deployments")[0]["metadata"]["labels"]["lisa.deployment-id"]
@@ -241,7 +241,7 @@ def test_a_pod_that_cannot_be_scheduled_fails_the_model_with_the_schedulers_reas
         spec = hosted_k8s("needs-gpu", resources={"limits": {"nvidia.com/gpu": 1}})
         spec["launch"]["startupTimeoutSeconds"] = 3
         code, body = request(lisa, "POST", "/models", spec)
-        assert code == 200, body
+        assert code == 201, body
         wait_for(lambda: (status(lisa, "needs-gpu") or {}).get("status") == "Failed", timeout=30, what="Failed")
         assert "Insufficient nvidia.com/gpu" in status(lisa, "needs-gpu")["statusReason"]
         code, body = request(lisa, "POST", "/models", {**hosted_k8s("no-image"), "launch": {**hosted_k8s("x")["launch"], "kubernetes": {"port": 80}}})
@@ -287,7 +287,7 @@ def test_against_a_real_cluster(upstream, tmp_path):
         spec["launch"]["kubernetes"]["image"] = image
         spec["launch"]["startupTimeoutSeconds"] = 600
         code, body = request(lisa, "POST", "/models", spec)
-        assert code == 200, body
+        assert code == 201, body
         wait_for(lambda: (status(lisa, "real-cluster") or {}).get("status") == "InService", timeout=900, what="InService")
         request(lisa, "DELETE", "/models/real-cluster")
         wait_for(lambda: status(lisa, "real-cluster") is None, timeout=300, what="deleted")

@@ -288,7 +288,7 @@ def test_model_test_and_health(lisa):
 
     dead = f"http://127.0.0.1:{free_port()}/v1"
     code, _ = api(lisa, "POST", "/models", {"modelId": "dead", "modelName": "echo", "modelUrl": dead})
-    assert code == 200
+    assert code == 201
     failed = lisactl(lisa, "models", "test", "dead")
     assert failed.returncode == 1 and "dead: failed after" in failed.stdout, failed.stdout + failed.stderr
     for _ in range(10):

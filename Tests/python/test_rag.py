@@ -100,7 +100,7 @@ def test_rag_end_to_end_with_a_real_embedding_model(upstream, embedding_model, t
     try:
         status, _ = api(lisa, "POST", "/models", {"modelId": "minilm", "modelName": "all-MiniLM-L6-v2", "modelType": "embedding",
                                                   "modelUrl": embedding_model})
-        assert status == 200
+        assert status == 201
         status, repo = api(lisa, "POST", "/repository", {"repositoryId": "handbook", "embeddingModelId": "minilm",
                                                          "allowedGroups": ["staff"]})
         assert status == 201, repo
@@ -166,7 +166,7 @@ def test_rag_on_pgvector(upstream, embedding_model, tmp_path):
     lisa = Lisa(upstream, tmp_path / "data", extra_env={"LISA_DATABASE_URL": url})
     try:
         assert api(lisa, "POST", "/models", {"modelId": "minilm", "modelName": "m", "modelType": "embedding",
-                                             "modelUrl": embedding_model})[0] == 200
+                                             "modelUrl": embedding_model})[0] == 201
         status, repo = api(lisa, "POST", "/repository", {"repositoryId": "pg-handbook", "type": "pgvector", "embeddingModelId": "minilm"})
         assert status == 201, repo
         check_repository(lisa, "pg-handbook")
@@ -178,7 +178,7 @@ def test_lisactl_repos_docs_search_and_grounded_chat(upstream, embedding_model, 
     lisa = Lisa(upstream, tmp_path / "data")
     try:
         assert api(lisa, "POST", "/models", {"modelId": "minilm", "modelName": "m", "modelType": "embedding",
-                                             "modelUrl": embedding_model})[0] == 200
+                                             "modelUrl": embedding_model})[0] == 201
         created = lisactl(lisa, "repos", "create", "notes", "--embedding-model", "minilm", "--chunk-size", "300", "--chunk-overlap", "30")
         assert created.returncode == 0 and "created repository notes" in created.stdout, created.stderr
         assert "notes" in lisactl(lisa, "repos", "list").stdout
@@ -225,7 +225,7 @@ def test_rag_on_opensearch_emulator_with_basic_auth(upstream, embedding_model, t
         while "listening" not in (tmp_path / "opensearch.log").read_text() and time.time() < deadline:
             time.sleep(0.05)
         assert api(lisa, "POST", "/models", {"modelId": "minilm", "modelName": "m", "modelType": "embedding",
-                                             "modelUrl": embedding_model})[0] == 200
+                                             "modelUrl": embedding_model})[0] == 201
         settings = {"url": f"http://127.0.0.1:{port}", "username": "lisa", "password": "s3cret"}
         status, repo = api(lisa, "POST", "/repository", {"repositoryId": "os-handbook", "type": "opensearch",
                                                          "embeddingModelId": "minilm", "opensearch": settings})
@@ -250,7 +250,7 @@ def test_upload_size_limit_is_configurable(upstream, embedding_model, tmp_path):
     lisa = Lisa(upstream, tmp_path / "data", extra_env={"LISA_RAG_MAX_UPLOAD_SIZE": "1000"})
     try:
         assert api(lisa, "POST", "/models", {"modelId": "minilm", "modelName": "m", "modelType": "embedding",
-                                             "modelUrl": embedding_model})[0] == 200
+                                             "modelUrl": embedding_model})[0] == 201
         assert api(lisa, "POST", "/repository", {"repositoryId": "small", "embeddingModelId": "minilm"})[0] == 201
         status, body = upload(lisa, "small", "big.txt", b"x " * 600)
         assert status == 413 and body["error"]["code"] == "request_too_large", body

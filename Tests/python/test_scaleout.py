@@ -75,7 +75,7 @@ def test_a_postgresql_restart_under_a_running_controller_leaves_one_leader(upstr
     replicas = [first, second]
     try:
         code, _ = request(first, "POST", "/models", hosted("fenced", minimum=1, maximum=1))
-        assert code == 200
+        assert code == 201
         wait_for(lambda: (status(first, "fenced") or {}).get("status") == "InService", timeout=60, what="hosted InService")
         assert len(leaders(replicas)) == 1
         assert len(replica_processes("fenced")) == 1
@@ -145,7 +145,7 @@ def test_through_a_database_outage_tokens_keep_working_and_the_rest_fails_fast(u
         postgres.start()
         wait_for(lambda: readiness(lisa)[0] == 200, timeout=30, what="ready again")
         code, _ = request(lisa, "POST", "/models", {"modelId": "after", "modelName": "echo", "modelUrl": upstream})
-        assert code == 200
+        assert code == 201
         assert ask("after") == "echo: after"
     finally:
         lisa.stop()
@@ -254,7 +254,7 @@ def test_rag_on_two_replicas_shares_vectors_and_a_job_outlives_its_replica(postg
     try:
         code, _ = request(first, "POST", "/models", {"modelId": "slow-embed", "modelName": "slow", "modelType": "embedding",
                                                      "inferenceContainer": "tei", "modelUrl": upstream})
-        assert code == 200
+        assert code == 201
         wait_for(lambda: status(second, "slow-embed"), timeout=5, what="the model on the second replica")
 
         code, body = call(first, "POST", "/repository", json={"repositoryId": "shared", "embeddingModelId": "slow-embed"})

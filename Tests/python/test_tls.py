@@ -190,11 +190,11 @@ def test_upstream_tls_with_a_private_ca_and_clear_failures(upstream, tmp_path, p
     lisa = Lisa(upstream, tmp_path / "data")
     try:
         trusted = {"caFile": str(pki.path)}
-        assert create(lisa, "good", good.url, trusted)[0] == 200
+        assert create(lisa, "good", good.url, trusted)[0] == 201
         status, body = chat(lisa, "good")
         assert status == 200 and body["choices"][0]["message"]["content"] == "tls: hi"
 
-        assert create(lisa, "no-bundle", good.url)[0] == 200
+        assert create(lisa, "no-bundle", good.url)[0] == 201
         status, body = chat(lisa, "no-bundle")
         assert status == 502 and body["error"]["code"] == "upstream_tls_error"
         assert f"127.0.0.1:{good.port}" in body["error"]["message"] and "unknown CA" in body["error"]["message"], body
@@ -205,12 +205,12 @@ def test_upstream_tls_with_a_private_ca_and_clear_failures(upstream, tmp_path, p
         assert status == 502 and body["error"]["code"] == "upstream_tls_error", body
         assert str(good.port) not in message and "CA" not in message and "request id" in message, message
 
-        assert create(lisa, "wrong-name", wrong_name.url, trusted)[0] == 200
+        assert create(lisa, "wrong-name", wrong_name.url, trusted)[0] == 201
         status, body = chat(lisa, "wrong-name")
         assert status == 502 and body["error"]["code"] == "upstream_tls_error"
         assert "name mismatch" in body["error"]["message"] and "elsewhere.example" in body["error"]["message"], body
 
-        assert create(lisa, "expired", expired.url, trusted)[0] == 200
+        assert create(lisa, "expired", expired.url, trusted)[0] == 201
         status, body = chat(lisa, "expired")
         assert status == 502 and "expired" in body["error"]["message"], body
 
@@ -218,7 +218,7 @@ def test_upstream_tls_with_a_private_ca_and_clear_failures(upstream, tmp_path, p
         code, _ = request(lisa, "POST", "/models", {"modelId": "probed", "modelName": "up",
                                                     "endpoints": [{"url": good.url, "tls": trusted}],
                                                     "healthCheck": {"path": "/health", "intervalSeconds": 0.2, "timeoutSeconds": 1}})
-        assert code == 200
+        assert code == 201
         time.sleep(1.5)
         assert request(lisa, "GET", "/models/probed")[1]["endpointStatus"][0]["healthy"] is True
         assert chat(lisa, "probed")[0] == 200
@@ -239,12 +239,12 @@ def test_mutual_tls_to_an_upstream(upstream, tmp_path, pki):
     lisa = Lisa(upstream, tmp_path / "data")
     try:
         with_cert = {"caFile": str(pki.path), "certificate": str(client_cert), "privateKey": str(client_key)}
-        assert create(lisa, "mtls", server.url, with_cert)[0] == 200
+        assert create(lisa, "mtls", server.url, with_cert)[0] == 201
         status, body = chat(lisa, "mtls")
         assert status == 200 and body["choices"][0]["message"]["content"] == "tls: hi", body
         assert server.client_subjects and server.client_subjects[-1]["commonName"] == "lisa-gateway"
 
-        assert create(lisa, "mtls-anonymous", server.url, {"caFile": str(pki.path)})[0] == 200
+        assert create(lisa, "mtls-anonymous", server.url, {"caFile": str(pki.path)})[0] == 201
         status, body = chat(lisa, "mtls-anonymous")
         assert status == 502 and body["error"]["code"] == "upstream_tls_error", body
         assert "CERTIFICATE_REQUIRED" in body["error"]["message"] or "HANDSHAKE_FAILURE" in body["error"]["message"], body
@@ -299,7 +299,7 @@ def test_postgresql_state_over_tls_with_verify_full(upstream, tmp_path):
         url = base.replace("sslmode=disable", f"sslmode=verify-full&sslrootcert={ca.path}")
         lisa = Lisa(upstream, tmp_path / "data", extra_env={"LISA_DATABASE_URL": url})
         try:
-            assert request(lisa, "POST", "/models", {"modelId": "over-tls", "modelName": "x", "modelUrl": upstream})[0] == 200
+            assert request(lisa, "POST", "/models", {"modelId": "over-tls", "modelName": "x", "modelUrl": upstream})[0] == 201
             assert request(lisa, "GET", "/models/over-tls")[0] == 200
         finally:
             lisa.stop()
