@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from openai import OpenAI
 
 from conftest import ADMIN_KEY, BIN, ROOT, Lisa, api, lisactl, start_fake_upstream
 from test_oidc import CLIENT_ID, IdP
@@ -48,6 +49,11 @@ def ui(slow_upstream, embedding_model, tmp_path_factory):
     modelUrl: {slow_upstream}
 auth:
   adminGroup: lisa-admins
+budgets:
+  groups:
+    team-a: {{period: month, tokens: 100000}}
+usage:
+  flushIntervalSeconds: 0.2
 """)
     status, _ = api(server, "POST", "/repository", {"repositoryId": "handbook", "repositoryName": "Team handbook",
                                                      "type": "embedded", "embeddingModelId": "minilm"})
@@ -435,7 +441,7 @@ def test_rag_upload_then_a_grounded_answer_with_its_citation(ui, page, tmp_path)
 
 def test_a_non_admin_sees_no_admin_pages_and_gets_403(ui, page):
     sign_in(page, ui, ui.alice)
-    assert page.locator(".nav a").all_inner_texts() == ["Chat", "Library"]
+    assert page.locator(".nav a").all_inner_texts() == ["Chat", "Library", "Usage"]
     page.goto(ui.url + "/#/admin/models")
     page.wait_for_selector("text=Administrator rights needed")
     assert "administrator" in page.locator(".empty-state p").inner_text().lower()
@@ -560,7 +566,8 @@ def test_the_main_screens_pass_an_axe_accessibility_audit(ui, browser, scheme):
         page.wait_for_selector("dialog")
         audit("dialog")
         page.keyboard.press("Escape")
-        for route, ready in [("#/library", "#documents-table tbody tr"), ("#/admin/models", "#models-table tbody tr"),
+        for route, ready in [("#/library", "#documents-table tbody tr"), ("#/usage", "#latency-table tbody tr"),
+                             ("#/admin/models", "#models-table tbody tr"),
                              ("#/admin/tokens", "#tokens-table tbody tr")]:
             page.goto(f"{ui.url}/{route}")
             page.wait_for_selector(ready)
@@ -568,6 +575,48 @@ def test_the_main_screens_pass_an_axe_accessibility_audit(ui, browser, scheme):
     finally:
         context.close()
     assert not found, "\n\n".join(f"== {name}\n{report}" for name, report in found.items())
+
+
+def test_usage_pages_chart_every_call_and_show_a_users_own(ui, page, browser):
+    # A call of alice's own, so her page has something, and the admin's has two users.
+    client = OpenAI(base_url=ui.url + "/v1", api_key=ui.alice, max_retries=0)
+    client.chat.completions.create(model="chat-small", messages=[{"role": "user", "content": "count this"}])
+    deadline = time.time() + 10
+    while api(ui, "GET", "/usage?bucket=none&user=alice")[1]["totals"]["requests"] < 1 and time.time() < deadline:
+        time.sleep(0.1)
+
+    sign_in(page, ui)
+    page.click(".nav a:has-text('Usage')")
+    page.wait_for_selector("#latency-table tr[data-model='chat-small']")
+    wait_until(page, "document.querySelectorAll('#usage-chart svg rect.bar').length > 0")
+    total = api(ui, "GET", "/usage?from=%d&bucket=none" % (time.time() - 7 * 86400))[1]["totals"]["requests"]
+    assert page.locator("#usage-summary .stat-value").first.inner_text() == f"{total:,}"
+    users = page.locator("#top-users").inner_text()
+    assert "alice" in users and "lisa:admin" in users
+    assert "team-a" in page.locator("#top-groups").inner_text()
+    # The chart switches metric without a reload; every bar names its bucket, model and figure.
+    page.select_option("#usage-metric", "requests")
+    wait_until(page, "[...document.querySelectorAll('#usage-chart rect.bar title')].some((t) => t.textContent.includes('chat-small'))")
+    page.select_option("#usage-range", "day")
+    wait_until(page, "document.querySelectorAll('#usage-chart svg rect.bar').length > 0")
+    screenshot(page, "usage")
+    assert not page.errors, page.errors
+
+    other = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    try:
+        sign_in(other, ui, ui.alice)
+        other.click(".nav a:has-text('Usage')")
+        other.wait_for_selector("#latency-table tr[data-model='chat-small']")
+        assert other.locator("h1").inner_text() == "Your usage"
+        assert other.locator("#top-users").count() == 0, "a user sees no one else"
+        own = api(ui, "GET", "/usage?from=%d&bucket=none&user=alice" % (time.time() - 7 * 86400))[1]["totals"]["requests"]
+        assert own >= 1 and own < total
+        assert other.locator("#usage-summary .stat-value").first.inner_text() == f"{own:,}"
+        budget = other.locator("#budgets li").first
+        assert "Group team-a: tokens per month" in budget.inner_text() and "100,000" in budget.inner_text()
+        screenshot(other, "usage-user")
+    finally:
+        other.context.close()
 
 
 def test_phone_sized_screen_and_keyboard(ui, browser):
@@ -625,7 +674,7 @@ auth:
         page.wait_for_selector("#composer-input")
         assert page.locator(".username").inner_text().startswith("carol")
         assert "code=" not in page.url, "the code is removed from the address bar"
-        assert page.locator(".nav a").all_inner_texts() == ["Chat", "Library", "Models", "API tokens"], "the IdP's group makes carol an admin"
+        assert page.locator(".nav a").all_inner_texts() == ["Chat", "Library", "Usage", "Models", "API tokens"], "the IdP's group makes carol an admin"
         assert len(idp.exchanges) == 1 and len(idp.exchanges[0]["code_verifier"]) >= 43
         send(page, "Signed in with SSO")
         wait_answer_done(page)

@@ -28,6 +28,9 @@ package final class SQLiteDatabase: StateDatabase {
         try await database.query("PRAGMA busy_timeout=5000")
         do {
             try await database.query("PRAGMA journal_mode=WAL")
+            // In WAL mode NORMAL syncs at checkpoints, not on every commit: a crash of LISA
+            // loses nothing committed; a power cut may undo the last commits, never corrupts.
+            try await database.query("PRAGMA synchronous=NORMAL")
             _ = try await database.query("SELECT count(*) FROM sqlite_master")
         } catch {
             try? await connection.close()

@@ -142,8 +142,8 @@ public final class UsageAccountant: Sendable {
             accountant: self, operation: context.operationLabel ?? operation.usageLabel, requested: model.definition.modelId,
             context: context, inputEstimate: inputEstimate, time: now
         )
-        let billed = context.billedUser == nil
-        if billed {
+        // Most calls have no budget (the admin key never does): nothing more to do for them.
+        if context.billedUser == nil, !limits(for: context.principal).isEmpty {
             let output = reservedOutput(operation, inbound: inbound)
             let cost = model.definition.pricing?.tokenCost(input: inputEstimate, output: output) ?? 0
             let lines = lines(for: context.principal, tokens: Double(inputEstimate + output), cost: cost, at: now)

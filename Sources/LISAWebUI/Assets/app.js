@@ -1,5 +1,5 @@
 // LISA Chat: sign-in, the page frame, the session sidebar and the hash router.
-// Views: #/ (new chat), #/chat/{sessionId}, #/library, #/admin/models, #/admin/tokens.
+// Views: #/ (new chat), #/chat/{sessionId}, #/library, #/usage, #/admin/models, #/admin/tokens.
 
 import { LisaAPI, path } from './api.js';
 import {
@@ -8,6 +8,7 @@ import {
 import { ChatView } from './chat.js';
 import { ModelsView, TokensView } from './admin.js';
 import { LibraryView } from './library.js';
+import { UsageView } from './usage.js';
 import { ask, clearNotices, download, formatTime, h, notify, replace } from './dom.js';
 
 class App {
@@ -160,6 +161,7 @@ class App {
     const nav = h('nav', { class: 'nav', 'aria-label': 'Pages' },
       h('a', { href: '#/', 'data-view': 'chat' }, 'Chat'),
       h('a', { href: '#/library', 'data-view': 'library' }, 'Library'),
+      h('a', { href: '#/usage', 'data-view': 'usage' }, 'Usage'),
       me.isAdmin ? h('a', { href: '#/admin/models', 'data-view': 'models' }, 'Models') : null,
       me.isAdmin || me.mayCreateTokens ? h('a', { href: '#/admin/tokens', 'data-view': 'tokens' }, 'API tokens') : null);
     this.sessionList = h('ul', { class: 'session-list', 'aria-label': 'Chat sessions' });
@@ -217,6 +219,9 @@ class App {
     if (first === 'library') {
       key = 'library';
       make = () => new LibraryView(this);
+    } else if (first === 'usage') {
+      key = 'usage';
+      make = () => new UsageView(this);
     } else if (first === 'admin' && second === 'models') {
       key = 'models';
       make = () => new ModelsView(this);
