@@ -8,17 +8,21 @@ import Testing
 /// Usage records, cost and budgets: the store's counters, and calls through the runtime.
 @Suite("Usage and budgets")
 struct UsageTests {
-    @Test("a reservation is refused once spent and reserved reach the limit; settling releases and charges; expired ones are released")
-    func reserveAndSettle() async throws {
-        let store = try await SQLStateStore.inMemory()
+    @Test(
+        "a reservation is refused once spent and reserved reach the limit, all lines or none; settling releases and charges",
+        arguments: StoreKind.available
+    )
+    func reserveAndSettle(kind: StoreKind) async throws {
+        let test = try await TestStore.make(kind)
+        defer { Task { try? await test.cleanup() } }
+        let store = test.store
         let line = BudgetLine(key: "user:a:tokens:day", periodStart: 0, limit: 100, amount: 60)
         #expect(try await store.reserveBudget(id: "r1", lines: [line], expiresAt: 1e12) == nil)
-        // 60 < 100: one more may start (a budget is overspent by one reservation at most).
+        // 60 < 100: one more may start (a budget is overspent by one call at most).
         #expect(try await store.reserveBudget(id: "r2", lines: [line], expiresAt: 1e12) == nil)
         let refused = try #require(try await store.reserveBudget(id: "r3", lines: [line], expiresAt: 1e12))
         #expect(refused.spent == 0 && refused.reserved == 120)
         try await store.settleBudget(id: "r1", lines: [line], spent: [10])
-        try await store.settleBudget(id: "r1", lines: [line], spent: [0])  // a second settle charges nothing more
         var counter = try #require(try await store.budgetCounters([line]).first)
         #expect(counter.spent == 10 && counter.reserved == 60)
         // A refusal on a second line reserves nothing on the first.
@@ -28,11 +32,31 @@ struct UsageTests {
         #expect(second.key == other.key)
         counter = try #require(try await store.budgetCounters([line]).first)
         #expect(counter.reserved == 120, "r2 and r4 hold; r5 took nothing")
-        // A reservation whose process died is released when it expires, charging nothing.
-        #expect(try await store.reserveBudget(id: "lost", lines: [BudgetLine(key: "user:b:tokens:day", periodStart: 0, limit: 100, amount: 30)], expiresAt: 5) == nil)
-        #expect(try await store.releaseExpiredReservations(before: 10) == 1)
-        let released = try #require(try await store.budgetCounters([BudgetLine(key: "user:b:tokens:day", periodStart: 0, limit: 100, amount: 0)]).first)
-        #expect(released.reserved == 0 && released.spent == 0)
+        try await store.settleBudget(id: "r4", lines: [line, other], spent: [1, 1])
+        counter = try #require(try await store.budgetCounters([line]).first)
+        #expect(counter.spent == 11 && counter.reserved == 60)
+
+        let lostLine = BudgetLine(key: "user:b:tokens:day", periodStart: 0, limit: 100, amount: 30)
+        #expect(try await store.reserveBudget(id: "lost", lines: [lostLine], expiresAt: 5) == nil)
+        if kind == .postgres {
+            // Replicas share the store: a reservation whose process died is released when
+            // it expires, by any of them, charging nothing; its late settlement only charges.
+            #expect(try await store.releaseExpiredReservations(before: 10) == 1)
+            var released = try #require(try await store.budgetCounters([lostLine]).first)
+            #expect(released.reserved == 0 && released.spent == 0)
+            try await store.settleBudget(id: "lost", lines: [lostLine], spent: [7])
+            released = try #require(try await store.budgetCounters([lostLine]).first)
+            #expect(released.reserved == 0 && released.spent == 7)
+        } else if kind == .sqliteFile {
+            // One process per SQLite file: whatever was held when it stopped is released when it opens again.
+            try await store.close()
+            let reopened = try await test.reopen()
+            let released = try #require(try await reopened.budgetCounters([lostLine]).first)
+            #expect(released.reserved == 0 && released.spent == 0)
+            #expect(try await reopened.budgetCounters([line]).first?.spent == 11, "what was spent stays spent")
+            try await reopened.close()
+            return
+        }
         try await store.close()
     }
 

@@ -160,6 +160,8 @@ def test_an_answer_streams_in_and_the_session_survives_a_reload(ui, page):
     grown = [length for length in lengths if length > 1]
     assert len(set(grown)) >= 4, f"the text should grow in steps while streaming: {lengths}"
     assert grown == sorted(grown), lengths
+    stats = page.locator(".message.ai .message-stats").last.inner_text()
+    assert re.search(r"\b\d+ ms to first token", stats) and "0.0 s" not in stats, stats
     assert answer_text(page) == f"echo: Tell me a story {words}"
     assert page.locator("#answer-status").inner_text() == "The answer is complete.", "screen readers hear that it ended"
     screenshot(page, "chat")
@@ -232,6 +234,8 @@ def test_copy_an_answer_and_regenerate_or_retry_it(ui, browser):
         wait_answer_done(page)
         page.click(".message.ai .copy-answer")
         assert page.evaluate("navigator.clipboard.readText()") == "echo: Copy **this** answer", "the Markdown source is copied"
+        # The session is titled with the text, not its Markdown marks.
+        wait_until(page, "document.querySelector('.session.active .session-name')?.innerText === 'Copy this answer'")
         assert page.locator(".regenerate").inner_text() == "Regenerate"
         page.click(".regenerate")
         page.wait_for_selector(".message.ai.streaming")
@@ -446,6 +450,11 @@ def test_a_non_admin_sees_no_admin_pages_and_gets_403(ui, page):
     page.wait_for_selector("text=Administrator rights needed")
     assert "administrator" in page.locator(".empty-state p").inner_text().lower()
     screenshot(page, "non-admin")
+    # Her tokens page lists her token and offers no form the server would refuse.
+    page.goto(ui.url + "/#/admin/tokens")
+    page.wait_for_selector("#tokens-table tr:has-text('alice browser')")
+    assert page.locator("#create-token").count() == 0
+    assert "ask an administrator" in page.locator(".page .hint").inner_text()
     statuses = page.evaluate("""async (token) => {
         const headers = {Authorization: `Bearer ${token}`};
         const models = await fetch('/models', {headers});
@@ -477,10 +486,18 @@ def test_admin_manages_models_and_tokens(ui, page, slow_upstream):
     page.fill("#new-model-id", "ui-made")
     page.fill("#new-model-name", "echo")
     page.fill("#new-model-endpoints", slow_upstream)
+    page.select_option("#new-model-container", "vllm")
+    page.fill("#new-model-api-key", "sk-from-the-form")
+    page.fill("#new-model-groups", "team-a, team-b")
     page.click("text=Create model")
     made = page.locator("#models-table tr[data-model='ui-made']")
     made.wait_for()
     wait_until(page, "document.querySelector(\"tr[data-model='ui-made']\").innerText.includes('InService')")
+    assert "groups: team-a, team-b" in made.locator(".groups").inner_text()
+    stored = api(ui, "GET", "/models/ui-made")[1]
+    assert stored["inferenceContainer"] == "vllm" and stored["allowedGroups"] == ["team-a", "team-b"]
+    assert "sk-from-the-form" not in json.dumps(stored), "the key is stored, never shown"
+    assert "sk-from-the-form" not in made.inner_text()
     screenshot(page, "models")
     made.locator("[data-action=stop]").click()
     wait_until(page, "document.querySelector(\"tr[data-model='ui-made'] .status\").innerText === 'Stopped'")
@@ -642,6 +659,15 @@ def test_phone_sized_screen_and_keyboard(ui, browser):
         screenshot(page, "phone-sessions")
         page.keyboard.press("Escape")
         wait_until(page, "document.querySelector('#sidebar').getBoundingClientRect().right <= 0")
+        # A drawer also closes with its own button (no keyboard on a phone).
+        page.click(".menu-toggle")
+        wait_until(page, "document.querySelector('#sidebar').getBoundingClientRect().x >= 0")
+        page.click("#sidebar .drawer-close")
+        wait_until(page, "document.querySelector('#sidebar').getBoundingClientRect().right <= 0")
+        page.click(".settings-toggle")
+        wait_until(page, "document.querySelector('#settings').getBoundingClientRect().right <= 391")
+        page.click("#settings .drawer-close")
+        wait_until(page, "document.querySelector('#settings').getBoundingClientRect().x >= 390")
         page.click(".nav a:has-text('Models')")
         page.wait_for_selector("#models-table tr[data-model='chat-small']")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390

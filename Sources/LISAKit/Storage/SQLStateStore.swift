@@ -44,6 +44,7 @@ public final class SQLStateStore: StateStore {
         let store = SQLStateStore(database: database, logger: logger)
         do {
             try await store.migrate()
+            try await store.releaseUnsharedReservations()
         } catch {
             try? await database.close()
             throw error

@@ -213,37 +213,64 @@ extension SQLStateStore {
         let counter: BudgetCounter
     }
 
+    /// Takes `line`'s amount unless its counter is at its limit: one atomic statement.
+    private static let take = """
+        INSERT INTO budget_counters AS c (key, period_start, spent, reserved) VALUES (?, ?, 0, ?)
+        ON CONFLICT (key, period_start) DO UPDATE SET reserved = c.reserved + EXCLUDED.reserved
+        WHERE c.spent + c.reserved < ?
+        """
+
+    private static func takeBinds(_ line: BudgetLine) -> [StateValue] {
+        [.text(line.key), .double(line.periodStart), .double(line.amount), .double(line.limit)]
+    }
+
+    private static let charge = "UPDATE budget_counters SET reserved = reserved - ?, spent = spent + ? WHERE key = ? AND period_start = ?"
+
+    private func counter(_ line: BudgetLine, in db: any StateDatabase) async throws -> BudgetCounter {
+        let current = try await db.query(
+            "SELECT spent, reserved FROM budget_counters WHERE key = ? AND period_start = ?", [.text(line.key), .double(line.periodStart)]
+        ).first
+        return BudgetCounter(
+            key: line.key, periodStart: line.periodStart, spent: current?["spent"].double ?? 0, reserved: current?["reserved"].double ?? 0
+        )
+    }
+
+    // Reservations are remembered (`budget_reservations`) only where another process may
+    // have to release them: a store shared by replicas. One SQLite file has one process,
+    // which releases whatever was held when it opens the store again.
     public func reserveBudget(id: String, lines: [BudgetLine], expiresAt: Double) async throws -> BudgetCounter? {
         guard !lines.isEmpty else { return nil }
+        let shared = isShared && database.dialect == .postgres
+        if lines.count == 1, let line = lines.first {
+            // The common case in one round trip: take, and remember the reservation, atomically.
+            let taken: [StateRow]
+            if shared {
+                taken = try await database.query(
+                    """
+                    WITH taken AS (\(Self.take) RETURNING key),
+                    remembered AS (INSERT INTO budget_reservations (id, lines, expires_at) SELECT ?, ?, ? FROM taken RETURNING id)
+                    SELECT key FROM taken
+                    """,
+                    Self.takeBinds(line) + [.text(id), .text(try Self.json(lines)), .double(expiresAt)]
+                )
+            } else {
+                taken = try await database.query(Self.take + " RETURNING key", Self.takeBinds(line))
+            }
+            return taken.isEmpty ? try await counter(line, in: database) : nil
+        }
         // One order for every request, so two reservations never wait on each other's rows.
         let ordered = lines.sorted { ($0.key, $0.periodStart) < ($1.key, $1.periodStart) }
         let record = try Self.json(lines)
         do {
             try await database.transaction { db in
-                for line in ordered {
-                    let taken = try await db.query(
-                        """
-                        INSERT INTO budget_counters AS c (key, period_start, spent, reserved) VALUES (?, ?, 0, ?)
-                        ON CONFLICT (key, period_start) DO UPDATE SET reserved = c.reserved + EXCLUDED.reserved
-                        WHERE c.spent + c.reserved < ?
-                        RETURNING spent
-                        """,
-                        [.text(line.key), .double(line.periodStart), .double(line.amount), .double(line.limit)]
-                    )
-                    guard taken.isEmpty else { continue }
-                    let current = try await db.query(
-                        "SELECT spent, reserved FROM budget_counters WHERE key = ? AND period_start = ?", [.text(line.key), .double(line.periodStart)]
-                    ).first
-                    throw Refused(
-                        counter: BudgetCounter(
-                            key: line.key, periodStart: line.periodStart, spent: current?["spent"].double ?? 0,
-                            reserved: current?["reserved"].double ?? 0
-                        )
+                for line in ordered where try await db.query(Self.take + " RETURNING key", Self.takeBinds(line)).isEmpty {
+                    throw Refused(counter: try await self.counter(line, in: db))
+                }
+                if shared {
+                    try await db.query(
+                        "INSERT INTO budget_reservations (id, lines, expires_at) VALUES (?, ?, ?)", [.text(id), .text(record), .double(expiresAt)]
                     )
                 }
-                try await db.query(
-                    "INSERT INTO budget_reservations (id, lines, expires_at) VALUES (?, ?, ?)", [.text(id), .text(record), .double(expiresAt)]
-                )
             }
         } catch let refused as Refused {
             return refused.counter
@@ -252,17 +279,37 @@ extension SQLStateStore {
     }
 
     public func settleBudget(id: String, lines: [BudgetLine], spent: [Double]) async throws {
+        let shared = isShared && database.dialect == .postgres
+        if lines.count == 1, let line = lines.first, let charge = spent.first {
+            if shared {
+                // Only the process that deletes the reservation releases what it held.
+                try await database.query(
+                    """
+                    WITH held AS (DELETE FROM budget_reservations WHERE id = ? RETURNING id)
+                    UPDATE budget_counters SET reserved = reserved - CASE WHEN EXISTS (SELECT 1 FROM held) THEN ? ELSE 0 END, spent = spent + ?
+                    WHERE key = ? AND period_start = ?
+                    """,
+                    [.text(id), .double(line.amount), .double(charge), .text(line.key), .double(line.periodStart)]
+                )
+            } else {
+                try await database.query(Self.charge, [.double(line.amount), .double(charge), .text(line.key), .double(line.periodStart)])
+            }
+            return
+        }
         let pairs = zip(lines, spent).sorted { ($0.0.key, $0.0.periodStart) < ($1.0.key, $1.0.periodStart) }
         try await database.transaction { db in
-            // Only the process that deletes the reservation releases what it held.
-            let held = !(try await db.query("DELETE FROM budget_reservations WHERE id = ? RETURNING id", [.text(id)])).isEmpty
+            let held = shared ? !(try await db.query("DELETE FROM budget_reservations WHERE id = ? RETURNING id", [.text(id)])).isEmpty : true
             for (line, charge) in pairs {
-                try await db.query(
-                    "UPDATE budget_counters SET reserved = reserved - ?, spent = spent + ? WHERE key = ? AND period_start = ?",
-                    [.double(held ? line.amount : 0), .double(charge), .text(line.key), .double(line.periodStart)]
-                )
+                try await db.query(Self.charge, [.double(held ? line.amount : 0), .double(charge), .text(line.key), .double(line.periodStart)])
             }
         }
+    }
+
+    /// On a store no other process shares, nothing can still hold a reservation when it opens.
+    func releaseUnsharedReservations() async throws {
+        guard !(isShared && database.dialect == .postgres) else { return }
+        try await database.query("UPDATE budget_counters SET reserved = 0 WHERE reserved <> 0")
+        try await database.query("DELETE FROM budget_reservations")
     }
 
     public func releaseExpiredReservations(before time: Double) async throws -> Int {

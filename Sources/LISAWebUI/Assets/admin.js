@@ -100,7 +100,8 @@ export class ModelsView {
       return h('tr', { 'data-model': model.modelId },
         h('th', { scope: 'row' }, h('div', { class: 'model-id' }, model.modelId),
           model.modelName && model.modelName !== model.modelId ? h('div', { class: 'hint' }, model.modelName) : null),
-        h('td', {}, model.modelType ?? 'textgen', model.hostingType === 'lisa_hosted' ? h('div', { class: 'hint' }, 'hosted') : null),
+        h('td', {}, model.modelType ?? 'textgen', model.hostingType === 'lisa_hosted' ? h('div', { class: 'hint' }, 'hosted') : null,
+          h('div', { class: 'hint groups' }, (model.allowedGroups ?? []).length ? `groups: ${model.allowedGroups.join(', ')}` : 'everyone')),
         h('td', {},
           h('span', { class: `status status-${model.status.toLowerCase()}` }, model.status),
           model.statusReason ? h('div', { class: 'hint reason' }, model.statusReason) : null,
@@ -214,6 +215,10 @@ export class ModelsView {
     const modelType = h('select', { id: 'new-model-type' }, h('option', { value: 'textgen' }, 'Text generation'), h('option', { value: 'embedding' }, 'Embedding'),
       h('option', { value: 'imagegen' }, 'Image generation'), h('option', { value: 'transcription' }, 'Transcription'),
       h('option', { value: 'speech' }, 'Speech'), h('option', { value: 'moderation' }, 'Moderation'), h('option', { value: 'rerank' }, 'Rerank'));
+    const container = h('select', { id: 'new-model-container' },
+      [['openai', 'OpenAI-compatible'], ['vllm', 'vLLM'], ['tgi', 'TGI'], ['tei', 'TEI'], ['ollama', 'Ollama'], ['llamacpp', 'llama.cpp']]
+        .map(([value, label]) => h('option', { value }, label)));
+    const apiKey = h('input', { id: 'new-model-api-key', type: 'password', autocomplete: 'new-password', placeholder: 'sent upstream as a bearer token; never shown again' });
     const endpoints = h('textarea', { id: 'new-model-endpoints', rows: '2', placeholder: 'http://10.0.0.5:8000/v1' });
     const groups = h('input', { id: 'new-model-groups', placeholder: 'comma-separated; empty: everyone', autocomplete: 'off' });
     const streaming = h('input', { id: 'new-model-streaming', type: 'checkbox', checked: true });
@@ -221,8 +226,9 @@ export class ModelsView {
     const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
     const form = h('form', { class: 'card model-form', hidden: true, 'aria-label': 'Add a model' },
       h('div', { class: 'row' }, field('new-model-id', 'Model id', modelId), field('new-model-name', 'Upstream model name', modelName)),
-      h('div', { class: 'row' }, field('new-model-type', 'Type', modelType), field('new-model-groups', 'Allowed groups', groups)),
+      h('div', { class: 'row' }, field('new-model-type', 'Type', modelType), field('new-model-container', 'Server', container)),
       field('new-model-endpoints', 'Endpoint URLs', endpoints, 'One OpenAI-compatible base URL per line; several are load-balanced.'),
+      h('div', { class: 'row' }, field('new-model-api-key', 'API key (optional)', apiKey), field('new-model-groups', 'Allowed groups', groups)),
       h('label', { class: 'check' }, streaming, 'Supports streaming'),
       h('details', {}, h('summary', {}, 'Advanced: the whole definition as JSON (hosted models, health checks, TLS)'),
         field('new-model-json', 'Model definition (JSON)', json, 'When filled, it is sent as is and the fields above are ignored.')),
@@ -248,7 +254,8 @@ export class ModelsView {
         const urls = endpoints.value.split(/[\s,]+/).filter(Boolean);
         definition = {
           modelId: modelId.value.trim(), modelName: modelName.value.trim() || modelId.value.trim(), modelType: modelType.value,
-          streaming: streaming.checked, endpoints: urls.map((url) => ({ url })),
+          inferenceContainer: container.value, streaming: streaming.checked,
+          endpoints: urls.map((url) => (apiKey.value ? { url, apiKey: apiKey.value } : { url })),
           allowedGroups: groups.value.split(',').map((group) => group.trim()).filter(Boolean),
         };
       }
@@ -306,11 +313,14 @@ export class TokensView {
         notify(`The token could not be created: ${error.message}`);
       }
     });
+    // Only administrators and apiGroup members may create tokens: anyone else sees theirs, no form.
+    const mayCreate = admin || this.app.me.mayCreateTokens;
     replace(container, h('div', { class: 'page' },
       h('div', { class: 'page-header' }, h('h1', {}, 'API tokens')),
       h('p', { class: 'hint' }, admin ? 'Every user\'s tokens. LISA stores only their hashes: a secret is shown once, when created.'
-        : 'Your tokens. LISA stores only their hashes: a secret is shown once, when created.'),
-      form, this.secret,
+        : mayCreate ? 'Your tokens. LISA stores only their hashes: a secret is shown once, when created.'
+          : 'Your tokens. Creating tokens needs membership of the API group: ask an administrator.'),
+      mayCreate ? form : null, this.secret,
       h('div', { class: 'table-wrap' },
         h('table', { class: 'data', id: 'tokens-table' },
           h('thead', {}, h('tr', {}, ['Name', 'User', 'Groups', 'Created', 'Expires'].map((title) => h('th', { scope: 'col' }, title)),

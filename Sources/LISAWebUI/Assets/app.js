@@ -166,6 +166,7 @@ class App {
       me.isAdmin || me.mayCreateTokens ? h('a', { href: '#/admin/tokens', 'data-view': 'tokens' }, 'API tokens') : null);
     this.sessionList = h('ul', { class: 'session-list', 'aria-label': 'Chat sessions' });
     this.sidebar = h('aside', { class: 'sidebar', id: 'sidebar', 'aria-label': 'Sessions' },
+      h('button', { type: 'button', class: 'icon drawer-close', 'aria-label': 'Close sessions', onclick: () => this.closeDrawers() }, '×'),
       h('div', { class: 'sidebar-actions' },
         h('a', { class: 'button primary wide', href: '#/', id: 'new-chat', onclick: () => { this.closeDrawers(); if (location.hash === '#/' || location.hash === '') this.route(true); } }, '+ New chat')),
       h('h2', { class: 'sidebar-title' }, 'Sessions'),

@@ -15,12 +15,28 @@ function defaults() {
 
 /** "0.4 s to first token · 2.1 s · 45 tokens" for an answer's metadata ('' when unknown). */
 function answerStats(metadata) {
-  const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`;
+  // Sub-second figures in milliseconds: a fast answer is not "0.0 s".
+  const seconds = (ms) => (ms < 1000 ? `${Math.max(Math.round(ms), 1)} ms` : `${(ms / 1000).toFixed(1)} s`);
   const parts = [];
   if (metadata.firstTokenMs !== undefined) parts.push(`${seconds(metadata.firstTokenMs)} to first token`);
   if (metadata.totalMs !== undefined) parts.push(seconds(metadata.totalMs));
   if (metadata.usage?.completion_tokens !== undefined) parts.push(`${metadata.usage.completion_tokens} tokens`);
   return parts.join(' · ');
+}
+
+/** A session's title from its first message: the text without Markdown marks, on one line. */
+export function plainTitle(text) {
+  return text
+    .replace(/```[\s\S]*?(```|$)/g, ' ')
+    .replace(/!\[([^\]]*)\]\([^)]*\)/g, '$1')
+    .replace(/\[([^\]]*)\]\([^)]*\)/g, '$1')
+    .replace(/^\s{0,3}(#{1,6}\s+|>\s?|[-*+]\s+|\d+[.)]\s+)/gm, '')
+    .replace(/(\*\*|\*|~~|`)(?=\S)([\s\S]*?\S)\1/g, '$2')
+    .replace(/(^|\s)(__|_)(?=\S)([^_]*?\S)\2(?=\s|[.,;:!?]|$)/g, '$1$3')
+    .replace(/`/g, '')
+    .replace(/\s+/g, ' ')
+    .trim()
+    .slice(0, 60);
 }
 
 export class ChatView {
@@ -111,6 +127,7 @@ export class ChatView {
     this.templateSelect = h('select', { id: 'template', onchange: () => this.applyTemplate() }, h('option', { value: '' }, 'Choose a template…'));
     this.rag = new RAGPanel(this.app, this.configuration.rag, (rag) => { this.configuration.rag = rag; this.remember(); });
     return h('aside', { class: 'settings', id: 'settings', 'aria-label': 'Chat settings' },
+      h('button', { type: 'button', class: 'icon drawer-close', 'aria-label': 'Close settings', onclick: () => this.app.closeDrawers() }, '×'),
       h('h2', {}, 'Model'),
       h('div', { class: 'field' }, h('label', { for: 'model' }, 'Model'), this.modelSelect),
       h('div', { class: 'row' },
@@ -231,7 +248,7 @@ export class ChatView {
     }
     if (!this.name) {
       const first = this.history.find((message) => message.type === 'human')?.content ?? 'Chat';
-      this.name = first.replace(/\s+/g, ' ').trim().slice(0, 60) || 'Chat';
+      this.name = plainTitle(first) || 'Chat';
     }
     try {
       const session = await this.api.put(path`/session/${this.sessionId}`, {
