@@ -69,7 +69,7 @@ models:
                                          "Content-Type": "application/json"},
                                          data=json.dumps({"modelId": "api-model", "modelName": "m", "modelUrl": upstream}).encode())
         with urllib.request.urlopen(request) as response:
-            assert response.status == 200
+            assert response.status == 201
         with urllib.request.urlopen(urllib.request.Request(url + "/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"})) as r:
             assert r.status == 200
 

@@ -46,6 +46,18 @@ extension UsageQuery {
     }
 }
 
+extension UsageReport.Row {
+    mutating func add(_ aggregate: UsageAggregate, hostedShare share: Double) {
+        requests += aggregate.requests
+        errors += aggregate.errors
+        inputTokens += aggregate.inputTokens
+        outputTokens += aggregate.outputTokens
+        estimatedRequests += aggregate.estimated
+        cost += aggregate.cost + share
+        hostedCost += share
+    }
+}
+
 extension LISARuntime {
     /// `GET /usage`: administrators see everyone's calls; anyone else only their own
     /// (asking for another user is refused). Cost is what the records' token prices say
@@ -119,22 +131,10 @@ extension LISARuntime {
             let key = [start.map { "\($0.timeIntervalSince1970)" } ?? "", row.user ?? "", row.model ?? "", row.group ?? "", row.tokenId ?? ""]
                 .joined(separator: "\u{1F}")
             if let existing = rows[key] { row = existing } else { order.append(key) }
-            row.requests += aggregate.requests
-            row.errors += aggregate.errors
-            row.inputTokens += aggregate.inputTokens
-            row.outputTokens += aggregate.outputTokens
-            row.estimatedRequests += aggregate.estimated
-            row.cost += aggregate.cost + share
-            row.hostedCost += share
+            row.add(aggregate, hostedShare: share)
             rows[key] = row
             // With groupBy=group a call counts once in each group it was made under, in the totals too.
-            totals.requests += aggregate.requests
-            totals.errors += aggregate.errors
-            totals.inputTokens += aggregate.inputTokens
-            totals.outputTokens += aggregate.outputTokens
-            totals.estimatedRequests += aggregate.estimated
-            totals.cost += aggregate.cost + share
-            totals.hostedCost += share
+            totals.add(aggregate, hostedShare: share)
         }
         totals.cost += idleCost
         totals.hostedCost += idleCost
