@@ -28,6 +28,11 @@ public struct HealthCheckConfiguration: Sendable, Hashable, Codable {
     public var timeoutSeconds: Double = 2
     public var healthyThreshold: Int = 2
     public var unhealthyThreshold: Int = 3
+    /// `false`: no active probes for this model, not even the default reachability probe.
+    public var enabled: Bool = true
+    /// Any answer but 502, 503 or 504 counts as up: a probe of whether the endpoint can be
+    /// reached at all, for upstreams without a health route (hosted APIs).
+    public var reachabilityOnly: Bool = false
 
     public init(path: String = "/health", intervalSeconds: Double = 10, timeoutSeconds: Double = 2) {
         self.path = path
@@ -35,10 +40,34 @@ public struct HealthCheckConfiguration: Sendable, Hashable, Codable {
         self.timeoutSeconds = timeoutSeconds
     }
 
-    enum CodingKeys: String, CodingKey { case path, intervalSeconds, timeoutSeconds, healthyThreshold, unhealthyThreshold }
+    /// What probes a model that sets no `healthCheck`: can its endpoints' origins be reached
+    /// (`GET /` every 15 s, 5 s to answer, any answer but 502/503/504), so a dead upstream is
+    /// reported down and gets no traffic without a request failing first.
+    public static let reachability: HealthCheckConfiguration = {
+        var check = HealthCheckConfiguration(path: "/", intervalSeconds: 15, timeoutSeconds: 5)
+        check.reachabilityOnly = true
+        return check
+    }()
+
+    enum CodingKeys: String, CodingKey {
+        case path, intervalSeconds, timeoutSeconds, healthyThreshold, unhealthyThreshold, enabled, reachabilityOnly
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(path, forKey: .path)
+        try c.encode(intervalSeconds, forKey: .intervalSeconds)
+        try c.encode(timeoutSeconds, forKey: .timeoutSeconds)
+        try c.encode(healthyThreshold, forKey: .healthyThreshold)
+        try c.encode(unhealthyThreshold, forKey: .unhealthyThreshold)
+        if !enabled { try c.encode(enabled, forKey: .enabled) }
+        if reachabilityOnly { try c.encode(reachabilityOnly, forKey: .reachabilityOnly) }
+    }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? true
+        reachabilityOnly = try c.decodeIfPresent(Bool.self, forKey: .reachabilityOnly) ?? false
         path = try c.decodeIfPresent(String.self, forKey: .path) ?? "/health"
         intervalSeconds = try c.decodeIfPresent(Double.self, forKey: .intervalSeconds) ?? 10
         timeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .timeoutSeconds) ?? 2

@@ -244,6 +244,32 @@ struct RoutingIntegrationTests {
         }
     }
 
+    @Test("without a healthCheck, a reachability probe takes a dead endpoint out (a 404 at / is reachable); enabled: false opts out")
+    func defaultReachabilityProbes() async throws {
+        let deadPort = try freePort()
+        var fast = HealthCheckConfiguration.reachability
+        fast.intervalSeconds = 0.1
+        fast.timeoutSeconds = 0.5
+        try await Harness.run(probes: true, defaultHealthCheck: fast, models: { url in
+            let model = ModelDefinition(modelId: "chat", modelName: "echo", endpoints: [.init(url: "http://127.0.0.1:\(deadPort)/v1"), .init(url: url)])
+            var unprobed = ModelDefinition(modelId: "unprobed", modelName: "echo", modelUrl: "http://127.0.0.1:\(deadPort)/v1")
+            var off = HealthCheckConfiguration()
+            off.enabled = false
+            unprobed.healthCheck = off
+            return [model, unprobed]
+        }) { lisa in
+            let model = try #require(lisa.gateway.registry.model("chat"))
+            #expect(await eventually { !model.pool.endpoints[0].status.healthy })
+            // The fake upstream answers 404 at its root: reachable, so it stays in.
+            #expect(model.pool.endpoints[1].status.healthy)
+            let records = try await lisa.send(.GET, "/models").body
+            #expect(records.contains(#""health":"degraded""#))
+            #expect(try await lisa.send("/v1/chat/completions", json: Self.chat).status == 200)
+            let unprobed = try #require(lisa.gateway.registry.model("unprobed"))
+            #expect(unprobed.pool.endpoints[0].status.healthy, "no probe ran")
+        }
+    }
+
     @Test("active probes take a dead endpoint out; with all endpoints down requests fail fast with 503")
     func activeHealthProbes() async throws {
         let deadPort = try freePort()

@@ -28,6 +28,7 @@ struct Harness: Sendable {
         store: (any StateStore)? = nil,
         maxRequestBodySize: Int = 1024 * 1024,
         probes: Bool = false,
+        defaultHealthCheck: HealthCheckConfiguration = .reachability,
         access: AccessConfiguration = AccessConfiguration(),
         rateLimits: RateLimitConfiguration? = nil,
         quotas: StorageQuotas = StorageQuotas(),
@@ -56,6 +57,7 @@ struct Harness: Sendable {
             configuration.quotas = quotas
             configuration.tokenPolicy = tokenPolicy
             configuration.hostingBackend = "none"
+            configuration.defaultHealthCheck = defaultHealthCheck
             let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-harness-\(UUID().uuidString)").path
             configuration.dataDirectory = dataDirectory
             defer { try? FileManager.default.removeItem(atPath: dataDirectory) }

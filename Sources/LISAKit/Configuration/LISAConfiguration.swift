@@ -39,6 +39,9 @@ public struct LISAConfiguration: Sendable {
     public var shutdownGracePeriod: Duration = .seconds(30)
     /// Balancing policy of models that name none. Default `powerOfTwoChoices`; `routing.loadBalancing`.
     public var loadBalancing: LoadBalancingPolicy = .powerOfTwoChoices
+    /// How models without a `healthCheck` are probed (`routing.defaultHealthCheck`): can
+    /// their endpoints be reached, every 15 s. `enabled: false` turns it off.
+    public var defaultHealthCheck: HealthCheckConfiguration = .reachability
     /// Log level. Default `info`; `LISA_LOG_LEVEL`, `--log-level`, `logLevel`.
     public var logLevel: Logger.Level = .info
     /// Group names that grant roles (`auth.adminGroup`, `auth.userGroup`, `auth.apiGroup`, `auth.ragAdminGroup`).
@@ -187,6 +190,7 @@ public struct LISAConfiguration: Sendable {
             serverTLS?.reloadIntervalSeconds = tls.reloadIntervalSeconds
         }
         if let value = file.routing?.loadBalancing { loadBalancing = value }
+        if let value = file.routing?.defaultHealthCheck { defaultHealthCheck = value }
         if let value = file.hosting?.backend { try setHostingBackend(value) }
         if let value = file.hosting?.kubernetes { kubernetes = value }
         if let value = file.rag?.maxUploadSize { ragMaxUploadSize = value }
@@ -291,6 +295,9 @@ public struct LISAConfiguration: Sendable {
             throw ConfigurationError("auth.tokenOutageGraceSeconds must be 0-86400")
         }
         try connections.validate()
+        guard defaultHealthCheck.path.hasPrefix("/"), defaultHealthCheck.intervalSeconds > 0, defaultHealthCheck.timeoutSeconds > 0 else {
+            throw ConfigurationError("routing.defaultHealthCheck needs a path starting with '/' and positive intervalSeconds and timeoutSeconds")
+        }
         guard (1...3650).contains(usage.retentionDays) else { throw ConfigurationError("usage.retentionDays must be 1-3650") }
         guard usage.flushIntervalSeconds > 0 && usage.flushIntervalSeconds <= 60 else {
             throw ConfigurationError("usage.flushIntervalSeconds must be more than 0 and at most 60")
@@ -377,6 +384,7 @@ struct ConfigurationFile: Decodable {
 
     struct Routing: Decodable {
         var loadBalancing: LoadBalancingPolicy?
+        var defaultHealthCheck: HealthCheckConfiguration?
     }
 
     struct Hosting: Decodable {

@@ -4,9 +4,10 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 
-/// Probes the endpoints of every model that has a `healthCheck`, on its interval, and marks
-/// them healthy or unhealthy after the configured number of consecutive results. Unhealthy
-/// endpoints get no traffic. Run it in the server's `ServiceGroup`; it stops on graceful
+/// Probes the endpoints of every model on its `healthCheck`'s interval — or, for a model
+/// without one, on `defaultCheck` (by default a reachability probe) — and marks them healthy
+/// or unhealthy after the configured number of consecutive results. Unhealthy endpoints get
+/// no traffic. Run it in the server's `ServiceGroup`; it stops on graceful
 /// shutdown.
 public struct HealthProber: Service {
     let registry: ModelRegistry
@@ -16,8 +17,14 @@ public struct HealthProber: Service {
     let defaultTLS: UpstreamTLS?
     /// How often due probes are looked for. Default 100 ms.
     var tick: Duration = .milliseconds(100)
+    /// The probe of models that set no `healthCheck` (`routing.defaultHealthCheck`); `nil`: none.
+    let defaultCheck: HealthCheckConfiguration?
 
-    public init(registry: ModelRegistry, httpClient: HTTPClient, defaultTLS: UpstreamTLS? = nil, logger: Logger) {
+    public init(
+        registry: ModelRegistry, httpClient: HTTPClient, defaultTLS: UpstreamTLS? = nil,
+        defaultCheck: HealthCheckConfiguration? = .reachability, logger: Logger
+    ) {
+        self.defaultCheck = defaultCheck.flatMap { $0.enabled ? $0 : nil }
         self.registry = registry
         self.httpClient = httpClient
         self.defaultTLS = defaultTLS
@@ -30,7 +37,7 @@ public struct HealthProber: Service {
                 while !Task.isCancelled {
                     let now = monotonicSeconds()
                     for model in registry.allModels() {
-                        guard let check = model.definition.healthCheck else { continue }
+                        guard let check = model.definition.healthCheck.map({ $0.enabled ? $0 : nil }) ?? defaultCheck else { continue }
                         for endpoint in model.pool.endpoints where endpoint.claimProbe(at: now, interval: check.intervalSeconds) {
                             group.addTask { await probe(endpoint, model: model.definition.modelId, check: check) }
                         }
@@ -55,7 +62,7 @@ public struct HealthProber: Service {
             do {
                 let response = try await httpClient.execute(request, deadline: .now() + .milliseconds(Int64(check.timeoutSeconds * 1000)))
                 _ = try? await response.body.collect(upTo: 64 * 1024)
-                success = (200..<300).contains(response.status.code)
+                success = check.reachabilityOnly ? ![502, 503, 504].contains(response.status.code) : (200..<300).contains(response.status.code)
             } catch {
                 success = false
             }

@@ -92,7 +92,10 @@ public final class LISARuntime: Sendable {
                 metrics: GatewayMetrics(factory: metrics), access: configuration.access, accountant: usage, logger: logger
             )
             self.gateway = gateway
-            prober = HealthProber(registry: gateway.registry, httpClient: httpClient, defaultTLS: configuration.upstreamTLS, logger: logger)
+            prober = HealthProber(
+                registry: gateway.registry, httpClient: httpClient, defaultTLS: configuration.upstreamTLS,
+                defaultCheck: configuration.defaultHealthCheck, logger: logger
+            )
             let backend = try await Self.makeBackend(configuration, store: store, httpClient: httpClient, logger: logger)
             models = try ModelManager(
                 store: store, registry: gateway.registry, configured: configuration.models, backend: backend, httpClient: httpClient,
