@@ -60,6 +60,24 @@ struct UsageTests {
         try await store.close()
     }
 
+    @Test("usage queries parse dates, buckets and groups, and refuse what is no date or too wide with a 400")
+    func queryParameters() throws {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let defaults = try UsageQuery(parameters: [:], now: now)
+        #expect(defaults.to == now && defaults.from == now.addingTimeInterval(-86400) && defaults.bucket == .day && defaults.groupBy.isEmpty)
+        let parsed = try UsageQuery(
+            parameters: ["from": "2026-11-01", "to": "2026-12-01T12:00:00Z", "bucket": "hour", "groupBy": "user, model,user"], now: now
+        )
+        #expect(parsed.from == Date(timeIntervalSince1970: 1_793_491_200) && parsed.groupBy == [.user, .model])
+        for hostile in ["1e19", "nan", "-5", "inf", "9e18", String(repeating: "2", count: 5000), "yesterday", "2026-13-45"] {
+            #expect(throws: LISAError.self, "from=\(hostile.prefix(20))") { _ = try UsageQuery(parameters: ["from": hostile], now: now) }
+        }
+        #expect(throws: LISAError.self) { _ = try UsageQuery(parameters: ["from": "0"], now: now) }  // 57 years: too wide
+        #expect(throws: LISAError.self) { _ = try UsageQuery(parameters: ["bucket": "weekly"], now: now) }
+        #expect(throws: LISAError.self) { _ = try UsageQuery(parameters: ["groupBy": "user,country"], now: now) }
+        #expect(throws: LISAError.self) { _ = try UsageQuery(parameters: ["from": "1800000100"], now: now) }  // after to
+    }
+
     @Test("usage records aggregate per hour, model, user, token and group; groups with commas and wildcards stay apart")
     func aggregates() async throws {
         let store = try await SQLStateStore.inMemory()

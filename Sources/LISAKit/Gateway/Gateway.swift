@@ -590,10 +590,11 @@ public final class Gateway: Sendable {
             logger.warning("upstream answered a body that is not a JSON object", metadata: ["lisa.content_type": "\(contentType)"])
             throw .badGateway("The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
         }
-        // Without the upstream's count, about four bytes a token of what came back, less the JSON around it.
-        let answersVectors = wire.operation == .embeddings || wire.operation == .rerank || wire.operation == .teiRerank || wire.operation == .moderations
+        // Without the upstream's count, a text answer is about four bytes a token, less the JSON
+        // around it; vectors, scores and images are no output tokens.
+        let answersText = ([.chatCompletions, .completions, .messages, .responses] as [UpstreamOperation]).contains(wire.operation)
         ticket?.finish(
-            servedBy: model.definition, endpoint: endpoint.label, usage: reported, outputEstimate: answersVectors ? 0 : max(buffer.readableBytes - 300, 0) / 4,
+            servedBy: model.definition, endpoint: endpoint.label, usage: reported, outputEstimate: answersText ? max(buffer.readableBytes - 300, 0) / 4 : 0,
             firstToken: finished
         )
         return GatewayResponse(contentType: "application/json", body: .buffer(buffer))

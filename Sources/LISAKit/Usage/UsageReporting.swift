@@ -7,10 +7,17 @@ extension UsageQuery {
     public init(parameters: [String: String], now: Date = Date()) throws(LISAError) {
         func date(_ name: String) throws(LISAError) -> Date? {
             guard let text = parameters[name], !text.isEmpty else { return nil }
-            if let seconds = Double(text), seconds.isFinite { return Date(timeIntervalSince1970: seconds) }
-            if let date = try? Date(text, strategy: .iso8601) { return date }
-            if let day = try? Date(text + "T00:00:00Z", strategy: .iso8601) { return day }
-            throw .invalidRequest("\(name) must be Unix seconds or an ISO 8601 date ('\(text)').", param: name)
+            var parsed: Date?
+            if let seconds = Double(text), seconds.isFinite {
+                parsed = Date(timeIntervalSince1970: seconds)
+            } else if text.utf8.count <= 64 {
+                parsed = (try? Date(text, strategy: .iso8601)) ?? (try? Date(text + "T00:00:00Z", strategy: .iso8601))
+            }
+            // Years 1970 to 9999: anything else is no date a call was made on.
+            guard let parsed, (0...253_402_300_799).contains(parsed.timeIntervalSince1970) else {
+                throw .invalidRequest("\(name) must be Unix seconds or an ISO 8601 date from 1970 to 9999.", param: name)
+            }
+            return parsed
         }
         let to = try date("to") ?? now
         let from = try date("from") ?? to.addingTimeInterval(-86400)
