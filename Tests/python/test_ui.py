@@ -400,6 +400,39 @@ def test_the_library_shares_and_revises_templates_and_lists_documents(ui, page, 
     assert api(ui, "GET", f"/prompt-templates/{template_id}")[0] == 404
 
 
+def test_a_rag_administrator_creates_a_repository_in_the_library(ui, page, browser):
+    sign_in(page, ui)
+    page.goto(ui.url + "/#/library")
+    page.click("#new-repository")
+    wait_until(page, "[...document.querySelectorAll('#repository-model option')].some((o) => o.value === 'minilm')")
+    page.fill("#repository-id", "ui-repo")
+    page.fill("#repository-name", "Made in the UI")
+    page.select_option("#repository-model", "minilm")
+    page.fill("#repository-groups", "team-b")
+    page.click("#create-repository")
+    wait_until(page, "document.querySelector('#library-repository').value === 'ui-repo'")
+    status, repositories = api(ui, "GET", "/repository")
+    made = next(repository for repository in repositories if repository["repositoryId"] == "ui-repo")
+    assert made["embeddingModelId"] == "minilm" and made["allowedGroups"] == ["team-b"]
+    # A bad id is refused with the server's reason, shown in the form.
+    page.click("#new-repository")
+    page.fill("#repository-id", "Bad Id!")
+    page.evaluate("document.querySelector('#repository-id').removeAttribute('pattern')")
+    page.click("#create-repository")
+    page.wait_for_selector("#repository-form .form-error:not([hidden])")
+    # alice (team-a, no RAG administration) gets no form, and no repository of team-b.
+    other = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    try:
+        sign_in(other, ui, ui.alice)
+        other.goto(ui.url + "/#/library")
+        other.wait_for_selector("#library-repository option[value='handbook']", state="attached")
+        assert other.locator("#new-repository").count() == 0
+        assert "ui-repo" not in [o.get_attribute("value") for o in other.locator("#library-repository option").all()]
+    finally:
+        other.context.close()
+    assert api(ui, "DELETE", "/repository/ui-repo")[0] == 200
+
+
 def test_server_errors_are_shown_as_readable_messages(ui, page):
     sign_in(page, ui)
     page.select_option("#model", "overloaded")

@@ -31,6 +31,7 @@ export class LibraryView {
           this.templateRows))),
       h('section', { 'aria-labelledby': 'documents-title', class: 'library-documents' },
         h('h2', { id: 'documents-title', class: 'section-title' }, 'Documents'),
+        this.me.isRagAdmin ? this.buildRepositoryForm() : null,
         h('div', { class: 'row' },
           h('div', { class: 'field' }, h('label', { for: 'library-repository' }, 'Repository'), this.repositorySelect),
           h('div', { class: 'field' }, h('label', { for: 'library-collection' }, 'Collection'), this.collectionSelect)),
@@ -145,9 +146,70 @@ export class LibraryView {
     }
   }
 
+  // MARK: repositories
+
+  /** RAG administrators create repositories here: an id, a name, an embedding model, who may use it. */
+  buildRepositoryForm() {
+    const id = h('input', { id: 'repository-id', autocomplete: 'off', maxLength: 30, placeholder: 'handbook', pattern: '[a-z0-9_-]{1,30}' });
+    const name = h('input', { id: 'repository-name', autocomplete: 'off', maxLength: 200, placeholder: 'Team handbook' });
+    const model = h('select', { id: 'repository-model' }, h('option', { value: '' }, 'Loading…'));
+    const type = h('select', { id: 'repository-type' },
+      h('option', { value: '' }, 'The server\'s default'), h('option', { value: 'pgvector' }, 'pgvector'), h('option', { value: 'embedded' }, 'Embedded (one server)'));
+    const groups = h('input', { id: 'repository-groups', autocomplete: 'off', placeholder: 'comma-separated; empty: everyone' });
+    const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
+    const form = h('form', { class: 'card', id: 'repository-form', hidden: true, 'aria-label': 'New repository' },
+      h('div', { class: 'row' },
+        h('div', { class: 'field' }, h('label', { for: 'repository-id' }, 'Repository id'), id),
+        h('div', { class: 'field' }, h('label', { for: 'repository-name' }, 'Name'), name)),
+      h('div', { class: 'row' },
+        h('div', { class: 'field' }, h('label', { for: 'repository-model' }, 'Embedding model'), model),
+        h('div', { class: 'field' }, h('label', { for: 'repository-type' }, 'Vector store'), type),
+        h('div', { class: 'field' }, h('label', { for: 'repository-groups' }, 'Allowed groups'), groups)),
+      error,
+      h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'primary', id: 'create-repository' }, 'Create repository')));
+    const toggle = h('button', {
+      type: 'button', class: 'secondary small', id: 'new-repository', 'aria-expanded': 'false', 'aria-controls': 'repository-form',
+      onclick: async () => {
+        form.hidden = !form.hidden;
+        toggle.setAttribute('aria-expanded', String(!form.hidden));
+        if (form.hidden) return;
+        id.focus();
+        try {
+          const { data } = await this.api.get('/v1/models');
+          const embedders = data.filter((entry) => entry.lisa?.modelType === 'embedding');
+          replace(model, embedders.length ? embedders.map((entry) => h('option', { value: entry.id }, entry.id))
+            : h('option', { value: '' }, 'No embedding model available'));
+        } catch (failure) {
+          replace(model, h('option', { value: '' }, 'Models could not be loaded'));
+        }
+      },
+    }, 'New repository');
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      error.hidden = true;
+      const repository = {
+        repositoryId: id.value.trim(), repositoryName: name.value.trim() || id.value.trim(), embeddingModelId: model.value,
+        allowedGroups: groups.value.split(',').map((group) => group.trim()).filter(Boolean),
+      };
+      if (type.value) repository.type = type.value;
+      try {
+        await this.api.post('/repository', repository);
+        notify(`Repository “${repository.repositoryName}” created.`, 'info');
+        form.reset();
+        form.hidden = true;
+        toggle.setAttribute('aria-expanded', 'false');
+        await this.loadRepositories(repository.repositoryId);
+      } catch (failure) {
+        error.textContent = failure.message;
+        error.hidden = false;
+      }
+    });
+    return h('div', { class: 'repository-admin' }, toggle, form);
+  }
+
   // MARK: documents
 
-  async loadRepositories() {
+  async loadRepositories(select = null) {
     try {
       const repositories = await this.api.get('/repository');
       if (!repositories.length) {
@@ -156,7 +218,7 @@ export class LibraryView {
         return;
       }
       replace(this.repositorySelect, repositories.map((repository) =>
-        h('option', { value: repository.repositoryId }, repository.repositoryName || repository.repositoryId)));
+        h('option', { value: repository.repositoryId, selected: repository.repositoryId === select }, repository.repositoryName || repository.repositoryId)));
       await this.loadCollections();
     } catch (error) {
       if (error.status !== 401) notify(`Repositories could not be loaded: ${error.message}`);
