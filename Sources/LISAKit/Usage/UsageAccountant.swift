@@ -101,11 +101,10 @@ public final class UsageAccountant: Sendable {
         let lines = lines(for: principal, tokens: 0, cost: 0, at: now)
         let counters = try await store.budgetCounters(lines)
         return lines.map { line in
-            let parts = line.key.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-            let period = BudgetLimit.Period(rawValue: parts.last ?? "day") ?? .day
+            let (scope, subject, metric, period) = Self.parse(line.key)
             let counter = counters.first { $0.key == line.key && $0.periodStart == line.periodStart }
             return BudgetStatus(
-                scope: parts.first ?? "", subject: parts.dropFirst().dropLast(2).joined(separator: ":"), metric: parts.dropLast().last ?? "",
+                scope: scope, subject: subject, metric: metric,
                 period: period, limit: line.limit, spent: counter?.spent ?? 0, reserved: max(counter?.reserved ?? 0, 0),
                 resetsAt: Self.period(period, at: now).end
             )
@@ -168,12 +167,17 @@ public final class UsageAccountant: Sendable {
         return ticket
     }
 
+    /// A counter key's parts: `scope:subject:metric:period` (a subject may hold colons).
+    static func parse(_ key: String) -> (scope: String, subject: String, metric: String, period: BudgetLimit.Period) {
+        let parts = key.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        return (
+            parts.first ?? "", parts.dropFirst().dropLast(2).joined(separator: ":"), parts.dropLast().last ?? "tokens",
+            BudgetLimit.Period(rawValue: parts.last ?? "day") ?? .day
+        )
+    }
+
     static func exceeded(_ counter: BudgetCounter, lines: [BudgetLine], now: Date) -> LISAError {
-        let parts = counter.key.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-        let scope = parts.first ?? "budget"
-        let subject = parts.dropFirst().dropLast(2).joined(separator: ":")
-        let metric = parts.dropLast().last ?? "tokens"
-        let kind = BudgetLimit.Period(rawValue: parts.last ?? "day") ?? .day
+        let (scope, subject, metric, kind) = parse(counter.key)
         let limit = lines.first { $0.key == counter.key }?.limit ?? 0
         let reset = Self.period(kind, at: now).end
         let figures =
