@@ -153,11 +153,11 @@ def stream_timings(url, headers, model, runs=30, words=199):
 
 
 class Stack:
-    def __init__(self, bin_dir, work, skip_litellm, usage_variants=False):
+    def __init__(self, bin_dir, work, skip_litellm, usage_variants=False, tracing_variant=False):
         self.procs = []
         self.work = work
         self.ports = {name: free_port() for name in ["mock", "nginx", "lisa", "litellm", "fake", "nginx_stream", "lisa_nousage",
-                                                     "lisa_budget"]}
+                                                     "lisa_budget", "lisa_tracing"]}
         p = self.ports
         (work / "mock.conf").write_text(f"""
 worker_processes auto; pid {work}/mock.pid; error_log {work}/mock.err; daemon off;
@@ -213,6 +213,16 @@ models:
                 headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
             with urllib.request.urlopen(request, timeout=10) as response:
                 self.user_token = json.loads(response.read())["token"]
+        self.tracing = False
+        if tracing_variant:
+            # Every call traced and exported; the mock nginx, which answers any POST with
+            # 200, stands in for the collector.
+            models = (work / "lisa.yaml").read_text()
+            (work / "lisa-tracing.yaml").write_text(models + f"tracing: {{endpoint: 'http://127.0.0.1:{p['mock']}', sampleRatio: 1}}\n")
+            self.start("lisa_tracing", [f"{bin_dir}/LISAServe", "--config", str(work / "lisa-tracing.yaml"), "--port",
+                                        str(p["lisa_tracing"]), "--data-dir", str(work / "lisa_tracing-data")], env=env)
+            wait_http(f"http://127.0.0.1:{p['lisa_tracing']}/health")
+            self.tracing = True
         self.litellm = None
         litellm = ROOT / ".bench/litellm/bin/litellm"
         if not skip_litellm and litellm.exists():
@@ -266,10 +276,12 @@ def main():
     parser.add_argument("--skip-litellm", action="store_true")
     parser.add_argument("--usage-variants", action="store_true",
                         help="also measure LISAServe without usage records, and with a user's token under a budget")
+    parser.add_argument("--tracing-variant", action="store_true",
+                        help="also measure LISAServe with every call traced and exported over OTLP")
     args = parser.parse_args()
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="lisa-bench-"))
-    stack = Stack(args.bin, work, args.skip_litellm, args.usage_variants)
+    stack = Stack(args.bin, work, args.skip_litellm, args.usage_variants, args.tracing_variant)
     p = stack.ports
     targets = [("direct (mock)", f"http://127.0.0.1:{p['mock']}/v1/chat/completions", {}, "mock"),
                ("nginx proxy_pass", f"http://127.0.0.1:{p['nginx']}/v1/chat/completions", {}, "nginx"),
@@ -279,6 +291,9 @@ def main():
                      {"Authorization": f"Bearer {KEY}"}, "lisa_nousage"),
                     ("LISAServe, user token with a budget", f"http://127.0.0.1:{p['lisa_budget']}/v1/chat/completions",
                      {"Authorization": f"Bearer {stack.user_token}"}, "lisa_budget")]
+    if stack.tracing:
+        targets.append(("LISAServe, tracing on (every call)", f"http://127.0.0.1:{p['lisa_tracing']}/v1/chat/completions",
+                        {"Authorization": f"Bearer {KEY}"}, "lisa_tracing"))
     if stack.litellm:
         targets.append(("LiteLLM " + stack.litellm, f"http://127.0.0.1:{p['litellm']}/v1/chat/completions",
                         {"Authorization": f"Bearer {LITELLM_KEY}"}, "litellm"))

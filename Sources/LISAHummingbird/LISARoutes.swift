@@ -166,7 +166,9 @@ public struct LISARoutes: Sendable {
             )
         }
 
-        let api = router.group().add(middleware: AuthenticationMiddleware<Context>(
+        var apiGroup = router.group()
+        if let tracer = runtime.tracer { apiGroup = apiGroup.add(middleware: RequestSpanMiddleware<Context>(tracer: tracer)) }
+        let api = apiGroup.add(middleware: AuthenticationMiddleware<Context>(
                 authenticator: authenticator, rateLimiter: runtime.rateLimiter, acceptsClientCertificates: acceptsClientCertificates
             ))
         let gateway = self.gateway
@@ -339,7 +341,9 @@ public struct LISARoutes: Sendable {
     private func inferenceContext<Context: LISARoutesContext>(_ request: Request, context: Context) throws -> InferenceContext {
         var headers: [String: String] = [:]
         for field in request.headers
-        where (field.name.canonicalName.hasPrefix("x-") && field.name.canonicalName != "x-api-key") || field.name.canonicalName == "anthropic-beta" {
+        where (field.name.canonicalName.hasPrefix("x-") && field.name.canonicalName != "x-api-key")
+            || ["anthropic-beta", "traceparent", "tracestate"].contains(field.name.canonicalName)
+        {
             headers[field.name.canonicalName] = field.value
         }
         return InferenceContext(

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Tracing
 
 /// Turns the credential a request presents into a ``Principal``: the admin key, an API token,
 /// or an OIDC JWT (with an ``OIDCVerifier``).
@@ -15,6 +16,8 @@ public struct Authenticator: Sendable {
     public let oidc: OIDCVerifier?
     /// Tokens verified recently (give ``APITokenService`` the same one).
     public let tokenCache: TokenCache
+    /// Makes an `authenticate` span per call when set (``LISARuntime`` sets its tracer).
+    public var tracer: (any Tracer)?
 
     public init(
         adminKeys: AdminKeyring, store: any StateStore, access: AccessConfiguration = AccessConfiguration(), oidc: OIDCVerifier? = nil,
@@ -34,6 +37,16 @@ public struct Authenticator: Sendable {
 
     /// The principal for `presented`, or a 401 that does not say which part was wrong.
     public func authenticate(_ presented: String?) async throws(LISAError) -> Principal {
+        guard tracer != nil else { return try await verify(presented) }
+        return try await Traces.within(tracer, "authenticate") { span throws(LISAError) in
+            let principal = try await verify(presented)
+            span?.attributes["lisa.auth.method"] = principal.method.rawValue
+            span?.attributes["user.id"] = principal.username
+            return principal
+        }
+    }
+
+    private func verify(_ presented: String?) async throws(LISAError) -> Principal {
         guard let presented else {
             throw .unauthorized("Missing credentials: send 'Authorization: Bearer <key>' or 'Api-Key: <key>'.")
         }

@@ -80,6 +80,8 @@ public struct LISAConfiguration: Sendable {
     public var ui = UISettings()
     /// Usage records and the request log (`usage:`).
     public var usage = UsageSettings()
+    /// Distributed traces exported over OTLP/HTTP (`tracing:`); off unless an endpoint is set.
+    public var tracing = TracingSettings()
     /// Spending limits per user and group (`budgets:`); a token may carry its own.
     public var budgets = BudgetConfiguration()
     /// Models declared statically.
@@ -206,6 +208,7 @@ public struct LISAConfiguration: Sendable {
         if let value = file.server?.maxConnections { connections.maxConnections = value }
         if let value = file.rateLimits { rateLimits = value }
         if let value = file.usage { usage = value }
+        if let value = file.tracing { tracing = value }
         if let value = file.budgets { budgets = value }
         if let value = file.ui?.enabled { ui.enabled = value }
         if let value = file.ui?.scopes { ui.scopes = value }
@@ -272,6 +275,7 @@ public struct LISAConfiguration: Sendable {
         }
         if let value = text("LISA_TLS_CLIENT_CA") { serverTLS?.clientCA = value }
         if let value = try integer("LISA_MAX_BODY_SIZE") { maxRequestBodySize = value }
+        try tracing.apply(environment: environment)
         if let value = text("LISA_LOG_LEVEL") {
             guard let level = Logger.Level(rawValue: value.lowercased()) else {
                 throw ConfigurationError("LISA_LOG_LEVEL '\(value)' is not a log level")
@@ -303,6 +307,7 @@ public struct LISAConfiguration: Sendable {
             throw ConfigurationError("usage.flushIntervalSeconds must be more than 0 and at most 60")
         }
         guard usage.maxBuffered >= 1000 else { throw ConfigurationError("usage.maxBuffered must be at least 1000") }
+        try tracing.validate()
         guard budgets.defaultReservationTokens >= 0 else { throw ConfigurationError("budgets.defaultReservationTokens must be ≥ 0") }
         do {
             try budgets.user?.validate(param: "budgets.user")
@@ -423,12 +428,13 @@ struct ConfigurationFile: Decodable {
     var rateLimits: RateLimitConfiguration?
     var quotas: StorageQuotas?
     var usage: UsageSettings?
+    var tracing: TracingSettings?
     var budgets: BudgetConfiguration?
     var logLevel: String?
     var models: [ModelDefinition]?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case server, dataDir, adminKey, state, upstream, routing, hosting, rag, ui, auth, rateLimits, quotas, usage, budgets, logLevel, models
+        case server, dataDir, adminKey, state, upstream, routing, hosting, rag, ui, auth, rateLimits, quotas, usage, tracing, budgets, logLevel, models
     }
 
     init(from decoder: any Decoder) throws {
@@ -446,6 +452,7 @@ struct ConfigurationFile: Decodable {
         rateLimits = try c.decodeIfPresent(RateLimitConfiguration.self, forKey: .rateLimits)
         quotas = try c.decodeIfPresent(StorageQuotas.self, forKey: .quotas)
         usage = try c.decodeIfPresent(UsageSettings.self, forKey: .usage)
+        tracing = try c.decodeIfPresent(TracingSettings.self, forKey: .tracing)
         budgets = try c.decodeIfPresent(BudgetConfiguration.self, forKey: .budgets)
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel)
         models = try c.decodeIfPresent([ModelDefinition].self, forKey: .models)

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import Tracing
 
 /// The OpenAI-compatible gateway: decodes requests, picks an endpoint of the model,
 /// forwards upstream and relays the answer. Also registers and removes models.
@@ -24,6 +25,9 @@ public final class Gateway: Sendable {
     public let drain = DrainSignal()
     /// Budgets, usage records and the request log; `nil`: none of them.
     public let accountant: UsageAccountant?
+    /// Where the spans of inference calls go (a GenAI span per call, one per upstream
+    /// attempt); `nil`: none are made, and a client's `traceparent` is passed upstream as it is.
+    public let tracer: (any Tracer)?
     private let logger: Logger
 
     /// The largest upstream body LISA buffers for a non-streaming answer (64 MiB).
@@ -31,9 +35,10 @@ public final class Gateway: Sendable {
 
     public init(
         registry: ModelRegistry, store: any StateStore, provider: any InferenceProvider, metrics: GatewayMetrics = GatewayMetrics(),
-        access: AccessConfiguration = AccessConfiguration(), accountant: UsageAccountant? = nil, logger: Logger
+        access: AccessConfiguration = AccessConfiguration(), accountant: UsageAccountant? = nil, tracer: (any Tracer)? = nil, logger: Logger
     ) {
         self.accountant = accountant
+        self.tracer = tracer
         self.access = access
         self.registry = registry
         self.store = store
@@ -170,7 +175,11 @@ public final class Gateway: Sendable {
         inbound: ByteBuffer? = nil,
         body: (String) throws(LISAError) -> ByteBuffer
     ) async throws(LISAError) -> GatewayResponse {
-        let ticket = try await accountant?.open(operation, model: model, inbound: inbound, context: context)
+        let span = callSpan(operation, model: model, stream: stream, inbound: inbound, context: context)
+        // A call refused here (budget, state store) has its ticket, and span, closed already.
+        let ticket =
+            try await accountant?.open(operation, model: model, inbound: inbound, context: context, span: span)
+            ?? span.map { UsageAccountant.Ticket(spanOnly: $0, requested: model.definition.modelId, context: context) }
         do {
             return try await routeCandidates(
                 operation, model: model, stream: stream, user: user, context: context, contentType: contentType, ticket: ticket, body: body
@@ -212,6 +221,11 @@ public final class Gateway: Sendable {
             wire.contentType = contentType
             if wire.operation.isAnthropic, wire.answer == .asIs, let beta = context.headers["anthropic-beta"].flatMap(Self.anthropicBeta) {
                 wire.headers.append((name: "anthropic-beta", value: beta))
+            }
+            // Not tracing: the client's trace goes on upstream as it came.
+            if tracer == nil, let parent = context.headers["traceparent"], TraceIdentity(traceparent: parent) != nil {
+                wire.headers.append((name: "traceparent", value: parent))
+                if let state = context.headers["tracestate"], state.utf8.count <= 512 { wire.headers.append((name: "tracestate", value: state)) }
             }
             let upstreamBody: ByteBuffer
             do {
@@ -372,7 +386,7 @@ public final class Gateway: Sendable {
             do {
                 return try await tryEndpoint(
                     wire, model: model, requested: requested, endpoint: endpoint, body: body, stream: stream, start: start,
-                    ticket: ticket, logger: endpointLogger
+                    ticket: ticket, attempt: attempt, logger: endpointLogger
                 )
             } catch {
                 var error = error
@@ -395,10 +409,23 @@ public final class Gateway: Sendable {
         stream: Bool,
         start: ContinuousClock.Instant,
         ticket: UsageAccountant.Ticket?,
+        attempt: Int,
         logger: RequestLogger
     ) async throws(LISAError) -> GatewayResponse {
         let modelID = model.definition.modelId
         let timeouts = model.definition.timeouts
+        var attemptHeaders = wire.headers
+        let attemptSpan = self.attemptSpan(wire.operation, endpoint: endpoint, attempt: attempt, parent: ticket?.span?.context, headers: &attemptHeaders)
+        let upstreamHeaders = attemptHeaders
+        let endAttempt: @Sendable (_ status: Int?, _ error: String?) -> Void = { status, error in
+            guard let attemptSpan else { return }
+            if let status { attemptSpan.attributes["http.response.status_code"] = status }
+            if let error {
+                attemptSpan.attributes["error.type"] = error
+                attemptSpan.setStatus(SpanStatus(code: .error, message: error))
+            }
+            attemptSpan.end()
+        }
         let total = timeouts?.totalSeconds.map { Duration.milliseconds(Int64($0 * 1000)) } ?? provider.timeouts.request
         // A stream's head comes at once from model servers; a buffered answer's comes with the
         // whole answer, so only the total bounds it unless the model sets a first-byte limit.
@@ -409,12 +436,13 @@ public final class Gateway: Sendable {
         do {
             response = try await Self.withFirstByteTimeout(firstByteLimit) { () async throws(UpstreamFailure) in
                 try await self.provider.send(
-                    wire.operation, body: body, contentType: wire.contentType, headers: wire.headers, to: endpoint.definition, stream: stream,
+                    wire.operation, body: body, contentType: wire.contentType, headers: upstreamHeaders, to: endpoint.definition, stream: stream,
                     deadline: .now() + .init(total), logger: logger.logger
                 )
             }
         } catch {
             endpoint.end()
+            endAttempt(nil, error.spanErrorType)
             let elapsed = (ContinuousClock.now - sent).seconds
             if case .cancelled = error.reason {
                 logger.debug("request cancelled: the client went away")
@@ -457,6 +485,7 @@ public final class Gateway: Sendable {
         guard (200..<300).contains(response.status) else {
             let errorBody = try? await response.body.collect(upTo: 1024 * 1024)
             endpoint.end()
+            endAttempt(response.status, String(response.status))
             let error = Self.error(forUpstreamStatus: response.status, body: errorBody, headers: response.headers, modelID: modelID, logger: logger)
             switch response.status {
             case 429:
@@ -479,6 +508,7 @@ public final class Gateway: Sendable {
         if wire.answer == .raw {
             guard let relayedType = Self.relayableMediaType(contentType) else {
                 endpoint.end()
+                endAttempt(response.status, "upstream_invalid_response")
                 logger.warning("upstream answered a media type LISA does not relay", metadata: ["lisa.content_type": "\(contentType)"])
                 throw .badGateway("The upstream of model '\(modelID)' answered with a media type LISA does not relay.", reason: "upstream_invalid_response")
             }
@@ -486,8 +516,10 @@ public final class Gateway: Sendable {
             let label = endpoint.label
             let idle = timeouts?.streamIdleSeconds.map { Duration.milliseconds(Int64($0 * 1000)) } ?? provider.timeouts.streamIdle
             let served = model.definition
+            let status = response.status
             let relayed = RelayedBody(body: response.body, deadline: sent + total, idleTimeout: idle) { failed in
                 endpoint.end()
+                endAttempt(status, failed ? "stream_error" : nil)
                 ticket?.finish(servedBy: served, endpoint: label, usage: nil, outputEstimate: 0, firstToken: nil, failed: failed)
                 if failed { metrics.streamError(model: requested) }
                 metrics.request(model: requested, endpoint: label, status: GatewayMetrics.statusLabel(for: nil), duration: ContinuousClock.now - start)
@@ -516,8 +548,9 @@ public final class Gateway: Sendable {
             let served = model.definition
             let relay = ServerSentEventRelay(
                 body: upstreamEvents, modelID: requested, logger: logger.withMetadata, deadline: sent + total, idleTimeout: idle, drain: drain, framing: framing
-            ) { summary in
+            ) { [status = response.status] summary in
                 endpoint.end()
+                endAttempt(status, summary.stalled ? "stream_idle_timeout" : summary.failed ? "stream_error" : nil)
                 // A stream that went quiet counts against its endpoint, as a stall before the head does.
                 if summary.stalled { endpoint.record(.failure(elapsed: idle.seconds), at: monotonicSeconds()) }
                 if let firstEvent = summary.firstEvent { metrics.timeToFirstToken(model: requested, firstEvent - start) }
@@ -542,8 +575,10 @@ public final class Gateway: Sendable {
                 }
             }
             endpoint.end()
+            endAttempt(response.status, nil)
         } catch {
             endpoint.end()
+            endAttempt(response.status, error.spanErrorType)
             if Task.isCancelled { throw .cancelled() }
             logger.warning("reading the upstream answer failed", metadata: ["lisa.reason": "\(error)"])
             if case .timedOut = error.reason {

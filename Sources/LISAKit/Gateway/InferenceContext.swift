@@ -4,8 +4,10 @@ import Logging
 public struct InferenceContext: Sendable {
     /// The request id, also sent back as `X-Request-Id` and logged as `lisa.request_id`.
     public var requestID: String
-    /// Request headers the gateway may use, lower-cased names: `x-…` (session affinity) and
-    /// `anthropic-beta` (carried on to an Anthropic upstream when Messages passes through).
+    /// Request headers the gateway may use, lower-cased names: `x-…` (session affinity),
+    /// `anthropic-beta` (carried on to an Anthropic upstream when Messages passes through),
+    /// and `traceparent`/`tracestate` (the parent of the call's span; passed upstream as
+    /// they came when LISA makes no spans).
     public var headers: [String: String]
     public var logger: Logger
     /// Who is asking; decides which models exist for them.

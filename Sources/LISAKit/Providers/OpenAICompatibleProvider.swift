@@ -97,7 +97,7 @@ public struct OpenAICompatibleProvider: InferenceProvider {
         configuration.decompression = .disabled
         // LISA connects only where it was configured to: a 3xx is an answer, never a hop.
         configuration.redirectConfiguration = .disallow
-        configuration.tracing.tracer = nil  // no distributed tracing yet; spans cost per request
+        configuration.tracing.tracer = nil  // the gateway makes its own attempt spans (Gateway+Tracing)
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 import Synchronization
+import Tracing
 
 /// Retrieval-augmented generation: repositories of documents on a vector store, ingestion
 /// jobs (parse → chunk → embed through the router → store, all or nothing), similarity
@@ -480,6 +481,20 @@ public final class RAGService: Service, Sendable {
             throw LISAError.invalidRequest("query must not be empty.", param: "query")
         }
         guard (1...100).contains(topK) else { throw LISAError.invalidRequest("topK must be between 1 and 100.", param: "topK") }
+        var attributes = SpanAttributes()
+        attributes["lisa.rag.repository_id"] = repositoryId
+        attributes["lisa.rag.top_k"] = topK
+        attributes["lisa.rag.hybrid"] = hybrid
+        return try await Traces.within(gateway.tracer, "retrieval \(repositoryId)", attributes: attributes) { span in
+            let sources = try await searchUntraced(query, in: repositoryId, collection: collectionId, topK: topK, for: principal, hybrid: hybrid)
+            span?.attributes["lisa.rag.results"] = sources.count
+            return sources
+        }
+    }
+
+    private func searchUntraced(
+        _ query: String, in repositoryId: String, collection collectionId: String?, topK: Int, for principal: Principal, hybrid: Bool
+    ) async throws -> [RAGSource] {
         let repository = try await repository(repositoryId, for: principal)
         let collection = try await collection(repository, collectionId)
         guard collection.dimension != nil else { return [] }  // nothing ingested yet

@@ -3,6 +3,7 @@ import CoreMetrics
 import Foundation
 import Logging
 import ServiceLifecycle
+import Tracing
 
 /// Everything LISA is, built once from a ``LISAConfiguration``: the state store, the admin
 /// key, the model registry and gateway, the models API and its controller, RAG, sessions,
@@ -40,23 +41,30 @@ public final class LISARuntime: Sendable {
     public let prober: HealthProber
     /// Budgets, usage records and the request log.
     public let usage: UsageAccountant
+    /// Where LISA's spans go: the tracer given to `init`, else an ``OTLPTracer`` when
+    /// `tracing.endpoint` is configured, else one bootstrapped in `InstrumentationSystem`;
+    /// `nil`: no spans are made.
+    public let tracer: (any Tracer)?
+    /// The OTLP exporter of the built-in tracer (a service in ``services``).
+    public let traceExporter: OTLPExporter?
     private let vectors: EmbeddedVectorStore
     private let ownsStore: Bool
 
     /// The long-lived work to run in a `ServiceGroup`: health probes, the models service,
     /// the ingestion worker and, with OIDC, the key refresher.
     public var services: [any Service] {
-        [prober, models, rag, authenticator.tokenCache, usage.recorder] + (oidc.map { [$0] } ?? [])
+        [prober, models, rag, authenticator.tokenCache, usage.recorder] + (oidc.map { [$0] } ?? []) + (traceExporter.map { [$0] } ?? [])
     }
 
     /// Builds every part from `configuration`: state from `configuration.databaseURL`
     /// (PostgreSQL) or SQLite in the data directory — or `store`, when an embedder hands
     /// one over (it is then the caller's to close); upstream calls over HTTP to
     /// OpenAI-compatible servers — or through `provider` (an in-memory one in tests);
-    /// metrics into `metrics`, or the process's `MetricsSystem` (swift-metrics) by default.
+    /// metrics into `metrics`, or the process's `MetricsSystem` (swift-metrics) by default;
+    /// spans into `tracer` (swift-distributed-tracing), else as ``tracer`` says.
     public init(
         configuration: LISAConfiguration, store given: (any StateStore)? = nil, provider: (any InferenceProvider)? = nil,
-        metrics: (any MetricsFactory)? = nil, logger: Logger
+        metrics: (any MetricsFactory)? = nil, tracer givenTracer: (any Tracer)? = nil, logger: Logger
     ) async throws {
         self.configuration = configuration
         let store: any StateStore
@@ -65,6 +73,17 @@ public final class LISARuntime: Sendable {
         self.ownsStore = given == nil
         let httpClient = OpenAICompatibleProvider.makeHTTPClient(timeouts: configuration.upstreamTimeouts)
         self.httpClient = httpClient
+        let tracer: (any Tracer)?
+        if let givenTracer {
+            (tracer, traceExporter) = (givenTracer, nil)
+        } else if configuration.tracing.isEnabled {
+            let exporter = OTLPExporter(settings: configuration.tracing, httpClient: httpClient, logger: logger)
+            (tracer, traceExporter) = (OTLPTracer(exporter: exporter, sampleRatio: configuration.tracing.sampleRatio), exporter)
+            logger.info("exporting traces over OTLP/HTTP", metadata: ["lisa.collector": "\(exporter.settings.tracesURL ?? "")"])
+        } else {
+            (tracer, traceExporter) = (InstrumentationSystem.tracer is NoOpTracer ? nil : InstrumentationSystem.tracer, nil)
+        }
+        self.tracer = tracer
         do {
             let (keyring, generated) = try await AdminKeyring.load(configured: configuration.adminKey, store: store)
             adminKeys = keyring
@@ -73,7 +92,9 @@ public final class LISARuntime: Sendable {
             let oidc = configuration.oidc.map { OIDCVerifier(configuration: $0, httpClient: httpClient, logger: logger) }
             self.oidc = oidc
             let tokenCache = TokenCache(settings: configuration.tokenCache, following: store)
-            authenticator = Authenticator(adminKeys: keyring, store: store, access: configuration.access, oidc: oidc, tokenCache: tokenCache)
+            var authenticator = Authenticator(adminKeys: keyring, store: store, access: configuration.access, oidc: oidc, tokenCache: tokenCache)
+            authenticator.tracer = tracer
+            self.authenticator = authenticator
             tokens = APITokenService(
                 store: store, access: configuration.access, policy: configuration.tokenPolicy, tokenCache: tokenCache, logger: logger
             )
@@ -89,7 +110,7 @@ public final class LISARuntime: Sendable {
                     ?? OpenAICompatibleProvider(
                         httpClient: httpClient, timeouts: configuration.upstreamTimeouts, defaultTLS: configuration.upstreamTLS
                     ),
-                metrics: GatewayMetrics(factory: metrics), access: configuration.access, accountant: usage, logger: logger
+                metrics: GatewayMetrics(factory: metrics), access: configuration.access, accountant: usage, tracer: tracer, logger: logger
             )
             self.gateway = gateway
             prober = HealthProber(

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import Synchronization
+import Tracing
 
 /// Usage recording and the request log (`usage:` in the configuration file).
 public struct UsageSettings: Sendable, Hashable, Codable {
@@ -133,13 +134,18 @@ public final class UsageAccountant: Sendable {
     /// Opens the accounting of one call: reserves what it may spend on every budget that
     /// applies, or throws ``LISAError/quotaExceeded(_:)`` (429, reason `budget_exceeded`)
     /// naming the budget and when it resets.
-    func open(_ operation: UpstreamOperation, model: RoutableModel, inbound: ByteBuffer?, context: InferenceContext) async throws(LISAError) -> Ticket {
+    ///
+    /// `span` (the call's GenAI span) ends when the ticket closes, with the call's usage; a
+    /// call refused here closes its ticket before the error is thrown.
+    func open(
+        _ operation: UpstreamOperation, model: RoutableModel, inbound: ByteBuffer?, context: InferenceContext, span: (any Span)? = nil
+    ) async throws(LISAError) -> Ticket {
         let now = Date()
         // About four bytes a token of JSON text; forms (audio, images) are not text.
         let inputEstimate = inbound.map { max($0.readableBytes / 4, 1) } ?? 0
         let ticket = Ticket(
             accountant: self, operation: context.operationLabel ?? operation.usageLabel, requested: model.definition.modelId,
-            context: context, inputEstimate: inputEstimate, time: now
+            context: context, inputEstimate: inputEstimate, time: now, span: span
         )
         // Most calls have no budget (the admin key never does): nothing more to do for them.
         if context.billedUser == nil, !limits(for: context.principal).isEmpty {
@@ -151,10 +157,10 @@ public final class UsageAccountant: Sendable {
                 let refused: BudgetCounter?
                 do {
                     refused = try await store.reserveBudget(id: id, lines: lines, expiresAt: now.timeIntervalSince1970 + reservationLifetime)
-                } catch let error as LISAError {
-                    throw error
                 } catch {
-                    throw .stateStoreUnavailable("Budgets cannot be checked: the state store failed (\(error)).")
+                    let failure = (error as? LISAError) ?? .stateStoreUnavailable("Budgets cannot be checked: the state store failed (\(error)).")
+                    ticket.finish(error: failure)
+                    throw failure
                 }
                 if let refused {
                     let error = Self.exceeded(refused, lines: lines, now: now)
@@ -197,23 +203,36 @@ public final class UsageAccountant: Sendable {
     }
 
     /// One call's accounting, closed once by whichever way the call ends.
+    ///
+    /// A gateway without an accountant still gets tickets when it traces: they only end spans.
     final class Ticket: Sendable {
-        private let accountant: UsageAccountant
+        private let accountant: UsageAccountant?
         let operation: String
         let requested: String
         let context: InferenceContext
         let inputEstimate: Int
         let time: Date
         let start = ContinuousClock.now
+        /// The call's GenAI span, ended when the ticket closes.
+        let span: (any Span)?
         private let state = Mutex<(reservation: (id: String, lines: [BudgetLine])?, closed: Bool)>((nil, false))
 
-        init(accountant: UsageAccountant, operation: String, requested: String, context: InferenceContext, inputEstimate: Int, time: Date) {
+        init(
+            accountant: UsageAccountant?, operation: String, requested: String, context: InferenceContext, inputEstimate: Int, time: Date,
+            span: (any Span)? = nil
+        ) {
             self.accountant = accountant
             self.operation = operation
             self.requested = requested
             self.context = context
             self.inputEstimate = inputEstimate
             self.time = time
+            self.span = span
+        }
+
+        /// A ticket that only ends `span` (no usage is recorded).
+        convenience init(spanOnly span: any Span, requested: String, context: InferenceContext) {
+            self.init(accountant: nil, operation: "", requested: requested, context: context, inputEstimate: 0, time: Date(), span: span)
         }
 
         var reservation: (id: String, lines: [BudgetLine])? {
@@ -237,6 +256,7 @@ public final class UsageAccountant: Sendable {
 
         /// Closes the ticket for a call that failed before an answer.
         func finish(error: LISAError) {
+            Traces.fail(span, error)
             close(servedBy: nil, endpoint: error.endpointLabel, input: 0, output: 0, estimated: false, firstToken: nil, status: error.reason ?? "error")
         }
 
@@ -252,6 +272,26 @@ public final class UsageAccountant: Sendable {
             guard let reservation else { return }
             let duration = ContinuousClock.now - start
             let cost = servedBy?.pricing?.tokenCost(input: input, output: output)
+            if let span {
+                if span.isRecording {
+                    span.updateAttributes { attributes in
+                        if let servedBy {
+                            attributes["gen_ai.usage.input_tokens"] = input
+                            attributes["gen_ai.usage.output_tokens"] = output
+                            if estimated { attributes["lisa.usage.estimated"] = true }
+                            attributes["gen_ai.response.model"] = servedBy.modelName
+                            if servedBy.modelId != requested { attributes["lisa.served_by"] = servedBy.modelId }
+                        }
+                        if let endpoint { attributes["lisa.endpoint"] = endpoint }
+                        if let firstToken { attributes["lisa.time_to_first_token_ms"] = (firstToken - start).seconds * 1000 }
+                        if let cost { attributes["lisa.cost"] = cost }
+                        attributes["lisa.status"] = status
+                    }
+                    if status == "stream_error" { span.setStatus(SpanStatus(code: .error, message: status)) }
+                }
+                span.end()
+            }
+            guard let accountant else { return }
             if !reservation.lines.isEmpty {
                 let spent = reservation.lines.map { $0.key.contains(":tokens:") ? Double(input + output) : (cost ?? 0) }
                 accountant.settle(id: reservation.id, lines: reservation.lines, spent: spent)

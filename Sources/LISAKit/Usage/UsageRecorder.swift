@@ -12,77 +12,50 @@ import Synchronization
 /// A process that is killed loses at most the records of its last flush interval; budget
 /// counters are written on the request path and lose nothing.
 public final class UsageRecorder: Service, Sendable {
-    private struct Buffer {
-        var records: [UsageRecord] = []
-        var dropped = 0
-        var wake: CheckedContinuation<Void, Never>?
-    }
-
     public let settings: UsageSettings
     private let store: any StateStore
     private let logger: Logger
-    private let buffer = Mutex(Buffer())
+    private let queue: BatchQueue<UsageRecord>
 
     init(settings: UsageSettings, store: any StateStore, logger: Logger) {
         self.settings = settings
         self.store = store
         self.logger = logger
+        self.queue = BatchQueue(capacity: settings.maxBuffered, wakeAt: 500)
     }
 
     /// Queues one record.
     public func record(_ record: UsageRecord) {
-        let wake = buffer.withLock { buffer -> CheckedContinuation<Void, Never>? in
-            buffer.records.append(record)
-            if buffer.records.count > settings.maxBuffered {
-                let excess = buffer.records.count - settings.maxBuffered
-                buffer.records.removeFirst(excess)
-                buffer.dropped += excess
-            }
-            guard buffer.records.count >= 500 else { return nil }
-            defer { buffer.wake = nil }
-            return buffer.wake
-        }
-        wake?.resume()
+        queue.append(record)
     }
 
     /// Records waiting to be written.
-    public var pendingRecords: Int { buffer.withLock { $0.records.count } }
+    public var pendingRecords: Int { queue.count }
 
     /// Records dropped because the store could not take them in time.
-    public var droppedRecords: Int { buffer.withLock { $0.dropped } }
+    public var droppedRecords: Int { queue.dropped }
 
     /// Writes what is buffered now; returns how many were written. On failure the records
     /// go back to the front of the buffer.
     @discardableResult
     public func flush() async throws -> Int {
-        let batch = buffer.withLock { buffer -> [UsageRecord] in
-            defer { buffer.records = [] }
-            return buffer.records
-        }
+        let batch = queue.takeAll()
         guard !batch.isEmpty else { return 0 }
         do {
             try await store.insertUsage(batch)
             return batch.count
         } catch {
-            buffer.withLock { buffer in
-                buffer.records = batch + buffer.records
-                if buffer.records.count > settings.maxBuffered {
-                    let excess = buffer.records.count - settings.maxBuffered
-                    buffer.records.removeFirst(excess)
-                    buffer.dropped += excess
-                }
-            }
+            queue.putBack(batch)
             throw error
         }
     }
-
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             var lastHousekeeping = ContinuousClock.now - .seconds(3600)
             var lastSweep = ContinuousClock.now
             var failing = false
             while !Task.isCancelled {
-                await self.waitForWork()
+                await self.queue.waitForBatch(interval: .milliseconds(Int64(max(self.settings.flushIntervalSeconds, 0.05) * 1000)))
                 do {
                     try await self.flush()
                     if failing { self.logger.info("usage records are written again") }
@@ -121,36 +94,8 @@ public final class UsageRecorder: Service, Sendable {
                 try await self.flush()
             }
         } catch {
-            let lost = buffer.withLock { $0.records.count }
+            let lost = queue.count
             if lost > 0 { logger.warning("usage records not written at shutdown", metadata: ["lisa.count": "\(lost)", "lisa.error": "\(error)"]) }
-        }
-    }
-
-    /// Returns after the flush interval, or sooner when 500 records wait or the task is cancelled.
-    private func waitForWork() async {
-        let interval = Duration.milliseconds(Int64(max(settings.flushIntervalSeconds, 0.05) * 1000))
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await EventLoopTimer.sleep(for: interval) }
-            group.addTask {
-                await withTaskCancellationHandler {
-                    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                        let ready = self.buffer.withLock { buffer -> Bool in
-                            if buffer.records.count >= 500 || Task.isCancelled { return true }
-                            buffer.wake = continuation
-                            return false
-                        }
-                        if ready { continuation.resume() }
-                    }
-                } onCancel: {
-                    let wake = self.buffer.withLock { buffer -> CheckedContinuation<Void, Never>? in
-                        defer { buffer.wake = nil }
-                        return buffer.wake
-                    }
-                    wake?.resume()
-                }
-            }
-            await group.next()
-            group.cancelAll()
         }
     }
 }
