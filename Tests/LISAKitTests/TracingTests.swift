@@ -98,13 +98,14 @@ struct TracingTests {
         span.attributes["lisa.stream"] = true
         span.attributes["gen_ai.request.temperature"] = 0.5
         span.attributes["gen_ai.request.model"] = "m"
+        span.attributes["lisa.odd"] = "quote \" backslash \\ newline \n bell \u{07} ünï"
         span.setStatus(SpanStatus(code: .error, message: "timeout"))
         span.end()
         span.end()  // once only
         #expect(exporter.pendingSpans == 1)
 
         let document = exporter.document(exporter.queue.takeAll())
-        let encoded = try JSONDecoder().decode(JSONValue.self, from: DialectJSON.encode(document))
+        let encoded = try JSONDecoder().decode(JSONValue.self, from: document)
         func first(_ value: JSONValue?) -> JSONValue? { value?.arrayValue?.first }
         let resource = try #require(first(encoded["resourceSpans"]))
         let service: JSONValue? = first(resource["resource"]?["attributes"])?["value"]
@@ -123,6 +124,7 @@ struct TracingTests {
         #expect(attributes["lisa.stream"] == ["boolValue": true])
         #expect(attributes["gen_ai.request.temperature"] == ["doubleValue": 0.5])
         #expect(attributes["gen_ai.request.model"] == ["stringValue": "m"])
+        #expect(attributes["lisa.odd"] == ["stringValue": "quote \" backslash \\ newline \n bell \u{07} ünï"], "escaped and read back")
 
         // Ratio 0: a trace LISA starts is not recorded, but carries ids to pass on (flags 00).
         let never = OTLPTracer(exporter: exporter, sampleRatio: 0)

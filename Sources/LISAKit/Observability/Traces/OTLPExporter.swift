@@ -38,7 +38,6 @@ public final class OTLPExporter: Service, Sendable {
     private let httpClient: HTTPClient
     private let logger: Logger
     let queue: BatchQueue<FinishedSpan>
-    private let resource: JSONValue
     private let exported = ExportCounts()
 
     public init(settings: TracingSettings, httpClient: HTTPClient, logger: Logger) {
@@ -47,14 +46,6 @@ public final class OTLPExporter: Service, Sendable {
         self.httpClient = httpClient
         self.logger = logger
         self.queue = BatchQueue(capacity: settings.maxQueuedSpans, wakeAt: settings.maxBatchSpans)
-        self.resource = .object([
-            "attributes": .array([
-                Self.attribute("service.name", .object(["stringValue": .string(settings.serviceName)])),
-                Self.attribute("service.version", .object(["stringValue": .string(LISAVersion.string)])),
-                Self.attribute("telemetry.sdk.name", .object(["stringValue": .string("lisa")])),
-                Self.attribute("telemetry.sdk.language", .object(["stringValue": .string("swift")])),
-            ])
-        ])
     }
 
     /// Queues an ended span.
@@ -125,7 +116,7 @@ public final class OTLPExporter: Service, Sendable {
 
     /// One OTLP request, tried twice when the collector is busy or unreachable.
     func export(_ batch: [FinishedSpan]) async throws {
-        let body = DialectJSON.encode(document(batch))
+        let body = document(batch)
         for attempt in 1...2 {
             var request = HTTPClientRequest(url: url)
             request.method = .POST
@@ -151,58 +142,74 @@ public final class OTLPExporter: Service, Sendable {
     // MARK: - OTLP/JSON
 
     /// `ExportTraceServiceRequest` in OTLP's JSON mapping: ids in hex, 64-bit integers and
-    /// times as decimal strings, enums as numbers.
-    func document(_ batch: [FinishedSpan]) -> JSONValue {
-        .object([
-            "resourceSpans": .array([
-                .object([
-                    "resource": resource,
-                    "scopeSpans": .array([
-                        .object([
-                            "scope": .object(["name": .string("LISAKit"), "version": .string(LISAVersion.string)]),
-                            "spans": .array(batch.map(Self.span)),
-                        ])
-                    ]),
-                ])
-            ])
-        ])
+    /// times as decimal strings, enums as numbers. Written directly (no intermediate tree):
+    /// with every call traced this runs for thousands of spans a second.
+    func document(_ batch: [FinishedSpan]) -> ByteBuffer {
+        var out = OTLPJSONWriter(capacity: 256 + batch.count * 900)
+        out.raw(#"{"resourceSpans":[{"resource":{"attributes":["#)
+        for (index, (key, value)) in [
+            ("service.name", settings.serviceName), ("service.version", LISAVersion.string), ("telemetry.sdk.name", "lisa"),
+            ("telemetry.sdk.language", "swift"),
+        ].enumerated() {
+            if index > 0 { out.raw(",") }
+            out.raw(#"{"key":"#)
+            out.string(key)
+            out.raw(#","value":{"stringValue":"#)
+            out.string(value)
+            out.raw("}}")
+        }
+        out.raw(#"]},"scopeSpans":[{"scope":{"name":"LISAKit","version":"#)
+        out.string(LISAVersion.string)
+        out.raw(#"},"spans":["#)
+        for (index, span) in batch.enumerated() {
+            if index > 0 { out.raw(",") }
+            Self.write(span, to: &out)
+        }
+        out.raw("]}]}]}")
+        return ByteBuffer(string: out.text)
     }
 
-    static func span(_ span: FinishedSpan) -> JSONValue {
-        var members: [String: JSONValue] = [
-            "traceId": .string(span.identity.traceIDHex),
-            "spanId": .string(span.identity.spanIDHex),
-            "name": .string(span.name),
-            "kind": .integer(kindNumber(span.kind)),
-            "startTimeUnixNano": .string(String(span.start)),
-            "endTimeUnixNano": .string(String(max(span.end, span.start))),
-            "attributes": .array(attributes(span.attributes)),
-            "flags": .integer(0x100 | (span.identity.sampled ? 1 : 0)),
-        ]
-        if let parent = span.parentSpanID { members["parentSpanId"] = .string(TraceIdentity.hex(parent)) }
-        if let state = span.identity.traceState { members["traceState"] = .string(state) }
+    static func write(_ span: FinishedSpan, to out: inout OTLPJSONWriter) {
+        out.raw(#"{"traceId":""# + span.identity.traceIDHex + #"","spanId":""# + span.identity.spanIDHex + "\"")
+        if let parent = span.parentSpanID { out.raw(#","parentSpanId":""# + TraceIdentity.hex(parent) + "\"") }
+        if let state = span.identity.traceState {
+            out.raw(#","traceState":"#)
+            out.string(state)
+        }
+        out.raw(#","name":"#)
+        out.string(span.name)
+        out.raw(#","kind":\#(kindNumber(span.kind)),"flags":\#(0x100 | (span.identity.sampled ? 1 : 0))"#)
+        out.raw(#","startTimeUnixNano":"\#(span.start)","endTimeUnixNano":"\#(max(span.end, span.start))","attributes":"#)
+        writeAttributes(span.attributes, to: &out)
         if !span.events.isEmpty {
-            members["events"] = .array(
-                span.events.map { event in
-                    .object([
-                        "timeUnixNano": .string(String(event.nanosecondsSinceEpoch)), "name": .string(event.name),
-                        "attributes": .array(attributes(event.attributes)),
-                    ])
-                }
-            )
+            out.raw(#","events":["#)
+            for (index, event) in span.events.enumerated() {
+                if index > 0 { out.raw(",") }
+                out.raw(#"{"timeUnixNano":"\#(event.nanosecondsSinceEpoch)","name":"#)
+                out.string(event.name)
+                out.raw(#","attributes":"#)
+                writeAttributes(event.attributes, to: &out)
+                out.raw("}")
+            }
+            out.raw("]")
         }
         if !span.links.isEmpty {
-            members["links"] = .array(span.links.map { .object(["traceId": .string($0.traceIDHex), "spanId": .string($0.spanIDHex)]) })
+            out.raw(#","links":["#)
+            out.raw(span.links.map { #"{"traceId":""# + $0.traceIDHex + #"","spanId":""# + $0.spanIDHex + #""}"# }.joined(separator: ","))
+            out.raw("]")
         }
         if let status = span.status {
-            var value: [String: JSONValue] = ["code": .integer(status.code == .ok ? 1 : 2)]
-            if let message = status.message { value["message"] = .string(message) }
-            members["status"] = .object(value)
+            out.raw(#","status":{"code":\#(status.code == .ok ? 1 : 2)"#)
+            if let message = status.message {
+                out.raw(#","message":"#)
+                out.string(message)
+            }
+            out.raw("}")
         }
-        return .object(members)
+        out.raw("}")
     }
 
-    static func kindNumber(_ kind: SpanKind) -> Int64 {
+    static func kindNumber(_ kind: SpanKind) -> Int {
         switch kind {
         case .internal: 1
         case .server: 2
@@ -212,36 +219,100 @@ public final class OTLPExporter: Service, Sendable {
         }
     }
 
-    static func attribute(_ key: String, _ value: JSONValue) -> JSONValue {
-        .object(["key": .string(key), "value": value])
-    }
-
-    static func attributes(_ attributes: SpanAttributes) -> [JSONValue] {
-        var result: [JSONValue] = []
+    static func writeAttributes(_ attributes: SpanAttributes, to out: inout OTLPJSONWriter) {
+        out.raw("[")
+        var first = true
         attributes.forEach { key, value in
-            if let any = anyValue(value) { result.append(attribute(key, any)) }
+            var rendered = OTLPJSONWriter(capacity: 32)
+            guard writeAnyValue(value, to: &rendered) else { return }
+            if !first { out.raw(",") }
+            first = false
+            out.raw(#"{"key":"#)
+            out.string(key)
+            out.raw(#","value":"#)
+            out.raw(rendered.text)
+            out.raw("}")
         }
-        return result.sorted { ($0.member("key")?.stringValue ?? "") < ($1.member("key")?.stringValue ?? "") }
+        out.raw("]")
     }
 
-    /// An `AnyValue`.
-    static func anyValue(_ value: SpanAttribute) -> JSONValue? {
-        func array(_ values: [JSONValue]) -> JSONValue { .object(["arrayValue": .object(["values": .array(values)])]) }
-        switch value {
-        case .int32(let number): return .object(["intValue": .string(String(number))])
-        case .int64(let number): return .object(["intValue": .string(String(number))])
-        case .double(let number): return number.isFinite ? .object(["doubleValue": .number(number)]) : .object(["stringValue": .string("\(number)")])
-        case .bool(let flag): return .object(["boolValue": .bool(flag)])
-        case .string(let text): return .object(["stringValue": .string(text)])
-        case .int32Array(let numbers): return array(numbers.map { .object(["intValue": .string(String($0))]) })
-        case .int64Array(let numbers): return array(numbers.map { .object(["intValue": .string(String($0))]) })
-        case .doubleArray(let numbers): return array(numbers.map { .object(["doubleValue": .number($0)]) })
-        case .boolArray(let flags): return array(flags.map { .object(["boolValue": .bool($0)]) })
-        case .stringArray(let texts): return array(texts.map { .object(["stringValue": .string($0)]) })
-        case .stringConvertible(let value): return .object(["stringValue": .string(value.description)])
-        case .stringConvertibleArray(let values): return array(values.map { .object(["stringValue": .string($0.description)]) })
-        default: return nil
+    /// An `AnyValue`; `false` for a kind OTLP cannot carry.
+    static func writeAnyValue(_ value: SpanAttribute, to out: inout OTLPJSONWriter) -> Bool {
+        func array<T>(_ values: [T], _ each: (T, inout OTLPJSONWriter) -> Void) {
+            out.raw(#"{"arrayValue":{"values":["#)
+            for (index, value) in values.enumerated() {
+                if index > 0 { out.raw(",") }
+                each(value, &out)
+            }
+            out.raw("]}}")
         }
+        func integer(_ number: some BinaryInteger, _ out: inout OTLPJSONWriter) { out.raw(#"{"intValue":"\#(number)"}"#) }
+        func double(_ number: Double, _ out: inout OTLPJSONWriter) {
+            if number.isFinite { out.raw(#"{"doubleValue":\#(number)}"#) } else { out.raw(#"{"stringValue":"\#(number)"}"#) }
+        }
+        func text(_ value: String, _ out: inout OTLPJSONWriter) {
+            out.raw(#"{"stringValue":"#)
+            out.string(value)
+            out.raw("}")
+        }
+        func flag(_ value: Bool, _ out: inout OTLPJSONWriter) { out.raw(value ? #"{"boolValue":true}"# : #"{"boolValue":false}"#) }
+        switch value {
+        case .int32(let number): integer(number, &out)
+        case .int64(let number): integer(number, &out)
+        case .double(let number): double(number, &out)
+        case .bool(let value): flag(value, &out)
+        case .string(let value): text(value, &out)
+        case .int32Array(let numbers): array(numbers) { integer($0, &$1) }
+        case .int64Array(let numbers): array(numbers) { integer($0, &$1) }
+        case .doubleArray(let numbers): array(numbers) { double($0, &$1) }
+        case .boolArray(let values): array(values) { flag($0, &$1) }
+        case .stringArray(let values): array(values) { text($0, &$1) }
+        case .stringConvertible(let value): text(value.description, &out)
+        case .stringConvertibleArray(let values): array(values) { text($0.description, &$1) }
+        default: return false
+        }
+        return true
+    }
+}
+
+/// Appends JSON text; strings are escaped as RFC 8259 asks (quote, backslash, control characters).
+struct OTLPJSONWriter {
+    private(set) var text: String
+
+    init(capacity: Int) {
+        text = ""
+        text.reserveCapacity(capacity)
+    }
+
+    mutating func raw(_ fragment: String) {
+        text += fragment
+    }
+
+    mutating func string(_ value: String) {
+        text += "\""
+        var plain = true
+        for byte in value.utf8 where byte < 0x20 || byte == 0x22 || byte == 0x5C {
+            plain = false
+            break
+        }
+        if plain {
+            text += value
+        } else {
+            for scalar in value.unicodeScalars {
+                switch scalar {
+                case "\"": text += "\\\""
+                case "\\": text += "\\\\"
+                case "\n": text += "\\n"
+                case "\r": text += "\\r"
+                case "\t": text += "\\t"
+                case let control where control.value < 0x20:
+                    let hex = String(control.value, radix: 16)
+                    text += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                default: text.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        text += "\""
     }
 }
 
