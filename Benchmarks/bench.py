@@ -153,11 +153,11 @@ def stream_timings(url, headers, model, runs=30, words=199):
 
 
 class Stack:
-    def __init__(self, bin_dir, work, skip_litellm, usage_variants=False, tracing_variant=False):
+    def __init__(self, bin_dir, work, skip_litellm, usage_variants=False, tracing_variant=False, client_variants=False):
         self.procs = []
         self.work = work
         self.ports = {name: free_port() for name in ["mock", "nginx", "lisa", "litellm", "fake", "nginx_stream", "lisa_nousage",
-                                                     "lisa_budget", "lisa_tracing"]}
+                                                     "lisa_budget", "lisa_tracing", "lisa_ahc", "lisa_pool"]}
         p = self.ports
         (work / "mock.conf").write_text(f"""
 worker_processes auto; pid {work}/mock.pid; error_log {work}/mock.err; daemon off;
@@ -223,6 +223,18 @@ models:
                                         str(p["lisa_tracing"]), "--data-dir", str(work / "lisa_tracing-data")], env=env)
             wait_http(f"http://127.0.0.1:{p['lisa_tracing']}/health")
             self.tracing = True
+        self.client_variants = False
+        if client_variants:
+            # The same server on the AsyncHTTPClient path it had before the lean client, and
+            # with the lean client but connection tasks on the concurrency pool.
+            models = (work / "lisa.yaml").read_text()
+            (work / "lisa-ahc.yaml").write_text(models + "upstream: {client: asyncHTTPClient}\nserver: {runOnEventLoops: false}\n")
+            (work / "lisa-pool.yaml").write_text(models + "server: {runOnEventLoops: false}\n")
+            for name, config in [("lisa_ahc", "lisa-ahc.yaml"), ("lisa_pool", "lisa-pool.yaml")]:
+                self.start(name, [f"{bin_dir}/LISAServe", "--config", str(work / config), "--port", str(p[name]),
+                                  "--data-dir", str(work / f"{name}-data")], env=env)
+                wait_http(f"http://127.0.0.1:{p[name]}/health")
+            self.client_variants = True
         self.litellm = None
         litellm = ROOT / ".bench/litellm/bin/litellm"
         if not skip_litellm and litellm.exists():
@@ -278,10 +290,12 @@ def main():
                         help="also measure LISAServe without usage records, and with a user's token under a budget")
     parser.add_argument("--tracing-variant", action="store_true",
                         help="also measure LISAServe with every call traced and exported over OTLP")
+    parser.add_argument("--client-variants", action="store_true",
+                        help="also measure LISAServe on AsyncHTTPClient, and with connection tasks off the event loops")
     args = parser.parse_args()
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="lisa-bench-"))
-    stack = Stack(args.bin, work, args.skip_litellm, args.usage_variants, args.tracing_variant)
+    stack = Stack(args.bin, work, args.skip_litellm, args.usage_variants, args.tracing_variant, args.client_variants)
     p = stack.ports
     targets = [("direct (mock)", f"http://127.0.0.1:{p['mock']}/v1/chat/completions", {}, "mock"),
                ("nginx proxy_pass", f"http://127.0.0.1:{p['nginx']}/v1/chat/completions", {}, "nginx"),
@@ -294,6 +308,11 @@ def main():
     if stack.tracing:
         targets.append(("LISAServe, tracing on (every call)", f"http://127.0.0.1:{p['lisa_tracing']}/v1/chat/completions",
                         {"Authorization": f"Bearer {KEY}"}, "lisa_tracing"))
+    if stack.client_variants:
+        targets += [("LISAServe, AsyncHTTPClient, concurrency pool", f"http://127.0.0.1:{p['lisa_ahc']}/v1/chat/completions",
+                     {"Authorization": f"Bearer {KEY}"}, "lisa_ahc"),
+                    ("LISAServe, lean client, concurrency pool", f"http://127.0.0.1:{p['lisa_pool']}/v1/chat/completions",
+                     {"Authorization": f"Bearer {KEY}"}, "lisa_pool")]
     if stack.litellm:
         targets.append(("LiteLLM " + stack.litellm, f"http://127.0.0.1:{p['litellm']}/v1/chat/completions",
                         {"Authorization": f"Bearer {LITELLM_KEY}"}, "litellm"))
@@ -307,8 +326,10 @@ def main():
             load = wrk(url, lua, args.duration)
             cpu = cpu_seconds(pid) - cpu_before
             fixed = hey(url, headers, args.rate, args.duration)
+            # One connection paced by one ticker: requests evenly spaced, no bursts.
+            paced = hey(url, headers, args.rate, args.duration, concurrency=1)
             results[name] = dict(load, cpu_per_1k=cpu / load["requests"] * 1000 if proc != "mock" else None,
-                                 rss=memory_mb(pid, "VmHWM"), fixed=fixed, proc=proc)
+                                 rss=memory_mb(pid, "VmHWM"), fixed=fixed, paced=paced, proc=proc)
             print(f"{name}: {load['rps']:.0f} req/s, p50 {load['p50']:.2f} ms, p99 {load['p99']:.2f} ms; "
                   f"at {args.rate}/s p50 {fixed['p50']:.2f} ms p99 {fixed['p99']:.2f} ms", file=sys.stderr)
         stream = {}
@@ -336,10 +357,16 @@ def main():
     direct = results["direct (mock)"]
     nginx = results["nginx proxy_pass"]
     lisa = results["LiteLLM " + stack.litellm] if False else results["LISAServe"]
-    lines = ["| target | req/s (64 conn) | p50 ms | p99 ms | added p50 / p99 at %d req/s (ms) | CPU s per 1k req | peak RSS MB |" % args.rate,
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| target | req/s (64 conn) | p50 ms | p99 ms | added p50 / p99 at %d req/s, paced (ms) | same, bursts of 10 (ms) "
+             "| CPU s per 1k req | peak RSS MB |" % args.rate,
+             "|---|---|---|---|---|---|---|---|"]
+
+    def added_latency(r, kind):
+        if r is direct:
+            return "—"
+        return f"{r[kind]['p50'] - direct[kind]['p50']:+.2f} / {r[kind]['p99'] - direct[kind]['p99']:+.2f}"
     for name, r in results.items():
-        added = "—" if name.startswith("direct") else f"{r['fixed']['p50'] - direct['fixed']['p50']:+.2f} / {r['fixed']['p99'] - direct['fixed']['p99']:+.2f}"
+        added = added_latency(r, "paced") + " | " + added_latency(r, "fixed")
         cpu = "—" if r["cpu_per_1k"] is None else f"{r['cpu_per_1k']:.3f}"
         errors = f" ({r['errors']} non-2xx)" if r["errors"] else ""
         lines.append(f"| {name} | {r['rps']:.0f}{errors} | {r['p50']:.2f} | {r['p99']:.2f} | {added} | {cpu} | {r['rss']:.0f} |")
@@ -379,9 +406,10 @@ LiteLLM {stack.litellm or 'not run'}.
 
 Setup: the mock upstream is nginx answering a fixed chat completion (so it is not the
 bottleneck); each proxy forwards `POST /v1/chat/completions` to it. Throughput and latency:
-`wrk -t1 -c64 -d{args.duration}s`. Added latency: `hey` at a fixed {args.rate} req/s (10
-connections; hey paces each connection separately and their ticks line up, so requests
-arrive in bursts of 10), the proxy's p50/p99 minus the mock's own. CPU: user+system seconds of the
+`wrk -t1 -c64 -d{args.duration}s`. Added latency: `hey` at a fixed {args.rate} req/s, the proxy's
+p50/p99 minus the mock's own, twice: paced (one connection, one request every
+{1000 / args.rate:g} ms) and in bursts (10 connections; hey paces each connection separately and
+their ticks line up, so requests arrive 10 at a time). CPU: user+system seconds of the
 proxy's processes during the wrk run, per 1,000 requests. Streaming: `lisa-fake-upstream`
 sends 200 chunks with no delay; a Python client times 30 streams.
 

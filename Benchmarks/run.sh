@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Gateway benchmark: LISAServe against nginx (the floor) and LiteLLM (the peer), in one run.
-#   Benchmarks/run.sh [--duration S] [--memory] [--write-doc] [--skip-litellm] [--usage-variants] [--tracing-variant]
+#   Benchmarks/run.sh [--duration S] [--memory] [--write-doc] [--skip-litellm] [--usage-variants] [--tracing-variant] [--client-variants]
 # Installs what it needs (nginx, wrk, hey from apt; LiteLLM in .bench/litellm), builds the
 # release binaries, then runs Benchmarks/bench.py. Only loopback traffic; bounded in time.
 set -euo pipefail

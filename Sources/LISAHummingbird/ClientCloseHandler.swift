@@ -28,8 +28,14 @@ public final class ClientCloseHandler: ChannelInboundHandler, RemovableChannelHa
 
 extension HTTPServerBuilder {
     /// HTTP/1.1 with ``ClientCloseHandler`` and ``RequestDeadlineHandler``, as LISAServe serves.
-    public static func lisaHTTP1(limits: ConnectionLimits = ConnectionLimits()) -> HTTPServerBuilder {
-        .http1(configuration: .init(additionalChannelHandlers: [ClientCloseHandler(), RequestDeadlineHandler(limits: limits)]))
+    /// With `runOnEventLoops`, each connection's task runs on its channel's event loop (see
+    /// ``EventLoopExecutor``).
+    public static func lisaHTTP1(limits: ConnectionLimits = ConnectionLimits(), runOnEventLoops: Bool = true) -> HTTPServerBuilder {
+        let configuration = HTTP1Channel.Configuration(additionalChannelHandlers: [ClientCloseHandler(), RequestDeadlineHandler(limits: limits)])
+        return .init { responder in
+            let channel = HTTP1Channel(responder: responder, configuration: configuration)
+            return runOnEventLoops ? EventLoopPinnedChannel(base: channel) : channel
+        }
     }
 
     /// HTTPS with HTTP/2 and HTTP/1.1 negotiated by ALPN, and ``ClientCloseHandler`` and
@@ -37,17 +43,20 @@ extension HTTPServerBuilder {
     /// serves with `server.tls`. An HTTP/2 connection without open streams closes after
     /// the idle timeout; one whose TLS handshake has not completed within the header-read
     /// timeout is closed.
-    public static func lisaHTTPS(tlsConfiguration: TLSConfiguration, limits: ConnectionLimits = ConnectionLimits()) throws -> HTTPServerBuilder {
+    public static func lisaHTTPS(
+        tlsConfiguration: TLSConfiguration, limits: ConnectionLimits = ConnectionLimits(), runOnEventLoops: Bool = true
+    ) throws -> HTTPServerBuilder {
         let tls = TLSChannelConfiguration(tlsConfiguration: tlsConfiguration)
         let configuration = HTTP2UpgradeChannel.Configuration(
             idleTimeout: limits.idleTimeout,
             streamConfiguration: .init(additionalChannelHandlers: [ClientCloseHandler(), RequestDeadlineHandler(limits: limits)])
         )
         return .init { responder in
-            TLSHandshakeDeadlineChannel(
+            let channel = TLSHandshakeDeadlineChannel(
                 base: try HTTP2UpgradeChannel(tlsChannelConfiguration: tls, configuration: configuration, responder: responder),
                 timeout: limits.headerReadTimeout
             )
+            return runOnEventLoops ? EventLoopPinnedChannel(base: channel) : channel
         }
     }
 }

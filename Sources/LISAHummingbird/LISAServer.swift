@@ -64,11 +64,13 @@ public final class LISAServer: Sendable {
         let logger = self.logger
         let configuration = self.configuration
         let modelCount = runtime.gateway.registry.allModels().count
-        var serverBuilder = HTTPServerBuilder.lisaHTTP1(limits: configuration.connections)
+        var serverBuilder = HTTPServerBuilder.lisaHTTP1(limits: configuration.connections, runOnEventLoops: configuration.runOnEventLoops)
         var tlsServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let tls = configuration.serverTLS {
             let certificate = try ReloadingServerCertificate(settings: tls, logger: logger)
-            serverBuilder = try .lisaHTTPS(tlsConfiguration: try certificate.configuration(), limits: configuration.connections)
+            serverBuilder = try .lisaHTTPS(
+                tlsConfiguration: try certificate.configuration(), limits: configuration.connections, runOnEventLoops: configuration.runOnEventLoops
+            )
             tlsServices.append(.init(service: certificate))
             logger.info(
                 "serving HTTPS (HTTP/2 and HTTP/1.1)",

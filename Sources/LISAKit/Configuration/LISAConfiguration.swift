@@ -35,6 +35,14 @@ public struct LISAConfiguration: Sendable {
     /// Upstream timeouts. `upstream.connectTimeoutSeconds` (10), `upstream.requestTimeoutSeconds` (600),
     /// `upstream.streamFirstByteTimeoutSeconds` (15), `upstream.streamIdleTimeoutSeconds` (60).
     public var upstreamTimeouts = UpstreamTimeouts()
+    /// The client of upstream inference calls (`upstream.client`): `lean`, LISA's HTTP/1.1
+    /// client with a pool per event loop (the default), or `asyncHTTPClient`, which also speaks
+    /// HTTP/2 to `https` upstreams and costs more per call.
+    public var upstreamClient: UpstreamClientKind = .lean
+    /// Whether each HTTP connection's task runs on its channel's event loop (`server.runOnEventLoops`,
+    /// default `true`), so a call does not hop between threads; `false` runs them on the Swift
+    /// concurrency pool.
+    public var runOnEventLoops = true
     /// How long in-flight requests may finish after SIGTERM/SIGINT. Default 30 s; `server.shutdownGracePeriodSeconds`.
     public var shutdownGracePeriod: Duration = .seconds(30)
     /// Balancing policy of models that name none. Default `powerOfTwoChoices`; `routing.loadBalancing`.
@@ -184,6 +192,14 @@ public struct LISAConfiguration: Sendable {
         if let value = file.upstream?.streamFirstByteTimeoutSeconds { upstreamTimeouts.streamFirstByte = .milliseconds(Int64(value * 1000)) }
         if let value = file.upstream?.streamIdleTimeoutSeconds { upstreamTimeouts.streamIdle = .milliseconds(Int64(value * 1000)) }
         if let value = file.upstream?.tls { upstreamTLS = value }
+        if let value = file.upstream?.client {
+            guard let kind = UpstreamClientKind(rawValue: value) else {
+                let valid = UpstreamClientKind.allCases.map(\.rawValue).joined(separator: ", ")
+                throw ConfigurationError("upstream.client: '\(value)' is not one of \(valid)")
+            }
+            upstreamClient = kind
+        }
+        if let value = file.server?.runOnEventLoops { runOnEventLoops = value }
         if let tls = file.server?.tls {
             serverTLS = ServerTLSSettings(
                 certificate: tls.certificate ?? "", privateKey: tls.privateKey ?? "", clientCA: tls.clientCA,
@@ -354,6 +370,7 @@ struct ConfigurationFile: Decodable {
         var idleTimeoutSeconds: Double?
         var bodyReadTimeoutSeconds: Double?
         var maxConnections: Int?
+        var runOnEventLoops: Bool?
         var tls: TLS?
     }
 
@@ -413,6 +430,7 @@ struct ConfigurationFile: Decodable {
         var streamFirstByteTimeoutSeconds: Double?
         var streamIdleTimeoutSeconds: Double?
         var tls: UpstreamTLS?
+        var client: String?
     }
 
     var server: Server?
@@ -470,4 +488,12 @@ public struct UISettings: Sendable, Hashable {
     public var directory: String?
 
     public init() {}
+}
+
+/// Which HTTP client carries upstream inference calls (`upstream.client`).
+public enum UpstreamClientKind: String, Sendable, CaseIterable {
+    /// ``UpstreamHTTPClient``: HTTP/1.1, a connection pool per event loop, no task hops.
+    case lean
+    /// AsyncHTTPClient: HTTP/1.1 and HTTP/2 (negotiated with `https` upstreams).
+    case asyncHTTPClient
 }

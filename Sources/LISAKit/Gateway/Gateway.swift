@@ -434,12 +434,11 @@ public final class Gateway: Sendable {
         endpoint.begin()
         let response: UpstreamResponse
         do {
-            response = try await Self.withFirstByteTimeout(firstByteLimit) { () async throws(UpstreamFailure) in
-                try await self.provider.send(
-                    wire.operation, body: body, contentType: wire.contentType, headers: upstreamHeaders, to: endpoint.definition, stream: stream,
-                    deadline: .now() + .init(total), logger: logger.logger
-                )
-            }
+            response = try await provider.send(
+                wire.operation, body: body, contentType: wire.contentType, headers: upstreamHeaders, to: endpoint.definition, stream: stream,
+                deadline: .now() + .init(total), firstByteTimeout: firstByteLimit.map { Duration.milliseconds(Int64($0 * 1000)) },
+                logger: logger.logger
+            )
         } catch {
             endpoint.end()
             endAttempt(nil, error.spanErrorType)
@@ -566,14 +565,15 @@ public final class Gateway: Sendable {
         }
         var buffer: ByteBuffer
         do {
-            let remaining = (sent + total) - ContinuousClock.now
-            buffer = try await Self.withFirstByteTimeout(remaining.seconds) { () async throws(UpstreamFailure) in
+            let collect = { @Sendable () async throws(UpstreamFailure) -> ByteBuffer in
                 do {
                     return try await response.body.collect(upTo: Self.maxBufferedResponseSize)
                 } catch {
                     throw UpstreamFailure(classifying: error)
                 }
             }
+            // The provider's deadline may stop at the head; the body then gets what is left of it here.
+            buffer = provider.deadlineCoversBody ? try await collect() : try await Self.withFirstByteTimeout(((sent + total) - ContinuousClock.now).seconds, collect)
             endpoint.end()
             endAttempt(response.status, nil)
         } catch {

@@ -32,6 +32,19 @@ public protocol InferenceProvider: Sendable {
         _ operation: UpstreamOperation, body: ByteBuffer, contentType: String, headers: [(name: String, value: String)],
         to endpoint: EndpointDefinition, stream: Bool, deadline: NIODeadline?, logger: Logger
     ) async throws(UpstreamFailure) -> UpstreamResponse
+
+    /// ``send(_:body:contentType:headers:to:stream:deadline:logger:)`` failing with
+    /// `.timedOut` when the answer's head has not come within `firstByteTimeout`. The gateway
+    /// calls this one. The default runs the call beside a timer; a conformer whose client has
+    /// its own read timeouts implements it without one.
+    func send(
+        _ operation: UpstreamOperation, body: ByteBuffer, contentType: String, headers: [(name: String, value: String)],
+        to endpoint: EndpointDefinition, stream: Bool, deadline: NIODeadline?, firstByteTimeout: Duration?, logger: Logger
+    ) async throws(UpstreamFailure) -> UpstreamResponse
+
+    /// Whether `deadline` bounds the whole answer, its body included. When it does not (the
+    /// default), the gateway bounds reading a buffered body itself.
+    var deadlineCoversBody: Bool { get }
 }
 
 extension InferenceProvider {
@@ -44,6 +57,19 @@ extension InferenceProvider {
         }
         return try await send(operation, body: body, to: endpoint, stream: stream, deadline: deadline, logger: logger)
     }
+
+    public func send(
+        _ operation: UpstreamOperation, body: ByteBuffer, contentType: String, headers: [(name: String, value: String)],
+        to endpoint: EndpointDefinition, stream: Bool, deadline: NIODeadline?, firstByteTimeout: Duration?, logger: Logger
+    ) async throws(UpstreamFailure) -> UpstreamResponse {
+        try await Gateway.withFirstByteTimeout(firstByteTimeout?.seconds) { () async throws(UpstreamFailure) in
+            try await self.send(
+                operation, body: body, contentType: contentType, headers: headers, to: endpoint, stream: stream, deadline: deadline, logger: logger
+            )
+        }
+    }
+
+    public var deadlineCoversBody: Bool { false }
 }
 
 /// An upstream's answer: status, headers, and a body that streams as it arrives.

@@ -65,23 +65,33 @@ public struct UpstreamTimeouts: Sendable, Hashable {
     public init() {}
 }
 
-/// An adapter for any OpenAI-compatible server (vLLM, TGI `/v1`, TEI, Ollama, OpenAI…),
-/// over one shared, pooled `HTTPClient`.
+/// An adapter for any OpenAI-compatible server (vLLM, TGI `/v1`, TEI, Ollama, OpenAI…).
 ///
 /// It sends the body it is given to `<endpoint base URL>/<operation>` with the endpoint's
 /// API key, and returns as soon as the response head arrives, so bodies stream through.
 /// Cancelling the calling task cancels the upstream request.
+///
+/// Calls go over `upstreamClient` (``UpstreamHTTPClient``: HTTP/1.1, a pool per event loop,
+/// the deadline over the whole answer) when one is given, as ``LISARuntime`` does; otherwise
+/// over `httpClient` (AsyncHTTPClient, which also speaks HTTP/2).
 public struct OpenAICompatibleProvider: InferenceProvider {
     public let httpClient: HTTPClient
+    public let upstreamClient: UpstreamHTTPClient?
     public var timeouts: UpstreamTimeouts
     /// TLS settings for `https` endpoints that do not set their own (`upstream.tls`).
     public var defaultTLS: UpstreamTLS?
 
-    public init(httpClient: HTTPClient, timeouts: UpstreamTimeouts = UpstreamTimeouts(), defaultTLS: UpstreamTLS? = nil) {
+    public init(
+        httpClient: HTTPClient, upstreamClient: UpstreamHTTPClient? = nil, timeouts: UpstreamTimeouts = UpstreamTimeouts(),
+        defaultTLS: UpstreamTLS? = nil
+    ) {
         self.httpClient = httpClient
+        self.upstreamClient = upstreamClient
         self.timeouts = timeouts
         self.defaultTLS = defaultTLS
     }
+
+    public var deadlineCoversBody: Bool { upstreamClient != nil }
 
     /// An `HTTPClient` configured for upstream calls: pooled connections, the connect
     /// timeout, no redirects followed (every client built on it — upstreams, OIDC discovery
@@ -130,17 +140,53 @@ public struct OpenAICompatibleProvider: InferenceProvider {
         deadline: NIODeadline? = nil,
         logger: Logger
     ) async throws(UpstreamFailure) -> UpstreamResponse {
+        try await send(
+            operation, body: body, contentType: contentType, headers: headers, to: endpoint, stream: stream, deadline: deadline,
+            firstByteTimeout: nil, logger: logger
+        )
+    }
+
+    /// The request's headers: media types, the client's passed-on headers, the credentials.
+    private func requestHeaders(
+        _ operation: UpstreamOperation, contentType: String, headers: [(name: String, value: String)], endpoint: EndpointDefinition, stream: Bool
+    ) -> HTTPHeaders {
+        var requestHeaders = HTTPHeaders()
+        requestHeaders.reserveCapacity(4 + headers.count)
+        requestHeaders.add(name: "Content-Type", value: contentType)
+        requestHeaders.add(name: "Accept", value: stream ? "text/event-stream" : operation == .audioSpeech ? "*/*" : "application/json")
+        for header in headers { requestHeaders.add(name: header.name, value: header.value) }
+        if operation.isAnthropic {
+            requestHeaders.add(name: "anthropic-version", value: AnthropicUpstream.apiVersion)
+            if let apiKey = endpoint.apiKey, !apiKey.isEmpty { requestHeaders.add(name: "x-api-key", value: apiKey) }
+        } else if let apiKey = endpoint.apiKey, !apiKey.isEmpty {
+            requestHeaders.add(name: "Authorization", value: "Bearer \(apiKey)")
+        }
+        return requestHeaders
+    }
+
+    public func send(
+        _ operation: UpstreamOperation, body: ByteBuffer, contentType: String, headers: [(name: String, value: String)],
+        to endpoint: EndpointDefinition, stream: Bool, deadline: NIODeadline?, firstByteTimeout: Duration?, logger: Logger
+    ) async throws(UpstreamFailure) -> UpstreamResponse {
+        let requestHeaders = requestHeaders(operation, contentType: contentType, headers: headers, endpoint: endpoint, stream: stream)
+        let deadline = deadline ?? .now() + .init(timeouts.request)
+        if let upstreamClient {
+            let request = UpstreamHTTPClient.Request(
+                url: operation.url(base: endpoint.url), headers: requestHeaders, body: body, tls: (endpoint.tls ?? UpstreamTLS()).over(defaultTLS)
+            )
+            return try await upstreamClient.execute(request, deadline: deadline, firstByteTimeout: firstByteTimeout)
+        }
+        return try await Gateway.withFirstByteTimeout(firstByteTimeout?.seconds) { () async throws(UpstreamFailure) in
+            try await self.sendOverAsyncHTTPClient(operation, body: body, headers: requestHeaders, to: endpoint, deadline: deadline, logger: logger)
+        }
+    }
+
+    private func sendOverAsyncHTTPClient(
+        _ operation: UpstreamOperation, body: ByteBuffer, headers: HTTPHeaders, to endpoint: EndpointDefinition, deadline: NIODeadline, logger: Logger
+    ) async throws(UpstreamFailure) -> UpstreamResponse {
         var request = HTTPClientRequest(url: operation.url(base: endpoint.url))
         request.method = .POST
-        request.headers.add(name: "Content-Type", value: contentType)
-        request.headers.add(name: "Accept", value: stream ? "text/event-stream" : operation == .audioSpeech ? "*/*" : "application/json")
-        for header in headers { request.headers.add(name: header.name, value: header.value) }
-        if operation.isAnthropic {
-            request.headers.add(name: "anthropic-version", value: AnthropicUpstream.apiVersion)
-            if let apiKey = endpoint.apiKey, !apiKey.isEmpty { request.headers.add(name: "x-api-key", value: apiKey) }
-        } else if let apiKey = endpoint.apiKey, !apiKey.isEmpty {
-            request.headers.add(name: "Authorization", value: "Bearer \(apiKey)")
-        }
+        request.headers = headers
         request.body = .bytes(body)
         if endpoint.url.hasPrefix("https:") {
             let tls = (endpoint.tls ?? UpstreamTLS()).over(defaultTLS)
@@ -150,7 +196,7 @@ public struct OpenAICompatibleProvider: InferenceProvider {
             // AsyncHTTPClient logs only at debug and trace, but sets metadata per request.
             let clientLogger = logger.logLevel <= .debug ? logger : Self.silentLogger
             let response = try await httpClient.execute(
-                request, deadline: deadline ?? .now() + .init(timeouts.request), logger: clientLogger
+                request, deadline: deadline, logger: clientLogger
             )
             return UpstreamResponse(status: Int(response.status.code), headers: response.headers, body: UpstreamBody(response.body))
         } catch {
@@ -185,6 +231,10 @@ public struct UpstreamFailure: Error, Sendable, CustomStringConvertible {
     }
 
     init(classifying error: any Error) {
+        if let failure = error as? UpstreamFailure {
+            reason = failure.reason
+            return
+        }
         if error is CancellationError {
             reason = .cancelled
             return

@@ -23,6 +23,8 @@ public final class LISARuntime: Sendable {
     public let store: any StateStore
     /// The one outbound HTTP client (upstreams, OIDC, OpenSearch, probes): no redirects.
     public let httpClient: HTTPClient
+    /// The HTTP/1.1 client of upstream inference calls (a pool per event loop).
+    public let upstreamClient: UpstreamHTTPClient
     public let gateway: Gateway
     /// The models API: lifecycle, hosting, the controller on the leading replica.
     public let models: ModelManager
@@ -73,6 +75,10 @@ public final class LISARuntime: Sendable {
         self.ownsStore = given == nil
         let httpClient = OpenAICompatibleProvider.makeHTTPClient(timeouts: configuration.upstreamTimeouts)
         self.httpClient = httpClient
+        var clientConfiguration = UpstreamHTTPClient.Configuration()
+        clientConfiguration.connectTimeout = configuration.upstreamTimeouts.connect
+        let upstreamClient = UpstreamHTTPClient(configuration: clientConfiguration)
+        self.upstreamClient = upstreamClient
         let tracer: (any Tracer)?
         if let givenTracer {
             (tracer, traceExporter) = (givenTracer, nil)
@@ -108,7 +114,8 @@ public final class LISARuntime: Sendable {
                 registry: ModelRegistry(defaultPolicy: configuration.loadBalancing), store: store,
                 provider: provider
                     ?? OpenAICompatibleProvider(
-                        httpClient: httpClient, timeouts: configuration.upstreamTimeouts, defaultTLS: configuration.upstreamTLS
+                        httpClient: httpClient, upstreamClient: configuration.upstreamClient == .lean ? upstreamClient : nil, timeouts: configuration.upstreamTimeouts,
+                        defaultTLS: configuration.upstreamTLS
                     ),
                 metrics: GatewayMetrics(factory: metrics), access: configuration.access, accountant: usage, tracer: tracer, logger: logger
             )
@@ -142,6 +149,7 @@ public final class LISARuntime: Sendable {
             self.rag = rag
             models.setUsageCheck { modelId in try await rag.repositories(usingEmbeddingModel: modelId) }
         } catch {
+            await upstreamClient.shutdown()
             try? await httpClient.shutdown()
             if given == nil { try? await store.close() }
             throw error
@@ -152,6 +160,7 @@ public final class LISARuntime: Sendable {
     public func shutdown() async throws {
         await rag.close()
         try? await vectors.close()
+        await upstreamClient.shutdown()
         try? await httpClient.shutdown()
         if ownsStore { try await store.close() }
     }
