@@ -37,7 +37,7 @@ extension LISARoutesContext {
     /// (keep-alive) when the client stays.
     public func cancellingWhenClientLeaves<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
         guard let channel else { return try await operation() }
-        let task = Task { try await operation() }
+        let task = Task(executorPreference: channel.taskExecutorHere) { try await operation() }
         let watch = ConnectionWatch.of(channel)
         guard let token = watch.register({ task.cancel() }) else {
             task.cancel()
@@ -49,5 +49,14 @@ extension LISARoutesContext {
         } onCancel: {
             task.cancel()
         }
+    }
+}
+
+extension Channel {
+    /// An executor on this channel's event loop when the caller runs there (LISAServe pins each
+    /// connection's task to its loop), so a task started for the request stays on that thread;
+    /// `nil` (the concurrency pool) otherwise.
+    var taskExecutorHere: (any TaskExecutor)? {
+        eventLoop.inEventLoop ? EventLoopExecutor(eventLoop) : nil
     }
 }

@@ -389,7 +389,7 @@ public struct LISARoutes: Sendable {
             status: .ok, headers: headers,
             body: ResponseBody { [context] writer in
                 let pieces = AsyncThrowingChannel<ByteBuffer, any Error>()
-                let reader = Task {
+                let reader = Task(executorPreference: context.channel?.taskExecutorHere) {
                     do {
                         try await context.cancellingWhenClientLeaves {
                             try await pump { piece in await pieces.send(piece) }

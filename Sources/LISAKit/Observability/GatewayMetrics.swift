@@ -78,24 +78,68 @@ public final class GatewayMetrics: Sendable {
         }
     }
 
+    /// The metrics every request records.
+    private enum HotMetric: String {
+        case requests = "lisa_requests_total"
+        case requestDuration = "lisa_request_duration_seconds"
+        case overhead = "lisa_gateway_overhead_seconds"
+        case timeToFirstToken = "lisa_time_to_first_token_seconds"
+        case tokens = "lisa_tokens_total"
+    }
+
+    /// A metric of the hot path and its label values (names are fixed per label).
+    private struct HandleKey: Hashable {
+        var label: HotMetric
+        var values: [String]
+    }
+
+    /// The per-request metrics' handles, made once per label set: a backend's registry
+    /// validates names and labels on every make, which cost more than the request's routing.
+    /// Bounded: past ``maxCachedHandles`` label sets the cache starts over.
+    private let counters = Mutex<[HandleKey: Counter]>([:])
+    private let timers = Mutex<[HandleKey: CoreMetrics.Timer]>([:])
+    static let maxCachedHandles = 4096
+
+    private func counter(_ label: HotMetric, _ names: [String], _ values: [String]) -> Counter {
+        let key = HandleKey(label: label, values: values)
+        if let counter = counters.withLock({ $0[key] }) { return counter }
+        let counter = Counter(label: label.rawValue, dimensions: Array(zip(names, values)), factory: factory)
+        counters.withLock {
+            if $0.count >= Self.maxCachedHandles { $0.removeAll() }
+            $0[key] = counter
+        }
+        return counter
+    }
+
+    private func timer(_ label: HotMetric, model: String) -> CoreMetrics.Timer {
+        let key = HandleKey(label: label, values: [model])
+        if let timer = timers.withLock({ $0[key] }) { return timer }
+        let timer = CoreMetrics.Timer(label: label.rawValue, dimensions: [("model", model)], factory: factory)
+        timers.withLock {
+            if $0.count >= Self.maxCachedHandles { $0.removeAll() }
+            $0[key] = timer
+        }
+        return timer
+    }
+
     func request(model: String, endpoint: String, status: Int, duration: Duration) {
-        Counter(label: "lisa_requests_total", dimensions: [("model", model), ("endpoint", endpoint), ("status", String(status))], factory: factory).increment()
-        CoreMetrics.Timer(label: "lisa_request_duration_seconds", dimensions: [("model", model)], factory: factory).recordNanoseconds(Self.nanoseconds(duration))
+        counter(.requests, ["model", "endpoint", "status"], [model, endpoint, String(status)]).increment()
+        timer(.requestDuration, model: model).recordNanoseconds(Self.nanoseconds(duration))
     }
 
     /// Gateway time: the request's time in LISA minus the time spent waiting on the upstream.
     func overhead(model: String, _ duration: Duration) {
-        CoreMetrics.Timer(label: "lisa_gateway_overhead_seconds", dimensions: [("model", model)], factory: factory).recordNanoseconds(Self.nanoseconds(duration))
+        timer(.overhead, model: model).recordNanoseconds(Self.nanoseconds(duration))
     }
 
     func timeToFirstToken(model: String, _ duration: Duration) {
-        CoreMetrics.Timer(label: "lisa_time_to_first_token_seconds", dimensions: [("model", model)], factory: factory).recordNanoseconds(Self.nanoseconds(duration))
+        timer(.timeToFirstToken, model: model).recordNanoseconds(Self.nanoseconds(duration))
     }
 
     func tokens(model: String, usage: Usage) {
-        Counter(label: "lisa_tokens_total", dimensions: [("model", model), ("direction", "prompt")], factory: factory).increment(by: usage.promptTokens)
+        counter(.tokens, ["model", "direction"], [model, "prompt"]).increment(by: usage.promptTokens)
         if let completion = usage.completionTokens {
-            Counter(label: "lisa_tokens_total", dimensions: [("model", model), ("direction", "completion")], factory: factory).increment(by: completion)
+            counter(.tokens, ["model", "direction"], [model, "completion"]).increment(by: completion)
         }
     }
 

@@ -17,6 +17,9 @@ public struct GroundedChat: Sendable {
 }
 
 extension RAGService {
+    static let lisaMember = Array("\"lisa\"".utf8)
+    static let unicodeEscape = Array("\\u".utf8)
+
     /// The context template placed in a system message before the conversation.
     public static func contextMessage(_ sources: [RAGSource]) -> String {
         var text = """
@@ -36,8 +39,7 @@ extension RAGService {
     public func ground(_ body: ByteBuffer, for principal: Principal) async throws -> GroundedChat? {
         // Most requests do not ask: skip decoding unless the member can be there.
         // (An escaped key, `"li\u0073a"`, is the same member: look whenever there are escapes.)
-        let view = body.readableBytesView
-        guard view.firstRange(of: Array("\"lisa\"".utf8)) != nil || view.firstRange(of: Array("\\u".utf8)) != nil else { return nil }
+        guard body.firstOffset(of: Self.lisaMember) != nil || body.firstOffset(of: Self.unicodeEscape) != nil else { return nil }
         guard case .object(var request) = try Gateway.decode(JSONValue.self, from: body),
             let lisa = request["lisa"], let rag = lisa.member("rag")
         else { return nil }
@@ -117,6 +119,7 @@ extension RAGService {
 public final class SourcesInjector: Sendable {
     let event: ByteBuffer
     private let done = Mutex(false)
+    static let doneMarker = Array("data: [DONE]".utf8)
 
     public init(event: ByteBuffer) {
         self.event = event
@@ -126,9 +129,7 @@ public final class SourcesInjector: Sendable {
     public func process(_ chunk: ByteBuffer) -> [ByteBuffer] {
         guard !done.withLock({ $0 }) else { return [chunk] }
         let view = chunk.readableBytesView
-        let marker = Array("data: [DONE]".utf8)
-        guard let range = view.firstRange(of: marker) else { return [chunk] }
-        let offset = range.lowerBound - view.startIndex
+        guard let offset = chunk.firstOffset(of: Self.doneMarker) else { return [chunk] }
         // Only at the start of an event.
         if offset > 0 && !(offset >= 1 && view[view.startIndex + offset - 1] == UInt8(ascii: "\n")) { return [chunk] }
         done.withLock { $0 = true }

@@ -365,6 +365,6 @@ public final class UsageAccountant: Sendable {
 extension UpstreamOperation {
     /// The operation's name in usage records: `chat.completions`, `images.generations`, …
     var usageLabel: String {
-        rawValue.replacingOccurrences(of: "/", with: ".")
+        String(decoding: rawValue.utf8.map { $0 == UInt8(ascii: "/") ? UInt8(ascii: ".") : $0 }, as: UTF8.self)
     }
 }

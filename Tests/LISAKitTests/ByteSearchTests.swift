@@ -1,0 +1,24 @@
+import NIOCore
+import Testing
+
+@testable import LISAKit
+
+@Suite("Byte search")
+struct ByteSearchTests {
+    @Test("firstOffset finds a marker anywhere, after false starts, relative to the reader index")
+    func firstOffset() {
+        let marker = Array("data: [DONE]".utf8)
+        #expect(ByteBuffer(string: "data: [DONE]").firstOffset(of: marker) == 0)
+        #expect(ByteBuffer(string: "data: {}\n\ndata: [DONE]\n\n").firstOffset(of: marker) == 10)
+        #expect(ByteBuffer(string: "data: [DON").firstOffset(of: marker) == nil)
+        #expect(ByteBuffer(string: "ddddata: [DONE").firstOffset(of: marker) == nil)
+        #expect(ByteBuffer(string: "").firstOffset(of: marker) == nil)
+        #expect(ByteBuffer(string: "abc").firstOffset(of: []) == 0)
+        var buffer = ByteBuffer(string: "xx\"lisa\" \"lisa\"")
+        buffer.moveReaderIndex(forwardBy: 3)
+        #expect(buffer.firstOffset(of: Array("\"lisa\"".utf8)) == 6)
+        // Linear: a long run of first bytes with no match.
+        let long = ByteBuffer(repeating: UInt8(ascii: "d"), count: 1 << 20)
+        #expect(long.firstOffset(of: marker) == nil)
+    }
+}
