@@ -75,13 +75,7 @@ struct UpstreamHTTPClientTests {
         try await withClient { client, server in
             let answer = try await client.execute(server.request("/stall-body"), deadline: .now() + .seconds(2))
             #expect(answer.status == 200)
-            var received = ""
-            var thrown: (any Error)?
-            do {
-                for try await chunk in answer.body { received += String(buffer: chunk) }
-            } catch {
-                thrown = error
-            }
+            let (received, thrown) = await readAll(answer)
             #expect(received == "a")
             #expect((thrown as? UpstreamFailure)?.reason == .timedOut)
             #expect(await eventually(timeout: .seconds(30)) { server.counts.closed == 1 })
@@ -96,13 +90,7 @@ struct UpstreamHTTPClientTests {
             #expect(early?.isSafeToRetry == true)
 
             let answer = try await client.execute(server.request("/drop-body"), deadline: .now() + .seconds(30))
-            var received = ""
-            var thrown: (any Error)?
-            do {
-                for try await chunk in answer.body { received += String(buffer: chunk) }
-            } catch {
-                thrown = error
-            }
+            let (received, thrown) = await readAll(answer)
             #expect(received == "abc")
             #expect(thrown is UpstreamFailure)
 
@@ -256,6 +244,17 @@ private func withClient(
     await client.shutdown()
     try await clientGroup.shutdownGracefully()
     try await server.shutdown()
+}
+
+/// The body as far as it came, and the error that ended it, if any.
+private func readAll(_ response: UpstreamResponse) async -> (String, (any Error)?) {
+    var received = ""
+    do {
+        for try await chunk in response.body { received += String(buffer: chunk) }
+        return (received, nil)
+    } catch {
+        return (received, error)
+    }
 }
 
 private func text(_ response: UpstreamResponse) async throws -> String {
