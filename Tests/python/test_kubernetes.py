@@ -154,9 +154,11 @@ def test_hosted_model_lifecycle_on_kubernetes(upstream, emulator, tmp_path):
                 signal.SIGKILL)
         for i in range(10):
             assert chat(lisa, "k8s-hosted", f"during a crash {i}") == f"echo: during a crash {i}"
-        wait_for(lambda: all(p["status"]["containerStatuses"][0]["ready"] for p in emulator.live_pods(label)), timeout=30,
-                 what="the container restarted")
-        assert any(p["status"]["containerStatuses"][0]["restartCount"] == 1 for p in emulator.live_pods(label))
+        # The calls above can all be served before the kubelet notices the crash: wait on the restart itself.
+        wait_for(lambda: (pods := emulator.live_pods(label))
+                 and any(p["status"]["containerStatuses"][0]["restartCount"] == 1 for p in pods)
+                 and all(p["status"]["containerStatuses"][0]["ready"] for p in pods), timeout=30,
+                 what="the container restarted and ready")
 
         # A replaced pod (deleted, as a node drain does): a new pod with a new IP; LISA relaunches onto it.
         code, _ = emulator.send("DELETE", f"/api/v1/namespaces/{NAMESPACE}/pods/{victim['metadata']['name']}")
