@@ -101,25 +101,27 @@ public final class GatewayMetrics: Sendable {
     static let maxCachedHandles = 4096
 
     private func counter(_ label: HotMetric, _ names: [String], _ values: [String]) -> Counter {
-        let key = HandleKey(label: label, values: values)
-        if let counter = counters.withLock({ $0[key] }) { return counter }
-        let counter = Counter(label: label.rawValue, dimensions: Array(zip(names, values)), factory: factory)
-        counters.withLock {
-            if $0.count >= Self.maxCachedHandles { $0.removeAll() }
-            $0[key] = counter
+        Self.cached(HandleKey(label: label, values: values), in: counters) {
+            Counter(label: label.rawValue, dimensions: Array(zip(names, values)), factory: factory)
         }
-        return counter
     }
 
     private func timer(_ label: HotMetric, model: String) -> CoreMetrics.Timer {
-        let key = HandleKey(label: label, values: [model])
-        if let timer = timers.withLock({ $0[key] }) { return timer }
-        let timer = CoreMetrics.Timer(label: label.rawValue, dimensions: [("model", model)], factory: factory)
-        timers.withLock {
-            if $0.count >= Self.maxCachedHandles { $0.removeAll() }
-            $0[key] = timer
+        Self.cached(HandleKey(label: label, values: [model]), in: timers) {
+            CoreMetrics.Timer(label: label.rawValue, dimensions: [("model", model)], factory: factory)
         }
-        return timer
+    }
+
+    private static func cached<Handle: Sendable>(
+        _ key: HandleKey, in cache: borrowing Mutex<[HandleKey: Handle]>, make: () -> Handle
+    ) -> Handle {
+        if let handle = cache.withLock({ $0[key] }) { return handle }
+        let handle = make()
+        cache.withLock {
+            if $0.count >= maxCachedHandles { $0.removeAll() }
+            $0[key] = handle
+        }
+        return handle
     }
 
     func request(model: String, endpoint: String, status: Int, duration: Duration) {
