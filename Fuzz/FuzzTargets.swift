@@ -29,9 +29,10 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-/// The strict validator, the member scanner and the typed decoders must agree: what the
-/// validator accepts is JSON to Foundation too, the scanner finds every top-level member,
-/// and a rewritten `model` is the only `model`.
+/// The strict validator, the member scanner, the one-pass reads and the typed decoders must
+/// agree: what the validator accepts is JSON to Foundation too, the scanner finds every
+/// top-level member, a rewritten `model` is the only `model`, and what the one-pass reads
+/// accept decodes to the same values.
 private func fuzzJSON(_ bytes: [UInt8]) {
     let buffer = ByteBuffer(bytes: bytes)
     let accepted = (try? StrictJSON.validate(bytes)) != nil
@@ -46,9 +47,30 @@ private func fuzzJSON(_ bytes: [UInt8]) {
                 invariant(reparsed?["model"] as? String == "upstream\"name", "rewrite produced a different model")
             }
         }
-        _ = try? JSONDecoder().decode(ChatCompletionRequest.self, from: Data(bytes))
+        let decoded = try? JSONDecoder().decode(ChatCompletionRequest.self, from: Data(bytes))
+        // The hot path's one-pass read only ever accepts what the typed decode accepts, with
+        // the same routing fields.
+        if let quick = ChatCompletionRequest.routingFields(in: buffer) {
+            invariant(decoded != nil, "one-pass read accepted what the decoder refuses")
+            invariant(decoded.map { !$0.messages.isEmpty } ?? false, "one-pass read accepted empty messages")
+            invariant(
+                decoded.map { RoutingFields(model: $0.model, stream: $0.stream ?? false, user: $0.user) } == quick,
+                "one-pass read and decoder disagree on model, stream or user"
+            )
+        }
     }
-    _ = JSONMemberScanner.value(of: "usage", in: buffer)
+    if let usage = JSONMemberScanner.value(of: "usage", in: buffer) {
+        checkUsage(usage)
+    }
+    // Upstream bytes are not validated first: the usage reader must hold on anything.
+    checkUsage(buffer)
+}
+
+/// A usage object read in one pass is what the decoder reads.
+private func checkUsage(_ buffer: ByteBuffer) {
+    guard let quick = Usage.quickRead(buffer) else { return }
+    let decoded = try? JSONDecoder().decode(Usage.self, from: Data(buffer.readableBytesView))
+    invariant(decoded == quick, "one-pass usage read differs from the decoder's")
 }
 
 /// Feeding the same bytes in any split gives the same events and the same raw bytes.

@@ -375,9 +375,9 @@ public struct LISARoutes: Sendable {
         }
     }
 
-    /// A response whose body is written as `pump` produces it: the upstream is read in a task
-    /// that is cancelled when the client leaves (which cancels the upstream request), and each
-    /// piece is handed over with backpressure.
+    /// A response whose body is written as `pump` produces it: each piece is written to the
+    /// client as it comes (the write's backpressure paces the upstream read), and the pump is
+    /// cancelled when the client leaves, which cancels the upstream request.
     private static func streaming<Context: LISARoutesContext>(
         headers: HTTPFields, context: Context,
         _ pump: @escaping @Sendable (_ send: @escaping @Sendable (ByteBuffer) async throws -> Void) async throws -> Void
@@ -388,22 +388,15 @@ public struct LISARoutes: Sendable {
         return Response(
             status: .ok, headers: headers,
             body: ResponseBody { [context] writer in
-                let pieces = AsyncThrowingChannel<ByteBuffer, any Error>()
-                let reader = Task(executorPreference: context.channel?.taskExecutorHere) {
-                    do {
-                        try await context.cancellingWhenClientLeaves {
-                            try await pump { piece in await pieces.send(piece) }
-                        }
-                        pieces.finish()
-                    } catch {
-                        pieces.fail(error)
-                    }
+                // The pump writes directly, from the task that watches the connection: no
+                // hand-over between tasks per piece. Only one task uses the writer at a time
+                // (this one waits), and it is handed back before this closure returns.
+                let box = WriterBox(writer)
+                defer { writer = box.writer }
+                try await context.cancellingWhenClientLeaves {
+                    try await pump { piece in try await box.writer.write(piece) }
                 }
-                defer { reader.cancel() }
-                for try await piece in pieces {
-                    try await writer.write(piece)
-                }
-                try await writer.finish(nil)
+                try await box.writer.finish(nil)
             }
         )
     }
@@ -482,4 +475,12 @@ struct DeletedModel: Encodable {
     /// `false` while a hosted model's replicas are still stopping (`status: Deleting`).
     var deleted: Bool
     var status: String
+}
+
+/// A response body writer lent to the task that relays a stream while the body's own task
+/// waits for it: never used by two tasks at once.
+private final class WriterBox: @unchecked Sendable {
+    var writer: any ResponseBodyWriter
+
+    init(_ writer: any ResponseBodyWriter) { self.writer = writer }
 }

@@ -116,14 +116,25 @@ public final class Gateway: Sendable {
     private func serve<Request: GatewayRequest>(
         _ type: Request.Type, body: ByteBuffer, context: InferenceContext
     ) async throws(LISAError) -> GatewayResponse {
-        var request = try Self.decode(Request.self, from: body)
-        try request.validate()
-        let model = try resolve(request.model, serving: Request.modelType, for: context.principal)
-        let stream = request.isStreaming
-        try checkStreaming(stream, model: model)
-        return try await route(Request.operation, model: model, stream: stream, user: request.user, context: context, inbound: body) {
+        try Self.checkJSON(body)
+        // The common shape is read in one pass; anything else gets the typed decode, which
+        // accepts exactly what the quick read does and more, and names what is wrong.
+        let fields: RoutingFields
+        if let quick = Request.routingFields(in: body) {
+            fields = quick
+        } else {
+            let request = try Self.decodeChecked(Request.self, from: body)
+            try request.validate()
+            fields = RoutingFields(model: request.model, stream: request.isStreaming, user: request.user)
+        }
+        let model = try resolve(fields.model, serving: Request.modelType, for: context.principal)
+        try checkStreaming(fields.stream, model: model)
+        return try await route(Request.operation, model: model, stream: fields.stream, user: fields.user, context: context, inbound: body) {
             modelName throws(LISAError) in
-            try Self.upstreamBody(body, request: &request, modelName: modelName)
+            if let edited = JSONMemberScanner.replacingStringMember("model", with: modelName, in: body) { return edited }
+            var request = try Self.decodeChecked(Request.self, from: body)
+            request.model = modelName
+            return try Self.encode(request)
         }
     }
 
@@ -613,7 +624,7 @@ public final class Gateway: Sendable {
                 } else if wire.operation == .responses {
                     ResponsesUpstream.usage(try? JSONDecoder().decode(JSONValue.self, from: usageBytes))
                 } else {
-                    try? JSONDecoder().decode(Usage.self, from: usageBytes)
+                    Usage.quickRead(usageBytes) ?? (try? JSONDecoder().decode(Usage.self, from: usageBytes))
                 }
             if let usage { metrics.tokens(model: requested, usage: usage) }
             reported = usage
@@ -696,22 +707,14 @@ public final class Gateway: Sendable {
 
     // MARK: - JSON
 
-    /// The body to send upstream: the client's exact bytes with the top-level `model`
-    /// replaced (lossless by construction), or a re-encoding of the typed request when the
-    /// bytes cannot be edited in place.
-    static func upstreamBody<Request: Encodable & ModelNamed>(
-        _ original: ByteBuffer, request: inout Request, modelName: String
-    ) throws(LISAError) -> ByteBuffer {
-        if let edited = JSONMemberScanner.replacingStringMember("model", with: modelName, in: original) {
-            return edited
-        }
-        request.model = modelName
-        return try encode(request)
-    }
-
-
     /// Decodes a request body, reporting the failing JSON path in a 400.
     public static func decode<T: Decodable>(_ type: T.Type, from body: ByteBuffer) throws(LISAError) -> T {
+        try checkJSON(body)
+        return try decodeChecked(type, from: body)
+    }
+
+    /// Refuses a body that is not exactly one unambiguous JSON value (400).
+    static func checkJSON(_ body: ByteBuffer) throws(LISAError) {
         guard body.readableBytes > 0 else {
             throw .invalidRequest("The request body is empty; send a JSON object.")
         }
@@ -724,6 +727,10 @@ public final class Gateway: Sendable {
         } catch {
             throw .invalidRequest("The request body is not valid JSON: \(error.message) (byte \(error.offset)).")
         }
+    }
+
+    /// Decodes a body that passed ``checkJSON(_:)``, reporting the failing JSON path in a 400.
+    static func decodeChecked<T: Decodable>(_ type: T.Type, from body: ByteBuffer) throws(LISAError) -> T {
         do {
             return try JSONDecoder().decode(type, from: body)
         } catch let error as DecodingError {
@@ -775,6 +782,13 @@ protocol GatewayRequest: Codable, Sendable, ModelNamed {
     var user: String? { get }
     /// Checks what decoding cannot (non-empty lists).
     func validate() throws(LISAError)
+    /// The routing fields read in one pass when the body has the common shape (the request
+    /// would decode and validate with the same fields); `nil` sends it to the typed decode.
+    static func routingFields(in body: ByteBuffer) -> RoutingFields?
+}
+
+extension GatewayRequest {
+    static func routingFields(in body: ByteBuffer) -> RoutingFields? { nil }
 }
 
 extension ChatCompletionRequest: GatewayRequest {
