@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import LISAKit
 
 /// Gives every request an id: the client's `X-Request-Id` when it is a sane token (≤ 128
 /// characters of letters, digits, `-`, `_`, `.`, `:`), otherwise a new one. The gateway logs it
@@ -32,9 +33,8 @@ public struct RequestIDMiddleware<Context: LISARoutesContext>: RouterMiddleware 
     }
 
     static func generate() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let high = generator.next() as UInt64
-        let low = generator.next() as UInt32
+        let high = UniqueID.next64()
+        let low = UInt32(truncatingIfNeeded: UniqueID.next64())
         // Fixed width: 16 + 8 hex digits, zero-padded, so ids sort and parse alike.
         let hex = String(high, radix: 16) + "", tail = String(low, radix: 16)
         return "req-" + String(repeating: "0", count: 16 - hex.count) + hex + String(repeating: "0", count: 8 - tail.count) + tail

@@ -21,4 +21,14 @@ struct ByteSearchTests {
         let long = ByteBuffer(repeating: UInt8(ascii: "d"), count: 1 << 20)
         #expect(long.firstOffset(of: marker) == nil)
     }
+
+    @Test("containsUTF8 finds a marker in native, bridged-free and non-contiguous strings")
+    func containsUTF8() {
+        #expect(#"{"usage":{"prompt_tokens":1}}"#.containsUTF8("\"usage\""))
+        #expect(!#"{"usagex":1}"#.containsUTF8("\"usage\""))
+        #expect("héllo \"usage\" wörld".containsUTF8("\"usage\""))
+        #expect("".containsUTF8("") && !"".containsUTF8("a"))
+        let sub = "xx\"error\"yy".dropFirst(2)
+        #expect(sub.containsUTF8("\"error\"") && !sub.containsUTF8("xx"))
+    }
 }

@@ -330,7 +330,7 @@ struct ResponsesPassThroughObserver: ServerSentEventTranslator {
     private(set) var final: JSONValue?
 
     mutating func translate(_ event: ServerSentEvent) -> [ServerSentEvent] {
-        if event.data.contains("\"response.completed\"") || event.data.contains("\"response.incomplete\""),
+        if event.data.containsUTF8("\"response.completed\"") || event.data.containsUTF8("\"response.incomplete\""),
             let data = DialectJSON.object(in: event.data), let type = data["type"]?.stringValue,
             type == "response.completed" || type == "response.incomplete"
         {

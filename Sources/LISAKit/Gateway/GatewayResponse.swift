@@ -311,13 +311,13 @@ public struct ServerSentEventRelay: Sendable {
                             sawDone = true
                         } else if parsed.event.event == "error" {
                             upstreamFailed = true
-                        } else if parsed.event.data.contains("\"usage\""), let usage = Self.usage(in: parsed.event.data) {
+                        } else if parsed.event.data.containsUTF8("\"usage\""), let usage = Self.usage(in: parsed.event.data) {
                             tracker.update { $0.usage = usage }
                         }
                     case .responses:
                         let name = parsed.event.event ?? ""
-                        if name == "response.completed" || name == "response.incomplete" || parsed.event.data.contains("\"response.completed\"")
-                            || parsed.event.data.contains("\"response.incomplete\"")
+                        if name == "response.completed" || name == "response.incomplete" || parsed.event.data.containsUTF8("\"response.completed\"")
+                            || parsed.event.data.containsUTF8("\"response.incomplete\"")
                         {
                             if let data = DialectJSON.object(in: parsed.event.data), let type = data["type"]?.stringValue,
                                 type == "response.completed" || type == "response.incomplete"
@@ -327,7 +327,7 @@ public struct ServerSentEventRelay: Sendable {
                             }
                         } else if name == "error" || name == "response.failed" {
                             upstreamFailed = true
-                        } else if name.isEmpty, parsed.event.data.contains("\"response.failed\"") || parsed.event.data.contains("\"error\""),
+                        } else if name.isEmpty, parsed.event.data.containsUTF8("\"response.failed\"") || parsed.event.data.containsUTF8("\"error\""),
                             let type = DialectJSON.object(in: parsed.event.data)?["type"]?.stringValue, type == "response.failed" || type == "error"
                         {
                             upstreamFailed = true
@@ -367,7 +367,7 @@ public struct ServerSentEventRelay: Sendable {
         }
 
         private static func anthropicUsage(in data: String, start: Bool) -> Usage? {
-            guard data.contains("\"usage\""), let event = DialectJSON.object(in: data) else { return nil }
+            guard data.containsUTF8("\"usage\""), let event = DialectJSON.object(in: data) else { return nil }
             return AnthropicUpstream.usage(start ? event["message"]?["usage"] : event["usage"])
         }
 

@@ -298,7 +298,7 @@ public final class UsageAccountant: Sendable {
             }
             let principal = context.principal
             let record = UsageRecord(
-                id: UUID().uuidString.lowercased(), time: time, requestId: context.requestID, username: context.billedUser ?? principal.username,
+                id: UniqueID.uuidString(), time: time, requestId: context.requestID, username: context.billedUser ?? principal.username,
                 tokenId: principal.tokenID, groups: context.billedUser == nil ? principal.groups : [], model: requested,
                 servedBy: servedBy.flatMap { $0.modelId == requested ? nil : $0.modelId }, endpoint: endpoint, operation: operation,
                 inputTokens: input, outputTokens: output, estimated: estimated, durationMs: duration.seconds * 1000,
