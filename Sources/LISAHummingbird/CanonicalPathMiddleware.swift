@@ -29,6 +29,11 @@ public struct CanonicalPathMiddleware<Context: RequestContext>: RouterMiddleware
 
     /// The canonical form of `path`, or `nil` for a path that cannot name a route.
     public static func canonical(_ path: String) -> String? {
+        isPlainlyCanonical(path) ? path : fullyCanonical(path)
+    }
+
+    /// The canonical form by splitting into segments (see ``canonical(_:)``).
+    static func fullyCanonical(_ path: String) -> String? {
         var segments: [Substring] = []
         for segment in path.split(separator: "/", omittingEmptySubsequences: true) {
             if segment == "." || segment == ".." { return nil }
@@ -37,5 +42,23 @@ public struct CanonicalPathMiddleware<Context: RequestContext>: RouterMiddleware
             segments.append(segment)
         }
         return "/" + segments.joined(separator: "/")
+    }
+
+    /// Whether `path` is already canonical by a look at its bytes: it starts with `/`, has
+    /// no empty segment or trailing slash, and no `%`, `\\` or segment starting with `.`
+    /// (each of which sends it to the full check). Most requests take only this pass.
+    static func isPlainlyCanonical(_ path: String) -> Bool {
+        var path = path
+        return path.withUTF8 { bytes in
+            guard bytes.first == UInt8(ascii: "/") else { return false }
+            guard bytes.count > 1 else { return true }
+            var previous = UInt8(ascii: "/")
+            for byte in bytes.dropFirst() {
+                if byte == UInt8(ascii: "%") || byte == UInt8(ascii: "\\") { return false }
+                if previous == UInt8(ascii: "/"), byte == UInt8(ascii: "/") || byte == UInt8(ascii: ".") { return false }
+                previous = byte
+            }
+            return previous != UInt8(ascii: "/")
+        }
     }
 }

@@ -419,7 +419,10 @@ public struct LISARoutes: Sendable {
         guard let contentType = request.headers[.contentType] else {
             throw LISAError.unsupportedMediaType("(none)")
         }
-        let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        // What nearly every client sends, checked before the general parse.
+        let mediaType =
+            contentType == "application/json" ? contentType
+            : contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
         guard mediaType == "application/json" || (mediaType.hasPrefix("application/") && mediaType.hasSuffix("+json")) else {
             throw LISAError.unsupportedMediaType(contentType)
         }

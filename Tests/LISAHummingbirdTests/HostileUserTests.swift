@@ -271,5 +271,13 @@ struct HostileUserTests {
         #expect(CanonicalPathMiddleware<LISARequestContext>.canonical("/") == "/")
         #expect(CanonicalPathMiddleware<LISARequestContext>.canonical("/v1/../admin") == nil)
         #expect(CanonicalPathMiddleware<LISARequestContext>.canonical("/repository/x%2F..%2Fy") == nil)
+        // The byte-level shortcut only ever passes paths the full check leaves unchanged.
+        typealias Paths = CanonicalPathMiddleware<LISARequestContext>
+        let probes = ["/", "/v1/chat/completions", "/v1/chat/completions/", "//v1", "/v1//x", "/.", "/..", "/a/.", "/a/..", "/a/.b",
+                      "/a%2f", "/a%2F..%2Fb", "/a\\b", "/a/b.c", "/a.", "", "v1/x", "/a/b/", "/é/ü", "/a//", "/.well-known/x"]
+        for path in probes where Paths.isPlainlyCanonical(path) {
+            #expect(Paths.fullyCanonical(path) == path, "\(path)")
+        }
+        #expect(Paths.isPlainlyCanonical("/v1/chat/completions") && Paths.isPlainlyCanonical("/"))
     }
 }
