@@ -17,10 +17,17 @@ public final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChanne
     public typealias OutboundOut = HTTPResponsePart
 
     let limits: ConnectionLimits
+    /// When the connection is closed unless the client does something first; `nil` while
+    /// nothing is timed (LISA is answering).
+    private var deadline: NIODeadline?
+    /// The one timer of the connection, and when it fires. It is not moved when the
+    /// deadline moves later (the usual case: every request pushes it out); when it fires
+    /// early it re-arms itself for what is left. So a keep-alive connection schedules about
+    /// one timer per timeout period, not three per request.
     private var timer: Scheduled<Void>?
+    private var timerFiresAt: NIODeadline?
     /// Requests whose response has not ended.
     private var inFlight = 0
-
     public init(limits: ConnectionLimits) {
         self.limits = limits
     }
@@ -30,7 +37,7 @@ public final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChanne
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
-        disarm()
+        stop()
     }
 
     public func channelActive(context: ChannelHandlerContext) {
@@ -39,7 +46,7 @@ public final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChanne
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
-        disarm()
+        stop()
         context.fireChannelInactive()
     }
 
@@ -65,17 +72,39 @@ public final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChanne
     }
 
     private func arm(_ timeout: Duration, context: ChannelHandlerContext) {
-        disarm()
         let (seconds, attoseconds) = timeout.components
-        let nanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanoseconds)) { [weak self] in
-            self?.timer = nil
-            context.close(promise: nil)
+        let deadline = context.eventLoop.now + .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        self.deadline = deadline
+        if let timerFiresAt, timerFiresAt <= deadline { return }
+        schedule(at: deadline, context: context)
+    }
+
+    private func schedule(at when: NIODeadline, context: ChannelHandlerContext) {
+        timer?.cancel()
+        timerFiresAt = when
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) { [weak self] in
+            guard let self else { return }
+            self.timer = nil
+            self.timerFiresAt = nil
+            guard let deadline = self.deadline else { return }
+            if deadline <= context.eventLoop.now {
+                context.close(promise: nil)
+            } else {
+                self.schedule(at: deadline, context: context)
+            }
         }
     }
 
+    /// Stops timing; the timer, if any, finds nothing to do when it fires.
     private func disarm() {
+        deadline = nil
+    }
+
+    /// Cancels the timer itself (the connection is gone).
+    private func stop() {
+        deadline = nil
         timer?.cancel()
         timer = nil
+        timerFiresAt = nil
     }
 }

@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// A forward-only reader of JSON tokens over raw bytes, for the hot path's one-pass reads
 /// (``ChatCompletionRequest/routingFields(in:)``, ``Usage/quickRead(_:)``).
 ///
@@ -214,7 +208,10 @@ extension UnsafeRawBufferPointer {
     /// Whether these bytes are `name`'s UTF-8 (for member names).
     package func equals(_ name: StaticString) -> Bool {
         guard count == name.utf8CodeUnitCount else { return false }
-        guard let baseAddress, count > 0 else { return count == 0 }
-        return memcmp(baseAddress, name.utf8Start, count) == 0
+        let expected = UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+        for offset in 0..<count where self[offset] != expected[offset] {
+            return false
+        }
+        return true
     }
 }
