@@ -217,7 +217,9 @@ extension Usage {
         if cursor.null() { return true }
         var members: [String: JSONValue] = [:]
         let read = readObject(&cursor) { key, cursor in
-            guard let value = cursor.integer() else { return false }
+            // The bytes come unchecked from an upstream: a name that is not plain ASCII
+            // (invalid UTF-8, found by the fuzzer) is left to the decoder, which refuses it.
+            guard key.allSatisfy({ (0x20..<0x7F).contains($0) }), let value = cursor.integer() else { return false }
             return members.updateValue(.integer(Int64(value)), forKey: String(decoding: key, as: UTF8.self)) == nil
         }
         guard read else { return false }

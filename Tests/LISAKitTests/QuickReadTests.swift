@@ -117,6 +117,12 @@ struct QuickReadTests {
         for text in other {
             #expect(Usage.quickRead(ByteBuffer(string: text)) == nil, "read in one pass: \(text)")
         }
+        // Found by the fuzzer: a detail name with invalid UTF-8, which the decoder refuses.
+        var invalid = ByteBuffer(string: #"{"prompt_tokens":3,"total_tokens":3,"prompt_tokens_details":{"cached_tok"#)
+        invalid.writeBytes([0xE5])
+        invalid.writeString(#"ns":0}}"#)
+        #expect((try? JSONDecoder().decode(Usage.self, from: Data(invalid.readableBytesView))) == nil)
+        #expect(Usage.quickRead(invalid) == nil)
     }
 
     @Test("the cursor skips any value, refuses past its depth budget and is linear")
