@@ -113,42 +113,47 @@ public struct ServerSentEventParser: Sendable {
             sawBOMCheck = true
             if start.elementsEqual(bom) { pending.moveReaderIndex(forwardBy: 3) }
         }
-        let view = pending.readableBytesView
-        let base = view.startIndex
-        var index = base + scanIndex
-        var lineFrom = base + lineStart
-        while index < view.endIndex {
-            let byte = view[index]
-            if byte == UInt8(ascii: "\n") && lastWasCR {
-                // The LF of a CRLF whose CR already ended the line.
-                lastWasCR = false
-                index += 1
-                lineFrom = index
-                continue
-            }
-            lastWasCR = false
-            if byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") {
-                lastWasCR = byte == UInt8(ascii: "\r")
-                let line = view[lineFrom..<index]
-                index += 1
-                lineFrom = index
-                if line.isEmpty {
-                    let end = index - base
-                    if let event = dispatch() {
-                        let raw = pending.getSlice(at: pending.readerIndex + eventStart, length: end - eventStart) ?? ByteBuffer()
-                        events.append(ParsedEvent(event: event, raw: raw))
+        var index = scanIndex
+        var lineFrom = lineStart
+        do {
+            // A local copy (a reference to the same storage, released before `pending`
+            // changes) is read while `self` changes.
+            let buffer = pending
+            buffer.withUnsafeReadableBytes { view in
+                while index < view.count {
+                    let byte = view[index]
+                    guard byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") else {
+                        lastWasCR = false
+                        index += 1
+                        while index < view.count, view[index] != UInt8(ascii: "\n"), view[index] != UInt8(ascii: "\r") { index += 1 }
+                        continue
                     }
-                    eventStart = end
-                } else {
-                    process(line: String(decoding: line, as: UTF8.self))
+                    if byte == UInt8(ascii: "\n") && lastWasCR {
+                        // The LF of a CRLF whose CR already ended the line.
+                        lastWasCR = false
+                        index += 1
+                        lineFrom = index
+                        continue
+                    }
+                    lastWasCR = byte == UInt8(ascii: "\r")
+                    let line = UnsafeRawBufferPointer(rebasing: view[lineFrom..<index])
+                    index += 1
+                    lineFrom = index
+                    if line.isEmpty {
+                        if let event = dispatch() {
+                            let raw = buffer.getSlice(at: buffer.readerIndex + eventStart, length: index - eventStart) ?? ByteBuffer()
+                            events.append(ParsedEvent(event: event, raw: raw))
+                        }
+                        eventStart = index
+                    } else {
+                        process(line: line)
+                    }
                 }
-                continue
             }
-            index += 1
         }
         // Keep the partial line (and the event it belongs to) for the next feed.
-        scanIndex = index - base
-        lineStart = lineFrom - base
+        scanIndex = index
+        lineStart = lineFrom
         if eventStart > 0 {
             pending.moveReaderIndex(forwardBy: eventStart)
             scanIndex -= eventStart
@@ -167,24 +172,25 @@ public struct ServerSentEventParser: Sendable {
         current.hasField || pending.readableBytes > 0
     }
 
-    private mutating func process(line: String) {
-        if line.hasPrefix(":") { return }
-        let name: Substring
-        var value: Substring
-        if let colon = line.firstIndex(of: ":") {
-            name = line[..<colon]
-            value = line[line.index(after: colon)...]
-            if value.hasPrefix(" ") { value = value.dropFirst() }
+    /// One field line, read as bytes: the name up to the first `:`, the value after it
+    /// (one leading space dropped); a line starting with `:` is a comment.
+    private mutating func process(line: UnsafeRawBufferPointer) {
+        guard let first = line.first, first != UInt8(ascii: ":") else { return }
+        let colon = line.firstIndex(of: UInt8(ascii: ":")) ?? line.count
+        let name = UnsafeRawBufferPointer(rebasing: line[..<colon])
+        var valueStart = Swift.min(colon + 1, line.count)
+        if valueStart < line.count, line[valueStart] == UInt8(ascii: " ") { valueStart += 1 }
+        let value = UnsafeRawBufferPointer(rebasing: line[valueStart...])
+        if name.elementsEqual("data".utf8) {
+            current.data.append(String(decoding: value, as: UTF8.self))
+        } else if name.elementsEqual("event".utf8) {
+            current.event = String(decoding: value, as: UTF8.self)
+        } else if name.elementsEqual("id".utf8) {
+            current.id = String(decoding: value, as: UTF8.self)
+        } else if name.elementsEqual("retry".utf8) {
+            current.retry = Int(String(decoding: value, as: UTF8.self))
         } else {
-            name = Substring(line)
-            value = ""
-        }
-        switch name {
-        case "event": current.event = String(value)
-        case "data": current.data.append(String(value))
-        case "id": current.id = String(value)
-        case "retry": current.retry = Int(value)
-        default: return
+            return
         }
         current.hasField = true
     }
@@ -192,6 +198,7 @@ public struct ServerSentEventParser: Sendable {
     private mutating func dispatch() -> ServerSentEvent? {
         defer { current = Fields() }
         guard current.hasField, !current.data.isEmpty || current.event != nil else { return nil }
-        return ServerSentEvent(event: current.event, data: current.data.joined(separator: "\n"), id: current.id, retry: current.retry)
+        let data = current.data.count == 1 ? current.data[0] : current.data.joined(separator: "\n")
+        return ServerSentEvent(event: current.event, data: data, id: current.id, retry: current.retry)
     }
 }

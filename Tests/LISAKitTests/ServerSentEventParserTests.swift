@@ -28,6 +28,21 @@ struct ServerSentEventParserTests {
         #expect(events[1].event.id == "7")
     }
 
+    @Test("fields: one leading space dropped, colons in values kept, unknown fields and comments ignored, bad UTF-8 replaced")
+    func fields() throws {
+        var parser = ServerSentEventParser()
+        var wire = ByteBuffer(string: "data:x\n\ndata:  two spaces\n\ndata: a:b: c\n\ndata\n\n: comment\nfoo: bar\ndata: y\n\n")
+        wire.writeString("event:  named\nretry: 250\nid:\ndata: \n\n")
+        wire.writeString("data: bad ")
+        wire.writeBytes([0xFF, 0xC3])
+        wire.writeString("\n\nretry: x\ndata: z\n\n")
+        let events = try parser.feed(wire)
+        #expect(events.map(\.event.data) == ["x", " two spaces", "a:b: c", "", "y", "", "bad \u{FFFD}\u{FFFD}", "z"])
+        #expect(events[5].event.event == " named" && events[5].event.retry == 250 && events[5].event.id == "")
+        #expect(events[7].event.retry == nil)
+        #expect(events.map { String(buffer: $0.raw) }.joined() == String(buffer: wire))
+    }
+
     @Test("a BOM split across reads is dropped like a whole one (found by fuzzing)")
     func splitBOM() throws {
         let wire: [UInt8] = [0xEF, 0xBB, 0xBF] + Array("\r\nevent: error\ndata: a\rdata: b\r\n\n".utf8)
