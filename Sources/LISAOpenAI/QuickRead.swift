@@ -1,12 +1,12 @@
-public import NIOCore
+package import NIOCore
 
 /// What the gateway needs of a request to route it, read in one pass over its bytes.
-public struct RoutingFields: Sendable, Hashable {
-    public var model: String
-    public var stream: Bool
-    public var user: String?
+package struct RoutingFields: Sendable, Hashable {
+    package var model: String
+    package var stream: Bool
+    package var user: String?
 
-    public init(model: String, stream: Bool, user: String?) {
+    package init(model: String, stream: Bool, user: String?) {
         self.model = model
         self.stream = stream
         self.user = user
@@ -25,7 +25,7 @@ extension ChatCompletionRequest {
     /// exponent, an escaped member name, a wrong type anywhere — returns `nil`, and the
     /// typed decoder then decodes it or says exactly what is wrong (the fuzz target `json`
     /// checks the two agree). Only the hot path's cost changes, never what is accepted.
-    public static func routingFields(in body: ByteBuffer) -> RoutingFields? {
+    package static func routingFields(in body: ByteBuffer) -> RoutingFields? {
         body.withUnsafeReadableBytes { bytes in
             var cursor = JSONCursor(bytes)
             return readRoutingFields(&cursor)
@@ -167,7 +167,7 @@ extension Usage {
     /// shape (three integers, details `null` or objects of integers): the caller then
     /// decodes it with `JSONDecoder`, which reads the same values. The bytes come from an
     /// upstream and need not be valid JSON.
-    public static func quickRead(_ buffer: ByteBuffer) -> Usage? {
+    package static func quickRead(_ buffer: ByteBuffer) -> Usage? {
         buffer.withUnsafeReadableBytes { bytes in
             var cursor = JSONCursor(bytes)
             var prompt: Int?
