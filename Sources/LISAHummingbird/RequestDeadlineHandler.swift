@@ -28,6 +28,7 @@ public final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChanne
     private var timerFiresAt: NIODeadline?
     /// Requests whose response has not ended.
     private var inFlight = 0
+
     public init(limits: ConnectionLimits) {
         self.limits = limits
     }
