@@ -33,42 +33,32 @@ extension ChatCompletionRequest {
     }
 
     private static func readRoutingFields(_ cursor: inout JSONCursor) -> RoutingFields? {
-        guard cursor.consume(UInt8(ascii: "{")) else { return nil }
         var model: String?
         var stream = false
         var user: String?
         var sawMessages = false
-        if !cursor.consume(UInt8(ascii: "}")) {
-            repeat {
-                guard let key = cursor.plainKey() else { return nil }
-                if key.equals("model") {
-                    guard let value = cursor.string() else { return nil }
-                    model = value
-                } else if key.equals("messages") {
-                    guard readMessages(&cursor) else { return nil }
-                    sawMessages = true
-                } else if key.equals("stream") {
-                    if !cursor.null() {
-                        guard let value = cursor.bool() else { return nil }
-                        stream = value
-                    }
-                } else if key.equals("user") {
-                    if !cursor.null() {
-                        guard let value = cursor.string() else { return nil }
-                        user = value
-                    }
-                } else {
-                    guard let kind = CodingKeys(rawValue: String(decoding: key, as: UTF8.self)) else {
-                        // Kept in additionalFields as a JSONValue: any value.
-                        guard cursor.skipValue() else { return nil }
-                        continue
-                    }
-                    guard skipOption(kind, &cursor) else { return nil }
-                }
-            } while cursor.consume(UInt8(ascii: ","))
-            guard cursor.consume(UInt8(ascii: "}")) else { return nil }
+        let read = readObject(&cursor) { key, cursor in
+            if key.equals("model") {
+                model = cursor.string()
+                return model != nil
+            } else if key.equals("messages") {
+                sawMessages = true
+                return readMessages(&cursor)
+            } else if key.equals("stream") {
+                guard !cursor.null() else { return true }
+                guard let value = cursor.bool() else { return false }
+                stream = value
+                return true
+            } else if key.equals("user") {
+                guard !cursor.null() else { return true }
+                user = cursor.string()
+                return user != nil
+            }
+            // Not a typed member: kept in additionalFields as a JSONValue, any value.
+            guard let kind = CodingKeys(rawValue: String(decoding: key, as: UTF8.self)) else { return cursor.skipValue() }
+            return skipOption(kind, &cursor)
         }
-        guard cursor.atEnd(), let model, sawMessages else { return nil }
+        guard read, cursor.atEnd(), let model, sawMessages else { return nil }
         return RoutingFields(model: model, stream: stream, user: user)
     }
 
