@@ -219,7 +219,7 @@ public struct LISARoutes: Sendable {
                 }
             }
             api.get("\(prefix)/responses/{id}") { _, context in
-                try Self.encode(try await runtime.response(id: try context.parameters.require("id"), for: try context.requirePrincipal()))
+                Self.json(try await runtime.responseBody(id: try context.parameters.require("id"), for: try context.requirePrincipal()))
             }
             api.delete("\(prefix)/responses/{id}") { _, context in
                 try Self.encode(try await runtime.deleteResponse(id: try context.parameters.require("id"), for: try context.requirePrincipal()))
@@ -232,8 +232,8 @@ public struct LISARoutes: Sendable {
                 } ?? 20
                 let order = query["order"].map(String.init) ?? "desc"
                 guard order == "asc" || order == "desc" else { throw LISAError.invalidRequest("order must be asc or desc.", param: "order") }
-                return try Self.encode(
-                    try await runtime.responseInputItems(
+                return Self.json(
+                    try await runtime.responseInputItemsBody(
                         id: try context.parameters.require("id"), for: try context.requirePrincipal(), limit: limit, ascending: order == "asc",
                         after: query["after"].map(String.init)
                     )
@@ -457,6 +457,11 @@ public struct LISARoutes: Sendable {
 }
 
 struct ModelsEnvelope: Encodable {
+    /// A JSON body as it is.
+    private static func json(_ body: ByteBuffer) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
+    }
+
     var models: [ModelManager.ModelRecord]
 }
 

@@ -192,13 +192,16 @@ public struct AuthenticationMiddleware<Context: LISARoutesContext>: RouterMiddle
     }
 
     /// Whether a request counts against its principal's rate limit: the calls that cost
-    /// compute — inference (chat, completions, embeddings) and RAG work (similarity search,
-    /// uploads, bulk ingestion). Reading lists, sessions and settings does not, so a UI can
-    /// refresh what it shows without spending the user's budget.
+    /// compute — inference (chat, completions, embeddings), reading or deleting stored
+    /// responses, usage reports and RAG work (similarity search, uploads, bulk ingestion).
+    /// Reading lists, sessions and settings does not, so a UI can refresh what it shows
+    /// without spending the user's budget.
     public static func isMetered(method: HTTPRequest.Method, path: String) -> Bool {
         if method == .post,
             path.hasSuffix("/chat/completions") || path.hasSuffix("/completions") || path.hasSuffix("/embeddings") || path.hasSuffix("/messages")
                 || path.hasSuffix("/messages/count_tokens") || path.hasSuffix("/responses")
+        if path == "/usage" { return true }
+        if method == .get || method == .delete, path.hasPrefix("/v1/responses/") || path.hasPrefix("/v2/serve/responses/") { return true }
                 || MediaRoute.allCases.contains(where: { path.hasSuffix("/" + $0.rawValue) })
         {
             return path.hasPrefix("/v1/") || path.hasPrefix("/v2/serve/")

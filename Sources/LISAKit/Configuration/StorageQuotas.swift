@@ -20,12 +20,17 @@ public struct StorageQuotas: Sendable, Hashable, Codable {
     /// Characters of a user's stored responses together (each holds its conversation);
     /// past it the oldest make room. Default 256 Mi.
     public var maxStoredResponseBytesPerUser: Int = 256 * 1024 * 1024
+    /// Bytes of one stored response with its input items and conversation: a request whose
+    /// input and conversation alone pass it is refused (413 `stored_response_too_large`)
+    /// before it is sent; one whose answer takes it past is answered but not stored.
+    /// Default 8 Mi.
+    public var maxStoredResponseBytes: Int = 8 * 1024 * 1024
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
         case maxSessionsPerUser, maxSessionBytesPerUser, maxTemplatesPerUser, maxDocumentsPerUser, maxPendingJobsPerUser
-        case maxStoredResponsesPerUser, maxStoredResponseBytesPerUser
+        case maxStoredResponsesPerUser, maxStoredResponseBytesPerUser, maxStoredResponseBytes
     }
 
     public init(from decoder: any Decoder) throws {
@@ -39,6 +44,7 @@ public struct StorageQuotas: Sendable, Hashable, Codable {
         maxStoredResponsesPerUser = try c.decodeIfPresent(Int.self, forKey: .maxStoredResponsesPerUser) ?? defaults.maxStoredResponsesPerUser
         maxStoredResponseBytesPerUser =
             try c.decodeIfPresent(Int.self, forKey: .maxStoredResponseBytesPerUser) ?? defaults.maxStoredResponseBytesPerUser
+        maxStoredResponseBytes = try c.decodeIfPresent(Int.self, forKey: .maxStoredResponseBytes) ?? defaults.maxStoredResponseBytes
     }
 
     /// Checks every limit is positive.
@@ -47,7 +53,7 @@ public struct StorageQuotas: Sendable, Hashable, Codable {
             ("maxSessionsPerUser", maxSessionsPerUser), ("maxSessionBytesPerUser", maxSessionBytesPerUser),
             ("maxTemplatesPerUser", maxTemplatesPerUser), ("maxDocumentsPerUser", maxDocumentsPerUser),
             ("maxPendingJobsPerUser", maxPendingJobsPerUser), ("maxStoredResponsesPerUser", maxStoredResponsesPerUser),
-            ("maxStoredResponseBytesPerUser", maxStoredResponseBytesPerUser),
+            ("maxStoredResponseBytesPerUser", maxStoredResponseBytesPerUser), ("maxStoredResponseBytes", maxStoredResponseBytes),
         ] where value < 1 {
             throw ConfigurationError("quotas.\(name) must be at least 1")
         }

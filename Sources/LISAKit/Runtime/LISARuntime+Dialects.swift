@@ -70,7 +70,7 @@ extension LISARuntime {
             guard let stored = try await storedResponse(id: previous, for: context.principal) else {
                 throw LISAError.notFound("Previous response with id '\(previous)' not found.", reason: "previous_response_not_found")
             }
-            history = stored.messages
+            history = try await offEventLoops { try stored.messages() }
             continuesUpstream = stored.passedThrough == true
         }
         if request["lisa"] == nil, continuesUpstream, case .string(let modelID)? = request["model"] {
@@ -80,6 +80,7 @@ extension LISARuntime {
             }
         }
         let translation = try ResponsesDialect.translate(request, history: history)
+        if translation.store { try await Self.checkStorable(translation, history: history, quotas: configuration.quotas) }
         let conversation = history
         let id = DialectJSON.id("resp_")
         let created = Int64(Date().timeIntervalSince1970)
@@ -179,8 +180,14 @@ extension LISARuntime {
 
     /// `GET /v1/responses/{id}`: a response the caller stored (404 for anyone else's).
     public func response(id: String, for principal: Principal) async throws -> JSONValue {
+        try DialectJSON.decode(try await responseBody(id: id, for: principal))
+    }
+
+    /// `GET /v1/responses/{id}` as the bytes to answer: the response object as it was stored,
+    /// not decoded.
+    public func responseBody(id: String, for principal: Principal) async throws -> ByteBuffer {
         guard let stored = try await storedResponse(id: id, for: principal) else { throw Self.responseNotFound(id) }
-        return stored.response
+        return stored.responseBody
     }
 
     /// `DELETE /v1/responses/{id}`.
@@ -196,30 +203,46 @@ extension LISARuntime {
     public func responseInputItems(id: String, for principal: Principal, limit: Int = 20, ascending: Bool = false, after: String? = nil)
         async throws -> JSONValue
     {
+        try DialectJSON.decode(try await responseInputItemsBody(id: id, for: principal, limit: limit, ascending: ascending, after: after))
+    }
+
+    /// ``responseInputItems(id:for:limit:ascending:after:)`` as the bytes to answer: the page
+    /// is cut from the stored item lines without decoding them.
+    public func responseInputItemsBody(id: String, for principal: Principal, limit: Int = 20, ascending: Bool = false, after: String? = nil)
+        async throws -> ByteBuffer
+    {
         guard (1...100).contains(limit) else { throw LISAError.invalidRequest("limit must be between 1 and 100.", param: "limit") }
         guard let stored = try await storedResponse(id: id, for: principal) else { throw Self.responseNotFound(id) }
-        var items = ascending ? stored.inputItems : stored.inputItems.reversed()
-        if let after {
-            guard let position = items.firstIndex(where: { $0["id"]?.stringValue == after }) else {
-                throw LISAError.invalidRequest("No input item with id '\(after)' in this response.", param: "after")
-            }
-            items = Array(items[(position + 1)...])
-        }
-        let page = Array(items.prefix(limit))
-        return [
-            "object": "list", "data": .array(page), "first_id": page.first?["id"] ?? .null, "last_id": page.last?["id"] ?? .null,
-            "has_more": .bool(items.count > limit),
-        ]
+        return try await offEventLoops { try stored.inputItemsPage(limit: limit, ascending: ascending, after: after) }
     }
 
     private static func responseNotFound(_ id: String) -> LISAError {
         .notFound("No response with id '\(id)' found.", reason: "response_not_found")
     }
 
-    func storedResponse(id: String, for principal: Principal) async throws -> StoredResponse? {
+    /// The caller's stored response, read only as far as its header (who owns it); a record
+    /// of the earlier layout is decoded whole, off the event loops.
+    func storedResponse(id: String, for principal: Principal) async throws -> StoredResponseRecord? {
         guard id.hasPrefix("resp_"), id.count <= 64, let body = try await store.record(kind: StoredResponse.kind, id: id) else { return nil }
-        let stored = try JSONDecoder().decode(StoredResponse.self, from: Data(body.utf8))
+        let stored = try await offEventLoops { try StoredResponseRecord(body: body) }
         return stored.owner == principal.username ? stored : nil
+    }
+
+    /// Refuses (413, before the upstream is called) a request whose stored record would be
+    /// larger than `quotas.maxStoredResponseBytes` by its input and conversation alone.
+    static func checkStorable(_ translation: ResponsesDialect.Translation, history: [JSONValue], quotas: StorageQuotas) async throws {
+        let input = StoredResponse(
+            owner: "", response: .null, inputItems: translation.inputItems, messages: history + translation.inputMessages, passedThrough: nil
+        )
+        let size = try await offEventLoops { try StoredResponseRecord.encode(input).utf8.count }
+        guard size <= quotas.maxStoredResponseBytes else { throw storedResponseTooLarge(size, quotas: quotas) }
+    }
+
+    static func storedResponseTooLarge(_ size: Int, quotas: StorageQuotas) -> LISAError {
+        .payloadTooLarge(
+            "This response would be stored with its input and conversation in \(size) bytes, more than quotas.maxStoredResponseBytes (\(quotas.maxStoredResponseBytes)). Send store: false, or start a new conversation.",
+            reason: "stored_response_too_large"
+        )
     }
 
     static func save(
@@ -238,8 +261,9 @@ extension LISARuntime {
     /// `GET` answers 404) rather than evicting everything else.
     static func put(_ stored: StoredResponse, in store: any StateStore, quotas: StorageQuotas) async throws {
         guard let id = stored.response["id"]?.stringValue else { return }
-        let body = try SQLStateStore.json(stored)
-        guard body.utf8.count <= quotas.maxStoredResponseBytesPerUser else { return }
+        let body = try await offEventLoops { try StoredResponseRecord.encode(stored) }
+        // An answer that alone takes the record past the cap is answered but not stored.
+        guard body.utf8.count <= min(quotas.maxStoredResponseBytes, quotas.maxStoredResponseBytesPerUser) else { return }
         let summary = DialectJSON.string([
             "id": .string(id), "model": stored.response["model"] ?? .null, "created_at": stored.response["created_at"] ?? .null,
             "stored_at": .number(Date().timeIntervalSince1970),
@@ -278,15 +302,3 @@ extension LISARuntime {
     }
 }
 
-/// A stored response: the object `GET /v1/responses/{id}` answers, its input items, and the
-/// whole conversation as chat messages (what `previous_response_id` continues).
-struct StoredResponse: Codable, Sendable {
-    static let kind = "response"
-    var owner: String
-    var response: JSONValue
-    var inputItems: [JSONValue]
-    var messages: [JSONValue]
-    /// Whether the upstream made (and keeps) this response: only then does a continuation
-    /// pass `previous_response_id` through.
-    var passedThrough: Bool?
-}

@@ -15,6 +15,7 @@ package final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Databas
     package var dialect: StateDialect { .postgres }
     let client: PostgresClient
     private let runner: Task<Void, Never>
+    private let reportLock = AsyncLock()
     private let logger: Logger
     /// The most one call (a statement, a transaction, a lock check) may take before it
     /// fails with ``LISAError/stateStoreUnavailable(_:)``: the URL's `call_timeout`
@@ -177,6 +178,12 @@ package final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Databas
         return try await bounded { [client, logger] in
             try await Self.collect(try await client.query(query, logger: logger))
         }
+    }
+
+    /// Reports take one connection of the pool at a time, whatever their number: the others
+    /// stay for the request path (budgets, rate buckets, tokens).
+    package func report(_ sql: String, _ binds: [StateValue]) async throws -> [StateRow] {
+        try await offEventLoops { try await self.reportLock.withLock { try await self.query(sql, binds) } }
     }
 
     package func transaction<T: Sendable>(_ body: @escaping @Sendable (any StateDatabase) async throws -> T) async throws -> T {

@@ -69,6 +69,12 @@ package protocol StateDatabase: Sendable {
     @discardableResult
     func query(_ sql: String, _ binds: [StateValue]) async throws -> [StateRow]
 
+    /// Runs one read-only statement for a report (usage reports and other reads that may
+    /// scan many rows) where it cannot hold up the request path: on a connection of its own
+    /// (SQLite in WAL mode reads beside the writer) or a bounded share of a pool, and off the
+    /// event loops. The default runs it as ``query(_:_:)``.
+    func report(_ sql: String, _ binds: [StateValue]) async throws -> [StateRow]
+
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
     /// Statements inside must go through the database passed to `body`.
     func transaction<T: Sendable>(_ body: @escaping @Sendable (any StateDatabase) async throws -> T) async throws -> T
@@ -86,6 +92,10 @@ package protocol StateDatabase: Sendable {
 }
 
 extension StateDatabase {
+    package func report(_ sql: String, _ binds: [StateValue]) async throws -> [StateRow] {
+        try await offEventLoops { try await query(sql, binds) }
+    }
+
     package var changeFeed: (any DatabaseChangeFeed)? { nil }
     package var leaderElection: (any DatabaseLeaderElection)? { nil }
 }
@@ -110,6 +120,13 @@ extension StateDatabase {
     package func query(_ sql: String) async throws -> [StateRow] {
         try await query(sql, [])
     }
+}
+
+/// Runs `operation` on the global concurrent executor instead of the caller's: a request's
+/// task runs on its connection's event loop (``EventLoopExecutor``), and work that may take
+/// long (a large decode, a report) must not hold up the other connections of that loop.
+package func offEventLoops<T: Sendable>(_ operation: @Sendable () async throws -> T) async throws -> T {
+    try await withTaskExecutorPreference(globalConcurrentExecutor) { try await operation() }
 }
 
 /// A FIFO lock for async code: one holder at a time, waiters resumed in arrival order.

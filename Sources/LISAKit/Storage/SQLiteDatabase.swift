@@ -6,14 +6,20 @@ import SQLiteNIO
 /// A ``StateDatabase`` over one SQLite connection (a file, or memory).
 ///
 /// SQLite serializes writers anyway; one connection behind a FIFO lock keeps a
-/// transaction's statements from interleaving with another caller's.
+/// transaction's statements from interleaving with another caller's. Reports
+/// (``report(_:_:)``) read through a second, read-only connection with its own lock: in WAL
+/// mode it reads beside the writer, so a long report never holds the request path's
+/// connection. A database in memory has one connection only.
 package final class SQLiteDatabase: StateDatabase {
     package var dialect: StateDialect { .sqlite }
     private let connection: SQLiteConnection
     private let lock = AsyncLock()
+    private let reader: SQLiteConnection?
+    private let readerLock = AsyncLock()
 
-    private init(connection: SQLiteConnection) {
+    private init(connection: SQLiteConnection, reader: SQLiteConnection? = nil) {
         self.connection = connection
+        self.reader = reader
     }
 
     /// Opens (creating if needed) the database file at `path`, readable by its owner only.
@@ -42,7 +48,19 @@ package final class SQLiteDatabase: StateDatabase {
             }
             throw error
         }
-        return database
+        do {
+            let reader = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+            do {
+                for pragma in ["PRAGMA busy_timeout=5000", "PRAGMA query_only=1"] { _ = try await Self.run(reader, pragma, []) }
+            } catch {
+                try? await reader.close()
+                throw error
+            }
+            return SQLiteDatabase(connection: connection, reader: reader)
+        } catch {
+            try? await connection.close()
+            throw error
+        }
     }
 
     /// A database in memory: nothing survives the process.
@@ -53,6 +71,13 @@ package final class SQLiteDatabase: StateDatabase {
     @discardableResult
     package func query(_ sql: String, _ binds: [StateValue]) async throws -> [StateRow] {
         try await lock.withLock { try await Self.run(connection, sql, binds) }
+    }
+
+    package func report(_ sql: String, _ binds: [StateValue]) async throws -> [StateRow] {
+        try await offEventLoops {
+            guard let reader = self.reader else { return try await self.query(sql, binds) }
+            return try await self.readerLock.withLock { try await Self.run(reader, sql, binds) }
+        }
     }
 
     package func transaction<T: Sendable>(_ body: @escaping @Sendable (any StateDatabase) async throws -> T) async throws -> T {
@@ -70,6 +95,7 @@ package final class SQLiteDatabase: StateDatabase {
     }
 
     package func close() async throws {
+        try? await reader?.close()
         try await connection.close()
     }
 

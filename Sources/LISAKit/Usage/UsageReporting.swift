@@ -150,7 +150,7 @@ extension LISARuntime {
             return (lhs.user ?? "", lhs.model ?? "", lhs.group ?? "", lhs.tokenId ?? "") < (rhs.user ?? "", rhs.model ?? "", rhs.group ?? "", rhs.tokenId ?? "")
         }
 
-        let samples = try await store.usageSamples(filter, limit: 100_000)
+        let samples = try await store.usageSamples(filter, limit: Self.latencySampleLimit)
         let latency = Dictionary(grouping: samples, by: \.model).map { model, samples -> UsageReport.ModelLatency in
             let durations = samples.map(\.durationMs).sorted()
             let firstTokens = samples.compactMap(\.timeToFirstTokenMs).sorted()
@@ -168,6 +168,10 @@ extension LISARuntime {
     public func budgets(for principal: Principal) async throws -> BudgetList {
         BudgetList(data: try await usage.status(for: principal))
     }
+
+    /// How many of the window's latest calls a report's latency percentiles are taken from:
+    /// read from raw records, so bounded.
+    static let latencySampleLimit = 10_000
 
     /// The nearest-rank percentile of sorted values.
     static func percentile(_ sorted: [Double], _ p: Double) -> Double {

@@ -86,12 +86,56 @@ extension SQLStateStore {
         group.replacingOccurrences(of: "%2C", with: ",").replacingOccurrences(of: "%25", with: "%")
     }
 
+    /// The rollup's columns, and the statement that sums raw records into them (the v9
+    /// migration's backfill, and the repair of an hour that retention cut).
+    static let usageHourlyColumns =
+        "hour, model, username, token_id, groups, requests, errors, input_tokens, output_tokens, estimated, cost"
+    static let usageHourlyKeys = "hour, model, username, COALESCE(token_id, ''), groups"
+    static let usageHourlySelect = """
+        SELECT \(usageHourlyKeys), COUNT(*), SUM(CASE WHEN status = 'ok' THEN 0 ELSE 1 END), SUM(input_tokens), SUM(output_tokens),
+            SUM(estimated), SUM(COALESCE(cost, 0)) FROM usage_records
+        """
+
+    /// One row of the hourly rollup.
+    private struct HourlyKey: Hashable, Comparable {
+        var hour: Int64
+        var model: String
+        var username: String
+        var tokenID: String
+        var groups: String
+
+        static func < (lhs: HourlyKey, rhs: HourlyKey) -> Bool {
+            (lhs.hour, lhs.model, lhs.username, lhs.tokenID, lhs.groups) < (rhs.hour, rhs.model, rhs.username, rhs.tokenID, rhs.groups)
+        }
+    }
+
+    private struct HourlySums {
+        var requests: Int64 = 0
+        var errors: Int64 = 0
+        var inputTokens: Int64 = 0
+        var outputTokens: Int64 = 0
+        var estimated: Int64 = 0
+        var cost: Double = 0
+
+        mutating func add(_ record: UsageRecord) {
+            requests += 1
+            errors += record.status == "ok" ? 0 : 1
+            inputTokens += Int64(record.inputTokens)
+            outputTokens += Int64(record.outputTokens)
+            estimated += record.estimated ? 1 : 0
+            cost += record.cost ?? 0
+        }
+    }
+
+    /// Writes usage records and adds them to the hourly rollup, in one transaction: a record
+    /// written twice (a retried batch) is stored, and summed, once.
     public func insertUsage(_ records: [UsageRecord]) async throws {
         guard !records.isEmpty else { return }
         let columns =
             "id, at, hour, request_id, username, token_id, groups, model, served_by, endpoint, operation, input_tokens, output_tokens, estimated, duration_ms, ttft_ms, status, cost"
         let row = "(" + Array(repeating: "?", count: 18).joined(separator: ", ") + ")"
         try await database.transaction { db in
+            var inserted = Set<String>()
             // 100 rows a statement stays under every driver's bind limit.
             var start = 0
             while start < records.count {
@@ -110,15 +154,59 @@ extension SQLStateStore {
                     ]
                 }
                 let values = Array(repeating: row, count: slice.count).joined(separator: ", ")
-                try await db.query("INSERT INTO usage_records (\(columns)) VALUES \(values) ON CONFLICT (id) DO NOTHING", binds)
+                let rows = try await db.query(
+                    "INSERT INTO usage_records (\(columns)) VALUES \(values) ON CONFLICT (id) DO NOTHING RETURNING id", binds
+                )
+                for row in rows { if let id = row["id"].string { inserted.insert(id) } }
                 start += slice.count
             }
+            var sums: [HourlyKey: HourlySums] = [:]
+            for record in records where inserted.remove(record.id) != nil {
+                let key = HourlyKey(
+                    hour: Int64(record.time.timeIntervalSince1970 / 3600) * 3600, model: record.model, username: record.username,
+                    tokenID: record.tokenId ?? "", groups: Self.groupsColumn(record.groups)
+                )
+                sums[key, default: HourlySums()].add(record)
+            }
+            try await Self.addToRollup(sums, in: db)
         }
     }
 
-    private func usageWhere(_ filter: UsageFilter) -> (String, [StateValue]) {
-        var clauses = ["at >= ?", "at < ?"]
-        var binds: [StateValue] = [.double(filter.from.timeIntervalSince1970), .double(filter.to.timeIntervalSince1970)]
+    private static func addToRollup(_ sums: [HourlyKey: HourlySums], in db: any StateDatabase) async throws {
+        // One order for every writer, so two batches never wait on each other's rows.
+        let keys = sums.keys.sorted()
+        var start = 0
+        while start < keys.count {
+            let slice = keys[start..<min(start + 50, keys.count)]
+            var binds: [StateValue] = []
+            for key in slice {
+                let sum = sums[key]!
+                binds += [
+                    .integer(key.hour), .text(key.model), .text(key.username), .text(key.tokenID), .text(key.groups), .integer(sum.requests),
+                    .integer(sum.errors), .integer(sum.inputTokens), .integer(sum.outputTokens), .integer(sum.estimated), .double(sum.cost),
+                ]
+            }
+            let values = Array(repeating: "(" + Array(repeating: "?", count: 11).joined(separator: ", ") + ")", count: slice.count)
+                .joined(separator: ", ")
+            try await db.query(
+                """
+                INSERT INTO usage_hourly AS h (\(usageHourlyColumns)) VALUES \(values)
+                ON CONFLICT (hour, model, username, token_id, groups) DO UPDATE SET requests = h.requests + EXCLUDED.requests,
+                    errors = h.errors + EXCLUDED.errors, input_tokens = h.input_tokens + EXCLUDED.input_tokens,
+                    output_tokens = h.output_tokens + EXCLUDED.output_tokens, estimated = h.estimated + EXCLUDED.estimated,
+                    cost = h.cost + EXCLUDED.cost
+                """,
+                binds
+            )
+            start += slice.count
+        }
+    }
+
+    /// The `WHERE` of a usage query over `time` (`at` in the records, `hour` in the rollup)
+    /// from `from` to `to`.
+    private func usageWhere(_ filter: UsageFilter, time: String = "at", from: Double? = nil, to: Double? = nil) -> (String, [StateValue]) {
+        var clauses = ["\(time) >= ?", "\(time) < ?"]
+        var binds: [StateValue] = [.double(from ?? filter.from.timeIntervalSince1970), .double(to ?? filter.to.timeIntervalSince1970)]
         if let user = filter.user {
             clauses.append("username = ?")
             binds.append(.text(user))
@@ -137,12 +225,41 @@ extension SQLStateStore {
         return (clauses.joined(separator: " AND "), binds)
     }
 
+    /// Sums by hour and model (and user, token). Whole hours are read from the hourly rollup;
+    /// only the parts of the first and last hour the window cuts are summed from raw
+    /// records. Reports read through ``StateDatabase/report(_:_:)``, never the request
+    /// path's connection.
     public func usageAggregates(_ filter: UsageFilter, byUser: Bool, byToken: Bool) async throws -> [UsageAggregate] {
-        let (whereClause, binds) = usageWhere(filter)
+        let from = filter.from.timeIntervalSince1970
+        let to = filter.to.timeIntervalSince1970
+        let wholeFrom = (from / 3600).rounded(.up) * 3600
+        let wholeTo = (to / 3600).rounded(.down) * 3600
+        guard wholeFrom < wholeTo else { return try await rawAggregates(filter, from: from, to: to, byUser: byUser, byToken: byToken) }
         var keys = ["hour", "model"]
         if byUser { keys.append("username") }
         if byToken { keys.append("token_id") }
-        let rows = try await database.query(
+        let (whereClause, binds) = usageWhere(filter, time: "hour", from: wholeFrom, to: wholeTo)
+        let rows = try await database.report(
+            """
+            SELECT \(keys.joined(separator: ", ")), CAST(SUM(requests) AS BIGINT) AS requests, CAST(SUM(errors) AS BIGINT) AS errors,
+                CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, CAST(SUM(output_tokens) AS BIGINT) AS output_tokens,
+                CAST(SUM(estimated) AS BIGINT) AS estimated, SUM(cost) AS cost
+            FROM usage_hourly WHERE \(whereClause) GROUP BY \(keys.joined(separator: ", "))
+            """,
+            binds
+        )
+        var aggregates = rows.map { Self.aggregate($0, byUser: byUser, byToken: byToken) }
+        if from < wholeFrom { aggregates += try await rawAggregates(filter, from: from, to: wholeFrom, byUser: byUser, byToken: byToken) }
+        if wholeTo < to { aggregates += try await rawAggregates(filter, from: wholeTo, to: to, byUser: byUser, byToken: byToken) }
+        return aggregates
+    }
+
+    private func rawAggregates(_ filter: UsageFilter, from: Double, to: Double, byUser: Bool, byToken: Bool) async throws -> [UsageAggregate] {
+        let (whereClause, binds) = usageWhere(filter, from: from, to: to)
+        var keys = ["hour", "model"]
+        if byUser { keys.append("username") }
+        if byToken { keys.append("token_id") }
+        let rows = try await database.report(
             """
             SELECT \(keys.joined(separator: ", ")), COUNT(*) AS requests,
                 CAST(SUM(CASE WHEN status = 'ok' THEN 0 ELSE 1 END) AS BIGINT) AS errors,
@@ -152,19 +269,25 @@ extension SQLStateStore {
             """,
             binds
         )
-        return rows.map { row in
-            UsageAggregate(
-                hour: Int64(row["hour"].int ?? 0), model: row["model"].string ?? "", user: byUser ? row["username"].string : nil,
-                tokenID: byToken ? row["token_id"].string : nil, requests: row["requests"].int ?? 0, errors: row["errors"].int ?? 0,
-                inputTokens: row["input_tokens"].int ?? 0, outputTokens: row["output_tokens"].int ?? 0, estimated: row["estimated"].int ?? 0,
-                cost: row["cost"].double ?? 0
-            )
-        }
+        return rows.map { Self.aggregate($0, byUser: byUser, byToken: byToken) }
     }
 
+    private static func aggregate(_ row: StateRow, byUser: Bool, byToken: Bool) -> UsageAggregate {
+        UsageAggregate(
+            hour: Int64(row["hour"].int ?? 0), model: row["model"].string ?? "", user: byUser ? row["username"].string : nil,
+            tokenID: byToken ? row["token_id"].string.flatMap { $0.isEmpty ? nil : $0 } : nil, requests: row["requests"].int ?? 0,
+            errors: row["errors"].int ?? 0, inputTokens: row["input_tokens"].int ?? 0, outputTokens: row["output_tokens"].int ?? 0,
+            estimated: row["estimated"].int ?? 0, cost: row["cost"].double ?? 0
+        )
+    }
+
+    /// The groups calls in the window were made under, from the rollup (a group seen only in
+    /// a cut hour's other part lists with no rows).
     public func usageGroups(_ filter: UsageFilter) async throws -> [String] {
-        let (whereClause, binds) = usageWhere(filter)
-        let rows = try await database.query("SELECT DISTINCT groups FROM usage_records WHERE \(whereClause)", binds)
+        let (whereClause, binds) = usageWhere(
+            filter, time: "hour", from: (filter.from.timeIntervalSince1970 / 3600).rounded(.down) * 3600, to: filter.to.timeIntervalSince1970
+        )
+        let rows = try await database.report("SELECT DISTINCT groups FROM usage_hourly WHERE \(whereClause)", binds)
         var groups = Set<String>()
         for row in rows {
             for name in (row["groups"].string ?? "").split(separator: ",") { groups.insert(Self.unescapeGroup(name)) }
@@ -174,7 +297,7 @@ extension SQLStateStore {
 
     public func usageSamples(_ filter: UsageFilter, limit: Int) async throws -> [UsageSample] {
         let (whereClause, binds) = usageWhere(filter)
-        let rows = try await database.query(
+        let rows = try await database.report(
             "SELECT model, duration_ms, ttft_ms, status FROM usage_records WHERE \(whereClause) ORDER BY at DESC LIMIT ?",
             binds + [.integer(Int64(limit))]
         )
@@ -186,9 +309,19 @@ extension SQLStateStore {
         }
     }
 
+    /// Deletes the records before `time` and their hours of the rollup; an hour `time` cuts is
+    /// summed again from the records it keeps.
     public func deleteUsage(before time: Date) async throws -> Int {
-        let rows = try await database.query("DELETE FROM usage_records WHERE at < ? RETURNING id", [.double(time.timeIntervalSince1970)])
-        return rows.count
+        let cut = Int64((time.timeIntervalSince1970 / 3600).rounded(.down)) * 3600
+        return try await database.transaction { db in
+            let rows = try await db.query("DELETE FROM usage_records WHERE at < ? RETURNING id", [.double(time.timeIntervalSince1970)])
+            try await db.query("DELETE FROM usage_hourly WHERE hour <= ?", [.integer(cut)])
+            try await db.query(
+                "INSERT INTO usage_hourly (\(Self.usageHourlyColumns)) \(Self.usageHourlySelect) WHERE hour = ? GROUP BY \(Self.usageHourlyKeys)",
+                [.integer(cut)]
+            )
+            return rows.count
+        }
     }
 
     public func addReplicaSeconds(_ seconds: Double, model: String, hour: Int64) async throws {
