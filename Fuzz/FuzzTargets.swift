@@ -1,6 +1,6 @@
 // libFuzzer entry point for LISA's parsers. Built by scripts/fuzz.sh from the parsers'
 // own sources (coverage-instrumented, with AddressSanitizer), not from the package build.
-// LISA_FUZZ_TARGET picks the target: json, sse, multipart, chunker, text.
+// LISA_FUZZ_TARGET picks the target: json, sse, multipart, chunker, text, upstream.
 import Foundation
 import NIOCore
 
@@ -8,7 +8,7 @@ import NIOCore
 private let target: String = ProcessInfo.processInfo.environment["LISA_FUZZ_TARGET"] ?? "json"
 
 /// Stops the run with a message libFuzzer records with the crashing input.
-private func invariant(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String) {
+func invariant(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String) {
     if !condition() {
         fputs("invariant broken: \(message())\n", stderr)
         abort()
@@ -24,6 +24,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     case "multipart": fuzzMultipart(bytes)
     case "chunker": fuzzChunker(bytes)
     case "text": fuzzText(bytes)
+    case "upstream": fuzzUpstream(bytes)
     default: fatalError("unknown LISA_FUZZ_TARGET \(target)")
     }
     return 0

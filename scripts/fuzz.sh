@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-30}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(json sse multipart chunker text)
+[ ${#targets[@]} -gt 0 ] || targets=(json sse multipart chunker text upstream)
 
 debug="$(swift build --show-bin-path)"
 out=.build/fuzz
@@ -21,18 +21,20 @@ sources=(
     Sources/LISAAPI/Chunker.swift
     Sources/LISAKit/RAG/DocumentParser+Text.swift
     Sources/LISAKit/Gateway/MultipartForm.swift
-    Fuzz/FuzzTargets.swift Fuzz/Stubs.swift
+    Sources/LISAKit/Providers/UpstreamConnectionStateMachine.swift
+    Sources/LISAKit/Providers/UpstreamHeadLimits.swift
+    Fuzz/FuzzTargets.swift Fuzz/Stubs.swift Fuzz/UpstreamFuzz.swift
 )
 objects=()
 add_objects() {  # every object file under a build folder (names may have spaces)
     [ -d "$1" ] || return 0
     while IFS= read -r -d '' object; do objects+=("$object"); done < <(find "$1" -name '*.o' -print0)
 }
-for module in NIOCore _NIODataStructures _NIOBase64 NIOConcurrencyHelpers Atomics DequeModule InternalCollectionsUtilities ContainersPreview; do
+for module in NIOCore NIOHTTP1 NIOEmbedded _NIODataStructures _NIOBase64 NIOConcurrencyHelpers Atomics DequeModule InternalCollectionsUtilities ContainersPreview; do
     add_objects "$debug/$module.build"
 done
 maps=()
-for c in CNIOLinux CNIODarwin CNIOWindows CNIOWASI CNIOAtomics CNIOFreeBSD CNIOOpenBSD _AtomicsShims; do
+for c in CNIOLLHTTP CNIOLinux CNIODarwin CNIOWindows CNIOWASI CNIOAtomics CNIOFreeBSD CNIOOpenBSD _AtomicsShims; do
     [ -d "$debug/$c.build" ] || continue
     add_objects "$debug/$c.build"
     [ -f "$debug/$c.build/module.modulemap" ] && maps+=(-Xcc "-fmodule-map-file=$debug/$c.build/module.modulemap")
