@@ -24,9 +24,13 @@ struct UsageRollupTests {
     func rollupMatchesRecords() async throws {
         let store = try await SQLStateStore.inMemory()
         // Three hours, one call every 90 s, two users, two models, one without a token.
-        let records = (0..<120).map { i in
-            Self.record(i % 2 == 0 ? "alice" : "bob", i % 3 == 0 ? "m1" : "m2", at: Double(i) * 90, token: i % 5 == 0 ? nil : "tok",
-                        status: i % 7 == 0 ? "upstream_error" : "ok", id: "u\(i)")
+        var records: [UsageRecord] = []
+        for i in 0..<120 {
+            let user = i % 2 == 0 ? "alice" : "bob"
+            let model = i % 3 == 0 ? "m1" : "m2"
+            let token: String? = i % 5 == 0 ? nil : "tok"
+            let status = i % 7 == 0 ? "upstream_error" : "ok"
+            records.append(Self.record(user, model, at: Double(i) * 90, token: token, status: status, id: "u\(i)"))
         }
         try await store.insertUsage(Array(records[..<60]))
         try await store.insertUsage(Array(records[40...]))
@@ -70,22 +74,34 @@ struct UsageRollupTests {
         let filter = UsageFilter(from: Self.base, to: Self.base.addingTimeInterval(7200))
         // The transaction holds the writer's connection until the report inside it is answered:
         // a report that needed that connection would wait for itself (the guard ends it).
-        let first = Mutex<CheckedContinuation<Int?, Never>?>(nil)
+        let first = FirstAnswer()
         let requests = await withCheckedContinuation { (continuation: CheckedContinuation<Int?, Never>) in
-            first.withLock { $0 = continuation }
-            func answer(_ value: Int?) { first.withLock { $0.take() }?.resume(returning: value) }
+            first.set(continuation)
             Task {
                 let counted = try? await store.database.transaction { _ in
                     try await store.usageAggregates(filter, byUser: false, byToken: false).reduce(0) { $0 + $1.requests }
                 }
-                answer(counted)
+                first.answer(counted)
             }
             Task {
                 try? await Task.sleep(for: .seconds(60))
-                answer(nil)
+                first.answer(nil)
             }
         }
         #expect(requests == 10, "the report did not wait for the request path's connection")
         if requests != nil { try await store.close() }
+    }
+}
+
+/// Resumes a continuation with whichever answer comes first.
+private final class FirstAnswer: Sendable {
+    private let continuation = Mutex<CheckedContinuation<Int?, Never>?>(nil)
+
+    func set(_ continuation: CheckedContinuation<Int?, Never>) {
+        self.continuation.withLock { $0 = continuation }
+    }
+
+    func answer(_ value: Int?) {
+        continuation.withLock { $0.take() }?.resume(returning: value)
     }
 }
