@@ -120,7 +120,10 @@ schemas = {
                                  "code": {"type": ["string", "null"]}}},
     "Readiness": {"type": "object", "required": ["status", "stateStore", "leader", "models"],
                   "properties": {"status": {"type": "string", "enum": ["OK", "unavailable"]}, "stateStore": {"type": "string"},
-                                 "leader": {"type": "boolean"}, "models": {"type": "integer", "minimum": 0}}},
+                                 "leader": {"type": "boolean"}, "models": {"type": "integer", "minimum": 0},
+                                 "missingTools": {"type": "object", "additionalProperties": {"type": "string"},
+                                                  "description": "Tools an optional feature needs and this server lacks "
+                                                                 "(pdftotext: PDF uploads are refused)."}}},
     "ChatMessage": {
         "type": "object", "required": ["role"],
         "properties": {"role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
@@ -153,7 +156,13 @@ schemas = {
     },
     "EmbeddingResponse": {"type": "object", "required": ["data"], "properties": {"object": {"type": "string"}, "data": {"type": "array"}}},
     "ModelList": {"type": "object", "required": ["object", "data"],
-                  "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": OBJECT}}},
+                  "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": ref("Model")}}},
+    "Model": {"type": "object", "required": ["id", "object", "created", "owned_by"],
+              "properties": {"id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
+                             "owned_by": {"type": "string"},
+                             "lisa": {"type": "object", "properties": {
+                                 "modelType": {"type": "string"}, "streaming": {"type": "boolean"},
+                                 "health": {"type": "string", "enum": ["healthy", "unknown", "degraded", "down", "none"]}}}}},
     "ModelDefinition": {
         "type": "object", "required": ["modelId", "modelName"],
         "properties": {
@@ -170,7 +179,11 @@ schemas = {
     },
     "ModelRecord": {"type": "object", "required": ["modelId"],
                     "properties": {"modelId": {"type": "string"}, "status": {"type": "string"},
-                                   "health": {"type": "string", "enum": ["healthy", "degraded", "down", "none"]}}},
+                                   "health": {"type": "string", "enum": ["healthy", "unknown", "degraded", "down", "none"]},
+                                   "fallbacks": {"type": "array", "items": {"type": "string"}},
+                                   "endpointStatus": {"type": "array", "items": {"type": "object", "properties": {
+                                       "healthy": {"type": "boolean"},
+                                       "health": {"type": "string", "enum": ["unknown", "healthy", "unhealthy"]}}}}}},
     "ModelsEnvelope": {"type": "object", "required": ["models"], "properties": {"models": {"type": "array", "items": ref("ModelRecord")}}},
     "DeletedModel": {"type": "object", "required": ["modelId", "deleted", "status"],
                      "properties": {"modelId": {"type": "string"}, "deleted": {"type": "boolean"}, "status": {"type": "string"}}},
@@ -276,6 +289,9 @@ paths = {}
 for prefix, tag in (("/v1", "OpenAI"), ("/v2/serve", "OpenAI (LISA's paths)")):
     suffix = "" if prefix == "/v1" else "LISA"
     paths[f"{prefix}/models"] = {"get": op("Models the caller may use.", ok(ref("ModelList")), tags=[tag], operation_id=f"listModels{suffix}")}
+    paths[f"{prefix}/models/{{id}}"] = {"get": op(
+        "One model the caller may use, as the list shows it (404 model_not_found for an unknown or hidden one).", ok(ref("Model")),
+        params=[path_param("id")], tags=[tag], operation_id=f"retrieveModel{suffix}")}
     paths[f"{prefix}/chat/completions"] = {"post": op(
         "A chat completion (streamed as server-sent events with stream: true).",
         ok(ref("ChatCompletion"), extra=STREAM), body=json_body(ref("ChatCompletionRequest")), tags=[tag],

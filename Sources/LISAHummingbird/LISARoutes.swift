@@ -173,6 +173,14 @@ public struct LISARoutes: Sendable {
         let gateway = self.gateway
         for prefix in ["/v1", "/v2/serve"] {
             api.get("\(prefix)/models") { _, context in try Self.encode(gateway.modelList(for: try context.requirePrincipal())) }
+            // One model as the list shows it; 404 for one the caller may not see (as for unknown ones).
+            api.get("\(prefix)/models/{id}") { _, context in
+                let id = try context.parameters.require("id")
+                guard let model = gateway.modelList(for: try context.requirePrincipal()).data.first(where: { $0.id == id }) else {
+                    throw LISAError.modelNotFound(id)
+                }
+                return try Self.encode(model)
+            }
             api.post("\(prefix)/chat/completions") { request, context in
                 try await inference(.chatCompletions, request, context: context)
             }
@@ -303,7 +311,9 @@ public struct LISARoutes: Sendable {
             guard access.mayCallInference(principal) else {
                 throw LISAError.forbidden("Listing models needs membership of the user group.")
             }
-            return try Self.encode(ModelsEnvelope(models: records.filter { access.mayUse($0.definition, principal) }.map { $0.forUsers() }))
+            let usable = records.filter { access.mayUse($0.definition, principal) }
+            let visible = Set(usable.map(\.definition.modelId))
+            return try Self.encode(ModelsEnvelope(models: usable.map { $0.forUsers(visible: visible) }))
         }
 
         let admin = api.group().add(middleware: AdminOnlyMiddleware<Context>(access: gateway.access))

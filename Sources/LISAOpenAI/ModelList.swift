@@ -17,10 +17,14 @@ public struct ModelList: Sendable, Hashable, Codable {
             public var modelType: String
             /// Whether it answers `stream: true`.
             public var streaming: Bool
+            /// Whether it can take requests now: `healthy`, `unknown` (not answered yet),
+            /// `degraded` or `down` (no endpoint can); `nil` from servers that predate it.
+            public var health: String?
 
-            public init(modelType: String, streaming: Bool) {
+            public init(modelType: String, streaming: Bool, health: String? = nil) {
                 self.modelType = modelType
                 self.streaming = streaming
+                self.health = health
             }
         }
 

@@ -300,6 +300,28 @@ struct ResilienceStateTests {
         #expect(health.isHealthy)
     }
 
+    @Test("probe health is unknown until the endpoint answers (a probe or a request) or probes find it unhealthy")
+    func probeHealthStartsUnknown() {
+        var dead = ProbeHealth(healthyThreshold: 2, unhealthyThreshold: 3)
+        #expect(dead.isHealthy && dead.name == "unknown", "routable, but not reported healthy")
+        dead.record(success: false)
+        dead.record(success: false)
+        #expect(dead.isHealthy && dead.name == "unknown", "failed probes are not answers: still routable, never reported healthy")
+        let changed = dead.record(success: false)
+        #expect(changed)
+        #expect(!dead.isHealthy && dead.name == "unhealthy")
+        var live = ProbeHealth()
+        live.record(success: true)
+        #expect(live.name == "healthy", "one answer is enough to know")
+        var answered = ProbeHealth()
+        answered.recordAnswer()
+        #expect(answered.name == "healthy")
+        let status = EndpointPool(definition: ModelDefinition(modelId: "m", modelName: "m", modelUrl: "http://127.0.0.1:9/v1"), defaultPolicy: .roundRobin)
+            .endpoints[0].status
+        #expect(status.health == "unknown")
+        #expect(ModelManager.ModelRecord.health(of: [status]) == "unknown")
+    }
+
     @Test("a token bucket allows its burst, then refills at its rate")
     func tokenBucket() {
         var bucket = TokenBucket(perMinute: 60, burst: 3, now: 0)

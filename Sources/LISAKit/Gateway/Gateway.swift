@@ -56,7 +56,10 @@ public final class Gateway: Sendable {
             data: registry.allModels().filter { $0.status.servesTraffic && access.mayUse($0.definition, principal) }.map { model in
                 ModelList.Model(
                     id: model.definition.modelId, created: model.created, ownedBy: "lisa",
-                    lisa: .init(modelType: model.definition.modelType.rawValue, streaming: model.definition.streaming)
+                    lisa: .init(
+                        modelType: model.definition.modelType.rawValue, streaming: model.definition.streaming,
+                        health: ModelManager.ModelRecord.health(of: model.pool.endpoints.map(\.status))
+                    )
                 )
             }
         )

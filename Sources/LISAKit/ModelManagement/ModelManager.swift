@@ -86,26 +86,38 @@ public final class ModelManager: Service, Sendable {
         public var endpointStatus: [EndpointStatus]
 
         /// Whether requests can be routed now: `healthy` (every endpoint passes its probes
-        /// and its circuit is closed), `degraded` (some can take requests), `down` (none
-        /// can), `none` (no endpoints: a hosted model without ready replicas).
-        public var health: String {
-            guard !endpointStatus.isEmpty else { return "none" }
-            let usable = endpointStatus.filter { $0.healthy && $0.circuit != "open" }.count
-            if usable == endpointStatus.count { return endpointStatus.allSatisfy { $0.circuit == "closed" } ? "healthy" : "degraded" }
+        /// and its circuit is closed), `unknown` (none has failed, but not every one has
+        /// answered a probe or a request yet), `degraded` (some can take requests), `down`
+        /// (none can), `none` (no endpoints: a hosted model without ready replicas).
+        public var health: String { Self.health(of: endpointStatus) }
+
+        /// A model's health from its endpoints' states (see ``health``).
+        public static func health(of endpoints: [EndpointStatus]) -> String {
+            guard !endpoints.isEmpty else { return "none" }
+            let usable = endpoints.filter { $0.healthy && $0.circuit != "open" }.count
+            if usable == endpoints.count {
+                guard endpoints.allSatisfy({ $0.circuit == "closed" }) else { return "degraded" }
+                return endpoints.contains { $0.health == "unknown" } ? "unknown" : "healthy"
+            }
             return usable == 0 ? "down" : "degraded"
         }
 
         /// What a user who is not an administrator may see: no endpoint URLs or keys, no
-        /// launch spec or replicas; the status and health stay.
-        public func forUsers() -> ModelRecord {
+        /// launch spec or replicas, fallbacks only to models in `visible` (a hidden model is
+        /// named nowhere); the status and health stay.
+        public func forUsers(visible: Set<String>) -> ModelRecord {
             var copy = self
+            copy.definition.fallbacks = definition.fallbacks.filter { visible.contains($0) }
             copy.definition.endpoints = []
             copy.definition.modelUrl = nil
             copy.definition.launch = nil
             copy.definition.additionalFields = [:]
             copy.replicas = nil
             copy.endpointStatus = endpointStatus.map {
-                EndpointStatus(url: "", weight: $0.weight, healthy: $0.healthy, circuit: $0.circuit, inFlight: $0.inFlight, ewmaLatencyMilliseconds: 0)
+                EndpointStatus(
+                    url: "", weight: $0.weight, healthy: $0.healthy, circuit: $0.circuit, inFlight: $0.inFlight, ewmaLatencyMilliseconds: 0,
+                    health: $0.health
+                )
             }
             return copy
         }

@@ -135,7 +135,11 @@ public struct RetryBudget: Sendable, Hashable {
 /// Active health from probes: an endpoint turns unhealthy after `unhealthyThreshold`
 /// consecutive failed probes and healthy again after `healthyThreshold` good ones.
 public struct ProbeHealth: Sendable, Hashable {
+    /// Routable: `true` until probes find otherwise (an endpoint not yet probed gets traffic).
     public private(set) var isHealthy = true
+    /// Whether a probe or a request has answered yet (or probes have found it unhealthy);
+    /// until then its health is unknown, not healthy.
+    public private(set) var isKnown = false
     private var successes = 0
     private var failures = 0
     public let healthyThreshold: Int
@@ -150,6 +154,9 @@ public struct ProbeHealth: Sendable, Hashable {
     @discardableResult
     public mutating func record(success: Bool) -> Bool {
         let before = isHealthy
+        // Known once it has answered, or once probes have found it unhealthy: an endpoint
+        // nothing listens on goes from unknown to unhealthy, never through "healthy".
+        defer { if success || !isHealthy { isKnown = true } }
         if success {
             successes += 1
             failures = 0
@@ -161,4 +168,15 @@ public struct ProbeHealth: Sendable, Hashable {
         }
         return before != isHealthy
     }
+
+    /// A request got an answer from the endpoint: it is known to be up (if probes have not
+    /// said otherwise already).
+    public mutating func recordAnswer() {
+        guard !isKnown else { return }
+        isKnown = true
+        isHealthy = true
+    }
+
+    /// `unknown`, `healthy` or `unhealthy`, as the management API shows it.
+    public var name: String { isKnown ? (isHealthy ? "healthy" : "unhealthy") : "unknown" }
 }

@@ -103,6 +103,7 @@ public final class Endpoint: Sendable {
             switch outcome {
             case .success(let firstByte):
                 state.circuit.recordSuccess()
+                state.probe.recordAnswer()
                 if state.probing {
                     state.probing = false
                     state.latency.reset(firstByte, at: now)
@@ -141,7 +142,8 @@ public final class Endpoint: Sendable {
         return state.withLock { state in
             EndpointStatus(
                 url: definition.url, weight: definition.weight, healthy: state.probe.isHealthy,
-                circuit: state.circuit.state.name, inFlight: inFlight, ewmaLatencyMilliseconds: state.latency.value * 1000
+                circuit: state.circuit.state.name, inFlight: inFlight, ewmaLatencyMilliseconds: state.latency.value * 1000,
+                health: state.probe.name
             )
         }
     }

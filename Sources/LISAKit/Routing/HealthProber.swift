@@ -56,7 +56,11 @@ public struct HealthProber: Service {
             if url.hasPrefix("https:") {
                 request.tlsConfiguration = (endpoint.definition.tls ?? UpstreamTLS()).over(defaultTLS).configuration()
             }
-            if let apiKey = endpoint.definition.apiKey, !apiKey.isEmpty {
+            // The key goes only where it was configured for: under the endpoint's base URL,
+            // and never with the reachability probe (any answer, 401 included, is "up").
+            if !check.reachabilityOnly, let apiKey = endpoint.definition.apiKey, !apiKey.isEmpty,
+                Self.isUnderBase(url, base: endpoint.definition.url)
+            {
                 request.headers.add(name: "Authorization", value: "Bearer \(apiKey)")
             }
             do {
@@ -77,6 +81,24 @@ public struct HealthProber: Service {
                 logger.warning("endpoint unhealthy: probes failing", metadata: metadata)
             }
         }
+    }
+
+    /// Whether `url` lies under the configured `base` URL: same scheme, host and port, and a
+    /// path inside the base path (`https://h/tenant-a/v1` covers `https://h/tenant-a/v1/models`,
+    /// not `https://h/` or `https://h/tenant-b/`). Credentials are sent only there.
+    static func isUnderBase(_ url: String, base: String) -> Bool {
+        guard let target = URLComponents(string: url), let configured = URLComponents(string: base),
+            let host = target.host, let configuredHost = configured.host
+        else { return false }
+        func port(_ c: URLComponents) -> Int? { c.port ?? (c.scheme?.lowercased() == "https" ? 443 : c.scheme?.lowercased() == "http" ? 80 : nil) }
+        guard target.scheme?.lowercased() == configured.scheme?.lowercased(), host.lowercased() == configuredHost.lowercased(),
+            port(target) == port(configured)
+        else { return false }
+        let segments = { (path: String) in path.split(separator: "/", omittingEmptySubsequences: true) }
+        let targetPath = segments(target.percentEncodedPath)
+        let basePath = segments(configured.percentEncodedPath)
+        guard !targetPath.contains(where: { $0 == ".." || $0 == "." }) else { return false }
+        return targetPath.count >= basePath.count && zip(targetPath, basePath).allSatisfy { $0 == $1 }
     }
 
     /// The probe URL: the endpoint URL's scheme, host and port with the check's path.

@@ -103,21 +103,25 @@ export class ModelsView {
         h('td', {}, model.modelType ?? 'textgen', model.hostingType === 'lisa_hosted' ? h('div', { class: 'hint' }, 'hosted') : null,
           h('div', { class: 'hint groups' }, (model.allowedGroups ?? []).length ? `groups: ${model.allowedGroups.join(', ')}` : 'everyone')),
         h('td', {},
-          h('span', { class: `status status-${model.status.toLowerCase()}` }, model.status),
+          // The badge shows what a caller gets: an InService model no endpoint can serve is down.
+          h('span', { class: `status status-${shownStatus(model).toLowerCase()}`, title: serving ? `InService, health: ${model.health}` : null },
+            shownStatus(model)),
           model.statusReason ? h('div', { class: 'hint reason' }, model.statusReason) : null,
           // In service is not the same as answering: say when no endpoint (or not every one) can take requests.
-          serving && (model.health === 'down' || model.health === 'degraded')
+          serving && ['down', 'degraded', 'unknown'].includes(model.health)
             ? h('div', { class: `hint health health-${model.health}` },
-                model.health === 'down' ? 'down: no endpoint can take requests' : 'degraded: some endpoints are failing')
+                { down: 'no endpoint can take requests', degraded: 'some endpoints are failing', unknown: 'no endpoint has answered yet' }[model.health])
             : null,
           hosted ? h('div', { class: 'hint replicas' }, replicaSummary(model)) : null),
         h('td', {}, model.endpointStatus.length
           ? h('ul', { class: 'endpoints' }, model.endpointStatus.map((endpoint) => {
-            const healthy = endpoint.healthy && endpoint.circuit === 'closed';
-            return h('li', { class: healthy ? 'healthy' : 'unhealthy' },
+            const unknown = endpoint.health === 'unknown' && endpoint.circuit === 'closed';
+            const healthy = !unknown && endpoint.healthy && endpoint.circuit === 'closed';
+            const state = unknown ? 'not answered yet' : healthy ? 'healthy' : endpoint.healthy ? `circuit ${endpoint.circuit.replace('_', '-')}` : 'unhealthy';
+            return h('li', { class: unknown ? 'unknown' : healthy ? 'healthy' : 'unhealthy' },
               h('span', { class: 'dot', 'aria-hidden': 'true' }),
               h('span', { class: 'endpoint-url' }, endpoint.url),
-              h('span', { class: 'hint' }, ` ${healthy ? 'healthy' : endpoint.healthy ? `circuit ${endpoint.circuit.replace('_', '-')}` : 'unhealthy'} · ${endpoint.inFlight} in flight · ${Math.round(endpoint.ewmaLatencyMilliseconds)} ms`));
+              h('span', { class: 'hint' }, ` ${state} · ${endpoint.inFlight} in flight · ${Math.round(endpoint.ewmaLatencyMilliseconds)} ms`));
           }))
           : h('span', { class: 'hint' }, 'none')),
         h('td', {}, h('div', { class: 'actions' },
@@ -373,4 +377,12 @@ export class TokensView {
       if (error.status !== 401) refused(this.container, 'API tokens', error);
     }
   }
+}
+
+/** The status a model's badge shows: `Down` or `Degraded` for an InService model whose endpoints cannot all serve. */
+export function shownStatus(model) {
+  if (model.status !== 'InService') return model.status;
+  if (model.health === 'down') return 'Down';
+  if (model.health === 'degraded') return 'Degraded';
+  return model.status;
 }

@@ -152,9 +152,12 @@ export class ChatView {
   async loadChoices() {
     try {
       const list = await this.api.get('/v1/models');
-      this.models = list.data.filter((model) => (model.lisa?.modelType ?? 'textgen') === 'textgen');
+      const textModels = list.data.filter((model) => (model.lisa?.modelType ?? 'textgen') === 'textgen');
+      // A model no endpoint can serve now is not offered: choosing it could only fail.
+      this.models = textModels.filter((model) => model.lisa?.health !== 'down');
       if (!this.models.length) {
-        const why = this.app.me.mayCallInference ? 'No models available to you' : 'Your account may not use models here';
+        const why = !this.app.me.mayCallInference ? 'Your account may not use models here'
+          : textModels.length ? 'No model can take requests now' : 'No models available to you';
         replace(this.modelSelect, h('option', { value: '' }, why));
       } else {
         replace(this.modelSelect, this.models.map((model) => h('option', { value: model.id }, model.id)));
