@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Instrumentation
 import LISAKit
 import NIOCore
 import NIOFoundationCompat
@@ -169,6 +170,8 @@ public struct AuthenticationMiddleware<Context: LISARoutesContext>: RouterMiddle
             )
             throw error
         }
+        // Signed in: the caller's trace sampling decision may count now (RequestSpanMiddleware).
+        InstrumentationContext.current?.remoteSamplingGate?.confirm()
         if let rateLimiter, let principal = context.principal, Self.isMetered(method: request.method, path: request.uri.path) {
             try await rateLimiter.admit(principal)
         }

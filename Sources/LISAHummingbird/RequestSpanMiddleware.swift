@@ -20,6 +20,10 @@ public struct RequestSpanMiddleware<Context: LISARoutesContext>: RouterMiddlewar
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var parent = InstrumentationContext.current ?? .topLevel
         tracer.extract(request.headers, into: &parent, using: HTTPFieldsExtractor())
+        // A caller's "sampled" flag counts once the caller has signed in (AuthenticationMiddleware
+        // confirms); a request that fails sign-in follows the local sampler only.
+        let gate = parent.traceIdentity?.sampled == true ? RemoteSamplingGate() : nil
+        if let gate { parent.remoteSamplingGate = gate }
         let method = request.method.rawValue
         let span = tracer.startSpan(method, context: parent, ofKind: .server)
         if span.isRecording {
@@ -35,6 +39,7 @@ public struct RequestSpanMiddleware<Context: LISARoutesContext>: RouterMiddlewar
             var response = try await InstrumentationContext.$current.withValue(span.context) {
                 try await next(request, context)
             }
+            gate?.refuse()
             Self.finish(span, route: context.endpointPath, method: method, status: Int(response.status.code))
             let body = response.body
             response.body = ResponseBody(contentLength: body.contentLength) { writer in
@@ -57,6 +62,7 @@ public struct RequestSpanMiddleware<Context: LISARoutesContext>: RouterMiddlewar
             } else {
                 status = (error as? any HTTPResponseError).map { Int($0.status.code) } ?? 500
             }
+            gate?.refuse()
             Self.finish(span, route: context.endpointPath, method: method, status: status)
             span.end()
             throw error

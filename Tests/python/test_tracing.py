@@ -320,3 +320,33 @@ def test_sampling_follows_the_client_and_a_dead_collector_costs_nothing(upstream
     finally:
         assert lisa.stop() == 0
     assert "exporting traces failed" in lisa.proc.output()
+
+
+def test_a_failed_sign_in_cannot_make_lisa_export_spans(upstream, tmp_path, receiver, model_server):
+    """A sampled traceparent counts only for a caller who signed in: at sampleRatio 0, 40
+    requests with a bad key export nothing (they used to export 80 spans); a signed-in one
+    with the same kind of header is still recorded, and its spans come after the refused ones."""
+    config = "tracing:\n  sampleRatio: 0\n  exportIntervalSeconds: 0.1\n"
+    lisa = Lisa(upstream, tmp_path / "data", extra_config=models_config(model_server) + config,
+                extra_env={"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url})
+    try:
+        refused = OpenAI(base_url=lisa.url + "/v1", api_key="not-a-key", max_retries=0)
+        bad_traces = []
+        for i in range(40):
+            trace = f"{i + 1:032x}"
+            bad_traces.append(trace)
+            with pytest.raises(Exception) as failure:
+                refused.chat.completions.create(model="traced", messages=[{"role": "user", "content": "x"}],
+                                                extra_headers={"traceparent": f"00-{trace}-{CLIENT_SPAN}-01"})
+            assert getattr(failure.value, "status_code", None) == 401
+        client = OpenAI(base_url=lisa.url + "/v1", api_key=ADMIN_KEY, max_retries=0)
+        client.chat.completions.create(model="traced", messages=[{"role": "user", "content": "signed in"}],
+                                       extra_headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"})
+        # The signed-in call's spans (its authenticate span included) reach the collector, which
+        # by then has had every chance to receive the refused requests' spans.
+        spans = receiver.wait_for(lambda spans: any(s["name"] == "chat traced" for s in spans)
+                                  and any(s["name"] == "authenticate" for s in spans))
+        assert any(s["name"] == "chat traced" for s in spans)
+        assert {s["traceId"] for s in spans} == {CLIENT_TRACE}, "no span of a request that failed sign-in"
+    finally:
+        lisa.stop()

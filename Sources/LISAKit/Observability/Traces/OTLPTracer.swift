@@ -112,9 +112,23 @@ public final class OTLPTracer: Tracer, Sendable {
         let sampled = parent?.sampled ?? (threshold == .max || traceID.low < threshold)
         let identity = TraceIdentity(traceID: traceID, spanID: spanID, sampled: sampled, traceState: parent?.traceState)
         context.traceIdentity = identity
+        // A caller's "sampled" counts only once the request is signed in; until then (and for
+        // good when sign-in fails) the local sampler decides, on a draw of its own, not on
+        // the caller's trace id. The spans wait at the gate for the outcome.
+        var gate: RemoteSamplingGate?
+        if sampled, let pending = context.remoteSamplingGate, !pending.isConfirmed {
+            let threshold = self.threshold
+            if pending.isRefused || !pending.localDecision({ threshold == .max || UInt64.random(in: 0 ... .max) < threshold }) { gate = pending }
+        }
+        if let gate, gate.isRefused {
+            return OTLPSpan(
+                name: operationName, kind: kind, identity: identity, parentSpanID: parent?.spanID, context: context,
+                start: instant().nanosecondsSinceEpoch, exporter: nil
+            )
+        }
         return OTLPSpan(
             name: operationName, kind: kind, identity: identity, parentSpanID: parent?.spanID, context: context,
-            start: instant().nanosecondsSinceEpoch, exporter: sampled ? exporter : nil
+            start: instant().nanosecondsSinceEpoch, exporter: sampled ? exporter : nil, gate: gate
         )
     }
 
@@ -156,12 +170,15 @@ public final class OTLPSpan: Tracing.Span, Sendable {
     public let parentSpanID: UInt64?
     let start: UInt64
     private let exporter: OTLPExporter?
+    /// Where the span waits, when ended, for its request's sign-in (see ``RemoteSamplingGate``).
+    private let gate: RemoteSamplingGate?
     private let state: Mutex<State>
 
     init(
         name: String, kind: SpanKind, identity: TraceIdentity, parentSpanID: UInt64?, context: InstrumentationContext, start: UInt64,
-        exporter: OTLPExporter?
+        exporter: OTLPExporter?, gate: RemoteSamplingGate? = nil
     ) {
+        self.gate = gate
         self.kind = kind
         self.identity = identity
         self.parentSpanID = parentSpanID
@@ -219,12 +236,96 @@ public final class OTLPSpan: Tracing.Span, Sendable {
             return state
         }
         guard let finished, let exporter else { return }
-        exporter.enqueue(
-            OTLPExporter.FinishedSpan(
+        let span = OTLPExporter.FinishedSpan(
                 identity: identity, parentSpanID: parentSpanID, name: finished.name, kind: kind, start: start,
                 end: instant().nanosecondsSinceEpoch, attributes: finished.attributes, events: finished.events,
-                links: finished.links.compactMap { $0.context.traceIdentity }, status: finished.status
-            )
+            links: finished.links.compactMap { $0.context.traceIdentity }, status: finished.status
         )
+        if let gate { gate.submit(span, to: exporter) } else { exporter.enqueue(span) }
+    }
+}
+
+/// A caller's sampling decision (`traceparent` flags `01`) held back until its request is
+/// signed in: unauthenticated input must not decide what this server records and exports.
+///
+/// The binding puts one into the request's context when the caller's trace is sampled
+/// (``InstrumentationContext/remoteSamplingGate``); the authentication step calls
+/// ``confirm()`` once the caller is known, and the binding calls ``refuse()`` when the
+/// request ends. Spans an ``OTLPTracer`` records only because of the caller's flag wait
+/// here (at most ``capacity``): exported on confirmation, dropped on refusal. Spans the
+/// local sampler chose are exported either way. Other tracers ignore the gate.
+public final class RemoteSamplingGate: Sendable {
+    private enum Decision { case pending, confirmed, refused }
+    private struct State {
+        var decision = Decision.pending
+        /// The local sampler's draw for this request, made once so a trace is whole or absent.
+        var local: Bool?
+        var held: [(exporter: OTLPExporter, span: OTLPExporter.FinishedSpan)] = []
+    }
+    private let state = Mutex(State())
+    /// The most spans held for one request; more are dropped.
+    public static let capacity = 64
+
+    public init() {}
+
+    /// The request is signed in: its spans are exported as the caller's trace asked.
+    public func confirm() {
+        let held = state.withLock { state -> [(exporter: OTLPExporter, span: OTLPExporter.FinishedSpan)] in
+            guard state.decision == .pending else { return [] }
+            state.decision = .confirmed
+            defer { state.held = [] }
+            return state.held
+        }
+        for (exporter, span) in held { exporter.enqueue(span) }
+    }
+
+    /// The request ended without signing in: the spans held and any still open are dropped.
+    /// No effect once confirmed.
+    public func refuse() {
+        state.withLock { state in
+            guard state.decision == .pending else { return }
+            state.decision = .refused
+            state.held = []
+        }
+    }
+
+    /// The local sampler's decision for this request: `draw`'s first answer.
+    func localDecision(_ draw: () -> Bool) -> Bool {
+        state.withLock { state in
+            if let local = state.local { return local }
+            let local = draw()
+            state.local = local
+            return local
+        }
+    }
+
+    var isConfirmed: Bool { state.withLock { $0.decision == .confirmed } }
+    var isRefused: Bool { state.withLock { $0.decision == .refused } }
+
+    func submit(_ span: OTLPExporter.FinishedSpan, to exporter: OTLPExporter) {
+        let now = state.withLock { state -> Bool in
+            switch state.decision {
+            case .confirmed: return true
+            case .refused: return false
+            case .pending:
+                if state.held.count < Self.capacity { state.held.append((exporter, span)) }
+                return false
+            }
+        }
+        if now { exporter.enqueue(span) }
+    }
+}
+
+/// Where a ``RemoteSamplingGate`` lives in an `InstrumentationContext`.
+public enum RemoteSamplingGateKey: InstrumentationContextKey {
+    public typealias Value = RemoteSamplingGate
+    public static var nameOverride: String? { "lisa.remote_sampling_gate" }
+}
+
+extension InstrumentationContext {
+    /// The gate a request's remote sampling decision waits at until sign-in, if any.
+    public var remoteSamplingGate: RemoteSamplingGate? {
+        get { self[RemoteSamplingGateKey.self] }
+        set { self[RemoteSamplingGateKey.self] = newValue }
     }
 }
