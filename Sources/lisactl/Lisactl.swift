@@ -726,7 +726,20 @@ struct UsageCommand: AsyncParsableCommand {
 
     static func figures(_ row: UsageReport.Row) -> [String] {
         let estimated = row.estimatedRequests > 0 ? " (~\(row.estimatedRequests) est.)" : ""
-        return ["\(row.requests)", "\(row.errors)", "\(row.inputTokens)\(estimated)", "\(row.outputTokens)", String(format: "%.4f", row.cost)]
+        return ["\(row.requests)", "\(row.errors)", "\(row.inputTokens)\(estimated)", "\(row.outputTokens)", formatCost(row.cost)]
+    }
+
+    /// A cost with its significant digits: `0.000012`, not `0.0000`; two decimals from 1 up.
+    static func formatCost(_ value: Double) -> String {
+        guard value.isFinite, value != 0 else { return "0" }
+        let magnitude = abs(value)
+        if magnitude >= 1 { return String(format: "%.2f", value) }
+        // Three significant digits below 1, trailing zeros dropped.
+        let decimals = min(12, Int(-log10(magnitude).rounded(.down)) + 3)
+        var text = String(format: "%.\(decimals)f", value)
+        while text.hasSuffix("0") { text.removeLast() }
+        if text.hasSuffix(".") { text.removeLast() }
+        return text
     }
 
     static func format(_ date: Date, _ bucket: UsageQuery.Bucket) -> String {
@@ -758,7 +771,7 @@ struct BudgetsCommand: AsyncParsableCommand {
                 printTable(
                     ["SCOPE", "SUBJECT", "METRIC", "PERIOD", "SPENT", "HELD", "LIMIT", "RESETS"],
                     budgets.data.map { budget in
-                        let number: (Double) -> String = { budget.metric == "tokens" ? "\(Int($0))" : String(format: "%.4f", $0) }
+                        let number: (Double) -> String = { budget.metric == "tokens" ? "\(Int($0))" : UsageCommand.formatCost($0) }
                         return [
                             budget.scope, budget.subject, budget.metric, budget.period.rawValue, number(budget.spent), number(budget.reserved),
                             number(budget.limit), ISO8601DateFormatter().string(from: budget.resetsAt),

@@ -134,7 +134,8 @@ public struct LISAConfiguration: Sendable {
                 let reason = (underlying as? YamlError).map { "\($0)" } ?? (underlying as NSError).localizedDescription
                 throw ConfigurationError("configuration file '\(path)' is not valid \(isJSON ? "JSON" : "YAML"): \(reason)")
             }
-            throw ConfigurationError("configuration file '\(path)': \(error.lisaDescription)")
+            let root = isJSON ? nil : (try? Yams.compose(yaml: text)) ?? nil
+            throw ConfigurationError("\(path)\(Self.place(of: error, in: root)): \(Self.describe(error))")
         } catch let error as YamlError {
             throw ConfigurationError("configuration file '\(path)' is not valid YAML: \(error)")
         } catch {
@@ -145,9 +146,19 @@ public struct LISAConfiguration: Sendable {
         let unknown = recorder.unknown()
         if !unknown.isEmpty {
             let root = isJSON ? nil : (try? Yams.compose(yaml: text)) ?? nil
-            let lines = unknown.prefix(10).map { entry -> String in
+            // In the order they appear in the file (by line, then column), not by path.
+            let located = unknown.map { entry in (entry, root.flatMap { Self.mark(of: entry.key, at: entry.path, in: $0) }) }
+                .sorted { a, b in
+                    switch (a.1, b.1) {
+                    case (let x?, let y?): return (x.line, x.column) < (y.line, y.column)
+                    case (.some, nil): return true
+                    case (nil, .some): return false
+                    case (nil, nil): return (a.0.path, a.0.key) < (b.0.path, b.0.key)
+                    }
+                }
+            let lines = located.prefix(10).map { entry, mark -> String in
                 let full = entry.path.isEmpty ? entry.key : "\(KeyRecorder.display(entry.path)).\(entry.key)"
-                let place = root.flatMap { Self.mark(of: entry.key, at: entry.path, in: $0) }.map { ":\($0.line):\($0.column)" } ?? ""
+                let place = mark.map { ":\($0.line):\($0.column)" } ?? ""
                 let hint = KeyRecorder.suggestion(for: entry.key, among: entry.known).map { " (did you mean '\($0)'?)" } ?? ""
                 return "\(path)\(place): unknown key '\(full)'\(hint)"
             }
@@ -156,6 +167,44 @@ public struct LISAConfiguration: Sendable {
         }
         try apply(file)
     }
+
+    /// `:line:column` of the value a decoding error is about, when the YAML document has it.
+    static func place(of error: DecodingError, in root: Node?) -> String {
+        let codingPath: [any CodingKey]
+        switch error {
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context): codingPath = context.codingPath
+        case .keyNotFound(_, let context): codingPath = context.codingPath
+        @unknown default: return ""
+        }
+        guard let root, let last = codingPath.last else { return "" }
+        if last.intValue != nil {
+            return ""  // an element of a sequence: the path names it
+        }
+        let parent = KeyRecorder.path(Array(codingPath.dropLast()))
+        return mark(of: last.stringValue, at: parent, in: root).map { ":\($0.line):\($0.column)" } ?? ""
+    }
+
+    /// A decoding error in LISA's words: the path, and for a value a type does not take,
+    /// the values it does (never the decoder's "Cannot initialize … from invalid String value").
+    static func describe(_ error: DecodingError) -> String {
+        if case .dataCorrupted(let context) = error,
+            let match = context.debugDescription.firstMatch(of: #/^Cannot initialize (\w+) from invalid \w+ value (.*)$/#)
+        {
+            let path = DecodingError.path(context.codingPath)
+            let value = String(match.2)
+            guard let choices = choices[String(match.1)] else { return "\(path): '\(value)' is not a valid value" }
+            return "\(path): '\(value)' is not one of \(choices.joined(separator: ", "))"
+        }
+        return error.lisaDescription
+    }
+
+    /// The values of the closed enumerations a configuration file may set, by type name.
+    static let choices: [String: [String]] = [
+        String(describing: BudgetLimit.Period.self): BudgetLimit.Period.allCases.map(\.rawValue),
+        String(describing: LoadBalancingPolicy.self): LoadBalancingPolicy.allCases.map(\.rawValue),
+        String(describing: UsageQuery.Bucket.self): UsageQuery.Bucket.allCases.map(\.rawValue),
+        String(describing: DistanceMetric.self): DistanceMetric.allCases.map(\.rawValue),
+    ]
 
     /// Where the key `key` of the mapping at `path` (a ``KeyRecorder`` path) is in the YAML document.
     static func mark(of key: String, at path: String, in root: Node) -> Yams.Mark? {
@@ -281,6 +330,7 @@ public struct LISAConfiguration: Sendable {
             }
         }
         if let value = text("LISA_UI_DIRECTORY") { ui.directory = value }
+        if let value = text("LISA_PDFTOTEXT") { ragIngestion.document.pdftotextPath = value }
         let certificate = text("LISA_TLS_CERTIFICATE")
         let privateKey = text("LISA_TLS_PRIVATE_KEY")
         if certificate != nil || privateKey != nil {
@@ -301,8 +351,11 @@ public struct LISAConfiguration: Sendable {
         try validate()
     }
 
-    /// Checks values that have a valid range.
+    /// Checks values that have a valid range, and the models: each one's own checks and
+    /// their cross-references (``modelProblems()``), every problem at once, in file order.
     public func validate() throws {
+        let problems = modelProblems()
+        if !problems.isEmpty { throw ConfigurationError(problems.joined(separator: "\n")) }
         guard (0...65535).contains(port) else { throw ConfigurationError("port \(port) is out of range 0-65535") }
         guard maxRequestBodySize > 0 else { throw ConfigurationError("maxRequestBodySize must be positive") }
         guard ragMaxUploadSize > 0 else { throw ConfigurationError("rag.maxUploadSize must be positive") }

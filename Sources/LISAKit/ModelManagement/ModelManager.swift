@@ -161,6 +161,8 @@ public final class ModelManager: Service, Sendable {
     /// their replicas.
     public func create(_ definition: ModelDefinition) async throws -> ModelRecord {
         try definition.validate()
+        // Fallbacks name models that exist now, of the same type.
+        if let problem = definition.fallbackProblems(resolve: { registry.model($0)?.definition }).first { throw problem }
         if definition.isHosted && backend == nil {
             throw LISAError.invalidRequest("This server has no hosting backend; lisa_hosted models are not available.", param: "hostingType")
         }
@@ -227,6 +229,11 @@ public final class ModelManager: Service, Sendable {
             throw LISAError.invalidRequest("The update does not give a valid model: \(error.lisaDescription)")
         }
         try definition.validate()
+        if definition.fallbacks != current.definition.fallbacks || definition.modelType != current.definition.modelType,
+            let problem = definition.fallbackProblems(resolve: { registry.model($0)?.definition }).first
+        {
+            throw problem
+        }
         try checkBackendCanRun(definition)
         if definition.hostingType != current.definition.hostingType {
             throw LISAError.invalidRequest("hostingType cannot change; create a new model.", param: "hostingType")

@@ -19,12 +19,40 @@ public enum DocumentParser {
         public var maxExpandedBytes: Int
         /// How long `pdftotext` may run on one file before it is killed. Default 120 s.
         public var toolTimeoutSeconds: Double
+        /// The `pdftotext` to run: a path, or a name looked up on `PATH`
+        /// (`rag.ingestion.pdftotextPath`, `LISA_PDFTOTEXT`). Default `pdftotext`.
+        public var pdftotextPath: String
 
-        public init(maxTextBytes: Int = 8 * 1024 * 1024, maxExpandedBytes: Int = 64 * 1024 * 1024, toolTimeoutSeconds: Double = 120) {
+        public init(
+            maxTextBytes: Int = 8 * 1024 * 1024, maxExpandedBytes: Int = 64 * 1024 * 1024, toolTimeoutSeconds: Double = 120,
+            pdftotextPath: String = "pdftotext"
+        ) {
             self.maxTextBytes = maxTextBytes
             self.maxExpandedBytes = maxExpandedBytes
             self.toolTimeoutSeconds = toolTimeoutSeconds
+            self.pdftotextPath = pdftotextPath
         }
+    }
+
+    /// The executable `pdftotext` resolves to (a path, or the first match on `PATH`), or
+    /// `nil` when there is none: PDF uploads are then refused at once.
+    public static func pdfTool(_ limits: Limits) -> String? {
+        let tool = limits.pdftotextPath
+        let files = FileManager.default
+        if tool.contains("/") { return files.isExecutableFile(atPath: tool) ? tool : nil }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        for directory in path.split(separator: ":") where !directory.isEmpty {
+            let candidate = "\(directory)/\(tool)"
+            if files.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    /// Why this server cannot read PDFs (the tool it misses and how to provide it), or `nil`.
+    public static func pdfProblem(_ limits: Limits) -> String? {
+        guard pdfTool(limits) == nil else { return nil }
+        let where_ = limits.pdftotextPath.contains("/") ? "at \(limits.pdftotextPath)" : "on PATH"
+        return "pdftotext (poppler-utils) was not found \(where_); PDF uploads are refused: install poppler-utils or set rag.ingestion.pdftotextPath"
     }
 
     /// The text of `data`, named `filename`. Unsupported types, empty files and files
@@ -65,8 +93,9 @@ public enum DocumentParser {
 
     static func pdf(_ data: Data, filename: String, limits: Limits) async throws(LISAError) -> String {
         guard data.starts(with: Array("%PDF".utf8)) else { throw .invalidRequest("'\(filename)' is not a PDF.", param: "file") }
+        guard let tool = pdfTool(limits) else { throw .unsupportedFileType("'\(filename)': \(pdfProblem(limits) ?? "pdftotext is missing").") }
         return try await BoundedProcess.output(
-            of: "pdftotext", ["-layout", "-enc", "UTF-8", "{input}", "-"], input: data, suffix: ".pdf", filename: filename,
+            of: tool, ["-layout", "-enc", "UTF-8", "{input}", "-"], input: data, suffix: ".pdf", filename: filename,
             maxOutputBytes: limits.maxTextBytes, timeoutSeconds: limits.toolTimeoutSeconds
         )
     }

@@ -19,7 +19,8 @@ public struct IngestionLimits: Sendable, Hashable, Codable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case concurrency, timeoutSeconds, maxAttempts, maxTextBytes, maxExpandedBytes, toolTimeoutSeconds, leaseSeconds, scanIntervalSeconds
+        case concurrency, timeoutSeconds, maxAttempts, maxTextBytes, maxExpandedBytes, toolTimeoutSeconds, pdftotextPath, leaseSeconds
+        case scanIntervalSeconds
     }
 
     public init(from decoder: any Decoder) throws {
@@ -30,6 +31,7 @@ public struct IngestionLimits: Sendable, Hashable, Codable {
         document.maxTextBytes = try c.decodeIfPresent(Int.self, forKey: .maxTextBytes) ?? document.maxTextBytes
         document.maxExpandedBytes = try c.decodeIfPresent(Int.self, forKey: .maxExpandedBytes) ?? document.maxExpandedBytes
         document.toolTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .toolTimeoutSeconds) ?? document.toolTimeoutSeconds
+        document.pdftotextPath = try c.decodeIfPresent(String.self, forKey: .pdftotextPath) ?? document.pdftotextPath
         leaseSeconds = try c.decodeIfPresent(Double.self, forKey: .leaseSeconds) ?? 30
         scanIntervalSeconds = try c.decodeIfPresent(Double.self, forKey: .scanIntervalSeconds) ?? 10
     }
@@ -42,6 +44,7 @@ public struct IngestionLimits: Sendable, Hashable, Codable {
         try c.encode(document.maxTextBytes, forKey: .maxTextBytes)
         try c.encode(document.maxExpandedBytes, forKey: .maxExpandedBytes)
         try c.encode(document.toolTimeoutSeconds, forKey: .toolTimeoutSeconds)
+        try c.encode(document.pdftotextPath, forKey: .pdftotextPath)
         try c.encode(leaseSeconds, forKey: .leaseSeconds)
         try c.encode(scanIntervalSeconds, forKey: .scanIntervalSeconds)
     }
@@ -56,5 +59,6 @@ public struct IngestionLimits: Sendable, Hashable, Codable {
         guard document.maxTextBytes > 0, document.maxExpandedBytes > 0, document.toolTimeoutSeconds > 0 else {
             throw ConfigurationError("rag.ingestion.maxTextBytes, maxExpandedBytes and toolTimeoutSeconds must be positive")
         }
+        guard !document.pdftotextPath.isEmpty else { throw ConfigurationError("rag.ingestion.pdftotextPath must not be empty") }
     }
 }

@@ -10,6 +10,9 @@ public struct Readiness: Sendable, Hashable, Codable {
     public var leader: Bool
     /// Models this process routes to.
     public var models: Int
+    /// Tools an optional feature needs and this server lacks (`pdftotext: "…"`): the
+    /// server is ready, but that feature refuses requests. Absent when nothing is missing.
+    public var missingTools: [String: String]?
 
     public var isReady: Bool { status == "OK" }
 }
@@ -34,7 +37,8 @@ extension LISARuntime {
         }
         return Readiness(
             status: problem == nil ? "OK" : "unavailable", stateStore: problem ?? "ok", leader: models.isLeading,
-            models: gateway.registry.allModels().count
+            models: gateway.registry.allModels().count,
+            missingTools: DocumentParser.pdfProblem(configuration.ragIngestion.document).map { ["pdftotext": $0] }
         )
     }
 }

@@ -141,6 +141,9 @@ public final class LISARuntime: Sendable {
                     logger.warning("pgvector is not available on the state database; pgvector repositories are off", metadata: ["lisa.error": "\(error)"])
                 }
             }
+            if let problem = DocumentParser.pdfProblem(configuration.ragIngestion.document) {
+                logger.warning("PDF ingestion is off", metadata: ["lisa.reason": "\(problem)"])
+            }
             let rag = try RAGService(
                 store: store, gateway: gateway, embedded: embedded, pgvector: pgvector,
                 uploadDirectory: directory.appendingPathComponent("uploads").path, maxUploadSize: configuration.ragMaxUploadSize,

@@ -29,9 +29,20 @@ const RANGES = {
 const METRICS = {
   requests: { label: 'Requests', whole: true, value: (row) => row.requests, format: (value) => Math.round(value).toLocaleString() },
   tokens: { label: 'Tokens', whole: true, value: (row) => row.inputTokens + row.outputTokens, format: compact },
-  cost: { label: 'Cost', value: (row) => row.cost, format: (value) => value.toFixed(value >= 100 ? 0 : value >= 1 ? 2 : 4) },
+  cost: { label: 'Cost', value: (row) => row.cost, format: (value) => formatCost(value) },
   errors: { label: 'Errors', whole: true, value: (row) => row.errors, format: (value) => Math.round(value).toLocaleString() },
 };
+
+/** A cost with its significant digits: `0.000012`, not `0.0000`; whole numbers from 100, two decimals from 1. */
+export function formatCost(value) {
+  if (!value || !Number.isFinite(value)) return '0';
+  const magnitude = Math.abs(value);
+  if (magnitude >= 100) return value.toFixed(0);
+  if (magnitude >= 1) return value.toFixed(2);
+  // Three significant digits below 1, trailing zeros dropped (never exponent notation).
+  const decimals = Math.min(12, Math.floor(-Math.log10(magnitude)) + 3);
+  return value.toFixed(decimals).replace(/0+$/, '').replace(/\.$/, '');
+}
 
 function compact(value) {
   if (value >= 1e9) return `${(value / 1e9).toFixed(1)}G`;
