@@ -163,10 +163,12 @@ struct ModelsCommand: AsyncParsableCommand {
                     }
                     print()
                     printTable(
-                        ["ENDPOINT", "WEIGHT", "HEALTHY", "CIRCUIT", "IN FLIGHT", "EWMA LATENCY"],
+                        ["ENDPOINT", "WEIGHT", "HEALTH", "CIRCUIT", "IN FLIGHT", "EWMA LATENCY"],
                         model.endpointStatus.map { status in
                             [
-                                status.url, String(status.weight), status.healthy ? "yes" : "no", status.circuit, String(status.inFlight),
+                                // unknown until the endpoint has answered (servers before it: healthy/unhealthy from the flag)
+                                status.url, String(status.weight), status.health ?? (status.healthy ? "healthy" : "unhealthy"), status.circuit,
+                                String(status.inFlight),
                                 String(format: "%.1f ms", status.ewmaLatencyMilliseconds),
                             ]
                         }

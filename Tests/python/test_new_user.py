@@ -114,3 +114,17 @@ def test_lisactl_prints_small_costs_with_their_significant_digits(upstream, tmp_
         assert abs(float(printed) - cost) <= cost * 0.01, (printed, cost)
     finally:
         lisa.stop()
+
+
+def test_an_endpoint_that_never_answered_is_unknown_not_healthy(lisa):
+    from conftest import lisactl
+    with httpx.Client(base_url=lisa.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as client:
+        created = client.post("/models", json={"modelId": "silent", "modelName": "s", "modelUrl": "http://127.0.0.1:9/v1",
+                                               "healthCheck": {"enabled": False}})
+        assert created.status_code == 201, created.text
+        assert created.json()["health"] == "unknown" and created.json()["endpointStatus"][0]["health"] == "unknown"
+        listed = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+        assert listed["silent"]["lisa"]["health"] == "unknown"
+    shown = lisactl(lisa, "models", "get", "silent")
+    assert shown.returncode == 0, shown.stderr
+    assert "unknown" in shown.stdout and "yes" not in shown.stdout.split("ENDPOINT")[1], shown.stdout

@@ -44,9 +44,11 @@ def ui(slow_upstream, embedding_model, tmp_path_factory):
   - modelId: overloaded
     modelName: fail-503
     modelUrl: {slow_upstream}
+    circuitBreaker: {{failureThreshold: 1000, cooldownSeconds: 1}}  # stays offered: an open circuit is "down"
   - modelId: flaky-stream
     modelName: break-stream
     modelUrl: {slow_upstream}
+    circuitBreaker: {{failureThreshold: 1000, cooldownSeconds: 1}}
 auth:
   adminGroup: lisa-admins
 budgets:
