@@ -157,6 +157,9 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
     public var sessionHeader: String?
     /// Models to try, in order, when every endpoint of this one failed.
     public var fallbacks: [String]
+    /// Whether answers show the upstream's model name (``modelName``, or whatever the upstream
+    /// writes) instead of the name the client asked for. Default `false`.
+    public var passUpstreamModelName: Bool
     public var timeouts: ModelTimeouts?
     /// Active probes; `nil`: none (passive outlier detection still applies).
     public var healthCheck: HealthCheckConfiguration?
@@ -190,13 +193,14 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
         self.streaming = streaming
         self.allowedGroups = allowedGroups
         self.fallbacks = []
+        self.passUpstreamModelName = false
         self.additionalFields = [:]
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case modelId, modelName, modelType, inferenceContainer, upstreamAPI, hostingType, modelUrl, endpoints, streaming, allowedGroups,
             features, loadBalancing, sessionHeader, fallbacks, timeouts, healthCheck, circuitBreaker, retry, autoScalingConfig, launch,
-            pricing
+            pricing, passUpstreamModelName
     }
 
     public init(from decoder: any Decoder) throws {
@@ -215,6 +219,7 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
         loadBalancing = try c.decodeIfPresent(LoadBalancingPolicy.self, forKey: .loadBalancing)
         sessionHeader = try c.decodeIfPresent(String.self, forKey: .sessionHeader)
         fallbacks = try c.decodeIfPresent([String].self, forKey: .fallbacks) ?? []
+        passUpstreamModelName = try c.decodeIfPresent(Bool.self, forKey: .passUpstreamModelName) ?? false
         timeouts = try c.decodeIfPresent(ModelTimeouts.self, forKey: .timeouts)
         healthCheck = try c.decodeIfPresent(HealthCheckConfiguration.self, forKey: .healthCheck)
         circuitBreaker = try c.decodeIfPresent(CircuitBreakerConfiguration.self, forKey: .circuitBreaker)
@@ -243,6 +248,7 @@ public struct ModelDefinition: Sendable, Hashable, Codable {
         try c.encodeIfPresent(loadBalancing, forKey: .loadBalancing)
         try c.encodeIfPresent(sessionHeader, forKey: .sessionHeader)
         if !fallbacks.isEmpty { try c.encode(fallbacks, forKey: .fallbacks) }
+        if passUpstreamModelName { try c.encode(passUpstreamModelName, forKey: .passUpstreamModelName) }
         try c.encodeIfPresent(timeouts, forKey: .timeouts)
         try c.encodeIfPresent(healthCheck, forKey: .healthCheck)
         try c.encodeIfPresent(circuitBreaker, forKey: .circuitBreaker)

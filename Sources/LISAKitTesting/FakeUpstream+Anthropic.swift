@@ -69,6 +69,7 @@ extension FakeUpstream {
         state.withLock { state in
             state.requests[request.uri.path, default: 0] += 1
             state.lastBody = body
+            state.lastRawBody = String(buffer: buffer)
             state.lastAuthorization = request.headers[.authorization]
             state.lastAPIKey = key
             state.lastAnthropicVersion = request.headers[HTTPField.Name("anthropic-version")!]

@@ -31,6 +31,7 @@ extension FakeUpstream {
         state.withLock { state in
             state.requests[request.uri.path, default: 0] += 1
             state.lastBody = body
+            state.lastRawBody = String(buffer: buffer)
             state.lastAuthorization = request.headers[.authorization]
         }
         if let apiKey = configuration.apiKey, request.headers[.authorization] != "Bearer \(apiKey)" {

@@ -63,6 +63,9 @@ public final class FakeUpstream: Sendable {
         public var requests: [String: Int] = [:]
         /// The last request body, decoded.
         public var lastBody: JSONValue?
+        /// The last JSON request body (chat, completions, embeddings, Messages, Responses) as
+        /// its bytes arrived.
+        public var lastRawBody: String?
         /// The last `Authorization` header.
         public var lastAuthorization: String?
         /// The last `x-api-key` and `anthropic-version` headers (Messages requests).
@@ -151,6 +154,7 @@ public final class FakeUpstream: Sendable {
         state.withLock { state in
             state.requests[request.uri.path, default: 0] += 1
             state.lastBody = body
+            state.lastRawBody = String(buffer: buffer)
             state.lastAuthorization = request.headers[.authorization]
         }
         if let apiKey = configuration.apiKey, request.headers[.authorization] != "Bearer \(apiKey)" {

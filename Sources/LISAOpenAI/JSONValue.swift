@@ -2,7 +2,11 @@ import Foundation
 
 /// Any JSON value, kept exactly so a proxy can re-encode what it did not model.
 ///
-/// Integers that fit `Int64` stay integers; every other number is a `Double`.
+/// Integers that fit `Int64` stay integers; every other number is a `Double`. Objects keep
+/// their members in order (``JSONObject``): read with ``init(parsing:)`` and written with
+/// ``jsonBytes`` or ``write(to:)``, a document comes out in the order it came in, in every
+/// process. (Foundation's `JSONDecoder` and `JSONEncoder` do not keep member order on Linux:
+/// a value decoded through them has its members sorted by key, and is written in hash order.)
 public enum JSONValue: Sendable, Hashable {
     case null
     case bool(Bool)
@@ -10,7 +14,12 @@ public enum JSONValue: Sendable, Hashable {
     case number(Double)
     case string(String)
     case array([JSONValue])
-    case object([String: JSONValue])
+    case object(JSONObject)
+
+    /// An object of a dictionary's members, sorted by key (a dictionary has no order to keep).
+    public static func object(_ members: [String: JSONValue]) -> JSONValue {
+        .object(JSONObject(members))
+    }
 }
 
 extension JSONValue: Codable {
@@ -28,14 +37,24 @@ extension JSONValue: Codable {
             self = .string(value)
         } else if let value = try? container.decode([JSONValue].self) {
             self = .array(value)
-        } else if let value = try? container.decode([String: JSONValue].self) {
-            self = .object(value)
+        } else if let object = try? decoder.container(keyedBy: MemberKey.self) {
+            // The decoder's key order is not the document's: sorted, so at least every process agrees.
+            var members = JSONObject()
+            for key in object.allKeys.sorted(by: { $0.stringValue < $1.stringValue }) {
+                members[key.stringValue] = try object.decode(JSONValue.self, forKey: key)
+            }
+            self = .object(members)
         } else {
             throw DecodingError.dataCorruptedError(in: container, debugDescription: "expected a JSON value")
         }
     }
 
     public func encode(to encoder: any Encoder) throws {
+        if case .object(let members) = self {
+            var container = encoder.container(keyedBy: MemberKey.self)
+            for (key, value) in members { try container.encode(value, forKey: MemberKey(stringValue: key)) }
+            return
+        }
         var container = encoder.singleValueContainer()
         switch self {
         case .null: try container.encodeNil()
@@ -44,8 +63,15 @@ extension JSONValue: Codable {
         case .number(let value): try container.encode(value)
         case .string(let value): try container.encode(value)
         case .array(let value): try container.encode(value)
-        case .object(let value): try container.encode(value)
+        case .object: break
         }
+    }
+
+    private struct MemberKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
     }
 }
 
@@ -57,7 +83,7 @@ extension JSONValue {
     }
 
     /// The object's members, if this value is an object.
-    public var objectValue: [String: JSONValue]? {
+    public var objectValue: JSONObject? {
         if case .object(let value) = self { return value }
         return nil
     }
@@ -77,7 +103,9 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
     public init(booleanLiteral value: Bool) { self = .bool(value) }
     public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
-        self = .object(Dictionary(elements, uniquingKeysWith: { _, last in last }))
+        var members = JSONObject()
+        for (key, value) in elements { members[key] = value }
+        self = .object(members)
     }
     public init(nilLiteral: ()) { self = .null }
 }
@@ -97,7 +125,7 @@ extension JSONValue {
     /// member by member, `null` removes a member, anything else replaces.
     public func merging(patch: JSONValue) -> JSONValue {
         guard case .object(let changes) = patch else { return patch }
-        var members: [String: JSONValue]
+        var members: JSONObject
         if case .object(let existing) = self { members = existing } else { members = [:] }
         for (key, change) in changes {
             if change == .null {

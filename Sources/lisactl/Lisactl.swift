@@ -212,11 +212,11 @@ struct ModelsCommand: AsyncParsableCommand {
                     guard case .object(let members) = try ModelDefinitionFile.loadJSON(path: file) else {
                         throw ConfigurationError("'\(file)' must hold an object")
                     }
-                    patch = members
+                    patch = members.dictionary
                 }
                 if let desired {
                     var scaling: [String: JSONValue] = [:]
-                    if case .object(let members) = patch["autoScalingConfig"] { scaling = members }
+                    if case .object(let members) = patch["autoScalingConfig"] { scaling = members.dictionary }
                     scaling["desiredCapacity"] = .integer(Int64(desired))
                     patch["autoScalingConfig"] = .object(scaling)
                 }

@@ -88,8 +88,8 @@ private struct ChatAnswer {
 
 /// Re-assembles Anthropic stream events into a message, as the anthropic SDK's accumulator does.
 private func assembleAnthropic(_ events: [ServerSentEvent]) throws -> JSONValue {
-    var message: [String: JSONValue] = [:]
-    var blocks: [[String: JSONValue]] = []
+    var message: JSONObject = [:]
+    var blocks: [JSONObject] = []
     var partialJSON: [Int: String] = [:]
     var sawStop = false
     for event in events {

@@ -30,7 +30,7 @@ public enum AnthropicDialect {
         for (member, why) in refusedMembers where request.has(member) {
             throw .invalidRequest("\(member) is not supported: \(why).", param: member, reason: "unsupported_parameter")
         }
-        var chat: [String: JSONValue] = [:]
+        var chat: JSONObject = [:]
         for (key, value) in request.members where !translatedMembers.contains(key) {
             chat[key] = value
         }
@@ -185,7 +185,7 @@ public enum AnthropicDialect {
                 )
             }
         }
-        var message: [String: JSONValue] = ["role": "assistant", "content": text.isEmpty && !calls.isEmpty ? .null : .string(text)]
+        var message: JSONObject = ["role": "assistant", "content": text.isEmpty && !calls.isEmpty ? .null : .string(text)]
         if !calls.isEmpty { message["tool_calls"] = .array(calls) }
         if !reasoning.isEmpty { message["reasoning_content"] = .string(reasoning) }
         return .object(message)
@@ -253,7 +253,7 @@ public enum AnthropicDialect {
                 param: "\(path).type", reason: "unsupported_tool"
             )
         }
-        var function: [String: JSONValue] = ["name": .string(try tool.requiredString("name"))]
+        var function: JSONObject = ["name": .string(try tool.requiredString("name"))]
         if let description = try tool.string("description") { function["description"] = .string(description) }
         guard let schema = try tool.object("input_schema") else {
             throw .invalidRequest("\(path).input_schema is required.", param: "\(path).input_schema")
@@ -299,7 +299,7 @@ public enum AnthropicDialect {
             ])
         }
         let (stopReason, stopSequence) = stopReason(finish: choice["finish_reason"]?.stringValue, matched: choice["stop_reason"])
-        var answer: [String: JSONValue] = [
+        var answer: JSONObject = [
             "id": .string(messageID(for: completion["id"]?.stringValue)), "type": "message", "role": "assistant", "model": .string(model),
             "content": .array(content), "stop_reason": .string(stopReason), "stop_sequence": stopSequence.map(JSONValue.string) ?? .null,
             "usage": usage(completion["usage"]),
@@ -341,7 +341,7 @@ public enum AnthropicDialect {
     }
 
     static func usage(_ usage: JSONValue?) -> JSONValue {
-        var result: [String: JSONValue] = [
+        var result: JSONObject = [
             "input_tokens": .integer(usage?["prompt_tokens"]?.int64Value ?? 0),
             "output_tokens": .integer(usage?["completion_tokens"]?.int64Value ?? 0),
         ]
@@ -375,7 +375,7 @@ public enum AnthropicDialect {
     public static func errorBody(_ error: LISAError, requestID: String? = nil) -> JSONValue {
         var message = error.message
         if let param = error.param, !message.contains(param) { message = "\(param): \(message)" }
-        var body: [String: JSONValue] = ["type": "error", "error": ["type": .string(errorType(for: error)), "message": .string(message)]]
+        var body: JSONObject = ["type": "error", "error": ["type": .string(errorType(for: error)), "message": .string(message)]]
         if let requestID, !requestID.isEmpty { body["request_id"] = .string(requestID) }
         return .object(body)
     }

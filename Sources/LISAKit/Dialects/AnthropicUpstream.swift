@@ -72,7 +72,7 @@ public enum AnthropicUpstream {
             for (index, tool) in tools.enumerated() { translated.append(try messagesTool(tool, path: "tools[\(index)]")) }
             out["tools"] = .array(translated)
         }
-        var choice: [String: JSONValue]?
+        var choice: JSONObject?
         switch request["tool_choice"] {
         case nil: break
         case .string("auto")?: choice = ["type": "auto"]
@@ -227,7 +227,7 @@ public enum AnthropicUpstream {
         guard try tool.string("type") == "function", let function = try tool.object("function") else {
             throw .invalidRequest("\(tool.param("type")) must be 'function' for an Anthropic upstream.", param: tool.param("type"))
         }
-        var out: [String: JSONValue] = [
+        var out: JSONObject = [
             "name": .string(try function.requiredString("name")),
             "input_schema": function["parameters"] ?? ["type": "object", "properties": [:]],
         ]
@@ -259,11 +259,11 @@ public enum AnthropicUpstream {
             default: break
             }
         }
-        var assistant: [String: JSONValue] = ["role": "assistant", "content": text.isEmpty && !calls.isEmpty ? .null : .string(text)]
+        var assistant: JSONObject = ["role": "assistant", "content": text.isEmpty && !calls.isEmpty ? .null : .string(text)]
         if !calls.isEmpty { assistant["tool_calls"] = .array(calls) }
         if !reasoning.isEmpty { assistant["reasoning_content"] = .string(reasoning) }
         let (finish, matched) = finishReason(stop: message["stop_reason"]?.stringValue, sequence: message["stop_sequence"])
-        var choice: [String: JSONValue] = ["index": 0, "message": .object(assistant), "finish_reason": .string(finish)]
+        var choice: JSONObject = ["index": 0, "message": .object(assistant), "finish_reason": .string(finish)]
         if let matched { choice["stop_reason"] = .string(matched) }
         return [
             "id": .string(message["id"]?.stringValue ?? DialectJSON.id("msg_")), "object": "chat.completion", "created": .integer(created),
@@ -288,7 +288,7 @@ public enum AnthropicUpstream {
         let cached = usage?["cache_read_input_tokens"]?.int64Value ?? 0
         let prompt = (usage?["input_tokens"]?.int64Value ?? 0) + cached + (usage?["cache_creation_input_tokens"]?.int64Value ?? 0)
         let completion = usage?["output_tokens"]?.int64Value ?? 0
-        var out: [String: JSONValue] = [
+        var out: JSONObject = [
             "prompt_tokens": .integer(prompt), "completion_tokens": .integer(completion), "total_tokens": .integer(prompt + completion),
         ]
         if cached > 0 { out["prompt_tokens_details"] = ["cached_tokens": .integer(cached)] }
@@ -398,14 +398,14 @@ public struct AnthropicChatStreamTranslator: ServerSentEventTranslator {
         }
     }
 
-    private func chunkObject(_ delta: [String: JSONValue], finish: String?) -> JSONValue {
+    private func chunkObject(_ delta: JSONObject, finish: String?) -> JSONValue {
         [
             "id": .string(id), "object": "chat.completion.chunk", "created": .integer(created), "model": .string(model),
             "choices": [["index": 0, "delta": .object(delta), "finish_reason": finish.map(JSONValue.string) ?? .null]],
         ]
     }
 
-    private func chunk(_ delta: [String: JSONValue]) -> ServerSentEvent {
+    private func chunk(_ delta: JSONObject) -> ServerSentEvent {
         DialectJSON.event(nil, chunkObject(delta, finish: nil))
     }
 }
@@ -459,13 +459,13 @@ struct UpstreamStreamFailure: Error, CustomStringConvertible {
 /// over as they are, and `model`, `temperature`, `top_p`, `stream` and the token limit read.
 enum ChatTranslationStart {
     static func begin(_ body: JSONValue, upstream: String, refused: [String: String], handled: Set<String>) throws(LISAError)
-        -> (request: RequestObject, out: [String: JSONValue], tokenLimit: Int64?)
+        -> (request: RequestObject, out: JSONObject, tokenLimit: Int64?)
     {
         let request = try RequestObject(body, path: "")
         for (member, why) in refused where request.has(member) {
             throw .invalidRequest("\(member) is not supported by this model's \(upstream) upstream: \(why).", param: member, reason: "unsupported_parameter")
         }
-        var out: [String: JSONValue] = [:]
+        var out: JSONObject = [:]
         for (key, value) in request.members where !handled.contains(key) {
             out[key] = value
         }

@@ -49,10 +49,9 @@ extension ServerSentEventRelay {
 
 /// JSON helpers shared by the dialect translations.
 enum DialectJSON {
+    /// The JSON text of `value`, every object's members in order (JSONEncoder would not keep it).
     static func encode(_ value: JSONValue) -> ByteBuffer {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        return (try? encoder.encodeAsByteBuffer(value, allocator: ByteBufferAllocator())) ?? ByteBuffer(string: "null")
+        value.jsonBytes
     }
 
     static func string(_ value: JSONValue) -> String {
@@ -65,7 +64,7 @@ enum DialectJSON {
 
     /// The JSON object in `data` (a chunk of a stream), or `nil`.
     static func object(in data: String) -> JSONValue? {
-        guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(data.utf8)), value.objectValue != nil else { return nil }
+        guard let value = try? JSONValue(parsing: data), value.objectValue != nil else { return nil }
         return value
     }
 
@@ -85,7 +84,7 @@ enum DialectJSON {
 
 /// Reads one JSON object of a request, naming the member's path in every error.
 struct RequestObject {
-    let members: [String: JSONValue]
+    let members: JSONObject
     let path: String
 
     init(_ value: JSONValue?, path: String) throws(LISAError) {

@@ -34,7 +34,7 @@ public enum ResponsesDialect {
         public var store: Bool
         public var previousResponseID: String?
         /// The response object's echoed settings (instructions, tools, temperature, …).
-        public var echo: [String: JSONValue]
+        public var echo: JSONObject
     }
 
     /// Reads the members of a Responses request that decide where it goes, before the
@@ -58,13 +58,13 @@ public enum ResponsesDialect {
                 reason: "unsupported_parameter"
             )
         }
-        var chat: [String: JSONValue] = [:]
+        var chat: JSONObject = [:]
         for (key, value) in request.members where !translatedMembers.contains(key) {
             chat[key] = value
         }
         let model = try request.requiredString("model")
         chat["model"] = .string(model)
-        var echo: [String: JSONValue] = [:]
+        var echo: JSONObject = [:]
 
         var messages: [JSONValue] = []
         if let instructions = try request.string("instructions") {
@@ -261,14 +261,14 @@ public enum ResponsesDialect {
                 if part.has("file_id") {
                     throw .invalidRequest("\(partPath).file_id: LISA has no Files API; send image_url (a URL or data URL).", param: "\(partPath).file_id")
                 }
-                var image: [String: JSONValue] = ["url": .string(try part.requiredString("image_url"))]
+                var image: JSONObject = ["url": .string(try part.requiredString("image_url"))]
                 if let detail = try part.string("detail") { image["detail"] = .string(detail) }
                 chatParts.append(["type": "image_url", "image_url": .object(image)])
             case "input_file" where role == "user":
                 guard let data = try part.string("file_data") else {
                     throw .invalidRequest("\(partPath): LISA has no Files API; send the file as file_data.", param: "\(partPath).file_data")
                 }
-                var file: [String: JSONValue] = ["file_data": .string(data)]
+                var file: JSONObject = ["file_data": .string(data)]
                 if let name = try part.string("filename") { file["filename"] = .string(name) }
                 chatParts.append(["type": "file", "file": .object(file)])
             case "input_audio" where role == "user":
@@ -284,7 +284,7 @@ public enum ResponsesDialect {
             }
         }
         let textOnly = chatParts.allSatisfy { $0["type"] == "text" }
-        var message: [String: JSONValue] = ["role": .string(role)]
+        var message: JSONObject = ["role": .string(role)]
         if role != "user" || textOnly {
             guard textOnly else { throw .invalidRequest("\(path): a \(role) message carries text only.", param: "\(path).content") }
             message["content"] = .string(chatParts.compactMap { $0["text"]?.stringValue }.joined())
@@ -304,7 +304,7 @@ public enum ResponsesDialect {
                 reason: "unsupported_tool"
             )
         }
-        var function: [String: JSONValue] = ["name": .string(try tool.requiredString("name"))]
+        var function: JSONObject = ["name": .string(try tool.requiredString("name"))]
         if let description = try tool.string("description") { function["description"] = .string(description) }
         if let parameters = try tool.object("parameters") { function["parameters"] = .object(parameters.members) }
         if let strict = try tool.bool("strict") { function["strict"] = .bool(strict) }
@@ -330,7 +330,7 @@ public enum ResponsesDialect {
         case "text": return nil
         case "json_object": return ["type": "json_object"]
         case "json_schema":
-            var schema: [String: JSONValue] = ["name": .string(try format.requiredString("name"))]
+            var schema: JSONObject = ["name": .string(try format.requiredString("name"))]
             guard let body = try format.object("schema") else { throw .invalidRequest("text.format.schema is required.", param: "text.format.schema") }
             schema["schema"] = .object(body.members)
             if let strict = try format.bool("strict") { schema["strict"] = .bool(strict) }
@@ -349,7 +349,7 @@ public enum ResponsesDialect {
         error: JSONValue? = nil, incompleteReason: String? = nil, lisa: JSONValue? = nil
     ) -> JSONValue {
         let echo = translation.echo
-        var object: [String: JSONValue] = [
+        var object: JSONObject = [
             "id": .string(id), "object": "response", "created_at": .integer(createdAt), "status": .string(status),
             "model": .string(translation.model), "output": .array(output), "error": error ?? .null,
             "incomplete_details": incompleteReason.map { ["reason": .string($0)] } ?? .null,
@@ -445,7 +445,7 @@ public enum ResponsesDialect {
             }
         }
         guard !text.isEmpty || !calls.isEmpty else { return nil }
-        var message: [String: JSONValue] = ["role": "assistant", "content": text.isEmpty ? .null : .string(text)]
+        var message: JSONObject = ["role": "assistant", "content": text.isEmpty ? .null : .string(text)]
         if !calls.isEmpty { message["tool_calls"] = .array(calls) }
         return .object(message)
     }
@@ -556,7 +556,7 @@ public struct ResponsesStreamTranslator: ServerSentEventTranslator {
 
     var outputIndex: JSONValue { .integer(Int64(output.count)) }
 
-    private mutating func emit(_ type: String, _ members: [String: JSONValue]) -> ServerSentEvent {
+    private mutating func emit(_ type: String, _ members: JSONObject) -> ServerSentEvent {
         var members = members
         members["type"] = .string(type)
         members["sequence_number"] = .integer(sequence)

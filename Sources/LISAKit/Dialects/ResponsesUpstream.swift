@@ -55,7 +55,7 @@ public enum ResponsesUpstream {
                 guard let schema = try format.object("json_schema") else {
                     throw .invalidRequest("response_format.json_schema is required.", param: "response_format.json_schema")
                 }
-                var converted: [String: JSONValue] = ["type": "json_schema", "name": .string(try schema.requiredString("name"))]
+                var converted: JSONObject = ["type": "json_schema", "name": .string(try schema.requiredString("name"))]
                 for key in ["schema", "strict", "description"] { if let value = schema[key] { converted[key] = value } }
                 out["text"] = ["format": .object(converted)]
             case let other:
@@ -69,7 +69,7 @@ public enum ResponsesUpstream {
                 guard try tool.string("type") == "function", let function = try tool.object("function") else {
                     throw .invalidRequest("\(tool.param("type")) must be 'function' for a Responses upstream.", param: tool.param("type"))
                 }
-                var converted: [String: JSONValue] = ["type": "function", "name": .string(try function.requiredString("name"))]
+                var converted: JSONObject = ["type": "function", "name": .string(try function.requiredString("name"))]
                 for key in ["description", "parameters", "strict"] { if let value = function[key] { converted[key] = value } }
                 translated.append(.object(converted))
             }
@@ -148,7 +148,7 @@ public enum ResponsesUpstream {
                     guard let image = try object.object("image_url") else {
                         throw .invalidRequest("\(object.param("image_url")) is required.", param: object.param("image_url"))
                     }
-                    var converted: [String: JSONValue] = ["type": "input_image", "image_url": .string(try image.requiredString("url"))]
+                    var converted: JSONObject = ["type": "input_image", "image_url": .string(try image.requiredString("url"))]
                     if let detail = try image.string("detail") { converted["detail"] = .string(detail) }
                     out.append(.object(converted))
                 case let other:
@@ -195,7 +195,7 @@ public enum ResponsesUpstream {
             default: break
             }
         }
-        var message: [String: JSONValue] = ["role": "assistant", "content": text.isEmpty && (!calls.isEmpty || !refusal.isEmpty) ? .null : .string(text)]
+        var message: JSONObject = ["role": "assistant", "content": text.isEmpty && (!calls.isEmpty || !refusal.isEmpty) ? .null : .string(text)]
         if !refusal.isEmpty { message["refusal"] = .string(refusal) }
         if !calls.isEmpty { message["tool_calls"] = .array(calls) }
         if !reasoning.isEmpty { message["reasoning_content"] = .string(reasoning) }
@@ -231,7 +231,7 @@ public enum ResponsesUpstream {
     static func chatUsage(_ usage: JSONValue?) -> JSONValue {
         let input = usage?["input_tokens"]?.int64Value ?? 0
         let output = usage?["output_tokens"]?.int64Value ?? 0
-        var out: [String: JSONValue] = ["prompt_tokens": .integer(input), "completion_tokens": .integer(output), "total_tokens": .integer(input + output)]
+        var out: JSONObject = ["prompt_tokens": .integer(input), "completion_tokens": .integer(output), "total_tokens": .integer(input + output)]
         if let cached = usage?["input_tokens_details"]?["cached_tokens"]?.int64Value { out["prompt_tokens_details"] = ["cached_tokens": .integer(cached)] }
         if let reasoning = usage?["output_tokens_details"]?["reasoning_tokens"]?.int64Value {
             out["completion_tokens_details"] = ["reasoning_tokens": .integer(reasoning)]
@@ -312,14 +312,14 @@ public struct ResponsesChatStreamTranslator: ServerSentEventTranslator, FailureR
         }
     }
 
-    private func chunkObject(_ delta: [String: JSONValue], finish: String?) -> JSONValue {
+    private func chunkObject(_ delta: JSONObject, finish: String?) -> JSONValue {
         [
             "id": .string(id), "object": "chat.completion.chunk", "created": .integer(created), "model": .string(model),
             "choices": [["index": 0, "delta": .object(delta), "finish_reason": finish.map(JSONValue.string) ?? .null]],
         ]
     }
 
-    private func chunk(_ delta: [String: JSONValue]) -> ServerSentEvent {
+    private func chunk(_ delta: JSONObject) -> ServerSentEvent {
         DialectJSON.event(nil, chunkObject(delta, finish: nil))
     }
 }

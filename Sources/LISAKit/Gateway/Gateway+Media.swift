@@ -135,7 +135,7 @@ public enum Rerank {
     /// The most documents one request may rank.
     public static let maxDocuments = 1000
 
-    static func validate(_ request: [String: JSONValue]) throws(LISAError) {
+    static func validate(_ request: JSONObject) throws(LISAError) {
         guard case .string? = request["query"] else { throw .invalidRequest("query is required and must be a string.", param: "query") }
         guard case .array(let documents)? = request["documents"], !documents.isEmpty else {
             throw .invalidRequest("documents must be a non-empty array.", param: "documents")

@@ -551,15 +551,16 @@ public final class Gateway: Sendable {
                 default:
                     response.body
                 }
+            // Translated answers are chat chunks by now, ending with [DONE].
             let framing: ServerSentEventRelay.Framing =
-                switch wire.operation {
-                case .messages: .anthropic
-                case .responses: .responses
+                switch (wire.answer, wire.operation) {
+                case (.asIs, .messages): .anthropic
+                case (.asIs, .responses): .responses
                 default: .openAI
                 }
             let idle = timeouts?.streamIdleSeconds.map { Duration.milliseconds(Int64($0 * 1000)) } ?? provider.timeouts.streamIdle
             let served = model.definition
-            let relay = ServerSentEventRelay(
+            var relay = ServerSentEventRelay(
                 body: upstreamEvents, modelID: requested, logger: logger.withMetadata, deadline: sent + total, idleTimeout: idle, drain: drain, framing: framing
             ) { [status = response.status] summary in
                 endpoint.end()
@@ -575,6 +576,8 @@ public final class Gateway: Sendable {
                 if summary.failed { metrics.streamError(model: requested) }
                 metrics.request(model: requested, endpoint: label, status: GatewayMetrics.statusLabel(for: nil), duration: ContinuousClock.now - start)
             }
+            // Every chunk names the model the client asked for, unless this model shows its upstream's.
+            if !model.definition.passUpstreamModelName { relay = relay.answering(asModel: requested) }
             return GatewayResponse(contentType: "text/event-stream", body: .eventStream(relay))
         }
         var buffer: ByteBuffer
@@ -604,21 +607,23 @@ public final class Gateway: Sendable {
         metrics.overhead(model: requested, (finished - start) - (finished - sent))
         metrics.timeToFirstToken(model: requested, finished - start)
         if wire.answer == .anthropicToChat {
-            guard let message = try? JSONDecoder().decode(JSONValue.self, from: buffer) else {
+            guard let message = try? JSONValue(parsing: buffer) else {
                 throw .badGateway("The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
             }
             buffer = DialectJSON.encode(try AnthropicUpstream.chatCompletion(fromMessage: message, created: Self.now()))
         } else if wire.answer == .responsesToChat {
-            guard let answer = try? JSONDecoder().decode(JSONValue.self, from: buffer) else {
+            guard let answer = try? JSONValue(parsing: buffer) else {
                 throw .badGateway("The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
             }
             buffer = DialectJSON.encode(try ResponsesUpstream.chatCompletion(fromResponse: answer))
         } else if wire.answer == .teiRerank {
-            guard let ranked = try? JSONDecoder().decode(JSONValue.self, from: buffer) else {
+            guard let ranked = try? JSONValue(parsing: buffer) else {
                 throw .badGateway("The upstream of model '\(modelID)' answered with something other than JSON.", reason: "upstream_invalid_response")
             }
             buffer = DialectJSON.encode(try Rerank.answer(fromTEI: ranked, request: wire.original ?? body, model: requested))
         }
+        // The answer names the model the client asked for, unless this model shows its upstream's.
+        if !model.definition.passUpstreamModelName { buffer = AnswerModelName(requested).rewriting(answer: buffer) }
         var reported: Usage?
         if let usageBytes = JSONMemberScanner.value(of: "usage", in: buffer) {
             let usage: Usage? =
@@ -734,6 +739,8 @@ public final class Gateway: Sendable {
 
     /// Decodes a body that passed ``checkJSON(_:)``, reporting the failing JSON path in a 400.
     static func decodeChecked<T: Decodable>(_ type: T.Type, from body: ByteBuffer) throws(LISAError) -> T {
+        // Any JSON is read with its members in the client's order (JSONDecoder loses it).
+        if T.self == JSONValue.self, let value = try? JSONValue(parsing: body) as? T { return value }
         do {
             return try JSONDecoder().decode(type, from: body)
         } catch let error as DecodingError {

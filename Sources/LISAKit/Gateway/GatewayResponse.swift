@@ -81,6 +81,8 @@ public struct ServerSentEventRelay: Sendable {
 
     /// - Parameters:
     ///   - deadline: when the whole stream must have ended (the model's total timeout).
+    /// The model name every event carries instead of the upstream's; `nil`: as sent.
+    private var answerModel: AnswerModelName?
     ///   - idleTimeout: the longest the upstream may send nothing, from the relay's creation
     ///     (the response head) on; past it the stream ends with an error event.
     ///   - drain: the process's shutdown signal: a stream still open at its deadline ends
@@ -112,6 +114,15 @@ public struct ServerSentEventRelay: Sendable {
     /// This relay with every relayed element rewritten by `transform` (complete events in,
     /// any bytes out; empty output sends nothing). Transforms compose in the order added.
     public func mapping(_ transform: @escaping @Sendable (ByteBuffer) async throws -> ByteBuffer) -> ServerSentEventRelay {
+    /// This relay with the model each event names (`model` of a chunk, `message.model` of
+    /// `message_start`, `response.model` of the Responses events that carry the response)
+    /// replaced by `model`, before the injector and any transform see the event.
+    public func answering(asModel model: String) -> ServerSentEventRelay {
+        var copy = self
+        copy.answerModel = AnswerModelName(model)
+        return copy
+    }
+
         var copy = self
         if let existing = copy.transform {
             copy.transform = { chunk in try await transform(try await existing(chunk)) }
@@ -124,7 +135,7 @@ public struct ServerSentEventRelay: Sendable {
     /// Relays every event to `sink` as it arrives, then returns. Cancelling the calling task
     /// cancels the upstream request.
     public func pump(into target: @escaping @Sendable (ByteBuffer) async throws -> Void) async throws {
-        let (body, modelID, logger, tracker, framing) = (self.body, self.modelID, self.logger, self.tracker, self.framing)
+        let (body, modelID, logger, tracker, framing, answerModel) = (self.body, self.modelID, self.logger, self.tracker, self.framing, self.answerModel)
         let output: @Sendable (ByteBuffer) async throws -> Void =
             if let transform {
                 { chunk in
@@ -144,7 +155,8 @@ public struct ServerSentEventRelay: Sendable {
         let ending = try await withThrowingTaskGroup(of: Ending.self) { group in
             group.addTask {
                 var iterator = AsyncIterator(
-                    upstream: body.makeAsyncIterator(), modelID: modelID, logger: logger, tracker: tracker, framing: framing
+                    upstream: body.makeAsyncIterator(), modelID: modelID, logger: logger, tracker: tracker, framing: framing,
+                    answerModel: answerModel
                 )
                 while let events = try await iterator.next() {
                     // The client's turn: a slow reader is not an idle upstream.
@@ -252,6 +264,7 @@ public struct ServerSentEventRelay: Sendable {
         var parser = ServerSentEventParser()
         var finished = false
         var sawDone = false
+        let answerModel: AnswerModelName?
         /// The upstream sent its own error event: the stream failed, and says so already.
         var upstreamFailed = false
         var sawFirst = false
@@ -347,7 +360,11 @@ public struct ServerSentEventRelay: Sendable {
                         default: break
                         }
                     }
-                    output.writeImmutableBuffer(parsed.raw)
+                    if let answerModel {
+                        answerModel.write(event: parsed.raw, parsed.event, framing: framing, into: &output)
+                    } else {
+                        output.writeImmutableBuffer(parsed.raw)
+                    }
                 }
                 let relayed = events.reduce(0) { $0 + ($1.event.isDone ? 0 : 1) }
                 tracker.update { $0.events += relayed }

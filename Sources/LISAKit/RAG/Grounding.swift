@@ -14,6 +14,8 @@ public struct GroundingRequest: Sendable, Hashable, Codable {
 public struct GroundedChat: Sendable {
     public var body: ByteBuffer
     public var sources: [RAGSource]
+    /// The model the client asked for (what the sources event names).
+    public var model: String = ""
 }
 
 extension RAGService {
@@ -68,8 +70,8 @@ extension RAGService {
             members["rag"] = nil
             request["lisa"] = members.isEmpty ? nil : .object(members)
         }
-        let encoded = try JSONEncoder().encodeAsByteBuffer(JSONValue.object(request), allocator: ByteBufferAllocator())
-        return GroundedChat(body: encoded, sources: sources)
+        // Written in the client's member order (JSONEncoder's would follow the process's hash seed).
+        return GroundedChat(body: JSONValue.object(request).jsonBytes, sources: sources, model: request["model"]?.stringValue ?? "")
     }
 
     private static func userText(_ message: JSONValue) -> String? {
@@ -88,11 +90,11 @@ extension RAGService {
 
     /// A non-streamed answer with `"lisa": {"sources": [...]}` added.
     public static func attach(_ sources: [RAGSource], to body: ByteBuffer) -> ByteBuffer {
-        guard case .object(var response)? = try? JSONDecoder().decode(JSONValue.self, from: body),
+        guard case .object(var response)? = try? JSONValue(parsing: body),
             let encoded = try? JSONValue(encoding: SourcesEnvelope(sources: sources))
         else { return body }
         response["lisa"] = encoded
-        return (try? JSONEncoder().encodeAsByteBuffer(JSONValue.object(response), allocator: ByteBufferAllocator())) ?? body
+        return JSONValue.object(response).jsonBytes
     }
 
     /// The SSE event carrying the sources at the end of a stream: a chunk with no choices
@@ -104,7 +106,7 @@ extension RAGService {
             "lisa": (try? JSONValue(encoding: SourcesEnvelope(sources: sources))) ?? .null,
         ]
         var buffer = ByteBuffer(string: "data: ")
-        buffer.writeBytes((try? JSONEncoder().encode(chunk)) ?? Data())
+        chunk.write(to: &buffer)
         buffer.writeString("\n\n")
         return buffer
     }

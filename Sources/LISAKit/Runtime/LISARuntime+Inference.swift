@@ -29,7 +29,7 @@ extension LISARuntime {
             case .buffer(let buffer):
                 answer.body = .buffer(RAGService.attach(grounded.sources, to: buffer))
             case .eventStream(let relay):
-                answer.body = .eventStream(relay.injecting(beforeDone: RAGService.sourcesEvent(grounded.sources, model: "lisa")))
+                answer.body = .eventStream(relay.injecting(beforeDone: RAGService.sourcesEvent(grounded.sources, model: grounded.model)))
             case .bytes:
                 break
             }

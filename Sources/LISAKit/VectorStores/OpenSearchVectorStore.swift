@@ -259,7 +259,7 @@ public final class OpenSearchVectorStore: VectorStore {
             let score = Self.score(fromOpenSearch: raw, metric: collection.metric)
             if let threshold = query.scoreThreshold, score < threshold { return nil }
             var metadata: [String: JSONValue] = [:]
-            if case .object(let members)? = source.member("metadata") { metadata = members }
+            if case .object(let members)? = source.member("metadata") { metadata = members.dictionary }
             return VectorMatch(id: id, documentId: documentId, text: text, metadata: metadata, score: score)
         }
     }
