@@ -3,6 +3,8 @@ import LISAOpenAI
 
 /// How a model's requests are spread over its endpoints.
 public enum LoadBalancingPolicy: String, Sendable, Codable, CaseIterable {
+    public init(from decoder: any Decoder) throws { self = try Self.decodeChoice(from: decoder) }
+
     /// Each endpoint in turn, ignoring weights.
     case roundRobin
     /// Smooth weighted round-robin (nginx's algorithm): shares follow weights, evenly interleaved.

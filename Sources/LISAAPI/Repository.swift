@@ -2,7 +2,9 @@ public import Foundation
 import LISAOpenAI
 
 /// Which vector store a repository lives on.
-public enum RepositoryType: String, Sendable, Codable {
+public enum RepositoryType: String, Sendable, Codable, CaseIterable {
+    public init(from decoder: any Decoder) throws { self = try Self.decodeChoice(from: decoder) }
+
     /// The embedded store in the data directory (the default with SQLite state; refused
     /// with PostgreSQL state, where the other replicas could not read it).
     case embedded

@@ -211,6 +211,8 @@ public struct UsageReport: Sendable, Hashable, Codable {
 public struct BudgetLimit: Sendable, Hashable, Codable {
     public enum Period: String, Sendable, Hashable, Codable, CaseIterable {
         case day, month
+
+        public init(from decoder: any Decoder) throws { self = try Self.decodeChoice(from: decoder) }
     }
 
     public var period: Period

@@ -128,3 +128,18 @@ def test_an_endpoint_that_never_answered_is_unknown_not_healthy(lisa):
     shown = lisactl(lisa, "models", "get", "silent")
     assert shown.returncode == 0, shown.stderr
     assert "unknown" in shown.stdout and "yes" not in shown.stdout.split("ENDPOINT")[1], shown.stdout
+
+
+def test_api_names_the_accepted_values_of_a_closed_field(lisa):
+    with httpx.Client(base_url=lisa.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as client:
+        for path, body, expected in [
+            ("/models", {"modelId": "x", "modelName": "x", "modelUrl": "http://127.0.0.1:9/v1", "loadBalancing": "random"},
+             "'random' is not one of roundRobin"),
+            ("/repository", {"repositoryId": "r", "embeddingModelId": "embedder", "type": "bogus"},
+             "'bogus' is not one of embedded, pgvector, opensearch"),
+            ("/api-tokens/bob", {"name": "t", "budget": {"period": "week", "tokens": 5}}, "'week' is not one of day, month"),
+        ]:
+            answer = client.post(path, json=body)
+            assert answer.status_code == 400, answer.text
+            message = answer.json()["error"]["message"]
+            assert expected in message and "Cannot initialize" not in message, message

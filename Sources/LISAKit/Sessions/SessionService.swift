@@ -37,8 +37,10 @@ public struct ChatSession: Sendable, Hashable, Codable {
 /// A prompt template: a persona (system prompt) or a directive (inserted in the user's
 /// message), owned by its author, shared with groups or everyone, revised on update.
 public struct PromptTemplate: Sendable, Hashable, Codable {
-    public enum Kind: String, Sendable, Codable {
+    public enum Kind: String, Sendable, Codable, CaseIterable {
         case persona, directive
+
+        public init(from decoder: any Decoder) throws { self = try Self.decodeChoice(from: decoder) }
     }
 
     public var id: String

@@ -3,6 +3,8 @@ import Foundation
 /// How two embeddings are compared. Scores are always "higher is closer":
 /// cosine similarity, the inner product, or the negated Euclidean distance.
 public enum DistanceMetric: String, Sendable, Codable, CaseIterable {
+    public init(from decoder: any Decoder) throws { self = try Self.decodeChoice(from: decoder) }
+
     case cosine
     case l2
     case innerProduct
