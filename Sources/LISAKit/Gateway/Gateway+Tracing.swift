@@ -21,11 +21,10 @@ extension Gateway {
             if let token = context.principal.tokenID { attributes["lisa.token_id"] = token }
             if stream { attributes["lisa.stream"] = true }
             guard let inbound, operation != .embeddings else { return }
-            for name in ["max_completion_tokens", "max_tokens", "max_output_tokens"] {
-                if let value = JSONMemberScanner.value(of: name, in: inbound), let number = Int(String(buffer: value)) {
-                    attributes["gen_ai.request.max_tokens"] = number
-                    break
-                }
+            // The same reading budgets reserve by.
+            if let limit = OutputLimit(operation, inbound: inbound), let most = limit.perAnswer {
+                attributes["gen_ai.request.max_tokens"] = most
+                if limit.answers > 1 { attributes["gen_ai.request.choice.count"] = limit.answers }
             }
             for (member, key) in [("temperature", "gen_ai.request.temperature"), ("top_p", "gen_ai.request.top_p")] {
                 if let value = JSONMemberScanner.value(of: member, in: inbound), let number = Double(String(buffer: value)) {

@@ -187,12 +187,13 @@ public final class Gateway: Sendable {
         context: InferenceContext,
         contentType: String = "application/json",
         inbound: ByteBuffer? = nil,
+        media: MediaEstimate? = nil,
         body: (String) throws(LISAError) -> ByteBuffer
     ) async throws(LISAError) -> GatewayResponse {
         let span = callSpan(operation, model: model, stream: stream, inbound: inbound, context: context)
         // A call refused here (budget, state store) has its ticket, and span, closed already.
         let ticket =
-            try await accountant?.open(operation, model: model, inbound: inbound, context: context, span: span)
+            try await accountant?.open(operation, model: model, inbound: inbound, media: media, context: context, span: span)
             ?? span.map { UsageAccountant.Ticket(spanOnly: $0, requested: model.definition.modelId, context: context) }
         do {
             return try await routeCandidates(
@@ -485,9 +486,11 @@ public final class Gateway: Sendable {
                 endpoint.record(.failure(elapsed: elapsed), at: monotonicSeconds())
                 // Nothing reached the client: another endpoint may answer (the retry budget
                 // bounds the extra load), and this one's circuit counts the stall.
+                ticket?.delivered()
                 throw LISAError.gatewayTimeout("The upstream of model '\(modelID)' did not answer in time.").markedRetriable
             case .cancelled:
                 endpoint.record(.abandoned(elapsed: elapsed), at: monotonicSeconds())
+                ticket?.delivered()
                 throw .cancelled()
             case .other:
                 endpoint.record(.failure(elapsed: elapsed), at: monotonicSeconds())
@@ -516,9 +519,10 @@ public final class Gateway: Sendable {
             }
         }
         endpoint.record(.success(firstByte: firstByte.seconds), at: monotonicSeconds())
+        ticket?.delivered()
         let contentType = response.headers.first(name: "Content-Type") ?? "application/json"
         let metrics = self.metrics
-        if wire.answer == .raw {
+        if wire.answer == .raw, !Self.readsUsage(of: wire.operation, contentType: contentType) {
             guard let relayedType = Self.relayableMediaType(contentType) else {
                 endpoint.end()
                 endAttempt(response.status, "upstream_invalid_response")
@@ -637,6 +641,12 @@ public final class Gateway: Sendable {
             if let usage { metrics.tokens(model: requested, usage: usage) }
             reported = usage
         }
+        // Images and transcripts report usage in their own shapes, or their length in seconds.
+        var usageEstimated = false
+        if reported == nil, let media = Self.mediaUsage(wire.operation, answer: buffer) {
+            if !media.estimated { metrics.tokens(model: requested, usage: media.usage) }
+            (reported, usageEstimated) = (media.usage, media.estimated)
+        }
         metrics.request(model: requested, endpoint: endpoint.label, status: GatewayMetrics.statusLabel(for: nil), duration: finished - start)
         // LISA answers these routes with JSON only: whatever the upstream labelled its body,
         // it is never relayed as HTML or script from LISA's origin.
@@ -648,8 +658,8 @@ public final class Gateway: Sendable {
         // around it; vectors, scores and images are no output tokens.
         let answersText = ([.chatCompletions, .completions, .messages, .responses] as [UpstreamOperation]).contains(wire.operation)
         ticket?.finish(
-            servedBy: model.definition, endpoint: endpoint.label, usage: reported, outputEstimate: answersText ? max(buffer.readableBytes - 300, 0) / 4 : 0,
-            firstToken: finished
+            servedBy: model.definition, endpoint: endpoint.label, usage: reported, usageEstimated: usageEstimated,
+            outputEstimate: answersText ? max(buffer.readableBytes - 300, 0) / 4 : 0, firstToken: finished
         )
         return GatewayResponse(contentType: "application/json", body: .buffer(buffer))
     }

@@ -16,8 +16,11 @@ public struct InferenceContext: Sendable {
     /// differs from the operation sent upstream.
     public var operationLabel: String?
     /// Whose usage this is, when LISA works for someone as itself (RAG ingestion runs as
-    /// the admin key for the uploader): recorded under this name, with no budget checked.
+    /// the admin key for the uploader): recorded under this name.
     public var billedUser: String?
+    /// Whose budgets such a call is reserved on and charged to (the uploader, the user whose
+    /// query is embedded); `nil`: none.
+    public var budgetedAs: Principal?
 
     public init(requestID: String, headers: [String: String] = [:], principal: Principal = .admin, logger: Logger) {
         self.requestID = requestID

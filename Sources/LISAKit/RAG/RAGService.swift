@@ -50,6 +50,9 @@ public final class RAGService: Service, Sendable {
     static let collectionKind = "rag.collection"
     static let documentKind = "rag.document"
     static let jobKind = "rag.job"
+    /// Whose budgets a job's embeddings are charged to (the uploader), kept beside the job
+    /// until it ends.
+    static let payerKind = "rag.job.payer"
 
     public init(
         store: any StateStore, gateway: Gateway, embedded: EmbeddedVectorStore, pgvector: PGVectorStore?, uploadDirectory: String,
@@ -251,7 +254,7 @@ public final class RAGService: Service, Sendable {
         for job in try await store.list(IngestionJob.self, kind: Self.jobKind, parent: id) where job.status == .pending || job.status == .inProgress {
             await forgetUpload(job.jobId)
         }
-        for kind in [Self.collectionKind, Self.documentKind, Self.jobKind] {
+        for kind in [Self.collectionKind, Self.documentKind, Self.jobKind, Self.payerKind] {
             try await store.deleteRecords(kind: kind, parent: id)
         }
         try await store.deleteRecord(kind: Self.repositoryKind, id: id)
@@ -342,6 +345,8 @@ public final class RAGService: Service, Sendable {
 
         let documentId = try await documentID(for: name, in: repository.repositoryId, collection: collection.collectionId, by: principal)
         try await checkQuotas(of: principal, adding: documentId)
+        // Embedding the file spends on the uploader's budgets: none may be spent already.
+        try await gateway.accountant?.checkBudgets(of: principal)
 
         let now = Date()
         let job = IngestionJob(
@@ -352,9 +357,11 @@ public final class RAGService: Service, Sendable {
         )
         try await store.putBlob(id: Self.blobID(job.jobId), bytes: Array(data))
         do {
+            try await store.put(principal, kind: Self.payerKind, id: job.jobId, parent: repository.repositoryId)
             try await store.put(job, kind: Self.jobKind, id: job.jobId, parent: repository.repositoryId)
         } catch {
             try? await store.deleteBlob(id: Self.blobID(job.jobId))
+            _ = try? await store.deleteRecord(kind: Self.payerKind, id: job.jobId)
             throw error
         }
         queue(job)
@@ -431,6 +438,7 @@ public final class RAGService: Service, Sendable {
 
     private func forgetUpload(_ jobId: String) async {
         try? await store.deleteBlob(id: Self.blobID(jobId))
+        _ = try? await store.deleteRecord(kind: Self.payerKind, id: jobId)
         try? FileManager.default.removeItem(atPath: uploadPath(jobId))
     }
 
@@ -503,7 +511,9 @@ public final class RAGService: Service, Sendable {
         let collection = try await collection(repository, collectionId)
         guard collection.dimension != nil else { return [] }  // nothing ingested yet
         let model = collection.embeddingModelId ?? repository.embeddingModelId
-        let embedding = try await gateway.embed([query], model: model, billedTo: principal.username, operation: "rag.retrieval", logger: logger)[0]
+        let embedding = try await gateway.embed(
+            [query], model: model, billedTo: principal.username, budgetedAs: principal, operation: "rag.retrieval", logger: logger
+        )[0]
         let matches = try await vectors(for: repository).search(
             VectorQuery(embedding: embedding, topK: topK, text: hybrid ? query : nil), in: collection.storeName
         )
@@ -646,10 +656,16 @@ public final class RAGService: Service, Sendable {
             try Task.checkCancellation()
             guard !pieces.isEmpty else { throw LISAError.invalidRequest("'\(job.documentName)' has no text to ingest.") }
             let model = collection.embeddingModelId ?? repository.embeddingModelId
+            // Each batch is reserved on and charged to the uploader's budgets (a job queued
+            // before they were kept has its user's); one refused fails the job with the reason.
+            let payer =
+                try await store.get(Principal.self, kind: Self.payerKind, id: job.jobId)
+                ?? Principal(username: job.username, groups: [], method: .apiToken)
             var embeddings: [[Float]] = []
             for start in stride(from: 0, to: pieces.count, by: 32) {
                 embeddings += try await gateway.embed(
-                    Array(pieces[start..<min(start + 32, pieces.count)]), model: model, billedTo: job.username, operation: "rag.ingestion", logger: logger
+                    Array(pieces[start..<min(start + 32, pieces.count)]), model: model, billedTo: job.username, budgetedAs: payer,
+                    operation: "rag.ingestion", logger: logger
                 )
             }
             guard let dimension = embeddings.first?.count, embeddings.allSatisfy({ $0.count == dimension }) else {
@@ -731,11 +747,14 @@ extension Gateway {
     /// Embeddings of `texts` from `model`, through the router (balancing, retries,
     /// fail-over) like any client's request.
     ///
-    /// - Parameter billedTo: whose usage this is when `principal` is LISA itself (ingestion
-    ///   of a user's upload, a user's retrieval query): recorded as `operation` under that
-    ///   name, with no budget checked.
+    /// - Parameters:
+    ///   - billedTo: whose usage this is when `principal` is LISA itself (ingestion of a
+    ///     user's upload, a user's retrieval query): recorded as `operation` under that name.
+    ///   - budgetedAs: whose budgets such a call is reserved on and charged to (it throws
+    ///     `budget_exceeded` when one is spent); `nil`: none.
     public func embed(
-        _ texts: [String], model: String, principal: Principal = .admin, billedTo: String? = nil, operation: String = "rag.ingestion", logger: Logger
+        _ texts: [String], model: String, principal: Principal = .admin, billedTo: String? = nil, budgetedAs: Principal? = nil,
+        operation: String = "rag.ingestion", logger: Logger
     ) async throws
         -> [[Float]]
     {
@@ -744,6 +763,7 @@ extension Gateway {
         var context = InferenceContext(requestID: "rag-\(UUID().uuidString.prefix(8))", principal: principal, logger: logger)
         if let billedTo {
             context.billedUser = billedTo
+            context.budgetedAs = budgetedAs
             context.operationLabel = operation
         }
         let response = try await embeddings(body: body, context: context)

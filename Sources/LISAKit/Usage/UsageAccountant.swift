@@ -112,23 +112,37 @@ public final class UsageAccountant: Sendable {
         }
     }
 
+    /// Throws ``LISAError/quotaExceeded(_:)`` (429, reason `budget_exceeded`) when a budget of
+    /// `principal` is spent already (what is spent and reserved has reached its limit): work
+    /// that will spend on it later (an ingestion job) is refused before it is queued.
+    public func checkBudgets(of principal: Principal) async throws(LISAError) {
+        let now = Date()
+        let lines = lines(for: principal, tokens: 0, cost: 0, at: now)
+        guard !lines.isEmpty else { return }
+        let counters: [BudgetCounter]
+        do {
+            counters = try await store.budgetCounters(lines)
+        } catch {
+            throw (error as? LISAError) ?? .stateStoreUnavailable("Budgets cannot be checked: the state store failed (\(error)).")
+        }
+        for line in lines {
+            if let counter = counters.first(where: { $0.key == line.key && $0.periodStart == line.periodStart }),
+                counter.spent + max(counter.reserved, 0) >= line.limit
+            {
+                throw Self.exceeded(counter, lines: lines, now: now)
+            }
+        }
+    }
+
     // MARK: - Tickets
 
-    /// The output tokens a request may produce: its `max_tokens` (or `max_completion_tokens`,
-    /// `max_output_tokens`), else the configured default; none for embeddings and media.
-    func reservedOutput(_ operation: UpstreamOperation, inbound: ByteBuffer?) -> Int {
-        guard let inbound else { return 0 }
-        switch operation {
-        case .chatCompletions, .completions, .messages, .responses:
-            for name in ["max_completion_tokens", "max_tokens", "max_output_tokens"] {
-                if let value = JSONMemberScanner.value(of: name, in: inbound), let number = Int(String(buffer: value)), number >= 0 {
-                    return number
-                }
-            }
-            return budgets.defaultReservationTokens
-        default:
-            return 0
-        }
+    /// The output tokens a request may produce, every answer of it: see ``OutputLimit``; the
+    /// configured default when it sets no limit that counts; `media`'s estimate on the media
+    /// routes; none for embeddings, rerank and moderations.
+    func reservedOutput(_ operation: UpstreamOperation, inbound: ByteBuffer?, media: MediaEstimate? = nil) -> Int {
+        if let media { return media.output }
+        guard let inbound, let limit = OutputLimit(operation, inbound: inbound) else { return 0 }
+        return limit.reservation(cap: nil, fallback: budgets.defaultReservationTokens)
     }
 
     /// Opens the accounting of one call: reserves what it may spend on every budget that
@@ -138,20 +152,21 @@ public final class UsageAccountant: Sendable {
     /// `span` (the call's GenAI span) ends when the ticket closes, with the call's usage; a
     /// call refused here closes its ticket before the error is thrown.
     func open(
-        _ operation: UpstreamOperation, model: RoutableModel, inbound: ByteBuffer?, context: InferenceContext, span: (any Span)? = nil
+        _ operation: UpstreamOperation, model: RoutableModel, inbound: ByteBuffer?, media: MediaEstimate? = nil, context: InferenceContext,
+        span: (any Span)? = nil
     ) async throws(LISAError) -> Ticket {
         let now = Date()
-        // About four bytes a token of JSON text; forms (audio, images) are not text.
-        let inputEstimate = inbound.map { max($0.readableBytes / 4, 1) } ?? 0
+        // About four bytes a token of JSON text; forms (audio, images) have their own estimate.
+        let inputEstimate = media?.input ?? inbound.map { max($0.readableBytes / 4, 1) } ?? 0
         let ticket = Ticket(
             accountant: self, operation: context.operationLabel ?? operation.usageLabel, requested: model.definition.modelId,
-            context: context, inputEstimate: inputEstimate, time: now, span: span
+            context: context, inputEstimate: inputEstimate, media: media, pricing: model.definition.pricing, time: now, span: span
         )
         // Most calls have no budget (the admin key never does): nothing more to do for them.
-        if context.billedUser == nil, !limits(for: context.principal).isEmpty {
-            let output = reservedOutput(operation, inbound: inbound)
+        if let payer = context.budgetPayer, !limits(for: payer).isEmpty {
+            let output = reservedOutput(operation, inbound: inbound, media: media)
             let cost = model.definition.pricing?.tokenCost(input: inputEstimate, output: output) ?? 0
-            let lines = lines(for: context.principal, tokens: Double(inputEstimate + output), cost: cost, at: now)
+            let lines = lines(for: payer, tokens: Double(inputEstimate + output), cost: cost, at: now)
             if !lines.isEmpty {
                 let id = "\(context.requestID)-\(UInt32.random(in: .min ... .max))"
                 let refused: BudgetCounter?
@@ -211,21 +226,36 @@ public final class UsageAccountant: Sendable {
         let requested: String
         let context: InferenceContext
         let inputEstimate: Int
+        /// The media route's estimate, used when the upstream reports no usage.
+        let media: MediaEstimate?
+        /// The requested model's prices, for a call that ends before any model answered.
+        let pricing: ModelPricing?
         let time: Date
         let start = ContinuousClock.now
         /// The call's GenAI span, ended when the ticket closes.
         let span: (any Span)?
-        private let state = Mutex<(reservation: (id: String, lines: [BudgetLine])?, closed: Bool)>((nil, false))
+        private let state = Mutex<State>(State())
+
+        private struct State {
+            var reservation: (id: String, lines: [BudgetLine])?
+            var closed = false
+            /// Whether an upstream may have read the prompt (it answered, or the call was
+            /// abandoned or timed out after it was sent): a call that fails after this is
+            /// charged its input.
+            var delivered = false
+        }
 
         init(
-            accountant: UsageAccountant?, operation: String, requested: String, context: InferenceContext, inputEstimate: Int, time: Date,
-            span: (any Span)? = nil
+            accountant: UsageAccountant?, operation: String, requested: String, context: InferenceContext, inputEstimate: Int,
+            media: MediaEstimate? = nil, pricing: ModelPricing? = nil, time: Date, span: (any Span)? = nil
         ) {
             self.accountant = accountant
             self.operation = operation
             self.requested = requested
             self.context = context
             self.inputEstimate = inputEstimate
+            self.media = media
+            self.pricing = pricing
             self.time = time
             self.span = span
         }
@@ -240,24 +270,37 @@ public final class UsageAccountant: Sendable {
             set { state.withLock { $0.reservation = newValue } }
         }
 
-        /// Closes the ticket for a call that answered: `usage` as the upstream reported it,
-        /// else `outputEstimate` (LISA's estimate of the tokens sent back).
+        /// Records that an upstream may have read the prompt: it answered, or the call was
+        /// abandoned (the client left) or timed out after the request went out.
+        func delivered() {
+            state.withLock { $0.delivered = true }
+        }
+
+        /// Closes the ticket for a call that answered: `usage` as the upstream reported it
+        /// (`usageEstimated` when part of it is LISA's estimate), else the media route's
+        /// estimate, else the input estimate and `outputEstimate` (LISA's estimate of the
+        /// tokens sent back).
         func finish(
-            servedBy: ModelDefinition, endpoint: String?, usage: Usage?, outputEstimate: Int, firstToken: ContinuousClock.Instant?,
-            failed: Bool = false
+            servedBy: ModelDefinition, endpoint: String?, usage: Usage?, usageEstimated: Bool = false, outputEstimate: Int,
+            firstToken: ContinuousClock.Instant?, failed: Bool = false
         ) {
             let input = usage?.promptTokens ?? inputEstimate
-            let output = usage.map { $0.completionTokens ?? max($0.totalTokens - $0.promptTokens, 0) } ?? outputEstimate
+            let output = usage.map { $0.completionTokens ?? max($0.totalTokens - $0.promptTokens, 0) } ?? media?.output ?? outputEstimate
             close(
-                servedBy: servedBy, endpoint: endpoint, input: input, output: output, estimated: usage == nil, firstToken: firstToken,
-                status: failed ? "stream_error" : "ok"
+                servedBy: servedBy, endpoint: endpoint, input: input, output: output, estimated: usage == nil || usageEstimated,
+                firstToken: firstToken, status: failed ? "stream_error" : "ok"
             )
         }
 
-        /// Closes the ticket for a call that failed before an answer.
+        /// Closes the ticket for a call that failed before an answer: one an upstream may
+        /// have read (``delivered()``) is charged its input, estimated.
         func finish(error: LISAError) {
             Traces.fail(span, error)
-            close(servedBy: nil, endpoint: error.endpointLabel, input: 0, output: 0, estimated: false, firstToken: nil, status: error.reason ?? "error")
+            let input = state.withLock { $0.delivered } ? inputEstimate : 0
+            close(
+                servedBy: nil, endpoint: error.endpointLabel, input: input, output: 0, estimated: input > 0, firstToken: nil,
+                status: error.reason ?? "error"
+            )
         }
 
         private func close(
@@ -271,7 +314,9 @@ public final class UsageAccountant: Sendable {
             }
             guard let reservation else { return }
             let duration = ContinuousClock.now - start
-            let cost = servedBy?.pricing?.tokenCost(input: input, output: output)
+            // A call no model answered is priced as the model asked for, when it was charged at all.
+            let prices = servedBy.map(\.pricing) ?? (input + output > 0 ? pricing : nil)
+            let cost = prices?.tokenCost(input: input, output: output)
             if let span {
                 if span.isRecording {
                     span.updateAttributes { attributes in
@@ -297,9 +342,10 @@ public final class UsageAccountant: Sendable {
                 accountant.settle(id: reservation.id, lines: reservation.lines, spent: spent)
             }
             let principal = context.principal
+            let payer = context.budgetedAs
             let record = UsageRecord(
                 id: UniqueID.uuidString(), time: time, requestId: context.requestID, username: context.billedUser ?? principal.username,
-                tokenId: principal.tokenID, groups: context.billedUser == nil ? principal.groups : [], model: requested,
+                tokenId: payer?.tokenID ?? principal.tokenID, groups: payer?.groups ?? (context.billedUser == nil ? principal.groups : []), model: requested,
                 servedBy: servedBy.flatMap { $0.modelId == requested ? nil : $0.modelId }, endpoint: endpoint, operation: operation,
                 inputTokens: input, outputTokens: output, estimated: estimated, durationMs: duration.seconds * 1000,
                 timeToFirstTokenMs: firstToken.map { ($0 - start).seconds * 1000 }, status: status, cost: cost
@@ -359,6 +405,14 @@ public final class UsageAccountant: Sendable {
         guard var data = try? logEncoder.encode(Line(record: record)) else { return }
         data.append(0x0A)
         logOutput.withLock { _ in FileHandle.standardOutput.write(data) }
+    }
+}
+
+extension InferenceContext {
+    /// Whose budgets the call is reserved on: the caller's, or for a call LISA makes for
+    /// someone as itself, ``budgetedAs`` (none when it is not set).
+    var budgetPayer: Principal? {
+        billedUser == nil ? principal : budgetedAs
     }
 }
 
