@@ -14,17 +14,35 @@ struct RAGRoutes<Context: LISARoutesContext> {
     let rag: RAGService
     let maxRequestBodySize: Int
 
+    /// Whether `modelId` may be named to `principal`: a model they may use (or one that no
+    /// longer exists, which names nothing hidden).
+    static func mayNameModel(_ modelId: String, to principal: Principal, rag: RAGService) -> Bool {
+        guard let model = rag.gateway.registry.model(modelId) else { return true }
+        return rag.gateway.access.mayUse(model.definition, principal)
+    }
+
+    /// `repository` as `principal` sees it: its embedding model blanked when hidden from them.
+    static func shown(_ repository: RAGRepository, to principal: Principal, rag: RAGService) -> RAGRepository {
+        var shown = repository
+        if !mayNameModel(repository.embeddingModelId, to: principal, rag: rag) { shown.embeddingModelId = "" }
+        return shown
+    }
+
     func add(to group: RouterGroup<Context>) {
         let rag = self.rag
         group.post("/repository") { request, context in
             let repository = try Gateway.decode(RAGRepository.self, from: try await json(request))
             return try LISARoutes.encode(try await rag.createRepository(repository, by: try context.requirePrincipal()).redacted(), status: .created)
         }
+        // A repository's embedding model is named only to callers who may use it themselves
+        // (hidden models are named nowhere); the repository works for them either way.
         group.get("/repository") { _, context in
-            try LISARoutes.encode(try await rag.repositories(for: try context.requirePrincipal()).map { $0.redacted() })
+            let principal = try context.requirePrincipal()
+            return try LISARoutes.encode(try await rag.repositories(for: principal).map { Self.shown($0.redacted(), to: principal, rag: rag) })
         }
         group.get("/repository/{id}") { _, context in
-            try LISARoutes.encode(try await rag.repository(try context.parameters.require("id"), for: try context.requirePrincipal()).redacted())
+            let principal = try context.requirePrincipal()
+            return try LISARoutes.encode(Self.shown(try await rag.repository(try context.parameters.require("id"), for: principal).redacted(), to: principal, rag: rag))
         }
         group.put("/repository/{id}") { request, context in
             let patch = try Gateway.decode(JSONValue.self, from: try await json(request))
@@ -38,7 +56,13 @@ struct RAGRoutes<Context: LISARoutesContext> {
             return try LISARoutes.encode(["repositoryId": id, "status": "deleted"])
         }
         group.get("/repository/{id}/collection") { _, context in
-            try LISARoutes.encode(try await rag.collections(of: try context.parameters.require("id"), for: try context.requirePrincipal()))
+            let principal = try context.requirePrincipal()
+            let collections = try await rag.collections(of: try context.parameters.require("id"), for: principal).map { collection in
+                var shown = collection
+                if let id = collection.embeddingModelId, !Self.mayNameModel(id, to: principal, rag: rag) { shown.embeddingModelId = nil }
+                return shown
+            }
+            return try LISARoutes.encode(collections)
         }
         group.post("/repository/{id}/collection") { request, context in
             var collection = try Gateway.decode(CollectionRequest.self, from: try await json(request))

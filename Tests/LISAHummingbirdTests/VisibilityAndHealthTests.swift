@@ -49,6 +49,25 @@ struct VisibilityAndHealthTests {
         }
     }
 
+    @Test("a repository open to a user does not name its hidden embedding model")
+    func repositoryHidesItsEmbeddingModel() async throws {
+        try await Harness.run(access: Self.access, models: { url in
+            var hidden = ModelDefinition(modelId: "secret-embed", modelName: "e", modelType: .embedding, modelUrl: url)
+            hidden.allowedGroups = ["special"]
+            return [hidden]
+        }) { lisa in
+            let created = try await lisa.send("/repository", json: #"{"repositoryId":"handbook","embeddingModelId":"secret-embed"}"#)
+            #expect(created.status == 201, "\(created.body)")
+            let alice = try await userToken(lisa, groups: [])
+            for path in ["/repository", "/repository/handbook", "/repository/handbook/collection"] {
+                let seen = try await lisa.send(.GET, path, key: alice)
+                #expect(seen.status == 200, "\(path): \(seen.body)")
+                #expect(!seen.body.contains("secret-embed"), "\(path): \(seen.body)")
+            }
+            #expect(try await lisa.send(.GET, "/repository/handbook").body.contains("secret-embed"), "the administrator sees it")
+        }
+    }
+
     @Test("GET /v1/models/{id} (and under /v2/serve): the listed model; 404 in OpenAI's shape for an unknown or hidden one")
     func retrieveModel() async throws {
         try await Harness.run(access: Self.access, models: Self.models) { lisa in
