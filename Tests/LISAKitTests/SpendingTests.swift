@@ -27,6 +27,7 @@ struct SpendingTests {
             ModelDefinition(modelId: "stt", modelName: "s", modelType: .transcription, modelUrl: "http://stt.invalid/v1"),
             ModelDefinition(modelId: "stt-seconds", modelName: "seconds", modelType: .transcription, modelUrl: "http://stt.invalid/v1"),
             ModelDefinition(modelId: "stt-text", modelName: "text", modelType: .transcription, modelUrl: "http://stt.invalid/v1"),
+            ModelDefinition(modelId: "rank", modelName: "r", modelType: .rerank, modelUrl: "http://rank.invalid/v1"),
         ]
         configuration.usage.flushIntervalSeconds = 3600
         configure(&configuration)
@@ -212,7 +213,7 @@ struct SpendingTests {
 
     // MARK: - Item 8: media
 
-    @Test("images and transcriptions are charged what the upstream reports in the media shapes, else an estimate marked as one")
+    @Test("images, transcriptions and rerank are charged what the upstream reports in their own shapes, else an estimate marked as one")
     func mediaUsage() async throws {
         let provider = InMemoryProvider { call in
             let model = call.json?["model"]?.stringValue ?? Self.formModel(call.body)
@@ -232,6 +233,8 @@ struct SpendingTests {
                         "input_token_details": ["audio_tokens": 118, "text_tokens": 2],
                     ],
                 ])
+            case (.rerank, _):
+                return InMemoryProvider.json(["results": [["index": 0, "relevance_score": 0.9]], "usage": ["total_tokens": 42]])
             case (.audioTranscriptions, "seconds"):
                 return InMemoryProvider.json(["text": "hello there world", "usage": ["type": "duration", "seconds": 30]])
             default:
@@ -252,6 +255,8 @@ struct SpendingTests {
                 let answer = try await gateway.media(.transcriptions, body: form, contentType: type, context: Self.context(Self.alice))
                 if case .bytes(let relayed) = answer.body { try await relayed.pump { _ in } }
             }
+            let rank = ByteBuffer(string: #"{"model":"rank","query":"fox","documents":["a fox","a dog"]}"#)
+            _ = try await gateway.media(.rerank, body: rank, contentType: "application/json", context: Self.context(Self.alice))
             let rows = Dictionary(uniqueKeysWithValues: try await Self.report(runtime).data.map { ($0.model ?? "", $0) })
             #expect(rows["img"]?.inputTokens == 50 && rows["img"]?.outputTokens == 4160 && rows["img"]?.estimatedRequests == 0)
             #expect(rows["img-plain"]?.outputTokens == 2 * 4160, "two high-quality 1024² images, estimated")
@@ -261,6 +266,7 @@ struct SpendingTests {
             #expect(rows["stt-seconds"]?.outputTokens == 5 && rows["stt-seconds"]?.estimatedRequests == 1)
             #expect(rows["stt-text"]?.inputTokens == 200, "20 s of WAV by its header")
             #expect(rows["stt-text"]?.outputTokens == 80 && rows["stt-text"]?.estimatedRequests == 1)
+            #expect(rows["rank"]?.inputTokens == 42 && rows["rank"]?.estimatedRequests == 0, "vLLM rerank's total_tokens")
         }
     }
 

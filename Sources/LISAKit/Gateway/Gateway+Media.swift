@@ -250,17 +250,23 @@ struct MediaEstimate: Sendable, Equatable {
 }
 
 extension Gateway {
-    /// The usage of a media answer (images, transcripts) in the media APIs' own shapes:
+    /// The usage of a media answer (images, transcripts, rerank) in the media APIs' own shapes:
     /// `{"input_tokens", "output_tokens", "total_tokens", "input_tokens_details"}` (images,
     /// token-billed transcription), `{"type": "duration", "seconds"}` or a transcript's
-    /// `duration` (an estimate from the audio's length: `estimated`); `nil` when there is none.
+    /// `duration` (an estimate from the audio's length: `estimated`), vLLM rerank's
+    /// `{"total_tokens"}`; `nil` when there is none.
     static func mediaUsage(_ operation: UpstreamOperation, answer: ByteBuffer) -> (usage: Usage, estimated: Bool)? {
         switch operation {
-        case .imagesGenerations, .imagesEdits, .audioTranscriptions, .audioTranslations: break
+        case .imagesGenerations, .imagesEdits, .audioTranscriptions, .audioTranslations, .rerank: break
         default: return nil
         }
         let usage = JSONMemberScanner.value(of: "usage", in: answer).flatMap { try? JSONDecoder().decode(JSONValue.self, from: $0) }
         let count = MediaEstimate.count
+        // vLLM's rerank counts the tokens it read as `total_tokens` alone.
+        if operation == .rerank {
+            guard let total = count(usage?["total_tokens"]) else { return nil }
+            return (Usage(promptTokens: total, completionTokens: 0, totalTokens: total), false)
+        }
         if let usage, let input = count(usage["input_tokens"]) ?? count(usage["prompt_tokens"]) {
             let output = count(usage["output_tokens"]) ?? count(usage["completion_tokens"])
             let total = count(usage["total_tokens"]) ?? input + (output ?? 0)
