@@ -42,7 +42,8 @@ struct RAGRoutes<Context: LISARoutesContext> {
         }
         group.get("/repository/{id}") { _, context in
             let principal = try context.requirePrincipal()
-            return try LISARoutes.encode(Self.shown(try await rag.repository(try context.parameters.require("id"), for: principal).redacted(), to: principal, rag: rag))
+            let repository = try await rag.repository(try context.parameters.require("id"), for: principal)
+            return try LISARoutes.encode(Self.shown(repository.redacted(), to: principal, rag: rag))
         }
         group.put("/repository/{id}") { request, context in
             let patch = try Gateway.decode(JSONValue.self, from: try await json(request))

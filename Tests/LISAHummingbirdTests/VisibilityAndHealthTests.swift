@@ -128,7 +128,9 @@ struct VisibilityAndHealthTests {
 
     struct RecordingMiddleware: RouterMiddleware {
         let recorder: Recorder
-        func handle(_ request: Request, context: LISARequestContext, next: (Request, LISARequestContext) async throws -> Response) async throws -> Response {
+        func handle(
+            _ request: Request, context: LISARequestContext, next: (Request, LISARequestContext) async throws -> Response
+        ) async throws -> Response {
             recorder.seen.withLock { $0.append((request.uri.path, request.headers[.authorization])) }
             return Response(status: .ok)
         }

@@ -316,8 +316,8 @@ struct ResilienceStateTests {
         var answered = ProbeHealth()
         answered.recordAnswer()
         #expect(answered.name == "healthy")
-        let status = EndpointPool(definition: ModelDefinition(modelId: "m", modelName: "m", modelUrl: "http://127.0.0.1:9/v1"), defaultPolicy: .roundRobin)
-            .endpoints[0].status
+        let definition = ModelDefinition(modelId: "m", modelName: "m", modelUrl: "http://127.0.0.1:9/v1")
+        let status = EndpointPool(definition: definition, defaultPolicy: .roundRobin).endpoints[0].status
         #expect(status.health == "unknown")
         #expect(ModelManager.ModelRecord.health(of: [status]) == "unknown")
     }

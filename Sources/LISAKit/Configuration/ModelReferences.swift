@@ -12,7 +12,8 @@ extension ModelDefinition {
             }
             guard fallback.modelType == modelType else {
                 return .invalidRequest(
-                    "The fallback '\(id)' has modelType \(fallback.modelType.rawValue); a model falls back only to models of its own type (\(modelType.rawValue)).",
+                    "The fallback '\(id)' has modelType \(fallback.modelType.rawValue); "
+                        + "a model falls back only to models of its own type (\(modelType.rawValue)).",
                     param: "fallbacks[\(index)]", reason: "fallback_type_mismatch"
                 )
             }
