@@ -143,3 +143,35 @@ def test_api_names_the_accepted_values_of_a_closed_field(lisa):
             assert answer.status_code == 400, answer.text
             message = answer.json()["error"]["message"]
             assert expected in message and "Cannot initialize" not in message, message
+
+
+NODE = __import__("shutil").which("node")
+
+
+@pytest.mark.skipif(NODE is None, reason="needs Node.js to run LISA Chat's modules outside a browser")
+def test_lisa_chat_offers_no_down_model_shows_the_real_status_and_prints_small_costs():
+    import json
+    from conftest import ROOT
+    assets = ROOT / "Sources" / "LISAWebUI" / "Assets"
+    script = f"""
+      const chat = await import({json.dumps(str(assets / 'chat.js'))});
+      const admin = await import({json.dumps(str(assets / 'admin.js'))});
+      const usage = await import({json.dumps(str(assets / 'usage.js'))});
+      const models = [{{id: 'dead', lisa: {{modelType: 'textgen', health: 'down'}}}},
+                      {{id: 'new', lisa: {{modelType: 'textgen', health: 'unknown'}}}},
+                      {{id: 'ok', lisa: {{modelType: 'textgen', health: 'healthy'}}}},
+                      {{id: 'vectors', lisa: {{modelType: 'embedding', health: 'healthy'}}}},
+                      {{id: 'old-server'}}];
+      console.log(JSON.stringify({{
+        offered: chat.offeredModels(models).map((m) => m.id),
+        badges: [['InService', 'down'], ['InService', 'degraded'], ['InService', 'healthy'], ['Stopped', 'down']]
+          .map(([status, health]) => admin.shownStatus({{status, health}})),
+        costs: [0, 0.0000123, 0.00041, 0.5, 12.345, 250.4].map(usage.formatCost),
+      }}));
+    """
+    run = subprocess.run([NODE, "--input-type=module", "-e", script], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["offered"] == ["new", "ok", "old-server"], "a down model is not offered"
+    assert result["badges"] == ["Down", "Degraded", "InService", "Stopped"], "no green InService beside a red down"
+    assert result["costs"] == ["0", "0.0000123", "0.00041", "0.5", "12.35", "250"], "never 0.0000 for a small spend"

@@ -24,6 +24,11 @@ function answerStats(metadata) {
   return parts.join(' · ');
 }
 
+/** The models the picker offers from `/v1/models`' data: text generation models that can take requests (not `down`). */
+export function offeredModels(data) {
+  return data.filter((model) => (model.lisa?.modelType ?? 'textgen') === 'textgen' && model.lisa?.health !== 'down');
+}
+
 /** A session's title from its first message: the text without Markdown marks, on one line. */
 export function plainTitle(text) {
   return text
@@ -153,8 +158,7 @@ export class ChatView {
     try {
       const list = await this.api.get('/v1/models');
       const textModels = list.data.filter((model) => (model.lisa?.modelType ?? 'textgen') === 'textgen');
-      // A model no endpoint can serve now is not offered: choosing it could only fail.
-      this.models = textModels.filter((model) => model.lisa?.health !== 'down');
+      this.models = offeredModels(list.data);
       if (!this.models.length) {
         const why = !this.app.me.mayCallInference ? 'Your account may not use models here'
           : textModels.length ? 'No model can take requests now' : 'No models available to you';
