@@ -29,6 +29,11 @@ def test_check_config_finds_cross_references_in_file_order(tmp_path):
     assert "models[0] 'chat'" in lines[0] and "'nowhere' is not a model" in lines[0]
     assert "models[0] 'chat'" in lines[1] and "'embed' has modelType embedding" in lines[1]
     assert "models[2] 'chat'" in lines[2] and "already declared by models[0]" in lines[2]
+    # Start-up refuses the same file with the same list, before it listens.
+    started = subprocess.run([str(BIN / "LISAServe"), "--config", str(tmp_path / "lisa.yaml"), "--port", "0",
+                              "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, timeout=30,
+                             env={"LISA_ADMIN_KEY": ADMIN_KEY, "PATH": "/usr/bin:/bin"})
+    assert started.returncode != 0 and [line for line in started.stderr.splitlines() if "models[" in line] == lines, started.stderr
 
 
 def test_check_config_unknown_keys_by_line_and_enum_values_in_lisas_words(tmp_path):
