@@ -241,13 +241,50 @@ public enum AnthropicUpstream {
     ///
     /// - Throws: ``LISAError/Code/upstreamFailed`` when the answer is not a message.
     public static func chatCompletion(fromMessage message: JSONValue, created: Int64) throws(LISAError) -> JSONValue {
-        guard message["type"]?.stringValue == "message", let blocks = message["content"]?.arrayValue else {
-            throw .badGateway("The Anthropic upstream's answer is not a message.", reason: "upstream_invalid_response")
+        guard message["type"]?.stringValue == "message", let blocks = message["content"]?.arrayValue else { throw notAMessage }
+        var translation = MessageAnswerTranslation()
+        for block in blocks { translation.add(block: block) }
+        return translation.chatCompletion(message: message, created: created)
+    }
+
+    /// The chat completion for a Messages answer given as JSON text, read one content block
+    /// at a time: the whole answer is never held as a parsed tree. Its output is byte for byte
+    /// that of ``chatCompletion(fromMessage:created:)``; `nil` when `bytes` is not JSON.
+    ///
+    /// - Throws: ``LISAError/Code/upstreamFailed`` when the answer is not a message.
+    static func chatCompletion(fromMessageBytes bytes: ByteBuffer, created: Int64) throws(LISAError) -> JSONValue? {
+        switch JSONSlices.split(bytes, leaving: "content") {
+        case .invalid: return nil
+        case .ambiguous:
+            guard let message = try? JSONValue(parsing: bytes) else { return nil }
+            return try chatCompletion(fromMessage: message, created: created)
+        case .notObject: throw notAMessage
+        case .object(let head, let content):
+            let message = JSONValue.object(head)
+            guard message["type"]?.stringValue == "message", let content, JSONSlices.firstByte(of: bytes, in: content) == UInt8(ascii: "[")
+            else { throw notAMessage }
+            var translation = MessageAnswerTranslation()
+            let complete = JSONSlices.forEachElement(of: bytes, in: content) { range in
+                guard let block = try? JSONValue(parsing: JSONSlices.slice(of: bytes, range)) else { return false }
+                translation.add(block: block)
+                return true
+            }
+            guard complete else { return nil }
+            return translation.chatCompletion(message: message, created: created)
         }
+    }
+
+    static var notAMessage: LISAError {
+        .badGateway("The Anthropic upstream's answer is not a message.", reason: "upstream_invalid_response")
+    }
+
+    /// A Messages answer's content blocks gathered into a chat completion, block by block.
+    struct MessageAnswerTranslation {
         var text = ""
         var reasoning = ""
         var calls: [JSONValue] = []
-        for block in blocks {
+
+        mutating func add(block: JSONValue) {
             switch block["type"]?.stringValue {
             case "text": text += block["text"]?.stringValue ?? ""
             case "thinking": reasoning += block["thinking"]?.stringValue ?? ""
@@ -259,16 +296,20 @@ public enum AnthropicUpstream {
             default: break
             }
         }
-        var assistant: JSONObject = ["role": "assistant", "content": text.isEmpty && !calls.isEmpty ? .null : .string(text)]
-        if !calls.isEmpty { assistant["tool_calls"] = .array(calls) }
-        if !reasoning.isEmpty { assistant["reasoning_content"] = .string(reasoning) }
-        let (finish, matched) = finishReason(stop: message["stop_reason"]?.stringValue, sequence: message["stop_sequence"])
-        var choice: JSONObject = ["index": 0, "message": .object(assistant), "finish_reason": .string(finish)]
-        if let matched { choice["stop_reason"] = .string(matched) }
-        return [
-            "id": .string(message["id"]?.stringValue ?? DialectJSON.id("msg_")), "object": "chat.completion", "created": .integer(created),
-            "model": message["model"] ?? "", "choices": [.object(choice)], "usage": chatUsage(message["usage"]),
-        ]
+
+        /// The completion, with what the answer says besides its content read from `message`.
+        func chatCompletion(message: JSONValue, created: Int64) -> JSONValue {
+            var assistant: JSONObject = ["role": "assistant", "content": text.isEmpty && !calls.isEmpty ? .null : .string(text)]
+            if !calls.isEmpty { assistant["tool_calls"] = .array(calls) }
+            if !reasoning.isEmpty { assistant["reasoning_content"] = .string(reasoning) }
+            let (finish, matched) = finishReason(stop: message["stop_reason"]?.stringValue, sequence: message["stop_sequence"])
+            var choice: JSONObject = ["index": 0, "message": .object(assistant), "finish_reason": .string(finish)]
+            if let matched { choice["stop_reason"] = .string(matched) }
+            return [
+                "id": .string(message["id"]?.stringValue ?? DialectJSON.id("msg_")), "object": "chat.completion", "created": .integer(created),
+                "model": message["model"] ?? "", "choices": [.object(choice)], "usage": chatUsage(message["usage"]),
+            ]
+        }
     }
 
     /// Messages' stop reason as chat's finish reason, with the matched stop sequence (kept

@@ -170,24 +170,80 @@ public enum ResponsesUpstream {
     ///
     /// - Throws: ``LISAError/Code/upstreamFailed`` when it is not a response, or it failed.
     public static func chatCompletion(fromResponse response: JSONValue) throws(LISAError) -> JSONValue {
-        guard response["object"]?.stringValue == "response", let output = response["output"]?.arrayValue else {
-            throw .badGateway("The Responses upstream's answer is not a response.", reason: "upstream_invalid_response")
+        guard response["object"]?.stringValue == "response", let output = response["output"]?.arrayValue else { throw notAResponse }
+        try checkNotFailed(response)
+        var translation = ResponseAnswerTranslation()
+        for item in output { translation.add(item: item) }
+        return translation.chatCompletion(response: response)
+    }
+
+    /// The chat completion for a response given as JSON text, read one output item (and one
+    /// message content part) at a time: the whole answer is never held as a parsed tree. Its
+    /// output is byte for byte that of ``chatCompletion(fromResponse:)``; `nil` when `bytes`
+    /// is not JSON.
+    ///
+    /// - Throws: ``LISAError/Code/upstreamFailed`` when it is not a response, or it failed.
+    static func chatCompletion(fromResponseBytes bytes: ByteBuffer) throws(LISAError) -> JSONValue? {
+        switch JSONSlices.split(bytes, leaving: "output") {
+        case .invalid: return nil
+        case .ambiguous:
+            guard let response = try? JSONValue(parsing: bytes) else { return nil }
+            return try chatCompletion(fromResponse: response)
+        case .notObject: throw notAResponse
+        case .object(let head, let output):
+            let response = JSONValue.object(head)
+            guard response["object"]?.stringValue == "response", let output, JSONSlices.firstByte(of: bytes, in: output) == UInt8(ascii: "[")
+            else { throw notAResponse }
+            try checkNotFailed(response)
+            var translation = ResponseAnswerTranslation()
+            func parsed(_ range: Range<Int>) -> JSONValue? { try? JSONValue(parsing: JSONSlices.slice(of: bytes, range)) }
+            let complete = JSONSlices.forEachElement(of: bytes, in: output) { item in
+                // Anything but an object has no type, and is skipped as the tree reading skips it.
+                guard JSONSlices.firstByte(of: bytes, in: item) == UInt8(ascii: "{") else { return true }
+                guard let members = JSONSlices.members(of: bytes, in: item) else { return false }
+                let type = members.last(where: { $0.key == "type" }).flatMap { parsed($0.value) }
+                guard type?.stringValue == "message" else {
+                    guard let whole = parsed(item) else { return false }
+                    translation.add(item: whole)
+                    return true
+                }
+                // A message's parts one by one: a message may carry very many.
+                guard let content = members.last(where: { $0.key == "content" })?.value,
+                    JSONSlices.firstByte(of: bytes, in: content) == UInt8(ascii: "[")
+                else { return true }
+                return JSONSlices.forEachElement(of: bytes, in: content) { range in
+                    guard let part = parsed(range) else { return false }
+                    translation.add(messagePart: part)
+                    return true
+                }
+            }
+            guard complete else { return nil }
+            return translation.chatCompletion(response: response)
         }
+    }
+
+    static var notAResponse: LISAError {
+        .badGateway("The Responses upstream's answer is not a response.", reason: "upstream_invalid_response")
+    }
+
+    static func checkNotFailed(_ response: JSONValue) throws(LISAError) {
         if response["status"]?.stringValue == "failed" {
             let message = response["error"]?["message"]?.stringValue ?? "the response failed"
             throw .badGateway("The Responses upstream failed: \(message)")
         }
+    }
+
+    /// A response's output items gathered into a chat completion, item by item.
+    struct ResponseAnswerTranslation {
         var text = ""
         var refusal = ""
         var reasoning = ""
         var calls: [JSONValue] = []
-        for item in output {
+
+        mutating func add(item: JSONValue) {
             switch item["type"]?.stringValue {
             case "message":
-                for part in item["content"]?.arrayValue ?? [] {
-                    if part["type"] == "output_text" { text += part["text"]?.stringValue ?? "" }
-                    if part["type"] == "refusal" { refusal += part["refusal"]?.stringValue ?? "" }
-                }
+                for part in item["content"]?.arrayValue ?? [] { add(messagePart: part) }
             case "reasoning":
                 reasoning += reasoningText(item)
             case "function_call":
@@ -195,16 +251,26 @@ public enum ResponsesUpstream {
             default: break
             }
         }
-        var message: JSONObject = ["role": "assistant", "content": text.isEmpty && (!calls.isEmpty || !refusal.isEmpty) ? .null : .string(text)]
-        if !refusal.isEmpty { message["refusal"] = .string(refusal) }
-        if !calls.isEmpty { message["tool_calls"] = .array(calls) }
-        if !reasoning.isEmpty { message["reasoning_content"] = .string(reasoning) }
-        return [
-            "id": response["id"] ?? .string(DialectJSON.id("resp_")), "object": "chat.completion",
-            "created": response["created_at"] ?? .integer(Gateway.now()), "model": response["model"] ?? "",
-            "choices": [["index": 0, "message": .object(message), "finish_reason": .string(finishReason(response, calledTools: !calls.isEmpty))]],
-            "usage": chatUsage(response["usage"]),
-        ]
+
+        /// One part of a `message` item's content.
+        mutating func add(messagePart part: JSONValue) {
+            if part["type"] == "output_text" { text += part["text"]?.stringValue ?? "" }
+            if part["type"] == "refusal" { refusal += part["refusal"]?.stringValue ?? "" }
+        }
+
+        /// The completion, with what the answer says besides its output read from `response`.
+        func chatCompletion(response: JSONValue) -> JSONValue {
+            var message: JSONObject = ["role": "assistant", "content": text.isEmpty && (!calls.isEmpty || !refusal.isEmpty) ? .null : .string(text)]
+            if !refusal.isEmpty { message["refusal"] = .string(refusal) }
+            if !calls.isEmpty { message["tool_calls"] = .array(calls) }
+            if !reasoning.isEmpty { message["reasoning_content"] = .string(reasoning) }
+            return [
+                "id": response["id"] ?? .string(DialectJSON.id("resp_")), "object": "chat.completion",
+                "created": response["created_at"] ?? .integer(Gateway.now()), "model": response["model"] ?? "",
+                "choices": [["index": 0, "message": .object(message), "finish_reason": .string(finishReason(response, calledTools: !calls.isEmpty))]],
+                "usage": chatUsage(response["usage"]),
+            ]
+        }
     }
 
     static func functionCall(_ item: JSONValue) -> JSONValue {

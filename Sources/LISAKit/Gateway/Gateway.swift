@@ -611,15 +611,16 @@ public final class Gateway: Sendable {
         metrics.overhead(model: requested, (finished - start) - (finished - sent))
         metrics.timeToFirstToken(model: requested, finished - start)
         if wire.answer == .anthropicToChat {
-            guard let message = try? JSONValue(parsing: buffer) else {
+            // Read block by block: a large answer is never held as a whole parsed tree.
+            guard let chat = try AnthropicUpstream.chatCompletion(fromMessageBytes: buffer, created: Self.now()) else {
                 throw .badGateway("The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
             }
-            buffer = DialectJSON.encode(try AnthropicUpstream.chatCompletion(fromMessage: message, created: Self.now()))
+            buffer = DialectJSON.encode(chat)
         } else if wire.answer == .responsesToChat {
-            guard let answer = try? JSONValue(parsing: buffer) else {
+            guard let chat = try ResponsesUpstream.chatCompletion(fromResponseBytes: buffer) else {
                 throw .badGateway("The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
             }
-            buffer = DialectJSON.encode(try ResponsesUpstream.chatCompletion(fromResponse: answer))
+            buffer = DialectJSON.encode(chat)
         } else if wire.answer == .teiRerank {
             guard let ranked = try? JSONValue(parsing: buffer) else {
                 throw .badGateway("The upstream of model '\(modelID)' answered with something other than JSON.", reason: "upstream_invalid_response")
