@@ -335,13 +335,13 @@ public final class RAGService: Service, Sendable {
         }
         guard !data.isEmpty else { throw LISAError.invalidRequest("'\(name)' is empty.", param: "file") }
         guard data.count <= maxUploadSize else { throw LISAError.payloadTooLarge(limit: maxUploadSize) }
-        let size = chunkSize ?? collection.chunkSize ?? repository.chunkSize ?? 512
-        let overlap = chunkOverlap ?? collection.chunkOverlap ?? repository.chunkOverlap ?? min(51, size / 10)
-        try ChunkingStrategy.recursive(size: size, overlap: overlap).validate()
         // A PDF this server cannot read is refused now, not accepted and failed later.
         if ext == "pdf", let problem = DocumentParser.pdfProblem(ingestion.document) {
             throw LISAError.unsupportedFileType("'\(name)': \(problem).")
         }
+        let size = chunkSize ?? collection.chunkSize ?? repository.chunkSize ?? 512
+        let overlap = chunkOverlap ?? collection.chunkOverlap ?? repository.chunkOverlap ?? min(51, size / 10)
+        try ChunkingStrategy.recursive(size: size, overlap: overlap).validate()
 
         let documentId = try await documentID(for: name, in: repository.repositoryId, collection: collection.collectionId, by: principal)
         try await checkQuotas(of: principal, adding: documentId)
