@@ -457,6 +457,11 @@ public struct LISARoutes: Sendable {
         try encode(value)
     }
 
+    /// A JSON body as it is.
+    private static func json(_ body: ByteBuffer) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
+    }
+
     static func encode<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -467,11 +472,6 @@ public struct LISARoutes: Sendable {
 }
 
 struct ModelsEnvelope: Encodable {
-    /// A JSON body as it is.
-    private static func json(_ body: ByteBuffer) -> Response {
-        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
-    }
-
     var models: [ModelManager.ModelRecord]
 }
 

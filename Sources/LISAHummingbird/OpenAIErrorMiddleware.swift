@@ -200,11 +200,11 @@ public struct AuthenticationMiddleware<Context: LISARoutesContext>: RouterMiddle
     /// Reading lists, sessions and settings does not, so a UI can refresh what it shows
     /// without spending the user's budget.
     public static func isMetered(method: HTTPRequest.Method, path: String) -> Bool {
+        if path == "/usage" { return true }
+        if method == .get || method == .delete, path.hasPrefix("/v1/responses/") || path.hasPrefix("/v2/serve/responses/") { return true }
         if method == .post,
             path.hasSuffix("/chat/completions") || path.hasSuffix("/completions") || path.hasSuffix("/embeddings") || path.hasSuffix("/messages")
                 || path.hasSuffix("/messages/count_tokens") || path.hasSuffix("/responses")
-        if path == "/usage" { return true }
-        if method == .get || method == .delete, path.hasPrefix("/v1/responses/") || path.hasPrefix("/v2/serve/responses/") { return true }
                 || MediaRoute.allCases.contains(where: { path.hasSuffix("/" + $0.rawValue) })
         {
             return path.hasPrefix("/v1/") || path.hasPrefix("/v2/serve/")
