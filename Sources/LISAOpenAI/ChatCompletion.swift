@@ -29,6 +29,10 @@ public enum FinishReason: OpenStringEnum {
 }
 
 /// Token counts of a request.
+///
+/// Counts come from upstreams, which may send anything: each is held to
+/// `0...`\(``maximumTokenCount``) when a usage is made or decoded, so that what LISA adds up,
+/// charges and counts in metrics can neither go negative nor overflow.
 public struct Usage: Sendable, Hashable, Codable {
     public var promptTokens: Int
     public var completionTokens: Int?
@@ -37,10 +41,16 @@ public struct Usage: Sendable, Hashable, Codable {
     public var completionTokensDetails: JSONValue?
     public var additionalFields: [String: JSONValue]
 
+    /// The largest token count LISA takes from an upstream (10¹²); larger counts are read as this.
+    public static let maximumTokenCount = 1_000_000_000_000
+
+    /// `count` held to `0...maximumTokenCount`.
+    public static func clamped(_ count: Int) -> Int { min(max(count, 0), maximumTokenCount) }
+
     public init(promptTokens: Int, completionTokens: Int? = nil, totalTokens: Int, additionalFields: [String: JSONValue] = [:]) {
-        self.promptTokens = promptTokens
-        self.completionTokens = completionTokens
-        self.totalTokens = totalTokens
+        self.promptTokens = Self.clamped(promptTokens)
+        self.completionTokens = completionTokens.map(Self.clamped)
+        self.totalTokens = Self.clamped(totalTokens)
         self.additionalFields = additionalFields
     }
 
@@ -54,9 +64,9 @@ public struct Usage: Sendable, Hashable, Codable {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        promptTokens = try c.decode(Int.self, forKey: .promptTokens)
-        completionTokens = try c.decodeIfPresent(Int.self, forKey: .completionTokens)
-        totalTokens = try c.decode(Int.self, forKey: .totalTokens)
+        promptTokens = Self.clamped(try c.decode(Int.self, forKey: .promptTokens))
+        completionTokens = try c.decodeIfPresent(Int.self, forKey: .completionTokens).map(Self.clamped)
+        totalTokens = Self.clamped(try c.decode(Int.self, forKey: .totalTokens))
         promptTokensDetails = try c.decodeIfPresent(JSONValue.self, forKey: .promptTokensDetails)
         completionTokensDetails = try c.decodeIfPresent(JSONValue.self, forKey: .completionTokensDetails)
         additionalFields = try decoder.additionalFields(excluding: CodingKeys.self)

@@ -13,6 +13,22 @@ GOOD_BODY = (b'{"id":"c1","object":"chat.completion","created":1,"model":"m","ch
              b'"message":{"role":"assistant","content":"fine"},"finish_reason":"stop"}],'
              b'"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}')
 
+def answer(usage: bytes) -> bytes:
+    body = (b'{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,'
+            b'"message":{"role":"assistant","content":"fine"},"finish_reason":"stop"}],"usage":' + usage + b'}')
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+
+# Well-framed answers whose usage is hostile: counts that are negative, past 64 bits, or add
+# up past them. Each is answered; nothing may trap (a negative counter increment, an Int64
+# conversion, an overflowing sum) in metrics, accounting or the usage rollup.
+USAGES = {
+    "negative": answer(b'{"prompt_tokens":-1,"completion_tokens":-5,"total_tokens":0}'),
+    "past64": answer(b'{"prompt_tokens":1,"total_tokens":-9223372036854775808}'),
+    "huge": answer(b'{"prompt_tokens":9223372036854775807,"completion_tokens":9223372036854775807,"total_tokens":1e300}'),
+    "float": answer(b'{"prompt_tokens":1e19,"completion_tokens":-1e19,"total_tokens":1e19}'),
+}
+
 # What the upstream writes for each path prefix: the first is what crashed LISAServe on 40538b8.
 FRAMINGS = {
     "zz": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
@@ -63,7 +79,9 @@ class RawUpstream:
                         break
                     buf = rest[length:]
                     name = head.split(b" ")[1].split(b"/")[1].decode()
-                    if name == "good":
+                    if name in USAGES:
+                        conn.sendall(USAGES[name])
+                    elif name == "good":
                         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(GOOD_BODY) + GOOD_BODY)
                     else:
                         conn.sendall(FRAMINGS[name])
@@ -89,7 +107,7 @@ def hostile(upstream, tmp_path):
     inferenceContainer: openai
     modelUrl: http://127.0.0.1:{raw.port}/{name}/v1
     healthCheck: {{enabled: false}}
-""" for name in [*FRAMINGS, "good"])
+""" for name in [*FRAMINGS, *USAGES, "good"])
     lisa = Lisa(upstream, tmp_path / "data", extra_config=models)
     yield lisa
     lisa.stop()
@@ -115,3 +133,24 @@ def test_broken_framings_fail_one_call_each_and_the_server_keeps_serving(hostile
                     pass
             assert hostile.proc.process.poll() is None, f"LISAServe died on framing {name}"
             assert client.chat.completions.create(model="good", messages=messages).choices[0].message.content == "fine"
+
+
+def test_hostile_usage_counts_are_answered_and_nothing_traps(hostile):
+    client = openai.OpenAI(base_url=hostile.url + "/v1", api_key=ADMIN_KEY, max_retries=0, timeout=30)
+    messages = [{"role": "user", "content": "hi"}]
+    for _ in range(2):
+        for name in USAGES:
+            # A usage the SDK reads as invalid is still an answer: the call succeeds or fails cleanly.
+            try:
+                client.chat.completions.create(model=name, messages=messages)
+            except openai.APIStatusError as error:
+                assert error.status_code == 502, name
+            assert hostile.proc.process.poll() is None, f"LISAServe died on usage {name}"
+    import httpx
+    metrics = httpx.get(hostile.url + "/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
+    assert metrics.status_code == 200
+    assert "lisa_tokens_total" in metrics.text
+    usage = httpx.get(hostile.url + "/usage", params={"bucket": "hour", "groupBy": "model"},
+                      headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
+    assert usage.status_code == 200, usage.text
+    assert hostile.proc.process.poll() is None

@@ -39,6 +39,11 @@ public struct LISAConfiguration: Sendable {
     /// client with a pool per event loop (the default), or `asyncHTTPClient`, which also speaks
     /// HTTP/2 to `https` upstreams and costs more per call.
     public var upstreamClient: UpstreamClientKind = .lean
+    /// What buffered upstream answers may hold in memory: per call
+    /// (`upstream.maxAnswerMemoryBytes`, 64 MiB) and all calls together
+    /// (`upstream.answersInFlightMemoryBytes`, 1 GiB). A translated answer counts
+    /// ``AnswerMemoryBudget/translationFactor`` times its size.
+    public var answerMemory = AnswerMemoryBudget.Limits()
     /// Whether each HTTP connection's task runs on its channel's event loop (`server.runOnEventLoops`,
     /// default `true`), so a call does not hop between threads; `false` runs them on the Swift
     /// concurrency pool.
@@ -241,6 +246,16 @@ public struct LISAConfiguration: Sendable {
         if let value = file.upstream?.streamFirstByteTimeoutSeconds { upstreamTimeouts.streamFirstByte = .milliseconds(Int64(value * 1000)) }
         if let value = file.upstream?.streamIdleTimeoutSeconds { upstreamTimeouts.streamIdle = .milliseconds(Int64(value * 1000)) }
         if let value = file.upstream?.tls { upstreamTLS = value }
+        if let value = file.upstream?.maxAnswerMemoryBytes {
+            guard value >= 1 << 20 else { throw ConfigurationError("upstream.maxAnswerMemoryBytes must be at least 1048576 (1 MiB)") }
+            answerMemory.perCallBytes = value
+        }
+        if let value = file.upstream?.answersInFlightMemoryBytes { answerMemory.inFlightBytes = value }
+        guard answerMemory.inFlightBytes >= answerMemory.perCallBytes else {
+            throw ConfigurationError(
+                "upstream.answersInFlightMemoryBytes (\(answerMemory.inFlightBytes)) must be at least upstream.maxAnswerMemoryBytes (\(answerMemory.perCallBytes))"
+            )
+        }
         if let value = file.upstream?.client {
             guard let kind = UpstreamClientKind(rawValue: value) else {
                 let valid = UpstreamClientKind.allCases.map(\.rawValue).joined(separator: ", ")
@@ -484,6 +499,8 @@ struct ConfigurationFile: Decodable {
         var streamIdleTimeoutSeconds: Double?
         var tls: UpstreamTLS?
         var client: String?
+        var maxAnswerMemoryBytes: Int?
+        var answersInFlightMemoryBytes: Int?
     }
 
     var server: Server?

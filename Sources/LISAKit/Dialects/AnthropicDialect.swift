@@ -342,12 +342,12 @@ public enum AnthropicDialect {
 
     static func usage(_ usage: JSONValue?) -> JSONValue {
         var result: JSONObject = [
-            "input_tokens": .integer(usage?["prompt_tokens"]?.int64Value ?? 0),
-            "output_tokens": .integer(usage?["completion_tokens"]?.int64Value ?? 0),
+            "input_tokens": .integer(usage?["prompt_tokens"]?.tokenCount ?? 0),
+            "output_tokens": .integer(usage?["completion_tokens"]?.tokenCount ?? 0),
         ]
-        if let cached = usage?["prompt_tokens_details"]?["cached_tokens"]?.int64Value {
+        if let cached = usage?["prompt_tokens_details"]?["cached_tokens"].map(\.tokenCount) {
             result["cache_read_input_tokens"] = .integer(cached)
-            result["input_tokens"] = .integer(max(0, (usage?["prompt_tokens"]?.int64Value ?? 0) - cached))
+            result["input_tokens"] = .integer(max(0, (usage?["prompt_tokens"]?.tokenCount ?? 0) - cached))
         }
         return .object(result)
     }

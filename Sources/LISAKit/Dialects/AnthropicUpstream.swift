@@ -326,9 +326,9 @@ public enum AnthropicUpstream {
 
     /// Messages usage as chat usage: cache reads and writes count as prompt tokens.
     static func chatUsage(_ usage: JSONValue?) -> JSONValue {
-        let cached = usage?["cache_read_input_tokens"]?.int64Value ?? 0
-        let prompt = (usage?["input_tokens"]?.int64Value ?? 0) + cached + (usage?["cache_creation_input_tokens"]?.int64Value ?? 0)
-        let completion = usage?["output_tokens"]?.int64Value ?? 0
+        let cached = usage?["cache_read_input_tokens"]?.tokenCount ?? 0
+        let prompt = (usage?["input_tokens"]?.tokenCount ?? 0) + cached + (usage?["cache_creation_input_tokens"]?.tokenCount ?? 0)
+        let completion = usage?["output_tokens"]?.tokenCount ?? 0
         var out: JSONObject = [
             "prompt_tokens": .integer(prompt), "completion_tokens": .integer(completion), "total_tokens": .integer(prompt + completion),
         ]

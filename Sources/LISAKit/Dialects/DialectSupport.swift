@@ -160,9 +160,15 @@ extension JSONValue {
     public var int64Value: Int64? {
         switch self {
         case .integer(let value): return value
-        case .number(let value) where value == value.rounded(): return Int64(value)
+        case .number(let value): return Int64(exactly: value)
         default: return nil
         }
+    }
+
+    /// The value as a token count from an upstream: a whole number held to
+    /// `0...`\(``Usage/maximumTokenCount``), 0 for anything else. Sums of a few can't overflow.
+    public var tokenCount: Int64 {
+        Int64(Usage.clamped(Int(int64Value ?? 0)))
     }
 
     /// The text of a chat message's `content`: the string, or its text parts concatenated.

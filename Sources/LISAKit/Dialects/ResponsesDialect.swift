@@ -368,14 +368,14 @@ public enum ResponsesDialect {
 
     /// Chat usage as Responses usage.
     static func responsesUsage(_ usage: JSONValue) -> JSONValue {
-        let input = usage["prompt_tokens"]?.int64Value ?? 0
-        let output = usage["completion_tokens"]?.int64Value ?? 0
+        let input = usage["prompt_tokens"]?.tokenCount ?? 0
+        let output = usage["completion_tokens"]?.tokenCount ?? 0
         return [
             "input_tokens": .integer(input),
-            "input_tokens_details": ["cached_tokens": .integer(usage["prompt_tokens_details"]?["cached_tokens"]?.int64Value ?? 0)],
+            "input_tokens_details": ["cached_tokens": .integer(usage["prompt_tokens_details"]?["cached_tokens"]?.tokenCount ?? 0)],
             "output_tokens": .integer(output),
-            "output_tokens_details": ["reasoning_tokens": .integer(usage["completion_tokens_details"]?["reasoning_tokens"]?.int64Value ?? 0)],
-            "total_tokens": .integer(usage["total_tokens"]?.int64Value ?? input + output),
+            "output_tokens_details": ["reasoning_tokens": .integer(usage["completion_tokens_details"]?["reasoning_tokens"]?.tokenCount ?? 0)],
+            "total_tokens": .integer(usage["total_tokens"]?.tokenCount ?? input + output),
         ]
     }
 

@@ -295,8 +295,8 @@ public enum ResponsesUpstream {
     }
 
     static func chatUsage(_ usage: JSONValue?) -> JSONValue {
-        let input = usage?["input_tokens"]?.int64Value ?? 0
-        let output = usage?["output_tokens"]?.int64Value ?? 0
+        let input = usage?["input_tokens"]?.tokenCount ?? 0
+        let output = usage?["output_tokens"]?.tokenCount ?? 0
         var out: JSONObject = ["prompt_tokens": .integer(input), "completion_tokens": .integer(output), "total_tokens": .integer(input + output)]
         if let cached = usage?["input_tokens_details"]?["cached_tokens"]?.int64Value { out["prompt_tokens_details"] = ["cached_tokens": .integer(cached)] }
         if let reasoning = usage?["output_tokens_details"]?["reasoning_tokens"]?.int64Value {

@@ -28,6 +28,8 @@ public final class Gateway: Sendable {
     /// Where the spans of inference calls go (a GenAI span per call, one per upstream
     /// attempt); `nil`: none are made, and a client's `traceparent` is passed upstream as it is.
     public let tracer: (any Tracer)?
+    /// What buffered answers may hold in memory, per call and in all.
+    public let answerMemory: AnswerMemoryBudget
     private let logger: Logger
 
     /// The largest upstream body LISA buffers for a non-streaming answer (64 MiB).
@@ -35,8 +37,10 @@ public final class Gateway: Sendable {
 
     public init(
         registry: ModelRegistry, store: any StateStore, provider: any InferenceProvider, metrics: GatewayMetrics = GatewayMetrics(),
-        access: AccessConfiguration = AccessConfiguration(), accountant: UsageAccountant? = nil, tracer: (any Tracer)? = nil, logger: Logger
+        access: AccessConfiguration = AccessConfiguration(), accountant: UsageAccountant? = nil, tracer: (any Tracer)? = nil,
+        answerMemory: AnswerMemoryBudget = AnswerMemoryBudget(), logger: Logger
     ) {
+        self.answerMemory = answerMemory
         self.accountant = accountant
         self.tracer = tracer
         self.access = access
@@ -234,6 +238,8 @@ public final class Gateway: Sendable {
         for (position, candidate) in candidates.enumerated() {
             guard var wire = try Self.wire(for: operation, to: candidate, primary: position == 0) else { continue }
             wire.contentType = contentType
+            // A Messages or Responses client of a chat upstream: its dialect translates the answer after.
+            wire.translatedByDialect = context.operationLabel != nil && wire.operation == .chatCompletions
             if wire.operation.isAnthropic, wire.answer == .asIs, let beta = context.headers["anthropic-beta"].flatMap(Self.anthropicBeta) {
                 wire.headers.append((name: "anthropic-beta", value: beta))
             }
@@ -307,6 +313,8 @@ public final class Gateway: Sendable {
         var original: ByteBuffer?
         /// Client headers carried on: `anthropic-beta` when a Messages request passes through.
         var headers: [(name: String, value: String)] = []
+        /// Whether the client's dialect translates the answer once the gateway has it.
+        var translatedByDialect = false
     }
 
     /// The wire for `operation` to `model`; `nil` to skip a fallback that cannot take it.
@@ -585,10 +593,13 @@ public final class Gateway: Sendable {
             return GatewayResponse(contentType: "text/event-stream", body: .eventStream(relay))
         }
         var buffer: ByteBuffer
+        // Translated answers (here, or by the client's dialect after) are held as parsed JSON for a while.
+        let translated = wire.answer != .asIs || wire.translatedByDialect
+        let charge = answerMemory.charge(factor: translated ? AnswerMemoryBudget.translationFactor : 1)
         do {
             let collect = { @Sendable () async throws(UpstreamFailure) -> ByteBuffer in
                 do {
-                    return try await response.body.collect(upTo: Self.maxBufferedResponseSize)
+                    return try await response.body.collect(upTo: Self.maxBufferedResponseSize, charging: charge)
                 } catch {
                     throw UpstreamFailure(classifying: error)
                 }
@@ -605,30 +616,31 @@ public final class Gateway: Sendable {
             if case .timedOut = error.reason {
                 throw .gatewayTimeout("The upstream of model '\(modelID)' did not answer in time.")
             }
+            if let refusal = charge.refusal {
+                charge.release()
+                switch refusal {
+                case .tooLargeForOneCall(let limit):
+                    throw .badGateway(
+                        "The upstream of model '\(modelID)' sent an answer larger than LISA holds for one call (\(limit) bytes for this answer).",
+                        reason: "upstream_answer_too_large"
+                    )
+                case .budgetSpent:
+                    metrics.answerMemoryRefused()
+                    throw .serviceUnavailable("LISA holds as many buffered answers as its memory budget allows; retry shortly.", retryAfter: 1)
+                }
+            }
             throw .badGateway("The upstream of model '\(modelID)' sent an incomplete or oversized answer.")
         }
         let finished = ContinuousClock.now
         metrics.overhead(model: requested, (finished - start) - (finished - sent))
         metrics.timeToFirstToken(model: requested, finished - start)
-        if wire.answer == .anthropicToChat {
-            // Read block by block: a large answer is never held as a whole parsed tree.
-            guard let chat = try AnthropicUpstream.chatCompletion(fromMessageBytes: buffer, created: Self.now()) else {
-                throw .badGateway("The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
-            }
-            buffer = DialectJSON.encode(chat)
-        } else if wire.answer == .responsesToChat {
-            guard let chat = try ResponsesUpstream.chatCompletion(fromResponseBytes: buffer) else {
-                throw .badGateway("The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
-            }
-            buffer = DialectJSON.encode(chat)
-        } else if wire.answer == .teiRerank {
-            guard let ranked = try? JSONValue(parsing: buffer) else {
-                throw .badGateway("The upstream of model '\(modelID)' answered with something other than JSON.", reason: "upstream_invalid_response")
-            }
-            buffer = DialectJSON.encode(try Rerank.answer(fromTEI: ranked, request: wire.original ?? body, model: requested))
+        // A large answer is translated and renamed off the event loops: it would hold up every
+        // other connection of this one meanwhile.
+        let rename = !model.definition.passUpstreamModelName
+        let collected = buffer
+        buffer = try await Self.offEventLoops(ifLarge: collected.readableBytes) { () throws(LISAError) -> ByteBuffer in
+            try Self.translatedAnswer(collected, wire: wire, modelID: modelID, requested: requested, request: body, rename: rename)
         }
-        // The answer names the model the client asked for, unless this model shows its upstream's.
-        if !model.definition.passUpstreamModelName { buffer = AnswerModelName(requested).rewriting(answer: buffer) }
         var reported: Usage?
         if let usageBytes = JSONMemberScanner.value(of: "usage", in: buffer) {
             let usage: Usage? =
@@ -662,7 +674,52 @@ public final class Gateway: Sendable {
             servedBy: model.definition, endpoint: endpoint.label, usage: reported, usageEstimated: usageEstimated,
             outputEstimate: answersText ? max(buffer.readableBytes - 300, 0) / 4 : 0, firstToken: finished
         )
-        return GatewayResponse(contentType: "application/json", body: .buffer(buffer))
+        var answer = GatewayResponse(contentType: "application/json", body: .buffer(buffer))
+        answer.memoryCharge = charge
+        return answer
+    }
+
+    /// A buffered answer in the client's dialect, naming the model the client asked for
+    /// unless `rename` is off.
+    static func translatedAnswer(
+        _ buffer: ByteBuffer, wire: Wire, modelID: String, requested: String, request body: ByteBuffer, rename: Bool
+    ) throws(LISAError) -> ByteBuffer {
+        var buffer = buffer
+        if wire.answer == .anthropicToChat {
+            // Read block by block: a large answer is never held as a whole parsed tree.
+            guard let chat = try AnthropicUpstream.chatCompletion(fromMessageBytes: buffer, created: Self.now()) else {
+                throw .badGateway("The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
+            }
+            buffer = DialectJSON.encode(chat)
+        } else if wire.answer == .responsesToChat {
+            guard let chat = try ResponsesUpstream.chatCompletion(fromResponseBytes: buffer) else {
+                throw .badGateway("The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
+            }
+            buffer = DialectJSON.encode(chat)
+        } else if wire.answer == .teiRerank {
+            guard let ranked = try? JSONValue(parsing: buffer) else {
+                throw .badGateway("The upstream of model '\(modelID)' answered with something other than JSON.", reason: "upstream_invalid_response")
+            }
+            buffer = DialectJSON.encode(try Rerank.answer(fromTEI: ranked, request: wire.original ?? body, model: requested))
+        }
+        // The answer names the model the client asked for, unless this model shows its upstream's.
+        if rename { buffer = AnswerModelName(requested).rewriting(answer: buffer) }
+        return buffer
+    }
+
+    /// Runs `work` where it is cheap to: in place for an answer of `size` bytes up to 256 KiB,
+    /// off the event loops for larger ones (it would hold up every other connection of the
+    /// loop meanwhile).
+    static func offEventLoops<T: Sendable>(ifLarge size: Int, _ work: @Sendable () throws(LISAError) -> T) async throws(LISAError) -> T {
+        guard size > 256 * 1024 else { return try work() }
+        let result: Result<T, LISAError> = await withTaskExecutorPreference(globalConcurrentExecutor) {
+            do throws(LISAError) {
+                return .success(try work())
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
     }
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }

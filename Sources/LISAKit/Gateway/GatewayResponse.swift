@@ -20,6 +20,9 @@ public struct GatewayResponse: Sendable {
     /// ``Body/bytes(_:)`` the upstream's (audio, text, subtitles).
     public var contentType: String
     public var body: Body
+    /// The memory a buffered answer holds on the gateway's ``AnswerMemoryBudget``, given
+    /// back once the answer is dropped (after it has been written, or translated and written).
+    var memoryCharge: AnswerMemoryCharge?
 
     public init(contentType: String, body: Body) {
         self.contentType = contentType
@@ -78,11 +81,11 @@ public struct ServerSentEventRelay: Sendable {
     private var injector: SourcesInjector?
     /// Rewrites what is relayed (another dialect's events), after the injector.
     private var transform: (@Sendable (ByteBuffer) async throws -> ByteBuffer)?
+    /// The model name every event carries instead of the upstream's; `nil`: as sent.
+    private var answerModel: AnswerModelName?
 
     /// - Parameters:
     ///   - deadline: when the whole stream must have ended (the model's total timeout).
-    /// The model name every event carries instead of the upstream's; `nil`: as sent.
-    private var answerModel: AnswerModelName?
     ///   - idleTimeout: the longest the upstream may send nothing, from the relay's creation
     ///     (the response head) on; past it the stream ends with an error event.
     ///   - drain: the process's shutdown signal: a stream still open at its deadline ends
@@ -111,9 +114,6 @@ public struct ServerSentEventRelay: Sendable {
         return copy
     }
 
-    /// This relay with every relayed element rewritten by `transform` (complete events in,
-    /// any bytes out; empty output sends nothing). Transforms compose in the order added.
-    public func mapping(_ transform: @escaping @Sendable (ByteBuffer) async throws -> ByteBuffer) -> ServerSentEventRelay {
     /// This relay with the model each event names (`model` of a chunk, `message.model` of
     /// `message_start`, `response.model` of the Responses events that carry the response)
     /// replaced by `model`, before the injector and any transform see the event.
@@ -123,6 +123,9 @@ public struct ServerSentEventRelay: Sendable {
         return copy
     }
 
+    /// This relay with every relayed element rewritten by `transform` (complete events in,
+    /// any bytes out; empty output sends nothing). Transforms compose in the order added.
+    public func mapping(_ transform: @escaping @Sendable (ByteBuffer) async throws -> ByteBuffer) -> ServerSentEventRelay {
         var copy = self
         if let existing = copy.transform {
             copy.transform = { chunk in try await transform(try await existing(chunk)) }
@@ -261,10 +264,10 @@ public struct ServerSentEventRelay: Sendable {
         let logger: Logger
         let tracker: Tracker
         let framing: Framing
+        let answerModel: AnswerModelName?
         var parser = ServerSentEventParser()
         var finished = false
         var sawDone = false
-        let answerModel: AnswerModelName?
         /// The upstream sent its own error event: the stream failed, and says so already.
         var upstreamFailed = false
         var sawFirst = false

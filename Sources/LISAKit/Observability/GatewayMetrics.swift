@@ -21,6 +21,7 @@ public final class GatewayMetrics: Sendable {
         "lisa_tokens_total": "Tokens by model and direction, from upstream usage.",
         "lisa_retries_total": "Retries on another endpoint, by reason.",
         "lisa_fallbacks_total": "Requests sent to a fallback model.",
+        "lisa_answer_memory_refused_total": "Buffered answers refused because answers in flight held the memory budget.",
         "lisa_stream_errors_total": "Streams that ended with an error event.",
         "lisa_endpoint_in_flight": "Requests in flight per endpoint.",
         "lisa_endpoint_healthy": "1 when active probes find the endpoint healthy.",
@@ -139,9 +140,10 @@ public final class GatewayMetrics: Sendable {
     }
 
     func tokens(model: String, usage: Usage) {
-        counter(.tokens, ["model", "direction"], [model, "prompt"]).increment(by: usage.promptTokens)
+        // Counters only go up: a negative count (which Usage already refuses) would trap the Prometheus backend.
+        counter(.tokens, ["model", "direction"], [model, "prompt"]).increment(by: max(usage.promptTokens, 0))
         if let completion = usage.completionTokens {
-            counter(.tokens, ["model", "direction"], [model, "completion"]).increment(by: completion)
+            counter(.tokens, ["model", "direction"], [model, "completion"]).increment(by: max(completion, 0))
         }
     }
 
@@ -151,6 +153,10 @@ public final class GatewayMetrics: Sendable {
 
     func fallback(model: String, to fallback: String) {
         Counter(label: "lisa_fallbacks_total", dimensions: [("model", model), ("fallback", fallback)], factory: factory).increment()
+    }
+
+    func answerMemoryRefused() {
+        Counter(label: "lisa_answer_memory_refused_total", factory: factory).increment()
     }
 
     func streamError(model: String) {

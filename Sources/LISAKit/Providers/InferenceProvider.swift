@@ -128,6 +128,18 @@ public struct UpstreamBody: AsyncSequence, Sendable {
         return collected
     }
 
+    /// The whole body, each part charged to `charge` as it arrives; throws ``TooLarge`` past
+    /// `maxBytes`, and the charge's refusal when the answer does not fit its memory budget.
+    func collect(upTo maxBytes: Int, charging charge: AnswerMemoryCharge) async throws -> ByteBuffer {
+        var collected = ByteBuffer()
+        for try await var chunk in self {
+            guard collected.readableBytes + chunk.readableBytes <= maxBytes else { throw TooLarge(maxBytes: maxBytes) }
+            try charge.add(chunk.readableBytes)
+            collected.writeBuffer(&chunk)
+        }
+        return collected
+    }
+
     private struct Buffers: AsyncSequence, Sendable {
         let buffers: [ByteBuffer]
 

@@ -31,8 +31,13 @@ extension LISARuntime {
         let answer = try await forward(.chatCompletions, body: DialectJSON.encode(chat), context: context)
         switch answer.body {
         case .buffer(let buffer):
-            let message = try AnthropicDialect.message(fromChat: try Self.upstreamJSON(buffer), model: model)
-            return GatewayResponse(contentType: "application/json", body: .buffer(DialectJSON.encode(message)))
+            let translated = try await Gateway.offEventLoops(ifLarge: buffer.readableBytes) { () throws(LISAError) -> ByteBuffer in
+                DialectJSON.encode(try AnthropicDialect.message(fromChat: try Self.upstreamJSON(buffer), model: model))
+            }
+            // The translation holds the answer's memory charge until it is written.
+            var message = GatewayResponse(contentType: "application/json", body: .buffer(translated))
+            message.memoryCharge = answer.memoryCharge
+            return message
         case .eventStream(let relay):
             return GatewayResponse(contentType: "text/event-stream", body: .eventStream(relay.translating(with: AnthropicStreamTranslator(model: model))))
 
@@ -90,11 +95,16 @@ extension LISARuntime {
         let quotas = configuration.quotas
         switch answer.body {
         case .buffer(let buffer):
-            let response = try ResponsesDialect.response(fromChat: try Self.upstreamJSON(buffer), id: id, createdAt: created, translation: translation)
+            let response = try await Gateway.offEventLoops(ifLarge: buffer.readableBytes) { () throws(LISAError) -> JSONValue in
+                try ResponsesDialect.response(fromChat: try Self.upstreamJSON(buffer), id: id, createdAt: created, translation: translation)
+            }
             if translation.store {
                 try await Self.save(response, translation: translation, history: history, owner: owner, in: store, quotas: quotas)
             }
-            return GatewayResponse(contentType: "application/json", body: .buffer(DialectJSON.encode(response)))
+            // The translation holds the answer's memory charge until it is written.
+            var translated = GatewayResponse(contentType: "application/json", body: .buffer(DialectJSON.encode(response)))
+            translated.memoryCharge = answer.memoryCharge
+            return translated
         case .eventStream(let relay):
             let saved = Mutex(false)
             let logger = context.logger
@@ -293,11 +303,12 @@ extension LISARuntime {
     }
 
     /// An upstream's buffered answer as JSON (the gateway has checked it is an object).
-    static func upstreamJSON(_ buffer: ByteBuffer) throws -> JSONValue {
+    static func upstreamJSON(_ buffer: ByteBuffer) throws(LISAError) -> JSONValue {
         do {
-            return try JSONDecoder().decode(JSONValue.self, from: buffer)
+            // LISA's own reader keeps the answer's member order (Foundation's does not).
+            return try JSONValue(parsing: buffer)
         } catch {
-            throw LISAError.badGateway("The upstream's answer is not valid JSON.", reason: "upstream_invalid_response")
+            throw .badGateway("The upstream's answer is not valid JSON.", reason: "upstream_invalid_response")
         }
     }
 }

@@ -117,7 +117,8 @@ public final class LISARuntime: Sendable {
                         httpClient: httpClient, upstreamClient: configuration.upstreamClient == .lean ? upstreamClient : nil, timeouts: configuration.upstreamTimeouts,
                         defaultTLS: configuration.upstreamTLS
                     ),
-                metrics: GatewayMetrics(factory: metrics), access: configuration.access, accountant: usage, tracer: tracer, logger: logger
+                metrics: GatewayMetrics(factory: metrics), access: configuration.access, accountant: usage, tracer: tracer,
+                answerMemory: AnswerMemoryBudget(limits: configuration.answerMemory), logger: logger
             )
             self.gateway = gateway
             prober = HealthProber(
