@@ -100,12 +100,15 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "X509", package: "swift-certificates"),
-                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+                "CLISAZlib",
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Instrumentation", package: "swift-distributed-tracing"),
             ],
             swiftSettings: swiftSettings
         ),
+        // zlib, through which LISAKit inflates the one entry it reads from a DOCX upload
+        // (with its own bounds: ZIPFoundation's inflate loops forever on a truncated stream).
+        .systemLibrary(name: "CLISAZlib", path: "Sources/CLISAZlib", providers: [.apt(["zlib1g-dev"])]),
         // LISA Chat: HTML, CSS and JavaScript modules compiled into the binary by the
         // EmbedWebAssets plugin (no Node toolchain, no files to ship, no CDN).
         .target(

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-30}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(json sse multipart chunker text upstream)
+[ ${#targets[@]} -gt 0 ] || targets=(json sse multipart chunker text upstream zip)
 
 debug="$(swift build --show-bin-path)"
 out=.build/fuzz
@@ -23,6 +23,7 @@ sources=(
     Sources/LISAKit/Gateway/MultipartForm.swift
     Sources/LISAKit/Providers/UpstreamConnectionStateMachine.swift
     Sources/LISAKit/Providers/UpstreamHeadLimits.swift
+    Sources/LISAKit/RAG/ZipStructure.swift
     Fuzz/FuzzTargets.swift Fuzz/Stubs.swift Fuzz/UpstreamFuzz.swift
 )
 objects=()

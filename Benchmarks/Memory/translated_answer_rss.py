@@ -91,7 +91,8 @@ def main():
     config = os.path.join(work, "lisa.yaml")
     with open(config, "w") as f:
         f.write(f"""
-upstream: {{requestTimeoutSeconds: 300}}
+# The memory budget raised far past these answers, so that what is measured is the cost.
+upstream: {{requestTimeoutSeconds: 300, maxAnswerMemoryBytes: 4294967296, answersInFlightMemoryBytes: 8589934592}}
 models:
   - {{modelId: anthropic, modelName: m, modelType: textgen, inferenceContainer: openai, upstreamAPI: anthropic, modelUrl: "http://127.0.0.1:{upstream_port}/anthropic/v1", healthCheck: {{enabled: false}}}}
   - {{modelId: responses, modelName: m, modelType: textgen, inferenceContainer: openai, upstreamAPI: openai-responses, modelUrl: "http://127.0.0.1:{upstream_port}/responses/v1", healthCheck: {{enabled: false}}}}

@@ -85,11 +85,14 @@ public struct AutoScalingConfig: Sendable, Hashable, Codable {
                 "autoScalingConfig.desiredCapacity must be between minCapacity and maxCapacity.", param: "autoScalingConfig.desiredCapacity"
             )
         }
-        guard cooldown >= 0 else {
-            throw .invalidRequest("autoScalingConfig.cooldown must not be negative.", param: "autoScalingConfig.cooldown")
+        guard (0...604_800).contains(cooldown) else {
+            throw .invalidRequest("autoScalingConfig.cooldown must be 0 to 604800 seconds.", param: "autoScalingConfig.cooldown")
         }
-        guard metricConfig.targetValue > 0 else {
-            throw .invalidRequest("autoScalingConfig.metricConfig.targetValue must be positive.", param: "autoScalingConfig.metricConfig.targetValue")
+        guard (0.01...1_000_000).contains(metricConfig.targetValue) else {
+            throw .invalidRequest(
+                "autoScalingConfig.metricConfig.targetValue must be 0.01 to 1000000 requests in flight per replica.",
+                param: "autoScalingConfig.metricConfig.targetValue"
+            )
         }
     }
 }
@@ -165,8 +168,12 @@ public struct LaunchSpec: Sendable, Hashable, Codable {
         guard healthCheckPath.hasPrefix("/"), basePath.isEmpty || basePath.hasPrefix("/") else {
             throw .invalidRequest("launch.healthCheckPath and launch.basePath must start with '/'.", param: "launch.healthCheckPath")
         }
-        guard startupTimeoutSeconds > 0, drainTimeoutSeconds >= 0, stopTimeoutSeconds >= 0 else {
-            throw .invalidRequest("launch timeouts must be positive.", param: "launch.startupTimeoutSeconds")
+        // A week at most: a timeout past any real one is a typo, and huge values trap when made durations.
+        let week = 604_800.0
+        guard (0...week).contains(startupTimeoutSeconds), startupTimeoutSeconds > 0, (0...week).contains(drainTimeoutSeconds),
+            (0...week).contains(stopTimeoutSeconds)
+        else {
+            throw .invalidRequest("launch timeouts must be positive and at most 604800 (a week).", param: "launch.startupTimeoutSeconds")
         }
         try kubernetes?.validate()
     }

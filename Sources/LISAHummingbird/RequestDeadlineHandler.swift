@@ -73,8 +73,8 @@ public final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChanne
     }
 
     private func arm(_ timeout: Duration, context: ChannelHandlerContext) {
-        let (seconds, attoseconds) = timeout.components
-        let deadline = context.eventLoop.now + .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        // TimeAmount(_:) saturates where nanoseconds would overflow.
+        let deadline = context.eventLoop.now + TimeAmount(timeout)
         self.deadline = deadline
         if let timerFiresAt, timerFiresAt <= deadline { return }
         schedule(at: deadline, context: context)

@@ -50,9 +50,8 @@ final class TLSHandshakeDeadlineHandler: ChannelInboundHandler, RemovableChannel
 
     private func arm(_ context: ChannelHandlerContext) {
         guard timer == nil else { return }
-        let (seconds, attoseconds) = timeout.components
-        let nanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanoseconds)) {
+        // TimeAmount(_:) saturates where nanoseconds would overflow.
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
             context.close(promise: nil)
         }
     }

@@ -290,13 +290,12 @@ struct RoutingIntegrationTests {
             #expect(metricValue(metrics, "lisa_retries_total", ["model": "chat"]) == nil, "no request was sent to the dead one")
             #expect(metricValue(metrics, "lisa_endpoint_healthy", ["model": "chat", "endpoint": "0:127.0.0.1:\(deadPort)"]) == 0)
 
-            let clock = ContinuousClock()
-            let start = clock.now
+            // Failing fast is failing without trying: 503 naming the unhealthy endpoints (a call that
+            // tried would have ended with the upstream's error), not a time that depends on the machine.
             let (status, body, headers) = try await lisa.send("/v1/chat/completions", json: #"{"model":"down","messages":[{"role":"user","content":"x"}]}"#)
             #expect(status == 503)
             #expect(try errorBody(body).message.contains("unhealthy"))
             #expect(headers.first(name: "Retry-After") == "1")
-            #expect(clock.now - start < .milliseconds(500), "fails fast")
         }
     }
 }

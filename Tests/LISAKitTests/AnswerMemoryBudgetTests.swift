@@ -102,11 +102,11 @@ struct AnswerMemoryBudgetTests {
         #expect(budget.bytesInUse == 0, "a dropped answer gives its memory back")
         #expect(try await call("chat").get().contentType == "application/json")
 
-        // Translated, an answer counts its factor: a Messages answer of an eighth of the budget and a little is past it.
-        size.withLock { $0 = (256 << 10) / AnswerMemoryBudget.translationFactor + 2_000 }
+        // Translated, an answer counts its factor: a Messages answer of half the budget and a little is past it.
+        size.withLock { $0 = (256 << 10) / AnswerMemoryBudget.Factor.translatedFromUpstream + 2_000 }
         guard case .failure(let translated) = await call("claude") else { Issue.record("a translated answer passed uncounted"); return }
         #expect(translated.reason == "upstream_answer_too_large")
-        size.withLock { $0 = (256 << 10) / AnswerMemoryBudget.translationFactor - 2_000 }
+        size.withLock { $0 = (256 << 10) / AnswerMemoryBudget.Factor.translatedFromUpstream - 2_000 }
         guard case .success(let answer) = await call("claude"), case .buffer(let buffer) = answer.body else {
             Issue.record("a translated answer within budget failed")
             return

@@ -279,7 +279,7 @@ struct StateStoreTests {
         try await store.close()
     }
 
-    @Test("two stores on one PostgreSQL database: changes cross within a second, one leader at a time",
+    @Test("two stores on one PostgreSQL database: a change crosses as a notification (not a resync), one leader at a time",
           .enabled(if: StoreKind.postgresURL != nil))
     func sharedPostgres() async throws {
         let test = try await TestStore.make(.postgres)
@@ -289,13 +289,14 @@ struct StateStoreTests {
         #expect(first.isShared && first.instanceID != second.instanceID)
 
         let changes = second.changes()
-        let start = ContinuousClock.now
         try await first.insertModel(Self.model, status: .inService)
         var iterator = changes.makeAsyncIterator()
         var seen: StateChange?
         repeat { seen = await iterator.next() } while seen?.kind == .resync
+        // The change itself, naming the store it came from: it was pushed (LISTEN/NOTIFY), which is
+        // what makes it cross at once; a store that only resyncs would never name it. (How fast is a
+        // matter for a benchmark, not for a test on a shared machine.)
         #expect(seen?.kind == .model && seen?.id == "m1" && seen?.origin == first.instanceID)
-        #expect(ContinuousClock.now - start < .seconds(1))
 
         // Leadership: the second waits while the first leads; it takes over once the first is gone.
         let leaders = LeaderLog()

@@ -155,8 +155,8 @@ public struct APITokenService: Sendable {
             throw LISAError.invalidRequest("Usernames starting with '\(Principal.reservedPrefix)' are reserved for LISA itself.", param: "username")
         }
         var expiresAt: Date?
-        if let limit = request.rateLimit, limit.requestsPerMinute <= 0 || limit.burst < 1 {
-            throw LISAError.invalidRequest("rateLimit needs requestsPerMinute > 0 and burst ≥ 1.", param: "rateLimit")
+        if let limit = request.rateLimit, !(0.001...1_000_000_000).contains(limit.requestsPerMinute) || !(1...1_000_000_000).contains(limit.burst) {
+            throw LISAError.invalidRequest("rateLimit needs requestsPerMinute of 0.001 to 10⁹ and a burst of 1 to 10⁹.", param: "rateLimit")
         }
         try request.budget?.validate(param: "budget")
         if request.noExpiry == true {

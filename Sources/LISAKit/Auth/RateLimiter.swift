@@ -108,8 +108,9 @@ public final class RateLimiter: Sendable {
     private static func check(wait: Double, limit: RateLimitConfiguration.Limit) throws(LISAError) {
         if wait > 0 {
             throw .rateLimited(
-                "Rate limit exceeded: \(Int(limit.requestsPerMinute)) requests a minute with bursts of \(limit.burst). Retry later.",
-                retryAfter: wait.isFinite ? max(1, Int(wait.rounded(.up))) : 60
+                "Rate limit exceeded: \(String(format: "%g", limit.requestsPerMinute)) requests a minute with bursts of \(limit.burst). Retry later.",
+                // At most a day: a tiny rate makes an absurd wait, and converting it must not trap.
+                retryAfter: wait.isFinite && wait < 86_400 ? max(1, Int(wait.rounded(.up))) : 86_400
             )
         }
     }

@@ -42,7 +42,7 @@ public struct LISAConfiguration: Sendable {
     /// What buffered upstream answers may hold in memory: per call
     /// (`upstream.maxAnswerMemoryBytes`, 64 MiB) and all calls together
     /// (`upstream.answersInFlightMemoryBytes`, 1 GiB). A translated answer counts
-    /// ``AnswerMemoryBudget/translationFactor`` times its size.
+    /// more than its size (``AnswerMemoryBudget/Factor``).
     public var answerMemory = AnswerMemoryBudget.Limits()
     /// Whether each HTTP connection's task runs on its channel's event loop (`server.runOnEventLoops`,
     /// default `true`), so a call does not hop between threads; `false` runs them on the Swift
@@ -237,14 +237,14 @@ public struct LISAConfiguration: Sendable {
         if let value = file.server?.host { host = value }
         if let value = file.server?.port { port = value }
         if let value = file.server?.maxRequestBodySize { maxRequestBodySize = value }
-        if let value = file.server?.shutdownGracePeriodSeconds { shutdownGracePeriod = .milliseconds(Int64(value * 1000)) }
+        if let value = file.server?.shutdownGracePeriodSeconds { shutdownGracePeriod = .seconds(clamping: value) }
         if let value = file.dataDir { dataDirectory = value }
         if let value = file.adminKey { adminKey = value }
         if let value = file.state?.url { databaseURL = value }
-        if let value = file.upstream?.connectTimeoutSeconds { upstreamTimeouts.connect = .milliseconds(Int64(value * 1000)) }
-        if let value = file.upstream?.requestTimeoutSeconds { upstreamTimeouts.request = .milliseconds(Int64(value * 1000)) }
-        if let value = file.upstream?.streamFirstByteTimeoutSeconds { upstreamTimeouts.streamFirstByte = .milliseconds(Int64(value * 1000)) }
-        if let value = file.upstream?.streamIdleTimeoutSeconds { upstreamTimeouts.streamIdle = .milliseconds(Int64(value * 1000)) }
+        if let value = file.upstream?.connectTimeoutSeconds { upstreamTimeouts.connect = .seconds(clamping: value) }
+        if let value = file.upstream?.requestTimeoutSeconds { upstreamTimeouts.request = .seconds(clamping: value) }
+        if let value = file.upstream?.streamFirstByteTimeoutSeconds { upstreamTimeouts.streamFirstByte = .seconds(clamping: value) }
+        if let value = file.upstream?.streamIdleTimeoutSeconds { upstreamTimeouts.streamIdle = .seconds(clamping: value) }
         if let value = file.upstream?.tls { upstreamTLS = value }
         if let value = file.upstream?.maxAnswerMemoryBytes {
             guard value >= 1 << 20 else { throw ConfigurationError("upstream.maxAnswerMemoryBytes must be at least 1048576 (1 MiB)") }
@@ -282,9 +282,9 @@ public struct LISAConfiguration: Sendable {
         if let value = file.auth?.maxTokensPerUser { tokenPolicy.maxTokensPerUser = value }
         if let value = file.auth?.tokenCacheSeconds { tokenCache.freshSeconds = value }
         if let value = file.auth?.tokenOutageGraceSeconds { tokenCache.outageSeconds = value }
-        if let value = file.server?.headerReadTimeoutSeconds { connections.headerReadTimeout = .milliseconds(Int64(value * 1000)) }
-        if let value = file.server?.idleTimeoutSeconds { connections.idleTimeout = .milliseconds(Int64(value * 1000)) }
-        if let value = file.server?.bodyReadTimeoutSeconds { connections.bodyReadTimeout = .milliseconds(Int64(value * 1000)) }
+        if let value = file.server?.headerReadTimeoutSeconds { connections.headerReadTimeout = .seconds(clamping: value) }
+        if let value = file.server?.idleTimeoutSeconds { connections.idleTimeout = .seconds(clamping: value) }
+        if let value = file.server?.bodyReadTimeoutSeconds { connections.bodyReadTimeout = .seconds(clamping: value) }
         if let value = file.server?.maxConnections { connections.maxConnections = value }
         if let value = file.rateLimits { rateLimits = value }
         if let value = file.usage { usage = value }
@@ -306,7 +306,7 @@ public struct LISAConfiguration: Sendable {
                 var oidc = OIDCConfiguration(authority: authority, clientId: clientId, groupsClaim: auth.jwtGroupsProperty)
                 oidc.usernameClaim = auth.jwtUsernameProperty
                 if let leeway = auth.leewaySeconds { oidc.leeway = leeway }
-                if let seconds = auth.jwksMinimumRefetchSeconds { oidc.minimumRefetchInterval = .milliseconds(Int64(seconds * 1000)) }
+                if let seconds = auth.jwksMinimumRefetchSeconds { oidc.minimumRefetchInterval = .seconds(clamping: seconds) }
                 oidc.caFile = auth.caFile
                 self.oidc = oidc
             }
@@ -383,8 +383,26 @@ public struct LISAConfiguration: Sendable {
             throw ConfigurationError("auth.tokenOutageGraceSeconds must be 0-86400")
         }
         try connections.validate()
-        guard defaultHealthCheck.path.hasPrefix("/"), defaultHealthCheck.intervalSeconds > 0, defaultHealthCheck.timeoutSeconds > 0 else {
-            throw ConfigurationError("routing.defaultHealthCheck needs a path starting with '/' and positive intervalSeconds and timeoutSeconds")
+        guard defaultHealthCheck.path.hasPrefix("/"), (0.001...86_400).contains(defaultHealthCheck.intervalSeconds),
+            (0.001...86_400).contains(defaultHealthCheck.timeoutSeconds)
+        else {
+            throw ConfigurationError("routing.defaultHealthCheck needs a path starting with '/' and intervalSeconds and timeoutSeconds of 0.001 to 86400")
+        }
+        for (name, limit) in [("rateLimits.default", rateLimits.default)] + rateLimits.groups.sorted(by: { $0.key < $1.key }).map({ ("rateLimits.groups.\($0.key)", $0.value) }) {
+            guard (0.001...1_000_000_000).contains(limit.requestsPerMinute), (1...1_000_000_000).contains(limit.burst) else {
+                throw ConfigurationError("\(name) needs requestsPerMinute of 0.001 to 10⁹ and a burst of 1 to 10⁹")
+            }
+        }
+        // Every timeout given in seconds: finite, and at most a week (they become durations).
+        let timeouts: [(String, Duration)] = [
+            ("upstream.connectTimeoutSeconds", upstreamTimeouts.connect), ("upstream.requestTimeoutSeconds", upstreamTimeouts.request),
+            ("upstream.streamFirstByteTimeoutSeconds", upstreamTimeouts.streamFirstByte),
+            ("upstream.streamIdleTimeoutSeconds", upstreamTimeouts.streamIdle), ("server.shutdownGracePeriodSeconds", shutdownGracePeriod),
+            ("server.headerReadTimeoutSeconds", connections.headerReadTimeout), ("server.idleTimeoutSeconds", connections.idleTimeout),
+            ("server.bodyReadTimeoutSeconds", connections.bodyReadTimeout),
+        ]
+        for (name, value) in timeouts where value > .seconds(604_800) {
+            throw ConfigurationError("\(name) must be at most 604800 (a week)")
         }
         guard (1...3650).contains(usage.retentionDays) else { throw ConfigurationError("usage.retentionDays must be 1-3650") }
         guard usage.flushIntervalSeconds > 0 && usage.flushIntervalSeconds <= 60 else {
@@ -392,7 +410,9 @@ public struct LISAConfiguration: Sendable {
         }
         guard usage.maxBuffered >= 1000 else { throw ConfigurationError("usage.maxBuffered must be at least 1000") }
         try tracing.validate()
-        guard budgets.defaultReservationTokens >= 0 else { throw ConfigurationError("budgets.defaultReservationTokens must be ≥ 0") }
+        guard (0...10_000_000).contains(budgets.defaultReservationTokens) else {
+            throw ConfigurationError("budgets.defaultReservationTokens must be 0 to 10000000")
+        }
         do {
             try budgets.user?.validate(param: "budgets.user")
             for (name, limit) in budgets.users { try limit.validate(param: "budgets.users.\(name)") }

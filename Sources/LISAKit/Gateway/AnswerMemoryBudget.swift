@@ -3,11 +3,10 @@ import Synchronization
 /// The memory that buffered upstream answers may hold: per call, and across every call in
 /// flight.
 ///
-/// A buffered (non-streamed) answer is charged as its bytes arrive, times a factor for what
-/// it costs before it reaches the client: 1 when its bytes pass through, more when LISA
+/// A buffered (non-streamed) answer is charged as its bytes arrive, times a ``Factor`` for
+/// what it costs before it reaches the client: 1 when its bytes pass through, more when LISA
 /// translates it (from Messages or Responses to chat, or to Messages or Responses for the
-/// client) and holds it as parsed JSON for a while. The charge is released when the call's
-/// answer has been handed on.
+/// client). The charge is released when the call's answer has been handed on.
 ///
 /// - A call whose answer would cost more than ``Limits/perCallBytes`` fails with `502`
 ///   (`upstream_answer_too_large`): that upstream's answer is too large for LISA to hold.
@@ -24,12 +23,20 @@ public final class AnswerMemoryBudget: Sendable {
         public init() {}
     }
 
-    /// What a translated answer costs per byte: the bytes, the parsed value it is read into
-    /// piece by piece, and the translation written out (measured:
-    /// `Benchmarks/Memory/translated_answer_rss.py`). Messages and Responses upstreams
-    /// answering chat cost ~1.2× (read block by block); the worst is a chat answer of many
-    /// tool calls that the client's Responses dialect translates (~13.4×, Messages ~8.8×).
-    public static let translationFactor = 14
+    /// What an answer costs per byte of it, by what happens to it before it reaches the
+    /// client (measured with `Benchmarks/Memory/translated_answer_rss.py`, peak RSS growth
+    /// over the answer's size).
+    public enum Factor {
+        /// Passed through (its model name spliced in): the bytes themselves.
+        public static let passedThrough = 1
+        /// A Messages or Responses upstream's answer translated to chat, read block by block
+        /// (measured 1.2× and 1.1×).
+        public static let translatedFromUpstream = 2
+        /// A chat answer translated by the client's Messages or Responses dialect, held as
+        /// parsed JSON (measured up to 13.4× for an answer of 200,000 tool calls to a
+        /// Responses client, 8.8× to a Messages client, 3.1× for one long text).
+        public static let translatedForDialect = 14
+    }
 
     public let limits: Limits
     private let used = Atomic<Int>(0)

@@ -449,7 +449,7 @@ public final class Gateway: Sendable {
             }
             attemptSpan.end()
         }
-        let total = timeouts?.totalSeconds.map { Duration.milliseconds(Int64($0 * 1000)) } ?? provider.timeouts.request
+        let total = timeouts?.totalSeconds.map { Duration.seconds(clamping: $0) } ?? provider.timeouts.request
         // A stream's head comes at once from model servers; a buffered answer's comes with the
         // whole answer, so only the total bounds it unless the model sets a first-byte limit.
         let firstByteLimit = timeouts?.firstByteSeconds ?? (stream ? provider.timeouts.streamFirstByte.seconds : nil)
@@ -459,7 +459,7 @@ public final class Gateway: Sendable {
         do {
             response = try await provider.send(
                 wire.operation, body: body, contentType: wire.contentType, headers: upstreamHeaders, to: endpoint.definition, stream: stream,
-                deadline: .now() + .init(total), firstByteTimeout: firstByteLimit.map { Duration.milliseconds(Int64($0 * 1000)) },
+                deadline: .now() + .init(total), firstByteTimeout: firstByteLimit.map { Duration.seconds(clamping: $0) },
                 logger: logger.logger
             )
         } catch {
@@ -539,7 +539,7 @@ public final class Gateway: Sendable {
             }
             metrics.overhead(model: requested, (ContinuousClock.now - start) - firstByte)
             let label = endpoint.label
-            let idle = timeouts?.streamIdleSeconds.map { Duration.milliseconds(Int64($0 * 1000)) } ?? provider.timeouts.streamIdle
+            let idle = timeouts?.streamIdleSeconds.map { Duration.seconds(clamping: $0) } ?? provider.timeouts.streamIdle
             let served = model.definition
             let status = response.status
             let relayed = RelayedBody(body: response.body, deadline: sent + total, idleTimeout: idle) { failed in
@@ -570,7 +570,7 @@ public final class Gateway: Sendable {
                 case (.asIs, .responses): .responses
                 default: .openAI
                 }
-            let idle = timeouts?.streamIdleSeconds.map { Duration.milliseconds(Int64($0 * 1000)) } ?? provider.timeouts.streamIdle
+            let idle = timeouts?.streamIdleSeconds.map { Duration.seconds(clamping: $0) } ?? provider.timeouts.streamIdle
             let served = model.definition
             var relay = ServerSentEventRelay(
                 body: upstreamEvents, modelID: requested, logger: logger.withMetadata, deadline: sent + total, idleTimeout: idle, drain: drain, framing: framing
@@ -593,9 +593,13 @@ public final class Gateway: Sendable {
             return GatewayResponse(contentType: "text/event-stream", body: .eventStream(relay))
         }
         var buffer: ByteBuffer
-        // Translated answers (here, or by the client's dialect after) are held as parsed JSON for a while.
-        let translated = wire.answer != .asIs || wire.translatedByDialect
-        let charge = answerMemory.charge(factor: translated ? AnswerMemoryBudget.translationFactor : 1)
+        // What the answer costs until it is written: more when it is translated here, most
+        // when the client's dialect translates it after (held as parsed JSON meanwhile).
+        let factor =
+            wire.translatedByDialect
+            ? AnswerMemoryBudget.Factor.translatedForDialect
+            : wire.answer == .asIs ? AnswerMemoryBudget.Factor.passedThrough : AnswerMemoryBudget.Factor.translatedFromUpstream
+        let charge = answerMemory.charge(factor: factor)
         do {
             let collect = { @Sendable () async throws(UpstreamFailure) -> ByteBuffer in
                 do {
@@ -741,7 +745,7 @@ public final class Gateway: Sendable {
             return try await withThrowingTaskGroup(of: T.self) { group in
                 group.addTask { try await operation() }
                 group.addTask {
-                    try await EventLoopTimer.sleep(for: .milliseconds(Int64(seconds * 1000)))
+                    try await EventLoopTimer.sleep(for: .seconds(clamping: seconds))
                     throw UpstreamFailure(reason: .timedOut)
                 }
                 defer { group.cancelAll() }
@@ -844,6 +848,18 @@ extension Duration {
     var seconds: Double {
         let (seconds, attoseconds) = components
         return Double(seconds) + Double(attoseconds) / 1e18
+    }
+
+    /// The longest duration LISA makes from a number of seconds it was given: 10⁹ s (about
+    /// 31 years), as good as forever for a timeout.
+    static let longestFromSeconds = Duration.seconds(1_000_000_000)
+
+    /// `seconds` to the millisecond, held to `0...`\(``longestFromSeconds``): a setting or an
+    /// answer's number can be anything (`.inf`, `1e300`, negative), and converting those traps.
+    package static func seconds(clamping seconds: Double) -> Duration {
+        guard seconds.isFinite, seconds > 0 else { return seconds == .infinity ? longestFromSeconds : .zero }
+        guard seconds < 1_000_000_000 else { return longestFromSeconds }
+        return .milliseconds(Int64((seconds * 1000).rounded(.up)))
     }
 }
 

@@ -62,15 +62,18 @@ extension ModelDefinition {
         if let circuitBreaker, circuitBreaker.failureThreshold < 1 || circuitBreaker.cooldownSeconds < 0 {
             throw .invalidRequest("circuitBreaker needs failureThreshold ≥ 1 and cooldownSeconds ≥ 0.", param: "circuitBreaker")
         }
-        if let timeouts, (timeouts.firstByteSeconds ?? 1) <= 0 || (timeouts.totalSeconds ?? 1) <= 0 || (timeouts.streamIdleSeconds ?? 1) <= 0 {
-            throw .invalidRequest("timeouts must be positive.", param: "timeouts")
+        let week = 604_800.0
+        if let timeouts, [timeouts.firstByteSeconds, timeouts.totalSeconds, timeouts.streamIdleSeconds].contains(where: { !(0.001...week).contains($0 ?? 1) }) {
+            throw .invalidRequest("timeouts must be positive and at most 604800 seconds (a week).", param: "timeouts")
         }
         try pricing?.validate(param: "pricing")
         if pricing?.replicaHourly != nil && !isHosted {
             throw .invalidRequest("pricing.replicaHourly applies to lisa_hosted models; price others per token.", param: "pricing.replicaHourly")
         }
-        if let healthCheck, !healthCheck.path.hasPrefix("/") || healthCheck.intervalSeconds <= 0 || healthCheck.timeoutSeconds <= 0 {
-            throw .invalidRequest("healthCheck needs a path starting with '/' and positive interval and timeout.", param: "healthCheck")
+        if let healthCheck, !healthCheck.path.hasPrefix("/") || !(0.001...86_400).contains(healthCheck.intervalSeconds)
+            || !(0.001...86_400).contains(healthCheck.timeoutSeconds)
+        {
+            throw .invalidRequest("healthCheck needs a path starting with '/' and an interval and timeout of 0.001 to 86400 seconds.", param: "healthCheck")
         }
     }
 

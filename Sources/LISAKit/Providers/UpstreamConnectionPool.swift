@@ -124,11 +124,10 @@ final class LoopPool: @unchecked Sendable {
 
     private func connect(_ call: UpstreamCall, key: ConnectionKey, sslContext: NIOSSLContext?) {
         open[key, default: 0] += 1
-        let (seconds, attoseconds) = configuration.connectTimeout.components
         let handler = UpstreamConnectionHandler(pool: self, key: key)
         let serverName = key.host.contains(":") || key.host.allSatisfy({ $0.isNumber || $0 == "." }) ? nil : key.host
         ClientBootstrap(group: eventLoop)
-            .connectTimeout(.nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
+            .connectTimeout(TimeAmount(configuration.connectTimeout))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 do {

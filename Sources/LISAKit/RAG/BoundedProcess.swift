@@ -33,7 +33,7 @@ enum BoundedProcess {
         let terminate: @Sendable () -> Void = { _ = kill(pid, SIGKILL) }
         // The deadline: kill the tool if it is still running then.
         let watchdog = Task {
-            try await Task.sleep(for: .seconds(timeoutSeconds))
+            try await Task.sleep(for: .seconds(clamping: timeoutSeconds))
             terminate()
         }
         enum Outcome: Sendable { case output(Data), tooLarge }

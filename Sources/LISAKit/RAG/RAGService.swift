@@ -544,7 +544,7 @@ public final class RAGService: Service, Sendable {
                     // Jobs uploaded through a replica that died, once their lease lapses.
                     group.addTask {
                         while !Task.isCancelled {
-                            try? await Task.sleep(for: .seconds(self.ingestion.scanIntervalSeconds))
+                            try? await Task.sleep(for: .seconds(clamping: self.ingestion.scanIntervalSeconds))
                             guard !Task.isCancelled else { return }
                             try? await self.queueUnfinishedJobs()
                         }

@@ -64,7 +64,7 @@ public struct HealthProber: Service {
                 request.headers.add(name: "Authorization", value: "Bearer \(apiKey)")
             }
             do {
-                let response = try await httpClient.execute(request, deadline: .now() + .milliseconds(Int64(check.timeoutSeconds * 1000)))
+                let response = try await httpClient.execute(request, deadline: .now() + .init(.seconds(clamping: check.timeoutSeconds)))
                 _ = try? await response.body.collect(upTo: 64 * 1024)
                 success = check.reachabilityOnly ? ![502, 503, 504].contains(response.status.code) : (200..<300).contains(response.status.code)
             } catch {

@@ -278,7 +278,7 @@ package final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Databas
                         "waiting out the previous leader's lease",
                         metadata: ["lisa.lease_seconds": "\(String(format: "%.1f", remaining))"]
                     )
-                    try await EventLoopTimer.sleep(for: .milliseconds(Int64(remaining * 1000) + 100))
+                    try await EventLoopTimer.sleep(for: .seconds(clamping: remaining) + .milliseconds(100))
                 }
                 let result = try await withThrowingTaskGroup(of: T?.self) { group in
                     group.addTask {

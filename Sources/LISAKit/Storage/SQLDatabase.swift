@@ -27,7 +27,7 @@ package enum StateValue: Sendable, Hashable {
     package var int: Int? {
         switch self {
         case .integer(let value): Int(value)
-        case .double(let value): Int(value)
+        case .double(let value): Int(exactly: value.rounded(.towardZero))
         case .text(let value): Int(value)
         case .null, .blob: nil
         }

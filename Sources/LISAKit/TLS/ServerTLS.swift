@@ -94,7 +94,7 @@ public final class ReloadingServerCertificate: Service, Sendable {
     }
 
     public func run() async throws {
-        let interval = Duration.milliseconds(Int64((settings.reloadIntervalSeconds ?? 5) * 1000))
+        let interval = Duration.seconds(clamping: settings.reloadIntervalSeconds ?? 5)
         try await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 try await Task.sleep(for: interval)

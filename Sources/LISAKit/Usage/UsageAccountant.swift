@@ -197,13 +197,18 @@ public final class UsageAccountant: Sendable {
         )
     }
 
+    /// A token count for a message: whole, and never a trap whatever the stored value.
+    static func whole(_ value: Double) -> String {
+        value.isFinite && abs(value) < 1e15 ? String(Int(value.rounded())) : String(format: "%.0f", value)
+    }
+
     static func exceeded(_ counter: BudgetCounter, lines: [BudgetLine], now: Date) -> LISAError {
         let (scope, subject, metric, kind) = parse(counter.key)
         let limit = lines.first { $0.key == counter.key }?.limit ?? 0
         let reset = Self.period(kind, at: now).end
         let figures =
             metric == "tokens"
-            ? "\(Int(counter.spent)) of \(Int(limit)) tokens used, \(Int(max(counter.reserved, 0))) held by requests in flight"
+            ? "\(whole(counter.spent)) of \(whole(limit)) tokens used, \(whole(max(counter.reserved, 0))) held by requests in flight"
             : "\(format(counter.spent)) of \(format(limit)) spent, \(format(max(counter.reserved, 0))) held by requests in flight"
         let whose = scope == "token" ? "API token \(subject)" : "\(scope) '\(subject)'"
         return LISAError(

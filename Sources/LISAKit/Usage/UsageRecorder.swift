@@ -55,7 +55,7 @@ public final class UsageRecorder: Service, Sendable {
             var lastSweep = ContinuousClock.now
             var failing = false
             while !Task.isCancelled {
-                await self.queue.waitForBatch(interval: .milliseconds(Int64(max(self.settings.flushIntervalSeconds, 0.05) * 1000)))
+                await self.queue.waitForBatch(interval: .seconds(clamping: max(self.settings.flushIntervalSeconds, 0.05)))
                 do {
                     try await self.flush()
                     if failing { self.logger.info("usage records are written again") }

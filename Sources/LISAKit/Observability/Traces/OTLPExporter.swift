@@ -84,7 +84,7 @@ public final class OTLPExporter: Service, Sendable {
     }
 
     public func run() async throws {
-        let interval = Duration.milliseconds(Int64(settings.exportIntervalSeconds * 1000))
+        let interval = Duration.seconds(clamping: settings.exportIntervalSeconds)
         await cancelWhenGracefulShutdown {
             var failing = false
             while !Task.isCancelled {
@@ -125,7 +125,7 @@ public final class OTLPExporter: Service, Sendable {
             for (name, value) in settings.headers { request.headers.replaceOrAdd(name: name, value: value) }
             request.body = .bytes(body)
             do {
-                let response = try await httpClient.execute(request, deadline: .now() + .milliseconds(Int64(settings.timeoutSeconds * 1000)))
+                let response = try await httpClient.execute(request, deadline: .now() + .init(.seconds(clamping: settings.timeoutSeconds)))
                 _ = try? await response.body.collect(upTo: 64 * 1024)
                 if (200..<300).contains(response.status.code) { return }
                 let retriable = [429, 502, 503, 504].contains(response.status.code)
