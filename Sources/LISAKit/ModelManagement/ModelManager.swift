@@ -22,6 +22,9 @@ public final class ModelManager: Service, Sendable {
     let httpClient: HTTPClient?
     let logger: Logger
     private let usageCheck = Mutex<(@Sendable (String) async throws -> [String])?>(nil)
+    /// One reload at a time: two that overlap could apply an older read after a newer one
+    /// (a change-feed reload that read a model just before an API call deleted it).
+    private let reloading = AsyncLock()
 
     /// Sets what tells whether a model is in use (by RAG repositories, as their embedding
     /// model): such a model cannot be deleted (409 `model_in_use`, LISA's ModelInUseError).
@@ -65,10 +68,12 @@ public final class ModelManager: Service, Sendable {
 
     /// Rebuilds the router's snapshot from the configuration and the store.
     public func reload() async throws {
-        let stored = try await store.models()
-        let replicas = try await store.replicas(modelId: nil)
-        for id in registry.sync(configured: configured, stored: stored, replicas: replicas) {
-            logger.warning("stored model shadowed by the configuration file", metadata: ["lisa.model": "\(id)"])
+        try await reloading.withLock {
+            let stored = try await store.models()
+            let replicas = try await store.replicas(modelId: nil)
+            for id in registry.sync(configured: configured, stored: stored, replicas: replicas) {
+                logger.warning("stored model shadowed by the configuration file", metadata: ["lisa.model": "\(id)"])
+            }
         }
     }
 
@@ -329,9 +334,14 @@ public final class ModelManager: Service, Sendable {
             } else if let next = ModelLifecycle.status(after: .stopped, from: status) {
                 _ = try await store.updateModel(id: id, expecting: [status]) { $0.status = next }
             }
-            try await reload()
         } catch {
             logger.warning("could not finish a model step; the controller will", metadata: ["lisa.model": "\(id)", "lisa.error": "\(error)"])
+        }
+        // Whoever finished the step (this call, or the controller meanwhile), the routes show the store.
+        do {
+            try await reload()
+        } catch {
+            logger.warning("could not reload the models", metadata: ["lisa.model": "\(id)", "lisa.error": "\(error)"])
         }
     }
 

@@ -19,8 +19,10 @@ extension LISARuntime {
     public func messages(body: ByteBuffer, context: InferenceContext) async throws -> GatewayResponse {
         var context = context
         context.operationLabel = context.operationLabel ?? "messages"
-        let request = try DialectJSON.decode(body)
-        let chat = try AnthropicDialect.chatRequest(from: request)
+        let (request, chat) = try await Self.translatingOffEventLoops(ifLarge: body.readableBytes) {
+            let request = try DialectJSON.decode(body)
+            return (request, try AnthropicDialect.chatRequest(from: request))
+        }
         let model = chat["model"]?.stringValue ?? ""
         if request["lisa"] == nil {
             let resolved = try gateway.textModel(model, for: context.principal)
@@ -68,7 +70,7 @@ extension LISARuntime {
     public func responses(body: ByteBuffer, context: InferenceContext) async throws -> GatewayResponse {
         var context = context
         context.operationLabel = context.operationLabel ?? "responses"
-        let request = try DialectJSON.decode(body)
+        let request = try await Self.translatingOffEventLoops(ifLarge: body.readableBytes) { try DialectJSON.decode(body) }
         var history: [JSONValue] = []
         var continuesUpstream = true
         if let previous = try ResponsesDialect.previousResponseID(in: request) {
@@ -84,13 +86,17 @@ extension LISARuntime {
                 return try await passThroughResponses(request, body: body, history: history, model: resolved, context: context)
             }
         }
-        let translation = try ResponsesDialect.translate(request, history: history)
-        if translation.store { try await Self.checkStorable(translation, history: history, quotas: configuration.quotas) }
         let conversation = history
+        // The request and the conversation it continues, translated and encoded: large ones off the event loops.
+        let (translation, chatBody) = try await Self.translatingOffEventLoops(ifLarge: body.readableBytes + (history.isEmpty ? 0 : 256 * 1024)) {
+            let translation = try ResponsesDialect.translate(request, history: conversation)
+            return (translation, DialectJSON.encode(translation.chat))
+        }
+        if translation.store { try await Self.checkStorable(translation, history: history, quotas: configuration.quotas) }
         let id = DialectJSON.id("resp_")
         let created = Int64(Date().timeIntervalSince1970)
         let owner = context.principal.username
-        let answer = try await forward(.chatCompletions, body: DialectJSON.encode(translation.chat), context: context)
+        let answer = try await forward(.chatCompletions, body: chatBody, context: context)
         let store = self.store
         let quotas = configuration.quotas
         switch answer.body {
@@ -300,6 +306,14 @@ extension LISARuntime {
         case .integer(let value)?: Double(value)
         default: Double(summary["created_at"]?.int64Value ?? 0)
         }
+    }
+
+    /// Runs `work` in place for a small request (`size` bytes up to 256 KiB), off the event
+    /// loops for a large one: decoding and translating it would hold up every other
+    /// connection of the loop meanwhile.
+    static func translatingOffEventLoops<T: Sendable>(ifLarge size: Int, _ work: @escaping @Sendable () throws -> T) async throws -> T {
+        guard size > 256 * 1024 else { return try work() }
+        return try await offEventLoops { try work() }
     }
 
     /// An upstream's buffered answer as JSON (the gateway has checked it is an object).
