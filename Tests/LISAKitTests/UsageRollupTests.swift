@@ -20,9 +20,11 @@ struct UsageRollupTests {
         )
     }
 
-    @Test("writes keep hourly sums (a record written twice counts once); reports over cut hours match the raw records; retention repairs the rollup")
-    func rollupMatchesRecords() async throws {
-        let store = try await SQLStateStore.inMemory()
+    @Test("writes keep hourly sums (a record written twice counts once); reports over cut hours match the raw records; retention repairs the rollup", arguments: StoreKind.available)
+    func rollupMatchesRecords(_ kind: StoreKind) async throws {
+        let test = try await TestStore.make(kind)
+        defer { Task { try? await test.cleanup() } }
+        let store = test.store
         // Three hours, one call every 90 s, two users, two models, one without a token.
         var records: [UsageRecord] = []
         for i in 0..<120 {
