@@ -510,7 +510,9 @@ public final class Gateway: Sendable {
             let errorBody = try? await response.body.collect(upTo: 1024 * 1024)
             endpoint.end()
             endAttempt(response.status, String(response.status))
-            let error = Self.error(forUpstreamStatus: response.status, body: errorBody, headers: response.headers, modelID: modelID, logger: logger)
+            var error = Self.error(forUpstreamStatus: response.status, body: errorBody, headers: response.headers, modelID: modelID, logger: logger)
+            // An upstream's message names the model as it knows it: the client sees its own name.
+            if !model.definition.passUpstreamModelName { error = error.naming(model.definition.modelName, as: requested) }
             switch response.status {
             case 429:
                 endpoint.record(.abandoned(elapsed: 0), at: monotonicSeconds())
@@ -759,7 +761,10 @@ public final class Gateway: Sendable {
     }
 
     static func error(forUpstreamStatus status: Int, body: ByteBuffer?, headers: HTTPHeaders, modelID: String, logger: RequestLogger) -> LISAError {
-        let upstream = body.flatMap { try? JSONDecoder().decode(ErrorResponse.self, from: $0) }?.error
+        // OpenAI's envelope, or the flat one vLLM and other FastAPI servers send ({"object":"error","message":…}).
+        let upstream =
+            body.flatMap { try? JSONDecoder().decode(ErrorResponse.self, from: $0) }?.error
+            ?? body.flatMap { try? JSONDecoder().decode(ErrorResponse.Body.self, from: $0) }
         let detail = upstream?.message ?? body.map { String(buffer: $0).prefix(300) }.map(String.init) ?? ""
         logger.warning("upstream answered an error", metadata: ["lisa.status": "\(status)", "lisa.detail": "\(detail)"])
         let suffix = detail.isEmpty ? "" : ": \(detail)"
@@ -948,3 +953,16 @@ struct RequestLogger: Sendable {
         logger.warning(message(), metadata: metadata.merging(extra) { $1 })
     }
 }
+
+extension LISAError {
+    /// The error with every mention of the upstream's model name `upstream` in the message a
+    /// client sees (an upstream's own 4xx message) replaced by `requested`.
+    func naming(_ upstream: String, as requested: String) -> LISAError {
+        guard !upstream.isEmpty, upstream != requested, message.contains(upstream) else { return self }
+        return LISAError(
+            code, message.replacingOccurrences(of: upstream, with: requested), param: param, reason: reason, retryAfter: retryAfter,
+            upstreamStatus: upstreamStatus, underlying: underlying
+        )
+    }
+}
+
