@@ -371,7 +371,10 @@ public struct LISARoutes: Sendable {
         let inference = try inferenceContext(request, context: context)
         let runtime = self.runtime
         let answer = try await context.cancellingWhenClientLeaves {
-            try await call(runtime, body, inference)
+            // A call of more than 256 KiB runs off the event loops until its answer is ready:
+            // checking, decoding and translating it would hold up the loop's other connections.
+            guard body.readableBytes > 256 * 1024 else { return try await call(runtime, body, inference) }
+            return try await withTaskExecutorPreference(globalConcurrentExecutor) { try await call(runtime, body, inference) }
         }
         let responseHeaders: HTTPFields = [.contentType: answer.contentType]
         switch answer.body {

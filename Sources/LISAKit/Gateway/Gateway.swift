@@ -123,16 +123,15 @@ public final class Gateway: Sendable {
     private func serve<Request: GatewayRequest>(
         _ type: Request.Type, body: ByteBuffer, context: InferenceContext
     ) async throws(LISAError) -> GatewayResponse {
-        try Self.checkJSON(body)
         // The common shape is read in one pass; anything else gets the typed decode, which
-        // accepts exactly what the quick read does and more, and names what is wrong.
-        let fields: RoutingFields
-        if let quick = Request.routingFields(in: body) {
-            fields = quick
-        } else {
+        // accepts exactly what the quick read does and more, and names what is wrong. A large
+        // body is read off the event loops.
+        let fields = try await Self.offEventLoops(ifLarge: body.readableBytes) { () throws(LISAError) -> RoutingFields in
+            try Self.checkJSON(body)
+            if let quick = Request.routingFields(in: body) { return quick }
             let request = try Self.decodeChecked(Request.self, from: body)
             try request.validate()
-            fields = RoutingFields(model: request.model, stream: request.isStreaming, user: request.user)
+            return RoutingFields(model: request.model, stream: request.isStreaming, user: request.user)
         }
         let model = try resolve(fields.model, serving: Request.modelType, for: context.principal)
         try checkStreaming(fields.stream, model: model)
