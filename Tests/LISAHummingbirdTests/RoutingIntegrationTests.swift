@@ -275,7 +275,9 @@ struct RoutingIntegrationTests {
         let deadPort = try freePort()
         try await Harness.run(probes: true, models: { url in
             var model = ModelDefinition(modelId: "chat", modelName: "echo", endpoints: [.init(url: "http://127.0.0.1:\(deadPort)/v1"), .init(url: url)])
-            model.healthCheck = HealthCheckConfiguration(path: "/health", intervalSeconds: 0.1, timeoutSeconds: 0.5)
+            // The dead endpoint refuses at once; the probe's timeout is long so that a busy machine
+            // cannot make the live one miss it and fail the calls below.
+            model.healthCheck = HealthCheckConfiguration(path: "/health", intervalSeconds: 0.1, timeoutSeconds: 10)
             var down = ModelDefinition(modelId: "down", modelName: "echo", modelUrl: "http://127.0.0.1:\(deadPort)/v1")
             down.healthCheck = model.healthCheck
             return [model, down]

@@ -96,6 +96,7 @@ struct AnswerMemoryBudgetTests {
             size.withLock { $0 = 175_000 }
             guard case .failure(let spent) = await call("chat") else { Issue.record("the shared budget was overspent"); return }
             #expect(spent.code == .upstreamUnavailable)
+            #expect(spent.reason == "answer_memory_budget")
             #expect(spent.retryAfter == 1)
             withExtendedLifetime(held) {}
         }

@@ -631,7 +631,10 @@ public final class Gateway: Sendable {
                     )
                 case .budgetSpent:
                     metrics.answerMemoryRefused()
-                    throw .serviceUnavailable("LISA holds as many buffered answers as its memory budget allows; retry shortly.", retryAfter: 1)
+                    throw LISAError(
+                        .upstreamUnavailable, "LISA holds as many buffered answers as its memory budget allows; retry shortly.",
+                        reason: "answer_memory_budget", retryAfter: 1
+                    )
                 }
             }
             throw .badGateway("The upstream of model '\(modelID)' sent an incomplete or oversized answer.")
