@@ -98,10 +98,8 @@ package enum JSONMemberScanner {
         }
     }
 
-    /// A copy of `buffer` with every top-level `name` member's value replaced by the JSON
-    /// string `value`; `nil` when there is no such member or the document is not an object.
-    package static func replacingStringMember(_ name: String, with value: String, in buffer: ByteBuffer) -> ByteBuffer? {
-        guard let ranges = valueRanges(of: name, in: buffer), !ranges.isEmpty else { return nil }
+    /// `value` as a JSON string, quotes included.
+    package static func encodedString(_ value: String) -> ByteBuffer {
         var encoded = ByteBuffer()
         encoded.writeInteger(UInt8(ascii: "\""))
         for scalar in value.unicodeScalars {
@@ -116,6 +114,14 @@ package enum JSONMemberScanner {
             }
         }
         encoded.writeInteger(UInt8(ascii: "\""))
+        return encoded
+    }
+
+    /// A copy of `buffer` with every top-level `name` member's value replaced by the JSON
+    /// string `value`; `nil` when there is no such member or the document is not an object.
+    package static func replacingStringMember(_ name: String, with value: String, in buffer: ByteBuffer) -> ByteBuffer? {
+        guard let ranges = valueRanges(of: name, in: buffer), !ranges.isEmpty else { return nil }
+        let encoded = encodedString(value)
         var output = ByteBuffer()
         output.reserveCapacity(buffer.readableBytes + encoded.readableBytes)
         var cursor = 0

@@ -70,7 +70,7 @@ struct ZipStructureTests {
     @Test("no truncation or byte change of a real archive traps the check or loops in the read", .timeLimit(.minutes(2)))
     func mutations() async throws {
         let original = try Self.docx()
-        var generator = SplitMix(seed: 0x5eed)
+        var generator = SeededGenerator(state: 0x5eed)
         var passed = 0
         for round in 0..<3000 {
             var bytes = original
@@ -93,18 +93,5 @@ struct ZipStructureTests {
         #expect(passed > 0, "some mutations keep the archive's structure and are read")
         #expect(throws: ZipStructure.Problem.notAnArchive) { try ZipStructure.check(Array("not a zip".utf8)) }
         #expect(throws: ZipStructure.Problem.notAnArchive) { try ZipStructure.check([]) }
-    }
-}
-
-/// A small deterministic generator for reproducible mutations.
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

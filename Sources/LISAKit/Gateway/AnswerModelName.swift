@@ -11,20 +11,7 @@ struct AnswerModelName: Sendable {
     private let encoded: ByteBuffer
 
     init(_ name: String) {
-        var encoded = ByteBuffer()
-        encoded.writeInteger(UInt8(ascii: "\""))
-        for scalar in name.unicodeScalars {
-            switch scalar {
-            case "\"": encoded.writeString("\\\"")
-            case "\\": encoded.writeString("\\\\")
-            case _ where scalar.value < 0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                encoded.writeBytes([UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(scalar.value >> 4)], hex[Int(scalar.value & 0xF)]])
-            default: encoded.writeString(String(scalar))
-            }
-        }
-        encoded.writeInteger(UInt8(ascii: "\""))
-        self.encoded = encoded
+        encoded = JSONMemberScanner.encodedString(name)
     }
 
     /// A JSON answer (`{…}`) with its top-level `model` naming the client's model; the same

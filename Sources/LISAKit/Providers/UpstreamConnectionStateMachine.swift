@@ -119,16 +119,9 @@ struct UpstreamConnectionStateMachine: Sendable {
             if (100..<200).contains(status) { return .none }
             state = .headReceived(keepAlive: keepAlive)
             return .makeBody
-        case .idle:
-            // An answer nobody asked for: the connection cannot be trusted with another call.
-            state = .closed
-            return .close
-        case .headReceived, .streaming:
-            // A second head inside one answer: the framing is broken.
-            state = .closed
-            return .failExchange(.malformedAnswer, close: true)
-        case .closed:
-            return .none
+        case .idle, .headReceived, .streaming, .closed:
+            // An answer nobody asked for, or a second head inside one answer.
+            return outOfPlace()
         }
     }
 
@@ -137,14 +130,8 @@ struct UpstreamConnectionStateMachine: Sendable {
         switch state {
         case .headReceived, .streaming:
             return .yieldBody
-        case .idle:
-            state = .closed
-            return .close
-        case .awaitingHead:
-            state = .closed
-            return .failExchange(.malformedAnswer, close: true)
-        case .closed:
-            return .none
+        case .idle, .awaitingHead, .closed:
+            return outOfPlace()
         }
     }
 
@@ -165,14 +152,24 @@ struct UpstreamConnectionStateMachine: Sendable {
             state = keepAlive ? .idle : .closed
             consumerWantsMore = true
             return .finishExchange(deliverHead: false, reuse: keepAlive)
+        case .idle, .awaitingHead, .closed:
+            return outOfPlace()
+        }
+    }
+
+    /// Parser output with no place in the state: idle, the connection cannot be trusted with
+    /// another call and closes; inside an exchange, the framing is broken and the exchange
+    /// fails; closed, nothing happens.
+    private mutating func outOfPlace() -> Action {
+        switch state {
+        case .closed:
+            return .none
         case .idle:
             state = .closed
             return .close
-        case .awaitingHead:
+        case .awaitingHead, .headReceived, .streaming:
             state = .closed
             return .failExchange(.malformedAnswer, close: true)
-        case .closed:
-            return .none
         }
     }
 
