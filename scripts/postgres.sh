@@ -42,6 +42,19 @@ as_owner() {
     fi
 }
 
+# A checkout lisapg cannot enter (a clone under `mktemp -d`, mode 0700): the server binaries
+# are copied where it can.
+if [ "$(id -u)" = 0 ] && [ -z "${LISA_PG_SSL_CERT:-}" ] && ! as_owner test -x "$BIN/pg_ctl"; then
+    # The package and the libraries its binaries find through their rpath ($ORIGIN/../../../pgserver.libs).
+    PACKAGES="$(dirname "$(dirname "$(dirname "$BIN")")")"
+    COPY=/tmp/lisa-pgserver-$(id -u lisapg)
+    if ! as_owner test -x "$COPY/pgserver/pginstall/bin/pg_ctl"; then
+        rm -rf "$COPY.new" && mkdir -p "$COPY.new" && cp -a "$PACKAGES/pgserver" "$PACKAGES/pgserver.libs" "$COPY.new/"
+        chmod -R a+rX "$COPY.new" && rm -rf "$COPY" && mv "$COPY.new" "$COPY"
+    fi
+    BIN="$COPY/pgserver/pginstall/bin"
+fi
+
 case "${1:-start}" in
 start)
     if [ ! -f "$DATA/PG_VERSION" ]; then

@@ -3,8 +3,10 @@ Agents SDK, and raw HTTP, against a running LISAServe in front of the fake upstr
 import json
 import os
 import subprocess
+import time
 
 import httpx
+import openai
 import pytest
 
 from conftest import ADMIN_KEY, ROOT, Lisa, api
@@ -368,6 +370,19 @@ def test_stored_responses_are_read_from_a_second_replica(upstream, tmp_path):
         follow = client_b.responses.create(model="chat-small", input="next", previous_response_id=created.id)
         assert follow.output_text == "echo: next"
         assert [item.type for item in client_a.responses.input_items.list(follow.id).data] == ["message"]
+        # Deleted through one replica, gone through the other.
+        client_b.responses.delete(created.id)
+        with pytest.raises(openai.NotFoundError):
+            client_a.responses.retrieve(created.id)
+        # Usage written by either replica is in the other's report (the hourly rollup is shared).
+        deadline = time.monotonic() + 60
+        while True:
+            report = httpx.get(a.url + "/usage", params={"bucket": "hour"}, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
+            assert report.status_code == 200, report.text
+            if report.json()["totals"]["requests"] >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert report.json()["totals"]["requests"] >= 2, report.json()
     finally:
         a.stop()
         b.stop()
