@@ -249,7 +249,8 @@ struct RoutingIntegrationTests {
         let deadPort = try freePort()
         var fast = HealthCheckConfiguration.reachability
         fast.intervalSeconds = 0.1
-        fast.timeoutSeconds = 0.5
+        // The dead port refuses at once; a long timeout keeps a busy machine from failing the live one's probe.
+        fast.timeoutSeconds = 10
         try await Harness.run(probes: true, defaultHealthCheck: fast, models: { url in
             let model = ModelDefinition(modelId: "chat", modelName: "echo", endpoints: [.init(url: "http://127.0.0.1:\(deadPort)/v1"), .init(url: url)])
             var unprobed = ModelDefinition(modelId: "unprobed", modelName: "echo", modelUrl: "http://127.0.0.1:\(deadPort)/v1")

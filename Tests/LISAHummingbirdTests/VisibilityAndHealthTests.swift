@@ -93,7 +93,8 @@ struct VisibilityAndHealthTests {
         let deadPort = try freePort()
         var fast = HealthCheckConfiguration.reachability
         fast.intervalSeconds = 0.1
-        fast.timeoutSeconds = 0.5
+        // The dead port refuses at once; a long timeout keeps a busy machine from failing the live one's probe.
+        fast.timeoutSeconds = 10
         try await Harness.run(probes: true, defaultHealthCheck: fast, models: { url in
             var dead = ModelDefinition(modelId: "dead", modelName: "dead", modelUrl: "http://127.0.0.1:\(deadPort)/v1")
             var unprobed = ModelDefinition(modelId: "unprobed", modelName: "u", modelUrl: "http://127.0.0.1:\(deadPort)/v1")
