@@ -46,8 +46,17 @@ LISA_TEST_DATABASE_URL="$(./scripts/postgres.sh start)"
 export LISA_TEST_DATABASE_URL
 trap './scripts/postgres.sh stop' EXIT
 
-# One debug build of everything: library, executables, examples (Vapor included), tests.
-swift build --build-tests
+# One debug build of everything: library, executables, examples (Vapor included), tests,
+# from the pinned versions only: resolution fails if Package.resolved is out of date.
+swift build --build-tests --force-resolved-versions
+
+echo "== Supply chain (Package.resolved unchanged; every pin's licence compatible and in NOTICE)"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && ! git diff --quiet -- Package.resolved; then
+    echo "FAIL: resolving changed Package.resolved; review and commit the new pins:" >&2
+    git --no-pager diff --stat -- Package.resolved >&2
+    exit 1
+fi
+python3 scripts/dependencies.py --check
 
 echo "== Module graph (lisactl and the client example carry no server)"
 ./scripts/check-module-graph.sh

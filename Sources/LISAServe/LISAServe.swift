@@ -12,11 +12,17 @@ struct LISAServe: AsyncParsableCommand {
         commandName: "LISAServe",
         abstract: "LISA's OpenAI-compatible LLM gateway.",
         discussion: "Every option can also be set in the configuration file or by the LISA_* environment variable named in its help.",
-        version: LISAVersion.string
+        version: LISAVersion.description
     )
 
     @Flag(name: .customLong("check-config"), help: "Validate the configuration (and every model in it) and exit: 0 when it is valid.")
     var checkConfig = false
+
+    @Flag(
+        name: .customLong("check-database"),
+        help: "Check that the state database (a restored one) is complete for this build, print its tables' rows, and exit: 0 when it is."
+    )
+    var checkDatabase = false
 
     @Option(name: .long, help: "Configuration file, YAML or JSON (LISA_CONFIG).")
     var config: String?
@@ -71,6 +77,19 @@ struct LISAServe: AsyncParsableCommand {
                 }
             }
             print("configuration OK: \(configuration.models.count) models")
+            return
+        }
+
+        if checkDatabase {
+            let check: StateDatabaseCheck
+            do {
+                check = try await StateDatabaseCheck.run(configuration, logger: Logger(label: "lisa.check", factory: { _ in SwiftLogNoOpLogHandler() }))
+            } catch {
+                FileHandle.standardError.write(Data("LISAServe: cannot check the state database: \(error)\n".utf8))
+                throw ExitCode.failure
+            }
+            print(check.text)
+            if !check.isComplete { throw ExitCode.failure }
             return
         }
 

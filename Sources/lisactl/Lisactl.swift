@@ -9,7 +9,7 @@ struct Lisactl: AsyncParsableCommand {
         commandName: "lisactl",
         abstract: "Control a LISA server: models, chat, embeddings.",
         discussion: "Defaults come from LISA_URL (http://127.0.0.1:8080) and LISA_API_KEY.",
-        version: LISAVersion.string,
+        version: LISAVersion.description,
         subcommands: [
             ModelsCommand.self, ChatCommand.self, SendCommand.self, EmbedCommand.self, TokensCommand.self, AdminCommand.self, ReposCommand.self,
             DocsCommand.self, SearchCommand.self, WhoamiCommand.self, UsageCommand.self, BudgetsCommand.self,
