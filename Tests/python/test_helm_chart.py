@@ -94,6 +94,9 @@ REJECTED_BY_TEMPLATES = {
         {"database": {"url": DB_URL}, "hosting": {"backend": "kubernetes"},
          "networkPolicy": {"enabled": True, "egress": {"database": [{"cidr": "10.40.0.5/32", "ports": [5432]}]}}},
         "networkPolicy.egress.kubernetesAPI"),
+    "OIDC without the identity provider in the NetworkPolicy": (
+        {"config": {"auth": {"authority": "https://idp.example.com/realms/lisa", "clientId": "lisa"}}, "networkPolicy": {"enabled": True}},
+        "networkPolicy.egress.identityProvider"),
     "postgres without the database in the NetworkPolicy": (
         {"database": {"url": DB_URL}, "networkPolicy": {"enabled": True}}, "networkPolicy.egress.database"),
 }
@@ -425,6 +428,19 @@ def test_the_values_files_match_the_schema():
     assert (chart["version"], chart["appVersion"]) == ("0.6.0", "0.6.0")
     for values in MATRIX.values():
         check_values(values)
+
+
+@needs_helm
+def test_the_documented_values_render(helm):
+    """The values file in Documentation/Kubernetes.md#helm-chart is valid and renders valid manifests."""
+    text = (ROOT / "Documentation" / "Kubernetes.md").read_text()
+    values = yaml.safe_load(text.split("cat > lisa-values.yaml <<'YAML'\n", 1)[1].split("\nYAML\n", 1)[0])
+    check_values(values)
+    docs = render(helm, values)
+    for doc in docs:
+        validate(doc)
+    by_kind = check_references(docs, values)
+    assert {"Ingress", "NetworkPolicy", "ServiceMonitor", "HorizontalPodAutoscaler"} <= by_kind.keys()
 
 
 @needs_helm

@@ -98,6 +98,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and .Values.networkPolicy.enabled (include "lisa.postgres" .) (not .Values.networkPolicy.egress.database) }}
 {{- fail "PostgreSQL state behind a NetworkPolicy: list the database's address in networkPolicy.egress.database" }}
 {{- end }}
+{{- $auth := default dict (get (default dict .Values.config) "auth") }}
+{{- if and .Values.networkPolicy.enabled (get $auth "authority") (not .Values.networkPolicy.egress.identityProvider) }}
+{{- fail "config.auth.authority (OIDC) behind a NetworkPolicy: list the identity provider's address in networkPolicy.egress.identityProvider" }}
+{{- end }}
 {{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) }}
 {{- fail "autoscaling.maxReplicas is below autoscaling.minReplicas" }}
 {{- end }}
