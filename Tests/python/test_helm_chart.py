@@ -72,6 +72,15 @@ MATRIX = {
         "monitoring": {"serviceMonitor": {"enabled": True, "bearerTokenSecret": {"name": "lisa-metrics-token", "key": "token"}}},
         "image": {"digest": "sha256:" + "0" * 64},
     },
+    "kubernetes-hosting-models-namespace": {
+        "replicaCount": 2,
+        "database": {"url": DB_URL},
+        "hosting": {"backend": "kubernetes"},
+        "config": {"hosting": {"kubernetes": {"namespace": "models"}}},
+        "networkPolicy": {"enabled": True,
+                          "egress": {"database": [{"cidr": "10.40.0.5/32", "ports": [5432]}],
+                                     "kubernetesAPI": [{"cidr": "10.96.0.1/32", "ports": [443]}]}},
+    },
 }
 
 # Values the schema must reject (and so `helm template` and `helm lint`): name → (values, what the error names).
@@ -347,9 +356,9 @@ def test_the_chart_renders_valid_manifests(helm, case, tmp_path):
         assert check.returncode == 0, check.stdout + check.stderr
 
     # What each case is for.
-    rbac = {"Role", "RoleBinding"} <= by_kind.keys()
-    assert rbac == (case == "kubernetes-hosting")
-    assert pod["automountServiceAccountToken"] == (case == "kubernetes-hosting")
+    hosting = case.startswith("kubernetes-hosting")
+    assert ({"Role", "RoleBinding"} <= by_kind.keys()) == hosting
+    assert pod["automountServiceAccountToken"] == hosting
     if case == "defaults":
         assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
         assert set(by_kind) == {"Deployment", "Service", "ServiceAccount", "ConfigMap", "Secret", "PersistentVolumeClaim",
@@ -395,6 +404,16 @@ def test_the_chart_renders_valid_manifests(helm, case, tmp_path):
         assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
         assert by_kind["ServiceMonitor"]["demo-lisa"]["spec"]["endpoints"][0]["scheme"] == "https"
         assert {e["name"]: e.get("value") for e in container["env"]}["LISA_TLS_CERTIFICATE"] == "/etc/lisa-tls/tls.crt"
+        assert role["metadata"]["namespace"] == "lisa", "the release's namespace"
+    if case == "kubernetes-hosting-models-namespace":
+        # The Role lives where the models run; the NetworkPolicy reaches the models' pods there.
+        assert by_kind["Role"]["demo-lisa-hosting"]["metadata"]["namespace"] == "models"
+        binding = by_kind["RoleBinding"]["demo-lisa-hosting"]
+        assert binding["metadata"]["namespace"] == "models" and binding["subjects"][0]["namespace"] == "lisa"
+        assert yaml.safe_load(config)["hosting"] == {"backend": "kubernetes", "kubernetes": {"namespace": "models"}}
+        policy = by_kind["NetworkPolicy"]["demo-lisa"]["spec"]
+        assert {"podSelector": {"matchLabels": {"app.kubernetes.io/managed-by": "lisa"}},
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "models"}}} in [r["to"][0] for r in policy["egress"]]
 
 
 @needs_helm

@@ -76,6 +76,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- toYaml $config }}
 {{- end }}
 
+{{/* The namespace the kubernetes hosting backend runs models in: config's, or the release's. */}}
+{{- define "lisa.hostingNamespace" -}}
+{{- $hosting := default dict (get (default dict .Values.config) "hosting") }}
+{{- $kubernetes := default dict (get $hosting "kubernetes") }}
+{{- default .Release.Namespace (get $kubernetes "namespace") }}
+{{- end }}
+
 {{/* Checks no schema can express; each failure says what to change. */}}
 {{- define "lisa.validate" -}}
 {{- if not (include "lisa.postgres" .) }}
