@@ -264,7 +264,8 @@ public final class SQLStateStore: StateStore {
             }
             guard version <= Self.schemaVersion else {
                 throw LISAError.internalError(
-                    "The state database was written by a newer LISA (schema \(version), this build knows \(Self.schemaVersion))."
+                    "The state database was written by a newer LISA (schema \(version); this build knows schema \(Self.schemaVersion) and older). "
+                        + "Run that LISA version or a newer one, or restore a backup taken before the upgrade (Documentation/Upgrading.md)."
                 )
             }
             for (index, statements) in Self.migrations.enumerated() where index >= version {

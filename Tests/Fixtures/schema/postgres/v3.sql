@@ -1,0 +1,94 @@
+
+SET statement_timeout = 0;
+SET lock_timeout = 0;
+SET idle_in_transaction_session_timeout = 0;
+SET client_encoding = 'UTF8';
+SET standard_conforming_strings = on;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET check_function_bodies = false;
+SET xmloption = content;
+SET client_min_messages = warning;
+SET row_security = off;
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+CREATE TABLE public.api_tokens (
+    id text NOT NULL,
+    token_hash text NOT NULL,
+    username text NOT NULL,
+    record text NOT NULL,
+    created_at double precision DEFAULT 0 NOT NULL
+);
+
+CREATE TABLE public.instances (
+    instance_id text NOT NULL,
+    heartbeat_at double precision NOT NULL,
+    record text NOT NULL
+);
+
+CREATE TABLE public.lisa_schema (
+    id integer NOT NULL,
+    version integer NOT NULL
+);
+
+CREATE TABLE public.model_replicas (
+    replica_id text NOT NULL,
+    model_id text NOT NULL,
+    record text NOT NULL,
+    updated_at double precision NOT NULL
+);
+
+CREATE TABLE public.models (
+    model_id text NOT NULL,
+    definition text NOT NULL,
+    created_at double precision NOT NULL,
+    updated_at double precision NOT NULL,
+    status text DEFAULT 'InService'::text NOT NULL,
+    status_reason text
+);
+
+CREATE TABLE public.settings (
+    key text NOT NULL,
+    value text NOT NULL
+);
+
+INSERT INTO public.api_tokens VALUES ('tok_00112233445566778899aabb', 'b9a779f42b92f896352d550272de66837e0c39546fb73d39f71a3ab988755b40', 'alice', '{"createdAt":786096000.0,"createdBy":"admin","expiresAt":3092601600.0,"groups":["team"],"id":"tok_00112233445566778899aabb","isSystemToken":false,"name":"ci","tokenHash":"b9a779f42b92f896352d550272de66837e0c39546fb73d39f71a3ab988755b40","username":"alice"}', 1764403200);
+
+INSERT INTO public.instances VALUES ('i-1', 1764403200, '{"heartbeatAt":1764403200.0,"hostname":"old-host","inFlight":{"chat-a":{"http://127.0.0.1:8001/v1":1}},"instanceId":"i-1","isLeader":true,"startedAt":1764403200.0}');
+
+INSERT INTO public.lisa_schema VALUES (1, 3);
+
+INSERT INTO public.model_replicas VALUES ('r-1', 'chat-a', '{"backend":"local","modelId":"chat-a","replicaId":"r-1","restarts":2,"startedAt":1764403200.0,"state":"ready","url":"http://127.0.0.1:8001/v1"}', 1764403200);
+
+INSERT INTO public.models VALUES ('chat-a', '{"allowedGroups":["team"],"endpoints":[],"futureField":{"kept":true},"inferenceContainer":"vllm","modelId":"chat-a","modelName":"llama-3","modelType":"textgen","modelUrl":"http://127.0.0.1:9/v1","streaming":true}', 1764403200, 1764403200, 'InService', NULL);
+INSERT INTO public.models VALUES ('embed-b', '{"allowedGroups":[],"endpoints":[{"apiKey":"sk-old","url":"http://127.0.0.1:9/v1","weight":2}],"inferenceContainer":"tei","modelId":"embed-b","modelName":"bge","modelType":"embedding","streaming":false}', 1764403200, 1764403200, 'Stopped', 'stopped by an admin');
+
+INSERT INTO public.settings VALUES ('admin_key_sha256', '0ccd79c8737c9c10cbbda2370b694faa3d637449c8dca4ef2bccddb44182a7da');
+
+ALTER TABLE ONLY public.api_tokens
+    ADD CONSTRAINT api_tokens_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.api_tokens
+    ADD CONSTRAINT api_tokens_token_hash_key UNIQUE (token_hash);
+
+ALTER TABLE ONLY public.instances
+    ADD CONSTRAINT instances_pkey PRIMARY KEY (instance_id);
+
+ALTER TABLE ONLY public.lisa_schema
+    ADD CONSTRAINT lisa_schema_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.model_replicas
+    ADD CONSTRAINT model_replicas_pkey PRIMARY KEY (replica_id);
+
+ALTER TABLE ONLY public.models
+    ADD CONSTRAINT models_pkey PRIMARY KEY (model_id);
+
+ALTER TABLE ONLY public.settings
+    ADD CONSTRAINT settings_pkey PRIMARY KEY (key);
+
+CREATE INDEX api_tokens_username ON public.api_tokens USING btree (username);
+
+CREATE INDEX model_replicas_model ON public.model_replicas USING btree (model_id);
+
