@@ -128,7 +128,9 @@ final class LoopPool: @unchecked Sendable {
         let serverName = key.host.contains(":") || key.host.allSatisfy({ $0.isNumber || $0 == "." }) ? nil : key.host
         ClientBootstrap(group: eventLoop)
             .connectTimeout(TimeAmount(configuration.connectTimeout))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // At the TCP level: .socketOption(.tcp_nodelay) is SOL_SOCKET option 1, SO_DEBUG, which
+            // needs CAP_NET_ADMIN, so every upstream connect failed for a LISAServe not run as root.
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 do {
                     let operations = channel.pipeline.syncOperations
