@@ -290,6 +290,41 @@ public struct LISAClient: Sendable {
         try await send(.POST, "/v1/embeddings", body: request, as: EmbeddingResponse.self)
     }
 
+    /// `POST /admin/backup`: downloads the server's backup archive to `path`, streaming it
+    /// into a temporary file beside it that is synced and renamed into place only when the
+    /// whole archive arrived (an interrupted download leaves nothing at `path`). Returns the
+    /// bytes written.
+    public func downloadBackup(to path: String) async throws -> Int64 {
+        let target = URL(fileURLWithPath: path).standardizedFileURL
+        let partial = target.deletingLastPathComponent().appendingPathComponent(".\(target.lastPathComponent).partial-\(UUID().uuidString.prefix(8))")
+        let response = try await execute(.POST, "/admin/backup", body: ByteBuffer(string: "{}"))
+        guard (200..<300).contains(response.status.code) else {
+            throw LISAClientError(status: Int(response.status.code), body: try await response.body.collect(upTo: 1 << 20))
+        }
+        guard FileManager.default.createFile(atPath: partial.path, contents: nil, attributes: [.posixPermissions: 0o600]),
+            let output = FileHandle(forWritingAtPath: partial.path)
+        else { throw LISAClientError(status: 0, message: "cannot create \(partial.path)") }
+        do {
+            var written: Int64 = 0
+            for try await buffer in response.body {
+                try output.write(contentsOf: buffer.readableBytesView)
+                written += Int64(buffer.readableBytes)
+            }
+            if let expected = response.headers.first(name: "content-length").flatMap(Int64.init), expected != written {
+                throw LISAClientError(status: 0, message: "the backup ended after \(written) of \(expected) bytes")
+            }
+            try output.synchronize()
+            try output.close()
+            try FileManager.default.moveItem(at: partial, to: target)
+            BackupRestore.syncDirectory(target.deletingLastPathComponent().path)
+            return written
+        } catch {
+            try? output.close()
+            try? FileManager.default.removeItem(at: partial)
+            throw error
+        }
+    }
+
     /// `POST path` with `body` sent as it is, the answer's bytes handed over as they arrive
     /// (a JSON body, or a stream's events exactly as sent): for the dialects this client has
     /// no types for (`/v1/messages`, `/v1/responses`) and for debugging.

@@ -116,6 +116,23 @@ public struct LISARoutes: Sendable {
             routes.tokens.auditRotation(by: call.principal, until: rotation.previousKeyValidUntil)
             return try encode(rotation)
         },
+        // An online backup of the embedded state as one tar archive (StateBackup); its
+        // snapshot files are removed once written, or when the client goes away.
+        ManagementRoute(method: .post, path: "/admin/backup") { routes, _ in
+            let backup = try await routes.runtime.backup(logger: Logger(label: "lisa.backup"))
+            return Response(
+                status: .ok,
+                headers: [
+                    .contentType: "application/x-tar", .contentDisposition: "attachment; filename=\"\(backup.fileName)\"",
+                    .cacheControl: "no-store",
+                ],
+                body: ResponseBody(contentLength: Int(backup.size)) { writer in
+                    defer { backup.remove() }
+                    try await backup.write { piece in try await writer.write(piece) }
+                    try await writer.finish(nil)
+                }
+            )
+        },
         ManagementRoute(method: .post, path: "/api-tokens/{id}") { routes, call in
             let create = try Gateway.decode(APITokenService.CreateRequest.self, from: call.body)
             return try encode(try await routes.tokens.create(create, for: call.parameter, by: call.principal), status: .created)

@@ -1,0 +1,183 @@
+import Crypto
+import Foundation
+import LISAKit
+import Testing
+
+/// The backup archive's safe reader and restore, against well-formed and hostile archives.
+@Suite struct BackupArchiveTests {
+    /// A raw ustar header for hostile entries (any name, type and size).
+    static func rawHeader(name: String, size: Int64, type: Character = "0", link: String = "") -> [UInt8] {
+        var header = [UInt8](repeating: 0, count: 512)
+        func put(_ text: String, at offset: Int) { for (index, byte) in text.utf8.enumerated() { header[offset + index] = byte } }
+        put(name, at: 0)
+        put("0000600", at: 100)
+        let octal = String(size, radix: 8)
+        put(String(repeating: "0", count: 11 - octal.count) + octal, at: 124)
+        put("00000000000", at: 136)
+        header[156] = type.asciiValue!
+        put(link, at: 157)
+        put("ustar", at: 257)
+        put("00", at: 263)
+        for index in 148..<156 { header[index] = 0x20 }
+        let sum = String(header.reduce(0) { $0 + Int($1) }, radix: 8)
+        put(String(repeating: "0", count: 6 - sum.count) + sum, at: 148)
+        header[154] = 0
+        return header
+    }
+
+    static func sha256(_ bytes: [UInt8]) -> String { SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined() }
+
+    /// An archive of `files` with a manifest listing `listed` (default: the files themselves).
+    static func archive(_ files: [(String, [UInt8])], listed: [BackupManifest.File]? = nil, rawEntries: [[UInt8]] = []) throws -> [UInt8] {
+        let manifest = BackupManifest(
+            schemaVersion: 9, files: listed ?? files.map { BackupManifest.File(path: $0.0, size: Int64($0.1.count), sha256: sha256($0.1)) }
+        )
+        let manifestBytes = Array(try manifest.encoded())
+        var bytes = try TarFormat.header(name: BackupManifest.fileName, size: Int64(manifestBytes.count)) + manifestBytes
+        bytes += [UInt8](repeating: 0, count: TarFormat.padding(after: Int64(manifestBytes.count)))
+        for (name, content) in files {
+            bytes += try TarFormat.header(name: name, size: Int64(content.count)) + content
+            bytes += [UInt8](repeating: 0, count: TarFormat.padding(after: Int64(content.count)))
+        }
+        for raw in rawEntries { bytes += raw }
+        return bytes + TarFormat.end
+    }
+
+    static func reader(_ bytes: [UInt8], limits: BackupArchiveReader.Limits = .init()) -> BackupArchiveReader {
+        var offset = 0
+        return BackupArchiveReader(limits: limits) { count in
+            let piece = Array(bytes[offset..<min(bytes.count, offset + count)])
+            offset += piece.count
+            return piece
+        }
+    }
+
+    static func refusal(_ bytes: [UInt8], limits: BackupArchiveReader.Limits = .init()) -> String? {
+        var reader = reader(bytes, limits: limits)
+        do {
+            _ = try reader.verify()
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test func sha256MatchesSwiftCrypto() {
+        for length in [0, 1, 55, 56, 63, 64, 65, 127, 128, 1000, 100_000] {
+            let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+            var digest = SHA256Digest()
+            // Fed in uneven pieces, so the block buffering is exercised.
+            var start = 0
+            var step = 1
+            while start < bytes.count {
+                digest.update(Array(bytes[start..<min(bytes.count, start + step)]))
+                start += step
+                step = step * 3 % 97 + 1
+            }
+            #expect(digest.finalize() == Self.sha256(bytes), "length \(length)")
+        }
+        var abc = SHA256Digest()
+        abc.update(Array("abc".utf8))
+        #expect(abc.finalize() == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    }
+
+    @Test func aWellFormedArchiveVerifies() throws {
+        let files = [("lisa.sqlite", Array(repeating: UInt8(7), count: 1500)), ("vectors/vectors.sqlite", Array("v".utf8)), ("uploads/job-1", [])]
+        var reader = Self.reader(try Self.archive(files))
+        let manifest = try reader.verify()
+        #expect(manifest.files.map(\.path) == ["lisa.sqlite", "vectors/vectors.sqlite", "uploads/job-1"])
+        // GNU tar reads what TarFormat writes.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-tar-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("backup.tar").path
+        FileManager.default.createFile(atPath: path, contents: Data(try Self.archive(files)))
+        let tar = Process()
+        tar.executableURL = URL(fileURLWithPath: "/usr/bin/tar")
+        tar.arguments = ["-xf", path, "-C", directory.path]
+        try tar.run()
+        tar.waitUntilExit()
+        #expect(tar.terminationStatus == 0)
+        #expect(FileManager.default.contents(atPath: directory.appendingPathComponent("lisa.sqlite").path)?.count == 1500)
+    }
+
+    @Test func hostileEntriesAreRefused() throws {
+        let manifestOnly = { (entry: [UInt8]) in try Self.archive([], rawEntries: [entry]) }
+        let cases: [(String, [UInt8], String)] = [
+            ("parent", try manifestOnly(Self.rawHeader(name: "../evil", size: 0)), "not a safe relative path"),
+            ("nested parent", try manifestOnly(Self.rawHeader(name: "uploads/../../evil", size: 0)), "not a safe relative path"),
+            ("absolute", try manifestOnly(Self.rawHeader(name: "/etc/passwd", size: 0)), "not a safe relative path"),
+            ("symlink", try manifestOnly(Self.rawHeader(name: "lisa.sqlite", size: 0, type: "2", link: "/etc/shadow")), "symbolic link"),
+            ("hard link", try manifestOnly(Self.rawHeader(name: "lisa.sqlite", size: 0, type: "1", link: "/etc/shadow")), "hard link"),
+            ("directory", try manifestOnly(Self.rawHeader(name: "uploads", size: 0, type: "5")), "directory"),
+            ("pax header", try manifestOnly(Self.rawHeader(name: "pax", size: 0, type: "x")), "extended header"),
+        ]
+        for (label, bytes, expected) in cases {
+            let refusal = Self.refusal(bytes)
+            #expect(refusal?.contains(expected) == true, "\(label): \(refusal ?? "accepted")")
+        }
+    }
+
+    @Test func oversizedTruncatedAndCorruptArchivesAreRefused() throws {
+        let content = Array(repeating: UInt8(1), count: 4096)
+        var small = BackupArchiveReader.Limits()
+        small.maxFileSize = 1024
+        #expect(Self.refusal(try Self.archive([("lisa.sqlite", content)]), limits: small)?.contains("over the limit") == true)
+        var tight = BackupArchiveReader.Limits()
+        tight.maxTotalSize = 2048
+        #expect(Self.refusal(try Self.archive([("lisa.sqlite", content)]), limits: tight)?.contains("more than 2048 bytes") == true)
+        // A header that claims far more than the archive holds.
+        let claim = try Self.archive(
+            [], listed: [BackupManifest.File(path: "lisa.sqlite", size: 1 << 30, sha256: "00")], rawEntries: [Self.rawHeader(name: "lisa.sqlite", size: 1 << 30)]
+        )
+        #expect(Self.refusal(Array(claim.dropLast(1024)))?.contains("truncated") == true)
+        // A flipped byte in a header.
+        var corrupt = try Self.archive([("lisa.sqlite", content)])
+        corrupt[1024 + 3] ^= 0x20
+        #expect(Self.refusal(corrupt)?.contains("checksum") == true)
+        // Cut short inside a file.
+        #expect(Self.refusal(Array(try Self.archive([("lisa.sqlite", content)]).prefix(3000)))?.contains("truncated") == true)
+    }
+
+    @Test func manifestMismatchesAreRefused() throws {
+        let content = Array("state".utf8)
+        let good = BackupManifest.File(path: "lisa.sqlite", size: 5, sha256: Self.sha256(content))
+        var wrongDigest = good
+        wrongDigest.sha256 = Self.sha256(Array("other".utf8))
+        #expect(Self.refusal(try Self.archive([("lisa.sqlite", content)], listed: [wrongDigest]))?.contains("does not match its checksum") == true)
+        var wrongSize = good
+        wrongSize.size = 6
+        #expect(Self.refusal(try Self.archive([("lisa.sqlite", content)], listed: [wrongSize]))?.contains("the manifest says 6") == true)
+        #expect(Self.refusal(try Self.archive([("lisa.sqlite", content)], listed: []))?.contains("not in the manifest") == true)
+        let extra = BackupManifest.File(path: "vectors/vectors.sqlite", size: 1, sha256: Self.sha256([1]))
+        #expect(Self.refusal(try Self.archive([("lisa.sqlite", content)], listed: [good, extra]))?.contains("missing from the archive") == true)
+        #expect(Self.refusal(try Self.archive([("lisa.sqlite", content), ("lisa.sqlite", content)]))?.contains("twice") == true)
+        // Not a backup: the first entry is not the manifest.
+        let plain = try TarFormat.header(name: "lisa.sqlite", size: 5) + content + [UInt8](repeating: 0, count: 507) + TarFormat.end
+        #expect(Self.refusal(plain)?.contains("not a LISA backup") == true)
+    }
+
+    @Test func restoreWritesVerifiedFilesIntoANewDirectoryOnly() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-restore-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: base, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: base) }
+        let archive = base.appendingPathComponent("backup.tar").path
+        let files = [("lisa.sqlite", Array("state".utf8)), ("vectors/vectors.sqlite", Array("vectors".utf8))]
+        FileManager.default.createFile(atPath: archive, contents: Data(try Self.archive(files)))
+        let target = base.appendingPathComponent("data").path
+        _ = try BackupRestore.restore(archive: archive, into: target)
+        #expect(FileManager.default.contents(atPath: target + "/vectors/vectors.sqlite") == Data("vectors".utf8))
+        let mode = try FileManager.default.attributesOfItem(atPath: target)[.posixPermissions] as? Int
+        #expect(mode == 0o700)
+        // Not into a directory that holds anything.
+        #expect(throws: BackupArchiveError.self) { try BackupRestore.restore(archive: archive, into: target) }
+        // A damaged archive leaves nothing behind.
+        var damaged = try Self.archive(files)
+        damaged[damaged.count - 1024 - 512] ^= 1  // the last file's first byte
+        FileManager.default.createFile(atPath: archive, contents: Data(damaged))
+        let second = base.appendingPathComponent("second").path
+        #expect(throws: BackupArchiveError.self) { try BackupRestore.restore(archive: archive, into: second) }
+        #expect(!FileManager.default.fileExists(atPath: second))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: base.path).sorted() == ["backup.tar", "data"])
+    }
+}
