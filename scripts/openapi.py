@@ -416,6 +416,12 @@ paths.update({
         body=json_body({"type": "object", "properties": {"gracePeriodSeconds": {"type": "number", "minimum": 1, "maximum": 2592000}}},
                        required=False),
         admin=True, tags=["Access"], operation_id="rotateAdminKey")},
+    "/admin/backup": {"post": op(
+        "An online backup of the embedded state (SQLite state, embedded vectors, waiting uploads) as one tar archive whose first "
+        "entry, manifest.json, lists each file's size and SHA-256; 409 state_in_postgresql when the state is in PostgreSQL (use "
+        "pg_dump), 409 backup_in_progress while another runs.",
+        {"200": {"description": "The archive", "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}},
+        body=json_body(OBJECT, required=False), admin=True, tags=["Operations"], operation_id="backup")},
     "/metrics": {"get": op("Prometheus metrics.", {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}},
                            admin=True, tags=["Operations"], operation_id="metrics")},
     "/models": {

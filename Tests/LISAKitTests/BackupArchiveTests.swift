@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import LISAKit
+import Logging
 import Testing
 
 /// The backup archive's safe reader and restore, against well-formed and hostile archives.
@@ -179,5 +180,52 @@ import Testing
         #expect(throws: BackupArchiveError.self) { try BackupRestore.restore(archive: archive, into: second) }
         #expect(!FileManager.default.fileExists(atPath: second))
         #expect(try FileManager.default.contentsOfDirectory(atPath: base.path).sorted() == ["backup.tar", "data"])
+    }
+}
+
+/// The server side: a snapshot of a live data directory, one at a time, removed afterwards.
+@Suite struct StateBackupTests {
+    @Test func aSnapshotIsConsistentExclusiveAndRemoved() async throws {
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-backup-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        defer { try? FileManager.default.removeItem(at: data) }
+        let logger = Logger(label: "test")
+        let store = try await SQLStateStore.openSQLite(path: data.appendingPathComponent("lisa.sqlite").path, logger: logger)
+        let vectors = try await EmbeddedVectorStore.open(directory: data.appendingPathComponent("vectors").path, logger: logger)
+        try await store.setSetting("marker", to: "before the backup")
+        try await vectors.createCollection(VectorCollection(name: "c", dimension: 2, metric: .cosine))
+        try await vectors.upsert([VectorChunk(id: "1", documentId: "d", text: "t", metadata: [:], embedding: [1, 0])], into: "c")
+
+        let backup = try await StateBackup.make(dataDirectory: data.path, schemaVersion: SQLStateStore.schemaVersion, logger: logger)
+        // Written after the snapshot: not in it.
+        try await store.setSetting("marker", to: "after the backup")
+        // One at a time.
+        let refusal = await #expect(throws: LISAError.self) {
+            _ = try await StateBackup.make(dataDirectory: data.path, schemaVersion: SQLStateStore.schemaVersion, logger: logger)
+        }
+        #expect(refusal?.reason == "backup_in_progress")
+        var bytes: [UInt8] = []
+        try await backup.write { bytes += Array($0.readableBytesView) }
+        #expect(Int64(bytes.count) == backup.size)
+        backup.remove()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: data.path).filter { $0.hasPrefix(".backup-") }.isEmpty)
+
+        let archive = data.appendingPathComponent("backup.tar").path
+        FileManager.default.createFile(atPath: archive, contents: Data(bytes))
+        let restored = data.appendingPathComponent("restored").path
+        let manifest = try BackupRestore.restore(archive: archive, into: restored)
+        #expect(manifest.files.map(\.path) == ["lisa.sqlite", "vectors/vectors.sqlite"])
+        let copy = try await SQLStateStore.openSQLite(path: restored + "/lisa.sqlite", logger: logger)
+        #expect(try await copy.setting("marker") == "before the backup")
+        let copiedVectors = try await EmbeddedVectorStore.open(directory: restored + "/vectors", logger: logger)
+        #expect(try await copiedVectors.search(VectorQuery(embedding: [1, 0], topK: 1), in: "c").first?.id == "1")
+        try await copiedVectors.close()
+        try await copy.close()
+        try await vectors.close()
+        try await store.close()
+
+        // The next backup may start.
+        let next = try await StateBackup.make(dataDirectory: data.path, schemaVersion: SQLStateStore.schemaVersion, logger: logger)
+        next.remove()
     }
 }
