@@ -137,9 +137,9 @@ umoci gc --layout "$oci"
 
 mkdir -p dist
 rm -f "$output" "$output.sha256"
-# skopeo copies into a fresh layout holding only lisa:<version> (and checks every digest); the archive
+# skopeo copies into a fresh layout holding only lisa/lisaserve:<version> (and checks every digest); the archive
 # is that layout in a tar of our own, so the same bundle and cached root filesystem give the same bytes.
-skopeo copy --quiet "oci:$oci:$version" "oci:$work/archive:lisa:$version"
+skopeo copy --quiet "oci:$oci:$version" "oci:$work/archive:lisa/lisaserve:$version"
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" --format=posix \
     --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime -C "$work/archive" -cf "$output" .
 (cd dist && sha256sum "$(basename "$output")" > "$(basename "$output").sha256")
