@@ -294,6 +294,26 @@ struct SchemaMigrationTests {
         try await check.close()
     }
 
+    @Test(
+        "a migration that fails leaves the database as it was (one transaction), and the store does not open",
+        arguments: [SchemaFixture.sqlite(8)] + (StoreKind.postgresURL == nil ? [] : [.postgres(8)])
+    )
+    func failedMigrationRollsBack(fixture: SchemaFixture) async throws {
+        let copy = try await FixtureCopy.make(fixture)
+        defer { Task { try? await copy.cleanup() } }
+        // A table in the way of v9: its back-fill cannot insert into it.
+        let raw = try await copy.raw()
+        try await raw.query("CREATE TABLE usage_hourly (hour TEXT)")
+        let before = try await Self.shape(of: raw)
+        #expect(before.contains("version 8"))
+        try await raw.close()
+
+        await #expect(throws: (any Error).self) { try await copy.open() }
+        let check = try await copy.raw()
+        #expect(try await Self.shape(of: check) == before)
+        try await check.close()
+    }
+
     @Test("every version below this one has a committed fixture (SQLite from v1, PostgreSQL from v3)")
     func everyVersionHasAFixture() {
         for version in SchemaFixtures.sqliteVersions {
@@ -380,6 +400,45 @@ struct SchemaMigrationTests {
         )
         #expect(throws: (any Error).self) { try JSONDecoder().decode(StoredResponse.self, from: Data(record.utf8)) }
         try await old.close()
+        try await store.close()
+    }
+}
+
+/// How long the v9 migration (the hourly rollup back-filled from every usage record) takes on
+/// a v8 database with `LISA_MEASURE_MIGRATION` usage records (Documentation/Upgrading.md):
+/// `LISA_MEASURE_MIGRATION=100000 swift test --skip-build --filter SchemaMigrationTiming`.
+@Suite("Schema migration timing", .enabled(if: ProcessInfo.processInfo.environment["LISA_MEASURE_MIGRATION"] != nil))
+struct SchemaMigrationTiming {
+    @Test("v8 → v9 with many usage records", arguments: SchemaFixture.newest)
+    func measure(fixture: SchemaFixture) async throws {
+        let count = Int(ProcessInfo.processInfo.environment["LISA_MEASURE_MIGRATION"] ?? "") ?? 100_000
+        let base: SchemaFixture = if case .postgres = fixture { .postgres(8) } else { .sqlite(8) }
+        let copy = try await FixtureCopy.make(base)
+        defer { Task { try? await copy.cleanup() } }
+        let raw = try await copy.raw()
+        let users = ["alice", "bob", "carol", "dave"]
+        // In transactions of 1000 rows, each within the database's call deadline.
+        for chunk in stride(from: 0, to: count, by: 1000) {
+            try await raw.transaction { db in
+                for i in chunk..<min(chunk + 1000, count) {
+                    try await db.query(
+                        SchemaFixtures.usageInsert,
+                        SchemaFixtures.usageRow(
+                            "m-\(i)", at: SchemaFixtures.t0 - Double(i) * 30, user: users[i % 4], token: nil, model: i % 3 == 0 ? "embed-b" : "chat-a",
+                            input: 10, output: 20, status: "ok", cost: 0.001
+                        )
+                    )
+                }
+            }
+        }
+        try await raw.close()
+        let clock = ContinuousClock()
+        let start = clock.now
+        let store = try await copy.open()
+        let elapsed = clock.now - start
+        let rows = try await store.database.query("SELECT count(*) AS n FROM usage_hourly").first?["n"].int ?? 0
+        print("MIGRATION \(fixture.testDescription.replacingOccurrences(of: " v\(fixture.version)", with: "")) v8→v\(SQLStateStore.schemaVersion): \(count) usage records, \(rows) rollup rows, opened in \(elapsed)")
+        #expect(rows > 0)
         try await store.close()
     }
 }
