@@ -71,6 +71,30 @@ sys.exit("timed out")
 PY
 }
 
+# The image's configuration, as scripts/image.sh and deploy/Dockerfile promise it.
+skopeo inspect --config "oci-archive:$image_tar" > "$work/config.json" || fail "skopeo inspect $image_tar"
+"$python" - "$work/config.json" "$version" <<'PY' || fail "the image's configuration"
+import json, sys
+image, version = json.load(open(sys.argv[1])), sys.argv[2]
+c = image["config"]
+env = dict(e.split("=", 1) for e in c.get("Env", []))
+labels = c.get("Labels", {})
+problems = [what for what, ok in [
+    ("user 10001:10001", c.get("User") == "10001:10001"),
+    ("entrypoint /opt/lisa/bin/LISAServe", c.get("Entrypoint") == ["/opt/lisa/bin/LISAServe"]),
+    ("port 8080/tcp exposed", "8080/tcp" in c.get("ExposedPorts", {})),
+    ("volumes /var/lib/lisa and /tmp", {"/var/lib/lisa", "/tmp"} <= set(c.get("Volumes", {}))),
+    ("LISA_HOST=0.0.0.0", env.get("LISA_HOST") == "0.0.0.0"),
+    ("LISA_DATA_DIR=/var/lib/lisa", env.get("LISA_DATA_DIR") == "/var/lib/lisa"),
+    (f"label version {version}", labels.get("org.opencontainers.image.version") == version),
+    ("label revision (a commit)", len(labels.get("org.opencontainers.image.revision", "")) == 40),
+    ("label licenses Apache-2.0", labels.get("org.opencontainers.image.licenses") == "Apache-2.0"),
+] if not ok]
+if problems:
+    sys.exit("the image's configuration lacks: " + ", ".join(problems) + "\n" + json.dumps(c, indent=1))
+print("ok  configuration: user 10001, entrypoint, port 8080, volumes, environment, OCI labels (revision " + labels["org.opencontainers.image.revision"][:12] + ")")
+PY
+
 # The upstream, on the host.
 # A copy: a build running beside this check may replace the debug binary while it runs.
 cp "$fake" "$work/lisa-fake-upstream"
