@@ -365,9 +365,20 @@ struct SchemaMigrationTests {
         }
     }
 
+    /// Rebuilds the hourly rollup from the hour `?` on (Documentation/Upgrading.md).
+    static let rollupRebuild = [
+        "DELETE FROM usage_hourly WHERE hour >= ?",
+        """
+        INSERT INTO usage_hourly (hour, model, username, token_id, groups, requests, errors, input_tokens, output_tokens, estimated, cost)
+        SELECT hour, model, username, COALESCE(token_id, ''), groups, COUNT(*), SUM(CASE WHEN status = 'ok' THEN 0 ELSE 1 END),
+            SUM(input_tokens), SUM(output_tokens), SUM(estimated), SUM(COALESCE(cost, 0))
+        FROM usage_records WHERE hour >= ? GROUP BY hour, model, username, COALESCE(token_id, ''), groups
+        """,
+    ]
+
     /// A v8 replica still running after a v9 replica migrated the shared database: its
     /// statements run, but what v9 added behind them is not kept (Documentation/Upgrading.md).
-    @Test("v8 → v9: an old replica's writes still run; the hourly rollup misses its calls, and it cannot read a v9 stored response")
+    @Test("v8 → v9: an old replica's writes still run; the hourly rollup misses its calls until rebuilt; it cannot read a v9 stored response")
     func oldReplicaAfterV9() async throws {
         let fixture: SchemaFixture = StoreKind.postgresURL == nil ? .sqlite(8) : .postgres(8)
         let copy = try await FixtureCopy.make(fixture)
@@ -392,6 +403,14 @@ struct SchemaMigrationTests {
         let filter = UsageFilter(from: Date(timeIntervalSince1970: F.t0), to: Date(timeIntervalSince1970: F.t0 + 3600), user: "alice", model: "chat-a")
         #expect(try await store.usageSamples(filter, limit: 10).count == 3)
         #expect(try await store.usageAggregates(filter, byUser: true, byToken: false).map(\.requests) == [2])
+        // Once every replica runs v9, the rollup of the hours since the upgrade is rebuilt from
+        // the records (the statements Documentation/Upgrading.md gives).
+        try await store.database.transaction { db in
+            if db.dialect == .postgres { try await db.query("LOCK TABLE usage_records IN SHARE MODE") }
+            for statement in Self.rollupRebuild { try await db.query(statement, [.integer(Int64(F.t0))]) }
+        }
+        #expect(try await store.usageAggregates(filter, byUser: true, byToken: false).map(\.requests) == [3])
+        #expect(try await store.usageAggregates(filter, byUser: true, byToken: false).map(\.inputTokens) == [115])
 
         // A response a v9 replica stores is in the lisa.response.v2 layout, which the v8 code
         // decoded as one JSON object.
