@@ -177,7 +177,8 @@ public final class StateBackup: Sendable {
     }
 
     /// Writes the archive to `send` in pieces of up to 1 MiB: the manifest, each file,
-    /// the end. Reads the files off the event loops.
+    /// the end. Reads the files off the event loops, and removes them (``remove()``) before
+    /// the end is sent.
     public func write(into send: (ByteBuffer) async throws -> Void) async throws {
         let manifestHeader = try TarFormat.header(name: BackupManifest.fileName, size: Int64(manifestBytes.count))
         var head = ByteBuffer(bytes: manifestHeader)
@@ -199,6 +200,9 @@ public final class StateBackup: Sendable {
             let padding = TarFormat.padding(after: file.size)
             if padding > 0 { try await send(ByteBuffer(repeating: 0, count: padding)) }
         }
+        // Every file is read: release the snapshot before the last bytes go out, so a client
+        // that starts the next backup as soon as this one arrived is not refused.
+        remove()
         try await send(ByteBuffer(bytes: TarFormat.end))
     }
 
