@@ -78,6 +78,40 @@ enum SchemaFixtures {
         {"body":"Be brief.","created":\(t0Reference),"groups":["lisa:public"],"id":"tpl-1","owner":"alice","revision":1,"title":"Brief",\
         "type":"persona","updated":\(t0Reference)}
         """
+    /// A RAG repository with a collection, a document under its id from before owners were
+    /// part of it (`RAGService.legacyDocumentID`), and the job that ingested it.
+    static let documentID = "6b5a2ae18fa0c7ce6fd2c6a0"
+    static let ragRecords: [(kind: String, id: String, parent: String?, body: String)] = [
+        (
+            "rag.repository", "docs", nil,
+            """
+            {"allowedGroups":["team"],"chunkOverlap":50,"chunkSize":500,"createdAt":\(t0Reference),"createdBy":"alice",\
+            "embeddingModelId":"embed-b","repositoryId":"docs","repositoryName":"Docs","type":"embedded"}
+            """
+        ),
+        (
+            "rag.collection", "docs--default", "docs",
+            """
+            {"collectionId":"default","createdAt":\(t0Reference),"createdBy":"alice","dimension":3,"embeddingModelId":"embed-b",\
+            "name":"Default","repositoryId":"docs"}
+            """
+        ),
+        (
+            "rag.document", documentID, "docs",
+            """
+            {"chunks":2,"collectionId":"default","createdAt":\(t0Reference),"documentId":"\(documentID)","documentName":"guide.txt",\
+            "repositoryId":"docs","username":"alice"}
+            """
+        ),
+        (
+            "rag.job", "job-1", "docs",
+            """
+            {"chunks":2,"collectionId":"default","createdAt":\(t0Reference),"documentId":"\(documentID)","documentName":"guide.txt",\
+            "jobId":"job-1","repositoryId":"docs","status":"COMPLETED","updatedAt":\(t0Reference),"username":"alice"}
+            """
+        ),
+    ]
+
     /// A stored response in the layout before `lisa.response.v2`: one JSON object.
     static let storedResponse = """
         {"inputItems":[{"content":"hello","id":"msg_1","role":"user","type":"message"}],"messages":[{"content":"hello","role":"user"},\
@@ -203,7 +237,7 @@ enum SchemaFixtures {
                 "INSERT INTO instances (instance_id, heartbeat_at, record) VALUES (?, ?, ?)", [.text("i-1"), .double(t0), .text(instance)]
             )
         }
-        // v4: records (sessions, prompt templates); v5: their summaries, stored responses.
+        // v4: records (sessions, prompt templates, RAG); v5: summaries, stored responses.
         if v == 4 {
             try await db.query(
                 "INSERT INTO records (kind, id, parent, body, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -221,10 +255,12 @@ enum SchemaFixtures {
             }
         }
         if v >= 4 {
-            try await db.query(
-                "INSERT INTO records (kind, id, parent, body, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [.text("prompt-template"), .text("tpl-1"), .null, .text(template), .double(t0), .double(t0)]
-            )
+            for (kind, id, parent, body) in [("prompt-template", "tpl-1", nil, template)] + ragRecords {
+                try await db.query(
+                    "INSERT INTO records (kind, id, parent, body, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [.text(kind), .text(id), parent.map(StateValue.text) ?? .null, .text(body), .double(t0), .double(t0)]
+                )
+            }
         }
         // v6: the leader's lease, rate buckets.
         if v >= 6 {

@@ -164,7 +164,7 @@ struct SchemaMigrationTests {
             #expect(instance.hostname == "old-host" && instance.isLeader && instance.inFlight["chat-a"]?["http://127.0.0.1:8001/v1"] == 1)
         }
 
-        // v4: sessions (listed from their whole document when v4 wrote no summary) and templates.
+        // v4: sessions (listed from their whole document when v4 wrote no summary), templates, RAG.
         if v >= 4 {
             let alice = Principal(username: "alice", groups: ["team"], method: .apiToken)
             let sessions = SessionService(store: store, access: AccessConfiguration())
@@ -175,6 +175,18 @@ struct SchemaMigrationTests {
             #expect(session.name == "first chat" && session.history.arrayValue?.count == 2 && session.configuration?["model"] == "chat-a")
             let template = try #require(try await store.get(PromptTemplate.self, kind: SessionService.templateKind, id: "tpl-1"))
             #expect(template.title == "Brief" && template.type == .persona && template.groups == [PromptTemplate.publicGroup])
+
+            let repository = try #require(try await store.get(RAGRepository.self, kind: RAGService.repositoryKind, id: "docs"))
+            #expect(repository.type == .embedded && repository.embeddingModelId == "embed-b" && repository.allowedGroups == ["team"])
+            #expect(repository.chunkSize == 500 && repository.createdAt == Date(timeIntervalSince1970: F.t0))
+            let collections = try await store.list(RAGCollection.self, kind: RAGService.collectionKind, parent: "docs")
+            #expect(collections.map(\.collectionId) == ["default"] && collections.first?.dimension == 3)
+            // The document keeps the id re-uploads of its name by its owner still replace.
+            let documents = try await store.list(RAGDocument.self, kind: RAGService.documentKind, parent: "docs")
+            #expect(documents.map(\.documentId) == [RAGService.legacyDocumentID(repository: "docs", collection: "default", name: "guide.txt")])
+            #expect(documents.first?.username == "alice" && documents.first?.chunks == 2)
+            let jobs = try await store.list(IngestionJob.self, kind: RAGService.jobKind, parent: "docs")
+            #expect(jobs.map(\.status) == [.completed] && jobs.first?.documentId == F.documentID)
         }
 
         // v5: a stored response in the layout before lisa.response.v2.

@@ -76,6 +76,10 @@ INSERT INTO public.models VALUES ('embed-b', '{"allowedGroups":[],"endpoints":[{
 
 INSERT INTO public.records VALUES ('session', 'alices1', 'alice', '{"configuration":{"model":"chat-a"},"history":[{"content":"hello from an old schema","type":"human"},{"content":"hi","type":"ai"}],"lastUpdated":786096000.0,"name":"first chat","sessionId":"s1","startTime":786096000.0,"userId":"alice"}', 1764403200, 1764403200);
 INSERT INTO public.records VALUES ('prompt-template', 'tpl-1', NULL, '{"body":"Be brief.","created":786096000.0,"groups":["lisa:public"],"id":"tpl-1","owner":"alice","revision":1,"title":"Brief","type":"persona","updated":786096000.0}', 1764403200, 1764403200);
+INSERT INTO public.records VALUES ('rag.repository', 'docs', NULL, '{"allowedGroups":["team"],"chunkOverlap":50,"chunkSize":500,"createdAt":786096000.0,"createdBy":"alice","embeddingModelId":"embed-b","repositoryId":"docs","repositoryName":"Docs","type":"embedded"}', 1764403200, 1764403200);
+INSERT INTO public.records VALUES ('rag.collection', 'docs--default', 'docs', '{"collectionId":"default","createdAt":786096000.0,"createdBy":"alice","dimension":3,"embeddingModelId":"embed-b","name":"Default","repositoryId":"docs"}', 1764403200, 1764403200);
+INSERT INTO public.records VALUES ('rag.document', '6b5a2ae18fa0c7ce6fd2c6a0', 'docs', '{"chunks":2,"collectionId":"default","createdAt":786096000.0,"documentId":"6b5a2ae18fa0c7ce6fd2c6a0","documentName":"guide.txt","repositoryId":"docs","username":"alice"}', 1764403200, 1764403200);
+INSERT INTO public.records VALUES ('rag.job', 'job-1', 'docs', '{"chunks":2,"collectionId":"default","createdAt":786096000.0,"documentId":"6b5a2ae18fa0c7ce6fd2c6a0","documentName":"guide.txt","jobId":"job-1","repositoryId":"docs","status":"COMPLETED","updatedAt":786096000.0,"username":"alice"}', 1764403200, 1764403200);
 
 INSERT INTO public.settings VALUES ('admin_key_sha256', '0ccd79c8737c9c10cbbda2370b694faa3d637449c8dca4ef2bccddb44182a7da');
 
