@@ -671,7 +671,9 @@ extension AdminCommand {
                     throw BackupArchiveError("'\(outputFile)' exists; choose a new file")
                 }
                 let started = ContinuousClock.now
-                let bytes = try await global.makeClient().downloadBackup(to: outputFile)
+                var client = global.makeClient()
+                client.timeout = .seconds(6 * 3600)  // a large data directory over a slow link
+                let bytes = try await client.downloadBackup(to: outputFile)
                 let manifest: BackupManifest
                 do {
                     manifest = try BackupRestore.verify(archive: outputFile)
