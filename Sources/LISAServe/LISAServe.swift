@@ -83,7 +83,8 @@ struct LISAServe: AsyncParsableCommand {
         if checkDatabase {
             let check: StateDatabaseCheck
             do {
-                check = try await StateDatabaseCheck.run(configuration, logger: Logger(label: "lisa.check", factory: { _ in SwiftLogNoOpLogHandler() }))
+                let quiet = Logger(label: "lisa.check", factory: { _ in SwiftLogNoOpLogHandler() })
+                check = try await StateDatabaseCheck.run(configuration, logger: quiet)
             } catch {
                 FileHandle.standardError.write(Data("LISAServe: cannot check the state database: \(error)\n".utf8))
                 throw ExitCode.failure

@@ -683,7 +683,10 @@ extension AdminCommand {
                 switch global.output {
                 case .json: try printJSON(manifest)
                 case .table:
-                    print("wrote \(outputFile): \(bytes) bytes, \(manifest.files.count) files, schema \(manifest.schemaVersion), LISA \(manifest.lisaVersion), in \(ContinuousClock.now - started)")
+                    print(
+                        "wrote \(outputFile): \(bytes) bytes, \(manifest.files.count) files, schema \(manifest.schemaVersion),"
+                            + " LISA \(manifest.lisaVersion), in \(ContinuousClock.now - started)"
+                    )
                 }
             }
         }
@@ -704,14 +707,19 @@ extension AdminCommand {
                 switch global.output {
                 case .json: try printJSON(manifest)
                 case .table:
-                    print("restored \(manifest.files.count) files (LISA \(manifest.lisaVersion), schema \(manifest.schemaVersion), taken \(manifest.createdAt)) into \(dataDir)")
+                    print(
+                        "restored \(manifest.files.count) files (LISA \(manifest.lisaVersion), schema \(manifest.schemaVersion),"
+                            + " taken \(manifest.createdAt)) into \(dataDir)"
+                    )
                 }
             }
         }
     }
 
     struct VerifyBackup: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "verify-backup", abstract: "Check a backup archive against its manifest; writes nothing.")
+        static let configuration = CommandConfiguration(
+            commandName: "verify-backup", abstract: "Check a backup archive against its manifest; writes nothing."
+        )
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The archive.") var archive: String
 

@@ -129,7 +129,8 @@ import Testing
         #expect(Self.refusal(try Self.archive([("lisa.sqlite", content)]), limits: tight)?.contains("more than 2048 bytes") == true)
         // A header that claims far more than the archive holds.
         let claim = try Self.archive(
-            [], listed: [BackupManifest.File(path: "lisa.sqlite", size: 1 << 30, sha256: "00")], rawEntries: [Self.rawHeader(name: "lisa.sqlite", size: 1 << 30)]
+            [], listed: [BackupManifest.File(path: "lisa.sqlite", size: 1 << 30, sha256: "00")],
+            rawEntries: [Self.rawHeader(name: "lisa.sqlite", size: 1 << 30)]
         )
         #expect(Self.refusal(Array(claim.dropLast(1024)))?.contains("truncated") == true)
         // A flipped byte in a header.

@@ -11,7 +11,8 @@ extension LISARuntime {
     public func backup(timeLimit: Duration = .seconds(600), logger: Logger) async throws -> StateBackup {
         guard configuration.databaseURL == nil, !store.isShared else {
             throw LISAError.conflict(
-                "This LISA keeps its state in PostgreSQL: back it up with pg_dump -Fc and check a restore with LISAServe --check-database (Documentation/Operations.md, Backup and restore).",
+                "This LISA keeps its state in PostgreSQL: back it up with pg_dump -Fc and check a restore with"
+                    + " LISAServe --check-database (Documentation/Operations.md, Backup and restore).",
                 reason: "state_in_postgresql"
             )
         }

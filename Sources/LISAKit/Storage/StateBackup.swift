@@ -66,7 +66,9 @@ public final class StateBackup: Sendable {
         }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
             close(descriptor)
-            throw LISAError.conflict("Another backup of this data directory is running; try again when it has finished.", reason: "backup_in_progress")
+            throw LISAError.conflict(
+                "Another backup of this data directory is running; try again when it has finished.", reason: "backup_in_progress"
+            )
         }
         let fileManager = FileManager.default
         for stale in (try? fileManager.contentsOfDirectory(atPath: data.path)) ?? [] where stale.hasPrefix(".backup-") {
@@ -103,7 +105,9 @@ public final class StateBackup: Sendable {
         try fileManager.createDirectory(at: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         let state = data.appendingPathComponent("lisa.sqlite")
         guard fileManager.fileExists(atPath: state.path) else {
-            throw LISAError.conflict("The data directory has no lisa.sqlite: this LISA keeps no embedded state to back up.", reason: "no_embedded_state")
+            throw LISAError.conflict(
+                "The data directory has no lisa.sqlite: this LISA keeps no embedded state to back up.", reason: "no_embedded_state"
+            )
         }
         var paths = ["lisa.sqlite"]
         try await vacuum(state, into: directory.appendingPathComponent("lisa.sqlite"), logger: logger)

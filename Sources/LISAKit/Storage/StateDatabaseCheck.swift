@@ -133,7 +133,9 @@ public struct StateDatabaseCheck: Sendable, Encodable {
                     if let sample = try await database.query("SELECT vector_dims(embedding) AS d FROM \(table) LIMIT 1").first,
                         sample["d"].int != collection.dimension
                     {
-                        check.problems.append("pgvector table lisa_vec_\(name) holds vectors of \(sample["d"].int ?? 0) dimensions, not \(collection.dimension)")
+                        check.problems.append(
+                            "pgvector table lisa_vec_\(name) holds vectors of \(sample["d"].int ?? 0) dimensions, not \(collection.dimension)"
+                        )
                     }
                 } catch {
                     check.problems.append("pgvector table lisa_vec_\(name) cannot be read: \(error)")
