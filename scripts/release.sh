@@ -4,7 +4,7 @@
 #
 #   scripts/release.sh [--allow-dirty] [VERSION]
 #
-# VERSION defaults to LISAVersion.string of the commit (Sources/LISAAPI/Version.swift).
+# VERSION defaults to LISAVersion.number of the commit (Sources/LISAAPI/Version.swift).
 # The build runs in a copy of `git archive HEAD` under .build-release/ (its own scratch path),
 # so uncommitted changes are never in a bundle; a tree with uncommitted changes to tracked
 # files is refused unless --allow-dirty is given.
@@ -42,7 +42,7 @@ fi
 commit="$(git rev-parse HEAD)"
 commit_epoch="$(git log -1 --format=%ct HEAD)"
 if [ -z "$version" ]; then
-    version="$(git show HEAD:Sources/LISAAPI/Version.swift | sed -n 's/.*static let string *= *"\([^"]*\)".*/\1/p' | head -1)"
+    version="$(git show HEAD:Sources/LISAAPI/Version.swift | sed -n 's/.*static let \(number\|string\) *= *"\([^"]*\)".*/\2/p' | head -1)"
 fi
 if ! [[ "$version" =~ ^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$ ]]; then
     echo "release.sh: '$version' is not a semantic version (MAJOR.MINOR.PATCH[-pre][+build])" >&2
@@ -105,7 +105,7 @@ echo "== build: $(( $(date +%s) - build_start )) s"
 stage="$work/stage"
 rm -rf "$stage"
 b="$stage/$name"
-mkdir -p "$b/bin" "$b/share/doc/lisa" "$b/examples" "$b/systemd"
+mkdir -p "$b/bin" "$b/share/doc/lisa" "$b/share/systemd" "$b/examples"
 install -m 0755 "$bin/LISAServe" "$bin/lisactl" "$b/bin/"
 if [ "${LISA_RELEASE_KEEP_SYMBOLS:-0}" != 1 ]; then
     strip --strip-all "$b/bin/LISAServe" "$b/bin/lisactl"
@@ -122,7 +122,7 @@ for f in README.md LICENSE NOTICE SECURITY.md CHANGELOG.md; do
 done
 cp -R "$work/src/Documentation" "$b/share/doc/lisa/Documentation"
 cp -R "$work/src/deploy/examples/." "$b/examples/"
-cp -R "$work/src/deploy/systemd/." "$b/systemd/"
+cp -R "$work/src/deploy/systemd/." "$b/share/systemd/"
 
 # The SBOM: the Swift packages compiled into the two binaries, at the pinned versions.
 (cd "$work/src" && env -u LISA_VAPOR_EXAMPLE swift package --scratch-path "$work/scratch" \

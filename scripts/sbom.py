@@ -12,6 +12,8 @@ Components:
   the release build compiled (the `<module>.build` folders of the scratch path), each with
   the version and commit pinned in Package.resolved and the licence found by
   scripts/dependencies.py (never written by hand);
+- the Swift runtime, Dispatch, Foundation and ICU that --static-swift-stdlib links in from
+  the toolchain (`swift --version`), as the swiftlang repositories at the toolchain's tag;
 - the shared libraries the binaries still load from the system (ELF NEEDED entries), as
   the Debian packages that provide them;
 - the optional system tools LISA calls at run time (poppler-utils' pdftotext).
@@ -50,6 +52,27 @@ PACKAGE_DESCRIPTIONS = {
     "libuuid1": ("libuuid", "BSD-3-Clause"),
     "libsqlite3-0": ("SQLite", "blessing"),
 }
+
+
+# What --static-swift-stdlib links in from the toolchain (the same repositories, tagged
+# swift-<version>-RELEASE, make every toolchain).
+TOOLCHAIN_RUNTIME = [
+    ("swift", "swiftlang/swift", "The Swift runtime and standard library (Concurrency, Synchronization, _StringProcessing, Glibc)",
+     "Apache-2.0 WITH Swift-exception"),
+    ("swift-corelibs-libdispatch", "swiftlang/swift-corelibs-libdispatch", "Dispatch", "Apache-2.0 WITH Swift-exception"),
+    ("swift-corelibs-foundation", "swiftlang/swift-corelibs-foundation", "Foundation, CoreFoundation",
+     "Apache-2.0 WITH Swift-exception"),
+    ("swift-foundation", "swiftlang/swift-foundation", "FoundationEssentials", "Apache-2.0 WITH Swift-exception"),
+    ("swift-foundation-icu", "swiftlang/swift-foundation-icu", "ICU and its data (_FoundationICU)", "Unicode-3.0"),
+]
+
+
+def toolchain_version() -> str:
+    out = subprocess.run(["swift", "--version"], check=True, capture_output=True, text=True).stdout
+    m = re.search(r"Swift version (\d+\.\d+(?:\.\d+)?)", out)
+    if not m:
+        raise SystemExit(f"sbom.py: cannot read the Swift version from: {out!r}")
+    return m.group(1)
 
 
 def github_slug(url: str) -> tuple[str, str] | None:
@@ -134,6 +157,7 @@ def main() -> int:
     p.add_argument("--show-dependencies", required=True, type=Path)
     p.add_argument("--binary", action="append", default=[], type=Path)
     p.add_argument("--output", required=True, type=Path)
+    p.add_argument("--toolchain-version", help="the Swift toolchain whose runtime is linked in (default: swift --version)")
     p.add_argument("--require-validation", action="store_true",
                    help="fail when cyclonedx-python-lib[json-validation] is not importable")
     args = p.parse_args()
@@ -182,6 +206,24 @@ def main() -> int:
             component["group"] = f"github.com/{slug[0]}"
         components.append(component)
 
+    toolchain = args.toolchain_version or toolchain_version()
+    runtime_refs = []
+    for name, slug, what, licence in TOOLCHAIN_RUNTIME:
+        tag = f"swift-{toolchain}-RELEASE"
+        ref = f"pkg:github/{slug}@{tag}"
+        runtime_refs.append(ref)
+        components.append({
+            "type": "library",
+            "bom-ref": ref,
+            "group": "github.com/swiftlang",
+            "name": name,
+            "version": tag,
+            "purl": ref,
+            "scope": "required",
+            "description": f"{what}: linked in statically from the Swift {toolchain} toolchain (--static-swift-stdlib)",
+            "licenses": licence_entry(licence),
+        })
+
     lisa_ref = f"pkg:generic/lisa@{args.version}"
     system: dict[str, list[str]] = {}
     for binary in args.binary:
@@ -212,7 +254,7 @@ def main() -> int:
     })
 
     root_deps = sorted(refs[d] for d in edges.get(next(iter(edges)), set()) if d in refs)
-    dependencies = [{"ref": lisa_ref, "dependsOn": root_deps + sorted(
+    dependencies = [{"ref": lisa_ref, "dependsOn": root_deps + runtime_refs + sorted(
         c["bom-ref"] for c in components if c["bom-ref"].startswith("pkg:deb/") and c["scope"] == "required")}]
     for ident in sorted(compiled):
         dependencies.append({"ref": refs[ident], "dependsOn": sorted(refs[d] for d in edges.get(ident, ()) if d in refs)})
@@ -246,7 +288,8 @@ def main() -> int:
     validate(text, args.require_validation)
     args.output.write_text(text)
     swift = sum(1 for c in components if c.get("purl", "").startswith("pkg:swift/"))
-    print(f"sbom.py: {args.output}: {swift} Swift packages, {len(system)} system packages, poppler-utils (optional)")
+    print(f"sbom.py: {args.output}: {swift} Swift packages, the Swift {toolchain} runtime ({len(TOOLCHAIN_RUNTIME)} components), "
+          f"{len(system)} system packages, poppler-utils (optional)")
     return 0
 
 

@@ -74,6 +74,7 @@ def test_sbom_lists_the_compiled_packages_with_pinned_versions_and_licences(tmp_
     r = subprocess.run([SBOM_PYTHON, str(ROOT / "scripts" / "sbom.py"), "--version", "0.6.0", "--commit", "c0ffee",
                         "--date", "2026-12-07T00:00:00Z", "--source", str(source), "--scratch", str(scratch),
                         "--show-dependencies", str(tmp_path / "deps.json"), "--binary", "/bin/true",
+                        "--toolchain-version", "6.3.1",
                         "--output", str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     if SBOM_PYTHON != sys.executable:
@@ -96,8 +97,13 @@ def test_sbom_lists_the_compiled_packages_with_pinned_versions_and_licences(tmp_
     names = {c["name"]: c for c in bom["components"]}
     assert names["libc6"]["scope"] == "required", "/bin/true needs libc.so.6 from the system"
     assert names["poppler-utils"]["scope"] == "optional"
+    runtime = [c for c in bom["components"] if c.get("purl", "").startswith("pkg:github/swiftlang/")]
+    assert [c["name"] for c in runtime] == ["swift", "swift-corelibs-libdispatch", "swift-corelibs-foundation",
+                                            "swift-foundation", "swift-foundation-icu"]
+    assert all(c["version"] == "swift-6.3.1-RELEASE" for c in runtime)
+    assert names["swift-foundation-icu"]["licenses"] == [{"license": {"id": "Unicode-3.0"}}]
     assert {"ref": "pkg:generic/lisa@0.6.0",
-            "dependsOn": [component["purl"], names["libc6"]["bom-ref"]]} in bom["dependencies"]
+            "dependsOn": [component["purl"], *(c["purl"] for c in runtime), names["libc6"]["bom-ref"]]} in bom["dependencies"]
 
 
 def test_sbom_refuses_a_compiled_package_that_is_not_pinned(tmp_path):
