@@ -121,9 +121,24 @@ for needed in ("swift-nio", "hummingbird", "async-http-client", "postgres-nio", 
 for c in swift:
     assert c["version"] and c["licenses"] and any(p["name"] == "swift:package:revision" for p in c["properties"]), c["name"]
 assert any(c["name"] == "poppler-utils" and c["scope"] == "optional" for c in bom["components"]), "poppler-utils"
-print(f"{len(swift)} Swift packages, each with version, revision and licence; "
+runtime = {c["name"] for c in bom["components"] if c.get("purl", "").startswith("pkg:github/swiftlang/")}
+assert {"swift", "swift-corelibs-foundation", "swift-foundation", "swift-foundation-icu"} <= runtime, \
+    f"the Swift runtime linked in is not listed: {runtime}"
+print(f"{len(swift)} Swift packages, each with version, revision and licence; the toolchain's {', '.join(sorted(runtime))}; "
       f"system: {', '.join(c['name'] for c in bom['components'] if c.get('purl', '').startswith('pkg:deb/'))}")
 EOF
+
+step "the systemd unit"
+if command -v systemd-analyze >/dev/null; then
+    # verify with the bundle's own binary in place of /opt/lisa (this host has no /opt/lisa)
+    sed "s|/opt/lisa/|$rootfs/opt/lisa/|g" "$rootfs/opt/lisa/share/systemd/lisa.service" > "$work/lisa.service"
+    out="$(systemd-analyze verify "$work/lisa.service" 2>&1)" && [ -z "$out" ] || fail "systemd-analyze verify: $out"
+    score="$(systemd-analyze security --offline=yes --threshold=20 "$work/lisa.service" | grep "Overall exposure")" \
+        || fail "systemd-analyze security: exposure above 2.0"
+    echo "systemd-analyze verify: no warnings; ${score#→ }"
+else
+    echo "(no systemd-analyze on this host: unit not verified)"
+fi
 
 step "the example configurations (LISAServe --check-config in the chroot)"
 for f in "$rootfs"/opt/lisa/examples/*.yaml; do
