@@ -108,7 +108,7 @@ struct LISAServe: AsyncParsableCommand {
         } catch let error as ConfigurationError {
             throw Self.configurationFailure(error.description)
         } catch let error as LISAError {
-            throw ValidationError(error.message)
+            throw Self.startFailure(error.message)
         }
         if let key = server.generatedAdminKey {
             let banner = """
@@ -125,6 +125,13 @@ struct LISAServe: AsyncParsableCommand {
             FileHandle.standardOutput.write(Data(banner.utf8))
         }
         try await server.run()
+    }
+
+    /// The server cannot start with what it found (a state database a newer LISA wrote, say):
+    /// the reason on stderr, exit 69 (EX_UNAVAILABLE), no usage banner.
+    static func startFailure(_ message: String) -> ExitCode {
+        FileHandle.standardError.write(Data("LISAServe: cannot start: \(message)\n".utf8))
+        return ExitCode(69)
     }
 
     /// A configuration that cannot be used: the reason on stderr, exit 78 (EX_CONFIG), no
