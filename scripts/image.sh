@@ -12,6 +12,7 @@
 # --health-cmd, Kubernetes probes); see Documentation/Deployment.md.
 # Needs root and: apt-get install -y --no-install-recommends debootstrap umoci skopeo
 # Only the first run needs Debian's mirror (the root filesystem is cached; LISA_ROOTFS_CACHE).
+# LISA_SIGNING_KEY (a signify-openbsd secret key, as for release.sh) also writes <archive>.sig.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -143,4 +144,12 @@ skopeo copy --quiet "oci:$oci:$version" "oci:$work/archive:lisa/lisaserve:$versi
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" --format=posix \
     --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime -C "$work/archive" -cf "$output" .
 (cd dist && sha256sum "$(basename "$output")" > "$(basename "$output").sha256")
+rm -f "$output.sig"
+if [ -n "${LISA_SIGNING_KEY:-}" ]; then
+    signify-openbsd -S -s "$LISA_SIGNING_KEY" -m "$output" -x "$output.sig"
+    pub="${LISA_SIGNING_KEY%.sec}.pub"
+    if [ -f "$pub" ]; then
+        signify-openbsd -V -q -p "$pub" -m "$output" -x "$output.sig"
+    fi
+fi
 echo "== $output: $(du -h "$output" | cut -f1) (base layer $(du -h "$work/base.tar" | cut -f1), application $(du -h "$work/app.tar" | cut -f1) uncompressed), $(( $(date +%s) - start )) s"

@@ -105,7 +105,7 @@ echo "== build: $(( $(date +%s) - build_start )) s"
 stage="$work/stage"
 rm -rf "$stage"
 b="$stage/$name"
-mkdir -p "$b/bin" "$b/share/doc/lisa" "$b/share/systemd" "$b/examples"
+mkdir -p "$b/bin" "$b/share/doc/lisa" "$b/share/systemd" "$b/share/helm" "$b/examples"
 install -m 0755 "$bin/LISAServe" "$bin/lisactl" "$b/bin/"
 if [ "${LISA_RELEASE_KEEP_SYMBOLS:-0}" != 1 ]; then
     strip --strip-all "$b/bin/LISAServe" "$b/bin/lisactl"
@@ -123,6 +123,8 @@ done
 cp -R "$work/src/Documentation" "$b/share/doc/lisa/Documentation"
 cp -R "$work/src/deploy/examples/." "$b/examples/"
 cp -R "$work/src/deploy/systemd/." "$b/share/systemd/"
+cp -R "$work/src/deploy/helm/lisa" "$b/share/helm/lisa"
+cp -R "$work/src/deploy/kubernetes" "$b/share/kubernetes"
 
 # The SBOM: the Swift packages compiled into the two binaries, at the pinned versions.
 (cd "$work/src" && env -u LISA_VAPOR_EXAMPLE swift package --scratch-path "$work/scratch" \
