@@ -14,6 +14,18 @@ from conftest import ADMIN_KEY, BIN, free_port, wait_healthy
 NOBODY = 65534
 
 
+def reachable_binary(home: pathlib.Path) -> pathlib.Path:
+    """LISAServe where `nobody` can run it: the checkout may lie under a directory closed to
+    other users (a clone under `mktemp -d`), so it is linked, or else copied, into `home`."""
+    target = home / "LISAServe"
+    try:
+        os.link(BIN / "LISAServe", target)
+    except OSError:
+        shutil.copy2(BIN / "LISAServe", target)
+    os.chmod(target, 0o755)
+    return target
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="starting LISAServe as another user needs root (as non-root every test runs it unprivileged)")
 def test_unprivileged_lisaserve_reaches_its_upstream(upstream):
     # Not under pytest's tmp_path: its parents are closed to other users.
@@ -36,7 +48,7 @@ models:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LISA_")}
         env.update(LISA_ADMIN_KEY=ADMIN_KEY, HOME=str(data))
         with open(home / "lisa.log", "wb") as log:
-            process = subprocess.Popen([str(BIN / "LISAServe"), "--config", str(config), "--port", str(port), "--data-dir", str(data)],
+            process = subprocess.Popen([str(reachable_binary(home)), "--config", str(config), "--port", str(port), "--data-dir", str(data)],
                                        env=env, stdout=log, stderr=subprocess.STDOUT, user=NOBODY, group=NOBODY, extra_groups=[])
         try:
             wait_healthy(f"http://127.0.0.1:{port}/health", process)
