@@ -43,6 +43,8 @@ struct FixtureCopy {
     /// The database without the store (no migration).
     let raw: @Sendable () async throws -> any StateDatabase
     let cleanup: @Sendable () async throws -> Void
+    /// The PostgreSQL copy's URL (`nil` for SQLite).
+    var url: String? = nil
 
     static let logger: Logger = {
         var logger = Logger(label: "schema-test")
@@ -87,7 +89,8 @@ struct FixtureCopy {
                 cleanup: {
                     try await admin.query("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
                     try await admin.close()
-                }
+                },
+                url: url
             )
         }
     }
@@ -324,6 +327,40 @@ struct SchemaMigrationTests {
         let check = try await copy.raw()
         #expect(try await Self.shape(of: check) == before)
         try await check.close()
+    }
+
+    @Test(
+        "a replica waiting on another's migration, or migrating longer than call_timeout, is not cut off by it",
+        .enabled(if: StoreKind.postgresURL != nil)
+    )
+    func migrationOutlastsCallTimeout() async throws {
+        let copy = try await FixtureCopy.make(.postgres(8))
+        defer { Task { try? await copy.cleanup() } }
+        let copyURL = try #require(copy.url)
+        var components = try #require(URLComponents(string: copyURL))
+        components.queryItems = (components.queryItems ?? []) + [URLQueryItem(name: "call_timeout", value: "1")]
+        let url = try #require(components.string)
+        // Another replica migrating: it holds the migration lock.
+        let other = try await PostgresDatabase.connect(url: url, logger: FixtureCopy.logger)
+        try await other.query("SELECT pg_advisory_lock(?)", [.integer(SQLStateStore.migrationLockKey)])
+        let opening = Task { try await SQLStateStore.openPostgres(url: url, logger: FixtureCopy.logger) }
+        // Wait until this store has waited on the lock for twice its call_timeout.
+        let watcher = try await PostgresDatabase.connect(url: url, logger: FixtureCopy.logger)
+        var waitedLong = false
+        for _ in 0..<300 where !waitedLong {
+            let rows = try await watcher.query(
+                "SELECT count(*) AS waiting FROM pg_stat_activity WHERE datname = current_database() "
+                    + "AND wait_event_type = 'Lock' AND now() - query_start > interval '2 seconds'"
+            )
+            waitedLong = (rows.first?["waiting"].int ?? 0) > 0
+            if !waitedLong { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        try await watcher.close()
+        #expect(waitedLong, "the opening store gave up waiting for the migration lock")
+        try await other.close()  // the other replica is done: its lock goes with its connection
+        let store = try await opening.value
+        #expect(try await Self.version(of: store.database) == SQLStateStore.schemaVersion)
+        try await store.close()
     }
 
     @Test("every version below this one has a committed fixture (SQLite from v1, PostgreSQL from v3)")

@@ -187,9 +187,15 @@ package final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Databas
     }
 
     package func transaction<T: Sendable>(_ body: @escaping @Sendable (any StateDatabase) async throws -> T) async throws -> T {
+        try await transaction(atLeast: .zero, body)
+    }
+
+    package func transaction<T: Sendable>(
+        atLeast minimum: Duration, _ body: @escaping @Sendable (any StateDatabase) async throws -> T
+    ) async throws -> T {
         // The body runs in the deadline's own task; a transaction abandoned at its deadline
         // is rolled back with its connection.
-        try await bounded { [client, logger] in
+        try await bounded(atLeast: minimum) { [client, logger] in
             try await client.withConnection { connection in
                 try await connection.query("BEGIN", logger: logger)
                 do {

@@ -79,6 +79,12 @@ package protocol StateDatabase: Sendable {
     /// Statements inside must go through the database passed to `body`.
     func transaction<T: Sendable>(_ body: @escaping @Sendable (any StateDatabase) async throws -> T) async throws -> T
 
+    /// ``transaction(_:)`` allowed at least `minimum`, where a database bounds its calls by
+    /// a shorter deadline (schema migrations, whose back-fills scale with the data).
+    func transaction<T: Sendable>(
+        atLeast minimum: Duration, _ body: @escaping @Sendable (any StateDatabase) async throws -> T
+    ) async throws -> T
+
     /// Releases the database's connections. Calls after this fail.
     func close() async throws
 
@@ -92,6 +98,12 @@ package protocol StateDatabase: Sendable {
 }
 
 extension StateDatabase {
+    package func transaction<T: Sendable>(
+        atLeast minimum: Duration, _ body: @escaping @Sendable (any StateDatabase) async throws -> T
+    ) async throws -> T {
+        try await transaction(body)
+    }
+
     package func report(_ sql: String, _ binds: [StateValue]) async throws -> [StateRow] {
         try await offEventLoops { try await query(sql, binds) }
     }

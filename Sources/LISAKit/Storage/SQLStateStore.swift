@@ -72,6 +72,10 @@ public final class SQLStateStore: StateStore {
 
     // MARK: - Schema
 
+    /// How long opening a database may spend migrating it (and waiting for another replica
+    /// that migrates), whatever the database's per-call deadline.
+    static let migrationTimeLimit: Duration = .seconds(3600)
+
     /// The schema version this build writes: the number of migrations.
     public static var schemaVersion: Int { migrations.count }
 
@@ -249,7 +253,9 @@ public final class SQLStateStore: StateStore {
 
     private func migrate() async throws {
         let dialect = database.dialect
-        let applied = try await database.transaction { db -> Int in
+        // Replicas starting beside the one that migrates wait for its advisory lock, and a
+        // back-fill grows with the data: neither is held to the per-call deadline.
+        let applied = try await database.transaction(atLeast: Self.migrationTimeLimit) { db -> Int in
             if dialect == .postgres {
                 try await db.query("SELECT pg_advisory_xact_lock(?)", [.integer(Self.migrationLockKey)])
             }
