@@ -17,7 +17,9 @@ public enum BackupRestore {
         archive: String, into directory: String, limits: BackupArchiveReader.Limits = .init()
     ) throws -> BackupManifest {
         let fileManager = FileManager.default
-        let target = URL(fileURLWithPath: directory).standardizedFileURL
+        // A symbolic link to the real data directory (on a volume of its own, say): restore
+        // into what it points to, not over the link.
+        let target = URL(fileURLWithPath: directory).standardizedFileURL.resolvingSymlinksInPath()
         var isDirectory: ObjCBool = false
         var targetExists = false
         if fileManager.fileExists(atPath: target.path, isDirectory: &isDirectory) {
@@ -53,7 +55,11 @@ public enum BackupRestore {
                     }
                 )
             }
-            if targetExists { try fileManager.removeItem(at: target) }
+            // rmdir, not a recursive remove: whatever was written into the target while the
+            // archive was read is kept, and the restore refused.
+            if targetExists, rmdir(target.path) != 0 {
+                throw BackupArchiveError("'\(directory)' is no longer empty (errno \(errno)): restore into a new data directory")
+            }
             try fileManager.moveItem(at: staging, to: target)
             syncDirectory(parent.path)
             return manifest

@@ -182,6 +182,38 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: second))
         #expect(try FileManager.default.contentsOfDirectory(atPath: base.path).sorted() == ["backup.tar", "data"])
     }
+
+    @Test func restoreFollowsASymlinkedTargetAndKeepsWhatWasWrittenMeanwhile() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-restore-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: base.appendingPathComponent("volume/data"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: base) }
+        let bytes = try Self.archive([("lisa.sqlite", Array("state".utf8))])
+        let archive = base.appendingPathComponent("backup.tar").path
+        _ = FileManager.default.createFile(atPath: archive, contents: Data(bytes))
+        // The target is a link to an empty directory on another volume: the files land there.
+        let link = base.appendingPathComponent("data").path
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: base.appendingPathComponent("volume/data").path)
+        _ = try BackupRestore.restore(archive: archive, into: link)
+        #expect(FileManager.default.contents(atPath: base.appendingPathComponent("volume/data/lisa.sqlite").path) == Data("state".utf8))
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == base.appendingPathComponent("volume/data").path)
+
+        // A file written into the empty target while the archive is read is not deleted.
+        let target = base.appendingPathComponent("late")
+        try FileManager.default.createDirectory(at: target, withIntermediateDirectories: false)
+        let fifo = base.appendingPathComponent("backup.fifo").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let writer = Thread {
+            guard let handle = FileHandle(forWritingAtPath: fifo) else { return }
+            handle.write(Data(bytes.dropLast(TarFormat.end.count)))
+            _ = FileManager.default.createFile(atPath: target.appendingPathComponent("lisa.log").path, contents: Data("mine".utf8))
+            handle.write(Data(TarFormat.end))
+            try? handle.close()
+        }
+        writer.start()
+        #expect(throws: BackupArchiveError.self) { try BackupRestore.restore(archive: fifo, into: target.path) }
+        #expect(FileManager.default.contents(atPath: target.appendingPathComponent("lisa.log").path) == Data("mine".utf8))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: base.path).filter { $0.contains("restoring") }.isEmpty)
+    }
 }
 
 /// The server side: a snapshot of a live data directory, one at a time, removed afterwards.
@@ -212,7 +244,7 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: data.path).filter { $0.hasPrefix(".backup-") }.isEmpty)
 
         let archive = data.appendingPathComponent("backup.tar").path
-        FileManager.default.createFile(atPath: archive, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: archive, contents: Data(bytes))
         let restored = data.appendingPathComponent("restored").path
         let manifest = try BackupRestore.restore(archive: archive, into: restored)
         #expect(manifest.files.map(\.path) == ["lisa.sqlite", "vectors/vectors.sqlite"])
@@ -227,6 +259,31 @@ import Testing
 
         // The next backup may start.
         let next = try await StateBackup.make(dataDirectory: data.path, schemaVersion: SQLStateStore.schemaVersion, logger: logger)
+        next.remove()
+    }
+
+    @Test func aClientThatStopsReadingLosesTheBackupAndItsLock() async throws {
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-backup-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        defer { try? FileManager.default.removeItem(at: data) }
+        let logger = Logger(label: "test")
+        // An empty file is an empty SQLite database.
+        _ = FileManager.default.createFile(atPath: data.appendingPathComponent("lisa.sqlite").path, contents: Data())
+        let backup = try await StateBackup.make(dataDirectory: data.path, schemaVersion: SQLStateStore.schemaVersion, logger: logger)
+        var pieces = 0
+        // The first piece goes out, then the client takes nothing more (a channel writer
+        // suspended on back-pressure, which a cancellation ends).
+        let error = await #expect(throws: LISAError.self) {
+            try await backup.write(stallLimit: .milliseconds(200)) { _ in
+                pieces += 1
+                if pieces > 1 { try await Task.sleep(for: .seconds(3600)) }
+            }
+        }
+        #expect(error?.message.contains("took nothing") == true)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: data.path).filter { $0.hasPrefix(".backup-") }.isEmpty)
+        // The next backup may start (in a task of its own: this one was cancelled).
+        let path = data.path
+        let next = try await Task { try await StateBackup.make(dataDirectory: path, schemaVersion: SQLStateStore.schemaVersion, logger: logger) }.value
         next.remove()
     }
 }

@@ -183,7 +183,48 @@ public final class StateBackup: Sendable {
     /// Writes the archive to `send` in pieces of up to 1 MiB: the manifest, each file,
     /// the end. Reads the files off the event loops, and removes them (``remove()``) before
     /// the end is sent.
-    public func write(into send: (ByteBuffer) async throws -> Void) async throws {
+    ///
+    /// A client that takes no piece for `stallLimit` (it stopped reading but keeps the
+    /// connection) would hold the lock and the snapshot's disk space for ever: the current
+    /// task is then cancelled (a suspended `send` of a channel writer throws), the snapshot
+    /// removed, and this throws `503`.
+    public func write(stallLimit: Duration = .seconds(60), into send: (ByteBuffer) async throws -> Void) async throws {
+        let progress = StreamProgress()
+        // Only used while this task waits for the group below, so never after it ended.
+        let current = withUnsafeCurrentTask { $0.map(CurrentTask.init) }
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                if let current {
+                    group.addTask {
+                        var seen = -1
+                        while true {
+                            try await Task.sleep(for: stallLimit)
+                            let sent = progress.sent.load(ordering: .relaxed)
+                            if sent == seen {
+                                progress.stalled.store(true, ordering: .relaxed)
+                                current.task.cancel()
+                                return
+                            }
+                            seen = sent
+                        }
+                    }
+                }
+                defer { group.cancelAll() }
+                try await writeAll { piece in
+                    try await send(piece)
+                    progress.sent.add(1, ordering: .relaxed)
+                }
+            }
+        } catch {
+            remove()
+            if progress.stalled.load(ordering: .relaxed) {
+                throw LISAError.serviceUnavailable("The backup's client took nothing for \(stallLimit); the backup was stopped.")
+            }
+            throw error
+        }
+    }
+
+    private func writeAll(into send: (ByteBuffer) async throws -> Void) async throws {
         let manifestHeader = try TarFormat.header(name: BackupManifest.fileName, size: Int64(manifestBytes.count))
         var head = ByteBuffer(bytes: manifestHeader)
         head.writeBytes(manifestBytes)
@@ -219,4 +260,15 @@ public final class StateBackup: Sendable {
             descriptor = nil
         }
     }
+}
+
+/// The writing task, for its stall watchdog, which the task outlives (a child of a group it awaits).
+private struct CurrentTask: @unchecked Sendable {
+    let task: UnsafeCurrentTask
+}
+
+/// How far a backup's stream got, for its stall watchdog.
+private final class StreamProgress: Sendable {
+    let sent = Atomic<Int>(0)
+    let stalled = Atomic<Bool>(false)
 }
