@@ -30,13 +30,16 @@ public enum BackupRestore {
             targetExists = true
         }
         let parent = target.deletingLastPathComponent()
-        guard fileManager.fileExists(atPath: parent.path) else {
-            throw BackupArchiveError("'\(parent.path)' does not exist")
+        var parentIsDirectory: ObjCBool = false
+        guard fileManager.fileExists(atPath: parent.path, isDirectory: &parentIsDirectory), parentIsDirectory.boolValue else {
+            throw BackupArchiveError("'\(parent.path)' does not exist or is not a directory")
         }
         guard let handle = FileHandle(forReadingAtPath: archive) else { throw BackupArchiveError("cannot open '\(archive)'") }
         defer { try? handle.close() }
         let staging = parent.appendingPathComponent(".\(target.lastPathComponent).restoring-\(UUID().uuidString.prefix(8))")
-        try fileManager.createDirectory(at: staging, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        guard mkdir(staging.path, 0o700) == 0 else {
+            throw BackupArchiveError("cannot write into '\(parent.path)': \(String(cString: strerror(errno)))")
+        }
         do {
             var reader = BackupArchiveReader(file: handle, limits: limits)
             let manifest = try reader.verify { path in

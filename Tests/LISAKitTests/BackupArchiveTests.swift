@@ -213,6 +213,10 @@ import Testing
         #expect(throws: BackupArchiveError.self) { try BackupRestore.restore(archive: fifo, into: target.path) }
         #expect(FileManager.default.contents(atPath: target.appendingPathComponent("lisa.log").path) == Data("mine".utf8))
         #expect(try FileManager.default.contentsOfDirectory(atPath: base.path).filter { $0.contains("restoring") }.isEmpty)
+
+        // A target under a file: a plain refusal, not a Foundation error.
+        let refusal = #expect(throws: BackupArchiveError.self) { try BackupRestore.restore(archive: archive, into: archive + "/data") }
+        #expect(refusal?.message.contains("not a directory") == true)
     }
 }
 
