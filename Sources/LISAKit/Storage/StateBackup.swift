@@ -163,7 +163,9 @@ public final class StateBackup: Sendable {
             _ = try await connection.query("VACUUM INTO ?", [.text(target.path)])
             try await connection.close()
         } catch {
-            try? await connection.close()
+            // Closed from a task of its own: this one may be cancelled (the time limit), and a
+            // connection left unclosed is a leaked handle (and a trap in SQLiteNIO's debug builds).
+            await Task { try? await connection.close() }.value
             throw error
         }
     }
