@@ -118,8 +118,8 @@ public struct LISARoutes: Sendable {
         },
         // An online backup of the embedded state as one tar archive (StateBackup); its
         // snapshot files are removed once written, or when the client goes away.
-        ManagementRoute(method: .post, path: "/admin/backup") { routes, _ in
-            let backup = try await routes.runtime.backup(logger: Logger(label: "lisa.backup"))
+        ManagementRoute(method: .post, path: "/admin/backup") { routes, call in
+            let backup = try await routes.runtime.backup(by: call.principal, logger: Logger(label: "lisa.backup"))
             return Response(
                 status: .ok,
                 headers: [

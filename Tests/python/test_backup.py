@@ -160,6 +160,9 @@ def test_backup_under_load_restores_into_a_new_data_directory_that_serves_everyt
             result = lisactl(lisa, "admin", "backup", "-o", str(archive))
             assert result.returncode == 0, result.stderr
             assert "files" in result.stdout
+            # Who took it is on record: the archive holds all of the state.
+            wait_for(lambda: any("state backup taken" in line and "lisa.principal" in line
+                                 for line in lisa.proc.output().splitlines()), "the backup's log line")
             # The load kept running through the backup.
             chats, ingested = load.chats, load.ingested
             wait_for(lambda: load.chats > chats and load.ingested > ingested or load.errors, "the load to go on after the backup")
