@@ -18,7 +18,7 @@ import NIOFoundationCompat
 /// Adds the OpenAI routes (`/v1/...` and `/v2/serve/...`), the models API, the API-token
 /// routes, RAG, sessions, `/metrics` and the health routes. Every route but health needs
 /// credentials (the admin key, an API token, an OIDC token); management routes need an
-/// administrator. LISA's errors are answered in OpenAI's shape (``OpenAIErrorMiddleware``);
+/// administrator. LISA's errors are answered in OpenAI's shape (``DialectErrorMiddleware``);
 /// by default that middleware, the request ids and the path check apply to LISA's own
 /// routes only, so the host app's routes and 404s stay its own.
 public struct LISARoutes: Sendable {
@@ -145,13 +145,13 @@ public struct LISARoutes: Sendable {
         switch scope {
         case .router:
             router.middlewares.add(RequestIDMiddleware<Context>())
-            router.middlewares.add(OpenAIErrorMiddleware<Context>())
+            router.middlewares.add(DialectErrorMiddleware<Context>())
             router.middlewares.add(CanonicalPathMiddleware<Context>())
             root = router.group(RouterPath(prefix))
         case .routes:
             root = router.group(RouterPath(prefix))
                 .add(middleware: RequestIDMiddleware<Context>())
-                .add(middleware: OpenAIErrorMiddleware<Context>())
+                .add(middleware: DialectErrorMiddleware<Context>())
                 .add(middleware: CanonicalPathMiddleware<Context>())
         }
         add(to: root)
@@ -182,51 +182,63 @@ public struct LISARoutes: Sendable {
             )
         }
 
-        var apiGroup = router.group()
-        if let tracer = runtime.tracer { apiGroup = apiGroup.add(middleware: RequestSpanMiddleware<Context>(tracer: tracer)) }
-        let api = apiGroup.add(middleware: AuthenticationMiddleware<Context>(
-                authenticator: authenticator, rateLimiter: runtime.rateLimiter, acceptsClientCertificates: acceptsClientCertificates
-            ))
+        var spanned = router.group()
+        if let tracer = runtime.tracer { spanned = spanned.add(middleware: RequestSpanMiddleware<Context>(tracer: tracer)) }
+        let authentication = AuthenticationMiddleware<Context>(
+            authenticator: authenticator, rateLimiter: runtime.rateLimiter, acceptsClientCertificates: acceptsClientCertificates
+        )
+        let api = spanned.group().add(middleware: authentication)
+        // Each dialect is a route group of its own: its errors, a refused sign-in and an
+        // unknown path under its route included, come back in its shape.
+        func dialectGroup(_ dialect: any Dialect) -> (open: RouterGroup<Context>, signedIn: RouterGroup<Context>) {
+            var open = router.group().add(middleware: DialectErrorMiddleware<Context>(dialect))
+            if let tracer = runtime.tracer { open = open.add(middleware: RequestSpanMiddleware<Context>(tracer: tracer, dialect: dialect)) }
+            return (open, open.group().add(middleware: authentication))
+        }
+        let chat = dialectGroup(ChatCompletionsDialect()).signedIn
+        let messages = dialectGroup(AnthropicDialect())
+        let responses = dialectGroup(ResponsesDialect()).signedIn
         let gateway = self.gateway
         for prefix in ["/v1", "/v2/serve"] {
-            api.get("\(prefix)/models") { _, context in try Self.encode(gateway.modelList(for: try context.requirePrincipal())) }
+            chat.get("\(prefix)/models") { _, context in try Self.encode(gateway.modelList(for: try context.requirePrincipal())) }
             // One model as the list shows it; 404 for one the caller may not see (as for unknown ones).
-            api.get("\(prefix)/models/{id}") { _, context in
+            chat.get("\(prefix)/models/{id}") { _, context in
                 let id = try context.parameters.require("id")
                 guard let model = gateway.modelList(for: try context.requirePrincipal()).data.first(where: { $0.id == id }) else {
                     throw LISAError.modelNotFound(id)
                 }
                 return try Self.encode(model)
             }
-            api.post("\(prefix)/chat/completions") { request, context in
-                try await inference(.chatCompletions, request, context: context)
-            }
-            api.post("\(prefix)/completions") { request, context in
-                try await inference(.completions, request, context: context)
-            }
-            api.post("\(prefix)/embeddings") { request, context in
-                try await inference(.embeddings, request, context: context)
-            }
-            // Anthropic Messages (Claude Code, the anthropic SDKs), translated onto chat completions.
-            api.post("\(prefix)/messages") { request, context in
-                try await inference(request, context: context) { runtime, body, inference in
-                    try await runtime.messages(body: body, context: inference)
+            // The call route of each dialect: chat completions, Anthropic Messages (Claude
+            // Code, the anthropic SDKs) and OpenAI Responses (the Agents SDK, Codex).
+            for (group, dialect) in [(chat, ChatCompletionsDialect() as any Dialect), (messages.signedIn, AnthropicDialect()), (responses, ResponsesDialect())] {
+                group.post("\(prefix)\(dialect.name.route)") { request, context in
+                    try await inference(request, context: context) { runtime, body, inference in
+                        try await dialect.serve(body, context: inference, runtime: runtime)
+                    }
                 }
             }
-            api.post("\(prefix)/messages/count_tokens") { request, context in
+            chat.post("\(prefix)/completions") { request, context in
+                try await inference(.completions, request, context: context)
+            }
+            chat.post("\(prefix)/embeddings") { request, context in
+                try await inference(.embeddings, request, context: context)
+            }
+            messages.signedIn.post("\(prefix)/messages/count_tokens") { request, context in
                 let body = try await collectJSON(request)
                 let tokens = try await runtime.countTokens(body: body, context: try inferenceContext(request, context: context))
                 return try Self.encode(["input_tokens": tokens])
             }
-            // OpenAI Responses (the Agents SDK, Codex), translated onto chat completions.
-            api.post("\(prefix)/responses") { request, context in
-                try await inference(request, context: context) { runtime, body, inference in
-                    try await runtime.responses(body: body, context: inference)
+            // Anthropic's other routes (batches, files, models under /v1/messages) are not
+            // served, and say so in Anthropic's shape.
+            for path in ["\(prefix)/messages", "\(prefix)/messages/count_tokens", "\(prefix)/messages/**"] {
+                for method in [HTTPRequest.Method.get, .put, .patch, .delete] + (path.hasSuffix("**") ? [.post] : []) {
+                    messages.open.on(RouterPath(path), method: method) { _, _ -> Response in throw HTTPError(.notFound) }
                 }
             }
             // Images, audio, moderations and rerank, routed to models of the matching type.
             for route in MediaRoute.allCases {
-                api.post("\(prefix)/\(route.rawValue)") { request, context in
+                chat.post("\(prefix)/\(route.rawValue)") { request, context in
                     let contentType = request.headers[.contentType]
                     let body: ByteBuffer
                     if route.isMultipart {
@@ -243,13 +255,13 @@ public struct LISARoutes: Sendable {
                     }
                 }
             }
-            api.get("\(prefix)/responses/{id}") { _, context in
+            responses.get("\(prefix)/responses/{id}") { _, context in
                 Self.json(try await runtime.responseBody(id: try context.parameters.require("id"), for: try context.requirePrincipal()))
             }
-            api.delete("\(prefix)/responses/{id}") { _, context in
+            responses.delete("\(prefix)/responses/{id}") { _, context in
                 try Self.encode(try await runtime.deleteResponse(id: try context.parameters.require("id"), for: try context.requirePrincipal()))
             }
-            api.get("\(prefix)/responses/{id}/input_items") { request, context in
+            responses.get("\(prefix)/responses/{id}/input_items") { request, context in
                 let query = request.uri.queryParameters
                 let limit = try query["limit"].map { value throws(LISAError) in
                     guard let limit = Int(String(value)) else { throw .invalidRequest("limit must be an integer.", param: "limit") }

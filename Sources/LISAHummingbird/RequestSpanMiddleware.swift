@@ -9,12 +9,17 @@ import Tracing
 /// `traceparent` makes it part of the client's trace. A streamed answer's span ends when
 /// the last byte is written.
 ///
-/// ``LISARoutes`` adds it to the API routes when the runtime has a tracer.
+/// ``LISARoutes`` adds it to the API routes when the runtime has a tracer, inside each
+/// dialect's ``DialectErrorMiddleware``, so it sees the error and records the status the
+/// dialect answers it with.
 public struct RequestSpanMiddleware<Context: LISARoutesContext>: RouterMiddleware {
     let tracer: any Tracer
+    let dialect: any Dialect
 
-    public init(tracer: any Tracer) {
+    /// - Parameter dialect: whose statuses errors are recorded with (OpenAI's by default).
+    public init(tracer: any Tracer, dialect: any Dialect = ChatCompletionsDialect()) {
         self.tracer = tracer
+        self.dialect = dialect
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -57,7 +62,7 @@ public struct RequestSpanMiddleware<Context: LISARoutesContext>: RouterMiddlewar
         } catch {
             let status: Int
             if let error = error as? LISAError {
-                status = Int(request.uri.path.contains("/messages") ? error.anthropicStatus.code : error.httpStatus.code)
+                status = dialect.errorStatus(for: error)
                 span.attributes["error.type"] = error.reason ?? "\(error.code)"
             } else {
                 status = (error as? any HTTPResponseError).map { Int($0.status.code) } ?? 500

@@ -45,7 +45,7 @@ public struct WebUIRoutes<Context: LISARoutesContext>: Sendable {
     /// Adds the UI's routes to `router`; their errors are answered in OpenAI's shape (the
     /// host app's other routes are left alone).
     public func add(to router: Router<Context>) {
-        let router = router.group().add(middleware: OpenAIErrorMiddleware<Context>())
+        let router = router.group().add(middleware: DialectErrorMiddleware<Context>())
         let assets = self.assets
         router.get("/") { request, _ in
             try await serve("index.html", request: request, immutable: false)

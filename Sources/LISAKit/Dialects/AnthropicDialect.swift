@@ -7,7 +7,11 @@ import Foundation
 /// tools, MCP connectors, images in tool results); prompt-caching hints (`cache_control`)
 /// and `redacted_thinking` blocks, which only Anthropic's own servers can use, are left out
 /// of the upstream request, as the documentation says.
-public enum AnthropicDialect {
+public struct AnthropicDialect: Dialect {
+    public init() {}
+
+    public var name: DialectName { .messages }
+
     /// Members LISA translates; any other top-level member goes upstream as it is.
     static let translatedMembers: Set<String> = [
         "model", "messages", "system", "max_tokens", "metadata", "stop_sequences", "stream", "temperature", "top_p", "top_k",

@@ -3,17 +3,6 @@ import NIOCore
 import NIOFoundationCompat
 import Synchronization
 
-/// The API dialects LISA answers in. Chat completions is the gateway's own; the others are
-/// translated onto it (``AnthropicDialect``, ``ResponsesDialect``).
-public enum Dialect: String, Sendable, Hashable, CaseIterable {
-    /// OpenAI chat completions (and completions, embeddings): `/v1/chat/completions`.
-    case openAIChat = "openai-chat"
-    /// OpenAI Responses: `/v1/responses`.
-    case openAIResponses = "openai-responses"
-    /// Anthropic Messages: `/v1/messages`.
-    case anthropicMessages = "anthropic-messages"
-}
-
 /// Turns an upstream's chat-completion stream into another dialect's stream, event by
 /// event. A translator sees every event the relay hands on — the upstream's chunks,
 /// `[DONE]`, and the relay's own `event: error` when the upstream breaks — and answers the

@@ -6,7 +6,11 @@ import Foundation
 /// LISA runs no tools of its own: built-in tools (web search, file search, code
 /// interpreter, MCP, …), stored prompts, conversations and background mode are refused with a
 /// 400 naming the member; function tools go to the model as chat tools.
-public enum ResponsesDialect {
+public struct ResponsesDialect: Dialect {
+    public init() {}
+
+    public var name: DialectName { .responses }
+
     /// Members LISA translates or echoes; any other top-level member goes upstream as it is.
     static let translatedMembers: Set<String> = [
         "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "max_output_tokens", "temperature", "top_p",

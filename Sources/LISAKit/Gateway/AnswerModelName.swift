@@ -23,16 +23,16 @@ struct AnswerModelName: Sendable {
     /// Writes one complete server-sent event of `framing` (its raw bytes, as parsed) to
     /// `output` with the model its data names replaced: no copy of the event is made, the
     /// unchanged parts are written around the new name.
-    func write(event raw: ByteBuffer, _ event: ServerSentEvent, framing: ServerSentEventRelay.Framing, into output: inout ByteBuffer) {
+    func write(event raw: ByteBuffer, _ event: ServerSentEvent, framing: DialectName, into output: inout ByteBuffer) {
         let path: ArraySlice<String>
         switch framing {
-        case .openAI:
+        case .chatCompletions:
             guard event.event == nil || event.event == "message", !event.isDone else {
                 output.writeImmutableBuffer(raw)
                 return
             }
             path = Self.topLevel
-        case .anthropic:
+        case .messages:
             guard event.event == "message_start" else {
                 output.writeImmutableBuffer(raw)
                 return
@@ -58,7 +58,7 @@ struct AnswerModelName: Sendable {
     }
 
     /// One event rewritten (see ``write(event:_:framing:into:)``), as a buffer of its own.
-    func rewriting(event raw: ByteBuffer, _ event: ServerSentEvent, framing: ServerSentEventRelay.Framing) -> ByteBuffer {
+    func rewriting(event raw: ByteBuffer, _ event: ServerSentEvent, framing: DialectName) -> ByteBuffer {
         var output = ByteBuffer()
         write(event: raw, event, framing: framing, into: &output)
         return output

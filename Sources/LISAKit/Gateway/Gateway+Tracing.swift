@@ -8,14 +8,14 @@ extension Gateway {
     /// of the caller's `traceparent`; it ends when the call's ticket closes, with the usage.
     func callSpan(_ operation: UpstreamOperation, model: RoutableModel, stream: Bool, inbound: ByteBuffer?, context: InferenceContext) -> (any Span)? {
         guard let tracer else { return nil }
-        let name = Traces.genAIOperation(operation, label: context.operationLabel)
+        let name = Traces.genAIOperation(operation, label: context.usageLabel ?? context.dialect.usageLabel)
         let span = tracer.startSpan("\(name) \(model.definition.modelId)", context: Traces.parent(tracer, headers: context.headers), ofKind: .client)
         guard span.isRecording else { return span }
         span.updateAttributes { attributes in
             attributes["gen_ai.operation.name"] = name
             attributes["gen_ai.request.model"] = model.definition.modelId
             attributes["gen_ai.provider.name"] = model.definition.upstreamAPI == .anthropic ? "anthropic" : "openai"
-            attributes["lisa.operation"] = context.operationLabel ?? operation.usageLabel
+            attributes["lisa.operation"] = context.operationUsageLabel(operation)
             attributes["lisa.request_id"] = context.requestID
             attributes["user.id"] = context.billedUser ?? context.principal.username
             if let token = context.principal.tokenID { attributes["lisa.token_id"] = token }

@@ -119,6 +119,24 @@ public final class Gateway: Sendable {
         }
     }
 
+    /// A chat request a dialect has read, checked and translated, to `model`, which the
+    /// dialect resolved for the caller (``textModel(_:for:)``): neither is read again.
+    /// `encoded` is `chat` as JSON text, when the dialect has it already.
+    public func chatCompletions(translated chat: JSONValue, encoded: ByteBuffer? = nil, model: RoutableModel, context: InferenceContext)
+        async throws(LISAError) -> GatewayResponse
+    {
+        let stream = chat["stream"] == .bool(true)
+        try checkStreaming(stream, model: model)
+        let body = encoded ?? DialectJSON.encode(chat)
+        return try await route(.chatCompletions, model: model, stream: stream, user: chat["user"]?.stringValue, context: context, inbound: body) {
+            modelName throws(LISAError) in
+            if let edited = JSONMemberScanner.replacingStringMember("model", with: modelName, in: body) { return edited }
+            guard case .object(var members) = chat else { throw .invalidRequest("The request body must be a JSON object.") }
+            members["model"] = .string(modelName)
+            return DialectJSON.encode(.object(members))
+        }
+    }
+
     /// Decodes and checks a request, resolves its model for the caller, and routes it.
     private func serve<Request: GatewayRequest>(
         _ type: Request.Type, body: ByteBuffer, context: InferenceContext
@@ -238,7 +256,7 @@ public final class Gateway: Sendable {
             guard var wire = try Self.wire(for: operation, to: candidate, primary: position == 0) else { continue }
             wire.contentType = contentType
             // A Messages or Responses client of a chat upstream: its dialect translates the answer after.
-            wire.translatedByDialect = context.operationLabel != nil && wire.operation == .chatCompletions
+            wire.translatedByDialect = context.dialect != .chatCompletions && wire.operation == .chatCompletions
             if wire.operation.isAnthropic, wire.answer == .asIs, let beta = context.headers["anthropic-beta"].flatMap(Self.anthropicBeta) {
                 wire.headers.append((name: "anthropic-beta", value: beta))
             }
@@ -565,11 +583,11 @@ public final class Gateway: Sendable {
                     response.body
                 }
             // Translated answers are chat chunks by now, ending with [DONE].
-            let framing: ServerSentEventRelay.Framing =
+            let framing: DialectName =
                 switch (wire.answer, wire.operation) {
-                case (.asIs, .messages): .anthropic
+                case (.asIs, .messages): .messages
                 case (.asIs, .responses): .responses
-                default: .openAI
+                default: .chatCompletions
                 }
             let idle = timeouts?.streamIdleSeconds.map { Duration.seconds(clamping: $0) } ?? provider.timeouts.streamIdle
             let served = model.definition

@@ -54,21 +54,10 @@ public struct StreamSummary: Sendable {
 /// `event: error` in OpenAI's error shape and the sequence ends. The same happens when the
 /// stream outlives its deadline. Relay it once, with ``pump(into:)``.
 public struct ServerSentEventRelay: Sendable {
+    private let body: UpstreamBody
     /// The dialect of the relayed events: how the stream ends, where usage is, how an error
     /// event is written.
-    public enum Framing: Sendable {
-        /// OpenAI's: chunks, then `data: [DONE]`; errors as `event: error` with `{"error": …}`.
-        case openAI
-        /// Anthropic's: `message_start` … `message_stop`; errors as `event: error` with
-        /// `{"type": "error", "error": …}`.
-        case anthropic
-        /// OpenAI Responses': `response.created` … `response.completed` (or
-        /// `response.incomplete`); failures as `response.failed` or `event: error`.
-        case responses
-    }
-
-    private let body: UpstreamBody
-    private let framing: Framing
+    private let framing: DialectName
     private let modelID: String
     private let logger: Logger
     private let deadline: ContinuousClock.Instant?
@@ -94,7 +83,7 @@ public struct ServerSentEventRelay: Sendable {
     ///     the relay is cancelled because the client left).
     public init(
         body: UpstreamBody, modelID: String, logger: Logger, deadline: ContinuousClock.Instant? = nil, idleTimeout: Duration? = nil,
-        drain: DrainSignal? = nil, framing: Framing = .openAI, onFinish: @escaping @Sendable (StreamSummary) -> Void = { _ in }
+        drain: DrainSignal? = nil, framing: DialectName = .chatCompletions, onFinish: @escaping @Sendable (StreamSummary) -> Void = { _ in }
     ) {
         self.body = body
         self.drain = drain
@@ -263,7 +252,7 @@ public struct ServerSentEventRelay: Sendable {
         let modelID: String
         let logger: Logger
         let tracker: Tracker
-        let framing: Framing
+        let framing: DialectName
         let answerModel: AnswerModelName?
         var parser = ServerSentEventParser()
         var finished = false
@@ -322,7 +311,7 @@ public struct ServerSentEventRelay: Sendable {
                 var output = ByteBuffer()
                 for parsed in events {
                     switch framing {
-                    case .openAI:
+                    case .chatCompletions:
                         if parsed.event.isDone {
                             sawDone = true
                         } else if parsed.event.event == "error" {
@@ -348,7 +337,7 @@ public struct ServerSentEventRelay: Sendable {
                         {
                             upstreamFailed = true
                         }
-                    case .anthropic:
+                    case .messages:
                         switch parsed.event.event {
                         case "message_stop": sawDone = true
                         case "error": upstreamFailed = true
@@ -401,20 +390,11 @@ public struct ServerSentEventRelay: Sendable {
     }
 }
 
-extension ServerSentEventRelay.Framing {
-    /// The error event of this dialect for `error`.
+extension DialectName {
+    /// The error event of this dialect for `error`, as bytes.
     func errorEvent(_ error: LISAError) -> ByteBuffer {
         var buffer = ByteBuffer()
-        switch self {
-        case .openAI: ServerSentEvent.error(error.body).write(to: &buffer)
-        case .anthropic: DialectJSON.event("error", AnthropicDialect.errorBody(error)).write(to: &buffer)
-        case .responses:
-            let body: JSONValue = [
-                "type": "error", "code": .string(error.code == .upstreamTimeout ? "timeout" : "server_error"), "message": .string(error.message),
-                "param": .null, "sequence_number": 0,
-            ]
-            DialectJSON.event("error", body).write(to: &buffer)
-        }
+        dialect.errorEvent(for: error).write(to: &buffer)
         return buffer
     }
 }

@@ -12,9 +12,12 @@ public struct InferenceContext: Sendable {
     public var logger: Logger
     /// Who is asking; decides which models exist for them.
     public var principal: Principal
-    /// The API the client called, as usage records name it (`messages`, `responses`), when it
-    /// differs from the operation sent upstream.
-    public var operationLabel: String?
+    /// The dialect the client called in; a call in another than chat completions is
+    /// translated onto it, and usage records and spans name it by its dialect.
+    public var dialect: DialectName = .chatCompletions
+    /// What usage records and spans call the operation instead of its name, for calls LISA
+    /// makes for itself (`rag.ingestion`, `rag.retrieval`).
+    public var usageLabel: String?
     /// Whose usage this is, when LISA works for someone as itself (RAG ingestion runs as
     /// the admin key for the uploader): recorded under this name.
     public var billedUser: String?
@@ -27,5 +30,13 @@ public struct InferenceContext: Sendable {
         self.headers = headers
         self.principal = principal
         self.logger = logger
+    }
+}
+
+extension InferenceContext {
+    /// The call's name in usage records and spans: LISA's own label, else the client's
+    /// dialect (`messages`, `responses`), else the operation (`chat.completions`, …).
+    func operationUsageLabel(_ operation: UpstreamOperation) -> String {
+        usageLabel ?? dialect.usageLabel ?? operation.usageLabel
     }
 }

@@ -764,7 +764,7 @@ extension Gateway {
         if let billedTo {
             context.billedUser = billedTo
             context.budgetedAs = budgetedAs
-            context.operationLabel = operation
+            context.usageLabel = operation
         }
         let response = try await embeddings(body: body, context: context)
         guard case .buffer(let buffer) = response.body else { throw LISAError.badGateway("The embedding model streamed its answer.") }

@@ -10,42 +10,11 @@ import Synchronization
 extension LISARuntime {
     // MARK: - Anthropic Messages
 
-    /// `POST /v1/messages`: the body in Anthropic's shape; the answer in it too. To a model
-    /// whose upstream speaks Messages (`upstreamAPI: anthropic`) the client's bytes pass
-    /// through untouched but for `model`; a request with `lisa.rag` is grounded on the chat
-    /// path and translated both ways.
+    /// `POST /v1/messages`: ``AnthropicDialect/serve(_:context:runtime:)``.
     ///
-    /// - Throws: ``LISAError`` (the binding answers it in Anthropic's error shape).
+    /// - Throws: ``LISAError`` (answered in Anthropic's error shape).
     public func messages(body: ByteBuffer, context: InferenceContext) async throws -> GatewayResponse {
-        var context = context
-        context.operationLabel = context.operationLabel ?? "messages"
-        let (request, chat) = try await Self.translatingOffEventLoops(ifLarge: body.readableBytes) {
-            let request = try DialectJSON.decode(body)
-            return (request, try AnthropicDialect.chatRequest(from: request))
-        }
-        let model = chat["model"]?.stringValue ?? ""
-        if request["lisa"] == nil {
-            let resolved = try gateway.textModel(model, for: context.principal)
-            if resolved.definition.upstreamAPI == .anthropic {
-                return try await gateway.messages(body: body, model: resolved, stream: request["stream"] == .bool(true), context: context)
-            }
-        }
-        let answer = try await forward(.chatCompletions, body: DialectJSON.encode(chat), context: context)
-        switch answer.body {
-        case .buffer(let buffer):
-            let translated = try await Gateway.offEventLoops(ifLarge: buffer.readableBytes) { () throws(LISAError) -> ByteBuffer in
-                DialectJSON.encode(try AnthropicDialect.message(fromChat: try Self.upstreamJSON(buffer), model: model))
-            }
-            // The translation holds the answer's memory charge until it is written.
-            var message = GatewayResponse(contentType: "application/json", body: .buffer(translated))
-            message.memoryCharge = answer.memoryCharge
-            return message
-        case .eventStream(let relay):
-            return GatewayResponse(contentType: "text/event-stream", body: .eventStream(relay.translating(with: AnthropicStreamTranslator(model: model))))
-
-        case .bytes:
-            throw LISAError.badGateway("The upstream answered a chat request with a byte stream.")
-        }
+        try await AnthropicDialect().serve(body, context: context, runtime: self)
     }
 
     /// `POST /v1/messages/count_tokens`: the input tokens of a Messages request, for a model
@@ -64,122 +33,9 @@ extension LISARuntime {
 
     // MARK: - OpenAI Responses
 
-    /// `POST /v1/responses`. A stored response (`store`, the default) belongs to the caller,
-    /// lives in the state store (every replica reads it) and continues with
-    /// `previous_response_id`; a streamed one is stored before `response.completed` is sent.
+    /// `POST /v1/responses`: ``ResponsesDialect/serve(_:context:runtime:)``.
     public func responses(body: ByteBuffer, context: InferenceContext) async throws -> GatewayResponse {
-        var context = context
-        context.operationLabel = context.operationLabel ?? "responses"
-        let request = try await Self.translatingOffEventLoops(ifLarge: body.readableBytes) { try DialectJSON.decode(body) }
-        var history: [JSONValue] = []
-        var continuesUpstream = true
-        if let previous = try ResponsesDialect.previousResponseID(in: request) {
-            guard let stored = try await storedResponse(id: previous, for: context.principal) else {
-                throw LISAError.notFound("Previous response with id '\(previous)' not found.", reason: "previous_response_not_found")
-            }
-            history = try await offEventLoops { try stored.messages() }
-            continuesUpstream = stored.passedThrough == true
-        }
-        if request["lisa"] == nil, continuesUpstream, case .string(let modelID)? = request["model"] {
-            let resolved = try gateway.textModel(modelID, for: context.principal)
-            if resolved.definition.upstreamAPI == .openAIResponses {
-                return try await passThroughResponses(request, body: body, history: history, model: resolved, context: context)
-            }
-        }
-        let conversation = history
-        // The request and the conversation it continues, translated and encoded: large ones off the event loops.
-        let (translation, chatBody) = try await Self.translatingOffEventLoops(ifLarge: body.readableBytes + (history.isEmpty ? 0 : 256 * 1024)) {
-            let translation = try ResponsesDialect.translate(request, history: conversation)
-            return (translation, DialectJSON.encode(translation.chat))
-        }
-        if translation.store { try await Self.checkStorable(translation, history: history, quotas: configuration.quotas) }
-        let id = DialectJSON.id("resp_")
-        let created = Int64(Date().timeIntervalSince1970)
-        let owner = context.principal.username
-        let answer = try await forward(.chatCompletions, body: chatBody, context: context)
-        let store = self.store
-        let quotas = configuration.quotas
-        switch answer.body {
-        case .buffer(let buffer):
-            let response = try await Gateway.offEventLoops(ifLarge: buffer.readableBytes) { () throws(LISAError) -> JSONValue in
-                try ResponsesDialect.response(fromChat: try Self.upstreamJSON(buffer), id: id, createdAt: created, translation: translation)
-            }
-            if translation.store {
-                try await Self.save(response, translation: translation, history: history, owner: owner, in: store, quotas: quotas)
-            }
-            // The translation holds the answer's memory charge until it is written.
-            var translated = GatewayResponse(contentType: "application/json", body: .buffer(DialectJSON.encode(response)))
-            translated.memoryCharge = answer.memoryCharge
-            return translated
-        case .eventStream(let relay):
-            let saved = Mutex(false)
-            let logger = context.logger
-            let translated = relay.translating(with: ResponsesStreamTranslator(id: id, createdAt: created, translation: translation)) { translator in
-                guard translation.store, let final = translator.final, !saved.withLock({ let was = $0; $0 = true; return was }) else { return }
-                do {
-                    try await Self.save(final, translation: translation, history: conversation, owner: owner, in: store, quotas: quotas)
-                } catch {
-                    logger.error("storing a streamed response failed", metadata: ["lisa.response_id": "\(id)", "lisa.error": "\(error)"])
-                }
-            }
-            return GatewayResponse(contentType: "text/event-stream", body: .eventStream(translated))
-
-        case .bytes:
-            throw LISAError.badGateway("The upstream answered a chat request with a byte stream.")
-        }
-    }
-
-    /// A Responses request to a model whose upstream speaks Responses: the bytes go through
-    /// (`previous_response_id` too, once LISA has checked the caller owns it), and LISA
-    /// keeps its own record of a stored answer, so retrieval, input items, deletion and
-    /// ownership work from every replica as for translated responses.
-    private func passThroughResponses(
-        _ request: JSONValue, body: ByteBuffer, history: [JSONValue], model: RoutableModel, context: InferenceContext
-    ) async throws -> GatewayResponse {
-        // What LISA cannot check or follow is refused even here: a conversation id may be
-        // anyone's under the upstream's one key, and a background response would be polled
-        // through LISA's stored copy, which never changes.
-        if request["conversation"] != nil, request["conversation"] != .null {
-            throw LISAError.invalidRequest(
-                "conversation is not supported: LISA cannot check who owns an upstream conversation; use previous_response_id.",
-                param: "conversation", reason: "unsupported_parameter"
-            )
-        }
-        if request["background"] == .bool(true) {
-            throw LISAError.invalidRequest(
-                "background is not supported: LISA answers while the request is open (stream it for long answers).", param: "background",
-                reason: "unsupported_parameter"
-            )
-        }
-        let store = request["store"] != .bool(false)
-        // The stored record's items and conversation, as the translated path keeps them; a
-        // request only the upstream understands (built-in tools) is stored without them.
-        let translation = try? ResponsesDialect.translate(request, history: history)
-        let answer = try await gateway.responses(body: body, model: model, stream: request["stream"] == .bool(true), context: context)
-        guard store else { return answer }
-        let owner = context.principal.username
-        let stateStore = self.store
-        let quotas = configuration.quotas
-        switch answer.body {
-        case .buffer(let buffer):
-            let response = try Self.upstreamJSON(buffer)
-            try await Self.savePassedThrough(response, translation: translation, history: history, owner: owner, in: stateStore, quotas: quotas)
-            return answer
-        case .eventStream(let relay):
-            let saved = Mutex(false)
-            let logger = context.logger
-            let observed = relay.translating(with: ResponsesPassThroughObserver()) { observer in
-                guard let final = observer.final, !saved.withLock({ let was = $0; $0 = true; return was }) else { return }
-                do {
-                    try await Self.savePassedThrough(final, translation: translation, history: history, owner: owner, in: stateStore, quotas: quotas)
-                } catch {
-                    logger.error("storing a streamed response failed", metadata: ["lisa.error": "\(error)"])
-                }
-            }
-            return GatewayResponse(contentType: answer.contentType, body: .eventStream(observed))
-        case .bytes:
-            throw LISAError.badGateway("The upstream answered a Responses request with a byte stream.")
-        }
+        try await ResponsesDialect().serve(body, context: context, runtime: self)
     }
 
     static func savePassedThrough(

@@ -159,7 +159,7 @@ public final class UsageAccountant: Sendable {
         // About four bytes a token of JSON text; forms (audio, images) have their own estimate.
         let inputEstimate = media?.input ?? inbound.map { max($0.readableBytes / 4, 1) } ?? 0
         let ticket = Ticket(
-            accountant: self, operation: context.operationLabel ?? operation.usageLabel, requested: model.definition.modelId,
+            accountant: self, operation: context.operationUsageLabel(operation), requested: model.definition.modelId,
             context: context, inputEstimate: inputEstimate, media: media, pricing: model.definition.pricing, time: now, span: span
         )
         // Most calls have no budget (the admin key never does): nothing more to do for them.

@@ -1,6 +1,6 @@
 // An existing Vapor service that adds LISA's gateway to its own routes, with LISAKit only:
 // authentication, limits, routing, retries, fallbacks and grounding come from the runtime;
-// this file is the Vapor binding (statuses and the error envelope are its choice).
+// this file is the Vapor binding (the dialect decides statuses and the error envelope).
 //
 //   UPSTREAM_URL=http://127.0.0.1:8000/v1 LISA_ADMIN_KEY=change-me-please-0123 swift run EmbedInVapor
 //   curl -H "Authorization: Bearer change-me-please-0123" http://127.0.0.1:8091/v1/models
@@ -71,28 +71,11 @@ struct LISAMiddleware: AsyncMiddleware {
             request.storage[PrincipalKey.self] = principal
             return try await next.respond(to: request)
         } catch let error as LISAError {
+            // The dialect decides the status and the envelope; the binding only writes them.
+            let answer = ChatCompletionsDialect().errorAnswer(for: error, requestID: nil)
             var headers: HTTPHeaders = ["Content-Type": "application/json"]
-            if let retryAfter = error.retryAfter { headers.add(name: "Retry-After", value: String(retryAfter)) }
-            let body = try JSONEncoder().encode(ErrorResponse(error: error.body))
-            return Response(status: Self.status(error), headers: headers, body: .init(data: body))
-        }
-    }
-
-    static func status(_ error: LISAError) -> HTTPResponseStatus {
-        switch error.code {
-        case .invalidRequest: .badRequest
-        case .unauthenticated: .unauthorized
-        case .permissionDenied: .forbidden
-        case .notFound: .notFound
-        case .conflict: .conflict
-        case .tooLarge: .payloadTooLarge
-        case .unsupportedContent: .unsupportedMediaType
-        case .rateLimited, .quotaExceeded: .tooManyRequests
-        case .upstreamRejected: error.upstreamStatus.map { HTTPResponseStatus(statusCode: $0) } ?? .badGateway
-        case .upstreamUnavailable, .notReady: .serviceUnavailable
-        case .upstreamTimeout: .gatewayTimeout
-        case .upstreamFailed, .cancelled: .badGateway
-        default: .internalServerError
+            if let retryAfter = answer.retryAfter { headers.add(name: "Retry-After", value: String(retryAfter)) }
+            return Response(status: HTTPResponseStatus(statusCode: answer.status), headers: headers, body: .init(buffer: answer.body))
         }
     }
 }
