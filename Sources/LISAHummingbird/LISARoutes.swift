@@ -73,14 +73,14 @@ public struct LISARoutes: Sendable {
     /// Every management route, so none can be added without the admin check (tests enumerate it).
     public static let managementRoutes: [ManagementRoute] = [
         ManagementRoute(method: .post, path: "/models") { routes, call in
-            let definition = try Gateway.decode(ModelDefinition.self, from: call.body)
+            let definition = try RequestJSON.decode(ModelDefinition.self, from: call.body)
             return try encode(try await routes.models.create(definition), status: .created)
         },
         ManagementRoute(method: .get, path: "/models/{modelId}") { routes, call in
             try encode(try routes.models.record(id: call.parameter))
         },
         ManagementRoute(method: .put, path: "/models/{modelId}") { routes, call in
-            let patch = try Gateway.decode(JSONValue.self, from: call.body)
+            let patch = try RequestJSON.decode(JSONValue.self, from: call.body)
             return try encode(try await routes.models.update(id: call.parameter, patch: patch))
         },
         ManagementRoute(method: .delete, path: "/models/{modelId}") { routes, call in
@@ -111,7 +111,7 @@ public struct LISARoutes: Sendable {
         },
         ManagementRoute(method: .post, path: "/admin/rotate-key") { routes, call in
             struct RotateRequest: Decodable { var gracePeriodSeconds: Double? }
-            let grace = call.body.readableBytes > 0 ? try Gateway.decode(RotateRequest.self, from: call.body).gracePeriodSeconds : nil
+            let grace = call.body.readableBytes > 0 ? try RequestJSON.decode(RotateRequest.self, from: call.body).gracePeriodSeconds : nil
             let rotation = try await routes.authenticator.adminKeys.rotate(gracePeriod: grace ?? 3600, store: routes.gateway.store)
             routes.tokens.auditRotation(by: call.principal, until: rotation.previousKeyValidUntil)
             return try encode(rotation)
@@ -134,7 +134,7 @@ public struct LISARoutes: Sendable {
             )
         },
         ManagementRoute(method: .post, path: "/api-tokens/{id}") { routes, call in
-            let create = try Gateway.decode(APITokenService.CreateRequest.self, from: call.body)
+            let create = try RequestJSON.decode(APITokenService.CreateRequest.self, from: call.body)
             return try encode(try await routes.tokens.create(create, for: call.parameter, by: call.principal), status: .created)
         },
     ]
@@ -288,7 +288,7 @@ public struct LISARoutes: Sendable {
         let tokens = self.tokens
         api.post("/api-tokens") { request, context in
             let body = try await collectJSON(request)
-            let create = try Gateway.decode(APITokenService.CreateRequest.self, from: body)
+            let create = try RequestJSON.decode(APITokenService.CreateRequest.self, from: body)
             return try Self.encode(try await tokens.create(create, for: nil, by: try context.requirePrincipal()), status: .created)
         }
         api.get("/api-tokens") { _, context in

@@ -31,7 +31,7 @@ struct RAGRoutes<Context: LISARoutesContext> {
     func add(to group: RouterGroup<Context>) {
         let rag = self.rag
         group.post("/repository") { request, context in
-            let repository = try Gateway.decode(RAGRepository.self, from: try await json(request))
+            let repository = try RequestJSON.decode(RAGRepository.self, from: try await json(request))
             return try LISARoutes.encode(try await rag.createRepository(repository, by: try context.requirePrincipal()).redacted(), status: .created)
         }
         // A repository's embedding model is named only to callers who may use it themselves
@@ -46,7 +46,7 @@ struct RAGRoutes<Context: LISARoutesContext> {
             return try LISARoutes.encode(Self.shown(repository.redacted(), to: principal, rag: rag))
         }
         group.put("/repository/{id}") { request, context in
-            let patch = try Gateway.decode(JSONValue.self, from: try await json(request))
+            let patch = try RequestJSON.decode(JSONValue.self, from: try await json(request))
             return try LISARoutes.encode(
                 try await rag.updateRepository(try context.parameters.require("id"), patch: patch, by: try context.requirePrincipal()).redacted()
             )
@@ -66,7 +66,7 @@ struct RAGRoutes<Context: LISARoutesContext> {
             return try LISARoutes.encode(collections)
         }
         group.post("/repository/{id}/collection") { request, context in
-            var collection = try Gateway.decode(CollectionRequest.self, from: try await json(request))
+            var collection = try RequestJSON.decode(CollectionRequest.self, from: try await json(request))
             collection.repositoryId = try context.parameters.require("id")
             return try LISARoutes.encode(try await rag.createCollection(collection.collection, by: try context.requirePrincipal()), status: .created)
         }
@@ -103,7 +103,7 @@ struct RAGRoutes<Context: LISARoutesContext> {
         }
         group.post("/repository/{id}/bulk") { request, context in
             let id = try context.parameters.require("id")
-            let bulk = try Gateway.decode(BulkRequest.self, from: try await json(request))
+            let bulk = try RequestJSON.decode(BulkRequest.self, from: try await json(request))
             guard !bulk.documents.isEmpty, bulk.documents.count <= 100 else {
                 throw LISAError.invalidRequest("documents must hold 1 to 100 documents.", param: "documents")
             }

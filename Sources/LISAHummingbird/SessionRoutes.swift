@@ -33,7 +33,7 @@ struct SessionRoutes<Context: LISARoutesContext> {
             try LISARoutes.encode(try await sessions.session(try context.parameters.require("id"), of: try context.requirePrincipal()))
         }
         group.put("/session/{id}") { request, context in
-            let save = try Gateway.decode(SaveRequest.self, from: try await body(request))
+            let save = try RequestJSON.decode(SaveRequest.self, from: try await body(request))
             return try LISARoutes.encode(
                 try await sessions.save(
                     try context.parameters.require("id"), history: save.history ?? save.messages ?? .array([]),
@@ -42,7 +42,7 @@ struct SessionRoutes<Context: LISARoutesContext> {
             )
         }
         group.put("/session/{id}/name") { request, context in
-            let rename = try Gateway.decode(RenameRequest.self, from: try await body(request))
+            let rename = try RequestJSON.decode(RenameRequest.self, from: try await body(request))
             return try LISARoutes.encode(
                 try await sessions.rename(try context.parameters.require("id"), to: rename.name, of: try context.requirePrincipal())
             )
@@ -57,7 +57,7 @@ struct SessionRoutes<Context: LISARoutesContext> {
             try LISARoutes.encode(["Items": try await sessions.templates(for: try context.requirePrincipal())])
         }
         group.post("/prompt-templates") { request, context in
-            let input = try Gateway.decode(SessionService.TemplateInput.self, from: try await body(request))
+            let input = try RequestJSON.decode(SessionService.TemplateInput.self, from: try await body(request))
             return try LISARoutes.encode(try await sessions.createTemplate(input, by: try context.requirePrincipal()), status: .created)
         }
         group.get("/prompt-templates/{id}") { _, context in
@@ -67,7 +67,7 @@ struct SessionRoutes<Context: LISARoutesContext> {
             try LISARoutes.encode(try await sessions.revisions(of: try context.parameters.require("id"), for: try context.requirePrincipal()))
         }
         group.put("/prompt-templates/{id}") { request, context in
-            let input = try Gateway.decode(SessionService.TemplateInput.self, from: try await body(request))
+            let input = try RequestJSON.decode(SessionService.TemplateInput.self, from: try await body(request))
             return try LISARoutes.encode(
                 try await sessions.updateTemplate(try context.parameters.require("id"), with: input, by: try context.requirePrincipal())
             )

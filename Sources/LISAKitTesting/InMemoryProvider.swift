@@ -18,6 +18,10 @@ public struct InMemoryProvider: InferenceProvider {
         public var body: ByteBuffer
         public var endpoint: EndpointDefinition
         public var stream: Bool
+        /// `application/json`, or a form's media type.
+        public var contentType = "application/json"
+        /// The client headers the gateway carried on.
+        public var headers: [(name: String, value: String)] = []
 
         /// The body decoded (the tests' view of what the upstream received).
         public var json: JSONValue? { try? JSONDecoder().decode(JSONValue.self, from: body) }
@@ -33,11 +37,18 @@ public struct InMemoryProvider: InferenceProvider {
         self.handler = handler
     }
 
-    public func send(
-        _ operation: UpstreamOperation, body: ByteBuffer, to endpoint: EndpointDefinition, stream: Bool, deadline: NIODeadline?,
-        logger: Logger
-    ) async throws(UpstreamFailure) -> UpstreamResponse {
-        try await handler(Call(operation: operation, body: body, endpoint: endpoint, stream: stream))
+    /// Answers `request` through the handler, within its first-byte limit.
+    public func send(_ request: UpstreamRequest, logger: Logger) async throws(UpstreamFailure) -> UpstreamResponse {
+        let call = Call(
+            operation: request.operation, body: request.body, endpoint: request.endpoint, stream: request.stream, contentType: request.contentType,
+            headers: request.headers
+        )
+        return try await FirstByteTimer.run(within: request.firstByteTimeout) { () async throws(UpstreamFailure) in try await handler(call) }
+    }
+
+    /// What this provider's handler answers `call` (a handler that wraps another provider's).
+    public func answer(_ call: Call) async throws(UpstreamFailure) -> UpstreamResponse {
+        try await handler(call)
     }
 
     /// A JSON answer.

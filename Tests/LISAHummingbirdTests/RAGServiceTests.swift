@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import LISAHummingbird
 @testable import LISAKit
@@ -27,7 +28,7 @@ struct RAGServiceTests {
             let uploads = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-uploads-\(UUID().uuidString)").path
             let rag = try RAGService(
                 store: store, gateway: lisa.gateway, embedded: vectors, pgvector: nil, uploadDirectory: uploads, maxUploadSize: maxUploadSize,
-                ingestion: ingestion, quotas: quotas, httpClient: (lisa.gateway.provider as? OpenAICompatibleProvider)?.httpClient,
+                ingestion: ingestion, quotas: quotas, httpClient: HTTPClient.shared,
                 logger: Logger(label: "rag-test")
             )
             _ = try await rag.createRepository(RAGRepository(repositoryId: "docs", embeddingModelId: "embed"), by: .admin)

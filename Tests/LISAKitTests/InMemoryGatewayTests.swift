@@ -37,9 +37,7 @@ struct InMemoryGatewayTests {
         let calls = Mutex<[InMemoryProvider.Call]>([])
         let provider = InMemoryProvider { (call) throws(UpstreamFailure) in
             calls.withLock { $0.append(call) }
-            return try await InMemoryProvider.echo.send(
-                call.operation, body: call.body, to: call.endpoint, stream: call.stream, deadline: nil, logger: Self.logger
-            )
+            return try await InMemoryProvider.echo.answer(call)
         }
         try await Self.withGateway(provider: provider, models: [ModelDefinition(modelId: "chat", modelName: "upstream-name", modelUrl: "http://a.invalid/v1")]) { gateway in
             let answer = try await gateway.chatCompletions(
@@ -69,9 +67,7 @@ struct InMemoryGatewayTests {
     func failoverAndAccess() async throws {
         let provider = InMemoryProvider { (call) throws(UpstreamFailure) in
             if call.endpoint.url == "http://dead.invalid/v1" { throw UpstreamFailure(reason: .connectFailed("refused")) }
-            return try await InMemoryProvider.echo.send(
-                call.operation, body: call.body, to: call.endpoint, stream: call.stream, deadline: nil, logger: Self.logger
-            )
+            return try await InMemoryProvider.echo.answer(call)
         }
         var twoEndpoints = ModelDefinition(modelId: "pair", modelName: "x")
         twoEndpoints.endpoints = [EndpointDefinition(url: "http://dead.invalid/v1"), EndpointDefinition(url: "http://live.invalid/v1")]

@@ -306,17 +306,8 @@ struct FormTakingProvider: InferenceProvider {
     var timeouts: UpstreamTimeouts { base.timeouts }
     var defaultTLS: UpstreamTLS? { base.defaultTLS }
 
-    func send(
-        _ operation: UpstreamOperation, body: ByteBuffer, to endpoint: EndpointDefinition, stream: Bool, deadline: NIODeadline?, logger: Logger
-    ) async throws(UpstreamFailure) -> UpstreamResponse {
-        try await base.send(operation, body: body, to: endpoint, stream: stream, deadline: deadline, logger: logger)
-    }
-
-    func send(
-        _ operation: UpstreamOperation, body: ByteBuffer, contentType: String, headers: [(name: String, value: String)],
-        to endpoint: EndpointDefinition, stream: Bool, deadline: NIODeadline?, logger: Logger
-    ) async throws(UpstreamFailure) -> UpstreamResponse {
-        try await base.send(operation, body: body, to: endpoint, stream: stream, deadline: deadline, logger: logger)
+    func send(_ request: UpstreamRequest, logger: Logger) async throws(UpstreamFailure) -> UpstreamResponse {
+        try await base.send(request, logger: logger)
     }
 }
 

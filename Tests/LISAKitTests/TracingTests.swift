@@ -43,9 +43,7 @@ struct TracingTests {
         let tracer = InMemoryTracer()
         let provider = InMemoryProvider { (call) throws(UpstreamFailure) in
             if call.endpoint.url == "http://dead.invalid/v1" { throw UpstreamFailure(reason: .connectFailed("refused")) }
-            return try await InMemoryProvider.echo.send(
-                call.operation, body: call.body, to: call.endpoint, stream: call.stream, deadline: nil, logger: Self.logger
-            )
+            return try await InMemoryProvider.echo.answer(call)
         }
         var model = ModelDefinition(modelId: "pair", modelName: "upstream-name")
         model.endpoints = [EndpointDefinition(url: "http://dead.invalid/v1"), EndpointDefinition(url: "http://live.invalid/v1")]

@@ -178,11 +178,11 @@ struct TranslatedAnswerTests {
     @Test("the gateway's buffered translation reads bytes: invalid JSON is the same 502, a good answer the same chat bytes")
     func gatewayTranslation() throws {
         let message = ByteBuffer(string: #"{"id":"m","type":"message","model":"u","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn"}"#)
-        let wire = Gateway.Wire(operation: .messages, answer: .anthropicToChat)
-        let chat = try JSONValue(parsing: try Gateway.translatedAnswer(message, wire: wire, modelID: "x", requested: "x", request: ByteBuffer(), rename: false))
+        let wire = UpstreamWire(operation: .messages, answer: .anthropicToChat)
+        let chat = try JSONValue(parsing: try wire.translatedAnswer(message, modelID: "x", requested: "x", request: ByteBuffer(), rename: false))
         #expect(chat["choices"]?.arrayValue?.first?["message"]?["content"] == "hi")
         #expect(throws: LISAError.badGateway("The upstream of model 'x' answered with something other than a JSON object.", reason: "upstream_invalid_response")) {
-            try Gateway.translatedAnswer(ByteBuffer(string: "{"), wire: Gateway.Wire(operation: .responses, answer: .responsesToChat), modelID: "x", requested: "x", request: ByteBuffer(), rename: false)
+            try UpstreamWire(operation: .responses, answer: .responsesToChat).translatedAnswer(ByteBuffer(string: "{"), modelID: "x", requested: "x", request: ByteBuffer(), rename: false)
         }
     }
 }

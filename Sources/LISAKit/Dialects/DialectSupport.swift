@@ -58,7 +58,7 @@ enum DialectJSON {
     }
 
     static func decode(_ buffer: ByteBuffer) throws(LISAError) -> JSONValue {
-        let value = try Gateway.decode(JSONValue.self, from: buffer)
+        let value = try RequestJSON.decode(JSONValue.self, from: buffer)
         guard value.objectValue != nil else { throw .invalidRequest("The request body must be a JSON object.") }
         return value
     }

@@ -56,7 +56,7 @@ extension Gateway {
         if route.isMultipart {
             return try await form(route, body: body, contentType: contentType, context: context)
         }
-        guard case .object(let request) = try Self.decode(JSONValue.self, from: body) else {
+        guard case .object(let request) = try RequestJSON.decode(JSONValue.self, from: body) else {
             throw .invalidRequest("The request body must be a JSON object.")
         }
         guard case .string(let modelID)? = request["model"] else { throw .invalidRequest("model is required and must be a string.", param: "model") }

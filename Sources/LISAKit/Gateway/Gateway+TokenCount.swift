@@ -21,7 +21,7 @@ extension Gateway {
         let answer: JSONValue?
         switch (model.definition.upstreamAPI, model.definition.inferenceContainer) {
         case (.anthropic, _):
-            guard case .object(var members)? = try? Self.decode(JSONValue.self, from: messagesRequest) else { return nil }
+            guard case .object(var members)? = try? RequestJSON.decode(JSONValue.self, from: messagesRequest) else { return nil }
             members["model"] = modelName
             for key in ["max_tokens", "stream", "stop_sequences", "temperature", "top_p", "top_k", "metadata", "lisa", "service_tier"] {
                 members[key] = nil
@@ -50,7 +50,8 @@ extension Gateway {
     ) async -> JSONValue? {
         do {
             let response = try await provider.send(
-                operation, body: DialectJSON.encode(body), to: endpoint.definition, stream: false, deadline: deadline, logger: context.logger
+                UpstreamRequest(operation: operation, body: DialectJSON.encode(body), endpoint: endpoint.definition, deadline: deadline),
+                logger: context.logger
             )
             let buffer = try await response.body.collect(upTo: 4 * 1024 * 1024)
             guard (200..<300).contains(response.status), let json = try? JSONDecoder().decode(JSONValue.self, from: buffer) else {

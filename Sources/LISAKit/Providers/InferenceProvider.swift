@@ -2,74 +2,133 @@ import Logging
 import NIOCore
 import NIOHTTP1
 
-/// Sends one operation to one endpoint: the seam between the gateway and the wire.
+/// Sends one request to one endpoint: the seam between the gateway and the wire.
 ///
-/// ``OpenAICompatibleProvider`` speaks HTTP to OpenAI-compatible servers; `InMemoryProvider`
-/// (LISAKitTesting) answers in process, for fast deterministic tests. A new upstream dialect
-/// or a leaner client is a new conformer; the gateway does not change.
+/// ``OpenAICompatibleProvider`` speaks HTTP/1.1 over LISA's lean client (``UpstreamHTTPClient``),
+/// ``AsyncHTTPClientProvider`` over AsyncHTTPClient (HTTP/2 too); `InMemoryProvider`
+/// (LISAKitTesting) answers in process, for fast deterministic tests. A new transport is a new
+/// conformer; the gateway does not change.
 public protocol InferenceProvider: Sendable {
-    /// Timeouts of calls that set none of their own.
+    /// The timeouts the gateway gives a call whose model sets none of its own.
     var timeouts: UpstreamTimeouts { get }
     /// TLS for `https` endpoints without settings of their own (used to explain failures).
     var defaultTLS: UpstreamTLS? { get }
 
-    /// Sends `body` as `operation` to `endpoint` and returns once the answer's head is in;
-    /// the body streams after. Cancelling the calling task cancels the call.
+    /// Sends `request` and returns once the answer's head is in; the body streams after.
+    /// The call fails with `.timedOut` past the request's ``UpstreamRequest/deadline``, or when
+    /// the head has not come within its ``UpstreamRequest/firstByteTimeout``. Cancelling the
+    /// calling task cancels the call.
     ///
     /// - Throws: ``UpstreamFailure`` when no answer began (connect failure, timeout, TLS),
     ///   saying whether a retry elsewhere is safe.
-    func send(
-        _ operation: UpstreamOperation, body: ByteBuffer, to endpoint: EndpointDefinition, stream: Bool, deadline: NIODeadline?,
-        logger: Logger
-    ) async throws(UpstreamFailure) -> UpstreamResponse
+    func send(_ request: UpstreamRequest, logger: Logger) async throws(UpstreamFailure) -> UpstreamResponse
 
-    /// Sends `body` of media type `contentType` (a multipart form for image edits and
-    /// transcriptions) with `headers` the client's request carries on (only
-    /// `anthropic-beta` today); plain JSON calls use ``send(_:body:to:stream:deadline:logger:)``.
-    /// Conformers that only speak JSON need not implement it: the default refuses other
-    /// types and drops the headers.
-    func send(
-        _ operation: UpstreamOperation, body: ByteBuffer, contentType: String, headers: [(name: String, value: String)],
-        to endpoint: EndpointDefinition, stream: Bool, deadline: NIODeadline?, logger: Logger
-    ) async throws(UpstreamFailure) -> UpstreamResponse
-
-    /// ``send(_:body:contentType:headers:to:stream:deadline:logger:)`` failing with
-    /// `.timedOut` when the answer's head has not come within `firstByteTimeout`. The gateway
-    /// calls this one. The default runs the call beside a timer; a conformer whose client has
-    /// its own read timeouts implements it without one.
-    func send(
-        _ operation: UpstreamOperation, body: ByteBuffer, contentType: String, headers: [(name: String, value: String)],
-        to endpoint: EndpointDefinition, stream: Bool, deadline: NIODeadline?, firstByteTimeout: Duration?, logger: Logger
-    ) async throws(UpstreamFailure) -> UpstreamResponse
-
-    /// Whether `deadline` bounds the whole answer, its body included. When it does not (the
-    /// default), the gateway bounds reading a buffered body itself.
+    /// Whether ``UpstreamRequest/deadline`` bounds the whole answer, its body included. When
+    /// it does not (the default), the gateway bounds reading a buffered body itself.
     var deadlineCoversBody: Bool { get }
 }
 
 extension InferenceProvider {
-    public func send(
-        _ operation: UpstreamOperation, body: ByteBuffer, contentType: String, headers: [(name: String, value: String)],
-        to endpoint: EndpointDefinition, stream: Bool, deadline: NIODeadline?, logger: Logger
-    ) async throws(UpstreamFailure) -> UpstreamResponse {
-        guard contentType == "application/json" else {
-            throw UpstreamFailure(reason: .other("this provider sends JSON bodies only, not \(contentType)"))
-        }
-        return try await send(operation, body: body, to: endpoint, stream: stream, deadline: deadline, logger: logger)
-    }
-
-    public func send(
-        _ operation: UpstreamOperation, body: ByteBuffer, contentType: String, headers: [(name: String, value: String)],
-        to endpoint: EndpointDefinition, stream: Bool, deadline: NIODeadline?, firstByteTimeout: Duration?, logger: Logger
-    ) async throws(UpstreamFailure) -> UpstreamResponse {
-        try await Gateway.withFirstByteTimeout(firstByteTimeout?.seconds) { () async throws(UpstreamFailure) in
-            try await self.send(
-                operation, body: body, contentType: contentType, headers: headers, to: endpoint, stream: stream, deadline: deadline, logger: logger
-            )
-        }
-    }
-
     public var deadlineCoversBody: Bool { false }
+}
+
+/// One call to one endpoint, with everything the provider needs and nothing it must default.
+public struct UpstreamRequest: Sendable {
+    public var operation: UpstreamOperation
+    public var body: ByteBuffer
+    /// `application/json`, or a multipart form's type (image edits, transcriptions).
+    public var contentType: String
+    /// Client headers carried on (`anthropic-beta`, `traceparent`); the provider adds media
+    /// types and the endpoint's credentials.
+    public var headers: [(name: String, value: String)]
+    public var endpoint: EndpointDefinition
+    /// Whether the answer is asked for as an event stream.
+    public var stream: Bool
+    /// When the whole call must have ended.
+    public var deadline: NIODeadline
+    /// How long the answer's head may take; `nil`: only the deadline bounds it.
+    public var firstByteTimeout: Duration?
+
+    public init(
+        operation: UpstreamOperation, body: ByteBuffer, contentType: String = "application/json", headers: [(name: String, value: String)] = [],
+        endpoint: EndpointDefinition, stream: Bool = false, deadline: NIODeadline, firstByteTimeout: Duration? = nil
+    ) {
+        self.operation = operation
+        self.body = body
+        self.contentType = contentType
+        self.headers = headers
+        self.endpoint = endpoint
+        self.stream = stream
+        self.deadline = deadline
+        self.firstByteTimeout = firstByteTimeout
+    }
+
+    /// The URL of the call: the operation at the endpoint's base URL.
+    public var url: String { operation.url(base: endpoint.url) }
+
+    /// The HTTP headers of the call: media types, the client's carried headers, the
+    /// endpoint's credentials (`x-api-key` for Anthropic, a bearer token otherwise).
+    public var httpHeaders: HTTPHeaders {
+        var fields = HTTPHeaders()
+        fields.reserveCapacity(4 + headers.count)
+        fields.add(name: "Content-Type", value: contentType)
+        fields.add(name: "Accept", value: stream ? "text/event-stream" : operation == .audioSpeech ? "*/*" : "application/json")
+        for header in headers { fields.add(name: header.name, value: header.value) }
+        if operation.isAnthropic {
+            fields.add(name: "anthropic-version", value: AnthropicUpstream.apiVersion)
+            if let apiKey = endpoint.apiKey, !apiKey.isEmpty { fields.add(name: "x-api-key", value: apiKey) }
+        } else if let apiKey = endpoint.apiKey, !apiKey.isEmpty {
+            fields.add(name: "Authorization", value: "Bearer \(apiKey)")
+        }
+        return fields
+    }
+}
+
+/// The time limits of one attempt, decided in one place: the model's own, else the
+/// provider's defaults.
+struct UpstreamLimits: Sendable {
+    /// The whole call, streaming included.
+    var total: Duration
+    /// The answer's head; `nil`: only `total` bounds it.
+    var firstByte: Duration?
+    /// The longest a stream may send nothing.
+    var idle: Duration?
+
+    init(model: ModelDefinition, provider defaults: UpstreamTimeouts, stream: Bool) {
+        let own = model.timeouts
+        total = own?.totalSeconds.map { Duration.seconds(clamping: $0) } ?? defaults.request
+        // A stream's head comes at once from model servers; a buffered answer's comes with the
+        // whole answer, so only the total bounds it unless the model sets a first-byte limit.
+        firstByte = own?.firstByteSeconds.map { Duration.seconds(clamping: $0) } ?? (stream ? defaults.streamFirstByte : nil)
+        idle = own?.streamIdleSeconds.map { Duration.seconds(clamping: $0) } ?? defaults.streamIdle
+    }
+}
+
+/// The one timer for an answer's head (and a buffered body's rest) where the transport has
+/// no read timeout of its own: AsyncHTTPClient's provider and in-process providers.
+public enum FirstByteTimer {
+    /// Runs `operation`, failing it with `.timedOut` if it has not returned within `limit`
+    /// (`nil`: no limit).
+    public static func run<T: Sendable>(
+        within limit: Duration?, _ operation: @escaping @Sendable () async throws(UpstreamFailure) -> T
+    ) async throws(UpstreamFailure) -> T {
+        guard let limit else { return try await operation() }
+        do {
+            return try await withThrowingTaskGroup(of: T.self) { group in
+                group.addTask { try await operation() }
+                group.addTask {
+                    try await EventLoopTimer.sleep(for: max(limit, .zero))
+                    throw UpstreamFailure(reason: .timedOut)
+                }
+                defer { group.cancelAll() }
+                return try await group.next()!
+            }
+        } catch let failure as UpstreamFailure {
+            throw failure
+        } catch {
+            throw UpstreamFailure(reason: Task.isCancelled ? .cancelled : .other("\(error)"))
+        }
+    }
 }
 
 /// An upstream's answer: status, headers, and a body that streams as it arrives.

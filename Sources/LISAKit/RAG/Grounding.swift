@@ -42,7 +42,7 @@ extension RAGService {
         // Most requests do not ask: skip decoding unless the member can be there.
         // (An escaped key, `"li\u0073a"`, is the same member: look whenever there are escapes.)
         guard body.firstOffset(of: Self.lisaMember) != nil || body.firstOffset(of: Self.unicodeEscape) != nil else { return nil }
-        guard case .object(var request) = try Gateway.decode(JSONValue.self, from: body),
+        guard case .object(var request) = try RequestJSON.decode(JSONValue.self, from: body),
             let lisa = request["lisa"], let rag = lisa.member("rag")
         else { return nil }
         let grounding: GroundingRequest

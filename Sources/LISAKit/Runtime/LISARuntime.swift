@@ -73,7 +73,7 @@ public final class LISARuntime: Sendable {
         if let given { store = given } else { store = try await Self.openStore(configuration, logger: logger) }
         self.store = store
         self.ownsStore = given == nil
-        let httpClient = OpenAICompatibleProvider.makeHTTPClient(timeouts: configuration.upstreamTimeouts)
+        let httpClient = AsyncHTTPClientProvider.makeHTTPClient(timeouts: configuration.upstreamTimeouts)
         self.httpClient = httpClient
         var clientConfiguration = UpstreamHTTPClient.Configuration()
         clientConfiguration.connectTimeout = configuration.upstreamTimeouts.connect
@@ -113,10 +113,9 @@ public final class LISARuntime: Sendable {
             let gateway = Gateway(
                 registry: ModelRegistry(defaultPolicy: configuration.loadBalancing), store: store,
                 provider: provider
-                    ?? OpenAICompatibleProvider(
-                        httpClient: httpClient, upstreamClient: configuration.upstreamClient == .lean ? upstreamClient : nil, timeouts: configuration.upstreamTimeouts,
-                        defaultTLS: configuration.upstreamTLS
-                    ),
+                    ?? (configuration.upstreamClient == .lean
+                        ? OpenAICompatibleProvider(client: upstreamClient, timeouts: configuration.upstreamTimeouts, defaultTLS: configuration.upstreamTLS) as any InferenceProvider
+                        : AsyncHTTPClientProvider(httpClient: httpClient, timeouts: configuration.upstreamTimeouts, defaultTLS: configuration.upstreamTLS)),
                 metrics: GatewayMetrics(factory: metrics), access: configuration.access, accountant: usage, tracer: tracer,
                 answerMemory: AnswerMemoryBudget(limits: configuration.answerMemory), logger: logger
             )
