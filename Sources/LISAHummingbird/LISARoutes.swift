@@ -311,21 +311,13 @@ public struct LISARoutes: Sendable {
             return try Self.encode(try await runtime.usageReport(query, for: try context.requirePrincipal()))
         }
         api.get("/budgets") { request, context in
-            let principal = try context.requirePrincipal()
             let parameters = request.uri.queryParameters
-            guard let user = parameters["user"].map(String.init), user != principal.username else {
-                return try Self.encode(try await runtime.budgets(for: principal))
-            }
-            guard access.isAdmin(principal) else { throw LISAError.forbidden("You may see your own budgets only.") }
-            // An administrator asks about a user by name and groups (and token, for its own budget).
-            let groups = parameters["groups"].map { $0.split(separator: ",").map(String.init) } ?? []
-            var subject = Principal(username: user, groups: groups, method: .apiToken)
-            if let tokenID = parameters["tokenId"].map(String.init) {
-                let token = try await tokens.get(id: tokenID, by: principal)
-                subject.tokenID = token.id
-                subject.budget = token.budget
-            }
-            return try Self.encode(try await runtime.budgets(for: subject))
+            return try Self.encode(
+                try await runtime.budgets(
+                    ofUser: parameters["user"].map(String.init), groups: parameters["groups"].map { $0.split(separator: ",").map(String.init) } ?? [],
+                    tokenID: parameters["tokenId"].map(String.init), by: try context.requirePrincipal()
+                )
+            )
         }
 
         RAGRoutes<Context>(rag: runtime.rag, maxRequestBodySize: maxRequestBodySize).add(to: api)
@@ -334,15 +326,7 @@ public struct LISARoutes: Sendable {
         // Administrators see every model as stored; anyone else who may call inference sees
         // the models they may use, without where they run (endpoints, launch, replicas).
         api.get("/models") { _, context in
-            let principal = try context.requirePrincipal()
-            let records = runtime.models.records()
-            if access.isAdmin(principal) { return try Self.encode(ModelsEnvelope(models: records)) }
-            guard access.mayCallInference(principal) else {
-                throw LISAError.forbidden("Listing models needs membership of the user group.")
-            }
-            let usable = records.filter { access.mayUse($0.definition, principal) }
-            let visible = Set(usable.map(\.definition.modelId))
-            return try Self.encode(ModelsEnvelope(models: usable.map { $0.forUsers(visible: visible) }))
+            try Self.encode(ModelsEnvelope(models: try runtime.modelRecords(visibleTo: try context.requirePrincipal())))
         }
 
         let admin = api.group().add(middleware: AdminOnlyMiddleware<Context>(access: gateway.access))

@@ -103,13 +103,12 @@ public final class LISAServer: Sendable {
             },
             logger: logger
         )
-        // Last in the group, so its graceful shutdown comes first: streams still open when the
-        // grace period is nearly over end with an error event rather than a bare close.
-        let drain = ServiceGroupConfiguration.ServiceConfiguration(
-            service: DrainOnShutdown(drain: gateway.drain, grace: configuration.shutdownGracePeriod), successTerminationBehavior: .ignore
-        )
+        // Services shut down last to first: the drain begins (open streams end with an error
+        // event before the grace period is over), the server waits for its requests, and the
+        // runtime, first, stops its parts and closes what it opened after everyone else.
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [.init(service: app)] + runtime.services.map { .init(service: $0) } + tlsServices + [drain],
+            services: [.init(service: runtime), .init(service: app)] + tlsServices
+                + [.init(service: runtime.streamDrain, successTerminationBehavior: .ignore)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
         )
         groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownGracePeriod
@@ -120,6 +119,7 @@ public final class LISAServer: Sendable {
         do {
             try await group.run()
         } catch {
+            // The runtime closes itself when it ends; this covers a group that never ran it.
             try? await shutdown()
             throw error
         }
@@ -141,25 +141,9 @@ public final class LISAServer: Sendable {
         }
     }
 
-    /// Closes the HTTP client and the state store.
+    /// Closes the HTTP clients and the state store (a second call does nothing): for a server
+    /// built but never run; ``run(onServerRunning:)`` closes them itself.
     public func shutdown() async throws {
         try await runtime.shutdown()
-    }
-}
-
-/// Begins the gateway's drain when graceful shutdown starts, with a deadline just inside the
-/// grace period (the last fifth of it, at most 1 s, is left to write the error events).
-struct DrainOnShutdown: Service {
-    let drain: DrainSignal
-    let grace: Duration
-
-    func run() async throws {
-        do {
-            try await gracefulShutdown()
-        } catch {
-            return  // cancelled: the group is going away without a graceful phase
-        }
-        let margin = min(Duration.seconds(1), grace / 5)
-        drain.begin(deadline: .now + grace - margin)
     }
 }

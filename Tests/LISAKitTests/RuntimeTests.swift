@@ -119,3 +119,59 @@ struct RuntimeTests {
         }
     }
 }
+
+@Suite("LISARuntime as a Service")
+struct RuntimeServiceTests {
+    static func configuration() -> LISAConfiguration {
+        var configuration = LISAConfiguration()
+        configuration.adminKey = "runtime-admin-key-0123456789"
+        configuration.hostingBackend = "none"
+        configuration.dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-service-\(UUID().uuidString)").path
+        configuration.models = [ModelDefinition(modelId: "chat", modelName: "upstream-chat", modelUrl: "http://chat.invalid/v1")]
+        return configuration
+    }
+
+    @Test("withRuntime runs the runtime around a closure and closes the state it opened afterwards, also when the closure throws")
+    func scopedRuntime() async throws {
+        let configuration = Self.configuration()
+        defer { try? FileManager.default.removeItem(atPath: configuration.dataDirectory) }
+        let (answer, runtime) = try await LISARuntime.withRuntime(
+            configuration: configuration, provider: InMemoryProvider.echo, logger: Logger(label: "service-test")
+        ) { runtime in
+            (try await runtime.chatCompletion(try RuntimeTests.request("chat", "hi")), runtime)
+        }
+        #expect(answer.choices.first?.message.content == .text("echo: hi"))
+        // The SQLite store it opened is closed: reading it fails.
+        await #expect(throws: (any Error).self) { _ = try await runtime.store.setting("deployment_id") }
+
+        struct Failed: Error {}
+        let thrown = LISARuntimeBox()
+        await #expect(throws: Failed.self) {
+            try await LISARuntime.withRuntime(configuration: configuration, provider: InMemoryProvider.echo, logger: Logger(label: "service-test")) {
+                runtime in
+                thrown.runtime = runtime
+                throw Failed()
+            }
+        }
+        await #expect(throws: (any Error).self) { _ = try await thrown.runtime?.store.setting("deployment_id") }
+    }
+
+    @Test("run() ends with the group and closes what the runtime opened; shutdown() after it does nothing")
+    func runClosesOnEnd() async throws {
+        let configuration = Self.configuration()
+        defer { try? FileManager.default.removeItem(atPath: configuration.dataDirectory) }
+        let runtime = try await LISARuntime(configuration: configuration, provider: InMemoryProvider.echo, logger: Logger(label: "service-test"))
+        let running = Task { try await runtime.run() }
+        _ = try await runtime.chatCompletion(try RuntimeTests.request("chat", "hi"))
+        running.cancel()
+        try await running.value
+        await #expect(throws: (any Error).self) { _ = try await runtime.store.setting("deployment_id") }
+        try await runtime.shutdown()
+    }
+}
+
+/// Hands a runtime out of a closure that throws.
+final class LISARuntimeBox: @unchecked Sendable {
+    // Written once inside the closure, read after it returned: never at the same time.
+    var runtime: LISARuntime?
+}

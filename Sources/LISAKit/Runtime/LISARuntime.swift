@@ -3,6 +3,7 @@ import CoreMetrics
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import Tracing
 
 /// Everything LISA is, built once from a ``LISAConfiguration``: the state store, the admin
@@ -10,13 +11,14 @@ import Tracing
 /// access control (authenticator, API tokens, rate limits, OIDC) and the health prober.
 ///
 /// The bundled server, the tests and embedding apps all start from one of these, so no one
-/// wires the parts by hand. Run ``services`` in a `ServiceGroup` next to your HTTP server
-/// (or none, to call ``gateway`` in process), then call ``shutdown()``.
+/// wires the parts by hand. The runtime is a `Service`: run it in a `ServiceGroup` before
+/// your HTTP server, and ``streamDrain`` after it; when the group ends, the runtime closes
+/// what it opened. In process, ``withRuntime(configuration:store:provider:metrics:tracer:logger:_:)``
+/// does all of it around a closure.
 ///
 /// ```swift
 /// let runtime = try await LISARuntime(configuration: try .load(file: "lisa.yaml"), logger: logger)
-/// try await ServiceGroup(services: runtime.services + [myApp], logger: logger).run()
-/// try await runtime.shutdown()
+/// try await ServiceGroup(services: [runtime, myApp, runtime.streamDrain], gracefulShutdownSignals: [.sigterm], logger: logger).run()
 /// ```
 public final class LISARuntime: Sendable {
     public let configuration: LISAConfiguration
@@ -51,6 +53,9 @@ public final class LISARuntime: Sendable {
     public let traceExporter: OTLPExporter?
     private let vectors: EmbeddedVectorStore
     private let ownsStore: Bool
+    let logger: Logger
+    /// Set once ``shutdown()`` has closed everything: a second call does nothing.
+    private let closed = Mutex(false)
 
     /// The long-lived work to run in a `ServiceGroup`: health probes, the models service,
     /// the ingestion worker and, with OIDC, the key refresher.
@@ -69,6 +74,7 @@ public final class LISARuntime: Sendable {
         metrics: (any MetricsFactory)? = nil, tracer givenTracer: (any Tracer)? = nil, logger: Logger
     ) async throws {
         self.configuration = configuration
+        self.logger = logger
         let store: any StateStore
         if let given { store = given } else { store = try await Self.openStore(configuration, logger: logger) }
         self.store = store
@@ -159,8 +165,11 @@ public final class LISARuntime: Sendable {
         }
     }
 
-    /// Closes the vector store, the HTTP client and (when the runtime opened it) the state store.
+    /// Closes the vector store, the HTTP clients and (when the runtime opened it) the state
+    /// store. ``run()`` calls it when it ends; call it yourself only for a runtime you never
+    /// ran. A second call does nothing.
     public func shutdown() async throws {
+        guard !closed.withLock({ let was = $0; $0 = true; return was }) else { return }
         await rag.close()
         try? await vectors.close()
         await upstreamClient.shutdown()

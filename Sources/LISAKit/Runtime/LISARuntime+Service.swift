@@ -1,0 +1,88 @@
+import CoreMetrics
+import Logging
+import ServiceLifecycle
+import Tracing
+
+extension LISARuntime: Service {
+    /// Runs the runtime's long-lived parts (``services``: health probes, the models service,
+    /// ingestion, usage records, key refresh, trace export) until graceful shutdown or
+    /// cancellation, then closes what the runtime opened (``shutdown()``), also when a part
+    /// fails. In a `ServiceGroup`, list the runtime before the servers that call it, so it
+    /// stops after them.
+    public func run() async throws {
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(services: services.map { .init(service: $0) }, logger: logger)
+        )
+        let result: Result<Void, any Error>
+        do {
+            try await group.run()
+            result = .success(())
+        } catch is CancellationError {
+            result = .success(())  // cancelled: the usual way a group ends a service
+        } catch {
+            result = .failure(error)
+        }
+        // Closing waits for the store's listener and locks: it runs in a task of its own, so
+        // a cancelled run (the usual way a group ends it) still closes everything.
+        let closing = Task { try await self.shutdown() }
+        let closed = await closing.result
+        try result.get()
+        try closed.get()
+    }
+
+    /// Begins the gateway's drain when graceful shutdown starts: streams still open near the
+    /// end of `shutdownGracePeriod` end with an error event in their dialect rather than a
+    /// bare close. List it after your HTTP server in the `ServiceGroup` (the group shuts
+    /// services down last to first, so the drain begins before the server waits for its
+    /// requests).
+    public var streamDrain: some Service {
+        StreamDrain(drain: gateway.drain, grace: configuration.shutdownGracePeriod)
+    }
+
+    /// Builds a runtime, runs its parts while `body` uses it, then stops them and closes what
+    /// it opened, however `body` ends: LISA in process, without a server.
+    ///
+    /// ```swift
+    /// let answer = try await LISARuntime.withRuntime(configuration: configuration, logger: logger) { runtime in
+    ///     try await runtime.chatCompletion(request)
+    /// }
+    /// ```
+    public static func withRuntime<T: Sendable>(
+        configuration: LISAConfiguration, store: (any StateStore)? = nil, provider: (any InferenceProvider)? = nil,
+        metrics: (any MetricsFactory)? = nil, tracer: (any Tracer)? = nil, logger: Logger,
+        _ body: (LISARuntime) async throws -> T
+    ) async throws -> T {
+        let runtime = try await LISARuntime(
+            configuration: configuration, store: store, provider: provider, metrics: metrics, tracer: tracer, logger: logger
+        )
+        let running = Task { try await runtime.run() }
+        let result: Result<T, any Error>
+        do {
+            result = .success(try await body(runtime))
+        } catch {
+            result = .failure(error)
+        }
+        running.cancel()
+        _ = await running.result
+        // run() closed it; a run that never started (cancelled at once) did not.
+        try await runtime.shutdown()
+        return try result.get()
+    }
+}
+
+/// Begins a drain signal's deadline when graceful shutdown starts, just inside the grace
+/// period (the last fifth of it, at most 1 s, is left to write the error events).
+struct StreamDrain: Service {
+    let drain: DrainSignal
+    let grace: Duration
+
+    func run() async throws {
+        do {
+            try await gracefulShutdown()
+        } catch {
+            return  // cancelled: the group is going away without a graceful phase
+        }
+        let margin = min(Duration.seconds(1), grace / 5)
+        drain.begin(deadline: .now + grace - margin)
+    }
+}
