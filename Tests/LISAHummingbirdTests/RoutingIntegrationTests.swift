@@ -15,7 +15,8 @@ struct RoutingIntegrationTests {
     @Test("a dead endpoint opens its circuit, traffic flows to the live one, and the circuit recovers when it comes back")
     func circuitOpensAndRecovers() async throws {
         let deadPort = try freePort()
-        try await Harness.run(models: { url in
+        let clock = ManualClock()
+        try await Harness.run(clock: AnyClock(clock), models: { url in
             var model = ModelDefinition(modelId: "chat", modelName: "echo", endpoints: [.init(url: "http://127.0.0.1:\(deadPort)/v1"), .init(url: url)])
             model.loadBalancing = .roundRobin
             model.circuitBreaker = .init(failureThreshold: 2, cooldownSeconds: 1)
@@ -30,8 +31,8 @@ struct RoutingIntegrationTests {
             #expect(view.body.contains(#""circuit":"open""#), "the admin view shows the circuit")
 
             // The replica comes back; after the cooldown a trial request closes the circuit.
-            try await FakeUpstream().withRunning(port: deadPort) { _ in
-                try await Task.sleep(for: .milliseconds(1100))
+            try await FakeUpstream().withRunning(port: deadPort) { _ async throws in
+                clock.advance(by: .milliseconds(1100))
                 for _ in 0..<4 {
                     #expect(try await lisa.send("/v1/chat/completions", json: Self.chat).status == 200)
                 }

@@ -377,13 +377,13 @@ public final class Gateway: Sendable {
         logger: RequestLogger
     ) async throws(LISAError) -> GatewayResponse {
         let modelID = model.definition.modelId
-        model.recordRequest(at: monotonicSeconds())
+        model.recordRequest()
         var tried: [Int] = []
         var lastError: LISAError?
         var generator = SystemRandomNumberGenerator()
         for attempt in 1...max(model.retry.maxAttempts, 1) {
             if attempt > 1 {
-                guard model.tryRetry(at: monotonicSeconds()) else {
+                guard model.tryRetry() else {
                     logger.warning("retry budget exhausted")
                     break
                 }
@@ -394,7 +394,7 @@ public final class Gateway: Sendable {
                     throw .cancelled()
                 }
             }
-            guard let endpoint = model.pool.choose(affinityKey: sessionKey, excluding: tried, at: monotonicSeconds()) else {
+            guard let endpoint = model.pool.choose(affinityKey: sessionKey, excluding: tried) else {
                 if tried.isEmpty {
                     lastError = LISAError.serviceUnavailable(
                         "No endpoint of the model '\(modelID)' can take the request: all are unhealthy, open-circuited or at capacity.",
@@ -472,12 +472,12 @@ public final class Gateway: Sendable {
             }
             switch error.reason {
             case .connectFailed(let why):
-                endpoint.record(.failure(elapsed: elapsed), at: monotonicSeconds())
+                endpoint.record(.failure(elapsed: elapsed))
                 throw LISAError.badGateway(
                     "No endpoint of the model '\(modelID)' could be reached (\(why)).", reason: "upstream_unreachable"
                 ).markedRetriable
             case .tls(let detail):
-                endpoint.record(.failure(elapsed: elapsed), at: monotonicSeconds())
+                endpoint.record(.failure(elapsed: elapsed))
                 let tls = (endpoint.definition.tls ?? UpstreamTLS()).over(provider.defaultTLS)
                 let why = await TLSDiagnosis.explain(url: endpoint.definition.url, tls: tls, fallback: detail)
                 logger.warning("upstream TLS failed", metadata: ["lisa.endpoint": "\(endpoint.label)", "lisa.reason": "\(why)"])
@@ -485,22 +485,22 @@ public final class Gateway: Sendable {
                     "TLS with endpoint \(endpoint.label) of model '\(modelID)' failed: \(why).", reason: "upstream_tls_error"
                 ).markedRetriable
             case .connectionClosed:
-                endpoint.record(.failure(elapsed: elapsed), at: monotonicSeconds())
+                endpoint.record(.failure(elapsed: elapsed))
                 throw LISAError.badGateway(
                     "The upstream of model '\(modelID)' closed the connection before answering.", reason: "upstream_closed"
                 ).markedRetriable
             case .timedOut:
-                endpoint.record(.failure(elapsed: elapsed), at: monotonicSeconds())
+                endpoint.record(.failure(elapsed: elapsed))
                 // Nothing reached the client: another endpoint may answer (the retry budget
                 // bounds the extra load), and this one's circuit counts the stall.
                 ticket?.delivered()
                 throw LISAError.gatewayTimeout("The upstream of model '\(modelID)' did not answer in time.").markedRetriable
             case .cancelled:
-                endpoint.record(.abandoned(elapsed: elapsed), at: monotonicSeconds())
+                endpoint.record(.abandoned(elapsed: elapsed))
                 ticket?.delivered()
                 throw .cancelled()
             case .other:
-                endpoint.record(.failure(elapsed: elapsed), at: monotonicSeconds())
+                endpoint.record(.failure(elapsed: elapsed))
                 throw .badGateway("The upstream of model '\(modelID)' failed before answering.")
             }
         }
@@ -514,20 +514,20 @@ public final class Gateway: Sendable {
             if !model.definition.passUpstreamModelName { error = error.naming(model.definition.modelName, as: requested) }
             switch response.status {
             case 429:
-                endpoint.record(.abandoned(elapsed: 0), at: monotonicSeconds())
+                endpoint.record(.abandoned(elapsed: 0))
                 throw error.markedRetriable
             case 502, 503, 504, 529:
-                endpoint.record(.failure(elapsed: firstByte.seconds), at: monotonicSeconds())
+                endpoint.record(.failure(elapsed: firstByte.seconds))
                 throw error.markedRetriable
             case 500...:
-                endpoint.record(.failure(elapsed: firstByte.seconds), at: monotonicSeconds())
+                endpoint.record(.failure(elapsed: firstByte.seconds))
                 throw error
             default:
-                endpoint.record(.success(firstByte: firstByte.seconds), at: monotonicSeconds())
+                endpoint.record(.success(firstByte: firstByte.seconds))
                 throw error
             }
         }
-        endpoint.record(.success(firstByte: firstByte.seconds), at: monotonicSeconds())
+        endpoint.record(.success(firstByte: firstByte.seconds))
         ticket?.delivered()
         let contentType = response.headers.first(name: "Content-Type") ?? "application/json"
         let metrics = self.metrics
@@ -579,7 +579,7 @@ public final class Gateway: Sendable {
                 endpoint.end()
                 endAttempt(status, summary.stalled ? "stream_idle_timeout" : summary.failed ? "stream_error" : nil)
                 // A stream that went quiet counts against its endpoint, as a stall before the head does.
-                if summary.stalled { endpoint.record(.failure(elapsed: idle.seconds), at: monotonicSeconds()) }
+                if summary.stalled { endpoint.record(.failure(elapsed: idle.seconds)) }
                 if let firstEvent = summary.firstEvent { metrics.timeToFirstToken(model: requested, firstEvent - start) }
                 if let usage = summary.usage { metrics.tokens(model: requested, usage: usage) }
                 ticket?.finish(
