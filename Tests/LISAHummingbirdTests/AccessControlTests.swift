@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import LISAHummingbird
+import LISAHummingbirdTesting
 import LISAKit
 import LISAKitTesting
 import NIOCore

@@ -1,7 +1,7 @@
 import Foundation
 import LISAHummingbird
 @testable import LISAKit
-import LISAKitTesting
+import LISAHummingbirdTesting
 import Logging
 import ServiceLifecycle
 import Testing
