@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "LISAKit", targets: ["LISAKit"]),
         .library(name: "LISAHummingbird", targets: ["LISAHummingbird"]),
         .library(name: "LISAKitTesting", targets: ["LISAKitTesting"]),
+        .library(name: "LISAHummingbirdTesting", targets: ["LISAHummingbirdTesting"]),
         .library(name: "LISAWebUI", targets: ["LISAWebUI"]),
         .executable(name: "LISAServe", targets: ["LISAServe"]),
         .executable(name: "lisactl", targets: ["lisactl"]),
@@ -138,9 +139,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // A fake OpenAI-compatible upstream that speaks the real wire format, for tests and benchmarks.
+        // Test doubles without a server: an upstream in process (InMemoryProvider) and a clock
+        // a test moves (ManualClock).
         .target(
             name: "LISAKitTesting",
+            dependencies: ["LISAKit"],
+            swiftSettings: swiftSettings
+        ),
+        // Fakes served over HTTP by Hummingbird, for tests and benchmarks: an OpenAI-compatible
+        // upstream that speaks the real wire format, and Kubernetes and OpenSearch emulators.
+        .target(
+            name: "LISAHummingbirdTesting",
             dependencies: [
                 "LISAKit",
                 "LISAHummingbird",
@@ -171,7 +180,7 @@ let package = Package(
         .executableTarget(
             name: "lisa-fake-upstream",
             dependencies: [
-                "LISAKitTesting",
+                "LISAHummingbirdTesting",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -216,6 +225,7 @@ let package = Package(
             dependencies: [
                 "LISAKit",
                 "LISAKitTesting",
+                "LISAHummingbirdTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -232,6 +242,7 @@ let package = Package(
                 "LISAKit",
                 "LISAHummingbird",
                 "LISAKitTesting",
+                "LISAHummingbirdTesting",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Checks what the light executables link, from the build that just ran (no second build):
 # lisactl and the client example must not carry the server (PostgreSQL, SQLite, JWT,
-# Hummingbird, Prometheus, swift-crypto, LISAKit itself), and LISAOpenAI imports NIOCore
-# and Foundation only.
+# Hummingbird, Prometheus, swift-crypto, LISAKit itself), LISAOpenAI imports NIOCore
+# and Foundation only, and LISAKitTesting imports no Hummingbird.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="$(swift build --show-bin-path)"
@@ -26,5 +26,14 @@ if [ "$imports" != "Foundation NIOCore " ]; then
     status=1
 else
     echo "ok: LISAOpenAI imports $imports"
+fi
+# LISAKitTesting (InMemoryProvider, ManualClock) is for tests of LISAKit alone: no HTTP server.
+testing="$(grep -h -E '^(@_exported |public |package |internal )?import ' Sources/LISAKitTesting/*.swift | awk '{print $NF}' | sort -u)"
+bad="$(grep -E '^(LISAHummingbird|Hummingbird[A-Za-z]*)$' <<<"$testing" || true)"
+if [ -n "$bad" ]; then
+    echo "FAIL: LISAKitTesting imports $(tr '\n' ' ' <<<"$bad")(its HTTP fakes belong in LISAHummingbirdTesting)" >&2
+    status=1
+else
+    echo "ok: LISAKitTesting imports $(tr '\n' ' ' <<<"$testing")"
 fi
 exit $status

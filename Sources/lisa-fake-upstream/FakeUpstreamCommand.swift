@@ -1,11 +1,11 @@
 import ArgumentParser
 import Foundation
 import Hummingbird
-import LISAKitTesting
+import LISAHummingbirdTesting
 import ServiceLifecycle
 import Logging
 
-/// `lisa-fake-upstream`: the fake OpenAI-compatible server of `LISAKitTesting`, standalone.
+/// `lisa-fake-upstream`: the fake OpenAI-compatible server of `LISAHummingbirdTesting`, standalone.
 @main
 struct FakeUpstreamCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

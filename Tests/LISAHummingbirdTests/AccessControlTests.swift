@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import LISAHummingbird
+import LISAHummingbirdTesting
 import LISAKit
 import LISAKitTesting
 import NIOCore
@@ -139,10 +140,11 @@ struct AccessControlTests {
     @Test("rate limits: inference is metered (429 with Retry-After), reads are not; refill, group overrides, admin exempt")
     func rateLimits() async throws {
         let limits = RateLimitConfiguration(
-            // One token every 10 s: three requests fit well inside one refill even on a busy machine.
+            // One token every 10 s, on a clock the test moves: nothing refills until it does.
             default: .init(requestsPerMinute: 6, burst: 2), groups: ["batch": .init(requestsPerMinute: 60_000, burst: 50)]
         )
-        try await Harness.run(access: Self.access, rateLimits: limits, models: Self.models) { lisa in
+        let clock = ManualClock()
+        try await Harness.run(access: Self.access, rateLimits: limits, clock: AnyClock(clock), models: Self.models) { lisa in
             let chat = #"{"model":"open-model","messages":[{"role":"user","content":"hi"}]}"#
             let alice = try await createToken(lisa, for: "alice", groups: ["team-a"])
             #expect(try await lisa.send("/v1/chat/completions", json: chat, key: alice.token).status == 200)
@@ -154,13 +156,9 @@ struct AccessControlTests {
             for path in ["/v1/models", "/session", "/whoami", "/prompt-templates"] {
                 #expect(try await lisa.send(.GET, path, key: alice.token).status == 200, "reading \(path) is not metered")
             }
-            // Recovers once a token has refilled (a refused request takes none): wait on that.
-            var recovered = false
-            let deadline = ContinuousClock.now + .seconds(30)
-            while !recovered, ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(500))
-                recovered = try await lisa.send("/v1/chat/completions", json: chat, key: alice.token).status == 200
-            }
+            // Recovers once a token has refilled (a refused request takes none): 10 s at 6 a minute.
+            clock.advance(by: .seconds(10))
+            let recovered = try await lisa.send("/v1/chat/completions", json: chat, key: alice.token).status == 200
             #expect(recovered, "recovers after the refill")
 
             let batch = try await createToken(lisa, for: "robot", groups: ["batch"])

@@ -1,6 +1,6 @@
 import Foundation
+import LISAHummingbirdTesting
 import LISAKit
-import LISAKitTesting
 import Testing
 
 /// Answers name the model the client asked for, not the upstream's `modelName` (the fake

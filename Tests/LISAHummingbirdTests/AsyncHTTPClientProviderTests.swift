@@ -1,7 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 @testable import LISAKit
-import LISAKitTesting
+import LISAHummingbirdTesting
 import Logging
 import NIOCore
 import Testing

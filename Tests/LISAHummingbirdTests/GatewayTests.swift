@@ -1,8 +1,8 @@
 import AsyncHTTPClient
 import Foundation
 import LISAHummingbird
+import LISAHummingbirdTesting
 import LISAKit
-import LISAKitTesting
 import Logging
 import NIOCore
 import NIOHTTP1

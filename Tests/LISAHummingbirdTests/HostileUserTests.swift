@@ -3,7 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 @testable import LISAKit
-import LISAKitTesting
+import LISAHummingbirdTesting
 import NIOCore
 import NIOHTTP1
 import Testing

@@ -1,7 +1,7 @@
 import Foundation
 import LISAHummingbird
+import LISAHummingbirdTesting
 import LISAKit
-import LISAKitTesting
 import Logging
 import NIOHTTP1
 import Testing

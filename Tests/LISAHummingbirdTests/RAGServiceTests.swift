@@ -2,7 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import LISAHummingbird
 @testable import LISAKit
-import LISAKitTesting
+import LISAHummingbirdTesting
 import Logging
 import ServiceLifecycle
 import Testing

@@ -1,8 +1,8 @@
 import AsyncHTTPClient
 import Foundation
 import LISAHummingbird
+import LISAHummingbirdTesting
 import LISAKit
-import LISAKitTesting
 import NIOCore
 import NIOHTTP1
 import Testing

@@ -1,8 +1,8 @@
 import Foundation
 import Hummingbird
 import LISAHummingbird
+import LISAHummingbirdTesting
 import LISAKit
-import LISAKitTesting
 import Testing
 
 /// Stored responses are bounded, read only as far as a route needs, and their routes metered.

@@ -2,8 +2,8 @@ import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import LISAHummingbird
+import LISAHummingbirdTesting
 import LISAKit
-import LISAKitTesting
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -22,6 +22,7 @@ struct Harness: Sendable {
     let models: ModelManager
 
     /// Starts a fake upstream and a LISA server routed to it, runs `body`, stops both.
+    /// `clock`: what routing and rate limits run on (a `ManualClock` to advance by hand).
     static func run<T: Sendable>(
         fake: FakeUpstream = FakeUpstream(),
         upstreamPort: Int = 0,
@@ -33,6 +34,7 @@ struct Harness: Sendable {
         rateLimits: RateLimitConfiguration? = nil,
         quotas: StorageQuotas = StorageQuotas(),
         tokenPolicy: APITokenPolicy = APITokenPolicy(),
+        clock: AnyClock = .continuous,
         models: @escaping @Sendable (String) -> [ModelDefinition] = { url in
             [
                 ModelDefinition(modelId: "chat", modelName: "echo-upstream", modelUrl: url),
@@ -64,7 +66,7 @@ struct Harness: Sendable {
             let prometheus = PrometheusMetrics()
             let runtime: LISARuntime
             do {
-                runtime = try await LISARuntime(configuration: configuration, store: store, metrics: prometheus, logger: logger)
+                runtime = try await LISARuntime(configuration: configuration, store: store, metrics: prometheus, clock: clock, logger: logger)
             } catch {
                 if given == nil { try? await store.close() }
                 throw error

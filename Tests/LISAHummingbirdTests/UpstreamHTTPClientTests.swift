@@ -133,13 +133,17 @@ struct UpstreamHTTPClientTests {
         try await withClient { client, server in
             let answer = try await client.execute(server.request("/big"), deadline: .now() + .seconds(60))
             // While nobody reads, what the server gets out to its socket stops growing well short
-            // of the whole (a client that drained it would hold all 64 MiB in memory).
+            // of the whole (a client that drained it would hold all 64 MiB in memory): wait until
+            // it has not grown over six checks 50 ms apart.
             var flushed = -1
+            var unchanged = 0
             var checks = 0
-            while server.counts.flushedBytes != flushed, checks < 100 {
-                flushed = server.counts.flushedBytes
+            while unchanged < 6, checks < 600 {
+                let now = server.counts.flushedBytes
+                unchanged = now == flushed ? unchanged + 1 : 0
+                flushed = now
                 checks += 1
-                try await Task.sleep(for: .milliseconds(300))
+                try await Task.sleep(for: .milliseconds(50))
             }
             #expect(flushed < ScriptedUpstream.bigSize / 2)
             var total = 0

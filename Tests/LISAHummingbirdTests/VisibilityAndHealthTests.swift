@@ -2,8 +2,8 @@ import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import LISAHummingbird
+import LISAHummingbirdTesting
 import LISAKit
-import LISAKitTesting
 import Logging
 import NIOCore
 import NIOHTTP1

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import LISAKit
+import LISAKitTesting
 import Logging
 import Testing
 
@@ -274,20 +275,37 @@ import Testing
         // An empty file is an empty SQLite database.
         _ = FileManager.default.createFile(atPath: data.appendingPathComponent("lisa.sqlite").path, contents: Data())
         let backup = try await StateBackup.make(dataDirectory: data.path, schemaVersion: SQLStateStore.schemaVersion, logger: logger)
-        var pieces = 0
-        // The first piece goes out, then the client takes nothing more (a channel writer
-        // suspended on back-pressure, which a cancellation ends).
-        let error = await #expect(throws: LISAError.self) {
-            try await backup.write(stallLimit: .milliseconds(200)) { _ in
-                pieces += 1
-                if pieces > 1 { try await Task.sleep(for: .seconds(3600)) }
+        let clock = ManualClock()
+        let (stuck, stalling) = AsyncStream.makeStream(of: Void.self)
+        // Once the client is stuck, the stall limit passes twice: the watchdog notes what
+        // was sent, then finds it unchanged.
+        let time = Task {
+            for await _ in stuck { break }
+            for _ in 0..<2 {
+                while clock.sleepers == 0 { try await Task.sleep(for: .milliseconds(1)) }
+                clock.advance(by: .seconds(60))
             }
         }
+        // The first piece goes out, then the client takes nothing more (a channel writer
+        // suspended on back-pressure, which a cancellation ends). The watchdog cancels the
+        // task that writes: a task of its own, not the test's.
+        let writing = Task {
+            var pieces = 0
+            try await backup.write(clock: AnyClock(clock)) { _ in
+                pieces += 1
+                if pieces > 1 {
+                    stalling.yield()
+                    try await Task.sleep(for: .seconds(3600))
+                }
+            }
+        }
+        let error = await #expect(throws: LISAError.self) { try await writing.value }
+        stalling.finish()
+        time.cancel()
         #expect(error?.message.contains("took nothing") == true)
         #expect(try FileManager.default.contentsOfDirectory(atPath: data.path).filter { $0.hasPrefix(".backup-") }.isEmpty)
-        // The next backup may start (in a task of its own: this one was cancelled).
-        let path = data.path
-        let next = try await Task { try await StateBackup.make(dataDirectory: path, schemaVersion: SQLStateStore.schemaVersion, logger: logger) }.value
+        // The next backup may start.
+        let next = try await StateBackup.make(dataDirectory: data.path, schemaVersion: SQLStateStore.schemaVersion, logger: logger)
         next.remove()
     }
 }

@@ -4,7 +4,7 @@ import Logging
 import Testing
 
 @testable import LISAKit
-@testable import LISAKitTesting
+@testable import LISAHummingbirdTesting
 
 @Suite("Kubernetes backend: names, kubeconfig, the API emulator")
 struct KubernetesTests {

@@ -1,4 +1,5 @@
 import Foundation
+import LISAKitTesting
 import Logging
 import SQLiteNIO
 import Testing
@@ -22,11 +23,16 @@ enum StoreKind: String, CaseIterable, CustomTestStringConvertible {
     }
 }
 
-/// A store of `kind` for one test; `reopen` opens a second handle on the same data.
+/// A store of `kind` for one test; `reopen` opens a second handle on the same data (on
+/// `clock`, when given).
 struct TestStore {
     let store: SQLStateStore
-    let reopen: @Sendable () async throws -> SQLStateStore
+    let reopen: @Sendable (_ clock: AnyClock) async throws -> SQLStateStore
     let cleanup: @Sendable () async throws -> Void
+
+    func reopen() async throws -> SQLStateStore {
+        try await reopen(.continuous)
+    }
 
     static func make(_ kind: StoreKind) async throws -> TestStore {
         let logger = {
@@ -36,14 +42,14 @@ struct TestStore {
         }()
         switch kind {
         case .memory:
-            return TestStore(store: try await SQLStateStore.inMemory(), reopen: { throw CancellationError() }, cleanup: {})
+            return TestStore(store: try await SQLStateStore.inMemory(), reopen: { _ in throw CancellationError() }, cleanup: {})
         case .sqliteFile:
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-store-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let path = directory.appendingPathComponent("lisa.sqlite").path
             return TestStore(
                 store: try await SQLStateStore.openSQLite(path: path, logger: logger),
-                reopen: { try await SQLStateStore.openSQLite(path: path, logger: logger) },
+                reopen: { _ in try await SQLStateStore.openSQLite(path: path, logger: logger) },
                 cleanup: { try? FileManager.default.removeItem(at: directory) }
             )
         case .postgres:
@@ -56,7 +62,7 @@ struct TestStore {
             let url = try #require(components.string)
             return TestStore(
                 store: try await SQLStateStore.openPostgres(url: url, logger: logger),
-                reopen: { try await SQLStateStore.openPostgres(url: url, logger: logger) },
+                reopen: { clock in try await SQLStateStore.openPostgres(url: url, logger: logger, clock: clock) },
                 cleanup: {
                     try await admin.query("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
                     try await admin.close()
@@ -228,8 +234,8 @@ struct StateStoreTests {
         try await store.releaseClaim("job", holder: "b")
         #expect(try await store.claim("job", holder: "b", seconds: 30) == false, "b cannot release a's claim")
         try await store.releaseClaim("job", holder: "a")
-        #expect(try await store.claim("job", holder: "b", seconds: 0.2), "released: b takes it")
-        try await Task.sleep(for: .milliseconds(400))
+        #expect(try await store.claim("job", holder: "b", seconds: 0.02), "released: b takes it")
+        try await Task.sleep(for: .milliseconds(50))
         #expect(try await store.claim("job", holder: "a", seconds: 30), "b's lease lapsed")
         // Shared buckets exist only where replicas share the store.
         let wait = try await store.takeRateToken(key: "user:x", perSecond: 1, capacity: 2)
@@ -285,7 +291,9 @@ struct StateStoreTests {
         let test = try await TestStore.make(.postgres)
         defer { Task { try? await test.cleanup() } }
         let first = test.store
-        let second = try await test.reopen()
+        // The second retries for leadership on a clock the test moves.
+        let clock = ManualClock()
+        let second = try await test.reopen(AnyClock(clock))
         #expect(first.isShared && first.instanceID != second.instanceID)
 
         let changes = second.changes()
@@ -303,10 +311,15 @@ struct StateStoreTests {
         let firstLeading = Task { try await first.runAsLeader { await leaders.record("first"); try await Task.sleep(for: .seconds(60)) } }
         try await waitUntil { await leaders.names == ["first"] }
         let secondLeading = Task { try await second.runAsLeader { await leaders.record("second"); try await Task.sleep(for: .seconds(60)) } }
-        try await Task.sleep(for: .seconds(2))
+        // Asleep until its next try (it has tried, and was refused), or wrongly leading.
+        try await waitUntil {
+            if clock.sleepers > 0 { return true }
+            return await leaders.names.count > 1
+        }
         #expect(await leaders.names == ["first"], "only one leader at a time")
         firstLeading.cancel()
         try? await firstLeading.value
+        clock.advance(by: .seconds(1))
         try await waitUntil(timeout: .seconds(5)) { await leaders.names == ["first", "second"] }
         secondLeading.cancel()
         try? await secondLeading.value

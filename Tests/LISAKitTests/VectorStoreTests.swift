@@ -1,6 +1,6 @@
 import AsyncHTTPClient
 import Foundation
-import LISAKitTesting
+import LISAHummingbirdTesting
 import Logging
 import Testing
 

@@ -46,21 +46,27 @@ public final class RateLimiter: Sendable {
     public let configuration: RateLimitConfiguration
     private let buckets = Mutex<[String: TokenBucket]>([:])
     private let store: (any StateStore)?
-    /// Until when (uptime seconds) the shared buckets are not asked: the store failed.
+    /// Until when (seconds on ``clock``) the shared buckets are not asked: the store failed.
     private let sharedDownUntil = Mutex<Double>(0)
+    /// What this process's buckets refill by.
+    public let clock: AnyClock
 
-    /// - Parameter store: the shared store whose buckets replicas draw on; `nil` (or a store
-    ///   no other process shares) keeps the buckets in this process.
-    public init(configuration: RateLimitConfiguration, store: (any StateStore)? = nil) {
+    /// - Parameters:
+    ///   - store: the shared store whose buckets replicas draw on; `nil` (or a store no
+    ///     other process shares) keeps the buckets in this process.
+    ///   - clock: what this process's buckets refill by (the shared ones go by the
+    ///     database's clock).
+    public init(configuration: RateLimitConfiguration, store: (any StateStore)? = nil, clock: AnyClock = .continuous) {
         self.configuration = configuration
         self.store = store?.isShared == true ? store : nil
+        self.clock = clock
     }
 
     /// Counts a request of `principal`; throws a 429 with `Retry-After` when over its limit.
     public func admit(_ principal: Principal) async throws(LISAError) {
         guard let limit = configuration.limit(for: principal) else { return }
         let key = Self.bucketKey(principal)
-        let now = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+        let now = clock.seconds
         if let store, sharedDownUntil.withLock({ $0 }) <= now {
             let wait: Double?
             do {
@@ -75,19 +81,22 @@ public final class RateLimiter: Sendable {
             }
             if let wait { return try Self.check(wait: wait, limit: limit) }
         }
-        try admitLocally(principal, limit: limit)
+        try admitLocally(principal, limit: limit, at: clock.seconds)
     }
 
     /// Counts a request against this process's buckets only (the same buckets ``admit(_:)``
-    /// falls back to).
-    public func admitLocally(_ principal: Principal, at now: Double = Double(DispatchTime.now().uptimeNanoseconds) / 1e9) throws(LISAError) {
+    /// falls back to), now on ``clock``.
+    public func admitLocally(_ principal: Principal) throws(LISAError) {
+        try admitLocally(principal, at: clock.seconds)
+    }
+
+    /// Counts a request against this process's buckets only, at `now` (seconds on ``clock``).
+    public func admitLocally(_ principal: Principal, at now: Double) throws(LISAError) {
         guard let limit = configuration.limit(for: principal) else { return }
         try admitLocally(principal, limit: limit, at: now)
     }
 
-    private func admitLocally(
-        _ principal: Principal, limit: RateLimitConfiguration.Limit, at now: Double = Double(DispatchTime.now().uptimeNanoseconds) / 1e9
-    ) throws(LISAError) {
+    private func admitLocally(_ principal: Principal, limit: RateLimitConfiguration.Limit, at now: Double) throws(LISAError) {
         let key = Self.bucketKey(principal)
         let wait = buckets.withLock { buckets in
             if buckets.count > 50_000 { buckets = buckets.filter { !$0.value.isFull(at: now) } }

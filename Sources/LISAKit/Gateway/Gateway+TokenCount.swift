@@ -12,7 +12,7 @@ extension Gateway {
         timeout: Duration = .seconds(5)
     ) async -> Int? {
         guard case .object(let chat) = chatRequest,
-            let endpoint = model.pool.choose(affinityKey: nil, excluding: [], at: monotonicSeconds())
+            let endpoint = model.pool.choose(affinityKey: nil, excluding: [])
         else { return nil }
         let deadline = NIODeadline.now() + .init(timeout)
         endpoint.begin()

@@ -327,13 +327,13 @@ public final class Gateway: Sendable {
         logger: RequestLogger
     ) async throws(LISAError) -> GatewayResponse {
         let modelID = model.definition.modelId
-        model.recordRequest(at: monotonicSeconds())
+        model.recordRequest()
         var tried: [Int] = []
         var lastError: LISAError?
         var generator = SystemRandomNumberGenerator()
         for attempt in 1...max(model.retry.maxAttempts, 1) {
             if attempt > 1 {
-                guard model.tryRetry(at: monotonicSeconds()) else {
+                guard model.tryRetry() else {
                     logger.warning("retry budget exhausted")
                     break
                 }
@@ -344,7 +344,7 @@ public final class Gateway: Sendable {
                     throw .cancelled()
                 }
             }
-            guard let endpoint = model.pool.choose(affinityKey: sessionKey, excluding: tried, at: monotonicSeconds()) else {
+            guard let endpoint = model.pool.choose(affinityKey: sessionKey, excluding: tried) else {
                 if tried.isEmpty {
                     lastError = LISAError.serviceUnavailable(
                         "No endpoint of the model '\(modelID)' can take the request: all are unhealthy, open-circuited or at capacity.",

@@ -52,7 +52,7 @@ struct UpstreamAttempt: Sendable {
         guard (200..<300).contains(response.status) else {
             throw await refused(response, firstByte: firstByte, span: span)
         }
-        endpoint.record(.success(firstByte: firstByte.seconds), at: monotonicSeconds())
+        endpoint.record(.success(firstByte: firstByte.seconds))
         ticket?.delivered()
         let contentType = response.headers.first(name: "Content-Type") ?? "application/json"
         if wire.answer == .raw, !Gateway.readsUsage(of: wire.operation, contentType: contentType) {
@@ -75,35 +75,34 @@ struct UpstreamAttempt: Sendable {
         } else {
             logger.warning("upstream request failed", metadata: ["lisa.reason": "\(error)"])
         }
-        let now = monotonicSeconds()
         switch error.reason {
         case .connectFailed(let why):
-            endpoint.record(.failure(elapsed: elapsed), at: now)
+            endpoint.record(.failure(elapsed: elapsed))
             return LISAError.badGateway("No endpoint of the model '\(modelID)' could be reached (\(why)).", reason: "upstream_unreachable")
                 .markedRetriable
         case .tls(let detail):
-            endpoint.record(.failure(elapsed: elapsed), at: now)
+            endpoint.record(.failure(elapsed: elapsed))
             let tls = (endpoint.definition.tls ?? UpstreamTLS()).over(gateway.provider.defaultTLS)
             let why = await TLSDiagnosis.explain(url: endpoint.definition.url, tls: tls, fallback: detail)
             logger.warning("upstream TLS failed", metadata: ["lisa.endpoint": "\(endpoint.label)", "lisa.reason": "\(why)"])
             return LISAError.badGateway("TLS with endpoint \(endpoint.label) of model '\(modelID)' failed: \(why).", reason: "upstream_tls_error")
                 .markedRetriable
         case .connectionClosed:
-            endpoint.record(.failure(elapsed: elapsed), at: now)
+            endpoint.record(.failure(elapsed: elapsed))
             return LISAError.badGateway("The upstream of model '\(modelID)' closed the connection before answering.", reason: "upstream_closed")
                 .markedRetriable
         case .timedOut:
-            endpoint.record(.failure(elapsed: elapsed), at: now)
+            endpoint.record(.failure(elapsed: elapsed))
             // Nothing reached the client: another endpoint may answer (the retry budget
             // bounds the extra load), and this one's circuit counts the stall.
             ticket?.delivered()
             return LISAError.gatewayTimeout("The upstream of model '\(modelID)' did not answer in time.").markedRetriable
         case .cancelled:
-            endpoint.record(.abandoned(elapsed: elapsed), at: now)
+            endpoint.record(.abandoned(elapsed: elapsed))
             ticket?.delivered()
             return .cancelled()
         case .other:
-            endpoint.record(.failure(elapsed: elapsed), at: now)
+            endpoint.record(.failure(elapsed: elapsed))
             return .badGateway("The upstream of model '\(modelID)' failed before answering.")
         }
     }
@@ -115,7 +114,7 @@ struct UpstreamAttempt: Sendable {
         span.end(status: response.status, error: String(response.status))
         let refusal = UpstreamRefusal(status: response.status, body: errorBody, headers: response.headers, modelID: modelID, firstByte: firstByte)
         logger.warning("upstream answered an error", metadata: ["lisa.status": "\(response.status)", "lisa.detail": "\(refusal.detail)"])
-        endpoint.record(refusal.outcome, at: monotonicSeconds())
+        endpoint.record(refusal.outcome)
         // An upstream's message names the model as it knows it: the client sees its own name.
         var error = refusal.error
         if !model.definition.passUpstreamModelName { error = error.naming(model.definition.modelName, as: requested) }
@@ -164,7 +163,7 @@ struct UpstreamAttempt: Sendable {
             endpoint.end()
             span.end(status: status, error: summary.stalled ? "stream_idle_timeout" : summary.failed ? "stream_error" : nil)
             // A stream that went quiet counts against its endpoint, as a stall before the head does.
-            if summary.stalled { endpoint.record(.failure(elapsed: idle?.seconds ?? 0), at: monotonicSeconds()) }
+            if summary.stalled { endpoint.record(.failure(elapsed: idle?.seconds ?? 0)) }
             if let firstEvent = summary.firstEvent { metrics.timeToFirstToken(model: requested, firstEvent - start) }
             if let usage = summary.usage { metrics.tokens(model: requested, usage: usage) }
             ticket?.finish(

@@ -1,12 +1,6 @@
 import Foundation
 import Synchronization
 
-/// Seconds on a monotonic clock, for the routing state machines.
-@inline(__always)
-func monotonicSeconds() -> Double {
-    Double(DispatchTime.now().uptimeNanoseconds) / 1_000_000_000
-}
-
 /// One replica of a model at run time: its definition plus what routing has learned of it
 /// (requests in flight, latency, circuit, probe health).
 public final class Endpoint: Sendable {
@@ -23,6 +17,8 @@ public final class Endpoint: Sendable {
 
     /// The pool's pick count when this endpoint was last chosen (see ``EndpointPool``).
     let lastPicked: Atomic<Int>
+    /// The clock its circuit, latency estimate and probes run on (its registry's).
+    let clock: AnyClock
 
     private struct State {
         var latency = PeakEWMA()
@@ -35,9 +31,10 @@ public final class Endpoint: Sendable {
 
     init(
         definition: EndpointDefinition, index: Int, circuit: CircuitBreaker.Configuration, health: HealthCheckConfiguration?,
-        counter: InFlightCounter = InFlightCounter(), pickedAt tick: Int = 0
+        counter: InFlightCounter = InFlightCounter(), pickedAt tick: Int = 0, clock: AnyClock = .continuous
     ) {
         self.lastPicked = Atomic(tick)
+        self.clock = clock
         self.definition = definition
         self.index = index
         self.counter = counter
@@ -97,6 +94,11 @@ public final class Endpoint: Sendable {
 
     /// The least a failed attempt adds to the latency estimate. 1 s.
     static let failurePenalty = 1.0
+
+    /// Records `outcome` now, on the endpoint's clock.
+    func record(_ outcome: Outcome) {
+        record(outcome, at: clock.seconds)
+    }
 
     func record(_ outcome: Outcome, at now: Double) {
         state.withLock { state in
@@ -163,12 +165,19 @@ public final class EndpointPool: Sendable {
     private let ring: HashRing?
     private let circuit: CircuitBreaker.Configuration
     private let health: HealthCheckConfiguration?
+    /// The clock of its circuits and latency estimates.
+    let clock: AnyClock
 
     /// - Parameters:
     ///   - previous: the model's pool in the last snapshot; endpoints unchanged at the same
     ///     position are kept with their circuit, latency and probe state.
     ///   - tracker: where in-flight counters live across snapshots.
-    init(definition: ModelDefinition, defaultPolicy: LoadBalancingPolicy, previous: EndpointPool? = nil, tracker: InFlightTracker? = nil) {
+    ///   - clock: what circuits and latency estimates run on.
+    init(
+        definition: ModelDefinition, defaultPolicy: LoadBalancingPolicy, previous: EndpointPool? = nil, tracker: InFlightTracker? = nil,
+        clock: AnyClock = .continuous
+    ) {
+        self.clock = clock
         let circuit = definition.circuitBreaker ?? CircuitBreaker.Configuration()
         let unchangedSettings = previous.map { $0.circuit == circuit && $0.health == definition.healthCheck } ?? false
         self.circuit = circuit
@@ -181,15 +190,22 @@ public final class EndpointPool: Sendable {
             }
             let counter = tracker?.counter(model: definition.modelId, url: endpoint.url) ?? InFlightCounter()
             return Endpoint(
-                definition: endpoint, index: index, circuit: circuit, health: definition.healthCheck, counter: counter, pickedAt: picks
+                definition: endpoint, index: index, circuit: circuit, health: definition.healthCheck, counter: counter, pickedAt: picks,
+                clock: clock
             )
         }
         self.policy = definition.loadBalancing ?? defaultPolicy
         self.ring = policy == .sessionAffinity ? HashRing(weights: endpoints.map(\.definition.weight)) : nil
     }
 
+    /// Chooses an endpoint for one attempt now, on the pool's clock (see
+    /// ``choose(affinityKey:excluding:at:)``).
+    public func choose(affinityKey: String?, excluding excluded: [Int] = []) -> Endpoint? {
+        choose(affinityKey: affinityKey, excluding: excluded, at: clock.seconds)
+    }
+
     /// Chooses an endpoint for one attempt and claims its circuit, or `nil` when none may
-    /// take a request now.
+    /// take a request at `now` (seconds on the pool's clock).
     ///
     /// - Parameters:
     ///   - affinityKey: the session key, for `sessionAffinity`.

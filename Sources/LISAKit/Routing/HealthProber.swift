@@ -8,7 +8,7 @@ import ServiceLifecycle
 /// without one, on `defaultCheck` (by default a reachability probe) — and marks them healthy
 /// or unhealthy after the configured number of consecutive results. Unhealthy endpoints get
 /// no traffic. Run it in the server's `ServiceGroup`; it stops on graceful
-/// shutdown.
+/// shutdown. Its time is the registry's clock.
 public struct HealthProber: Service {
     let registry: ModelRegistry
     let httpClient: HTTPClient
@@ -35,14 +35,14 @@ public struct HealthProber: Service {
         try await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 while !Task.isCancelled {
-                    let now = monotonicSeconds()
+                    let now = registry.clock.seconds
                     for model in registry.allModels() {
                         guard let check = model.definition.healthCheck.map({ $0.enabled ? $0 : nil }) ?? defaultCheck else { continue }
                         for endpoint in model.pool.endpoints where endpoint.claimProbe(at: now, interval: check.intervalSeconds) {
                             group.addTask { await probe(endpoint, model: model.definition.modelId, check: check) }
                         }
                     }
-                    try? await Task.sleep(for: tick)
+                    try? await registry.clock.sleep(for: tick)
                 }
             }
         }

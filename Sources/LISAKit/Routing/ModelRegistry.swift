@@ -30,7 +30,7 @@ public final class RoutableModel: Sendable {
     init(
         definition: ModelDefinition, source: ModelSource, status: ModelStatus = .inService, statusReason: String? = nil,
         replicas: [ReplicaRecord] = [], created: Int64, defaultPolicy: LoadBalancingPolicy,
-        previous: RoutableModel? = nil, tracker: InFlightTracker? = nil
+        previous: RoutableModel? = nil, tracker: InFlightTracker? = nil, clock: AnyClock = .continuous
     ) {
         self.definition = definition
         self.source = source
@@ -45,7 +45,7 @@ public final class RoutableModel: Sendable {
                 .map { EndpointDefinition(url: $0.url!) }
         }
         self.routing = routing
-        self.pool = EndpointPool(definition: routing, defaultPolicy: defaultPolicy, previous: previous?.pool, tracker: tracker)
+        self.pool = EndpointPool(definition: routing, defaultPolicy: defaultPolicy, previous: previous?.pool, tracker: tracker, clock: clock)
         self.retry = definition.retry ?? RetryConfiguration()
         // The retry budget carries over while the model's retry settings are unchanged.
         if let previous, previous.retry == retry {
@@ -53,6 +53,16 @@ public final class RoutableModel: Sendable {
         } else {
             self.budget = Mutex(RetryBudget(ratio: retry.budgetRatio))
         }
+    }
+
+    /// Counts a first attempt now, on the pool's clock.
+    func recordRequest() {
+        recordRequest(at: pool.clock.seconds)
+    }
+
+    /// Takes one retry from the budget now, if there is one.
+    func tryRetry() -> Bool {
+        tryRetry(at: pool.clock.seconds)
     }
 
     func recordRequest(at now: Double) {
@@ -79,9 +89,14 @@ public final class ModelRegistry: Sendable {
     public let defaultPolicy: LoadBalancingPolicy
     /// Requests in flight per model and endpoint, across snapshots.
     public let inFlight = InFlightTracker()
+    /// What circuits, retry budgets, latency estimates and health probes run on.
+    public let clock: AnyClock
 
-    public init(defaultPolicy: LoadBalancingPolicy = .powerOfTwoChoices) {
+    /// - Parameter clock: what routing's time is read from: ``AnyClock/continuous``, or a
+    ///   manual clock in tests.
+    public init(defaultPolicy: LoadBalancingPolicy = .powerOfTwoChoices, clock: AnyClock = .continuous) {
         self.defaultPolicy = defaultPolicy
+        self.clock = clock
     }
 
     /// The model with this id, or `nil`.
@@ -104,7 +119,8 @@ public final class ModelRegistry: Sendable {
             var models = current.load(ordering: .acquiring).models
             guard models[definition.modelId] == nil else { return false }
             models[definition.modelId] = RoutableModel(
-                definition: definition, source: source, status: status, created: created, defaultPolicy: defaultPolicy, tracker: inFlight
+                definition: definition, source: source, status: status, created: created, defaultPolicy: defaultPolicy, tracker: inFlight,
+                clock: clock
             )
             current.store(Snapshot(models), ordering: .releasing)
             return true
@@ -138,7 +154,7 @@ public final class ModelRegistry: Sendable {
                 } else {
                     models[definition.modelId] = RoutableModel(
                         definition: definition, source: .configuration, created: old[definition.modelId]?.created ?? Int64(Date().timeIntervalSince1970),
-                        defaultPolicy: defaultPolicy, previous: old[definition.modelId], tracker: inFlight
+                        defaultPolicy: defaultPolicy, previous: old[definition.modelId], tracker: inFlight, clock: clock
                     )
                 }
             }
@@ -158,7 +174,7 @@ public final class ModelRegistry: Sendable {
                 models[id] = RoutableModel(
                     definition: model.definition, source: .api, status: model.status, statusReason: model.statusReason,
                     replicas: modelReplicas, created: Int64(model.createdAt), defaultPolicy: defaultPolicy,
-                    previous: old[id], tracker: inFlight
+                    previous: old[id], tracker: inFlight, clock: clock
                 )
             }
             current.store(Snapshot(models), ordering: .releasing)

@@ -68,10 +68,12 @@ public final class LISARuntime: Sendable {
     /// one over (it is then the caller's to close); upstream calls over HTTP to
     /// OpenAI-compatible servers — or through `provider` (an in-memory one in tests);
     /// metrics into `metrics`, or the process's `MetricsSystem` (swift-metrics) by default;
-    /// spans into `tracer` (swift-distributed-tracing), else as ``tracer`` says.
+    /// spans into `tracer` (swift-distributed-tracing), else as ``tracer`` says. Circuit
+    /// breakers, retry budgets, health probes and rate buckets run on `clock` (a manual
+    /// clock in tests).
     public init(
         configuration: LISAConfiguration, store given: (any StateStore)? = nil, provider: (any InferenceProvider)? = nil,
-        metrics: (any MetricsFactory)? = nil, tracer givenTracer: (any Tracer)? = nil, logger: Logger
+        metrics: (any MetricsFactory)? = nil, tracer givenTracer: (any Tracer)? = nil, clock: AnyClock = .continuous, logger: Logger
     ) async throws {
         self.configuration = configuration
         self.logger = logger
@@ -100,7 +102,7 @@ public final class LISARuntime: Sendable {
             let (keyring, generated) = try await AdminKeyring.load(configured: configuration.adminKey, store: store)
             adminKeys = keyring
             generatedAdminKey = generated
-            rateLimiter = RateLimiter(configuration: configuration.rateLimits, store: store)
+            rateLimiter = RateLimiter(configuration: configuration.rateLimits, store: store, clock: clock)
             let oidc = configuration.oidc.map { OIDCVerifier(configuration: $0, httpClient: httpClient, logger: logger) }
             self.oidc = oidc
             let tokenCache = TokenCache(settings: configuration.tokenCache, following: store)
@@ -117,7 +119,7 @@ public final class LISARuntime: Sendable {
             )
             self.usage = usage
             let gateway = Gateway(
-                registry: ModelRegistry(defaultPolicy: configuration.loadBalancing), store: store,
+                registry: ModelRegistry(defaultPolicy: configuration.loadBalancing, clock: clock), store: store,
                 provider: provider
                     ?? (configuration.upstreamClient == .lean
                         ? OpenAICompatibleProvider(client: upstreamClient, timeouts: configuration.upstreamTimeouts, defaultTLS: configuration.upstreamTLS) as any InferenceProvider

@@ -24,6 +24,8 @@ public final class SQLStateStore: StateStore {
         return try await PGVectorStore.open(database: postgres, logger: logger)
     }
     private let logger: Logger
+    /// What a replica waiting for leadership retries by.
+    private let clock: AnyClock
     private let broadcaster = ChangeBroadcaster()
     private let listener: Mutex<Task<Void, Never>?> = Mutex(nil)
 
@@ -33,15 +35,17 @@ public final class SQLStateStore: StateStore {
     static let migrationLockKey: Int64 = 0x4C49_5341_0001
     static let leaderLockKey: Int64 = 0x4C49_5341_0002
 
-    private init(database: any StateDatabase, logger: Logger) {
+    private init(database: any StateDatabase, logger: Logger, clock: AnyClock) {
         self.database = database
         self.logger = logger
+        self.clock = clock
         self.instanceID = UUID().uuidString.lowercased()
     }
 
-    /// Opens the store on `database`, migrating its schema.
-    package static func open(database: any StateDatabase, logger: Logger) async throws -> SQLStateStore {
-        let store = SQLStateStore(database: database, logger: logger)
+    /// Opens the store on `database`, migrating its schema. `clock`: what a replica waiting
+    /// for leadership retries by.
+    package static func open(database: any StateDatabase, logger: Logger, clock: AnyClock = .continuous) async throws -> SQLStateStore {
+        let store = SQLStateStore(database: database, logger: logger, clock: clock)
         do {
             try await store.migrate()
             try await store.releaseUnsharedReservations()
@@ -60,9 +64,10 @@ public final class SQLStateStore: StateStore {
         try await open(database: try await SQLiteDatabase.open(path: path, logger: logger), logger: logger)
     }
 
-    /// PostgreSQL at `url` (`postgres://…`), for several LISAServe replicas.
-    public static func openPostgres(url: String, logger: Logger) async throws -> SQLStateStore {
-        try await open(database: try await PostgresDatabase.connect(url: url, logger: logger), logger: logger)
+    /// PostgreSQL at `url` (`postgres://…`), for several LISAServe replicas. `clock`: what a
+    /// replica waiting for leadership retries by (each second).
+    public static func openPostgres(url: String, logger: Logger, clock: AnyClock = .continuous) async throws -> SQLStateStore {
+        try await open(database: try await PostgresDatabase.connect(url: url, logger: logger), logger: logger, clock: clock)
     }
 
     /// A store in memory (SQLite), for tests and short-lived embedding.
@@ -637,7 +642,7 @@ public final class SQLStateStore: StateStore {
                 if Task.isCancelled { return }
                 logger.warning("leadership lost", metadata: ["lisa.error": "\(String(describing: error).prefix(200))"])
             }
-            try? await Task.sleep(for: .seconds(1))
+            try? await clock.sleep(for: .seconds(1))
         }
     }
 

@@ -189,8 +189,10 @@ public final class StateBackup: Sendable {
     /// A client that takes no piece for `stallLimit` (it stopped reading but keeps the
     /// connection) would hold the lock and the snapshot's disk space for ever: the current
     /// task is then cancelled (a suspended `send` of a channel writer throws), the snapshot
-    /// removed, and this throws `503`.
-    public func write(stallLimit: Duration = .seconds(60), into send: (ByteBuffer) async throws -> Void) async throws {
+    /// removed, and this throws `503`. The limit is measured on `clock`.
+    public func write(
+        stallLimit: Duration = .seconds(60), clock: AnyClock = .continuous, into send: (ByteBuffer) async throws -> Void
+    ) async throws {
         let progress = StreamProgress()
         // Only used while this task waits for the group below, so never after it ended.
         let current = withUnsafeCurrentTask { $0.map(CurrentTask.init) }
@@ -200,7 +202,7 @@ public final class StateBackup: Sendable {
                     group.addTask {
                         var seen = -1
                         while true {
-                            try await Task.sleep(for: stallLimit)
+                            try await clock.sleep(for: stallLimit)
                             let sent = progress.sent.load(ordering: .relaxed)
                             if sent == seen {
                                 progress.stalled.store(true, ordering: .relaxed)
