@@ -157,7 +157,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: lightModuleSettings
         ),
         .executableTarget(
             name: "lisactl",
@@ -166,7 +166,7 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: lightModuleSettings
         ),
         .executableTarget(
             name: "lisa-fake-upstream",
