@@ -104,7 +104,7 @@ let package = Package(
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Instrumentation", package: "swift-distributed-tracing"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: lightModuleSettings
         ),
         // zlib, through which LISAKit inflates the one entry it reads from a DOCX upload
         // (with its own bounds: ZIPFoundation's inflate loops forever on a truncated stream).

@@ -1,6 +1,7 @@
 import Foundation
-import Logging
+public import Logging
 import NIOCore
+import NIOFoundationCompat
 
 extension Gateway {
     /// Embeddings of `texts` from `model`, through the router (balancing, retries,

@@ -1,5 +1,5 @@
 import Crypto
-import Foundation
+public import Foundation
 
 extension RAGService {
     // MARK: - Documents and jobs

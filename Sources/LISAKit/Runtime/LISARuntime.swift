@@ -1,9 +1,9 @@
-import AsyncHTTPClient
-import CoreMetrics
+public import AsyncHTTPClient
+public import CoreMetrics
 import Foundation
-import Logging
-import ServiceLifecycle
-import Tracing
+public import Logging
+public import ServiceLifecycle
+public import Tracing
 
 /// Everything LISA is, built once from a ``LISAConfiguration``: the state store, the admin
 /// key, the model registry and gateway, the models API and its controller, RAG, sessions,

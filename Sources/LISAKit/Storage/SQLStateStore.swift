@@ -1,5 +1,5 @@
 import Foundation
-import Logging
+public import Logging
 import Synchronization
 
 /// The ``StateStore``: one implementation over a ``StateDatabase``, so SQLite (a file in the
