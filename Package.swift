@@ -2,12 +2,10 @@
 import Foundation
 import PackageDescription
 
+/// Every target keeps its imports internal unless its API shows them, and sees only
+/// members of modules it imports.
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
-]
-/// The light modules also keep their imports internal unless their API shows them, and
-/// see only members of modules they import.
-let lightModuleSettings: [SwiftSetting] = swiftSettings + [
     .enableUpcomingFeature("InternalImportsByDefault"),
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
@@ -56,14 +54,14 @@ let package = Package(
         .target(
             name: "LISAOpenAI",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
-            swiftSettings: lightModuleSettings
+            swiftSettings: swiftSettings
         ),
         // … the vocabulary of LISA's own API (model definitions, repositories, tokens,
         // principals, LISAError) …
         .target(
             name: "LISAAPI",
             dependencies: ["LISAOpenAI"],
-            swiftSettings: lightModuleSettings
+            swiftSettings: swiftSettings
         ),
         // … and the typed HTTP client of a LISA server.
         .target(
@@ -75,7 +73,7 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
-            swiftSettings: lightModuleSettings
+            swiftSettings: swiftSettings
         ),
         // The library: providers, routing, storage, auth, configuration, RAG, the runtime.
         // It never imports Hummingbird, so it can be embedded in any Swift service; it
@@ -104,7 +102,7 @@ let package = Package(
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Instrumentation", package: "swift-distributed-tracing"),
             ],
-            swiftSettings: lightModuleSettings
+            swiftSettings: swiftSettings
         ),
         // zlib, through which LISAKit inflates the one entry it reads from a DOCX upload
         // (with its own bounds: ZIPFoundation's inflate loops forever on a truncated stream).
@@ -138,7 +136,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: lightModuleSettings
+            swiftSettings: swiftSettings
         ),
         // A fake OpenAI-compatible upstream that speaks the real wire format, for tests and benchmarks.
         .target(
@@ -148,6 +146,8 @@ let package = Package(
                 "LISAHummingbird",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -159,7 +159,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: lightModuleSettings
+            swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "lisactl",
@@ -168,7 +168,7 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: lightModuleSettings
+            swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "lisa-fake-upstream",
@@ -176,6 +176,7 @@ let package = Package(
                 "LISAKitTesting",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -190,6 +191,7 @@ let package = Package(
                 "LISAHummingbird",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Examples/EmbedInHummingbird/Sources/EmbedInHummingbird",
             swiftSettings: swiftSettings
@@ -224,6 +226,9 @@ let package = Package(
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
@@ -241,6 +246,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: swiftSettings
         ),

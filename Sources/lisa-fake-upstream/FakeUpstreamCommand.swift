@@ -4,6 +4,7 @@ import Hummingbird
 import LISAKitTesting
 import ServiceLifecycle
 import Logging
+import UnixSignals
 
 /// `lisa-fake-upstream`: the fake OpenAI-compatible server of `LISAKitTesting`, standalone.
 @main

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import LISAKit
 import Logging
+import NIOCore
 import Testing
 
 /// The backup archive's safe reader and restore, against well-formed and hostile archives.
