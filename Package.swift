@@ -2,12 +2,10 @@
 import Foundation
 import PackageDescription
 
+/// Every target keeps its imports internal unless its API shows them, and sees only
+/// members of modules it imports.
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
-]
-/// The light modules also keep their imports internal unless their API shows them, and
-/// see only members of modules they import.
-let lightModuleSettings: [SwiftSetting] = swiftSettings + [
     .enableUpcomingFeature("InternalImportsByDefault"),
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
@@ -57,14 +55,14 @@ let package = Package(
         .target(
             name: "LISAOpenAI",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
-            swiftSettings: lightModuleSettings
+            swiftSettings: swiftSettings
         ),
         // … the vocabulary of LISA's own API (model definitions, repositories, tokens,
         // principals, LISAError) …
         .target(
             name: "LISAAPI",
             dependencies: ["LISAOpenAI"],
-            swiftSettings: lightModuleSettings
+            swiftSettings: swiftSettings
         ),
         // … and the typed HTTP client of a LISA server.
         .target(
@@ -76,7 +74,7 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
-            swiftSettings: lightModuleSettings
+            swiftSettings: swiftSettings
         ),
         // The library: providers, routing, storage, auth, configuration, RAG, the runtime.
         // It never imports Hummingbird, so it can be embedded in any Swift service; it
@@ -136,6 +134,8 @@ let package = Package(
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -155,6 +155,8 @@ let package = Package(
                 "LISAHummingbird",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -183,6 +185,7 @@ let package = Package(
                 "LISAHummingbirdTesting",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -197,6 +200,7 @@ let package = Package(
                 "LISAHummingbird",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Examples/EmbedInHummingbird/Sources/EmbedInHummingbird",
             swiftSettings: swiftSettings
@@ -232,6 +236,9 @@ let package = Package(
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
@@ -250,6 +257,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -18,6 +18,7 @@ let package = Package(
                 .product(name: "LISAHummingbird", package: "lisa-swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         )
     ]

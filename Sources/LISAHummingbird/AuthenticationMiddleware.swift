@@ -1,8 +1,9 @@
 import Foundation
-import HTTPTypes
-import Hummingbird
+public import HTTPTypes
+public import Hummingbird
 import Instrumentation
-import LISAKit
+public import LISAKit
+import Logging
 import NIOCore
 import NIOFoundationCompat
 import NIOSSL

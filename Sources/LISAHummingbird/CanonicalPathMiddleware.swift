@@ -1,5 +1,5 @@
 import HTTPTypes
-import Hummingbird
+public import Hummingbird
 import LISAKit
 
 /// Gives every request one path form before anything looks at it, so routing, metering,

@@ -1,9 +1,9 @@
 import Hummingbird
-import HummingbirdCore
+public import HummingbirdCore
 import HummingbirdHTTP2
-import LISAKit
-import NIOCore
-import NIOSSL
+public import LISAKit
+public import NIOCore
+public import NIOSSL
 
 /// Closes a connection as soon as the client closes its side of it.
 ///

@@ -1,11 +1,9 @@
 import Foundation
-import HTTPTypes
-import Hummingbird
-import Instrumentation
-import LISAKit
+public import HTTPTypes
+public import Hummingbird
+public import LISAKit
+import Logging
 import NIOCore
-import NIOFoundationCompat
-import NIOSSL
 
 /// Turns every error a route throws into its dialect's error answer: the envelope and status
 /// of ``Dialect/errorAnswer(for:requestID:)``.

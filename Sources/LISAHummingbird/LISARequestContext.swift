@@ -1,6 +1,6 @@
-import Hummingbird
-import LISAKit
-import NIOCore
+public import Hummingbird
+public import LISAKit
+public import NIOCore
 
 /// What LISA's routes need from a request context: the connection it came in on (so upstream
 /// work is cancelled when the client goes away), the request id and the authenticated principal.

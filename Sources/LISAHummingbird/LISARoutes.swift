@@ -1,7 +1,7 @@
 import Foundation
-import HTTPTypes
-import Hummingbird
-import LISAKit
+public import HTTPTypes
+public import Hummingbird
+public import LISAKit
 import LISAWebUI
 import NIOCore
 import Logging

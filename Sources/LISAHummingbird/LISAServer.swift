@@ -1,12 +1,13 @@
 import AsyncHTTPClient
 import Foundation
-import Hummingbird
+public import Hummingbird
 import HummingbirdCore
-import LISAKit
+public import LISAKit
 import LISAWebUI
-import Logging
+public import Logging
 import NIOCore
 import ServiceLifecycle
+import UnixSignals
 
 /// The bundled server: a ``LISARuntime`` served by Hummingbird with LISA's routes and LISA
 /// Chat. LISAServe is this type plus argument parsing.

@@ -1,7 +1,7 @@
-import CoreMetrics
+public import CoreMetrics
 import LISAKit
-import NIOCore
-import Prometheus
+public import NIOCore
+public import Prometheus
 
 /// LISA's metrics in Prometheus's text format: a swift-metrics backend over a
 /// `PrometheusCollectorRegistry` that keeps LISA's help texts and histogram buckets, for

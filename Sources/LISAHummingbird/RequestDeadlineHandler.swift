@@ -1,6 +1,6 @@
-import LISAKit
-import NIOCore
-import NIOHTTPTypes
+public import LISAKit
+public import NIOCore
+public import NIOHTTPTypes
 
 /// Closes a connection whose client is too slow: no complete request head within
 /// ``ConnectionLimits/headerReadTimeout`` of connecting, no next request within

@@ -1,6 +1,6 @@
 import Foundation
 import HTTPTypes
-import Hummingbird
+public import Hummingbird
 import LISAKit
 
 /// Gives every request an id: the client's `X-Request-Id` when it is a sane token (≤ 128

@@ -1,8 +1,8 @@
 import HTTPTypes
-import Hummingbird
+public import Hummingbird
 import Instrumentation
-import LISAKit
-import Tracing
+public import LISAKit
+public import Tracing
 
 /// A server span per API request (`POST /v1/chat/completions`), the parent of LISA's own
 /// spans (authentication, the GenAI call, retrieval, each upstream attempt). A client's W3C

@@ -1,8 +1,8 @@
 import Foundation
 import HTTPTypes
-import Hummingbird
-import LISAKit
-import LISAWebUI
+public import Hummingbird
+public import LISAKit
+public import LISAWebUI
 import NIOCore
 
 /// LISA Chat, the web UI: `index.html` at `/`, its scripts and styles under

@@ -4,6 +4,8 @@ import Hummingbird
 import LISAHummingbird
 import LISAKit
 import NIOCore
+import NIOFoundationCompat
+import Synchronization
 
 /// The fake's Anthropic Messages server, in Anthropic's wire format: `POST /v1/messages`
 /// (buffered and streamed with the documented event sequence) and

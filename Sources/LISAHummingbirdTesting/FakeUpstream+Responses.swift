@@ -4,6 +4,7 @@ import Hummingbird
 import LISAHummingbird
 import LISAKit
 import NIOCore
+import NIOFoundationCompat
 import Synchronization
 
 /// The fake's OpenAI Responses server (`POST /v1/responses`), buffered and streamed with the

@@ -4,6 +4,8 @@ import Hummingbird
 import LISAHummingbird
 import LISAKit
 import NIOCore
+import NIOFoundationCompat
+import Synchronization
 
 /// The fake's OpenAI routes beyond text, in their wire formats:
 ///

@@ -1,7 +1,7 @@
 import Foundation
-import Hummingbird
+public import Hummingbird
 import LISAHummingbird
-import LISAKit
+public import LISAKit
 import Logging
 import NIOCore
 import NIOFoundationCompat

@@ -1,10 +1,12 @@
 import AsyncHTTPClient
 import Foundation
 import Hummingbird
-import LISAKit
+public import LISAKit
 import Logging
 import NIOCore
-import ServiceLifecycle
+import NIOFoundationCompat
+import NIOHTTP1
+public import ServiceLifecycle
 import Synchronization
 
 /// An emulation of the Kubernetes API subset LISA's hosting backend uses, with a kubelet

@@ -3,7 +3,8 @@ import Hummingbird
 import LISAKit
 import Logging
 import NIOCore
-import ServiceLifecycle
+import NIOFoundationCompat
+public import ServiceLifecycle
 import Synchronization
 
 /// An in-process emulation of the OpenSearch REST API subset LISA's OpenSearch driver uses,

@@ -1,7 +1,8 @@
 import Foundation
-import LISAKit
-import Logging
-import NIOCore
+public import LISAKit
+public import Logging
+public import NIOCore
+import NIOFoundationCompat
 import NIOHTTP1
 
 /// An ``InferenceProvider`` that answers in process, with no sockets: each call goes to a

@@ -4,6 +4,7 @@ import Hummingbird
 import LISAHummingbirdTesting
 import ServiceLifecycle
 import Logging
+import UnixSignals
 
 /// `lisa-fake-upstream`: the fake OpenAI-compatible server of `LISAHummingbirdTesting`, standalone.
 @main

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import HTTPTypes
 import LISAHummingbird
 import LISAHummingbirdTesting
 import LISAKit

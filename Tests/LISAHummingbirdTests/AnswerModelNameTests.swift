@@ -1,6 +1,7 @@
 import Foundation
 import LISAHummingbirdTesting
 import LISAKit
+import NIOHTTP1
 import Testing
 
 /// Answers name the model the client asked for, not the upstream's `modelName` (the fake

@@ -3,6 +3,7 @@ import Hummingbird
 import LISAHummingbird
 import LISAHummingbirdTesting
 import LISAKit
+import NIOHTTP1
 import Testing
 
 /// Stored responses are bounded, read only as far as a route needs, and their routes metered.

@@ -2,6 +2,7 @@ import Foundation
 import LISAKit
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 import Testing
 

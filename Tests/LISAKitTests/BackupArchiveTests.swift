@@ -3,6 +3,7 @@ import Foundation
 import LISAKit
 import LISAKitTesting
 import Logging
+import NIOCore
 import Testing
 
 /// The backup archive's safe reader and restore, against well-formed and hostile archives.

@@ -3,6 +3,7 @@ import LISAKit
 import LISAKitTesting
 import Logging
 import NIOCore
+import NIOFoundationCompat
 import Synchronization
 import Testing
 

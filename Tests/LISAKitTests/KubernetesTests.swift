@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
+import NIOHTTP1
 import Testing
 
 @testable import LISAKit

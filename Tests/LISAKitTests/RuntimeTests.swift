@@ -4,6 +4,7 @@ import LISAKitTesting
 import Logging
 import MetricsTestKit
 import NIOCore
+import NIOFoundationCompat
 import Testing
 
 /// LISA in process: a runtime from a configuration, models called with typed values, no

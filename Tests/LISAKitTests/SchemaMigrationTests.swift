@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Logging
+import NIOFoundationCompat
 import Testing
 
 @testable import LISAKit

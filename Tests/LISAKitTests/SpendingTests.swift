@@ -3,6 +3,7 @@ import Foundation
 import LISAKitTesting
 import Logging
 import NIOCore
+import NIOHTTP1
 import Testing
 
 /// Every path that spends is reserved before and charged after, whatever the client sends or

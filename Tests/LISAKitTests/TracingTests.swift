@@ -6,6 +6,7 @@ import Instrumentation
 import LISAKitTesting
 import Logging
 import NIOCore
+import NIOFoundationCompat
 import Testing
 import Tracing
 

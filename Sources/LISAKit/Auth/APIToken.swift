@@ -1,5 +1,5 @@
 import Crypto
-import Foundation
+public import Foundation
 
 /// An API token as stored: everything but the secret, which only exists as its hash.
 public struct APIToken: Sendable, Hashable, Codable {

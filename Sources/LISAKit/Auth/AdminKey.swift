@@ -1,6 +1,6 @@
 import Crypto
 import Synchronization
-import Foundation
+public import Foundation
 
 /// Verifies the management (admin) key without keeping it: only its SHA-256 is held.
 ///

@@ -1,6 +1,6 @@
-import Foundation
-import Logging
-import Tracing
+public import Foundation
+public import Logging
+public import Tracing
 
 /// Turns the credential a request presents into a ``Principal``: the admin key, an API token,
 /// or an OIDC JWT (with an ``OIDCVerifier``).

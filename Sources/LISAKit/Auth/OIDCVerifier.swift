@@ -1,10 +1,11 @@
-import AsyncHTTPClient
-import Foundation
+public import AsyncHTTPClient
+public import Foundation
 import JWTKit
-import Logging
+public import Logging
 import NIOCore
 import NIOFoundationCompat
-import ServiceLifecycle
+import NIOHTTP1
+public import ServiceLifecycle
 
 /// OIDC settings, with LISA's configuration names (`auth:` in the file).
 public struct OIDCConfiguration: Sendable, Hashable {

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import Synchronization
 
 /// A token bucket: `burst` requests at once, refilled at `perMinute` a minute. Pure: time is

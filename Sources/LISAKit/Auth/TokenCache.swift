@@ -1,5 +1,5 @@
 import Foundation
-import ServiceLifecycle
+public import ServiceLifecycle
 import Synchronization
 
 /// API tokens verified against the state store, kept briefly so that an inference request

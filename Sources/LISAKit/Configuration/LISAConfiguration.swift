@@ -1,5 +1,5 @@
-import Foundation
-import Logging
+public import Foundation
+public import Logging
 import Yams
 
 /// Where the Kubernetes hosting backend runs replicas (`hosting.kubernetes`).

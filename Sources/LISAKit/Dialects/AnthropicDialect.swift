@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 
 /// Anthropic Messages (`/v1/messages`) onto OpenAI chat completions and back, as pure
 /// functions and a streaming state machine. `Documentation/Dialects.md` has the tables.

@@ -1,5 +1,5 @@
 import Foundation
-import NIOCore
+public import NIOCore
 import NIOFoundationCompat
 
 /// One API dialect LISA answers in: how a call in it reaches the gateway, how its answer and

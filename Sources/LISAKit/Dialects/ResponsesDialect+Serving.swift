@@ -1,5 +1,6 @@
 import Foundation
-import NIOCore
+import Logging
+public import NIOCore
 import NIOFoundationCompat
 import Synchronization
 

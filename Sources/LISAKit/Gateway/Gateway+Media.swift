@@ -1,5 +1,6 @@
 import Foundation
-import NIOCore
+public import NIOCore
+import NIOFoundationCompat
 
 /// OpenAI's routes beyond text (images, audio, moderations) and rerank: what each carries,
 /// which model type serves it, and how its answer comes back.

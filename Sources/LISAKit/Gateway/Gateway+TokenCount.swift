@@ -1,5 +1,7 @@
 import Foundation
-import NIOCore
+import Logging
+public import NIOCore
+import NIOFoundationCompat
 
 extension Gateway {
     /// The input tokens of a request by the model's own tokenizer, where its upstream has

@@ -1,10 +1,10 @@
 import AsyncHTTPClient
 import Foundation
-import Logging
-import NIOCore
+public import Logging
+public import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
-import Tracing
+public import Tracing
 
 /// The OpenAI-compatible gateway: decodes requests, picks an endpoint of the model,
 /// forwards upstream and relays the answer. Also registers and removes models.

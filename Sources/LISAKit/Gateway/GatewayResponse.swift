@@ -1,7 +1,7 @@
 import AsyncHTTPClient
 import Foundation
-import Logging
-import NIOCore
+public import Logging
+public import NIOCore
 import Synchronization
 
 /// What the gateway answers an inference request with, independent of any HTTP server:

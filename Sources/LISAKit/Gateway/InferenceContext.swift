@@ -1,4 +1,4 @@
-import Logging
+public import Logging
 
 /// What the front end knows of one inference request besides its body.
 public struct InferenceContext: Sendable {

@@ -1,5 +1,5 @@
-import Foundation
-import NIOCore
+public import Foundation
+public import NIOCore
 
 /// A `multipart/form-data` body (RFC 7578): its parts with their names, file names and bytes.
 ///

@@ -1,5 +1,5 @@
 import Foundation
-import NIOCore
+public import NIOCore
 import NIOFoundationCompat
 
 /// Reads request bodies the one way LISA reads them: one strict parse decides what a body is

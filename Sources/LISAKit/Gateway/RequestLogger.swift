@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 
 /// A logger and the request's metadata, merged only when something is logged: changing a

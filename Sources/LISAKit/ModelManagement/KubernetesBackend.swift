@@ -1,6 +1,6 @@
 import Crypto
 import Foundation
-import Logging
+public import Logging
 import NIOHTTP1
 
 /// Runs `lisa_hosted` replicas on Kubernetes: one **Deployment of one pod per replica**

@@ -1,8 +1,9 @@
-import AsyncHTTPClient
+public import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
-import NIOHTTP1
+import NIOFoundationCompat
+public import NIOHTTP1
 import NIOSSL
 import Yams
 

@@ -1,7 +1,8 @@
-import AsyncHTTPClient
+public import AsyncHTTPClient
 import Foundation
-import Logging
+public import Logging
 import NIOCore
+import NIOHTTP1
 import Synchronization
 
 #if canImport(Glibc)

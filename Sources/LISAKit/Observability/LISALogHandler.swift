@@ -1,5 +1,5 @@
 import Foundation
-import Logging
+public import Logging
 
 /// A log handler that writes one line per message to standard error and renders metadata
 /// only when it logs.

@@ -1,6 +1,6 @@
-import Logging
-import NIOCore
-import NIOHTTP1
+public import Logging
+public import NIOCore
+public import NIOHTTP1
 
 /// Sends one request to one endpoint: the seam between the gateway and the wire.
 ///

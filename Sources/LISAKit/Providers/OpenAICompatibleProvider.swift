@@ -1,5 +1,5 @@
-import Logging
-import NIOCore
+public import Logging
+public import NIOCore
 
 /// An adapter for any OpenAI-compatible server (vLLM, TGI `/v1`, TEI, Ollama, OpenAI…), and for
 /// Anthropic and Responses upstreams, over LISA's lean HTTP/1.1 client.

@@ -1,7 +1,7 @@
 import Foundation
-import NIOCore
-import NIOHTTP1
-import NIOPosix
+public import NIOCore
+public import NIOHTTP1
+public import NIOPosix
 import NIOSSL
 import Synchronization
 

@@ -36,7 +36,10 @@ enum BoundedProcess {
             try await Task.sleep(for: .seconds(clamping: timeoutSeconds))
             terminate()
         }
-        enum Outcome: Sendable { case output(Data), tooLarge }
+        enum Outcome: Sendable {
+            case output(Data)
+            case tooLarge
+        }
         let reader = output.fileHandleForReading
         let outcome: Outcome = await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Outcome, Never>) in

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// Turns an uploaded file into text, by its extension: plain text, Markdown, HTML, JSON,
 /// CSV, PDF (poppler's `pdftotext`, from Debian's `poppler-utils`) and DOCX (the ZIP's

@@ -1,5 +1,5 @@
 import Foundation
-import NIOCore
+public import NIOCore
 import Synchronization
 
 /// What a chat completion asks of RAG: `"lisa": {"rag": {"repositoryId": "…",

@@ -1,8 +1,9 @@
-import AsyncHTTPClient
+public import AsyncHTTPClient
 import Foundation
-import Logging
+public import Logging
 import NIOCore
-import ServiceLifecycle
+import NIOHTTP1
+public import ServiceLifecycle
 
 /// Probes the endpoints of every model on its `healthCheck`'s interval — or, for a model
 /// without one, on `defaultCheck` (by default a reachability probe) — and marks them healthy

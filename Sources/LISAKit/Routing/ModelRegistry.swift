@@ -1,5 +1,5 @@
 import Atomics
-import Foundation
+public import Foundation
 import Synchronization
 
 /// Where a registered model came from.

@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 /// A Swift concurrency task executor that runs jobs on one SwiftNIO event loop.
 ///

@@ -1,5 +1,5 @@
 import Foundation
-import Logging
+public import Logging
 
 extension LISARuntime {
     /// An online snapshot of this runtime's embedded state (``StateBackup``), to stream as

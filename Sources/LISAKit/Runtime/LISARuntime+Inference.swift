@@ -1,6 +1,6 @@
 import Foundation
-import Logging
-import NIOCore
+public import Logging
+public import NIOCore
 import NIOFoundationCompat
 import Synchronization
 

@@ -1,7 +1,7 @@
-import CoreMetrics
-import Logging
-import ServiceLifecycle
-import Tracing
+public import CoreMetrics
+public import Logging
+public import ServiceLifecycle
+public import Tracing
 
 extension LISARuntime: Service {
     /// Runs the runtime's long-lived parts (``services``: health probes, the models service,

@@ -1,10 +1,10 @@
-import AsyncHTTPClient
-import CoreMetrics
+public import AsyncHTTPClient
+public import CoreMetrics
 import Foundation
-import Logging
-import ServiceLifecycle
+public import Logging
+public import ServiceLifecycle
 import Synchronization
-import Tracing
+public import Tracing
 
 /// Everything LISA is, built once from a ``LISAConfiguration``: the state store, the admin
 /// key, the model registry and gateway, the models API and its controller, RAG, sessions,

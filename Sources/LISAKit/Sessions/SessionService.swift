@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// A chat session, with LISA's field names. `history` and `configuration` are kept as the
 /// client sent them (messages with their RAG citations, model and parameters).

@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
-import Logging
-import NIOCore
+public import Logging
+public import NIOCore
 import NIOFoundationCompat
 import SQLiteNIO
 import Synchronization

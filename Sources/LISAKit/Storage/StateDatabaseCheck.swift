@@ -1,5 +1,5 @@
 import Foundation
-import Logging
+public import Logging
 
 /// Whether a state database (a restored one, typically) is complete for this build:
 /// `LISAServe --check-database`.

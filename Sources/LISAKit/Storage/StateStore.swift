@@ -1,5 +1,5 @@
-import Foundation
-import Logging
+public import Foundation
+public import Logging
 
 /// Where LISA keeps what must survive a restart — models and their lifecycle, hosted
 /// replicas, API tokens, settings — and how LISAServe replicas sharing it coordinate.

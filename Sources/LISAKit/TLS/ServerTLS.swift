@@ -1,8 +1,8 @@
 import Foundation
-import Logging
+public import Logging
 import NIOCore
-import NIOSSL
-import ServiceLifecycle
+public import NIOSSL
+public import ServiceLifecycle
 import Synchronization
 
 /// HTTPS for LISAServe (`server.tls`).

@@ -1,7 +1,8 @@
 import Foundation
 import NIOCore
 import NIOPosix
-import NIOSSL
+public import NIOSSL
+import SwiftASN1
 import Synchronization
 import X509
 

@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import ServiceLifecycle
+public import ServiceLifecycle
 import Synchronization
 
 /// Writes usage records to the state store off the request path: a call only appends to a

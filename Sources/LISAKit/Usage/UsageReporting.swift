@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 extension UsageQuery {
     /// A query from `GET /usage`'s parameters: `from`, `to` (Unix seconds or ISO 8601;

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// Which usage records a query reads.
 public struct UsageFilter: Sendable, Hashable {

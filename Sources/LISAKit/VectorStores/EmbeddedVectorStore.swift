@@ -1,6 +1,6 @@
 import Dispatch
 import Foundation
-import Logging
+public import Logging
 import Synchronization
 
 /// The default vector store: no service, persisted in the data directory, exact search.

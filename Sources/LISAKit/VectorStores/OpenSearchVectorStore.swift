@@ -1,7 +1,8 @@
-import AsyncHTTPClient
+public import AsyncHTTPClient
 import Foundation
-import Logging
+public import Logging
 import NIOCore
+import NIOFoundationCompat
 import NIOHTTP1
 
 /// Vectors in OpenSearch with the k-NN plugin, over its REST API.

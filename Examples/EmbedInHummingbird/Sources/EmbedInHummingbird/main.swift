@@ -8,6 +8,7 @@ import LISAHummingbird
 import LISAKit
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 let environment = ProcessInfo.processInfo.environment
 let logger = Logger(label: "my-service")

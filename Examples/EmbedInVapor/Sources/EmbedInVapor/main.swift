@@ -6,6 +6,7 @@
 //   curl -H "Authorization: Bearer change-me-please-0123" http://127.0.0.1:8091/v1/models
 import Foundation
 import LISAKit
+import ServiceLifecycle
 import Vapor
 
 let environment = ProcessInfo.processInfo.environment

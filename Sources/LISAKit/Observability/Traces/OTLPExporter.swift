@@ -1,11 +1,11 @@
-import AsyncHTTPClient
+public import AsyncHTTPClient
 import Foundation
-import Logging
+public import Logging
 import NIOCore
 import NIOHTTP1
-import ServiceLifecycle
+public import ServiceLifecycle
 import Synchronization
-import Tracing
+public import Tracing
 
 /// Exports ended spans to an OpenTelemetry collector over OTLP/HTTP with the JSON encoding
 /// (`POST <endpoint>/v1/traces`, `Content-Type: application/json`), which every collector,

@@ -1,7 +1,7 @@
 import Foundation
-import Instrumentation
+public import Instrumentation
 import Synchronization
-import Tracing
+public import Tracing
 
 /// The identity of a span as W3C Trace Context carries it: trace id, span id, whether the
 /// trace is sampled, and the vendor `tracestate` passed along untouched.
