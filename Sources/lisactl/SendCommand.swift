@@ -1,20 +1,18 @@
-import ArgumentParser
+public import ArgumentParser
 import Foundation
 import LISAClient
 
-/// `lisactl send`: one request in another dialect, printed exactly as the server answers.
+/// `lisactl send`: one request in any dialect, printed exactly as the server answers.
 struct SendCommand: AsyncParsableCommand {
-    enum DialectName: String, ExpressibleByArgument, CaseIterable {
-        case messages, responses
-    }
 
     static let configuration = CommandConfiguration(
         commandName: "send",
-        abstract: "Send a prompt as an Anthropic Messages or OpenAI Responses request and print the raw answer (for debugging).",
+        abstract: "Send a prompt as a chat completions, Anthropic Messages or OpenAI Responses request and print the raw answer (for debugging).",
         discussion: "Prints the JSON answer, or with --stream every server-sent event as it arrives."
     )
     @OptionGroup var global: GlobalOptions
-    @Option(help: "The dialect: messages (POST /v1/messages) or responses (POST /v1/responses).") var dialect: DialectName
+    @Option(help: "The dialect: chat (POST /v1/chat/completions), messages (POST /v1/messages) or responses (POST /v1/responses).")
+    var dialect: DialectName
     @Option(name: .shortAndLong, help: "The model's modelId.") var model: String
     @Option(name: .customLong("max-tokens"), help: "Most tokens to generate (messages needs one; default 1024).") var maxTokens: Int?
     @Option(name: .customLong("system"), help: "A system prompt (instructions, for responses).") var systemPrompt: String?
@@ -27,15 +25,17 @@ struct SendCommand: AsyncParsableCommand {
             let text = prompt.joined(separator: " ")
             guard !text.isEmpty else { throw ValidationError("no prompt") }
             var body: [String: JSONValue] = ["model": .string(model), "stream": .bool(stream)]
-            let path: String
             switch dialect {
+            case .chatCompletions:
+                var messages: [JSONValue] = [["role": "user", "content": .string(text)]]
+                if let systemPrompt { messages.insert(["role": "system", "content": .string(systemPrompt)], at: 0) }
+                body["messages"] = .array(messages)
+                if let maxTokens { body["max_tokens"] = .integer(Int64(maxTokens)) }
             case .messages:
-                path = "/v1/messages"
                 body["max_tokens"] = .integer(Int64(maxTokens ?? 1024))
                 body["messages"] = [["role": "user", "content": .string(text)]]
                 if let systemPrompt { body["system"] = .string(systemPrompt) }
             case .responses:
-                path = "/v1/responses"
                 body["input"] = .string(text)
                 if let maxTokens { body["max_output_tokens"] = .integer(Int64(maxTokens)) }
                 if let systemPrompt { body["instructions"] = .string(systemPrompt) }
@@ -43,10 +43,12 @@ struct SendCommand: AsyncParsableCommand {
             }
             let encoded = try JSONEncoder().encode(JSONValue.object(body))
             let output = FileHandle.standardOutput
-            for try await chunk in global.makeClient().postRaw(path, body: encoded) {
+            for try await chunk in global.makeClient().postRaw("/v1" + dialect.route, body: encoded) {
                 output.write(chunk)
             }
             if !stream { output.write(Data("\n".utf8)) }
         }
     }
 }
+
+extension DialectName: ExpressibleByArgument {}

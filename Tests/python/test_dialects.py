@@ -398,6 +398,10 @@ def test_lisactl_sends_messages_and_responses_requests(server):
     assert "event: response.created" in streamed.stdout and "event: response.completed" in streamed.stdout
     refused = lisactl(server, "send", "--dialect", "messages", "-m", "no-such-model", "x")
     assert refused.returncode != 0 and "HTTP 404" in refused.stderr and "no-such-model" in refused.stderr
+    # The same names as the server's dialects: chat completions too.
+    chat = lisactl(server, "send", "--dialect", "chat", "-m", "chat-small", "hello", "chat")
+    assert chat.returncode == 0, chat.stderr
+    assert json.loads(chat.stdout)["choices"][0]["message"]["content"] == "echo: hello chat"
 
 
 # MARK: - LangChain's ChatAnthropic
