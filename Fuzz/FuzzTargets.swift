@@ -39,7 +39,8 @@ private func fuzzJSON(_ bytes: [UInt8]) {
     let buffer = ByteBuffer(bytes: bytes)
     let accepted = (try? StrictJSON.validate(bytes)) != nil
     if accepted {
-        invariant((try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])) != nil, "validator accepted what Foundation refuses")
+        invariant(
+            (try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])) != nil, "validator accepted what Foundation refuses")
         if let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] {
             let ranges = JSONMemberScanner.valueRanges(of: "model", in: buffer)
             invariant(ranges != nil, "scanner failed on a valid object")
@@ -97,7 +98,8 @@ private func fuzzSSE(_ bytes: [UInt8]) {
     }
     if let reference, !failed {
         invariant(reference.map(\.event) == events.map(\.event), "events depend on how the bytes were split")
-        invariant(reference.map { Array($0.raw.readableBytesView) } == events.map { Array($0.raw.readableBytesView) }, "raw bytes depend on the split")
+        invariant(
+            reference.map { Array($0.raw.readableBytesView) } == events.map { Array($0.raw.readableBytesView) }, "raw bytes depend on the split")
     }
 }
 
@@ -146,4 +148,3 @@ private func fuzzZip(_ bytes: [UInt8]) {
     invariant((try? first.get()) == (try? again.get()), "the check gave two answers")
     _ = try? ZipStructure.check(Array(repeating: 0, count: 512) + bytes)
 }
-

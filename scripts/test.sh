@@ -63,6 +63,9 @@ python3 scripts/dependencies.py --check
 
 echo "== Module graph (lisactl and the client example carry no server)"
 ./scripts/check-module-graph.sh
+echo "== Format (.swift-format) and file size (no Swift file under Sources/ over 600 lines)"
+./scripts/check-format.sh
+./scripts/check-file-size.sh
 
 echo "== Swift tests"
 swift test --skip-build

@@ -17,4 +17,3 @@ public struct CircuitBreakerConfiguration: Sendable, Hashable, Codable {
         cooldownSeconds = try c.decodeIfPresent(Double.self, forKey: .cooldownSeconds) ?? 30
     }
 }
-

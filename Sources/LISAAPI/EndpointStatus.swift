@@ -27,4 +27,3 @@ public struct EndpointStatus: Sendable, Hashable, Codable {
         self.ewmaLatencyMilliseconds = ewmaLatencyMilliseconds
     }
 }
-

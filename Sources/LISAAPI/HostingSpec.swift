@@ -282,7 +282,8 @@ public struct KubernetesLaunch: Sendable, Hashable, Codable {
                 )
             }
         }
-        if let tolerations, case .array = tolerations {} else if tolerations != nil {
+        if let tolerations, case .array = tolerations {
+        } else if tolerations != nil {
             throw .invalidRequest("launch.kubernetes.tolerations must be a list.", param: "launch.kubernetes.tolerations")
         }
         if let policy = imagePullPolicy, !["Always", "IfNotPresent", "Never"].contains(policy) {

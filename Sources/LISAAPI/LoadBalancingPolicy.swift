@@ -17,4 +17,3 @@ public enum LoadBalancingPolicy: String, Sendable, Codable, CaseIterable {
     /// replica that holds its KV cache unless that replica is over its share of the load.
     case sessionAffinity
 }
-

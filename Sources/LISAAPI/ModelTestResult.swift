@@ -21,4 +21,3 @@ public struct ModelTestResult: Sendable, Hashable, Codable {
         self.code = code
     }
 }
-

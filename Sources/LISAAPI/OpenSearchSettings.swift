@@ -27,4 +27,3 @@ public struct OpenSearchSettings: Sendable, Hashable, Codable {
         return copy
     }
 }
-

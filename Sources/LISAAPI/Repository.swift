@@ -184,7 +184,10 @@ public struct RAGDocument: Sendable, Hashable, Codable {
     public var chunkOverlap: Int?
     public var createdAt: Date
 
-    public init(documentId: String, repositoryId: String, collectionId: String, documentName: String, username: String, chunks: Int, chunkSize: Int? = nil, chunkOverlap: Int? = nil, createdAt: Date) {
+    public init(
+        documentId: String, repositoryId: String, collectionId: String, documentName: String, username: String, chunks: Int, chunkSize: Int? = nil,
+        chunkOverlap: Int? = nil, createdAt: Date
+    ) {
         self.documentId = documentId
         self.repositoryId = repositoryId
         self.collectionId = collectionId
@@ -229,7 +232,11 @@ public struct IngestionJob: Sendable, Hashable, Codable {
         chunkingStrategy == "none" ? .none : .recursive(size: chunkSize ?? 512, overlap: chunkOverlap ?? 51)
     }
 
-    public init(jobId: String, repositoryId: String, collectionId: String, documentId: String, documentName: String, username: String, status: IngestionStatus, reason: String? = nil, chunkSize: Int? = nil, chunkOverlap: Int? = nil, chunkingStrategy: String? = nil, chunks: Int? = nil, attempts: Int? = nil, createdAt: Date, updatedAt: Date) {
+    public init(
+        jobId: String, repositoryId: String, collectionId: String, documentId: String, documentName: String, username: String,
+        status: IngestionStatus, reason: String? = nil, chunkSize: Int? = nil, chunkOverlap: Int? = nil, chunkingStrategy: String? = nil,
+        chunks: Int? = nil, attempts: Int? = nil, createdAt: Date, updatedAt: Date
+    ) {
         self.jobId = jobId
         self.repositoryId = repositoryId
         self.collectionId = collectionId

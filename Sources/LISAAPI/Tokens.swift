@@ -76,4 +76,3 @@ public struct AdminKeyRotation: Sendable, Codable {
         self.previousKeyValidUntil = previousKeyValidUntil
     }
 }
-

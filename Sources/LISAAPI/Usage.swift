@@ -247,7 +247,9 @@ public struct BudgetConfiguration: Sendable, Hashable, Codable {
     /// `max_completion_tokens`, `max_output_tokens`).
     public var defaultReservationTokens: Int
 
-    public init(user: BudgetLimit? = nil, users: [String: BudgetLimit] = [:], groups: [String: BudgetLimit] = [:], defaultReservationTokens: Int = 4096) {
+    public init(
+        user: BudgetLimit? = nil, users: [String: BudgetLimit] = [:], groups: [String: BudgetLimit] = [:], defaultReservationTokens: Int = 4096
+    ) {
         self.user = user
         self.users = users
         self.groups = groups
@@ -283,7 +285,9 @@ public struct BudgetStatus: Sendable, Hashable, Codable {
     public var reserved: Double
     public var resetsAt: Date
 
-    public init(scope: String, subject: String, metric: String, period: BudgetLimit.Period, limit: Double, spent: Double, reserved: Double, resetsAt: Date) {
+    public init(
+        scope: String, subject: String, metric: String, period: BudgetLimit.Period, limit: Double, spent: Double, reserved: Double, resetsAt: Date
+    ) {
         self.scope = scope
         self.subject = subject
         self.metric = metric

@@ -1,7 +1,7 @@
-@_exported import LISAAPI
-@_exported import LISAOpenAI
 public import AsyncHTTPClient
 public import Foundation
+@_exported import LISAAPI
+@_exported import LISAOpenAI
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
@@ -173,7 +173,8 @@ public struct LISAClient: Sendable {
     /// `GET /repository/{id}/similaritySearch`.
     public func search(_ query: String, in repository: String, collection: String? = nil, topK: Int = 3) async throws -> [RAGSource] {
         var components = URLComponents()
-        components.queryItems = [URLQueryItem(name: "query", value: query), URLQueryItem(name: "topK", value: String(topK))]
+        components.queryItems =
+            [URLQueryItem(name: "query", value: query), URLQueryItem(name: "topK", value: String(topK))]
             + (collection.map { [URLQueryItem(name: "collectionId", value: $0)] } ?? [])
         struct Found: Decodable { var docs: [RAGSource] }
         return try await send(

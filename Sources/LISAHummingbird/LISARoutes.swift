@@ -3,8 +3,8 @@ public import HTTPTypes
 public import Hummingbird
 public import LISAKit
 import LISAWebUI
-import NIOCore
 import Logging
+import NIOCore
 import NIOFoundationCompat
 
 /// LISA's HTTP API as Hummingbird routes, to mount on any `Router`.
@@ -211,7 +211,9 @@ public struct LISARoutes: Sendable {
             }
             // The call route of each dialect: chat completions, Anthropic Messages (Claude
             // Code, the anthropic SDKs) and OpenAI Responses (the Agents SDK, Codex).
-            for (group, dialect) in [(chat, ChatCompletionsDialect() as any Dialect), (messages.signedIn, AnthropicDialect()), (responses, ResponsesDialect())] {
+            for (group, dialect) in [
+                (chat, ChatCompletionsDialect() as any Dialect), (messages.signedIn, AnthropicDialect()), (responses, ResponsesDialect()),
+            ] {
                 group.post("\(prefix)\(dialect.name.route)") { request, context in
                     try await inference(request, context: context) { runtime, body, inference in
                         try await dialect.serve(body, context: inference, runtime: runtime)
@@ -263,10 +265,11 @@ public struct LISARoutes: Sendable {
             }
             responses.get("\(prefix)/responses/{id}/input_items") { request, context in
                 let query = request.uri.queryParameters
-                let limit = try query["limit"].map { value throws(LISAError) in
-                    guard let limit = Int(String(value)) else { throw .invalidRequest("limit must be an integer.", param: "limit") }
-                    return limit
-                } ?? 20
+                let limit =
+                    try query["limit"].map { value throws(LISAError) in
+                        guard let limit = Int(String(value)) else { throw .invalidRequest("limit must be an integer.", param: "limit") }
+                        return limit
+                    } ?? 20
                 let order = query["order"].map(String.init) ?? "desc"
                 guard order == "asc" || order == "desc" else { throw LISAError.invalidRequest("order must be asc or desc.", param: "order") }
                 return Self.json(
@@ -446,7 +449,8 @@ public struct LISARoutes: Sendable {
         }
         // What nearly every client sends, checked before the general parse.
         let mediaType =
-            contentType == "application/json" ? contentType
+            contentType == "application/json"
+            ? contentType
             : contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
         guard mediaType == "application/json" || (mediaType.hasPrefix("application/") && mediaType.hasSuffix("+json")) else {
             throw LISAError.unsupportedMediaType(contentType)

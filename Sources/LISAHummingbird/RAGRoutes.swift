@@ -155,7 +155,8 @@ struct RAGRoutes<Context: LISARoutesContext> {
         }
         group.get("/repository/{id}/jobs/{jobId}") { _, context in
             try LISARoutes.encode(
-                try await rag.job(try context.parameters.require("jobId"), of: try context.parameters.require("id"), for: try context.requirePrincipal())
+                try await rag.job(
+                    try context.parameters.require("jobId"), of: try context.parameters.require("id"), for: try context.requirePrincipal())
             )
         }
         group.get("/repository/{id}/similaritySearch") { request, context in

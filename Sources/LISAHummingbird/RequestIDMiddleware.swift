@@ -36,7 +36,8 @@ public struct RequestIDMiddleware<Context: LISARoutesContext>: RouterMiddleware 
         let high = UniqueID.next64()
         let low = UInt32(truncatingIfNeeded: UniqueID.next64())
         // Fixed width: 16 + 8 hex digits, zero-padded, so ids sort and parse alike.
-        let hex = String(high, radix: 16) + "", tail = String(low, radix: 16)
+        let hex = String(high, radix: 16) + ""
+        let tail = String(low, radix: 16)
         return "req-" + String(repeating: "0", count: 16 - hex.count) + hex + String(repeating: "0", count: 8 - tail.count) + tail
     }
 }

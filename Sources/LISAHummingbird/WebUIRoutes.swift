@@ -89,9 +89,11 @@ public struct WebUIRoutes<Context: LISARoutesContext>: Sendable {
         headers[.contentType] = asset.contentType
         headers[.eTag] = asset.etag
         headers[.cacheControl] = immutable ? "public, max-age=31536000, immutable" : "no-cache"
-        if let presented = request.headers[.ifNoneMatch], presented.split(separator: ",").contains(where: {
-            $0.trimmingCharacters(in: .whitespaces) == asset.etag
-        }) {
+        if let presented = request.headers[.ifNoneMatch],
+            presented.split(separator: ",").contains(where: {
+                $0.trimmingCharacters(in: .whitespaces) == asset.etag
+            })
+        {
             return Response(status: .notModified, headers: headers)
         }
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: asset.bytes)))

@@ -111,7 +111,10 @@ extension FakeUpstream {
             blocks.append(["type": "text", "text": .string("tool said: \(content)")])
         } else if let tools = body["tools"]?.arrayValue, let first = tools.first, body["tool_choice"]?["type"] != "none" {
             let name = body["tool_choice"]?["name"] ?? first["name"] ?? "tool"
-            blocks.append(["type": "tool_use", "id": .string("toolu_fake\(Int.random(in: 1000...9999))"), "name": name, "input": ["text": .string(Self.userText(last))]])
+            blocks.append([
+                "type": "tool_use", "id": .string("toolu_fake\(Int.random(in: 1000...9999))"), "name": name,
+                "input": ["text": .string(Self.userText(last))],
+            ])
             stopReason = "tool_use"
         } else {
             let seen: JSONValue = [
@@ -179,27 +182,47 @@ extension FakeUpstream {
                     let position = JSONValue.integer(Int64(index))
                     switch block["type"]?.stringValue {
                     case "thinking":
-                        try await send("content_block_start", ["type": "content_block_start", "index": position, "content_block": ["type": "thinking", "thinking": ""]])
-                        try await send("content_block_delta", ["type": "content_block_delta", "index": position, "delta": ["type": "thinking_delta", "thinking": block["thinking"] ?? ""]])
-                        try await send("content_block_delta", ["type": "content_block_delta", "index": position, "delta": ["type": "signature_delta", "signature": "fake-signature"]])
+                        try await send(
+                            "content_block_start",
+                            ["type": "content_block_start", "index": position, "content_block": ["type": "thinking", "thinking": ""]])
+                        try await send(
+                            "content_block_delta",
+                            [
+                                "type": "content_block_delta", "index": position,
+                                "delta": ["type": "thinking_delta", "thinking": block["thinking"] ?? ""],
+                            ])
+                        try await send(
+                            "content_block_delta",
+                            ["type": "content_block_delta", "index": position, "delta": ["type": "signature_delta", "signature": "fake-signature"]])
                     case "tool_use":
                         try await send(
                             "content_block_start",
-                            ["type": "content_block_start", "index": position, "content_block": ["type": "tool_use", "id": block["id"] ?? "", "name": block["name"] ?? "", "input": [:]]]
+                            [
+                                "type": "content_block_start", "index": position,
+                                "content_block": ["type": "tool_use", "id": block["id"] ?? "", "name": block["name"] ?? "", "input": [:]],
+                            ]
                         )
                         let json = String(decoding: try Self.encoder.encode(block["input"] ?? [:]), as: UTF8.self)
                         let half = json.index(json.startIndex, offsetBy: json.count / 2)
                         for piece in [json[..<half], json[half...]] {
                             try await Task.sleep(for: delay)
-                            try await send("content_block_delta", ["type": "content_block_delta", "index": position, "delta": ["type": "input_json_delta", "partial_json": .string(String(piece))]])
+                            try await send(
+                                "content_block_delta",
+                                [
+                                    "type": "content_block_delta", "index": position,
+                                    "delta": ["type": "input_json_delta", "partial_json": .string(String(piece))],
+                                ])
                         }
                     default:
-                        try await send("content_block_start", ["type": "content_block_start", "index": position, "content_block": ["type": "text", "text": ""]])
+                        try await send(
+                            "content_block_start", ["type": "content_block_start", "index": position, "content_block": ["type": "text", "text": ""]])
                         let words = (block["text"]?.stringValue ?? "").split(separator: " ", omittingEmptySubsequences: false)
                         for (wordIndex, word) in words.enumerated() {
                             try await Task.sleep(for: delay)
                             let piece = wordIndex == 0 ? String(word) : " " + word
-                            try await send("content_block_delta", ["type": "content_block_delta", "index": position, "delta": ["type": "text_delta", "text": .string(piece)]])
+                            try await send(
+                                "content_block_delta",
+                                ["type": "content_block_delta", "index": position, "delta": ["type": "text_delta", "text": .string(piece)]])
                             sentDeltas += 1
                             if model == "break-stream" && sentDeltas == 2 {
                                 try await send("error", ["type": "error", "error": ["type": "overloaded_error", "message": "Overloaded"]])
@@ -212,7 +235,10 @@ extension FakeUpstream {
                 }
                 try await send(
                     "message_delta",
-                    ["type": "message_delta", "delta": ["stop_reason": .string(stopReason), "stop_sequence": stopSequence], "usage": ["output_tokens": .integer(output)]]
+                    [
+                        "type": "message_delta", "delta": ["stop_reason": .string(stopReason), "stop_sequence": stopSequence],
+                        "usage": ["output_tokens": .integer(output)],
+                    ]
                 )
                 try await send("message_stop", ["type": "message_stop"])
                 try await writer.finish(nil)

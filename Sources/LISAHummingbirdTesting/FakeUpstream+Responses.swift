@@ -42,23 +42,31 @@ extension FakeUpstream {
         if let previous = body["previous_response_id"]?.stringValue {
             guard let known = responsesStore.withLock({ $0[previous] }) else {
                 let error: JSONValue = [
-                    "error": ["message": .string("Previous response with id '\(previous)' not found."), "type": "invalid_request_error",
-                              "param": "previous_response_id", "code": "previous_response_not_found"],
+                    "error": [
+                        "message": .string("Previous response with id '\(previous)' not found."), "type": "invalid_request_error",
+                        "param": "previous_response_id", "code": "previous_response_not_found",
+                    ]
                 ]
-                return Response(status: .notFound, headers: [.contentType: "application/json"], body: .init(byteBuffer: try Self.encoder.encodeAsByteBuffer(error, allocator: ByteBufferAllocator())))
+                return Response(
+                    status: .notFound, headers: [.contentType: "application/json"],
+                    body: .init(byteBuffer: try Self.encoder.encodeAsByteBuffer(error, allocator: ByteBufferAllocator())))
             }
             depth = known + 1
         }
         let model = body["model"]?.stringValue ?? ""
         let items: [JSONValue] =
-            if case .string(let text)? = body["input"] { [["type": "message", "role": "user", "content": .string(text)]] } else { body["input"]?.arrayValue ?? [] }
+            if case .string(let text)? = body["input"] { [["type": "message", "role": "user", "content": .string(text)]] } else {
+                body["input"]?.arrayValue ?? []
+            }
         let last = items.last
         let id = "resp_fake\(UInt64.random(in: 1_000_000...9_999_999))"
         var output: [JSONValue] = []
         var status = "completed"
         var incomplete: JSONValue = .null
         if model == "think" {
-            output.append(["type": "reasoning", "id": "rs_fake", "summary": [], "content": [["type": "reasoning_text", "text": "thinking about it"]]])
+            output.append([
+                "type": "reasoning", "id": "rs_fake", "summary": [], "content": [["type": "reasoning_text", "text": "thinking about it"]],
+            ])
         }
         if last?["type"] == "function_call_output" {
             output.append(Self.responsesMessage("tool said: \(last?["output"]?.stringValue ?? "")"))
@@ -89,9 +97,11 @@ extension FakeUpstream {
         let response: JSONValue = [
             "id": .string(id), "object": "response", "created_at": 1_700_000_000, "status": .string(status), "model": .string(model),
             "output": .array(output), "incomplete_details": incomplete, "error": nil, "store": .bool(body["store"] != .bool(false)),
-            "usage": ["input_tokens": .integer(Int64(Self.inputText(last).count)), "output_tokens": .integer(Int64(words)),
-                      "total_tokens": .integer(Int64(Self.inputText(last).count + words)), "input_tokens_details": ["cached_tokens": 0],
-                      "output_tokens_details": ["reasoning_tokens": 0]],
+            "usage": [
+                "input_tokens": .integer(Int64(Self.inputText(last).count)), "output_tokens": .integer(Int64(words)),
+                "total_tokens": .integer(Int64(Self.inputText(last).count + words)), "input_tokens_details": ["cached_tokens": 0],
+                "output_tokens_details": ["reasoning_tokens": 0],
+            ],
         ]
         if body["store"] != .bool(false) { responsesStore.withLock { $0[id] = depth } }
         if body["stream"] == .bool(true) { return streamResponse(response, model: model) }
@@ -132,24 +142,50 @@ extension FakeUpstream {
                         let half = arguments.index(arguments.startIndex, offsetBy: arguments.count / 2)
                         for piece in [arguments[..<half], arguments[half...]] {
                             try await Task.sleep(for: delay)
-                            try await send("response.function_call_arguments.delta", ["output_index": position, "item_id": item["id"] ?? "", "delta": .string(String(piece))])
+                            try await send(
+                                "response.function_call_arguments.delta",
+                                ["output_index": position, "item_id": item["id"] ?? "", "delta": .string(String(piece))])
                         }
-                        try await send("response.function_call_arguments.done", ["output_index": position, "item_id": item["id"] ?? "", "arguments": .string(arguments)])
+                        try await send(
+                            "response.function_call_arguments.done",
+                            ["output_index": position, "item_id": item["id"] ?? "", "arguments": .string(arguments)])
                     case "message":
                         let text = item["content"]?.arrayValue?.first?["text"]?.stringValue ?? ""
-                        try await send("response.output_item.added", ["output_index": position, "item": ["type": "message", "id": item["id"] ?? "", "role": "assistant", "status": "in_progress", "content": []]])
-                        try await send("response.content_part.added", ["output_index": position, "item_id": item["id"] ?? "", "content_index": 0, "part": ["type": "output_text", "text": "", "annotations": []]])
+                        try await send(
+                            "response.output_item.added",
+                            [
+                                "output_index": position,
+                                "item": ["type": "message", "id": item["id"] ?? "", "role": "assistant", "status": "in_progress", "content": []],
+                            ])
+                        try await send(
+                            "response.content_part.added",
+                            [
+                                "output_index": position, "item_id": item["id"] ?? "", "content_index": 0,
+                                "part": ["type": "output_text", "text": "", "annotations": []],
+                            ])
                         for (wordIndex, word) in text.split(separator: " ", omittingEmptySubsequences: false).enumerated() {
                             try await Task.sleep(for: delay)
-                            try await send("response.output_text.delta", ["output_index": position, "item_id": item["id"] ?? "", "content_index": 0, "delta": .string(wordIndex == 0 ? String(word) : " " + word)])
+                            try await send(
+                                "response.output_text.delta",
+                                [
+                                    "output_index": position, "item_id": item["id"] ?? "", "content_index": 0,
+                                    "delta": .string(wordIndex == 0 ? String(word) : " " + word),
+                                ])
                             if model == "break-stream" && wordIndex == 1 {
                                 try await send("error", ["code": "server_error", "message": "The fake upstream broke.", "param": nil])
                                 try await writer.finish(nil)
                                 return
                             }
                         }
-                        try await send("response.output_text.done", ["output_index": position, "item_id": item["id"] ?? "", "content_index": 0, "text": .string(text)])
-                        try await send("response.content_part.done", ["output_index": position, "item_id": item["id"] ?? "", "content_index": 0, "part": ["type": "output_text", "text": .string(text), "annotations": []]])
+                        try await send(
+                            "response.output_text.done",
+                            ["output_index": position, "item_id": item["id"] ?? "", "content_index": 0, "text": .string(text)])
+                        try await send(
+                            "response.content_part.done",
+                            [
+                                "output_index": position, "item_id": item["id"] ?? "", "content_index": 0,
+                                "part": ["type": "output_text", "text": .string(text), "annotations": []],
+                            ])
                     default:
                         try await send("response.output_item.added", ["output_index": position, "item": item])
                     }

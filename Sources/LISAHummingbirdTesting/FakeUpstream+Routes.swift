@@ -44,7 +44,8 @@ extension FakeUpstream {
                 let verb = path.hasSuffix("translations") ? "translated" : "transcribed"
                 let text = "\(verb) \(file.filename ?? "") (\(file.data.count) bytes) as \(form.field("model") ?? "")"
                 if form.field("response_format") == "text" {
-                    return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text + "\n")))
+                    return Response(
+                        status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text + "\n")))
                 }
                 return try Self.json(["text": .string(text)])
             }

@@ -227,7 +227,10 @@ public final class FakeUpstream: Sendable {
                 if let toolCall {
                     message["content"] = nil
                     message["tool_calls"] = [
-                        ["id": .string(toolCall.id), "type": "function", "function": ["name": .string(toolCall.name), "arguments": .string(toolCall.arguments)]]
+                        [
+                            "id": .string(toolCall.id), "type": "function",
+                            "function": ["name": .string(toolCall.name), "arguments": .string(toolCall.arguments)],
+                        ]
                     ]
                 }
                 if let reasoning { message["reasoning_content"] = .string(reasoning) }
@@ -266,14 +269,21 @@ public final class FakeUpstream: Sendable {
                     if let toolCall {
                         let half = toolCall.arguments.index(toolCall.arguments.startIndex, offsetBy: toolCall.arguments.count / 2)
                         try await writer.write(
-                            Self.event(chatChunk([
-                                "role": "assistant",
-                                "tool_calls": [["index": 0, "id": .string(toolCall.id), "type": "function", "function": ["name": .string(toolCall.name), "arguments": ""]]],
-                            ]))
+                            Self.event(
+                                chatChunk([
+                                    "role": "assistant",
+                                    "tool_calls": [
+                                        [
+                                            "index": 0, "id": .string(toolCall.id), "type": "function",
+                                            "function": ["name": .string(toolCall.name), "arguments": ""],
+                                        ]
+                                    ],
+                                ]))
                         )
                         for piece in [toolCall.arguments[..<half], toolCall.arguments[half...]] {
                             try await Task.sleep(for: delay)
-                            try await writer.write(Self.event(chatChunk(["tool_calls": [["index": 0, "function": ["arguments": .string(String(piece))]]]])))
+                            try await writer.write(
+                                Self.event(chatChunk(["tool_calls": [["index": 0, "function": ["arguments": .string(String(piece))]]]])))
                         }
                     }
                     for (index, word) in words.enumerated() {
@@ -317,7 +327,10 @@ public final class FakeUpstream: Sendable {
                         let usage: JSONValue = [
                             "id": .string(id), "object": kind == .chat ? "chat.completion.chunk" : "text_completion",
                             "created": 1_700_000_000, "model": .string(model), "choices": [],
-                            "usage": ["prompt_tokens": 5, "completion_tokens": .integer(Int64(words.count)), "total_tokens": .integer(Int64(5 + words.count))],
+                            "usage": [
+                                "prompt_tokens": 5, "completion_tokens": .integer(Int64(words.count)),
+                                "total_tokens": .integer(Int64(5 + words.count)),
+                            ],
                         ]
                         try await writer.write(Self.event(usage))
                     }

@@ -151,23 +151,29 @@ public final class KubernetesEmulator: Sendable {
                 return self.create(kind, namespace: try context.parameters.require("ns"), body: body, path: "POST \(request.uri.path)")
             }
             router.get("\(group)/namespaces/:ns/\(kind)") { request, context in
-                self.list(kind, namespace: try context.parameters.require("ns"), selector: request.uri.queryParameters["labelSelector"].map(String.init))
+                self.list(
+                    kind, namespace: try context.parameters.require("ns"), selector: request.uri.queryParameters["labelSelector"].map(String.init))
             }
             router.get("\(group)/namespaces/:ns/\(kind)/:name") { _, context in
                 self.get(kind, namespace: try context.parameters.require("ns"), name: try context.parameters.require("name"))
             }
             router.delete("\(group)/namespaces/:ns/\(kind)/:name") { request, context in
-                self.delete(kind, namespace: try context.parameters.require("ns"), name: try context.parameters.require("name"), path: "DELETE \(request.uri.path)")
+                self.delete(
+                    kind, namespace: try context.parameters.require("ns"), name: try context.parameters.require("name"),
+                    path: "DELETE \(request.uri.path)")
             }
         }
         router.get("/api/v1/namespaces/:ns/pods") { request, context in
-            self.list("pods", namespace: try context.parameters.require("ns"), selector: request.uri.queryParameters["labelSelector"].map(String.init))
+            self.list(
+                "pods", namespace: try context.parameters.require("ns"), selector: request.uri.queryParameters["labelSelector"].map(String.init))
         }
         router.get("/api/v1/namespaces/:ns/pods/:name") { _, context in
             self.get("pods", namespace: try context.parameters.require("ns"), name: try context.parameters.require("name"))
         }
         router.delete("/api/v1/namespaces/:ns/pods/:name") { request, context in
-            self.delete("pods", namespace: try context.parameters.require("ns"), name: try context.parameters.require("name"), path: "DELETE \(request.uri.path)")
+            self.delete(
+                "pods", namespace: try context.parameters.require("ns"), name: try context.parameters.require("name"),
+                path: "DELETE \(request.uri.path)")
         }
         router.get("/api/v1/namespaces/:ns/pods/:name/log") { request, context in
             let key = "\(try context.parameters.require("ns"))/\(try context.parameters.require("name"))"
@@ -206,8 +212,9 @@ public final class KubernetesEmulator: Sendable {
     }
 
     static func isLabelValue(_ value: String) -> Bool {
-        value.isEmpty || (value.count <= 63 && value.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
-            && value.first!.isASCII && (value.first!.isLetter || value.first!.isNumber) && (value.last!.isLetter || value.last!.isNumber))
+        value.isEmpty
+            || (value.count <= 63 && value.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
+                && value.first!.isASCII && (value.first!.isLetter || value.first!.isNumber) && (value.last!.isLetter || value.last!.isNumber))
     }
 
     private func create(_ kind: String, namespace: String, body: ByteBuffer, path: String) -> Response {
@@ -223,7 +230,8 @@ public final class KubernetesEmulator: Sendable {
             )
         }
         guard Self.isDNSLabel(name, max: kind == "services" ? 63 : 253) else {
-            return invalid("metadata.name", "Invalid value: \"\(name)\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'")
+            return invalid(
+                "metadata.name", "Invalid value: \"\(name)\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'")
         }
         for (key, value) in object["metadata"]?["labels"]?.objectValue ?? [:] {
             guard let text = value.stringValue, Self.isLabelValue(text) else {
@@ -237,7 +245,8 @@ public final class KubernetesEmulator: Sendable {
                 return invalid("spec.template.metadata.labels", "Invalid value: `selector` does not match template `labels`")
             }
             let containers = object["spec"]?["template"]?["spec"]?["containers"]?.arrayValue ?? []
-            guard !containers.isEmpty, containers.allSatisfy({ $0["name"]?.stringValue?.isEmpty == false && $0["image"]?.stringValue?.isEmpty == false })
+            guard !containers.isEmpty,
+                containers.allSatisfy({ $0["name"]?.stringValue?.isEmpty == false && $0["image"]?.stringValue?.isEmpty == false })
             else { return invalid("spec.template.spec.containers", "Required value: a container needs a name and an image") }
         }
         return state.withLock { state in
@@ -245,7 +254,8 @@ public final class KubernetesEmulator: Sendable {
             let key = "\(namespace)/\(kind)"
             if state.objects[key]?[name] != nil {
                 return Self.status(
-                    409, reason: "AlreadyExists", message: "\(kind).\(kind == "deployments" ? "apps" : "") \"\(name)\" already exists"
+                    409, reason: "AlreadyExists",
+                    message: "\(kind).\(kind == "deployments" ? "apps" : "") \"\(name)\" already exists"
                         .replacingOccurrences(of: ". \"", with: " \""),
                     details: ["name": .string(name), "kind": .string(kind)]
                 )
@@ -286,7 +296,8 @@ public final class KubernetesEmulator: Sendable {
         if let object = objects(kind, namespace: namespace).first(where: { $0["metadata"]?["name"]?.stringValue == name }) {
             return Self.json(object)
         }
-        return Self.status(404, reason: "NotFound", message: "\(kind) \"\(name)\" not found", details: ["name": .string(name), "kind": .string(kind)])
+        return Self.status(
+            404, reason: "NotFound", message: "\(kind) \"\(name)\" not found", details: ["name": .string(name), "kind": .string(kind)])
     }
 
     private func delete(_ kind: String, namespace: String, name: String, path: String) -> Response {
@@ -302,10 +313,14 @@ public final class KubernetesEmulator: Sendable {
             }
             let key = "\(namespace)/\(kind)"
             guard let object = state.objects[key]?.removeValue(forKey: name) else {
-                return Self.status(404, reason: "NotFound", message: "\(kind) \"\(name)\" not found", details: ["name": .string(name), "kind": .string(kind)])
+                return Self.status(
+                    404, reason: "NotFound", message: "\(kind) \"\(name)\" not found", details: ["name": .string(name), "kind": .string(kind)])
             }
             state.version += 1
-            return Self.json(["kind": "Status", "apiVersion": "v1", "status": "Success", "details": ["name": .string(name), "uid": object["metadata"]?["uid"] ?? .null]])
+            return Self.json([
+                "kind": "Status", "apiVersion": "v1", "status": "Success",
+                "details": ["name": .string(name), "uid": object["metadata"]?["uid"] ?? .null],
+            ])
         }
     }
 
@@ -402,14 +417,15 @@ public final class KubernetesEmulator: Sendable {
             pod.schedulable = false
             pod.schedulingMessage = "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
         }
-        let gpuLimit = spec["containers"]?.arrayValue?.compactMap { container -> Int? in
-            guard let value = container["resources"]?["limits"]?["nvidia.com/gpu"] else { return nil }
-            switch value {
-            case .integer(let count): return Int(count)
-            case .string(let text): return Int(text)
-            default: return nil
-            }
-        }.reduce(0, +) ?? 0
+        let gpuLimit =
+            spec["containers"]?.arrayValue?.compactMap { container -> Int? in
+                guard let value = container["resources"]?["limits"]?["nvidia.com/gpu"] else { return nil }
+                switch value {
+                case .integer(let count): return Int(count)
+                case .string(let text): return Int(text)
+                default: return nil
+                }
+            }.reduce(0, +) ?? 0
         if gpuLimit > gpus {
             pod.schedulable = false
             pod.schedulingMessage = "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
@@ -481,7 +497,11 @@ public final class KubernetesEmulator: Sendable {
         if pod.process?.isRunning == true {
             containerState = ["running": ["startedAt": .string(ISO8601DateFormatter().string(from: Date()))]]
         } else if pod.restarts > 0 {
-            containerState = ["waiting": ["reason": pod.restarts >= 3 ? "CrashLoopBackOff" : "ContainerCreating", "message": "back-off restarting failed container"]]
+            containerState = [
+                "waiting": [
+                    "reason": pod.restarts >= 3 ? "CrashLoopBackOff" : "ContainerCreating", "message": "back-off restarting failed container",
+                ]
+            ]
         }
         var container: [String: JSONValue] = [
             "name": "model", "ready": .bool(pod.ready), "restartCount": .integer(Int64(pod.restarts)), "state": containerState,
@@ -522,4 +542,3 @@ extension KubernetesEmulator.Pod {
         return "\(namespace)/\(replicaSet.dropLast("-emulated".count))"
     }
 }
-

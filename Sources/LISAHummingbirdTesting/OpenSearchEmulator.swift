@@ -97,8 +97,9 @@ public final class OpenSearchEmulator: Sendable {
         if let username {
             let expected = "Basic " + Data("\(username):\(password ?? "")".utf8).base64EncodedString()
             guard request.headers[.authorization] == expected else {
-                return try Self.response(401, Self.error("security_exception", "missing authentication credentials for REST request", 401),
-                                         extra: [.wwwAuthenticate: "Basic realm=\"OpenSearch Security\""])
+                return try Self.response(
+                    401, Self.error("security_exception", "missing authentication credentials for REST request", 401),
+                    extra: [.wwwAuthenticate: "Basic realm=\"OpenSearch Security\""])
             }
         }
         do {
@@ -112,8 +113,10 @@ public final class OpenSearchEmulator: Sendable {
     }
 
     private static func error(_ type: String, _ reason: String, _ status: Int) -> JSONValue {
-        ["error": ["root_cause": [["type": .string(type), "reason": .string(reason)]], "type": .string(type), "reason": .string(reason)],
-         "status": .integer(Int64(status))]
+        [
+            "error": ["root_cause": [["type": .string(type), "reason": .string(reason)]], "type": .string(type), "reason": .string(reason)],
+            "status": .integer(Int64(status)),
+        ]
     }
 
     private static func response(_ status: Int, _ body: JSONValue, extra: HTTPFields = [:]) throws -> Response {
@@ -129,7 +132,8 @@ public final class OpenSearchEmulator: Sendable {
     // MARK: - Operations
 
     private func createIndex(_ name: String, _ body: JSONValue) throws -> (Int, JSONValue) {
-        let knnEnabled = body.member("settings")?.member("index")?.member("knn") == .bool(true)
+        let knnEnabled =
+            body.member("settings")?.member("index")?.member("knn") == .bool(true)
             || body.member("settings")?.member("index.knn") == .bool(true)
         guard let field = body.member("mappings")?.member("properties")?.member("embedding"), field.member("type") == .string("knn_vector"),
             case .integer(let dimension)? = field.member("dimension")
@@ -196,23 +200,37 @@ public final class OpenSearchEmulator: Sendable {
                 else { throw Failure(status: 400, type: "illegal_argument_exception", reason: "only index actions with _index and _id") }
                 guard var index = indexes[name] else {
                     errors = true
-                    items.append(["index": ["_index": .string(name), "_id": .string(id), "status": 404,
-                                            "error": ["type": "index_not_found_exception", "reason": .string("no such index [\(name)]")]]])
+                    items.append([
+                        "index": [
+                            "_index": .string(name), "_id": .string(id), "status": 404,
+                            "error": ["type": "index_not_found_exception", "reason": .string("no such index [\(name)]")],
+                        ]
+                    ])
                     continue
                 }
                 guard case .array(let vector)? = document.member("embedding"), vector.count == index.dimension else {
                     errors = true
-                    items.append(["index": ["_index": .string(name), "_id": .string(id), "status": 400,
-                                            "error": ["type": "mapper_parsing_exception",
-                                                      "reason": .string("Vector dimension mismatch. Expected: \(index.dimension)")]]])
+                    items.append([
+                        "index": [
+                            "_index": .string(name), "_id": .string(id), "status": 400,
+                            "error": [
+                                "type": "mapper_parsing_exception",
+                                "reason": .string("Vector dimension mismatch. Expected: \(index.dimension)"),
+                            ],
+                        ]
+                    ])
                     continue
                 }
                 let created = index.documents[id] == nil
                 if created { index.order.append(id) }
                 index.documents[id] = document
                 indexes[name] = index
-                items.append(["index": ["_index": .string(name), "_id": .string(id), "result": .string(created ? "created" : "updated"),
-                                        "status": .integer(created ? 201 : 200)]])
+                items.append([
+                    "index": [
+                        "_index": .string(name), "_id": .string(id), "result": .string(created ? "created" : "updated"),
+                        "status": .integer(created ? 201 : 200),
+                    ]
+                ])
             }
         }
         return (200, ["took": 1, "errors": .bool(errors), "items": .array(items)])
@@ -275,8 +293,9 @@ public final class OpenSearchEmulator: Sendable {
                 throw Failure(status: 400, type: "parsing_exception", reason: "the emulator supports knn queries on 'embedding'")
             }
             guard probe.count == index.dimension else {
-                throw Failure(status: 400, type: "illegal_argument_exception",
-                              reason: "Query vector has invalid dimension: \(probe.count). Dimension should be: \(index.dimension)")
+                throw Failure(
+                    status: 400, type: "illegal_argument_exception",
+                    reason: "Query vector has invalid dimension: \(probe.count). Dimension should be: \(index.dimension)")
             }
             guard case .integer(let k)? = knn.member("k"), k > 0 else {
                 throw Failure(status: 400, type: "illegal_argument_exception", reason: "[knn] requires k > 0")
@@ -302,9 +321,16 @@ public final class OpenSearchEmulator: Sendable {
                 }
                 return ["_index": .string(name), "_id": .string(id), "_score": .number(score), "_source": source]
             }
-            return (200, ["took": 1, "timed_out": false,
-                          "hits": ["total": ["value": .integer(Int64(hits.count)), "relation": "eq"],
-                                   "max_score": scored.first.map { .number($0.1) } ?? .null, "hits": .array(hits)]])
+            return (
+                200,
+                [
+                    "took": 1, "timed_out": false,
+                    "hits": [
+                        "total": ["value": .integer(Int64(hits.count)), "relation": "eq"],
+                        "max_score": scored.first.map { .number($0.1) } ?? .null, "hits": .array(hits),
+                    ],
+                ]
+            )
         }
     }
 
@@ -315,8 +341,13 @@ public final class OpenSearchEmulator: Sendable {
             for id in doomed { index.documents[id] = nil }
             index.order.removeAll { doomed.contains($0) }
             indexes[name] = index
-            return (200, ["took": 1, "timed_out": false, "total": .integer(Int64(doomed.count)), "deleted": .integer(Int64(doomed.count)),
-                          "failures": []])
+            return (
+                200,
+                [
+                    "took": 1, "timed_out": false, "total": .integer(Int64(doomed.count)), "deleted": .integer(Int64(doomed.count)),
+                    "failures": [],
+                ]
+            )
         }
     }
 }

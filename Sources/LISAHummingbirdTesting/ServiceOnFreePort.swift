@@ -12,9 +12,12 @@ func runOnFreePort<S: Service>(
     let task = Task { try await serviceGroup.run() }
     var iterator = ports.makeAsyncIterator()
     let port = await iterator.next() ?? 0
-    return ("http://127.0.0.1:\(port)", {
-        await serviceGroup.triggerGracefulShutdown()
-        _ = try? await task.value
-        afterStop()
-    })
+    return (
+        "http://127.0.0.1:\(port)",
+        {
+            await serviceGroup.triggerGracefulShutdown()
+            _ = try? await task.value
+            afterStop()
+        }
+    )
 }

@@ -97,7 +97,8 @@ public enum EmbeddingVector: Sendable, Hashable, Codable {
         case .base64(let text):
             guard let data = Data(base64Encoded: text), data.count % 4 == 0 else { return nil }
             return stride(from: 0, to: data.count, by: 4).map { offset in
-                let bits = UInt32(data[data.startIndex + offset])
+                let bits =
+                    UInt32(data[data.startIndex + offset])
                     | UInt32(data[data.startIndex + offset + 1]) << 8
                     | UInt32(data[data.startIndex + offset + 2]) << 16
                     | UInt32(data[data.startIndex + offset + 3]) << 24

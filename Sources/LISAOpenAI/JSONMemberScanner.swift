@@ -60,7 +60,9 @@ package enum JSONMemberScanner {
                 }
                 return false
             default:
-                while index < bytes.endIndex, ![UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x0A, 0x0D, 0x09].contains(bytes[index]) {
+                while index < bytes.endIndex,
+                    ![UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x0A, 0x0D, 0x09].contains(bytes[index])
+                {
                     index += 1
                 }
                 return true

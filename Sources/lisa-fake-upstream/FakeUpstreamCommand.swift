@@ -2,8 +2,8 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import LISAHummingbirdTesting
-import ServiceLifecycle
 import Logging
+import ServiceLifecycle
 import UnixSignals
 
 /// `lisa-fake-upstream`: the fake OpenAI-compatible server of `LISAHummingbirdTesting`, standalone.

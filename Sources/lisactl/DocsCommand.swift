@@ -27,7 +27,11 @@ struct DocsCommand: AsyncParsableCommand {
                     guard let data = FileManager.default.contents(atPath: file) else { throw ConfigurationError("cannot read '\(file)'") }
                     let name = (file as NSString).lastPathComponent
                     jobs.append(
-                        (name, try await client.upload(data, filename: name, to: repo, collection: collection, chunkSize: chunkSize, chunkOverlap: chunkOverlap))
+                        (
+                            name,
+                            try await client.upload(
+                                data, filename: name, to: repo, collection: collection, chunkSize: chunkSize, chunkOverlap: chunkOverlap)
+                        )
                     )
                     if global.output == .table { print("uploaded \(name): job \(jobs.last!.1.jobId)") }
                 }

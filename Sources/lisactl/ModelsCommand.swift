@@ -198,7 +198,8 @@ struct ModelsCommand: AsyncParsableCommand {
 
     struct Test: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Send a model the smallest real request (one token of chat, or one embedding) and report the latency or the error; exit 1 when it fails."
+            abstract:
+                "Send a model the smallest real request (one token of chat, or one embedding) and report the latency or the error; exit 1 when it fails."
         )
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The model's modelId.") var modelId: String
@@ -212,7 +213,9 @@ struct ModelsCommand: AsyncParsableCommand {
                     if result.ok {
                         print("\(result.modelId): ok (\(result.request), \(String(format: "%.1f", result.latencyMilliseconds)) ms)")
                     } else {
-                        print("\(result.modelId): failed after \(String(format: "%.1f", result.latencyMilliseconds)) ms: \(result.error ?? "unknown error")\(result.code.map { " [\($0)]" } ?? "")")
+                        print(
+                            "\(result.modelId): failed after \(String(format: "%.1f", result.latencyMilliseconds)) ms: \(result.error ?? "unknown error")\(result.code.map { " [\($0)]" } ?? "")"
+                        )
                     }
                 }
                 if !result.ok { throw ExitCode.failure }

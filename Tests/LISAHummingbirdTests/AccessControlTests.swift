@@ -28,7 +28,8 @@ struct AccessControlTests {
 
     func createToken(_ lisa: Harness, for user: String, groups: [String], key: String = adminKey) async throws -> Created {
         let (status, body, _) = try await lisa.send(
-            "/api-tokens/\(user)", json: #"{"name":"\#(user) laptop","groups":\#(String(decoding: try JSONEncoder().encode(groups), as: UTF8.self))}"#,
+            "/api-tokens/\(user)",
+            json: #"{"name":"\#(user) laptop","groups":\#(String(decoding: try JSONEncoder().encode(groups), as: UTF8.self))}"#,
             key: key
         )
         #expect(status == 201, "\(body)")
@@ -88,8 +89,11 @@ struct AccessControlTests {
             let listed = try JSONDecoder().decode(ModelList.self, from: Data(try await lisa.send(.GET, "/v1/models", key: alice.token).body.utf8))
             #expect(listed.data.map(\.id) == ["open-model", "team-a-model"])
             let chat = #"{"model":"MODEL","messages":[{"role":"user","content":"hi"}]}"#
-            #expect(try await lisa.send("/v1/chat/completions", json: chat.replacingOccurrences(of: "MODEL", with: "team-a-model"), key: alice.token).status == 200)
-            let hidden = try await lisa.send("/v1/chat/completions", json: chat.replacingOccurrences(of: "MODEL", with: "team-b-model"), key: alice.token)
+            #expect(
+                try await lisa.send("/v1/chat/completions", json: chat.replacingOccurrences(of: "MODEL", with: "team-a-model"), key: alice.token)
+                    .status == 200)
+            let hidden = try await lisa.send(
+                "/v1/chat/completions", json: chat.replacingOccurrences(of: "MODEL", with: "team-b-model"), key: alice.token)
             #expect(hidden.status == 404)
             #expect(try errorBody(hidden.body).code == "model_not_found", "indistinguishable from a model that does not exist")
             let everything = try JSONDecoder().decode(ModelList.self, from: Data(try await lisa.send(.GET, "/v1/models").body.utf8))

@@ -51,9 +51,15 @@ struct AnswerModelNameTests {
         arguments: [
             ("/v1/chat/completions", #"{"model":"qwen-alt","messages":[{"role":"user","content":"hi there"}]"#, "qwen-alt", "echo-upstream"),
             ("/v1/completions", #"{"model":"qwen-alt","prompt":"hi there""#, "qwen-alt", "echo-upstream"),
-            ("/v1/chat/completions", #"{"model":"claude-alt","max_tokens":50,"messages":[{"role":"user","content":"hi there"}]"#, "claude-alt", "claude-upstream"),
+            (
+                "/v1/chat/completions", #"{"model":"claude-alt","max_tokens":50,"messages":[{"role":"user","content":"hi there"}]"#, "claude-alt",
+                "claude-upstream"
+            ),
             ("/v1/chat/completions", #"{"model":"resp-alt","messages":[{"role":"user","content":"hi there"}]"#, "resp-alt", "resp-upstream"),
-            ("/v1/messages", #"{"model":"claude-alt","max_tokens":50,"messages":[{"role":"user","content":"hi there"}]"#, "claude-alt", "claude-upstream"),
+            (
+                "/v1/messages", #"{"model":"claude-alt","max_tokens":50,"messages":[{"role":"user","content":"hi there"}]"#, "claude-alt",
+                "claude-upstream"
+            ),
             ("/v1/messages", #"{"model":"qwen-alt","max_tokens":50,"messages":[{"role":"user","content":"hi there"}]"#, "qwen-alt", "echo-upstream"),
             ("/v1/responses", #"{"model":"resp-alt","input":"hi there""#, "resp-alt", "resp-upstream"),
             ("/v1/responses", #"{"model":"qwen-alt","input":"hi there""#, "qwen-alt", "echo-upstream"),
@@ -143,13 +149,25 @@ struct TranslatedMemberOrderTests {
                 let (route, body): (String, String) =
                     switch path {
                     case "messages-to-chat":
-                        ("/v1/messages", #"{"model":"qwen-alt","max_tokens":20,"messages":[{"role":"user","content":"weather"}],"tools":[{"name":"weather","input_schema":\#(schema)}]}"#)
+                        (
+                            "/v1/messages",
+                            #"{"model":"qwen-alt","max_tokens":20,"messages":[{"role":"user","content":"weather"}],"tools":[{"name":"weather","input_schema":\#(schema)}]}"#
+                        )
                     case "responses-to-chat":
-                        ("/v1/responses", #"{"model":"qwen-alt","input":"weather","store":false,"tools":[{"type":"function","name":"weather","parameters":\#(schema)}]}"#)
+                        (
+                            "/v1/responses",
+                            #"{"model":"qwen-alt","input":"weather","store":false,"tools":[{"type":"function","name":"weather","parameters":\#(schema)}]}"#
+                        )
                     case "chat-to-messages":
-                        ("/v1/chat/completions", #"{"model":"claude-alt","max_tokens":20,"messages":[{"role":"user","content":"weather"}],"tools":[{"type":"function","function":{"name":"weather","parameters":\#(schema)}}]}"#)
+                        (
+                            "/v1/chat/completions",
+                            #"{"model":"claude-alt","max_tokens":20,"messages":[{"role":"user","content":"weather"}],"tools":[{"type":"function","function":{"name":"weather","parameters":\#(schema)}}]}"#
+                        )
                     default:
-                        ("/v1/chat/completions", #"{"model":"resp-alt","messages":[{"role":"user","content":"weather"}],"tools":[{"type":"function","function":{"name":"weather","parameters":\#(schema)}}]}"#)
+                        (
+                            "/v1/chat/completions",
+                            #"{"model":"resp-alt","messages":[{"role":"user","content":"weather"}],"tools":[{"type":"function","function":{"name":"weather","parameters":\#(schema)}}]}"#
+                        )
                     }
                 let answer = try await lisa.send(route, json: body)
                 #expect(answer.status == 200, "\(answer.body)")

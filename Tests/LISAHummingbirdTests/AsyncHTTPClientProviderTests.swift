@@ -1,10 +1,11 @@
 import AsyncHTTPClient
 import Foundation
-@testable import LISAKit
 import LISAHummingbirdTesting
 import Logging
 import NIOCore
 import Testing
+
+@testable import LISAKit
 
 /// The AsyncHTTPClient transport (`upstreamClient: asynchttpclient`) against a real HTTP
 /// upstream: the same request the lean client sends, and the one first-byte timer.
@@ -33,7 +34,8 @@ import Testing
             let failure = await #expect(throws: UpstreamFailure.self) {
                 _ = try await provider.send(
                     UpstreamRequest(
-                        operation: .chatCompletions, body: slow, endpoint: endpoint, deadline: .now() + .seconds(30), firstByteTimeout: .milliseconds(50)
+                        operation: .chatCompletions, body: slow, endpoint: endpoint, deadline: .now() + .seconds(30),
+                        firstByteTimeout: .milliseconds(50)
                     ),
                     logger: Self.logger
                 )

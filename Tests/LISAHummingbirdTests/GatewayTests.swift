@@ -5,8 +5,8 @@ import LISAHummingbirdTesting
 import LISAKit
 import Logging
 import NIOCore
-import NIOHTTP1
 import NIOFoundationCompat
+import NIOHTTP1
 import Testing
 
 @Suite("Gateway over HTTP, against a fake upstream")
@@ -16,8 +16,11 @@ struct GatewayTests {
     @Test("a chat completion reaches the upstream with its modelName, key and vendor fields, and comes back")
     func nonStreamingChat() async throws {
         try await Harness.run(models: { url in
-            [ModelDefinition(modelId: "chat", modelName: "Qwen/Qwen2.5-0.5B", modelType: .textgen, inferenceContainer: .vllm,
-                             endpoints: [.init(url: url, apiKey: "sk-upstream-secret")])]
+            [
+                ModelDefinition(
+                    modelId: "chat", modelName: "Qwen/Qwen2.5-0.5B", modelType: .textgen, inferenceContainer: .vllm,
+                    endpoints: [.init(url: url, apiKey: "sk-upstream-secret")])
+            ]
         }) { lisa in
             let (status, body, headers) = try await lisa.send("/v1/chat/completions", json: Self.chat)
             #expect(status == 200)
@@ -52,9 +55,11 @@ struct GatewayTests {
             request.method = .POST
             request.headers.add(name: "Authorization", value: "Bearer \(adminKey)")
             request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(string:
-                #"{"model":"chat","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"one two three four five six seven"}]}"#
-            ))
+            request.body = .bytes(
+                ByteBuffer(
+                    string:
+                        #"{"model":"chat","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"one two three four five six seven"}]}"#
+                ))
             let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
             #expect(response.status == .ok)
             #expect(response.headers.first(name: "Content-Type") == "text/event-stream")

@@ -2,13 +2,13 @@ import AsyncHTTPClient
 import Foundation
 import HTTPTypes
 import Hummingbird
-@testable import LISAKit
 import LISAHummingbirdTesting
 import NIOCore
 import NIOHTTP1
 import Testing
 
 @testable import LISAHummingbird
+@testable import LISAKit
 
 /// What an attacker with one ordinary API token tries, through the real HTTP stack.
 @Suite("Hostile users: permission bypasses, path tricks, token floods, quotas")
@@ -99,7 +99,8 @@ struct HostileUserTests {
 
     @Test("a token minted by a token never outlives it, and a user's live tokens are capped")
     func mintedTokensAreBounded() async throws {
-        try await Harness.run(access: Self.access, tokenPolicy: APITokenPolicy(maxLifetimeDays: 30, maxTokensPerUser: 4), models: Self.models) { lisa in
+        try await Harness.run(access: Self.access, tokenPolicy: APITokenPolicy(maxLifetimeDays: 30, maxTokensPerUser: 4), models: Self.models) {
+            lisa in
             let parent = try await token(lisa, for: "mallory", groups: ["lisa-api"], extra: #","expiresInDays":2"#)
             let parentExpiry = try #require(parent.tokenInfo.expiresAt)
             let long = try await lisa.send("/api-tokens", json: #"{"name":"forever","expiresInDays":3650}"#, key: parent.token)
@@ -119,7 +120,8 @@ struct HostileUserTests {
     @Test("a user called admin does not share the admin key's sessions; lisa: names are reserved")
     func reservedAdminName() async throws {
         try await Harness.run(access: Self.access, models: Self.models) { lisa in
-            let saved = try await lisa.send(.PUT, "/session/admin-notes", json: #"{"history":[{"role":"user","content":"the admin key's secret plans"}]}"#)
+            let saved = try await lisa.send(
+                .PUT, "/session/admin-notes", json: #"{"history":[{"role":"user","content":"the admin key's secret plans"}]}"#)
             #expect(saved.status == 200, "\(saved.body)")
             let impostor = try await token(lisa, for: "admin")
             let list = try await lisa.send(.GET, "/session", key: impostor.token)
@@ -144,11 +146,12 @@ struct HostileUserTests {
             request.headers.add(name: "Authorization", value: "Bearer \(adminKey)")
             request.headers.add(name: "Content-Type", value: "application/json")
             let big = ByteBuffer(string: "{\"model\":\"public\",\"pad\":\"" + String(repeating: "x", count: 200 * 1024) + "\"}")
-            request.body = .stream(AsyncStream { continuation in
-                var rest = big
-                while let slice = rest.readSlice(length: min(8192, rest.readableBytes)), slice.readableBytes > 0 { continuation.yield(slice) }
-                continuation.finish()
-            }, length: .unknown)
+            request.body = .stream(
+                AsyncStream { continuation in
+                    var rest = big
+                    while let slice = rest.readSlice(length: min(8192, rest.readableBytes)), slice.readableBytes > 0 { continuation.yield(slice) }
+                    continuation.finish()
+                }, length: .unknown)
             let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
             #expect(response.status.code == 413)
             let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
@@ -165,7 +168,8 @@ struct HostileUserTests {
             )
             #expect(redirected.status == 502, "\(redirected.body)")
             #expect(lisa.fake.observations.requests["/v1/redirected"] == nil, "the body was not replayed to the redirect target")
-            let html = try await lisa.send("/v1/chat/completions", json: #"{"model":"html","messages":[{"role":"user","content":"x"}]}"#, key: user.token)
+            let html = try await lisa.send(
+                "/v1/chat/completions", json: #"{"model":"html","messages":[{"role":"user","content":"x"}]}"#, key: user.token)
             #expect(html.status == 502)
             #expect(html.headers.first(name: "Content-Type") == "application/json")
             #expect(html.headers.first(name: "X-Content-Type-Options") == "nosniff")
@@ -175,12 +179,16 @@ struct HostileUserTests {
 
     @Test("non-admins get a generic upstream error with the request id; admins the detail")
     func upstreamDetailIsForAdmins() async throws {
-        try await Harness.run(access: Self.access, models: { _ in
-            [ModelDefinition(modelId: "down", modelName: "x", modelUrl: "http://127.0.0.1:1/v1")]
-        }) { lisa in
+        try await Harness.run(
+            access: Self.access,
+            models: { _ in
+                [ModelDefinition(modelId: "down", modelName: "x", modelUrl: "http://127.0.0.1:1/v1")]
+            }
+        ) { lisa in
             let user = try await token(lisa, for: "mallory")
             let chat = #"{"model":"down","messages":[{"role":"user","content":"hi"}]}"#
-            let plain = try await lisa.send("/v1/chat/completions", json: chat, key: user.token, headers: [("Content-Type", "application/json"), ("X-Request-Id", "req-probe-1")])
+            let plain = try await lisa.send(
+                "/v1/chat/completions", json: chat, key: user.token, headers: [("Content-Type", "application/json"), ("X-Request-Id", "req-probe-1")])
             #expect(plain.status == 502)
             let message = try errorBody(plain.body).message
             #expect(message.contains("req-probe-1") && !message.contains("127.0.0.1") && !message.contains(":1"), "\(message)")
@@ -203,8 +211,9 @@ struct HostileUserTests {
             let third = try await lisa.send(.PUT, "/session/c", json: #"{"history":[]}"#, key: user.token)
             #expect(third.status == 429)
             #expect(try errorBody(third.body).code == "quota_exceeded")
-            #expect(try await lisa.send(.PUT, "/session/a", json: #"{"history":[{"role":"user","content":"again"}]}"#, key: user.token).status == 200,
-                    "replacing an existing session is not a new one")
+            #expect(
+                try await lisa.send(.PUT, "/session/a", json: #"{"history":[{"role":"user","content":"again"}]}"#, key: user.token).status == 200,
+                "replacing an existing session is not a new one")
             let big = try await lisa.send(
                 .PUT, "/session/b", json: #"{"history":[{"role":"user","content":"\#(String(repeating: "z", count: 5000))"}]}"#, key: user.token
             )
@@ -213,11 +222,15 @@ struct HostileUserTests {
             #expect(kept.status == 200 && !kept.body.contains("zzzz"), "the refused save changed nothing")
 
             let owner = try await token(lisa, for: "olivia", groups: ["team"])
-            let created = try await lisa.send("/prompt-templates", json: #"{"title":"plan","body":"private draft: launch codes","groups":[]}"#, key: owner.token)
+            let created = try await lisa.send(
+                "/prompt-templates", json: #"{"title":"plan","body":"private draft: launch codes","groups":[]}"#, key: owner.token)
             #expect(created.status == 201 || created.status == 200, "\(created.body)")
             #expect(try await lisa.send("/prompt-templates", json: #"{"title":"two","body":"b"}"#, key: owner.token).status == 429)
             let id = try #require(try JSONDecoder().decode(PromptTemplate.self, from: Data(created.body.utf8)).id)
-            #expect(try await lisa.send(.PUT, "/prompt-templates/\(id)", json: #"{"title":"plan","body":"public now","groups":["lisa:public"]}"#, key: owner.token).status == 200)
+            #expect(
+                try await lisa.send(
+                    .PUT, "/prompt-templates/\(id)", json: #"{"title":"plan","body":"public now","groups":["lisa:public"]}"#, key: owner.token
+                ).status == 200)
             let revisions = try await lisa.send(.GET, "/prompt-templates/\(id)/revisions", key: user.token)
             #expect(revisions.status == 200 && !revisions.body.contains("launch codes"), "\(revisions.body)")
             let own = try await lisa.send(.GET, "/prompt-templates/\(id)/revisions", key: owner.token)
@@ -241,7 +254,8 @@ struct HostileUserTests {
         #expect(throws: LISAError.self) {
             try AuthenticationMiddleware<LISARequestContext>.refuseCrossSite(request(.put, [origin: "https://evil.example"]))
         }
-        try AuthenticationMiddleware<LISARequestContext>.refuseCrossSite(request(.post, [crossSite: "same-origin", origin: "https://lisa.example:8443"]))
+        try AuthenticationMiddleware<LISARequestContext>.refuseCrossSite(
+            request(.post, [crossSite: "same-origin", origin: "https://lisa.example:8443"]))
         try AuthenticationMiddleware<LISARequestContext>.refuseCrossSite(request(.post, [:]))  // curl, lisactl
         try AuthenticationMiddleware<LISARequestContext>.refuseCrossSite(request(.get, [crossSite: "cross-site"]))  // reads change nothing
     }
@@ -273,8 +287,10 @@ struct HostileUserTests {
         #expect(CanonicalPathMiddleware<LISARequestContext>.canonical("/repository/x%2F..%2Fy") == nil)
         // The byte-level shortcut only ever passes paths the full check leaves unchanged.
         typealias Paths = CanonicalPathMiddleware<LISARequestContext>
-        let probes = ["/", "/v1/chat/completions", "/v1/chat/completions/", "//v1", "/v1//x", "/.", "/..", "/a/.", "/a/..", "/a/.b",
-                      "/a%2f", "/a%2F..%2Fb", "/a\\b", "/a/b.c", "/a.", "", "v1/x", "/a/b/", "/é/ü", "/a//", "/.well-known/x"]
+        let probes = [
+            "/", "/v1/chat/completions", "/v1/chat/completions/", "//v1", "/v1//x", "/.", "/..", "/a/.", "/a/..", "/a/.b",
+            "/a%2f", "/a%2F..%2Fb", "/a\\b", "/a/b.c", "/a.", "", "v1/x", "/a/b/", "/é/ü", "/a//", "/.well-known/x",
+        ]
         for path in probes where Paths.isPlainlyCanonical(path) {
             #expect(Paths.fullyCanonical(path) == path, "\(path)")
         }

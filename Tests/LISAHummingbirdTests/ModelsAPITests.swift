@@ -19,7 +19,9 @@ struct ModelsAPITests {
         let first = try await SQLStateStore.openSQLite(path: path, logger: Logger(label: "t"))
         let upstreamPort = try await Harness.run(fake: fake, store: first, models: { _ in [] }) { lisa in
             let create = try await lisa.send(
-                "/models", json: #"{"modelId":"qwen","modelName":"Qwen/Qwen2.5","modelType":"textgen","inferenceContainer":"vllm","endpoints":[{"url":"\#(lisa.upstreamURL)","apiKey":"sk-hidden"}],"autoScalingConfig":{"minCapacity":1}}"#
+                "/models",
+                json:
+                    #"{"modelId":"qwen","modelName":"Qwen/Qwen2.5","modelType":"textgen","inferenceContainer":"vllm","endpoints":[{"url":"\#(lisa.upstreamURL)","apiKey":"sk-hidden"}],"autoScalingConfig":{"minCapacity":1}}"#
             )
             #expect(create.status == 201)
             #expect(!create.body.contains("sk-hidden"), "API keys are never returned")
@@ -41,7 +43,8 @@ struct ModelsAPITests {
             let get = try await lisa.send(.GET, "/models/qwen")
             #expect(get.status == 200)
             #expect(get.body.contains("autoScalingConfig"), "fields for later versions are kept")
-            let served = try await lisa.send("/v1/chat/completions", json: #"{"model":"qwen","messages":[{"role":"user","content":"after restart"}]}"#)
+            let served = try await lisa.send(
+                "/v1/chat/completions", json: #"{"model":"qwen","messages":[{"role":"user","content":"after restart"}]}"#)
             #expect(served.status == 200 && served.body.contains("echo: after restart"))
             #expect(fake.observations.lastAuthorization == "Bearer sk-hidden")
 

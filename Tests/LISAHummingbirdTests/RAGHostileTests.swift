@@ -1,10 +1,11 @@
 import Foundation
 import LISAHummingbird
-@testable import LISAKit
 import LISAHummingbirdTesting
 import Logging
 import ServiceLifecycle
 import Testing
+
+@testable import LISAKit
 
 /// Attacks on RAG's stored data and its ingestion worker.
 @Suite("RAG under attack: take-overs, secrets, runaway jobs")
@@ -15,11 +16,13 @@ struct RAGHostileTests {
     @Test("uploading another user's file name stores a second document; the first keeps its owner and chunks")
     func noDocumentTakeOver() async throws {
         try await RAGServiceTests.withService { rag, _, _ in
-            let first = try await rag.upload(Data("Alice's real findings.".utf8), filename: "report.txt", to: "docs", collection: nil,
-                                             chunkSize: nil, chunkOverlap: nil, by: Self.alice)
+            let first = try await rag.upload(
+                Data("Alice's real findings.".utf8), filename: "report.txt", to: "docs", collection: nil,
+                chunkSize: nil, chunkOverlap: nil, by: Self.alice)
             await rag.ingest(first.jobId)
-            let second = try await rag.upload(Data("Bob's forged findings.".utf8), filename: "report.txt", to: "docs", collection: nil,
-                                              chunkSize: nil, chunkOverlap: nil, by: Self.bob)
+            let second = try await rag.upload(
+                Data("Bob's forged findings.".utf8), filename: "report.txt", to: "docs", collection: nil,
+                chunkSize: nil, chunkOverlap: nil, by: Self.bob)
             await rag.ingest(second.jobId)
             #expect(first.documentId != second.documentId)
             let documents = try await rag.documents(of: "docs", collection: nil, for: .admin)
@@ -27,10 +30,13 @@ struct RAGHostileTests {
             let hits = try await rag.search("findings", in: "docs", collection: nil, topK: 5, for: Self.alice)
             #expect(hits.contains { $0.text.contains("Alice's real findings") })
             // Bob cannot delete Alice's document either.
-            await #expect { _ = try await rag.deleteDocument(first.documentId, of: "docs", by: Self.bob) } throws: { ($0 as? LISAError)?.code == .permissionDenied }
+            await #expect { _ = try await rag.deleteDocument(first.documentId, of: "docs", by: Self.bob) } throws: {
+                ($0 as? LISAError)?.code == .permissionDenied
+            }
             // Re-uploading her own name replaces her own document.
-            let again = try await rag.upload(Data("Alice's revised findings.".utf8), filename: "report.txt", to: "docs", collection: nil,
-                                             chunkSize: nil, chunkOverlap: nil, by: Self.alice)
+            let again = try await rag.upload(
+                Data("Alice's revised findings.".utf8), filename: "report.txt", to: "docs", collection: nil,
+                chunkSize: nil, chunkOverlap: nil, by: Self.alice)
             #expect(again.documentId == first.documentId)
         }
     }
@@ -46,9 +52,12 @@ struct RAGHostileTests {
             let moved: JSONValue = ["opensearch": ["url": "https://attacker.example:9200", "username": "lisa", "password": "***"]]
             let refused = await #expect(throws: LISAError.self) { _ = try await rag.updateRepository("os", patch: moved, by: ragAdmin) }
             #expect(refused?.code == .permissionDenied, "a RAG administrator may rename, not re-point")
-            let renamed: JSONValue = ["repositoryName": "Search", "opensearch": ["url": "https://search.internal:9200", "username": "lisa", "password": "***"]]
+            let renamed: JSONValue = [
+                "repositoryName": "Search", "opensearch": ["url": "https://search.internal:9200", "username": "lisa", "password": "***"],
+            ]
             _ = try await rag.updateRepository("os", patch: renamed, by: .admin)
-            #expect(try await store.get(RAGRepository.self, kind: "rag.repository", id: "os")?.opensearch?.password == "s3cret", "same endpoint keeps it")
+            #expect(
+                try await store.get(RAGRepository.self, kind: "rag.repository", id: "os")?.opensearch?.password == "s3cret", "same endpoint keeps it")
             _ = try await rag.updateRepository("os", patch: moved, by: .admin)
             let stored = try await store.get(RAGRepository.self, kind: "rag.repository", id: "os")
             #expect(stored?.opensearch?.url == "https://attacker.example:9200")
@@ -63,16 +72,18 @@ struct RAGHostileTests {
         limits.maxAttempts = 2
         try await RAGServiceTests.withService(ingestion: limits) { rag, store, _ in
             _ = try await rag.createRepository(RAGRepository(repositoryId: "slow", embeddingModelId: "slow-embed"), by: .admin)
-            let slow = try await rag.upload(Data("Embedding this never ends.".utf8), filename: "slow.txt", to: "slow", collection: nil,
-                                            chunkSize: nil, chunkOverlap: nil, by: Self.alice)
+            let slow = try await rag.upload(
+                Data("Embedding this never ends.".utf8), filename: "slow.txt", to: "slow", collection: nil,
+                chunkSize: nil, chunkOverlap: nil, by: Self.alice)
             await rag.ingestWithinBudget(slow.jobId)
             let failed = try #require(try await rag.waitForJob(slow.jobId, timeout: .seconds(10)))
             #expect(failed.status == .failed)
             #expect(failed.reason?.contains("longer than 1 s") == true, "\(failed.reason ?? "")")
 
             // A job that was IN_PROGRESS at its last two starts (it took LISA down each time).
-            var stuck = try await rag.upload(Data("Poison.".utf8), filename: "poison.txt", to: "docs", collection: nil,
-                                             chunkSize: nil, chunkOverlap: nil, by: Self.alice)
+            var stuck = try await rag.upload(
+                Data("Poison.".utf8), filename: "poison.txt", to: "docs", collection: nil,
+                chunkSize: nil, chunkOverlap: nil, by: Self.alice)
             stuck.status = .inProgress
             stuck.attempts = 2
             try await store.put(stuck, kind: "rag.job", id: stuck.jobId, parent: "docs")
@@ -94,12 +105,14 @@ struct RAGHostileTests {
                 tasks.addTask { try await group.run() }
                 for index in 0..<5 {
                     slowJobs.append(
-                        try await rag.upload(Data("Slow \(index).".utf8), filename: "slow\(index).txt", to: "slow", collection: nil,
-                                             chunkSize: nil, chunkOverlap: nil, by: Self.bob)
+                        try await rag.upload(
+                            Data("Slow \(index).".utf8), filename: "slow\(index).txt", to: "slow", collection: nil,
+                            chunkSize: nil, chunkOverlap: nil, by: Self.bob)
                     )
                 }
-                let quick = try await rag.upload(Data("Alice's quick note.".utf8), filename: "quick.txt", to: "docs", collection: nil,
-                                                 chunkSize: nil, chunkOverlap: nil, by: Self.alice)
+                let quick = try await rag.upload(
+                    Data("Alice's quick note.".utf8), filename: "quick.txt", to: "docs", collection: nil,
+                    chunkSize: nil, chunkOverlap: nil, by: Self.alice)
                 let done = try #require(try await rag.waitForJob(quick.jobId, timeout: .seconds(20)))
                 #expect(done.status == .completed, "Alice is not queued behind Bob's five slow jobs")
                 await group.triggerGracefulShutdown()
@@ -124,16 +137,19 @@ struct RAGHostileTests {
         quotas.maxPendingJobsPerUser = 3
         try await RAGServiceTests.withService(quotas: quotas) { rag, _, _ in
             for index in 0..<3 {
-                _ = try await rag.upload(Data("Doc \(index).".utf8), filename: "d\(index).txt", to: "docs", collection: nil,
-                                         chunkSize: nil, chunkOverlap: nil, by: Self.bob)
+                _ = try await rag.upload(
+                    Data("Doc \(index).".utf8), filename: "d\(index).txt", to: "docs", collection: nil,
+                    chunkSize: nil, chunkOverlap: nil, by: Self.bob)
             }
             let error = await #expect(throws: LISAError.self) {
-                _ = try await rag.upload(Data("One more.".utf8), filename: "d3.txt", to: "docs", collection: nil,
-                                         chunkSize: nil, chunkOverlap: nil, by: Self.bob)
+                _ = try await rag.upload(
+                    Data("One more.".utf8), filename: "d3.txt", to: "docs", collection: nil,
+                    chunkSize: nil, chunkOverlap: nil, by: Self.bob)
             }
             #expect(error?.code == .quotaExceeded && error?.reason == "quota_exceeded")
-            _ = try await rag.upload(Data("Alice is not affected.".utf8), filename: "a.txt", to: "docs", collection: nil,
-                                     chunkSize: nil, chunkOverlap: nil, by: Self.alice)
+            _ = try await rag.upload(
+                Data("Alice is not affected.".utf8), filename: "a.txt", to: "docs", collection: nil,
+                chunkSize: nil, chunkOverlap: nil, by: Self.alice)
         }
     }
 }

@@ -1,11 +1,12 @@
 import AsyncHTTPClient
 import Foundation
 import LISAHummingbird
-@testable import LISAKit
 import LISAHummingbirdTesting
 import Logging
 import ServiceLifecycle
 import Testing
+
+@testable import LISAKit
 
 @Suite("RAG service")
 struct RAGServiceTests {
@@ -17,13 +18,16 @@ struct RAGServiceTests {
         let store = try await SQLStateStore.inMemory()
         var fake = FakeUpstream.Configuration()
         fake.slowDelay = .seconds(30)
-        try await Harness.run(fake: FakeUpstream(configuration: fake), store: store, access: AccessConfiguration(ragAdminGroup: "rag-admins"), models: { url in
-            [
-                ModelDefinition(modelId: "chat", modelName: "echo-upstream", modelUrl: url),
-                ModelDefinition(modelId: "embed", modelName: "embed-upstream", modelType: .embedding, modelUrl: url),
-                ModelDefinition(modelId: "slow-embed", modelName: "slow", modelType: .embedding, modelUrl: url),
-            ]
-        }) { lisa in
+        try await Harness.run(
+            fake: FakeUpstream(configuration: fake), store: store, access: AccessConfiguration(ragAdminGroup: "rag-admins"),
+            models: { url in
+                [
+                    ModelDefinition(modelId: "chat", modelName: "echo-upstream", modelUrl: url),
+                    ModelDefinition(modelId: "embed", modelName: "embed-upstream", modelType: .embedding, modelUrl: url),
+                    ModelDefinition(modelId: "slow-embed", modelName: "slow", modelType: .embedding, modelUrl: url),
+                ]
+            }
+        ) { lisa in
             let vectors = try await EmbeddedVectorStore.inMemory()
             let uploads = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-uploads-\(UUID().uuidString)").path
             let rag = try RAGService(
@@ -43,10 +47,12 @@ struct RAGServiceTests {
     func resumesJobs() async throws {
         try await Self.withService { rag, store, _ in
             // Queue two uploads without a running service, as if the process died before ingesting them.
-            let first = try await rag.upload(Data("The first document.".utf8), filename: "a.txt", to: "docs", collection: nil,
-                                             chunkSize: nil, chunkOverlap: nil, by: .admin)
-            var second = try await rag.upload(Data("The second document.".utf8), filename: "b.txt", to: "docs", collection: nil,
-                                              chunkSize: nil, chunkOverlap: nil, by: .admin)
+            let first = try await rag.upload(
+                Data("The first document.".utf8), filename: "a.txt", to: "docs", collection: nil,
+                chunkSize: nil, chunkOverlap: nil, by: .admin)
+            var second = try await rag.upload(
+                Data("The second document.".utf8), filename: "b.txt", to: "docs", collection: nil,
+                chunkSize: nil, chunkOverlap: nil, by: .admin)
             second.status = .inProgress
             try await store.put(second, kind: "rag.job", id: second.jobId, parent: "docs")
 
@@ -73,20 +79,24 @@ struct RAGServiceTests {
     func limitsAndStrategies() async throws {
         try await Self.withService(maxUploadSize: 2000) { rag, _, _ in
             await #expect {
-                _ = try await rag.upload(Data(repeating: 65, count: 2001), filename: "big.txt", to: "docs", collection: nil,
-                                         chunkSize: nil, chunkOverlap: nil, by: .admin)
+                _ = try await rag.upload(
+                    Data(repeating: 65, count: 2001), filename: "big.txt", to: "docs", collection: nil,
+                    chunkSize: nil, chunkOverlap: nil, by: .admin)
             } throws: { ($0 as? LISAError)?.code == .tooLarge }
             await #expect {
-                _ = try await rag.upload(Data("x".utf8), filename: "a.txt", to: "docs", collection: nil, chunkSize: nil, chunkOverlap: nil,
-                                         chunkingStrategy: "semantic", by: .admin)
+                _ = try await rag.upload(
+                    Data("x".utf8), filename: "a.txt", to: "docs", collection: nil, chunkSize: nil, chunkOverlap: nil,
+                    chunkingStrategy: "semantic", by: .admin)
             } throws: { ($0 as? LISAError)?.param == "chunkingStrategy" }
             let text = String(repeating: "A sentence that repeats. ", count: 60)
-            let job = try await rag.upload(Data(text.utf8), filename: "whole.txt", to: "docs", collection: nil, chunkSize: 100,
-                                           chunkOverlap: 0, chunkingStrategy: "none", by: .admin)
+            let job = try await rag.upload(
+                Data(text.utf8), filename: "whole.txt", to: "docs", collection: nil, chunkSize: 100,
+                chunkOverlap: 0, chunkingStrategy: "none", by: .admin)
             await rag.ingest(job.jobId)
             #expect(try await rag.waitForJob(job.jobId)?.chunks == 1)
-            let split = try await rag.upload(Data(text.utf8), filename: "split.txt", to: "docs", collection: nil, chunkSize: 100,
-                                             chunkOverlap: 0, by: .admin)
+            let split = try await rag.upload(
+                Data(text.utf8), filename: "split.txt", to: "docs", collection: nil, chunkSize: 100,
+                chunkOverlap: 0, by: .admin)
             await rag.ingest(split.jobId)
             #expect((try await rag.waitForJob(split.jobId)?.chunks ?? 0) > 10)
         }

@@ -35,18 +35,20 @@ struct RequestValidationTests {
         }
     }
 
-    @Test("bad requests get a 4xx naming the problem, and the server keeps serving", arguments: [
-        (#"{"model":"chat","messages":"#, 400, "not valid JSON", nil as String?),
-        (#"{"model":"chat","messages":[{"role":"user","content":5}]}"#, 400, "messages[0].content", "messages[0].content"),
-        (#"{"messages":[{"role":"user","content":"x"}]}"#, 400, "model: required field is missing", "model"),
-        (#"{"model":"chat"}"#, 400, "messages: required field is missing", "messages"),
-        (#"{"model":"chat","messages":[]}"#, 400, "at least one message", "messages"),
-        (#"{"model":"gpt-nope","messages":[{"role":"user","content":"x"}]}"#, 404, "'gpt-nope' does not exist", "model"),
-        (#"{"model":"chat","messages":[{"role":"user","content":"x"}],"temperature":"warm"}"#, 400, "temperature", "temperature"),
-        (#"{"model":"","messages":[{"role":"user","content":"x"}]}"#, 400, "model must not be empty", "model"),
-        ("", 400, "empty", nil),
-        ("[1,2]", 400, "expected an object", nil),
-    ])
+    @Test(
+        "bad requests get a 4xx naming the problem, and the server keeps serving",
+        arguments: [
+            (#"{"model":"chat","messages":"#, 400, "not valid JSON", nil as String?),
+            (#"{"model":"chat","messages":[{"role":"user","content":5}]}"#, 400, "messages[0].content", "messages[0].content"),
+            (#"{"messages":[{"role":"user","content":"x"}]}"#, 400, "model: required field is missing", "model"),
+            (#"{"model":"chat"}"#, 400, "messages: required field is missing", "messages"),
+            (#"{"model":"chat","messages":[]}"#, 400, "at least one message", "messages"),
+            (#"{"model":"gpt-nope","messages":[{"role":"user","content":"x"}]}"#, 404, "'gpt-nope' does not exist", "model"),
+            (#"{"model":"chat","messages":[{"role":"user","content":"x"}],"temperature":"warm"}"#, 400, "temperature", "temperature"),
+            (#"{"model":"","messages":[{"role":"user","content":"x"}]}"#, 400, "model must not be empty", "model"),
+            ("", 400, "empty", nil),
+            ("[1,2]", 400, "expected an object", nil),
+        ])
     func badInput(json: String, status: Int, message: String, param: String?) async throws {
         try await Harness.run { lisa in
             let (got, body, _) = try await lisa.send("/v1/chat/completions", json: json)
@@ -63,7 +65,8 @@ struct RequestValidationTests {
     @Test("wrong content type is a 415, an oversized body a 413, an unknown path a 404")
     func transportErrors() async throws {
         try await Harness.run(maxRequestBodySize: 4096) { lisa in
-            let form = try await lisa.send("/v1/chat/completions", json: GatewayTests.chat, headers: [("Content-Type", "application/x-www-form-urlencoded")])
+            let form = try await lisa.send(
+                "/v1/chat/completions", json: GatewayTests.chat, headers: [("Content-Type", "application/x-www-form-urlencoded")])
             #expect(form.status == 415)
             #expect(try errorBody(form.body).code == "unsupported_media_type")
 

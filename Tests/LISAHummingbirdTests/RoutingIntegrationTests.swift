@@ -17,12 +17,16 @@ struct RoutingIntegrationTests {
     func circuitOpensAndRecovers() async throws {
         let deadPort = try freePort()
         let clock = ManualClock()
-        try await Harness.run(clock: AnyClock(clock), models: { url in
-            var model = ModelDefinition(modelId: "chat", modelName: "echo", endpoints: [.init(url: "http://127.0.0.1:\(deadPort)/v1"), .init(url: url)])
-            model.loadBalancing = .roundRobin
-            model.circuitBreaker = .init(failureThreshold: 2, cooldownSeconds: 1)
-            return [model]
-        }) { lisa in
+        try await Harness.run(
+            clock: AnyClock(clock),
+            models: { url in
+                var model = ModelDefinition(
+                    modelId: "chat", modelName: "echo", endpoints: [.init(url: "http://127.0.0.1:\(deadPort)/v1"), .init(url: url)])
+                model.loadBalancing = .roundRobin
+                model.circuitBreaker = .init(failureThreshold: 2, cooldownSeconds: 1)
+                return [model]
+            }
+        ) { lisa in
             for _ in 0..<8 {
                 #expect(try await lisa.send("/v1/chat/completions", json: Self.chat).status == 200, "retried on the live endpoint")
             }
@@ -72,7 +76,8 @@ struct RoutingIntegrationTests {
             #expect(status == 200)
             #expect(body.contains("echo: route me"))
             #expect(lisa.fake.observations.lastBody?["model"] == "backup-upstream", "the fallback's own modelName is sent")
-            let bad = try await lisa.send("/v1/chat/completions", json: #"{"model":"chat","messages":[{"role":"user","content":"x"}],"temperature":"x"}"#)
+            let bad = try await lisa.send(
+                "/v1/chat/completions", json: #"{"model":"chat","messages":[{"role":"user","content":"x"}],"temperature":"x"}"#)
             #expect(bad.status == 400, "the caller's own mistakes do not fall back")
             let metrics = try await lisa.send(.GET, "/metrics").body
             #expect(metricValue(metrics, "lisa_fallbacks_total", ["model": "chat", "fallback": "backup"]) == 1)
@@ -102,11 +107,14 @@ struct RoutingIntegrationTests {
     func firstByteTimeout() async throws {
         var configuration = FakeUpstream.Configuration()
         configuration.slowDelay = .seconds(30)
-        try await Harness.run(fake: FakeUpstream(configuration: configuration), models: { url in
-            var model = ModelDefinition(modelId: "chat", modelName: "slow", modelUrl: url)
-            model.timeouts = ModelTimeouts(firstByteSeconds: 0.3)
-            return [model]
-        }) { lisa in
+        try await Harness.run(
+            fake: FakeUpstream(configuration: configuration),
+            models: { url in
+                var model = ModelDefinition(modelId: "chat", modelName: "slow", modelUrl: url)
+                model.timeouts = ModelTimeouts(firstByteSeconds: 0.3)
+                return [model]
+            }
+        ) { lisa in
             let (status, body, _) = try await lisa.send("/v1/chat/completions", json: Self.chat)
             // A 504, not the 200 the upstream sends after 30 s: the first-byte limit cut it short.
             #expect(status == 504)
@@ -157,11 +165,14 @@ struct RoutingIntegrationTests {
     func idleStreamEnds() async throws {
         var configuration = FakeUpstream.Configuration()
         configuration.stallDuration = .seconds(6)
-        try await Harness.run(fake: FakeUpstream(configuration: configuration), models: { url in
-            var model = ModelDefinition(modelId: "chat", modelName: "stall-stream", modelUrl: url)
-            model.timeouts = ModelTimeouts(streamIdleSeconds: 0.5)
-            return [model]
-        }) { lisa in
+        try await Harness.run(
+            fake: FakeUpstream(configuration: configuration),
+            models: { url in
+                var model = ModelDefinition(modelId: "chat", modelName: "stall-stream", modelUrl: url)
+                model.timeouts = ModelTimeouts(streamIdleSeconds: 0.5)
+                return [model]
+            }
+        ) { lisa in
             let (status, body, _) = try await lisa.send(
                 "/v1/chat/completions", json: #"{"model":"chat","stream":true,"messages":[{"role":"user","content":"a b c d e f"}]}"#
             )
@@ -181,11 +192,14 @@ struct RoutingIntegrationTests {
     func totalTimeoutMidStream() async throws {
         var configuration = FakeUpstream.Configuration()
         configuration.slowDelay = .seconds(5)  // 0.5 s between chunks
-        try await Harness.run(fake: FakeUpstream(configuration: configuration), models: { url in
-            var model = ModelDefinition(modelId: "chat", modelName: "slow", modelUrl: url)
-            model.timeouts = ModelTimeouts(totalSeconds: 1.2)
-            return [model]
-        }) { lisa in
+        try await Harness.run(
+            fake: FakeUpstream(configuration: configuration),
+            models: { url in
+                var model = ModelDefinition(modelId: "chat", modelName: "slow", modelUrl: url)
+                model.timeouts = ModelTimeouts(totalSeconds: 1.2)
+                return [model]
+            }
+        ) { lisa in
             let (status, body, _) = try await lisa.send(
                 "/v1/chat/completions", json: #"{"model":"chat","stream":true,"messages":[{"role":"user","content":"a b c d e f g h"}]}"#
             )
@@ -202,11 +216,15 @@ struct RoutingIntegrationTests {
     @Test("metrics count requests, tokens, overhead and endpoint state after a known sequence")
     func metricsAfterKnownSequence() async throws {
         try await Harness.run(models: { url in
-            [ModelDefinition(modelId: "chat", modelName: "echo", modelUrl: url), ModelDefinition(modelId: "bad", modelName: "fail-400", modelUrl: url)]
+            [
+                ModelDefinition(modelId: "chat", modelName: "echo", modelUrl: url),
+                ModelDefinition(modelId: "bad", modelName: "fail-400", modelUrl: url),
+            ]
         }) { lisa in
             for _ in 0..<3 { _ = try await lisa.send("/v1/chat/completions", json: Self.chat) }
             _ = try await lisa.send(
-                "/v1/chat/completions", json: #"{"model":"chat","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"x y"}]}"#
+                "/v1/chat/completions",
+                json: #"{"model":"chat","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"x y"}]}"#
             )
             for _ in 0..<2 { _ = try await lisa.send("/v1/chat/completions", json: #"{"model":"bad","messages":[{"role":"user","content":"x"}]}"#) }
             let port = URL(string: lisa.upstreamURL)!.port!
@@ -251,14 +269,18 @@ struct RoutingIntegrationTests {
         fast.intervalSeconds = 0.1
         // The dead port refuses at once; a long timeout keeps a busy machine from failing the live one's probe.
         fast.timeoutSeconds = 10
-        try await Harness.run(probes: true, defaultHealthCheck: fast, models: { url in
-            let model = ModelDefinition(modelId: "chat", modelName: "echo", endpoints: [.init(url: "http://127.0.0.1:\(deadPort)/v1"), .init(url: url)])
-            var unprobed = ModelDefinition(modelId: "unprobed", modelName: "echo", modelUrl: "http://127.0.0.1:\(deadPort)/v1")
-            var off = HealthCheckConfiguration()
-            off.enabled = false
-            unprobed.healthCheck = off
-            return [model, unprobed]
-        }) { lisa in
+        try await Harness.run(
+            probes: true, defaultHealthCheck: fast,
+            models: { url in
+                let model = ModelDefinition(
+                    modelId: "chat", modelName: "echo", endpoints: [.init(url: "http://127.0.0.1:\(deadPort)/v1"), .init(url: url)])
+                var unprobed = ModelDefinition(modelId: "unprobed", modelName: "echo", modelUrl: "http://127.0.0.1:\(deadPort)/v1")
+                var off = HealthCheckConfiguration()
+                off.enabled = false
+                unprobed.healthCheck = off
+                return [model, unprobed]
+            }
+        ) { lisa in
             let model = try #require(lisa.gateway.registry.model("chat"))
             #expect(await eventually { !model.pool.endpoints[0].status.healthy })
             // The fake upstream answers 404 at its root: reachable, so it stays in.
@@ -274,15 +296,19 @@ struct RoutingIntegrationTests {
     @Test("active probes take a dead endpoint out; with all endpoints down requests fail fast with 503")
     func activeHealthProbes() async throws {
         let deadPort = try freePort()
-        try await Harness.run(probes: true, models: { url in
-            var model = ModelDefinition(modelId: "chat", modelName: "echo", endpoints: [.init(url: "http://127.0.0.1:\(deadPort)/v1"), .init(url: url)])
-            // The dead endpoint refuses at once; the probe's timeout is long so that a busy machine
-            // cannot make the live one miss it and fail the calls below.
-            model.healthCheck = HealthCheckConfiguration(path: "/health", intervalSeconds: 0.1, timeoutSeconds: 10)
-            var down = ModelDefinition(modelId: "down", modelName: "echo", modelUrl: "http://127.0.0.1:\(deadPort)/v1")
-            down.healthCheck = model.healthCheck
-            return [model, down]
-        }) { lisa in
+        try await Harness.run(
+            probes: true,
+            models: { url in
+                var model = ModelDefinition(
+                    modelId: "chat", modelName: "echo", endpoints: [.init(url: "http://127.0.0.1:\(deadPort)/v1"), .init(url: url)])
+                // The dead endpoint refuses at once; the probe's timeout is long so that a busy machine
+                // cannot make the live one miss it and fail the calls below.
+                model.healthCheck = HealthCheckConfiguration(path: "/health", intervalSeconds: 0.1, timeoutSeconds: 10)
+                var down = ModelDefinition(modelId: "down", modelName: "echo", modelUrl: "http://127.0.0.1:\(deadPort)/v1")
+                down.healthCheck = model.healthCheck
+                return [model, down]
+            }
+        ) { lisa in
             let model = try #require(lisa.gateway.registry.model("chat"))
             #expect(await eventually { !model.pool.endpoints[0].status.healthy })
             #expect(model.pool.endpoints[1].status.healthy)
@@ -295,7 +321,8 @@ struct RoutingIntegrationTests {
 
             // Failing fast is failing without trying: 503 naming the unhealthy endpoints (a call that
             // tried would have ended with the upstream's error), not a time that depends on the machine.
-            let (status, body, headers) = try await lisa.send("/v1/chat/completions", json: #"{"model":"down","messages":[{"role":"user","content":"x"}]}"#)
+            let (status, body, headers) = try await lisa.send(
+                "/v1/chat/completions", json: #"{"model":"down","messages":[{"role":"user","content":"x"}]}"#)
             #expect(status == 503)
             #expect(try errorBody(body).message.contains("unhealthy"))
             #expect(headers.first(name: "Retry-After") == "1")

@@ -6,8 +6,8 @@ import LISAHummingbirdTesting
 import LISAKit
 import Logging
 import NIOCore
-import NIOHTTP1
 import NIOFoundationCompat
+import NIOHTTP1
 import ServiceLifecycle
 import Testing
 

@@ -385,7 +385,8 @@ final class ScriptedUpstream: Sendable {
             let bound = NIOLoopBound(context, eventLoop: loop)
             switch path {
             case "/echo":
-                let text = "\(request.headers.first(name: "host") ?? "-") \(request.method.rawValue) \(request.uri) \(request.headers.first(name: "content-length") ?? "-") \(body)"
+                let text =
+                    "\(request.headers.first(name: "host") ?? "-") \(request.method.rawValue) \(request.uri) \(request.headers.first(name: "content-length") ?? "-") \(body)"
                 write(context, status: .ok, body: text)
             case "/close":
                 write(context, status: .ok, body: "bye", headers: ["connection": "close"], closing: true)
@@ -415,7 +416,9 @@ final class ScriptedUpstream: Sendable {
                     .whenComplete { _ in bound.value.close(promise: nil) }
             case "/big":
                 let chunk = ByteBuffer(repeating: 0x61, count: 64 << 10)
-                context.write(wrapOutboundOut(.head(.init(version: .http1_1, status: .ok, headers: ["content-length": String(ScriptedUpstream.bigSize)]))), promise: nil)
+                context.write(
+                    wrapOutboundOut(.head(.init(version: .http1_1, status: .ok, headers: ["content-length": String(ScriptedUpstream.bigSize)]))),
+                    promise: nil)
                 let state = self.state
                 for _ in 0..<(ScriptedUpstream.bigSize / chunk.readableBytes) {
                     context.write(wrapOutboundOut(.body(.byteBuffer(chunk)))).whenSuccess { _ in

@@ -80,7 +80,9 @@ struct UpstreamHostileFramingTests {
             bytes: bytes("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" + head200 + "Content-Length: 2\r\n\r\nok"),
             expected: .answered(200, "ok"), reusable: true
         ),
-        Case(name: "101 Switching Protocols to a plain request", bytes: bytes("HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\nraw"), expected: .failedBeforeHead),
+        Case(
+            name: "101 Switching Protocols to a plain request",
+            bytes: bytes("HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\nraw"), expected: .failedBeforeHead),
         Case(
             name: "bytes after the end close the connection",
             bytes: bytes(head200 + "Content-Length: 2\r\n\r\nokGARBAGE\r\n\r\n"), expected: .answered(200, "ok")
@@ -91,7 +93,10 @@ struct UpstreamHostileFramingTests {
         ),
         Case(name: "closed mid-chunk", bytes: bytes(head200 + "Transfer-Encoding: chunked\r\n\r\n5\r\nhe"), close: true),
         Case(name: "closed mid-head", bytes: bytes(head200 + "Content-Le"), close: true, expected: .failedBeforeHead),
-        Case(name: "a 64 KiB header line", bytes: bytes(head200 + "X-Big: " + String(repeating: "a", count: 64 << 10) + "\r\nContent-Length: 2\r\n\r\nok"), expected: .failedBeforeHead),
+        Case(
+            name: "a 64 KiB header line",
+            bytes: bytes(head200 + "X-Big: " + String(repeating: "a", count: 64 << 10) + "\r\nContent-Length: 2\r\n\r\nok"),
+            expected: .failedBeforeHead),
         Case(name: "not HTTP at all", bytes: bytes("SSH-2.0-OpenSSH_9.2\r\n\r\n"), expected: .failedBeforeHead),
         Case(name: "a status line without a code", bytes: bytes("HTTP/1.1 OK\r\nContent-Length: 2\r\n\r\nok"), expected: .failedBeforeHead),
         Case(name: "NUL bytes in a header", bytes: bytes(head200 + "X-A: a\u{0}b\r\nContent-Length: 2\r\n\r\nok")),
@@ -140,7 +145,8 @@ struct UpstreamHostileFramingTests {
     }
 
     static func call(_ client: UpstreamHTTPClient, _ server: RawUpstream) async -> Outcome {
-        let request = UpstreamHTTPClient.Request(url: "http://127.0.0.1:\(server.port)/v1/chat/completions", headers: [:], body: ByteBuffer(string: "{}"))
+        let request = UpstreamHTTPClient.Request(
+            url: "http://127.0.0.1:\(server.port)/v1/chat/completions", headers: [:], body: ByteBuffer(string: "{}"))
         let response: UpstreamResponse
         do {
             response = try await client.execute(request, deadline: .now() + .seconds(30))

@@ -51,11 +51,14 @@ struct VisibilityAndHealthTests {
 
     @Test("a repository open to a user does not name its hidden embedding model")
     func repositoryHidesItsEmbeddingModel() async throws {
-        try await Harness.run(access: Self.access, models: { url in
-            var hidden = ModelDefinition(modelId: "secret-embed", modelName: "e", modelType: .embedding, modelUrl: url)
-            hidden.allowedGroups = ["special"]
-            return [hidden]
-        }) { lisa in
+        try await Harness.run(
+            access: Self.access,
+            models: { url in
+                var hidden = ModelDefinition(modelId: "secret-embed", modelName: "e", modelType: .embedding, modelUrl: url)
+                hidden.allowedGroups = ["special"]
+                return [hidden]
+            }
+        ) { lisa in
             let created = try await lisa.send("/repository", json: #"{"repositoryId":"handbook","embeddingModelId":"secret-embed"}"#)
             #expect(created.status == 201, "\(created.body)")
             let alice = try await userToken(lisa, groups: [])
@@ -95,15 +98,18 @@ struct VisibilityAndHealthTests {
         fast.intervalSeconds = 0.1
         // The dead port refuses at once; a long timeout keeps a busy machine from failing the live one's probe.
         fast.timeoutSeconds = 10
-        try await Harness.run(probes: true, defaultHealthCheck: fast, models: { url in
-            var dead = ModelDefinition(modelId: "dead", modelName: "dead", modelUrl: "http://127.0.0.1:\(deadPort)/v1")
-            var unprobed = ModelDefinition(modelId: "unprobed", modelName: "u", modelUrl: "http://127.0.0.1:\(deadPort)/v1")
-            var off = HealthCheckConfiguration()
-            off.enabled = false
-            unprobed.healthCheck = off
-            dead.healthCheck = nil
-            return [dead, unprobed, ModelDefinition(modelId: "live", modelName: "echo", modelUrl: url)]
-        }) { lisa in
+        try await Harness.run(
+            probes: true, defaultHealthCheck: fast,
+            models: { url in
+                var dead = ModelDefinition(modelId: "dead", modelName: "dead", modelUrl: "http://127.0.0.1:\(deadPort)/v1")
+                var unprobed = ModelDefinition(modelId: "unprobed", modelName: "u", modelUrl: "http://127.0.0.1:\(deadPort)/v1")
+                var off = HealthCheckConfiguration()
+                off.enabled = false
+                unprobed.healthCheck = off
+                dead.healthCheck = nil
+                return [dead, unprobed, ModelDefinition(modelId: "live", modelName: "echo", modelUrl: url)]
+            }
+        ) { lisa in
             func health(_ id: String) async throws -> String? {
                 let list = try JSONDecoder().decode(ModelList.self, from: Data(try await lisa.send(.GET, "/v1/models").body.utf8))
                 return list.data.first { $0.id == id }?.lisa?.health
@@ -147,17 +153,20 @@ struct VisibilityAndHealthTests {
             let base = "http://127.0.0.1:\(port)/tenant-a/v1"
             var fast = HealthCheckConfiguration.reachability
             fast.intervalSeconds = 0.1
-            try await Harness.run(probes: true, defaultHealthCheck: fast, models: { _ in
-                let endpoint = EndpointDefinition(url: base, apiKey: "sk-endpoint-secret")
-                let reach = ModelDefinition(modelId: "reach", modelName: "m", endpoints: [endpoint])
-                var inside = ModelDefinition(modelId: "inside", modelName: "m", endpoints: [endpoint])
-                inside.healthCheck = HealthCheckConfiguration(path: "/tenant-a/v1/models", intervalSeconds: 0.1, timeoutSeconds: 1)
-                var outside = ModelDefinition(modelId: "outside", modelName: "m", endpoints: [endpoint])
-                outside.healthCheck = HealthCheckConfiguration(path: "/health", intervalSeconds: 0.1, timeoutSeconds: 1)
-                var sibling = ModelDefinition(modelId: "sibling", modelName: "m", endpoints: [endpoint])
-                sibling.healthCheck = HealthCheckConfiguration(path: "/tenant-a/v1-other/models", intervalSeconds: 0.1, timeoutSeconds: 1)
-                return [reach, inside, outside, sibling]
-            }) { _ in
+            try await Harness.run(
+                probes: true, defaultHealthCheck: fast,
+                models: { _ in
+                    let endpoint = EndpointDefinition(url: base, apiKey: "sk-endpoint-secret")
+                    let reach = ModelDefinition(modelId: "reach", modelName: "m", endpoints: [endpoint])
+                    var inside = ModelDefinition(modelId: "inside", modelName: "m", endpoints: [endpoint])
+                    inside.healthCheck = HealthCheckConfiguration(path: "/tenant-a/v1/models", intervalSeconds: 0.1, timeoutSeconds: 1)
+                    var outside = ModelDefinition(modelId: "outside", modelName: "m", endpoints: [endpoint])
+                    outside.healthCheck = HealthCheckConfiguration(path: "/health", intervalSeconds: 0.1, timeoutSeconds: 1)
+                    var sibling = ModelDefinition(modelId: "sibling", modelName: "m", endpoints: [endpoint])
+                    sibling.healthCheck = HealthCheckConfiguration(path: "/tenant-a/v1-other/models", intervalSeconds: 0.1, timeoutSeconds: 1)
+                    return [reach, inside, outside, sibling]
+                }
+            ) { _ in
                 let wanted: Set = ["/", "/tenant-a/v1/models", "/health", "/tenant-a/v1-other/models"]
                 #expect(await eventually { wanted.isSubset(of: Set(recorder.paths())) }, "\(recorder.paths())")
                 #expect(recorder.authorizations(at: "/").allSatisfy { $0 == nil }, "the origin's / is outside /tenant-a/v1")

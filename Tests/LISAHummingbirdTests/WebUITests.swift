@@ -22,7 +22,9 @@ struct WebUITests {
             #expect(headers.first(name: "X-Frame-Options") == "DENY")
             #expect(headers.first(name: "Permissions-Policy")?.contains("camera=()") == true)
             let policy = try #require(headers.first(name: "Content-Security-Policy"))
-            for directive in ["default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self';", "connect-src 'self'", "frame-ancestors 'none'"] {
+            for directive in [
+                "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self';", "connect-src 'self'", "frame-ancestors 'none'",
+            ] {
                 #expect(policy.contains(directive), "\(directive) in \(policy)")
             }
             #expect(!policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"))

@@ -51,13 +51,17 @@ struct AnswerMemoryBudgetTests {
             let padding = String(repeating: "a", count: size.withLock { $0 })
             let body: String
             if call.operation == .messages {
-                body = #"{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[{"type":"text","text":"\#(padding)"}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":1}}"#
+                body =
+                    #"{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[{"type":"text","text":"\#(padding)"}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":1}}"#
             } else {
-                body = #"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"\#(padding)"},"finish_reason":"stop"}]}"#
+                body =
+                    #"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"\#(padding)"},"finish_reason":"stop"}]}"#
             }
             // In pieces, as a socket would deliver it.
             let bytes = ByteBuffer(string: body)
-            let pieces = stride(from: 0, to: bytes.readableBytes, by: 4096).map { bytes.getSlice(at: $0, length: min(4096, bytes.readableBytes - $0))! }
+            let pieces = stride(from: 0, to: bytes.readableBytes, by: 4096).map {
+                bytes.getSlice(at: $0, length: min(4096, bytes.readableBytes - $0))!
+            }
             return UpstreamResponse(status: 200, headers: ["content-type": "application/json"], body: UpstreamBody(pieces))
         }
         var limits = AnswerMemoryBudget.Limits()
@@ -74,7 +78,9 @@ struct AnswerMemoryBudgetTests {
         let context = InferenceContext(requestID: "req-memory", logger: Self.logger)
         func call(_ model: String) async -> Result<GatewayResponse, LISAError> {
             do throws(LISAError) {
-                return .success(try await gateway.chatCompletions(body: ByteBuffer(string: #"{"model":"\#(model)","messages":[{"role":"user","content":"hi"}]}"#), context: context))
+                return .success(
+                    try await gateway.chatCompletions(
+                        body: ByteBuffer(string: #"{"model":"\#(model)","messages":[{"role":"user","content":"hi"}]}"#), context: context))
             } catch {
                 return .failure(error)
             }

@@ -48,10 +48,11 @@ func assembleChat(_ events: [ServerSentEvent]) throws -> JSONValue {
     message["content"] = (content?.isEmpty ?? true) && !calls.isEmpty ? .null : .string(content ?? "")
     if let reasoning, !reasoning.isEmpty { message["reasoning_content"] = .string(reasoning) }
     if !calls.isEmpty {
-        message["tool_calls"] = .array(calls.keys.sorted().map { index in
-            let call = calls[index]!
-            return ["id": call["id"]!, "type": "function", "function": ["name": call["name"]!, "arguments": .string(arguments[index] ?? "")]]
-        })
+        message["tool_calls"] = .array(
+            calls.keys.sorted().map { index in
+                let call = calls[index]!
+                return ["id": call["id"]!, "type": "function", "function": ["name": call["name"]!, "arguments": .string(arguments[index] ?? "")]]
+            })
     }
     var choice: [String: JSONValue] = ["index": 0, "message": .object(message), "finish_reason": finish]
     if let stopReason { choice["stop_reason"] = stopReason }
@@ -67,13 +68,14 @@ func argumentsParsed(_ completion: JSONValue) throws -> JSONValue {
         case .object(var choice) = choices[0], case .object(var message) = choice["message"] ?? .null,
         case .array(let calls) = message["tool_calls"] ?? .null
     else { return completion }
-    message["tool_calls"] = .array(try calls.map { call in
-        var call = call.objectValue!
-        var function = call["function"]!.objectValue!
-        function["arguments"] = try json(function["arguments"]!.stringValue!)
-        call["function"] = .object(function)
-        return .object(call)
-    })
+    message["tool_calls"] = .array(
+        try calls.map { call in
+            var call = call.objectValue!
+            var function = call["function"]!.objectValue!
+            function["arguments"] = try json(function["arguments"]!.stringValue!)
+            call["function"] = .object(function)
+            return .object(call)
+        })
     choice["message"] = .object(message)
     choices[0] = .object(choice)
     object["choices"] = .array(choices)
@@ -117,19 +119,22 @@ private struct MessageAnswer {
             return DialectJSON.event(type, .object(object))
         }
         var events = [
-            event("message_start", [
-                "message": [
-                    "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x", "content": [], "stop_reason": nil,
-                    "stop_sequence": nil, "usage": ["input_tokens": 11, "output_tokens": 1, "cache_read_input_tokens": 2],
-                ]
-            ]),
+            event(
+                "message_start",
+                [
+                    "message": [
+                        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x", "content": [], "stop_reason": nil,
+                        "stop_sequence": nil, "usage": ["input_tokens": 11, "output_tokens": 1, "cache_read_input_tokens": 2],
+                    ]
+                ]),
             event("ping", [:]),
         ]
         var index: Int64 = 0
         if let thinking {
             events.append(event("content_block_start", ["index": .integer(index), "content_block": ["type": "thinking", "thinking": ""]]))
             for piece in pieces(thinking) {
-                events.append(event("content_block_delta", ["index": .integer(index), "delta": ["type": "thinking_delta", "thinking": .string(piece)]]))
+                events.append(
+                    event("content_block_delta", ["index": .integer(index), "delta": ["type": "thinking_delta", "thinking": .string(piece)]]))
             }
             events.append(event("content_block_delta", ["index": .integer(index), "delta": ["type": "signature_delta", "signature": "sig"]]))
             events.append(event("content_block_stop", ["index": .integer(index)]))
@@ -144,18 +149,27 @@ private struct MessageAnswer {
             index += 1
         }
         for tool in tools {
-            events.append(event("content_block_start", [
-                "index": .integer(index), "content_block": ["type": "tool_use", "id": .string(tool.id), "name": .string(tool.name), "input": [:]],
-            ]))
+            events.append(
+                event(
+                    "content_block_start",
+                    [
+                        "index": .integer(index),
+                        "content_block": ["type": "tool_use", "id": .string(tool.id), "name": .string(tool.name), "input": [:]],
+                    ]))
             for piece in pieces(DialectJSON.string(tool.input)) {
-                events.append(event("content_block_delta", ["index": .integer(index), "delta": ["type": "input_json_delta", "partial_json": .string(piece)]]))
+                events.append(
+                    event("content_block_delta", ["index": .integer(index), "delta": ["type": "input_json_delta", "partial_json": .string(piece)]]))
             }
             events.append(event("content_block_stop", ["index": .integer(index)]))
             index += 1
         }
-        events.append(event("message_delta", [
-            "delta": ["stop_reason": .string(stopReason), "stop_sequence": stopSequence.map(JSONValue.string) ?? .null], "usage": ["output_tokens": 4],
-        ]))
+        events.append(
+            event(
+                "message_delta",
+                [
+                    "delta": ["stop_reason": .string(stopReason), "stop_sequence": stopSequence.map(JSONValue.string) ?? .null],
+                    "usage": ["output_tokens": 4],
+                ]))
         events.append(event("message_stop", [:]))
         return events
     }
@@ -180,7 +194,8 @@ private struct MessageAnswer {
 struct AnthropicUpstreamTests {
     @Test("a chat request becomes the Messages request of the translation table")
     func requestGolden() throws {
-        let chat = try json(#"""
+        let chat = try json(
+            #"""
             {"model":"claude-x","max_completion_tokens":300,"temperature":0.2,"top_p":0.9,"stop":"END","stream":true,
              "stream_options":{"include_usage":true},"user":"u-1","parallel_tool_calls":false,"top_k":5,"lisa":{"x":1},
              "tool_choice":{"type":"function","function":{"name":"lookup"}},
@@ -196,7 +211,8 @@ struct AnthropicUpstreamTests {
               {"role":"user","content":"Thanks"}
              ]}
             """#)
-        let expected = try json(#"""
+        let expected = try json(
+            #"""
             {"model":"claude-x","max_tokens":300,"temperature":0.2,"top_p":0.9,"stop_sequences":["END"],"stream":true,
              "metadata":{"user_id":"u-1"},"top_k":5,
              "tool_choice":{"type":"tool","name":"lookup","disable_parallel_tool_use":true},
@@ -219,21 +235,26 @@ struct AnthropicUpstreamTests {
         #expect(out["system"] == nil)
     }
 
-    @Test("tool_choice maps auto, none, required and a function", arguments: [
-        (#""auto""#, #"{"type":"auto"}"#), (#""none""#, #"{"type":"none"}"#), (#""required""#, #"{"type":"any"}"#),
-        (#"{"type":"function","function":{"name":"f"}}"#, #"{"type":"tool","name":"f"}"#),
-    ])
+    @Test(
+        "tool_choice maps auto, none, required and a function",
+        arguments: [
+            (#""auto""#, #"{"type":"auto"}"#), (#""none""#, #"{"type":"none"}"#), (#""required""#, #"{"type":"any"}"#),
+            (#"{"type":"function","function":{"name":"f"}}"#, #"{"type":"tool","name":"f"}"#),
+        ])
     func toolChoice(chat: String, anthropic: String) throws {
         let request = try json(#"{"model":"m","messages":[{"role":"user","content":"hi"}],"tool_choice":\#(chat)}"#)
         #expect(try AnthropicUpstream.messagesRequest(fromChat: request)["tool_choice"] == json(anthropic))
     }
 
-    @Test("what Messages cannot carry is refused, naming the member", arguments: [
-        (#""n":2"#, "n"), (#""logprobs":true"#, "logprobs"), (#""seed":1"#, "seed"), (#""presence_penalty":0.5"#, "presence_penalty"),
-        (#""frequency_penalty":0.5"#, "frequency_penalty"), (#""logit_bias":{"1":2}"#, "logit_bias"), (#""reasoning_effort":"low""#, "reasoning_effort"),
-        (#""response_format":{"type":"json_object"}"#, "response_format.type"), (#""stop":[1]"#, "stop"),
-        (#""tools":[{"type":"custom","custom":{}}]"#, "tools[0].type"),
-    ])
+    @Test(
+        "what Messages cannot carry is refused, naming the member",
+        arguments: [
+            (#""n":2"#, "n"), (#""logprobs":true"#, "logprobs"), (#""seed":1"#, "seed"), (#""presence_penalty":0.5"#, "presence_penalty"),
+            (#""frequency_penalty":0.5"#, "frequency_penalty"), (#""logit_bias":{"1":2}"#, "logit_bias"),
+            (#""reasoning_effort":"low""#, "reasoning_effort"),
+            (#""response_format":{"type":"json_object"}"#, "response_format.type"), (#""stop":[1]"#, "stop"),
+            (#""tools":[{"type":"custom","custom":{}}]"#, "tools[0].type"),
+        ])
     func refusals(member: String, param: String) throws {
         let request = try json(#"{"model":"m","messages":[{"role":"user","content":"hi"}],\#(member)}"#)
         #expect {
@@ -243,13 +264,18 @@ struct AnthropicUpstreamTests {
         }
     }
 
-    @Test("messages Messages cannot carry are refused, naming the message", arguments: [
-        (#"[{"role":"user","content":"a"},{"role":"system","content":"late"}]"#, "messages[1]"),
-        (#"[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]"#, "messages[0].content[0].type"),
-        (#"[{"role":"function","content":"x","name":"f"}]"#, "messages[0].role"),
-        (#"[{"role":"assistant","content":"x","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"[1]"}}]}]"#, "messages[0].tool_calls[0].function.arguments"),
-        (#"[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png,raw"}}]}]"#, "messages[0].content[0].image_url.url"),
-    ])
+    @Test(
+        "messages Messages cannot carry are refused, naming the message",
+        arguments: [
+            (#"[{"role":"user","content":"a"},{"role":"system","content":"late"}]"#, "messages[1]"),
+            (#"[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]"#, "messages[0].content[0].type"),
+            (#"[{"role":"function","content":"x","name":"f"}]"#, "messages[0].role"),
+            (
+                #"[{"role":"assistant","content":"x","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"[1]"}}]}]"#,
+                "messages[0].tool_calls[0].function.arguments"
+            ),
+            (#"[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png,raw"}}]}]"#, "messages[0].content[0].image_url.url"),
+        ])
     func messageRefusals(messages: String, param: String) throws {
         let request = try json(#"{"model":"m","messages":\#(messages)}"#)
         #expect {
@@ -261,12 +287,14 @@ struct AnthropicUpstreamTests {
 
     @Test("a Messages answer becomes the chat completion of the translation table")
     func answerGolden() throws {
-        let message = try json(#"""
+        let message = try json(
+            #"""
             {"id":"msg_1","type":"message","role":"assistant","model":"claude-x","stop_reason":"tool_use","stop_sequence":null,
              "content":[{"type":"thinking","thinking":"hmm","signature":"s"},{"type":"text","text":"Let me look."},{"type":"tool_use","id":"toolu_1","name":"lookup","input":{"q":"a"}}],
              "usage":{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":3,"cache_creation_input_tokens":2}}
             """#)
-        let expected = try json(#"""
+        let expected = try json(
+            #"""
             {"id":"msg_1","object":"chat.completion","created":7,"model":"claude-x",
              "choices":[{"index":0,"finish_reason":"tool_calls","message":{"role":"assistant","content":"Let me look.","reasoning_content":"hmm",
                "tool_calls":[{"id":"toolu_1","type":"function","function":{"name":"lookup","arguments":"{\"q\":\"a\"}"}}]}}],
@@ -275,10 +303,12 @@ struct AnthropicUpstreamTests {
         #expect(try AnthropicUpstream.chatCompletion(fromMessage: message, created: 7) == expected)
     }
 
-    @Test("stop reasons map to finish reasons", arguments: [
-        ("end_turn", nil, "stop", nil), ("max_tokens", nil, "length", nil), ("tool_use", nil, "tool_calls", nil),
-        ("refusal", nil, "content_filter", nil), ("stop_sequence", "END", "stop", "END"), ("pause_turn", nil, "stop", nil),
-    ] as [(String, String?, String, String?)])
+    @Test(
+        "stop reasons map to finish reasons",
+        arguments: [
+            ("end_turn", nil, "stop", nil), ("max_tokens", nil, "length", nil), ("tool_use", nil, "tool_calls", nil),
+            ("refusal", nil, "content_filter", nil), ("stop_sequence", "END", "stop", "END"), ("pause_turn", nil, "stop", nil),
+        ] as [(String, String?, String, String?)])
     func finishReasons(stop: String, sequence: String?, finish: String, matched: String?) {
         let (reason, kept) = AnthropicUpstream.finishReason(stop: stop, sequence: sequence.map(JSONValue.string))
         #expect(reason == finish)
@@ -311,10 +341,11 @@ struct AnthropicUpstreamTests {
             var original = answer.message.objectValue!
             var back = again.objectValue!
             // Signatures and cache detail are Anthropic's alone; ids are kept.
-            original["content"] = .array(original["content"]!.arrayValue!.map { block in
-                guard block["type"] == "thinking" else { return block }
-                return ["type": "thinking", "thinking": block["thinking"]!, "signature": ""]
-            })
+            original["content"] = .array(
+                original["content"]!.arrayValue!.map { block in
+                    guard block["type"] == "thinking" else { return block }
+                    return ["type": "thinking", "thinking": block["thinking"]!, "signature": ""]
+                })
             original["usage"] = nil
             back["usage"] = nil
             #expect(JSONValue.object(back) == JSONValue.object(original))

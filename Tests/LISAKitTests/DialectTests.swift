@@ -20,13 +20,19 @@ private struct ChatAnswer {
         var message: [String: JSONValue] = ["role": "assistant", "content": text.map(JSONValue.string) ?? .null]
         if let reasoning { message["reasoning_content"] = .string(reasoning) }
         if !calls.isEmpty {
-            message["tool_calls"] = .array(calls.map { ["id": .string($0.id), "type": "function", "function": ["name": .string($0.name), "arguments": .string($0.arguments)]] })
+            message["tool_calls"] = .array(
+                calls.map { ["id": .string($0.id), "type": "function", "function": ["name": .string($0.name), "arguments": .string($0.arguments)]] })
         }
         var object: [String: JSONValue] = [
             "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
             "choices": [["index": 0, "message": .object(message), "finish_reason": .string(finish)]],
         ]
-        if let usage { object["usage"] = ["prompt_tokens": .integer(usage.prompt), "completion_tokens": .integer(usage.completion), "total_tokens": .integer(usage.prompt + usage.completion)] }
+        if let usage {
+            object["usage"] = [
+                "prompt_tokens": .integer(usage.prompt), "completion_tokens": .integer(usage.completion),
+                "total_tokens": .integer(usage.prompt + usage.completion),
+            ]
+        }
         return .object(object)
     }
 
@@ -53,7 +59,15 @@ private struct ChatAnswer {
         for piece in pieces(reasoning ?? "") { events.append(chunk(["reasoning_content": .string(piece)])) }
         for piece in pieces(text ?? "") { events.append(chunk(["content": .string(piece)])) }
         for (index, call) in calls.enumerated() {
-            events.append(chunk(["tool_calls": [["index": .integer(Int64(index)), "id": .string(call.id), "type": "function", "function": ["name": .string(call.name), "arguments": ""]]]]))
+            events.append(
+                chunk([
+                    "tool_calls": [
+                        [
+                            "index": .integer(Int64(index)), "id": .string(call.id), "type": "function",
+                            "function": ["name": .string(call.name), "arguments": ""],
+                        ]
+                    ]
+                ]))
             for piece in pieces(call.arguments) {
                 events.append(chunk(["tool_calls": [["index": .integer(Int64(index)), "function": ["arguments": .string(piece)]]]]))
             }
@@ -62,7 +76,10 @@ private struct ChatAnswer {
         if let usage {
             let value: JSONValue = [
                 "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],
-                "usage": ["prompt_tokens": .integer(usage.prompt), "completion_tokens": .integer(usage.completion), "total_tokens": .integer(usage.prompt + usage.completion)],
+                "usage": [
+                    "prompt_tokens": .integer(usage.prompt), "completion_tokens": .integer(usage.completion),
+                    "total_tokens": .integer(usage.prompt + usage.completion),
+                ],
             ]
             events.append(ServerSentEvent(data: DialectJSON.string(value)))
         }
@@ -105,7 +122,8 @@ private func assembleAnthropic(_ events: [ServerSentEvent]) throws -> JSONValue 
             let delta = data["delta"]!
             switch delta["type"]?.stringValue {
             case "text_delta": blocks[index]["text"] = .string((blocks[index]["text"]?.stringValue ?? "") + delta["text"]!.stringValue!)
-            case "thinking_delta": blocks[index]["thinking"] = .string((blocks[index]["thinking"]?.stringValue ?? "") + delta["thinking"]!.stringValue!)
+            case "thinking_delta":
+                blocks[index]["thinking"] = .string((blocks[index]["thinking"]?.stringValue ?? "") + delta["thinking"]!.stringValue!)
             case "input_json_delta": partialJSON[index, default: ""] += delta["partial_json"]!.stringValue!
             default: Issue.record("unknown delta \(delta)")
             }
@@ -166,26 +184,39 @@ struct AnthropicDialectTests {
         #expect(try AnthropicDialect.chatRequest(from: request) == expected)
     }
 
-    @Test("tool_choice maps auto, any, tool and none", arguments: [
-        (#"{"type":"auto"}"#, #""auto""#), (#"{"type":"any"}"#, #""required""#), (#"{"type":"none"}"#, #""none""#),
-        (#"{"type":"tool","name":"f"}"#, #"{"type":"function","function":{"name":"f"}}"#),
-    ])
+    @Test(
+        "tool_choice maps auto, any, tool and none",
+        arguments: [
+            (#"{"type":"auto"}"#, #""auto""#), (#"{"type":"any"}"#, #""required""#), (#"{"type":"none"}"#, #""none""#),
+            (#"{"type":"tool","name":"f"}"#, #"{"type":"function","function":{"name":"f"}}"#),
+        ])
     func toolChoice(anthropic: String, chat: String) throws {
         let request = try json(#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"tool_choice":\#(anthropic)}"#)
         #expect(try AnthropicDialect.chatRequest(from: request)["tool_choice"] == json(chat))
     }
 
-    @Test("what chat completions cannot carry is refused, naming the member", arguments: [
-        (#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#, "max_tokens"),
-        (#"{"model":"m","max_tokens":5,"messages":[]}"#, "messages"),
-        (#"{"model":"m","max_tokens":5,"messages":[{"role":"system","content":"x"}]}"#, "messages[0].role"),
-        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"server_tool_use","id":"1"}]}]}"#, "messages[0].content[0].type"),
-        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"image","source":{}}]}]}]}"#, "messages[0].content[0].content[0].type"),
-        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"tools":[{"type":"web_search_20250305","name":"web_search"}]}"#, "tools[0].type"),
-        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"mcp_servers":[]}"#, "mcp_servers"),
-        (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"maybe"}}"#, "tool_choice.type"),
-        (#"{"model":"m","max_tokens":"5","messages":[{"role":"user","content":"x"}]}"#, "max_tokens"),
-    ])
+    @Test(
+        "what chat completions cannot carry is refused, naming the member",
+        arguments: [
+            (#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#, "max_tokens"),
+            (#"{"model":"m","max_tokens":5,"messages":[]}"#, "messages"),
+            (#"{"model":"m","max_tokens":5,"messages":[{"role":"system","content":"x"}]}"#, "messages[0].role"),
+            (
+                #"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"server_tool_use","id":"1"}]}]}"#,
+                "messages[0].content[0].type"
+            ),
+            (
+                #"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"image","source":{}}]}]}]}"#,
+                "messages[0].content[0].content[0].type"
+            ),
+            (
+                #"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"tools":[{"type":"web_search_20250305","name":"web_search"}]}"#,
+                "tools[0].type"
+            ),
+            (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"mcp_servers":[]}"#, "mcp_servers"),
+            (#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"maybe"}}"#, "tool_choice.type"),
+            (#"{"model":"m","max_tokens":"5","messages":[{"role":"user","content":"x"}]}"#, "max_tokens"),
+        ])
     func refusals(body: String, param: String) throws {
         #expect(throws: LISAError.self) { try AnthropicDialect.chatRequest(from: try json(body)) }
         do {
@@ -216,10 +247,12 @@ struct AnthropicDialectTests {
         #expect(try AnthropicDialect.message(fromChat: completion, model: "claude-lisa") == expected)
     }
 
-    @Test("finish reasons map to stop reasons", arguments: [
-        ("stop", nil as String?, "end_turn", nil as String?), ("stop", "END", "stop_sequence", "END"), ("length", nil, "max_tokens", nil),
-        ("tool_calls", nil, "tool_use", nil), ("content_filter", nil, "refusal", nil), (nil, nil, "end_turn", nil),
-    ])
+    @Test(
+        "finish reasons map to stop reasons",
+        arguments: [
+            ("stop", nil as String?, "end_turn", nil as String?), ("stop", "END", "stop_sequence", "END"), ("length", nil, "max_tokens", nil),
+            ("tool_calls", nil, "tool_use", nil), ("content_filter", nil, "refusal", nil), (nil, nil, "end_turn", nil),
+        ])
     func stopReasons(finish: String?, matched: String?, stopReason: String, sequence: String?) {
         let (reason, stop) = AnthropicDialect.stopReason(finish: finish, matched: matched.map(JSONValue.string))
         #expect(reason == stopReason)
@@ -270,7 +303,8 @@ struct AnthropicDialectTests {
 
     @Test("the token estimate counts text, tools and messages")
     func estimate() throws {
-        let chat = try AnthropicDialect.chatRequest(from: try json(#"{"model":"m","messages":[{"role":"user","content":"abcdefgh"}]}"#), requireMaxTokens: false)
+        let chat = try AnthropicDialect.chatRequest(
+            from: try json(#"{"model":"m","messages":[{"role":"user","content":"abcdefgh"}]}"#), requireMaxTokens: false)
         #expect(AnthropicDialect.estimatedInputTokens(chatRequest: chat) == 2 + 4)
     }
 }
@@ -360,21 +394,24 @@ struct ResponsesDialectTests {
     func history() throws {
         let history: [JSONValue] = [["role": "user", "content": "one"], ["role": "assistant", "content": "two"]]
         let translation = try ResponsesDialect.translate(try json(#"{"model":"m","instructions":"sys","input":"three"}"#), history: history)
-        #expect(translation.chat["messages"] == [["role": "system", "content": "sys"], history[0], history[1], ["role": "user", "content": "three"]])
+        #expect(
+            translation.chat["messages"] == [["role": "system", "content": "sys"], history[0], history[1], ["role": "user", "content": "three"]])
         #expect(translation.inputMessages == [["role": "user", "content": "three"]])
     }
 
-    @Test("what LISA cannot run is refused, naming the member", arguments: [
-        (#"{"model":"m"}"#, "input"),
-        (#"{"model":"m","input":"x","tools":[{"type":"web_search"}]}"#, "tools[0].type"),
-        (#"{"model":"m","input":[{"type":"web_search_call","id":"w"}]}"#, "input[0].type"),
-        (#"{"model":"m","input":[{"type":"item_reference","id":"w"}]}"#, "input[0].type"),
-        (#"{"model":"m","input":"x","background":true}"#, "background"),
-        (#"{"model":"m","input":"x","conversation":"c"}"#, "conversation"),
-        (#"{"model":"m","input":[{"role":"user","content":[{"type":"input_image","file_id":"f"}]}]}"#, "input[0].content[0].file_id"),
-        (#"{"model":"m","input":"x","text":{"format":{"type":"yaml"}}}"#, "text.format.type"),
-        (#"{"model":"m","input":"x","max_output_tokens":0}"#, "max_output_tokens"),
-    ])
+    @Test(
+        "what LISA cannot run is refused, naming the member",
+        arguments: [
+            (#"{"model":"m"}"#, "input"),
+            (#"{"model":"m","input":"x","tools":[{"type":"web_search"}]}"#, "tools[0].type"),
+            (#"{"model":"m","input":[{"type":"web_search_call","id":"w"}]}"#, "input[0].type"),
+            (#"{"model":"m","input":[{"type":"item_reference","id":"w"}]}"#, "input[0].type"),
+            (#"{"model":"m","input":"x","background":true}"#, "background"),
+            (#"{"model":"m","input":"x","conversation":"c"}"#, "conversation"),
+            (#"{"model":"m","input":[{"role":"user","content":[{"type":"input_image","file_id":"f"}]}]}"#, "input[0].content[0].file_id"),
+            (#"{"model":"m","input":"x","text":{"format":{"type":"yaml"}}}"#, "text.format.type"),
+            (#"{"model":"m","input":"x","max_output_tokens":0}"#, "max_output_tokens"),
+        ])
     func refusals(body: String, param: String) throws {
         do {
             _ = try ResponsesDialect.translate(try json(body))
@@ -408,11 +445,15 @@ struct ResponsesDialectTests {
         )
         #expect(
             try response["usage"]
-                == json(#"{"input_tokens":10,"input_tokens_details":{"cached_tokens":0},"output_tokens":4,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":14}"#)
+                == json(
+                    #"{"input_tokens":10,"input_tokens_details":{"cached_tokens":0},"output_tokens":4,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":14}"#
+                )
         )
-        #expect(try ResponsesDialect.assistantMessage(from: response["output"]!.arrayValue!) == json(
-            #"{"role":"assistant","content":"Looking.","tool_calls":[{"id":"call_7","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]}"#
-        ))
+        #expect(
+            try ResponsesDialect.assistantMessage(from: response["output"]!.arrayValue!)
+                == json(
+                    #"{"role":"assistant","content":"Looking.","tool_calls":[{"id":"call_7","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]}"#
+                ))
     }
 
     @Test("a length finish is an incomplete response")
@@ -462,7 +503,8 @@ struct ResponsesDialectTests {
 struct ResponsesUpstreamTests {
     @Test("a chat request becomes the Responses request of the translation table")
     func requestGolden() throws {
-        let chat = try json(#"""
+        let chat = try json(
+            #"""
             {"model":"gpt-x","max_tokens":200,"temperature":0.3,"top_p":0.8,"stream":true,"stream_options":{"include_usage":true},
              "user":"u-1","metadata":{"k":"v"},"parallel_tool_calls":false,"reasoning_effort":"low","lisa":{"x":1},"truncation":"auto",
              "response_format":{"type":"json_schema","json_schema":{"name":"out","schema":{"type":"object"},"strict":true}},
@@ -477,7 +519,8 @@ struct ResponsesUpstreamTests {
               {"role":"user","content":"Thanks"}
              ]}
             """#)
-        let expected = try json(#"""
+        let expected = try json(
+            #"""
             {"model":"gpt-x","store":false,"max_output_tokens":200,"temperature":0.3,"top_p":0.8,"stream":true,"user":"u-1",
              "metadata":{"k":"v"},"parallel_tool_calls":false,"reasoning":{"effort":"low"},"truncation":"auto",
              "text":{"format":{"type":"json_schema","name":"out","schema":{"type":"object"},"strict":true}},
@@ -496,11 +539,13 @@ struct ResponsesUpstreamTests {
         #expect(try ResponsesUpstream.responsesRequest(fromChat: chat) == expected)
     }
 
-    @Test("what the Responses API cannot carry is refused, naming the member", arguments: [
-        (#""n":2"#, "n"), (#""stop":"x""#, "stop"), (#""seed":1"#, "seed"), (#""logit_bias":{}"#, "logit_bias"),
-        (#""logprobs":true"#, "logprobs"), (#""response_format":{"type":"yaml"}"#, "response_format.type"),
-        (#""tools":[{"type":"custom"}]"#, "tools[0].type"), (#""tool_choice":"sometimes""#, "tool_choice"),
-    ])
+    @Test(
+        "what the Responses API cannot carry is refused, naming the member",
+        arguments: [
+            (#""n":2"#, "n"), (#""stop":"x""#, "stop"), (#""seed":1"#, "seed"), (#""logit_bias":{}"#, "logit_bias"),
+            (#""logprobs":true"#, "logprobs"), (#""response_format":{"type":"yaml"}"#, "response_format.type"),
+            (#""tools":[{"type":"custom"}]"#, "tools[0].type"), (#""tool_choice":"sometimes""#, "tool_choice"),
+        ])
     func refusals(member: String, param: String) throws {
         let request = try json(#"{"model":"m","messages":[{"role":"user","content":"hi"}],\#(member)}"#)
         #expect {
@@ -512,14 +557,16 @@ struct ResponsesUpstreamTests {
 
     @Test("a response becomes the chat completion of the translation table")
     func answerGolden() throws {
-        let response = try json(#"""
+        let response = try json(
+            #"""
             {"id":"resp_1","object":"response","created_at":9,"status":"incomplete","incomplete_details":{"reason":"max_output_tokens"},"model":"gpt-x",
              "output":[{"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":"mulling"}]},
                        {"type":"message","id":"msg_1","role":"assistant","content":[{"type":"output_text","text":"Part"},{"type":"output_text","text":"ial"}]},
                        {"type":"function_call","id":"fc_1","call_id":"call_9","name":"f","arguments":"{}"}],
              "usage":{"input_tokens":7,"output_tokens":3,"input_tokens_details":{"cached_tokens":2},"output_tokens_details":{"reasoning_tokens":1}}}
             """#)
-        let expected = try json(#"""
+        let expected = try json(
+            #"""
             {"id":"resp_1","object":"chat.completion","created":9,"model":"gpt-x",
              "choices":[{"index":0,"finish_reason":"length","message":{"role":"assistant","content":"Partial","reasoning_content":"mulling",
                "tool_calls":[{"id":"call_9","type":"function","function":{"name":"f","arguments":"{}"}}]}}],
@@ -527,7 +574,9 @@ struct ResponsesUpstreamTests {
                       "completion_tokens_details":{"reasoning_tokens":1}}}
             """#)
         #expect(try ResponsesUpstream.chatCompletion(fromResponse: response) == expected)
-        #expect(throws: LISAError.self) { try ResponsesUpstream.chatCompletion(fromResponse: ["object": "response", "status": "failed", "output": []]) }
+        #expect(throws: LISAError.self) {
+            try ResponsesUpstream.chatCompletion(fromResponse: ["object": "response", "status": "failed", "output": []])
+        }
     }
 
     @Test("chat → Responses → chat keeps the answer, streamed through both state machines as whole (200 random answers)")

@@ -87,7 +87,8 @@ struct HostileInputTests {
     @Test("the gateway refuses a duplicate model key with a 400 naming it")
     func gatewayRefusesDuplicates() throws {
         let error = #expect(throws: LISAError.self) {
-            _ = try RequestJSON.decode(ChatCompletionRequest.self, from: ByteBuffer(string: #"{"model":"public","mod\u0065l":"secret","messages":[]}"#))
+            _ = try RequestJSON.decode(
+                ChatCompletionRequest.self, from: ByteBuffer(string: #"{"model":"public","mod\u0065l":"secret","messages":[]}"#))
         }
         #expect(error?.code == .invalidRequest)
         #expect(error?.param == "model")

@@ -40,7 +40,9 @@ struct InMemoryGatewayTests {
             calls.withLock { $0.append(call) }
             return try await InMemoryProvider.echo.answer(call)
         }
-        try await Self.withGateway(provider: provider, models: [ModelDefinition(modelId: "chat", modelName: "upstream-name", modelUrl: "http://a.invalid/v1")]) { gateway in
+        try await Self.withGateway(
+            provider: provider, models: [ModelDefinition(modelId: "chat", modelName: "upstream-name", modelUrl: "http://a.invalid/v1")]
+        ) { gateway in
             let answer = try await gateway.chatCompletions(
                 body: ByteBuffer(string: #"{"model":"chat","messages":[{"role":"user","content":"hi there"}],"extra":1}"#), context: Self.context()
             )

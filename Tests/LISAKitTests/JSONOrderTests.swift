@@ -51,10 +51,12 @@ struct JSONOrderTests {
         }
     }
 
-    @Test("what is not one JSON value is refused, without trapping", arguments: [
-        "", "{", "[1,]", "{\"a\" 1}", "{\"a\":1,}", "01", "1.", "-", "1e", "tru", "\"\u{01}\"", "\"\\x\"", "\"\\ud800\"", "[1] 2", "NaN",
-        "1e400", "\"abc", String(repeating: "[", count: 200) + String(repeating: "]", count: 200),
-    ])
+    @Test(
+        "what is not one JSON value is refused, without trapping",
+        arguments: [
+            "", "{", "[1,]", "{\"a\" 1}", "{\"a\":1,}", "01", "1.", "-", "1e", "tru", "\"\u{01}\"", "\"\\x\"", "\"\\ud800\"", "[1] 2", "NaN",
+            "1e400", "\"abc", String(repeating: "[", count: 200) + String(repeating: "]", count: 200),
+        ])
     func refusals(text: String) {
         #expect(throws: JSONValue.ParseError.self) { try JSONValue(parsing: text) }
     }

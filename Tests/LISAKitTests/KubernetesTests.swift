@@ -4,8 +4,8 @@ import Logging
 import NIOHTTP1
 import Testing
 
-@testable import LISAKit
 @testable import LISAHummingbirdTesting
+@testable import LISAKit
 
 @Suite("Kubernetes backend: names, kubeconfig, the API emulator")
 struct KubernetesTests {
@@ -46,7 +46,9 @@ struct KubernetesTests {
         let overridden = try KubernetesClient.parse(kubeconfig: config, at: "/tmp/k", namespace: "other", httpClient: client)
         #expect(overridden.namespace == "other")
         let certificates = config.replacingOccurrences(of: "user: {token: abc}", with: "user: {client-certificate-data: AAAA, client-key-data: BBBB}")
-        #expect(throws: ConfigurationError.self) { try KubernetesClient.parse(kubeconfig: certificates, at: "/tmp/k", namespace: nil, httpClient: client) }
+        #expect(throws: ConfigurationError.self) {
+            try KubernetesClient.parse(kubeconfig: certificates, at: "/tmp/k", namespace: nil, httpClient: client)
+        }
         let badCA = config.replacingOccurrences(of: "insecure-skip-tls-verify: true", with: "certificate-authority-data: \"not base64!\"")
         #expect(throws: ConfigurationError.self) { try KubernetesClient.parse(kubeconfig: badCA, at: "/tmp/k", namespace: nil, httpClient: client) }
     }

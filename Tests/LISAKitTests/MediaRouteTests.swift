@@ -38,23 +38,30 @@ struct MediaRouteTests {
         let request = DialectJSON.encode(["model": "r", "query": "q", "documents": ["a", ["text": "b"], "c"], "top_n": 2, "return_documents": true])
         let tei: JSONValue = [["index": 0, "score": 0.1], ["index": 2, "score": 0.9], ["index": 1, "score": 0.5], ["index": 9, "score": 1.0]]
         let answer = try Rerank.answer(fromTEI: tei, request: request, model: "r")
-        #expect(answer["results"] == [["index": 2, "relevance_score": 0.9, "document": ["text": "c"]], ["index": 1, "relevance_score": 0.5, "document": ["text": "b"]]])
+        #expect(
+            answer["results"] == [
+                ["index": 2, "relevance_score": 0.9, "document": ["text": "c"]], ["index": 1, "relevance_score": 0.5, "document": ["text": "b"]],
+            ])
         #expect(try Rerank.teiRequest(from: try JSONDecoder().decode(JSONValue.self, from: request))["texts"] == ["a", "b", "c"])
     }
 
-    @Test("rerank requests are checked, naming the field", arguments: [
-        (#"{"model":"r","documents":["a"]}"#, "query"), (#"{"model":"r","query":"q","documents":[]}"#, "documents"),
-        (#"{"model":"r","query":"q","documents":[1]}"#, "documents[0]"), (#"{"model":"r","query":"q","documents":["a"],"top_n":0}"#, "top_n"),
-    ])
+    @Test(
+        "rerank requests are checked, naming the field",
+        arguments: [
+            (#"{"model":"r","documents":["a"]}"#, "query"), (#"{"model":"r","query":"q","documents":[]}"#, "documents"),
+            (#"{"model":"r","query":"q","documents":[1]}"#, "documents[0]"), (#"{"model":"r","query":"q","documents":["a"],"top_n":0}"#, "top_n"),
+        ])
     func rerankRefusals(body: String, param: String) throws {
         let request = try JSONDecoder().decode(JSONValue.self, from: Data(body.utf8)).objectValue!
         #expect { try Rerank.validate(request) } throws: { ($0 as? LISAError)?.param == param }
     }
 
-    @Test("only audio, text, subtitles, JSON and events are relayed from audio routes", arguments: [
-        ("audio/mpeg", true), ("audio/wav; rate=24000", true), ("text/plain; charset=utf-8", true), ("text/vtt", true),
-        ("application/json", true), ("text/html", false), ("application/javascript", false), ("image/svg+xml", false), ("", false),
-    ])
+    @Test(
+        "only audio, text, subtitles, JSON and events are relayed from audio routes",
+        arguments: [
+            ("audio/mpeg", true), ("audio/wav; rate=24000", true), ("text/plain; charset=utf-8", true), ("text/vtt", true),
+            ("application/json", true), ("text/html", false), ("application/javascript", false), ("image/svg+xml", false), ("", false),
+        ])
     func relayedTypes(type: String, relayed: Bool) {
         #expect((Gateway.relayableMediaType(type) != nil) == relayed)
     }

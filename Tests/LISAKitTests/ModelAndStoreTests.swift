@@ -6,14 +6,16 @@ import Testing
 
 @Suite("Models, registry and state")
 struct ModelAndStoreTests {
-    @Test("model definitions are validated with the field named", arguments: [
-        (#"{"modelId":"","modelUrl":"http://a/v1"}"#, "modelId"),
-        (#"{"modelId":"a/b","modelUrl":"http://a/v1"}"#, "modelId"),
-        (#"{"modelId":"ok"}"#, "modelUrl"),
-        (#"{"modelId":"ok","modelUrl":"ftp://a"}"#, "modelUrl"),
-        (#"{"modelId":"ok","endpoints":[{"url":"http://a/v1","weight":0}]}"#, "endpoints[0].weight"),
-        (#"{"modelId":"ok","modelUrl":"http://a/v1","modelType":"vision"}"#, "modelType"),
-    ])
+    @Test(
+        "model definitions are validated with the field named",
+        arguments: [
+            (#"{"modelId":"","modelUrl":"http://a/v1"}"#, "modelId"),
+            (#"{"modelId":"a/b","modelUrl":"http://a/v1"}"#, "modelId"),
+            (#"{"modelId":"ok"}"#, "modelUrl"),
+            (#"{"modelId":"ok","modelUrl":"ftp://a"}"#, "modelUrl"),
+            (#"{"modelId":"ok","endpoints":[{"url":"http://a/v1","weight":0}]}"#, "endpoints[0].weight"),
+            (#"{"modelId":"ok","modelUrl":"http://a/v1","modelType":"vision"}"#, "modelType"),
+        ])
     func validation(json: String, param: String) throws {
         let model = try JSONDecoder().decode(ModelDefinition.self, from: Data(json.utf8))
         #expect(throws: LISAError.self) { try model.validate() }
@@ -27,7 +29,8 @@ struct ModelAndStoreTests {
 
     @Test("unknown model fields are kept and API keys never shown")
     func keepsFieldsAndRedacts() throws {
-        let json = #"{"modelId":"q","modelName":"Q","endpoints":[{"url":"http://a/v1","apiKey":"sk-secret"}],"instanceType":"g5.xlarge","autoScalingConfig":{"minCapacity":1,"blockDeviceVolumeSize":30}}"#
+        let json =
+            #"{"modelId":"q","modelName":"Q","endpoints":[{"url":"http://a/v1","apiKey":"sk-secret"}],"instanceType":"g5.xlarge","autoScalingConfig":{"minCapacity":1,"blockDeviceVolumeSize":30}}"#
         let model = try JSONDecoder().decode(ModelDefinition.self, from: Data(json.utf8))
         try model.validate()
         #expect(model.additionalFields["instanceType"] == "g5.xlarge")

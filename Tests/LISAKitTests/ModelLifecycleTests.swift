@@ -14,8 +14,9 @@ struct ModelLifecycleTests {
         .delete: [.inService: .deleting, .stopped: .deleting, .failed: .deleting, .creating: .deleting, .starting: .deleting],
     ]
 
-    @Test("every action in every status: legal ones lead where the table says, the others are refused naming the status",
-          arguments: ModelAction.allCases)
+    @Test(
+        "every action in every status: legal ones lead where the table says, the others are refused naming the status",
+        arguments: ModelAction.allCases)
     func actions(action: ModelAction) {
         let statuses: [ModelStatus?] = [nil] + ModelStatus.allCases.map(Optional.some)
         for status in statuses {
@@ -75,15 +76,23 @@ struct ModelLifecycleTests {
         #expect(throws: LISAError.self) { try LaunchSpec(command: "run 'unterminated {port}").arguments(port: 1, modelName: "m") }
     }
 
-    @Test("hosted model definitions are validated", arguments: [
-        (#"{"modelId":"h","hostingType":"lisa_hosted"}"#, "launch"),
-        (#"{"modelId":"h","hostingType":"lisa_hosted","launch":{"command":"serve"}}"#, "launch.command"),
-        (#"{"modelId":"h","hostingType":"lisa_hosted","modelUrl":"http://a/v1","launch":{"command":"s {port}"}}"#, "modelUrl"),
-        (#"{"modelId":"h","modelUrl":"http://a/v1","launch":{"command":"s {port}"}}"#, "launch"),
-        (#"{"modelId":"h","hostingType":"cloud","modelUrl":"http://a/v1"}"#, "hostingType"),
-        (#"{"modelId":"h","hostingType":"lisa_hosted","launch":{"command":"s {port}"},"autoScalingConfig":{"minCapacity":3,"maxCapacity":2}}"#, "autoScalingConfig.maxCapacity"),
-        (#"{"modelId":"h","hostingType":"lisa_hosted","launch":{"command":"s {port}"},"autoScalingConfig":{"maxCapacity":2,"desiredCapacity":5}}"#, "autoScalingConfig.desiredCapacity"),
-    ])
+    @Test(
+        "hosted model definitions are validated",
+        arguments: [
+            (#"{"modelId":"h","hostingType":"lisa_hosted"}"#, "launch"),
+            (#"{"modelId":"h","hostingType":"lisa_hosted","launch":{"command":"serve"}}"#, "launch.command"),
+            (#"{"modelId":"h","hostingType":"lisa_hosted","modelUrl":"http://a/v1","launch":{"command":"s {port}"}}"#, "modelUrl"),
+            (#"{"modelId":"h","modelUrl":"http://a/v1","launch":{"command":"s {port}"}}"#, "launch"),
+            (#"{"modelId":"h","hostingType":"cloud","modelUrl":"http://a/v1"}"#, "hostingType"),
+            (
+                #"{"modelId":"h","hostingType":"lisa_hosted","launch":{"command":"s {port}"},"autoScalingConfig":{"minCapacity":3,"maxCapacity":2}}"#,
+                "autoScalingConfig.maxCapacity"
+            ),
+            (
+                #"{"modelId":"h","hostingType":"lisa_hosted","launch":{"command":"s {port}"},"autoScalingConfig":{"maxCapacity":2,"desiredCapacity":5}}"#,
+                "autoScalingConfig.desiredCapacity"
+            ),
+        ])
     func hostedValidation(json: String, param: String) throws {
         let model = try JSONDecoder().decode(ModelDefinition.self, from: Data(json.utf8))
         #expect {

@@ -31,18 +31,21 @@ struct OIDCClaimsTests {
         #expect(named.username == "alice")
         let cognito = try await verifier { $0.groupsClaim = "cognito:groups" }.principal(from: claims(), now: now)
         #expect(cognito.groups == ["c1"])
-        let custom = try await verifier { $0.usernameClaim = "email" }.principal(from: claims(["email": "a@example.com", "preferred_username": "x"]), now: now)
+        let custom = try await verifier { $0.usernameClaim = "email" }.principal(
+            from: claims(["email": "a@example.com", "preferred_username": "x"]), now: now)
         #expect(custom.username == "a@example.com")
     }
 
-    @Test("exp, nbf and iat are checked with the leeway; iss and aud must match", arguments: [
-        (["exp": JSONValue.integer(1_800_000_000 - 61)], "expired"),
-        (["nbf": JSONValue.integer(1_800_000_000 + 61)], "not valid yet"),
-        (["iat": JSONValue.integer(1_800_000_000 + 61)], "future"),
-        (["iss": JSONValue.string("https://idp.example.com/realms/other")], "issuer"),
-        (["aud": JSONValue.string("other")], "audience"),
-        (["exp": JSONValue.null], "expiry"),
-    ])
+    @Test(
+        "exp, nbf and iat are checked with the leeway; iss and aud must match",
+        arguments: [
+            (["exp": JSONValue.integer(1_800_000_000 - 61)], "expired"),
+            (["nbf": JSONValue.integer(1_800_000_000 + 61)], "not valid yet"),
+            (["iat": JSONValue.integer(1_800_000_000 + 61)], "future"),
+            (["iss": JSONValue.string("https://idp.example.com/realms/other")], "issuer"),
+            (["aud": JSONValue.string("other")], "audience"),
+            (["exp": JSONValue.null], "expiry"),
+        ])
     func rejections(extra: [String: JSONValue], reason: String) async throws {
         var claims = claims(extra)
         if extra["exp"] == .null { claims["exp"] = nil }

@@ -159,13 +159,17 @@ struct QuickReadTests {
     static func randomRequest(_ random: inout SeededGenerator) -> String {
         func pick<T>(_ values: [T]) -> T { values[Int(random.next() % UInt64(values.count))] }
         func chance(_ percent: UInt64) -> Bool { random.next() % 100 < percent }
-        let scalars = [#""s""#, "1", "-0", "2.5", "1e3", "true", "false", "null", "[]", "{}", #"[1,"a"]"#, #"{"k":"v"}"#,
-                       "12345678901234567890", #""\u00e9""#, #""""#, "0.1234567890123456789012345"]
+        let scalars = [
+            #""s""#, "1", "-0", "2.5", "1e3", "true", "false", "null", "[]", "{}", #"[1,"a"]"#, #"{"k":"v"}"#,
+            "12345678901234567890", #""\u00e9""#, #""""#, "0.1234567890123456789012345",
+        ]
         /// A value of the member's own type most of the time, any scalar otherwise.
         func value(_ valid: [String]) -> String { chance(80) ? pick(valid) : pick(scalars) }
         func message() -> String {
             var members: [String] = []
-            if chance(95) { members.append(#""role":"# + value([#""user""#, #""system""#, #""assistant""#, #""tool""#, #""developer""#, #""critic""#])) }
+            if chance(95) {
+                members.append(#""role":"# + value([#""user""#, #""system""#, #""assistant""#, #""tool""#, #""developer""#, #""critic""#]))
+            }
             if chance(90) { members.append(#""content":"# + value([#""hi""#, #""h\"i""#, "null", #"[{"type":"text","text":"x"}]"#])) }
             if chance(20) { members.append(#""name":"# + value([#""n""#, "null"])) }
             if chance(30) { members.append(#""tool_call_id":"# + value([#""c1""#])) }

@@ -5,14 +5,16 @@ import Testing
 
 @Suite("RAG: chunking and parsing")
 struct RAGTests {
-    static let prose = (0..<60).map { index in
-        "Sentence number \(index) talks about topic \(index % 7) with some extra words to fill the line."
-    }.joined(separator: index(0)) + "\n\nA second paragraph starts here. It has two sentences."
+    static let prose =
+        (0..<60).map { index in
+            "Sentence number \(index) talks about topic \(index % 7) with some extra words to fill the line."
+        }.joined(separator: index(0)) + "\n\nA second paragraph starts here. It has two sentences."
 
     static func index(_ unused: Int) -> String { " " }
 
-    @Test("recursive chunks: every word kept in order, sizes within the limit, overlap as configured, words not cut",
-          arguments: [(100, 0), (200, 20), (512, 51), (300, 150)])
+    @Test(
+        "recursive chunks: every word kept in order, sizes within the limit, overlap as configured, words not cut",
+        arguments: [(100, 0), (200, 20), (512, 51), (300, 150)])
     func chunkingProperties(size: Int, overlap: Int) throws {
         let strategy = ChunkingStrategy.recursive(size: size, overlap: overlap)
         try strategy.validate()
@@ -39,17 +41,20 @@ struct RAGTests {
         #expect(rebuilt == words, "every word, once, in order")
         // Overlap: consecutive chunks share at most `overlap` characters, and some when asked.
         for (previous, next) in zip(chunks, chunks.dropFirst()) {
-            let shared = (0...min(previous.count, next.count)).last { length in
-                length == 0 || previous.hasSuffix(next.prefix(length))
-            } ?? 0
+            let shared =
+                (0...min(previous.count, next.count)).last { length in
+                    length == 0 || previous.hasSuffix(next.prefix(length))
+                } ?? 0
             #expect(shared <= overlap + 1, "overlap within the setting")
             if overlap >= 40 { #expect(shared > 0, "an overlap of \(overlap) repeats some text") }
         }
     }
 
-    @Test("chunk settings out of LISA's ranges are refused, naming the field", arguments: [
-        (99, 0, "chunkSize"), (10_001, 0, "chunkSize"), (512, 257, "chunkOverlap"), (512, -1, "chunkOverlap"),
-    ])
+    @Test(
+        "chunk settings out of LISA's ranges are refused, naming the field",
+        arguments: [
+            (99, 0, "chunkSize"), (10_001, 0, "chunkSize"), (512, 257, "chunkOverlap"), (512, -1, "chunkOverlap"),
+        ])
     func chunkSettings(size: Int, overlap: Int, param: String) {
         #expect { try ChunkingStrategy.recursive(size: size, overlap: overlap).validate() } throws: { ($0 as? LISAError)?.param == param }
     }
@@ -80,12 +85,14 @@ struct RAGTests {
         #expect(docx == "Quarterly revenue grew by twelve percent.\nCosts & margins stayed flat.")
     }
 
-    @Test("bad files are refused with a clear error", arguments: [
-        ("image.png", Data([0x89, 0x50]), LISAError.Code.unsupportedContent), ("empty.txt", Data(), .invalidRequest),
-        ("blank.txt", Data("  \n ".utf8), .invalidRequest), ("fake.pdf", Data("not a pdf".utf8), .invalidRequest),
-        ("fake.docx", Data("not a zip".utf8), .invalidRequest), ("bad.json", Data("{".utf8), .invalidRequest),
-        ("latin1.txt", Data([0xff, 0xfe, 0x00]), .invalidRequest),
-    ])
+    @Test(
+        "bad files are refused with a clear error",
+        arguments: [
+            ("image.png", Data([0x89, 0x50]), LISAError.Code.unsupportedContent), ("empty.txt", Data(), .invalidRequest),
+            ("blank.txt", Data("  \n ".utf8), .invalidRequest), ("fake.pdf", Data("not a pdf".utf8), .invalidRequest),
+            ("fake.docx", Data("not a zip".utf8), .invalidRequest), ("bad.json", Data("{".utf8), .invalidRequest),
+            ("latin1.txt", Data([0xff, 0xfe, 0x00]), .invalidRequest),
+        ])
     func badFiles(name: String, data: Data, code: LISAError.Code) async {
         await #expect { _ = try await DocumentParser.text(of: data, filename: name) } throws: { ($0 as? LISAError)?.code == code }
     }

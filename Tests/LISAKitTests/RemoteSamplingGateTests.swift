@@ -1,9 +1,10 @@
 import AsyncHTTPClient
 import Instrumentation
-@testable import LISAKit
 import Logging
 import Testing
 import Tracing
+
+@testable import LISAKit
 
 /// A caller's sampled `traceparent` counts only once the caller has signed in (issue 31, item 11).
 @Suite("Remote sampling waits for sign-in")

@@ -49,7 +49,8 @@ struct RuntimeTests {
     }
 
     static func request(_ model: String, _ text: String) throws -> ChatCompletionRequest {
-        try JSONDecoder().decode(ChatCompletionRequest.self, from: Data(#"{"model":"\#(model)","messages":[{"role":"user","content":"\#(text)"}]}"#.utf8))
+        try JSONDecoder().decode(
+            ChatCompletionRequest.self, from: Data(#"{"model":"\#(model)","messages":[{"role":"user","content":"\#(text)"}]}"#.utf8))
     }
 
     @Test("stored responses stay within their owner's quota: the oldest make room")
@@ -102,7 +103,9 @@ struct RuntimeTests {
             #expect(durations.values.count == 2 && durations.values.allSatisfy { $0 > 0 })
             await #expect(throws: LISAError.modelNotFound("nope")) { _ = try await runtime.chatCompletion(try Self.request("nope", "x")) }
             // A name that is no model gets no series: callers cannot grow the label set.
-            #expect(throws: (any Error).self) { try metrics.expectCounter("lisa_requests_total", [("model", "nope"), ("endpoint", "none"), ("status", "404")]) }
+            #expect(throws: (any Error).self) {
+                try metrics.expectCounter("lisa_requests_total", [("model", "nope"), ("endpoint", "none"), ("status", "404")])
+            }
         }
     }
 

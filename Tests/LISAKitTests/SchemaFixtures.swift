@@ -288,7 +288,8 @@ enum SchemaFixtures {
                 "INSERT INTO budget_reservations (id, lines, expires_at) VALUES (?, ?, ?)",
                 [.text("res-1"), .text(reservationLines), .double(t0 + 60)]
             )
-            try await db.query("INSERT INTO replica_seconds (model, hour, seconds) VALUES (?, ?, ?)", [.text("chat-a"), .integer(Int64(t0)), .double(1800)])
+            try await db.query(
+                "INSERT INTO replica_seconds (model, hour, seconds) VALUES (?, ?, ?)", [.text("chat-a"), .integer(Int64(t0)), .double(1800)])
         }
     }
 }

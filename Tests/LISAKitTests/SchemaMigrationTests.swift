@@ -205,7 +205,8 @@ struct SchemaMigrationTests {
 
         // v6: the leader's lease and rate buckets (kept as written).
         if v >= 6 {
-            let lease = try await store.database.query("SELECT holder, confirmed_at FROM lisa_leases WHERE key = ?", [.integer(SQLStateStore.leaderLockKey)])
+            let lease = try await store.database.query(
+                "SELECT holder, confirmed_at FROM lisa_leases WHERE key = ?", [.integer(SQLStateStore.leaderLockKey)])
             #expect(lease.first?["holder"].string == "i-1" && lease.first?["confirmed_at"].double == F.t0)
             #expect(try await store.database.query("SELECT tokens FROM rate_buckets WHERE key = 'user:alice'").first?["tokens"].double == 3.5)
         }
@@ -230,7 +231,8 @@ struct SchemaMigrationTests {
                         estimated: 0, cost: 0.5
                     ),
                     UsageAggregate(
-                        hour: hour, model: "embed-b", user: "bob", tokenID: nil, requests: 1, errors: 0, inputTokens: 7, outputTokens: 0, estimated: 0,
+                        hour: hour, model: "embed-b", user: "bob", tokenID: nil, requests: 1, errors: 0, inputTokens: 7, outputTokens: 0,
+                        estimated: 0,
                         cost: 0.01
                     ),
                     UsageAggregate(
@@ -277,7 +279,8 @@ struct SchemaMigrationTests {
     static func shape(of database: any StateDatabase) async throws -> [String] {
         let rows =
             database.dialect == .sqlite
-            ? try await database.query("SELECT m.name || '.' || p.name AS c FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' ORDER BY c")
+            ? try await database.query(
+                "SELECT m.name || '.' || p.name AS c FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table' ORDER BY c")
             : try await database.query(
                 "SELECT table_name || '.' || column_name AS c FROM information_schema.columns WHERE table_schema = 'public' ORDER BY c"
             )
@@ -439,18 +442,22 @@ struct SchemaMigrationTests {
         #expect(try await Self.version(of: old) == SQLStateStore.schemaVersion)
 
         // The v8 code's statements, on the connection it opened before the upgrade.
-        try await old.query(F.usageInsert, F.usageRow("u-old", at: F.t0 + 240, user: "alice", token: F.tokenID, model: "chat-a", input: 100, output: 100, status: "ok", cost: 9))
+        try await old.query(
+            F.usageInsert,
+            F.usageRow("u-old", at: F.t0 + 240, user: "alice", token: F.tokenID, model: "chat-a", input: 100, output: 100, status: "ok", cost: 9))
         try await old.query(
             "INSERT INTO models (model_id, definition, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (model_id) DO NOTHING RETURNING model_id",
             [.text("old-m"), .text(#"{"modelId":"old-m","modelName":"x"}"#), .text("InService"), .double(F.t0), .double(F.t0)]
         )
-        let oldModels = try await old.query("SELECT model_id, definition, status, status_reason, created_at, updated_at FROM models ORDER BY model_id")
+        let oldModels = try await old.query(
+            "SELECT model_id, definition, status, status_reason, created_at, updated_at FROM models ORDER BY model_id")
         #expect(oldModels.count == 3)
         #expect(try await store.model(id: "old-m")?.definition.modelName == "x")
 
         // The raw records see the old replica's call; the whole-hour report reads the v9
         // rollup, which only v9 code keeps.
-        let filter = UsageFilter(from: Date(timeIntervalSince1970: F.t0), to: Date(timeIntervalSince1970: F.t0 + 3600), user: "alice", model: "chat-a")
+        let filter = UsageFilter(
+            from: Date(timeIntervalSince1970: F.t0), to: Date(timeIntervalSince1970: F.t0 + 3600), user: "alice", model: "chat-a")
         #expect(try await store.usageSamples(filter, limit: 10).count == 3)
         #expect(try await store.usageAggregates(filter, byUser: true, byToken: false).map(\.requests) == [2])
         // Once every replica runs v9, the rollup of the hours since the upgrade is rebuilt from
@@ -493,7 +500,8 @@ struct SchemaMigrationTiming {
                     try await db.query(
                         SchemaFixtures.usageInsert,
                         SchemaFixtures.usageRow(
-                            "m-\(i)", at: SchemaFixtures.t0 - Double(i) * 30, user: users[i % 4], token: nil, model: i % 3 == 0 ? "embed-b" : "chat-a",
+                            "m-\(i)", at: SchemaFixtures.t0 - Double(i) * 30, user: users[i % 4], token: nil,
+                            model: i % 3 == 0 ? "embed-b" : "chat-a",
                             input: 10, output: 20, status: "ok", cost: 0.001
                         )
                     )
@@ -506,7 +514,9 @@ struct SchemaMigrationTiming {
         let store = try await copy.open()
         let elapsed = clock.now - start
         let rows = try await store.database.query("SELECT count(*) AS n FROM usage_hourly").first?["n"].int ?? 0
-        print("MIGRATION \(fixture.testDescription.replacingOccurrences(of: " v\(fixture.version)", with: "")) v8→v\(SQLStateStore.schemaVersion): \(count) usage records, \(rows) rollup rows, opened in \(elapsed)")
+        print(
+            "MIGRATION \(fixture.testDescription.replacingOccurrences(of: " v\(fixture.version)", with: "")) v8→v\(SQLStateStore.schemaVersion): \(count) usage records, \(rows) rollup rows, opened in \(elapsed)"
+        )
         #expect(rows > 0)
         try await store.close()
     }

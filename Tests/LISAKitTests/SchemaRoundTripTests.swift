@@ -132,16 +132,21 @@ struct SchemaRoundTripTests {
         #expect(try JSONDecoder().decode(FinishReason.self, from: Data(#""abort""#.utf8)) == .other("abort"))
     }
 
-    @Test("decoding errors name the JSON path that failed", arguments: [
-        (#"{"messages":[]}"#, "model: required field is missing"),
-        (#"{"model":"m","messages":[{"role":"user","content":5}]}"#, "messages[0].content: expected a string or an array of content parts"),
-        (#"{"model":"m","messages":[{"content":"x"}]}"#, "messages[0].role: required field is missing"),
-        (#"{"model":"m","messages":[],"temperature":"hot"}"#, "temperature: expected a number"),
-        (#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url"}]}]}"#, "messages[0].content[0].image_url: required field is missing"),
-        (#"{"model":"m","messages":[],"stop":7}"#, "stop: expected a string or an array of strings"),
-        (#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#, "messages[0].tool_call_id: required field is missing"),
-        (#"{"model":"m","messages":"#, "request body is not valid JSON"),
-    ])
+    @Test(
+        "decoding errors name the JSON path that failed",
+        arguments: [
+            (#"{"messages":[]}"#, "model: required field is missing"),
+            (#"{"model":"m","messages":[{"role":"user","content":5}]}"#, "messages[0].content: expected a string or an array of content parts"),
+            (#"{"model":"m","messages":[{"content":"x"}]}"#, "messages[0].role: required field is missing"),
+            (#"{"model":"m","messages":[],"temperature":"hot"}"#, "temperature: expected a number"),
+            (
+                #"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url"}]}]}"#,
+                "messages[0].content[0].image_url: required field is missing"
+            ),
+            (#"{"model":"m","messages":[],"stop":7}"#, "stop: expected a string or an array of strings"),
+            (#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#, "messages[0].tool_call_id: required field is missing"),
+            (#"{"model":"m","messages":"#, "request body is not valid JSON"),
+        ])
     func errorPaths(json: String, expected: String) throws {
         do {
             _ = try JSONDecoder().decode(ChatCompletionRequest.self, from: Data(json.utf8))
@@ -163,9 +168,12 @@ struct SchemaRoundTripTests {
         guard case .object(var expected) = original else { Issue.record("not an object"); return }
         expected["model"] = .string(#"Qwen/Qwen2.5 "q""#)
         #expect(result == .object(expected))
-        #expect(String(buffer: edited).hasPrefix(#" { "messages" : [{"role":"user","content":"say \"model\": 1 {\\\"}","model":"nested"}],"#), "bytes before the member are untouched")
+        #expect(
+            String(buffer: edited).hasPrefix(#" { "messages" : [{"role":"user","content":"say \"model\": 1 {\\\"}","model":"nested"}],"#),
+            "bytes before the member are untouched")
 
-        let usage = try #require(JSONMemberScanner.value(of: "usage", in: ByteBuffer(string: #"{"id":"x","usage":{"prompt_tokens":3,"total_tokens":5}}"#)))
+        let usage = try #require(
+            JSONMemberScanner.value(of: "usage", in: ByteBuffer(string: #"{"id":"x","usage":{"prompt_tokens":3,"total_tokens":5}}"#)))
         #expect(try JSONDecoder().decode(Usage.self, from: Data(String(buffer: usage).utf8)).totalTokens == 5)
         #expect(JSONMemberScanner.replacingStringMember("model", with: "m", in: ByteBuffer(string: "[1,2]")) == nil)
         #expect(JSONMemberScanner.replacingStringMember("model", with: "m", in: ByteBuffer(string: #"{"messages":[]}"#)) == nil)

@@ -1,10 +1,11 @@
 import Foundation
-@testable import LISAKit
 import LISAKitTesting
 import Logging
 import NIOCore
 import NIOHTTP1
 import Testing
+
+@testable import LISAKit
 
 /// Every path that spends is reserved before and charged after, whatever the client sends or
 /// does: output limits read as the upstream reads them, abandoned calls, RAG embeddings, media.
@@ -65,7 +66,8 @@ struct SpendingTests {
 
     // MARK: - Item 5: what is reserved
 
-    @Test("the output reserved is the largest limit the upstream may honour, times n and best_of; 0, negative, fractional and absurd limits are unset")
+    @Test(
+        "the output reserved is the largest limit the upstream may honour, times n and best_of; 0, negative, fractional and absurd limits are unset")
     func outputLimits() {
         func reserved(_ operation: UpstreamOperation, _ json: String) -> Int? {
             OutputLimit(operation, inbound: ByteBuffer(string: json))?.reservation(cap: nil, fallback: 4096)
@@ -89,7 +91,9 @@ struct SpendingTests {
         #expect(OutputLimit(.chatCompletions, inbound: ByteBuffer(string: #"{"max_tokens":100}"#))?.reservation(cap: 50, fallback: 4096) == 50)
     }
 
-    @Test("8 concurrent calls with max_completion_tokens 0 and max_tokens 300 on a 1,000-token budget: not all are admitted, spend stays within one call over")
+    @Test(
+        "8 concurrent calls with max_completion_tokens 0 and max_tokens 300 on a 1,000-token budget: not all are admitted, spend stays within one call over"
+    )
     func concurrentReservations() async throws {
         let gate = Gate(expected: 8)
         // Every call that reaches the upstream waits until all eight have arrived or been
@@ -108,7 +112,8 @@ struct SpendingTests {
                 for index in 0..<8 {
                     group.addTask {
                         do {
-                            _ = try await runtime.gateway.chatCompletions(body: ByteBuffer(string: body), context: Self.context(Self.alice, "r\(index)"))
+                            _ = try await runtime.gateway.chatCompletions(
+                                body: ByteBuffer(string: body), context: Self.context(Self.alice, "r\(index)"))
                             return true
                         } catch {
                             #expect((error as? LISAError)?.reason == "budget_exceeded")
@@ -173,7 +178,9 @@ struct SpendingTests {
 
     // MARK: - Item 7: RAG
 
-    @Test("ingestion and retrieval embeddings are charged to the uploader's and the searcher's budgets; over budget, uploads are refused and jobs fail with the reason")
+    @Test(
+        "ingestion and retrieval embeddings are charged to the uploader's and the searcher's budgets; over budget, uploads are refused and jobs fail with the reason"
+    )
     func ragIsBudgeted() async throws {
         try await Self.withRuntime(
             provider: InMemoryProvider.echo,
@@ -222,10 +229,15 @@ struct SpendingTests {
             case (.imagesGenerations, "i"):
                 return InMemoryProvider.json([
                     "created": 0, "data": [["b64_json": "AAAA"]],
-                    "usage": ["input_tokens": 50, "output_tokens": 4160, "total_tokens": 4210, "input_tokens_details": ["text_tokens": 50, "image_tokens": 0]],
+                    "usage": [
+                        "input_tokens": 50, "output_tokens": 4160, "total_tokens": 4210,
+                        "input_tokens_details": ["text_tokens": 50, "image_tokens": 0],
+                    ],
                 ])
             case (.imagesGenerations, _):
-                return InMemoryProvider.json(["created": 0, "data": [["url": "https://images.invalid/1.png"], ["url": "https://images.invalid/2.png"]]])
+                return InMemoryProvider.json([
+                    "created": 0, "data": [["url": "https://images.invalid/1.png"], ["url": "https://images.invalid/2.png"]],
+                ])
             case (.audioTranscriptions, "s"):
                 return InMemoryProvider.json([
                     "text": "hello there",

@@ -128,7 +128,8 @@ struct StateStoreTests {
         let now = Date().timeIntervalSince1970
         let instance = InstanceRecord(instanceId: "i1", hostname: "h", startedAt: now, heartbeatAt: now, isLeader: false, inFlight: ["m": ["u": 3]])
         try await store.saveInstance(instance)
-        try await store.saveInstance(InstanceRecord(instanceId: "old", hostname: "h", startedAt: 0, heartbeatAt: now - 60, isLeader: false, inFlight: [:]))
+        try await store.saveInstance(
+            InstanceRecord(instanceId: "old", hostname: "h", startedAt: 0, heartbeatAt: now - 60, isLeader: false, inFlight: [:]))
         #expect(try await store.instances(heartbeatAfter: now - 5) == [instance])
         try await store.deleteInstances(heartbeatBefore: now - 30)
         #expect(try await store.instances(heartbeatAfter: 0) == [instance], "the stale one is gone")
@@ -155,8 +156,9 @@ struct StateStoreTests {
         try await store.close()
     }
 
-    @Test("records: documents with and without summaries; lists read summaries; chat sessions listed from them",
-          arguments: StoreKind.available)
+    @Test(
+        "records: documents with and without summaries; lists read summaries; chat sessions listed from them",
+        arguments: StoreKind.available)
     func recordSummaries(kind: StoreKind) async throws {
         let test = try await TestStore.make(kind)
         defer { Task { try? await test.cleanup() } }
@@ -168,7 +170,8 @@ struct StateStoreTests {
         #expect(try await store.records(kind: "note", parent: "p") == [#"{"text":"whole a"}"#, #"{"text":"whole b"}"#])
         #expect(try await store.recordSummaries(kind: "note", parent: nil).count == 3)
         try await store.putRecord(kind: "note", id: "a", parent: "p", body: #"{"text":"new a"}"#)
-        #expect(try await store.recordSummaries(kind: "note", parent: "p").first == #"{"text":"new a"}"#, "a write without a summary clears the old one")
+        #expect(
+            try await store.recordSummaries(kind: "note", parent: "p").first == #"{"text":"new a"}"#, "a write without a summary clears the old one")
 
         // Sessions: the list comes from summaries, and one stored whole (before summaries) still lists.
         let sessions = SessionService(store: store, access: AccessConfiguration())
@@ -243,8 +246,9 @@ struct StateStoreTests {
         try await store.close()
     }
 
-    @Test("a PostgreSQL rate bucket is exact across stores: the burst, then a wait from the database's clock",
-          .enabled(if: StoreKind.postgresURL != nil))
+    @Test(
+        "a PostgreSQL rate bucket is exact across stores: the burst, then a wait from the database's clock",
+        .enabled(if: StoreKind.postgresURL != nil))
     func sharedRateBucket() async throws {
         let test = try await TestStore.make(.postgres)
         defer { Task { try? await test.cleanup() } }
@@ -285,8 +289,9 @@ struct StateStoreTests {
         try await store.close()
     }
 
-    @Test("two stores on one PostgreSQL database: a change crosses as a notification (not a resync), one leader at a time",
-          .enabled(if: StoreKind.postgresURL != nil))
+    @Test(
+        "two stores on one PostgreSQL database: a change crosses as a notification (not a resync), one leader at a time",
+        .enabled(if: StoreKind.postgresURL != nil))
     func sharedPostgres() async throws {
         let test = try await TestStore.make(.postgres)
         defer { Task { try? await test.cleanup() } }
@@ -308,9 +313,17 @@ struct StateStoreTests {
 
         // Leadership: the second waits while the first leads; it takes over once the first is gone.
         let leaders = LeaderLog()
-        let firstLeading = Task { try await first.runAsLeader { await leaders.record("first"); try await Task.sleep(for: .seconds(60)) } }
+        let firstLeading = Task {
+            try await first.runAsLeader {
+                await leaders.record("first"); try await Task.sleep(for: .seconds(60))
+            }
+        }
         try await waitUntil { await leaders.names == ["first"] }
-        let secondLeading = Task { try await second.runAsLeader { await leaders.record("second"); try await Task.sleep(for: .seconds(60)) } }
+        let secondLeading = Task {
+            try await second.runAsLeader {
+                await leaders.record("second"); try await Task.sleep(for: .seconds(60))
+            }
+        }
         // Asleep until its next try (it has tried, and was refused), or wrongly leading.
         try await waitUntil {
             if clock.sleepers > 0 { return true }

@@ -63,8 +63,9 @@ struct TLSTests {
         let wrongName = try #require(TLSDiagnosis.describe(good, host: "other.internal", caFile: caFile))
         #expect(wrongName.contains("name mismatch") && wrongName.contains("vllm.internal"))
 
-        let expired = try pki.issue(subject: subject, names: [.dnsName("vllm.internal")], validFrom: Date().addingTimeInterval(-86400 * 10),
-                                    until: Date().addingTimeInterval(-86400))
+        let expired = try pki.issue(
+            subject: subject, names: [.dnsName("vllm.internal")], validFrom: Date().addingTimeInterval(-86400 * 10),
+            until: Date().addingTimeInterval(-86400))
         #expect(TLSDiagnosis.describe(expired, host: "vllm.internal", caFile: caFile)?.contains("expired on") == true)
 
         let wildcard = try pki.issue(subject: subject, names: [.dnsName("*.models.internal")])
@@ -75,11 +76,12 @@ struct TLSTests {
     @Test("a client certificate signs in as its CN with its OUs as groups")
     func clientCertificatePrincipal() throws {
         let pki = try TestPKI(name: "Client CA")
-        let certificate = try pki.issue(subject: try DistinguishedName {
-            OrganizationalUnitName("lisa-admins")
-            OrganizationalUnitName("team-a")
-            CommonName("batch-job")
-        })
+        let certificate = try pki.issue(
+            subject: try DistinguishedName {
+                OrganizationalUnitName("lisa-admins")
+                OrganizationalUnitName("team-a")
+                CommonName("batch-job")
+            })
         var serializer = DER.Serializer()
         try serializer.serialize(certificate)
         let principal = try Principal(clientCertificateDER: serializer.serializedBytes)
@@ -98,13 +100,13 @@ struct TLSTests {
     func configuration() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-tls-\(UUID().uuidString).yaml").path
         try """
-            server:
-              tls: {certificate: /etc/lisa/server.pem, privateKey: /etc/lisa/server.key, clientCA: /etc/lisa/clients.pem,
-                    requireClientCertificate: true, reloadIntervalSeconds: 2}
-            upstream:
-              tls: {insecureSkipVerify: true}
-            auth: {authority: https://idp.internal/realms/lisa, clientId: lisa, caFile: /etc/lisa/idp-ca.pem}
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+        server:
+          tls: {certificate: /etc/lisa/server.pem, privateKey: /etc/lisa/server.key, clientCA: /etc/lisa/clients.pem,
+                requireClientCertificate: true, reloadIntervalSeconds: 2}
+        upstream:
+          tls: {insecureSkipVerify: true}
+        auth: {authority: https://idp.internal/realms/lisa, clientId: lisa, caFile: /etc/lisa/idp-ca.pem}
+        """.write(toFile: path, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: path) }
         let configuration = try LISAConfiguration.load(file: path, environment: ["LISA_TLS_CERTIFICATE": "/run/secrets/new.pem"])
         #expect(configuration.serverTLS?.certificate == "/run/secrets/new.pem", "the environment wins over the file")

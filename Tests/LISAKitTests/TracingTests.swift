@@ -2,13 +2,14 @@ import AsyncHTTPClient
 import Foundation
 import InMemoryTracing
 import Instrumentation
-@testable import LISAKit
 import LISAKitTesting
 import Logging
 import NIOCore
 import NIOFoundationCompat
 import Testing
 import Tracing
+
+@testable import LISAKit
 
 /// Traces: W3C Trace Context parsing, the spans of a call through any tracer an embedder
 /// hands over, and OTLP's JSON mapping. (The export to a real receiver, with the SDKs, is
@@ -140,7 +141,9 @@ struct TracingTests {
     @Test("tracing settings: the standard variables, and endpoints with credentials or no scheme refused")
     func settings() throws {
         var settings = TracingSettings()
-        try settings.apply(environment: ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/", "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20x, k=v"])
+        try settings.apply(environment: [
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/", "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20x, k=v",
+        ])
         #expect(settings.tracesURL == "http://collector:4318/v1/traces")
         #expect(settings.headers == ["authorization": "Bearer x", "k": "v"])
         try settings.apply(environment: ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://vendor.example/otlp/spans"])

@@ -48,7 +48,9 @@ struct TranslatedAnswerTests {
 
     @Test("the slicer stays in bounds and answers nil on broken structure, and deep nesting costs it no stack")
     func slicerOnBadInput() {
-        for text in ["", "{", "[", "{\"a\"", "{\"a\":", "{\"a\":1,", "{\"a\":1} x", "[1,", "[1 2]", "{\"a\" 1}", "\"x", "{\"a\":\"\\", "{\"a\":[1,{]}"] {
+        for text in [
+            "", "{", "[", "{\"a\"", "{\"a\":", "{\"a\":1,", "{\"a\":1} x", "[1,", "[1 2]", "{\"a\" 1}", "\"x", "{\"a\":\"\\", "{\"a\":[1,{]}",
+        ] {
             let buffer = ByteBuffer(string: text)
             #expect(JSONSlices.members(of: buffer) == nil, "\(text)")
             #expect(!JSONSlices.forEachElement(of: buffer, in: 0..<buffer.readableBytes) { _ in true }, "\(text)")
@@ -83,12 +85,14 @@ struct TranslatedAnswerTests {
         }
     }
 
-    @Test("Messages answers: what is not JSON gives nil (the gateway's 502), what is not a message the same error", arguments: [
-        (#"{"type":"message","content":[}"#, nil), ("not json", nil), (#"{"type":"message","content":[1]} x"#, nil),
-        (#"{"type":"message","content":["\ud800"]}"#, nil), (#"{"type":"message","content":[1e999]}"#, nil),
-        (#"{"type":"message","content":{}}"#, "not a message"), (#"{"type":"mess","content":[]}"#, "not a message"),
-        (#"{"type":"message"}"#, "not a message"), (#"[1,2]"#, "not a message"), (#""message""#, "not a message"),
-    ] as [(String, String?)])
+    @Test(
+        "Messages answers: what is not JSON gives nil (the gateway's 502), what is not a message the same error",
+        arguments: [
+            (#"{"type":"message","content":[}"#, nil), ("not json", nil), (#"{"type":"message","content":[1]} x"#, nil),
+            (#"{"type":"message","content":["\ud800"]}"#, nil), (#"{"type":"message","content":[1e999]}"#, nil),
+            (#"{"type":"message","content":{}}"#, "not a message"), (#"{"type":"mess","content":[]}"#, "not a message"),
+            (#"{"type":"message"}"#, "not a message"), (#"[1,2]"#, "not a message"), (#""message""#, "not a message"),
+        ] as [(String, String?)])
     func messagesErrors(text: String, error: String?) throws {
         let bytes = ByteBuffer(string: text)
         if let error {
@@ -114,10 +118,13 @@ struct TranslatedAnswerTests {
             let bytes = ByteBuffer(string: text)
             let tree = try JSONValue(parsing: bytes)
             if tree["type"] == "message" {
-                #expect(try AnthropicUpstream.chatCompletion(fromMessageBytes: bytes, created: 1)?.jsonString
-                    == AnthropicUpstream.chatCompletion(fromMessage: tree, created: 1).jsonString)
+                #expect(
+                    try AnthropicUpstream.chatCompletion(fromMessageBytes: bytes, created: 1)?.jsonString
+                        == AnthropicUpstream.chatCompletion(fromMessage: tree, created: 1).jsonString)
             } else {
-                #expect(try ResponsesUpstream.chatCompletion(fromResponseBytes: bytes)?.jsonString == ResponsesUpstream.chatCompletion(fromResponse: tree).jsonString)
+                #expect(
+                    try ResponsesUpstream.chatCompletion(fromResponseBytes: bytes)?.jsonString
+                        == ResponsesUpstream.chatCompletion(fromResponse: tree).jsonString)
             }
         }
     }
@@ -149,16 +156,18 @@ struct TranslatedAnswerTests {
         }
     }
 
-    @Test("responses: what is not JSON gives nil, what is not a response or failed the same error as the tree reading", arguments: [
-        (#"{"object":"response","output":[{]}"#, nil), (#"{"object":"response","output":[]"#, nil),
-        (#"{"object":"response","output":[{"type":"message","content":[01]}]}"#, nil),
-        (#"{"object":"response","output":{}}"#, "The Responses upstream's answer is not a response."),
-        (#"{"object":"responses","output":[]}"#, "The Responses upstream's answer is not a response."),
-        (#"{"object":"response"}"#, "The Responses upstream's answer is not a response."),
-        (#"[]"#, "The Responses upstream's answer is not a response."),
-        (#"{"object":"response","status":"failed","output":[],"error":{"message":"boom"}}"#, "The Responses upstream failed: boom"),
-        (#"{"status":"failed","object":"response","output":[{"type":"message"}]}"#, "The Responses upstream failed: the response failed"),
-    ] as [(String, String?)])
+    @Test(
+        "responses: what is not JSON gives nil, what is not a response or failed the same error as the tree reading",
+        arguments: [
+            (#"{"object":"response","output":[{]}"#, nil), (#"{"object":"response","output":[]"#, nil),
+            (#"{"object":"response","output":[{"type":"message","content":[01]}]}"#, nil),
+            (#"{"object":"response","output":{}}"#, "The Responses upstream's answer is not a response."),
+            (#"{"object":"responses","output":[]}"#, "The Responses upstream's answer is not a response."),
+            (#"{"object":"response"}"#, "The Responses upstream's answer is not a response."),
+            (#"[]"#, "The Responses upstream's answer is not a response."),
+            (#"{"object":"response","status":"failed","output":[],"error":{"message":"boom"}}"#, "The Responses upstream failed: boom"),
+            (#"{"status":"failed","object":"response","output":[{"type":"message"}]}"#, "The Responses upstream failed: the response failed"),
+        ] as [(String, String?)])
     func responsesErrors(text: String, message: String?) throws {
         let bytes = ByteBuffer(string: text)
         guard let message else {
@@ -181,8 +190,12 @@ struct TranslatedAnswerTests {
         let wire = UpstreamWire(operation: .messages, answer: .anthropicToChat)
         let chat = try JSONValue(parsing: try wire.translatedAnswer(message, modelID: "x", requested: "x", request: ByteBuffer(), rename: false))
         #expect(chat["choices"]?.arrayValue?.first?["message"]?["content"] == "hi")
-        #expect(throws: LISAError.badGateway("The upstream of model 'x' answered with something other than a JSON object.", reason: "upstream_invalid_response")) {
-            try UpstreamWire(operation: .responses, answer: .responsesToChat).translatedAnswer(ByteBuffer(string: "{"), modelID: "x", requested: "x", request: ByteBuffer(), rename: false)
+        #expect(
+            throws: LISAError.badGateway(
+                "The upstream of model 'x' answered with something other than a JSON object.", reason: "upstream_invalid_response")
+        ) {
+            try UpstreamWire(operation: .responses, answer: .responsesToChat).translatedAnswer(
+                ByteBuffer(string: "{"), modelID: "x", requested: "x", request: ByteBuffer(), rename: false)
         }
     }
 }
@@ -227,7 +240,8 @@ private enum RandomJSON {
         func space() -> String { ["", "", " ", "\n", "\t ", "\r\n  "].randomElement(using: &generator)! }
         switch value {
         case .object(let members):
-            return "{" + space() + members.map { space() + quoted($0.key, using: &generator) + space() + ":" + space() + write($0.value, using: &generator) + space() }
+            return "{" + space()
+                + members.map { space() + quoted($0.key, using: &generator) + space() + ":" + space() + write($0.value, using: &generator) + space() }
                 .joined(separator: ",") + space() + "}"
         case .array(let elements):
             return "[" + space() + elements.map { space() + write($0, using: &generator) + space() }.joined(separator: ",") + "]"

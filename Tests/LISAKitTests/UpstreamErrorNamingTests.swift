@@ -16,7 +16,8 @@ struct UpstreamErrorNamingTests {
     @Test("a vLLM 400 naming the upstream's model comes back naming the requested one; passUpstreamModelName keeps it")
     func renamed() async throws {
         let provider = InMemoryProvider { _ throws(UpstreamFailure) in
-            let body = #"{"object":"error","message":"The model `Qwen/Qwen2.5-0.5B` does not support tools; Qwen/Qwen2.5-0.5B is a base model.","type":"BadRequestError","param":null,"code":400}"#
+            let body =
+                #"{"object":"error","message":"The model `Qwen/Qwen2.5-0.5B` does not support tools; Qwen/Qwen2.5-0.5B is a base model.","type":"BadRequestError","param":null,"code":400}"#
             return UpstreamResponse(status: 400, headers: ["content-type": "application/json"], body: UpstreamBody([ByteBuffer(string: body)]))
         }
         let store = try await SQLStateStore.inMemory()
@@ -27,9 +28,13 @@ struct UpstreamErrorNamingTests {
         let manager = try ModelManager(store: store, registry: gateway.registry, configured: models, logger: Self.logger)
         try await manager.reload()
         let context = InferenceContext(requestID: "req-naming", logger: Self.logger)
-        for (model, expected) in [("qwen-alt", "The model `qwen-alt` does not support tools; qwen-alt is a base model."), ("shown", "The model `Qwen/Qwen2.5-0.5B` does not support tools; Qwen/Qwen2.5-0.5B is a base model.")] {
+        for (model, expected) in [
+            ("qwen-alt", "The model `qwen-alt` does not support tools; qwen-alt is a base model."),
+            ("shown", "The model `Qwen/Qwen2.5-0.5B` does not support tools; Qwen/Qwen2.5-0.5B is a base model."),
+        ] {
             do {
-                _ = try await gateway.chatCompletions(body: ByteBuffer(string: #"{"model":"\#(model)","messages":[{"role":"user","content":"hi"}]}"#), context: context)
+                _ = try await gateway.chatCompletions(
+                    body: ByteBuffer(string: #"{"model":"\#(model)","messages":[{"role":"user","content":"hi"}]}"#), context: context)
                 Issue.record("a 400 became an answer")
             } catch {
                 #expect(error.upstreamStatus == 400 || error.code == .invalidRequest, "\(error)")

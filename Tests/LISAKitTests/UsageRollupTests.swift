@@ -10,7 +10,9 @@ import Testing
 struct UsageRollupTests {
     static let base = Date(timeIntervalSince1970: 1_800_000_000)  // on the hour
 
-    static func record(_ user: String, _ model: String, at offset: Double, token: String? = "tok", status: String = "ok", id: String = UUID().uuidString)
+    static func record(
+        _ user: String, _ model: String, at offset: Double, token: String? = "tok", status: String = "ok", id: String = UUID().uuidString
+    )
         -> UsageRecord
     {
         UsageRecord(
@@ -20,7 +22,9 @@ struct UsageRollupTests {
         )
     }
 
-    @Test("writes keep hourly sums (a record written twice counts once); reports over cut hours match the raw records; retention repairs the rollup", arguments: StoreKind.available)
+    @Test(
+        "writes keep hourly sums (a record written twice counts once); reports over cut hours match the raw records; retention repairs the rollup",
+        arguments: StoreKind.available)
     func rollupMatchesRecords(_ kind: StoreKind) async throws {
         let test = try await TestStore.make(kind)
         defer { Task { try? await test.cleanup() } }
@@ -43,7 +47,8 @@ struct UsageRollupTests {
             let chosen = records.filter { (from..<to).contains($0.time.timeIntervalSince(Self.base)) && (user == nil || $0.username == user) }
             return (chosen.count, chosen.filter { $0.status != "ok" }.count, chosen.count * 3, Double(chosen.count) * 0.5)
         }
-        for (from, to, user) in [(-100.0, 20_000.0, nil), (1000.0, 9000.0, "alice"), (3700.0, 3800.0, nil), (0.0, 7200.0, "bob"), (5.0, 3601.0, nil)] {
+        for (from, to, user) in [(-100.0, 20_000.0, nil), (1000.0, 9000.0, "alice"), (3700.0, 3800.0, nil), (0.0, 7200.0, "bob"), (5.0, 3601.0, nil)]
+        {
             let filter = UsageFilter(from: Self.base.addingTimeInterval(from), to: Self.base.addingTimeInterval(to), user: user)
             let aggregates = try await store.usageAggregates(filter, byUser: true, byToken: true)
             let expected = raw(from, to, user: user)

@@ -105,7 +105,8 @@ struct UsageTests {
         for (group, requests) in [("a", 1), ("a,b", 250), ("x_y", 250), ("x%y", 1), ("x", 0)] {
             var scoped = filter
             scoped.group = group
-            #expect(try await store.usageAggregates(scoped, byUser: false, byToken: false).reduce(0) { $0 + $1.requests } == requests, "group \(group)")
+            #expect(
+                try await store.usageAggregates(scoped, byUser: false, byToken: false).reduce(0) { $0 + $1.requests } == requests, "group \(group)")
         }
         #expect(try await store.usageSamples(filter, limit: 10).count == 10)
         #expect(try await store.deleteUsage(before: base.addingTimeInterval(100)) == 101)

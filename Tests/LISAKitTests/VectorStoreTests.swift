@@ -112,7 +112,10 @@ struct VectorStoreTests {
             ($0 as? LISAError)?.code == .invalidRequest
         }
         try await store.createCollection(VectorCollection(name: "l2-set", dimension: 2, metric: .l2))
-        #expect(try await store.collections() == [VectorCollection(name: "docs", dimension: 3), VectorCollection(name: "l2-set", dimension: 2, metric: .l2)])
+        #expect(
+            try await store.collections() == [
+                VectorCollection(name: "docs", dimension: 3), VectorCollection(name: "l2-set", dimension: 2, metric: .l2),
+            ])
         #expect(try await store.dropCollection("docs"))
         #expect(try await !store.dropCollection("docs"))
         await #expect { try await store.count(in: "docs") } throws: { ($0 as? LISAError)?.code == .notFound }
@@ -165,8 +168,11 @@ struct VectorStoreTests {
         let test = try await TestVectorStore.make(kind)
         let store = test.store
         try await store.createCollection(VectorCollection(name: "docs", dimension: 2))
-        try await store.upsert([Self.chunk("d1-0", document: "d1", [1, 0]), Self.chunk("d1-1", document: "d1", [0.8, 0.2]),
-                                Self.chunk("d2-0", document: "d2", [0, 1])], into: "docs")
+        try await store.upsert(
+            [
+                Self.chunk("d1-0", document: "d1", [1, 0]), Self.chunk("d1-1", document: "d1", [0.8, 0.2]),
+                Self.chunk("d2-0", document: "d2", [0, 1]),
+            ], into: "docs")
         try await store.replaceDocument("d1", with: [Self.chunk("d1-new", document: "d1", [0.7, 0.3])], in: "docs")
         #expect(try await store.count(in: "docs") == 2)
         #expect(try await store.search(VectorQuery(embedding: [1, 0], topK: 5), in: "docs").map(\.id) == ["d1-new", "d2-0"])
@@ -214,10 +220,11 @@ struct VectorStoreTests {
         let test = try await TestVectorStore.make(.pgvector)
         let store = test.store
         try await store.createCollection(VectorCollection(name: "docs", dimension: 2))
-        try await store.upsert([
-            Self.chunk("near", document: "a", [1, 0], text: "the quarterly report on revenue"),
-            Self.chunk("far", document: "b", [0, 1], text: "the zebrafish genome annotation"),
-        ], into: "docs")
+        try await store.upsert(
+            [
+                Self.chunk("near", document: "a", [1, 0], text: "the quarterly report on revenue"),
+                Self.chunk("far", document: "b", [0, 1], text: "the zebrafish genome annotation"),
+            ], into: "docs")
         let vectorOnly = try await store.search(VectorQuery(embedding: [1, 0], topK: 2), in: "docs")
         #expect(vectorOnly.first?.id == "near")
         let hybrid = try await store.search(VectorQuery(embedding: [0.6, 0.4], topK: 2, text: "zebrafish"), in: "docs")
@@ -235,4 +242,3 @@ struct VectorStoreTests {
         }
     }
 }
-

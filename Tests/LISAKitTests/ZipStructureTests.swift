@@ -51,7 +51,9 @@ struct ZipStructureTests {
         #expect(document.method == 8)
         // The central directory's compressed size, halved: the stream now runs past what it states.
         var position = bytes.count - 22
-        let directory = Int(UInt32(bytes[position + 16]) | UInt32(bytes[position + 17]) << 8 | UInt32(bytes[position + 18]) << 16 | UInt32(bytes[position + 19]) << 24)
+        let directory = Int(
+            UInt32(bytes[position + 16]) | UInt32(bytes[position + 17]) << 8 | UInt32(bytes[position + 18]) << 16 | UInt32(bytes[position + 19]) << 24
+        )
         position = directory
         while position + 46 <= bytes.count {
             let nameLength = Int(bytes[position + 28]) | Int(bytes[position + 29]) << 8
@@ -61,7 +63,9 @@ struct ZipStructureTests {
                 for i in 0..<4 { bytes[position + 20 + i] = UInt8((half >> (8 * UInt32(i))) & 0xFF) }
                 break
             }
-            position += 46 + nameLength + (Int(bytes[position + 30]) | Int(bytes[position + 31]) << 8) + (Int(bytes[position + 32]) | Int(bytes[position + 33]) << 8)
+            position +=
+                46 + nameLength + (Int(bytes[position + 30]) | Int(bytes[position + 31]) << 8)
+                + (Int(bytes[position + 32]) | Int(bytes[position + 33]) << 8)
         }
         #expect(try ZipStructure.entries(bytes).first { $0.name == document.name }?.compressedSize == document.compressedSize / 2)
         #expect(throws: ZipReader.Failure.self) { try ZipReader.entry("word/document.xml", of: Data(bytes), maxBytes: 1 << 20) }

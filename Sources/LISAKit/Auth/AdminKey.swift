@@ -1,6 +1,6 @@
 import Crypto
-import Synchronization
 public import Foundation
+import Synchronization
 
 /// Verifies the management (admin) key without keeping it: only its SHA-256 is held.
 ///

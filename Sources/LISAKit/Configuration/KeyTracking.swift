@@ -224,7 +224,8 @@ extension KeyRecorder {
     }
 
     static func distance(_ a: String, _ b: String) -> Int {
-        let a = Array(a.utf8.prefix(64)), b = Array(b.utf8.prefix(64))
+        let a = Array(a.utf8.prefix(64))
+        let b = Array(b.utf8.prefix(64))
         if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
         var previous = Array(0...b.count)
         for i in 1...a.count {

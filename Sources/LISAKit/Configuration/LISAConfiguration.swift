@@ -386,9 +386,12 @@ public struct LISAConfiguration: Sendable {
         guard defaultHealthCheck.path.hasPrefix("/"), (0.001...86_400).contains(defaultHealthCheck.intervalSeconds),
             (0.001...86_400).contains(defaultHealthCheck.timeoutSeconds)
         else {
-            throw ConfigurationError("routing.defaultHealthCheck needs a path starting with '/' and intervalSeconds and timeoutSeconds of 0.001 to 86400")
+            throw ConfigurationError(
+                "routing.defaultHealthCheck needs a path starting with '/' and intervalSeconds and timeoutSeconds of 0.001 to 86400")
         }
-        for (name, limit) in [("rateLimits.default", rateLimits.default)] + rateLimits.groups.sorted(by: { $0.key < $1.key }).map({ ("rateLimits.groups.\($0.key)", $0.value) }) {
+        for (name, limit) in [("rateLimits.default", rateLimits.default)]
+            + rateLimits.groups.sorted(by: { $0.key < $1.key }).map({ ("rateLimits.groups.\($0.key)", $0.value) })
+        {
             guard (0.001...1_000_000_000).contains(limit.requestsPerMinute), (1...1_000_000_000).contains(limit.burst) else {
                 throw ConfigurationError("\(name) needs requestsPerMinute of 0.001 to 10⁹ and a burst of 1 to 10⁹")
             }
@@ -445,7 +448,6 @@ public struct LISAConfiguration: Sendable {
         }
     }
 }
-
 
 /// The file's shape. Every member is optional: what is absent keeps its default.
 struct ConfigurationFile: Decodable {
@@ -542,7 +544,8 @@ struct ConfigurationFile: Decodable {
     var models: [ModelDefinition]?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case server, dataDir, adminKey, state, upstream, routing, hosting, rag, ui, auth, rateLimits, quotas, usage, tracing, budgets, logLevel, models
+        case server, dataDir, adminKey, state, upstream, routing, hosting, rag, ui, auth, rateLimits, quotas, usage, tracing, budgets, logLevel,
+            models
     }
 
     init(from decoder: any Decoder) throws {

@@ -36,7 +36,8 @@ extension AnthropicDialect {
             message.memoryCharge = answer.memoryCharge
             return message
         case .eventStream(let relay):
-            return GatewayResponse(contentType: "text/event-stream", body: .eventStream(relay.translating(with: AnthropicStreamTranslator(model: model))))
+            return GatewayResponse(
+                contentType: "text/event-stream", body: .eventStream(relay.translating(with: AnthropicStreamTranslator(model: model))))
         case .bytes:
             throw LISAError.badGateway("The upstream answered a chat request with a byte stream.")
         }

@@ -518,7 +518,8 @@ public struct AnthropicStreamTranslator: ServerSentEventTranslator {
         if let open, open.kind == kind { return [] }
         var out = closeOpen()
         open = (nextIndex, kind)
-        out.append(DialectJSON.event("content_block_start", ["type": "content_block_start", "index": .integer(Int64(nextIndex)), "content_block": block]))
+        out.append(
+            DialectJSON.event("content_block_start", ["type": "content_block_start", "index": .integer(Int64(nextIndex)), "content_block": block]))
         nextIndex += 1
         return out
     }
@@ -548,7 +549,8 @@ public struct AnthropicStreamTranslator: ServerSentEventTranslator {
             DialectJSON.event(
                 "message_delta",
                 [
-                    "type": "message_delta", "delta": ["stop_reason": .string(stopReason), "stop_sequence": stopSequence.map(JSONValue.string) ?? .null],
+                    "type": "message_delta",
+                    "delta": ["stop_reason": .string(stopReason), "stop_sequence": stopSequence.map(JSONValue.string) ?? .null],
                     "usage": usage,
                 ]
             )

@@ -412,7 +412,8 @@ public struct AnthropicChatStreamTranslator: ServerSentEventTranslator {
             default: return []
             }
         case "message_delta":
-            let (finish, matched) = AnthropicUpstream.finishReason(stop: data["delta"]?["stop_reason"]?.stringValue, sequence: data["delta"]?["stop_sequence"])
+            let (finish, matched) = AnthropicUpstream.finishReason(
+                stop: data["delta"]?["stop_reason"]?.stringValue, sequence: data["delta"]?["stop_sequence"])
             var finishChunk = chunkObject([:], finish: finish)
             if let matched, case .object(var object) = finishChunk, case .array(var choices) = object["choices"] ?? .null,
                 case .object(var choice) = choices[0]
@@ -504,7 +505,8 @@ enum ChatTranslationStart {
     {
         let request = try RequestObject(body, path: "")
         for (member, why) in refused where request.has(member) {
-            throw .invalidRequest("\(member) is not supported by this model's \(upstream) upstream: \(why).", param: member, reason: "unsupported_parameter")
+            throw .invalidRequest(
+                "\(member) is not supported by this model's \(upstream) upstream: \(why).", param: member, reason: "unsupported_parameter")
         }
         var out: JSONObject = [:]
         for (key, value) in request.members where !handled.contains(key) {

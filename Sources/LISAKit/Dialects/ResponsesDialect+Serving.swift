@@ -34,7 +34,8 @@ extension ResponsesDialect {
         }
         let conversation = history
         // The request and the conversation it continues, translated and encoded: large ones off the event loops.
-        let (translation, chatBody) = try await LISARuntime.translatingOffEventLoops(ifLarge: body.readableBytes + (history.isEmpty ? 0 : 256 * 1024)) {
+        let (translation, chatBody) = try await LISARuntime.translatingOffEventLoops(ifLarge: body.readableBytes + (history.isEmpty ? 0 : 256 * 1024))
+        {
             let translation = try Self.translate(request, history: conversation)
             return (translation, DialectJSON.encode(translation.chat))
         }
@@ -66,7 +67,11 @@ extension ResponsesDialect {
             let saved = Mutex(false)
             let logger = context.logger
             let translated = relay.translating(with: ResponsesStreamTranslator(id: id, createdAt: created, translation: translation)) { translator in
-                guard translation.store, let final = translator.final, !saved.withLock({ let was = $0; $0 = true; return was }) else { return }
+                guard translation.store, let final = translator.final,
+                    !saved.withLock({
+                        let was = $0; $0 = true; return was
+                    })
+                else { return }
                 do {
                     try await LISARuntime.save(final, translation: translation, history: conversation, owner: owner, in: store, quotas: quotas)
                 } catch {
@@ -114,15 +119,21 @@ extension ResponsesDialect {
         switch answer.body {
         case .buffer(let buffer):
             let response = try LISARuntime.upstreamJSON(buffer)
-            try await LISARuntime.savePassedThrough(response, translation: translation, history: history, owner: owner, in: stateStore, quotas: quotas)
+            try await LISARuntime.savePassedThrough(
+                response, translation: translation, history: history, owner: owner, in: stateStore, quotas: quotas)
             return answer
         case .eventStream(let relay):
             let saved = Mutex(false)
             let logger = context.logger
             let observed = relay.translating(with: ResponsesPassThroughObserver()) { observer in
-                guard let final = observer.final, !saved.withLock({ let was = $0; $0 = true; return was }) else { return }
+                guard let final = observer.final,
+                    !saved.withLock({
+                        let was = $0; $0 = true; return was
+                    })
+                else { return }
                 do {
-                    try await LISARuntime.savePassedThrough(final, translation: translation, history: history, owner: owner, in: stateStore, quotas: quotas)
+                    try await LISARuntime.savePassedThrough(
+                        final, translation: translation, history: history, owner: owner, in: stateStore, quotas: quotas)
                 } catch {
                     logger.error("storing a streamed response failed", metadata: ["lisa.error": "\(error)"])
                 }

@@ -263,7 +263,8 @@ public struct ResponsesDialect: Dialect {
                 refusal = try part.requiredString("refusal")
             case "input_image" where role == "user":
                 if part.has("file_id") {
-                    throw .invalidRequest("\(partPath).file_id: LISA has no Files API; send image_url (a URL or data URL).", param: "\(partPath).file_id")
+                    throw .invalidRequest(
+                        "\(partPath).file_id: LISA has no Files API; send image_url (a URL or data URL).", param: "\(partPath).file_id")
                 }
                 var image: JSONObject = ["url": .string(try part.requiredString("image_url"))]
                 if let detail = try part.string("detail") { image["detail"] = .string(detail) }
@@ -321,7 +322,8 @@ public struct ResponsesDialect: Dialect {
         case .object:
             let object = try RequestObject(choice, path: "tool_choice")
             guard try object.string("type") == "function" else {
-                throw .invalidRequest("tool_choice names a '\(try object.string("type") ?? "")' tool; only function tools are served.", param: "tool_choice.type")
+                throw .invalidRequest(
+                    "tool_choice names a '\(try object.string("type") ?? "")' tool; only function tools are served.", param: "tool_choice.type")
             }
             return ["type": "function", "function": ["name": .string(try object.requiredString("name"))]]
         default:
@@ -335,7 +337,9 @@ public struct ResponsesDialect: Dialect {
         case "json_object": return ["type": "json_object"]
         case "json_schema":
             var schema: JSONObject = ["name": .string(try format.requiredString("name"))]
-            guard let body = try format.object("schema") else { throw .invalidRequest("text.format.schema is required.", param: "text.format.schema") }
+            guard let body = try format.object("schema") else {
+                throw .invalidRequest("text.format.schema is required.", param: "text.format.schema")
+            }
             schema["schema"] = .object(body.members)
             if let strict = try format.bool("strict") { schema["strict"] = .bool(strict) }
             if let description = try format.string("description") { schema["description"] = .string(description) }
@@ -408,7 +412,8 @@ public struct ResponsesDialect: Dialect {
             items.append(messageItem(id: DialectJSON.id("msg_"), status: "completed", content: content))
         }
         for call in calls {
-            items.append(functionCallItem(id: DialectJSON.id("fc_"), callID: call.callID, name: call.name, arguments: call.arguments, status: "completed"))
+            items.append(
+                functionCallItem(id: DialectJSON.id("fc_"), callID: call.callID, name: call.name, arguments: call.arguments, status: "completed"))
         }
         return items
     }
@@ -455,7 +460,8 @@ public struct ResponsesDialect: Dialect {
     }
 
     /// The response object for a buffered chat completion.
-    public static func response(fromChat completion: JSONValue, id: String, createdAt: Int64, translation: Translation) throws(LISAError) -> JSONValue {
+    public static func response(fromChat completion: JSONValue, id: String, createdAt: Int64, translation: Translation) throws(LISAError) -> JSONValue
+    {
         guard let choice = completion["choices"]?.arrayValue?.first, let message = choice["message"] else {
             throw .badGateway("The upstream's answer has no choice to translate.", reason: "upstream_invalid_response")
         }

@@ -73,7 +73,10 @@ public struct ResponsesStreamTranslator: ServerSentEventTranslator {
                     case .function(let itemID, let index, let callID, let name, let sofar) = open
                 {
                     open = .function(id: itemID, index: index, callID: callID, name: name, arguments: sofar + arguments)
-                    out.append(emit("response.function_call_arguments.delta", ["item_id": .string(itemID), "output_index": outputIndex, "delta": .string(arguments)]))
+                    out.append(
+                        emit(
+                            "response.function_call_arguments.delta",
+                            ["item_id": .string(itemID), "output_index": outputIndex, "delta": .string(arguments)]))
                 }
             }
             if let reason = choice["finish_reason"]?.stringValue { finishReason = reason }
@@ -115,13 +118,20 @@ public struct ResponsesStreamTranslator: ServerSentEventTranslator {
             out += closeOpen()
             itemID = DialectJSON.id("msg_")
             open = .message(id: itemID, text: text)
-            out.append(emit("response.output_item.added", ["output_index": outputIndex, "item": ResponsesDialect.messageItem(id: itemID, status: "in_progress", content: [])]))
             out.append(
-                emit("response.content_part.added", ["item_id": .string(itemID), "output_index": outputIndex, "content_index": 0, "part": ResponsesDialect.outputText("")])
+                emit(
+                    "response.output_item.added",
+                    ["output_index": outputIndex, "item": ResponsesDialect.messageItem(id: itemID, status: "in_progress", content: [])]))
+            out.append(
+                emit(
+                    "response.content_part.added",
+                    ["item_id": .string(itemID), "output_index": outputIndex, "content_index": 0, "part": ResponsesDialect.outputText("")])
             )
         }
         out.append(
-            emit("response.output_text.delta", ["item_id": .string(itemID), "output_index": outputIndex, "content_index": 0, "delta": .string(text), "logprobs": []])
+            emit(
+                "response.output_text.delta",
+                ["item_id": .string(itemID), "output_index": outputIndex, "content_index": 0, "delta": .string(text), "logprobs": []])
         )
         return out
     }
@@ -136,9 +146,15 @@ public struct ResponsesStreamTranslator: ServerSentEventTranslator {
             out += closeOpen()
             itemID = DialectJSON.id("rs_")
             open = .reasoning(id: itemID, text: text)
-            out.append(emit("response.output_item.added", ["output_index": outputIndex, "item": ["type": "reasoning", "id": .string(itemID), "summary": [], "content": []]]))
+            out.append(
+                emit(
+                    "response.output_item.added",
+                    ["output_index": outputIndex, "item": ["type": "reasoning", "id": .string(itemID), "summary": [], "content": []]]))
         }
-        out.append(emit("response.reasoning_text.delta", ["item_id": .string(itemID), "output_index": outputIndex, "content_index": 0, "delta": .string(text)]))
+        out.append(
+            emit(
+                "response.reasoning_text.delta",
+                ["item_id": .string(itemID), "output_index": outputIndex, "content_index": 0, "delta": .string(text)]))
         return out
     }
 
@@ -148,16 +164,26 @@ public struct ResponsesStreamTranslator: ServerSentEventTranslator {
         var out: [ServerSentEvent] = []
         switch open {
         case .message(let itemID, let text):
-            out.append(emit("response.output_text.done", ["item_id": .string(itemID), "output_index": outputIndex, "content_index": 0, "text": .string(text), "logprobs": []]))
             out.append(
-                emit("response.content_part.done", ["item_id": .string(itemID), "output_index": outputIndex, "content_index": 0, "part": ResponsesDialect.outputText(text)])
+                emit(
+                    "response.output_text.done",
+                    ["item_id": .string(itemID), "output_index": outputIndex, "content_index": 0, "text": .string(text), "logprobs": []]))
+            out.append(
+                emit(
+                    "response.content_part.done",
+                    ["item_id": .string(itemID), "output_index": outputIndex, "content_index": 0, "part": ResponsesDialect.outputText(text)])
             )
         case .reasoning(let itemID, let text):
-            out.append(emit("response.reasoning_text.done", ["item_id": .string(itemID), "output_index": outputIndex, "content_index": 0, "text": .string(text)]))
+            out.append(
+                emit(
+                    "response.reasoning_text.done",
+                    ["item_id": .string(itemID), "output_index": outputIndex, "content_index": 0, "text": .string(text)]))
         case .function(let itemID, let index, _, let name, let arguments):
             closedTools.insert(index)
             out.append(
-                emit("response.function_call_arguments.done", ["item_id": .string(itemID), "output_index": outputIndex, "name": .string(name), "arguments": .string(arguments)])
+                emit(
+                    "response.function_call_arguments.done",
+                    ["item_id": .string(itemID), "output_index": outputIndex, "name": .string(name), "arguments": .string(arguments)])
             )
         }
         let item = open.json(status: "completed")
@@ -195,7 +221,10 @@ extension ResponsesStreamTranslator.Open {
         case .message(let id, let text):
             ResponsesDialect.messageItem(id: id, status: status, content: status == "completed" ? [ResponsesDialect.outputText(text)] : [])
         case .reasoning(let id, let text):
-            ["type": "reasoning", "id": .string(id), "summary": [], "content": status == "completed" ? [["type": "reasoning_text", "text": .string(text)]] : []]
+            [
+                "type": "reasoning", "id": .string(id), "summary": [],
+                "content": status == "completed" ? [["type": "reasoning_text", "text": .string(text)]] : [],
+            ]
         case .function(let id, _, let callID, let name, let arguments):
             ResponsesDialect.functionCallItem(id: id, callID: callID, name: name, arguments: status == "completed" ? arguments : "", status: status)
         }

@@ -267,7 +267,9 @@ public enum ResponsesUpstream {
             return [
                 "id": response["id"] ?? .string(DialectJSON.id("resp_")), "object": "chat.completion",
                 "created": response["created_at"] ?? .integer(Gateway.now()), "model": response["model"] ?? "",
-                "choices": [["index": 0, "message": .object(message), "finish_reason": .string(finishReason(response, calledTools: !calls.isEmpty))]],
+                "choices": [
+                    ["index": 0, "message": .object(message), "finish_reason": .string(finishReason(response, calledTools: !calls.isEmpty))]
+                ],
                 "usage": chatUsage(response["usage"]),
             ]
         }
@@ -298,7 +300,9 @@ public enum ResponsesUpstream {
         let input = usage?["input_tokens"]?.tokenCount ?? 0
         let output = usage?["output_tokens"]?.tokenCount ?? 0
         var out: JSONObject = ["prompt_tokens": .integer(input), "completion_tokens": .integer(output), "total_tokens": .integer(input + output)]
-        if let cached = usage?["input_tokens_details"]?["cached_tokens"]?.int64Value { out["prompt_tokens_details"] = ["cached_tokens": .integer(cached)] }
+        if let cached = usage?["input_tokens_details"]?["cached_tokens"]?.int64Value {
+            out["prompt_tokens_details"] = ["cached_tokens": .integer(cached)]
+        }
         if let reasoning = usage?["output_tokens_details"]?["reasoning_tokens"]?.int64Value {
             out["completion_tokens_details"] = ["reasoning_tokens": .integer(reasoning)]
         }

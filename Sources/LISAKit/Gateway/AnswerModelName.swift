@@ -51,10 +51,11 @@ struct AnswerModelName: Sendable {
             let slice = raw.getSlice(at: raw.readerIndex + data.lowerBound, length: data.count),
             let replacements = replacements(in: slice, path: path)
         else {
-                output.writeImmutableBuffer(raw)
-                return
-            }
-        Self.splice(raw, replacements.map { (($0.range.lowerBound + data.lowerBound)..<($0.range.upperBound + data.lowerBound), $0.bytes) }, into: &output)
+            output.writeImmutableBuffer(raw)
+            return
+        }
+        Self.splice(
+            raw, replacements.map { (($0.range.lowerBound + data.lowerBound)..<($0.range.upperBound + data.lowerBound), $0.bytes) }, into: &output)
     }
 
     /// One event rewritten (see ``write(event:_:framing:into:)``), as a buffer of its own.

@@ -65,7 +65,8 @@ extension Gateway {
             throw .invalidRequest("Streamed image generation is not supported; omit stream.", param: "stream", reason: "unsupported_parameter")
         }
         if route == .speech, request["stream_format"] == .string("sse") {
-            throw .invalidRequest("stream_format sse is not supported; the audio is streamed as it is made.", param: "stream_format", reason: "unsupported_parameter")
+            throw .invalidRequest(
+                "stream_format sse is not supported; the audio is streamed as it is made.", param: "stream_format", reason: "unsupported_parameter")
         }
         if route == .rerank {
             try Rerank.validate(request)
@@ -158,7 +159,8 @@ struct MediaEstimate: Sendable, Equatable {
         switch route {
         case .imageGenerations:
             input = Self.textTokens(request["prompt"]?.stringValue)
-            output = Self.imageCount(request["n"]) * Self.outputImageTokens(size: request["size"]?.stringValue, quality: request["quality"]?.stringValue)
+            output =
+                Self.imageCount(request["n"]) * Self.outputImageTokens(size: request["size"]?.stringValue, quality: request["quality"]?.stringValue)
         case .speech:
             // About 15 characters a second of speech, 20 audio tokens a second of it.
             let characters = request["input"]?.stringValue?.count ?? 0
@@ -175,7 +177,8 @@ struct MediaEstimate: Sendable, Equatable {
         case .imageEdits:
             let images = form.parts.filter { $0.filename != nil && ($0.name == "image" || $0.name == "image[]" || $0.name == "mask") }.count
             input = Self.textTokens(form.field("prompt")) + images * Self.inputImageTokens
-            output = Self.imageCount(form.field("n").flatMap { Int64($0) }.map { .integer($0) })
+            output =
+                Self.imageCount(form.field("n").flatMap { Int64($0) }.map { .integer($0) })
                 * Self.outputImageTokens(size: form.field("size"), quality: form.field("quality"))
         case .transcriptions, .translations:
             let seconds = form.parts.first { $0.name == "file" && $0.filename != nil }.map { Self.audioSeconds($0.data) } ?? 0
@@ -353,7 +356,9 @@ public enum Rerank {
         let withDocuments = original["return_documents"] == .bool(true)
         var results: [(index: Int64, score: Double)] = []
         for item in items {
-            guard let index = integer(item["index"]).map(Int64.init), index >= 0, Int(index) < max(documents.count, 1) || documents.isEmpty else { continue }
+            guard let index = integer(item["index"]).map(Int64.init), index >= 0, Int(index) < max(documents.count, 1) || documents.isEmpty else {
+                continue
+            }
             let score: Double =
                 switch item["score"] {
                 case .number(let value)?: value
@@ -366,7 +371,9 @@ public enum Rerank {
         if let topN = integer(original["top_n"]) { results = Array(results.prefix(max(topN, 0))) }
         let out: [JSONValue] = results.map { result in
             var entry: [String: JSONValue] = ["index": .integer(result.index), "relevance_score": .number(result.score)]
-            if withDocuments, Int(result.index) < documents.count { entry["document"] = ["text": .string(text(of: documents[Int(result.index)]) ?? "")] }
+            if withDocuments, Int(result.index) < documents.count {
+                entry["document"] = ["text": .string(text(of: documents[Int(result.index)]) ?? "")]
+            }
             return .object(entry)
         }
         return ["id": .string(DialectJSON.id("rerank-")), "model": .string(model), "results": .array(out), "usage": ["total_tokens": 0]]

@@ -34,10 +34,13 @@ extension Gateway {
             if let tools = chat["tools"] { members["tools"] = tools }
             answer = await tokenizerCall(.tokenize, .object(members), to: endpoint, deadline: deadline, context: context)
         case (.openai, .llamacpp):
-            guard let templated = await tokenizerCall(.applyTemplate, ["messages": chat["messages"] ?? []], to: endpoint, deadline: deadline, context: context),
+            guard
+                let templated = await tokenizerCall(
+                    .applyTemplate, ["messages": chat["messages"] ?? []], to: endpoint, deadline: deadline, context: context),
                 let prompt = templated["prompt"]?.stringValue
             else { return nil }
-            answer = await tokenizerCall(.tokenize, ["content": .string(prompt), "add_special": true], to: endpoint, deadline: deadline, context: context)
+            answer = await tokenizerCall(
+                .tokenize, ["content": .string(prompt), "add_special": true], to: endpoint, deadline: deadline, context: context)
         default:
             return nil
         }
@@ -58,7 +61,8 @@ extension Gateway {
             let buffer = try await response.body.collect(upTo: 4 * 1024 * 1024)
             guard (200..<300).contains(response.status), let json = try? JSONDecoder().decode(JSONValue.self, from: buffer) else {
                 context.logger.info(
-                    "the upstream did not count tokens; estimating", metadata: ["lisa.status": "\(response.status)", "lisa.operation": "\(operation)"]
+                    "the upstream did not count tokens; estimating",
+                    metadata: ["lisa.status": "\(response.status)", "lisa.operation": "\(operation)"]
                 )
                 return nil
             }

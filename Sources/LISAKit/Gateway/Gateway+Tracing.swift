@@ -6,7 +6,8 @@ import Tracing
 extension Gateway {
     /// The GenAI span of one call (`chat my-model`), a child of the binding's request span or
     /// of the caller's `traceparent`; it ends when the call's ticket closes, with the usage.
-    func callSpan(_ operation: UpstreamOperation, model: RoutableModel, stream: Bool, inbound: ByteBuffer?, context: InferenceContext) -> (any Span)? {
+    func callSpan(_ operation: UpstreamOperation, model: RoutableModel, stream: Bool, inbound: ByteBuffer?, context: InferenceContext) -> (any Span)?
+    {
         guard let tracer else { return nil }
         let name = Traces.genAIOperation(operation, label: context.usageLabel ?? context.dialect.usageLabel)
         let span = tracer.startSpan("\(name) \(model.definition.modelId)", context: Traces.parent(tracer, headers: context.headers), ofKind: .client)

@@ -268,7 +268,7 @@ public final class Gateway: Sendable {
             let upstreamBody: ByteBuffer
             do {
                 upstreamBody = try wire.body(from: body(candidate.definition.modelName))
-            } catch where position > 0 {
+            } catch let error where position > 0 {
                 // A fallback that cannot take this request (another upstream API refuses a
                 // member) is skipped; the caller hears why the models before it failed.
                 logger.info("fallback skipped", metadata: ["lisa.fallback": "\(candidate.definition.modelId)", "lisa.reason": "\(error.message)"])
@@ -289,7 +289,9 @@ public final class Gateway: Sendable {
             }
         }
         let error = lastError ?? .serviceUnavailable("The model '\(requested)' has no endpoint to send the request to.")
-        metrics.request(model: requested, endpoint: error.endpointLabel ?? "none", status: GatewayMetrics.statusLabel(for: error), duration: ContinuousClock.now - start)
+        metrics.request(
+            model: requested, endpoint: error.endpointLabel ?? "none", status: GatewayMetrics.statusLabel(for: error),
+            duration: ContinuousClock.now - start)
         throw redacted(error, for: context)
     }
 
@@ -346,10 +348,11 @@ public final class Gateway: Sendable {
             }
             guard let endpoint = model.pool.choose(affinityKey: sessionKey, excluding: tried) else {
                 if tried.isEmpty {
-                    lastError = LISAError.serviceUnavailable(
-                        "No endpoint of the model '\(modelID)' can take the request: all are unhealthy, open-circuited or at capacity.",
-                        retryAfter: 1
-                    ).markedRetriable
+                    lastError =
+                        LISAError.serviceUnavailable(
+                            "No endpoint of the model '\(modelID)' can take the request: all are unhealthy, open-circuited or at capacity.",
+                            retryAfter: 1
+                        ).markedRetriable
                 }
                 break
             }

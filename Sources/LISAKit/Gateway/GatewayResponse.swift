@@ -127,7 +127,9 @@ public struct ServerSentEventRelay: Sendable {
     /// Relays every event to `sink` as it arrives, then returns. Cancelling the calling task
     /// cancels the upstream request.
     public func pump(into target: @escaping @Sendable (ByteBuffer) async throws -> Void) async throws {
-        let (body, modelID, logger, tracker, framing, answerModel) = (self.body, self.modelID, self.logger, self.tracker, self.framing, self.answerModel)
+        let (body, modelID, logger, tracker, framing, answerModel) = (
+            self.body, self.modelID, self.logger, self.tracker, self.framing, self.answerModel
+        )
         let output: @Sendable (ByteBuffer) async throws -> Void =
             if let transform {
                 { chunk in
@@ -185,7 +187,11 @@ public struct ServerSentEventRelay: Sendable {
             // The first task to end decides; a drain waiter cancelled early says `.completed`
             // only after the stream itself ended, since it is cancelled by `cancelAll` below.
             let ending = try await group.next() ?? .completed
-            if ending != .completed { tracker.update { $0.failed = true; $0.stalled = ending == .idle } }
+            if ending != .completed {
+                tracker.update {
+                    $0.failed = true; $0.stalled = ending == .idle
+                }
+            }
             group.cancelAll()
             return ending
         }
@@ -467,7 +473,11 @@ public struct RelayedBody: AsyncSequence, Sendable {
         private let onFinish: @Sendable (Bool) -> Void
         init(_ onFinish: @escaping @Sendable (Bool) -> Void) { self.onFinish = onFinish }
         func finish(failed: Bool) {
-            guard !reported.withLock({ let was = $0; $0 = true; return was }) else { return }
+            guard
+                !reported.withLock({
+                    let was = $0; $0 = true; return was
+                })
+            else { return }
             onFinish(failed)
         }
         deinit { finish(failed: false) }

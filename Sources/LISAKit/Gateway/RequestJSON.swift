@@ -23,7 +23,7 @@ public enum RequestJSON {
         // (duplicate keys, a BOM, NaN, bad UTF-8, deep nesting) is refused before it is read.
         do {
             try StrictJSON.validate(body)
-        } catch where error.isWellFormed {
+        } catch let error where error.isWellFormed {
             throw .invalidRequest("Invalid request body: \(error.message).", param: error.path)
         } catch {
             throw .invalidRequest("The request body is not valid JSON: \(error.message) (byte \(error.offset)).")

@@ -57,7 +57,8 @@ struct UpstreamAttempt: Sendable {
         ticket?.delivered()
         let contentType = response.headers.first(name: "Content-Type") ?? "application/json"
         if wire.answer == .raw, !Gateway.readsUsage(of: wire.operation, contentType: contentType) {
-            return try relayBytes(response, contentType: contentType, deadline: sent + limits.total, idle: limits.idle, firstByte: firstByte, span: span)
+            return try relayBytes(
+                response, contentType: contentType, deadline: sent + limits.total, idle: limits.idle, firstByte: firstByte, span: span)
         }
         if stream && contentType.lowercased().hasPrefix("text/event-stream") {
             return relayEvents(response, deadline: sent + limits.total, idle: limits.idle, firstByte: firstByte, span: span)
@@ -132,7 +133,8 @@ struct UpstreamAttempt: Sendable {
             endpoint.end()
             span.end(status: response.status, error: "upstream_invalid_response")
             logger.warning("upstream answered a media type LISA does not relay", metadata: ["lisa.content_type": "\(contentType)"])
-            throw .badGateway("The upstream of model '\(modelID)' answered with a media type LISA does not relay.", reason: "upstream_invalid_response")
+            throw .badGateway(
+                "The upstream of model '\(modelID)' answered with a media type LISA does not relay.", reason: "upstream_invalid_response")
         }
         let (metrics, endpoint, ticket, requested, start) = (gateway.metrics, self.endpoint, self.ticket, self.requested, self.start)
         metrics.overhead(model: requested, (ContinuousClock.now - start) - firstByte)
@@ -143,7 +145,8 @@ struct UpstreamAttempt: Sendable {
             span.end(status: status, error: failed ? "stream_error" : nil)
             ticket?.finish(servedBy: served, endpoint: endpoint.label, usage: nil, outputEstimate: 0, firstToken: nil, failed: failed)
             if failed { metrics.streamError(model: requested) }
-            metrics.request(model: requested, endpoint: endpoint.label, status: GatewayMetrics.statusLabel(for: nil), duration: ContinuousClock.now - start)
+            metrics.request(
+                model: requested, endpoint: endpoint.label, status: GatewayMetrics.statusLabel(for: nil), duration: ContinuousClock.now - start)
         }
         return GatewayResponse(contentType: relayedType, body: .bytes(relayed))
     }
@@ -172,7 +175,8 @@ struct UpstreamAttempt: Sendable {
                 failed: summary.failed
             )
             if summary.failed { metrics.streamError(model: requested) }
-            metrics.request(model: requested, endpoint: endpoint.label, status: GatewayMetrics.statusLabel(for: nil), duration: ContinuousClock.now - start)
+            metrics.request(
+                model: requested, endpoint: endpoint.label, status: GatewayMetrics.statusLabel(for: nil), duration: ContinuousClock.now - start)
         }
         // Every chunk names the model the client asked for, unless this model shows its upstream's.
         if !model.definition.passUpstreamModelName { relay = relay.answering(asModel: requested) }
@@ -235,7 +239,8 @@ struct UpstreamAttempt: Sendable {
         // it is never relayed as HTML or script from LISA's origin.
         guard buffer.readableBytesView.first(where: { ![0x20, 0x0A, 0x0D, 0x09].contains($0) }) == UInt8(ascii: "{") else {
             logger.warning("upstream answered a body that is not a JSON object", metadata: ["lisa.content_type": "\(contentType)"])
-            throw .badGateway("The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
+            throw .badGateway(
+                "The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
         }
         // Without the upstream's count, a text answer is about four bytes a token, less the JSON
         // around it; vectors, scores and images are no output tokens.
@@ -301,7 +306,8 @@ struct UpstreamRefusal {
         case 401, 403:
             error = .badGateway("The upstream of model '\(modelID)' rejected LISA's credentials (HTTP \(status)).", reason: "upstream_auth_failed")
         case 404:
-            error = .badGateway("The upstream of model '\(modelID)' answered 404; check the model's modelName and URL\(suffix)", reason: "upstream_not_found")
+            error = .badGateway(
+                "The upstream of model '\(modelID)' answered 404; check the model's modelName and URL\(suffix)", reason: "upstream_not_found")
         case 429:
             let retryAfter = headers.first(name: "Retry-After").flatMap { Int($0) }
             error = .rateLimited("The upstream of model '\(modelID)' is rate limiting requests\(suffix)", retryAfter: retryAfter)

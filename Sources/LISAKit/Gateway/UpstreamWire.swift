@@ -53,7 +53,8 @@ struct UpstreamWire: Sendable {
             self.init(operation: operation, answer: .raw)
         case (_, .anthropic), (_, .openAIResponses):
             guard primary else { return nil }
-            let (what, route) = model.definition.upstreamAPI == .anthropic ? ("an Anthropic Messages", "/v1/messages") : ("an OpenAI Responses", "/v1/responses")
+            let (what, route) =
+                model.definition.upstreamAPI == .anthropic ? ("an Anthropic Messages", "/v1/messages") : ("an OpenAI Responses", "/v1/responses")
             throw .invalidRequest(
                 "The model '\(model.definition.modelId)' has \(what) upstream: call it through /v1/chat/completions or \(route).",
                 param: "model", reason: "model_type_mismatch"
@@ -117,12 +118,14 @@ struct UpstreamWire: Sendable {
         if answer == .anthropicToChat {
             // Read block by block: a large answer is never held as a whole parsed tree.
             guard let chat = try AnthropicUpstream.chatCompletion(fromMessageBytes: buffer, created: Gateway.now()) else {
-                throw .badGateway("The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
+                throw .badGateway(
+                    "The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
             }
             buffer = DialectJSON.encode(chat)
         } else if answer == .responsesToChat {
             guard let chat = try ResponsesUpstream.chatCompletion(fromResponseBytes: buffer) else {
-                throw .badGateway("The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
+                throw .badGateway(
+                    "The upstream of model '\(modelID)' answered with something other than a JSON object.", reason: "upstream_invalid_response")
             }
             buffer = DialectJSON.encode(chat)
         } else if answer == .teiRerank {

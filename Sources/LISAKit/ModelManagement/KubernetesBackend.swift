@@ -70,7 +70,8 @@ public struct KubernetesBackend: HostingBackend {
 
     static func selector(_ labels: [String: String]) -> String {
         let text = labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
-        return "labelSelector=" + (text.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "=,&+"))) ?? text)
+        return "labelSelector="
+            + (text.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "=,&+"))) ?? text)
     }
 
     // MARK: - Objects
@@ -121,7 +122,9 @@ public struct KubernetesBackend: HostingBackend {
             "spec": [
                 "replicas": 1, "strategy": ["type": "Recreate"],
                 "selector": ["matchLabels": ["lisa.deployment-id": .string(deploymentID), "lisa.replica-id": .string(replica.replicaId)]],
-                "template": ["metadata": ["labels": .object(labels), "annotations": ["lisa.model-id": .string(model.modelId)]], "spec": .object(podSpec)],
+                "template": [
+                    "metadata": ["labels": .object(labels), "annotations": ["lisa.model-id": .string(model.modelId)]], "spec": .object(podSpec),
+                ],
             ],
         ]
     }
@@ -187,7 +190,8 @@ public struct KubernetesBackend: HostingBackend {
             return replica.state == .ready ? .ready : .starting
         }
         guard let pod = pods.first(where: { $0.member("metadata")?.member("deletionTimestamp") == nil }) else {
-            return (try? await exists("deployments", group: "apps/v1", name: Self.deploymentName(model: model.modelId, replica: replica.replicaId))) == false
+            return (try? await exists("deployments", group: "apps/v1", name: Self.deploymentName(model: model.modelId, replica: replica.replicaId)))
+                == false
                 ? .exited("its Deployment is gone") : .starting
         }
         let status = pod.member("status")
@@ -196,7 +200,9 @@ public struct KubernetesBackend: HostingBackend {
         }
         switch status?.member("phase")?.stringValue {
         case "Failed", "Succeeded":
-            return .exited("its pod \(status?.member("phase")?.stringValue?.lowercased() ?? "ended"): \(status?.member("reason")?.stringValue ?? "no reason given")")
+            return .exited(
+                "its pod \(status?.member("phase")?.stringValue?.lowercased() ?? "ended"): \(status?.member("reason")?.stringValue ?? "no reason given")"
+            )
         default: break
         }
         if let container = status?.member("containerStatuses")?.arrayValue?.first,
@@ -206,9 +212,10 @@ public struct KubernetesBackend: HostingBackend {
             let message = waiting.member("message")?.stringValue.map { ": \($0.prefix(300))" } ?? ""
             return .exited("\(reason)\(message)")
         }
-        let ready = status?.member("conditions")?.arrayValue?.contains {
-            $0.member("type")?.stringValue == "Ready" && $0.member("status")?.stringValue == "True"
-        } ?? false
+        let ready =
+            status?.member("conditions")?.arrayValue?.contains {
+                $0.member("type")?.stringValue == "Ready" && $0.member("status")?.stringValue == "True"
+            } ?? false
         return ready ? .ready : .starting
     }
 
@@ -216,7 +223,8 @@ public struct KubernetesBackend: HostingBackend {
         let name = Self.deploymentName(model: replica.modelId, replica: replica.replicaId)
         do {
             let reply = try await client.call(
-                .DELETE, client.path("apps/v1", "deployments", name), json: ["kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"]
+                .DELETE, client.path("apps/v1", "deployments", name),
+                json: ["kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"]
             )
             guard (200..<300).contains(reply.status) || reply.status == 404 else {
                 logger.warning("could not delete a replica's Deployment", metadata: ["lisa.deployment": "\(name)", "lisa.error": "\(reply.message)"])
@@ -248,7 +256,8 @@ public struct KubernetesBackend: HostingBackend {
                     continue
                 }
                 _ = try await client.call(
-                    .DELETE, client.path("apps/v1", "deployments", name), json: ["kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"]
+                    .DELETE, client.path("apps/v1", "deployments", name),
+                    json: ["kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"]
                 )
                 removed.append(replica)
                 logger.notice("orphan replica removed", metadata: ["lisa.deployment": "\(name)", "lisa.replica": "\(replica)"])
@@ -269,7 +278,8 @@ public struct KubernetesBackend: HostingBackend {
         guard let pod = try await pods(replica: replica.replicaId).first, let name = pod.member("metadata")?.member("name")?.stringValue else {
             return ""
         }
-        let reply = try await client.call(.GET, client.path("", "pods", "\(name)/log", query: "container=model&tailLines=\(max(1, min(tail, 10_000)))"))
+        let reply = try await client.call(
+            .GET, client.path("", "pods", "\(name)/log", query: "container=model&tailLines=\(max(1, min(tail, 10_000)))"))
         guard reply.status == 200 else { return "" }
         return reply.body.stringValue ?? ""
     }
@@ -303,10 +313,11 @@ public struct KubernetesBackend: HostingBackend {
 
     /// Why a pod is not scheduled yet, from its `PodScheduled` condition.
     static func schedulingProblem(_ pod: JSONValue) -> String? {
-        guard let condition = pod.member("status")?.member("conditions")?.arrayValue?.first(where: { $0.member("type")?.stringValue == "PodScheduled" }),
+        guard
+            let condition = pod.member("status")?.member("conditions")?.arrayValue?.first(where: { $0.member("type")?.stringValue == "PodScheduled" }
+            ),
             condition.member("status")?.stringValue == "False"
         else { return nil }
         return "scheduling (\(condition.member("reason")?.stringValue ?? "pending")): \(condition.member("message")?.stringValue ?? "")"
     }
 }
-

@@ -55,7 +55,8 @@ public struct KubernetesClient: Sendable {
         if path == nil, let host = environment["KUBERNETES_SERVICE_HOST"], let port = environment["KUBERNETES_SERVICE_PORT"],
             FileManager.default.fileExists(atPath: serviceAccountDirectory + "/token")
         {
-            let token = try String(contentsOfFile: serviceAccountDirectory + "/token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            let token = try String(contentsOfFile: serviceAccountDirectory + "/token", encoding: .utf8).trimmingCharacters(
+                in: .whitespacesAndNewlines)
             let ca = FileManager.default.contents(atPath: serviceAccountDirectory + "/ca.crt").map { Array($0) }
             let own = (try? String(contentsOfFile: serviceAccountDirectory + "/namespace", encoding: .utf8))?
                 .trimmingCharacters(in: .whitespacesAndNewlines)
@@ -64,7 +65,8 @@ public struct KubernetesClient: Sendable {
                 server: "https://\(bracketed):\(port)", namespace: namespace ?? own ?? "default", token: token, caPEM: ca, httpClient: httpClient
             )
         }
-        let file = path ?? environment["KUBECONFIG"]?.split(separator: ":").first.map(String.init)
+        let file =
+            path ?? environment["KUBECONFIG"]?.split(separator: ":").first.map(String.init)
             ?? (environment["HOME"].map { $0 + "/.kube/config" } ?? "")
         guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
             throw ConfigurationError(

@@ -70,7 +70,8 @@ public final class LocalProcessBackend: HostingBackend {
         launched.startedAt = Date().timeIntervalSince1970
         launched.detail = nil
         logger.info(
-            "replica launched", metadata: ["lisa.model": "\(model.modelId)", "lisa.replica": "\(replica.replicaId)", "lisa.pid": "\(pid)", "lisa.port": "\(port)"]
+            "replica launched",
+            metadata: ["lisa.model": "\(model.modelId)", "lisa.replica": "\(replica.replicaId)", "lisa.pid": "\(pid)", "lisa.port": "\(port)"]
         )
         return launched
     }

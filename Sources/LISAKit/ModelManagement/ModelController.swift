@@ -64,12 +64,15 @@ actor ModelController {
                 await backend.stop(replica, timeout: .seconds(5))
             case .starting, .ready, .draining:
                 if case .exited(let reason) = await backend.observe(replica, of: model.definition) {
-                    logger.notice("replica found stopped after a restart; relaunching", metadata: ["lisa.replica": "\(replica.replicaId)", "lisa.reason": "\(reason)"])
+                    logger.notice(
+                        "replica found stopped after a restart; relaunching",
+                        metadata: ["lisa.replica": "\(replica.replicaId)", "lisa.reason": "\(reason)"])
                     replica.state = .launching
                     replica.detail = reason
                     try await store.saveReplica(replica)
                 } else {
-                    logger.notice("adopted a running replica", metadata: ["lisa.model": "\(replica.modelId)", "lisa.replica": "\(replica.replicaId)"])
+                    logger.notice(
+                        "adopted a running replica", metadata: ["lisa.model": "\(replica.modelId)", "lisa.replica": "\(replica.replicaId)"])
                 }
             case .crashed:
                 break
@@ -213,7 +216,8 @@ actor ModelController {
                     if starting && replica.restarts == 0 {
                         return try await fail(model, reason: "replica \(replica.replicaId) \(reason) before it was ready", replica: replica)
                     }
-                    logger.warning("replica exited", metadata: ["lisa.model": "\(id)", "lisa.replica": "\(replica.replicaId)", "lisa.reason": "\(reason)"])
+                    logger.warning(
+                        "replica exited", metadata: ["lisa.model": "\(id)", "lisa.replica": "\(replica.replicaId)", "lisa.reason": "\(reason)"])
                     try await crashed(&replica, reason: reason)
                 }
             case .crashed:
@@ -246,7 +250,8 @@ actor ModelController {
             let ready = active.filter { $0.state == .ready }.count
             if let wanted = autoscaler.sample(inFlight: inFlight, current: max(ready, target), at: now), wanted != target {
                 logger.notice(
-                    "autoscaling", metadata: ["lisa.model": "\(id)", "lisa.from": "\(target)", "lisa.to": "\(wanted)", "lisa.in_flight": "\(inFlight)"]
+                    "autoscaling",
+                    metadata: ["lisa.model": "\(id)", "lisa.from": "\(target)", "lisa.to": "\(wanted)", "lisa.in_flight": "\(inFlight)"]
                 )
                 scaling.desiredCapacity = wanted
                 target = wanted
@@ -298,7 +303,7 @@ actor ModelController {
             try await crashed(&failed, reason: error.message)
             // A model that has never served cannot start: say why (the scheduler's
             // message, a refused image) rather than retrying forever.
-            if (model.status == .creating || model.status == .starting), replica.restarts == 0 {
+            if model.status == .creating || model.status == .starting, replica.restarts == 0 {
                 try await fail(model, reason: "replica \(replica.replicaId) could not be launched: \(error.message)", replica: failed)
             }
             return failed

@@ -25,7 +25,8 @@ extension ModelDefinition {
         case .openai: break
         case .anthropic, .openAIResponses:
             guard modelType == .textgen else {
-                throw .invalidRequest("An upstream of upstreamAPI \(upstreamAPI.rawValue) serves text generation only: set modelType: textgen.", param: "upstreamAPI")
+                throw .invalidRequest(
+                    "An upstream of upstreamAPI \(upstreamAPI.rawValue) serves text generation only: set modelType: textgen.", param: "upstreamAPI")
             }
         case .other(let value):
             throw .invalidRequest("upstreamAPI must be 'openai', 'anthropic' or 'openai-responses', not '\(value)'.", param: "upstreamAPI")
@@ -63,17 +64,21 @@ extension ModelDefinition {
             throw .invalidRequest("circuitBreaker needs failureThreshold ≥ 1 and cooldownSeconds ≥ 0.", param: "circuitBreaker")
         }
         let week = 604_800.0
-        if let timeouts, [timeouts.firstByteSeconds, timeouts.totalSeconds, timeouts.streamIdleSeconds].contains(where: { !(0.001...week).contains($0 ?? 1) }) {
+        if let timeouts,
+            [timeouts.firstByteSeconds, timeouts.totalSeconds, timeouts.streamIdleSeconds].contains(where: { !(0.001...week).contains($0 ?? 1) })
+        {
             throw .invalidRequest("timeouts must be positive and at most 604800 seconds (a week).", param: "timeouts")
         }
         try pricing?.validate(param: "pricing")
         if pricing?.replicaHourly != nil && !isHosted {
             throw .invalidRequest("pricing.replicaHourly applies to lisa_hosted models; price others per token.", param: "pricing.replicaHourly")
         }
-        if let healthCheck, !healthCheck.path.hasPrefix("/") || !(0.001...86_400).contains(healthCheck.intervalSeconds)
-            || !(0.001...86_400).contains(healthCheck.timeoutSeconds)
+        if let healthCheck,
+            !healthCheck.path.hasPrefix("/") || !(0.001...86_400).contains(healthCheck.intervalSeconds)
+                || !(0.001...86_400).contains(healthCheck.timeoutSeconds)
         {
-            throw .invalidRequest("healthCheck needs a path starting with '/' and an interval and timeout of 0.001 to 86400 seconds.", param: "healthCheck")
+            throw .invalidRequest(
+                "healthCheck needs a path starting with '/' and an interval and timeout of 0.001 to 86400 seconds.", param: "healthCheck")
         }
     }
 

@@ -214,4 +214,3 @@ final class LoopPool: @unchecked Sendable {
         for connection in all { connection.close() }
     }
 }
-

@@ -67,7 +67,9 @@ public final class UpstreamHTTPClient: Sendable {
 
     /// Sends `request` and returns once the answer's head is in; its body streams after,
     /// within the same `deadline`. Cancelling the calling task cancels the call.
-    public func execute(_ request: Request, deadline: NIODeadline, firstByteTimeout: Duration? = nil) async throws(UpstreamFailure) -> UpstreamResponse {
+    public func execute(_ request: Request, deadline: NIODeadline, firstByteTimeout: Duration? = nil) async throws(UpstreamFailure)
+        -> UpstreamResponse
+    {
         let target: Target
         do { target = try Target(url: request.url) } catch { throw error }
         let loop = MultiThreadedEventLoopGroup.currentEventLoop.flatMap { pools[ObjectIdentifier($0)] != nil ? $0 : nil } ?? group.next()
@@ -77,7 +79,8 @@ public final class UpstreamHTTPClient: Sendable {
         var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: target.path, headers: request.headers)
         head.headers.replaceOrAdd(name: "Host", value: target.hostHeader)
         head.headers.replaceOrAdd(name: "Content-Length", value: String(request.body.readableBytes))
-        let call = UpstreamCall(head: head, body: request.body, deadline: deadline, firstByteTimeout: firstByteTimeout.map { TimeAmount($0) }, loop: loop)
+        let call = UpstreamCall(
+            head: head, body: request.body, deadline: deadline, firstByteTimeout: firstByteTimeout.map { TimeAmount($0) }, loop: loop)
         let key = ConnectionKey(target: target, tls: target.isTLS ? request.tls : nil)
         let tlsContext = sslContext
         let result: Result<UpstreamResponse, UpstreamFailure> = await withTaskCancellationHandler {
@@ -179,4 +182,3 @@ struct ConnectionKey: Hashable, Sendable {
         self.tls = tls
     }
 }
-

@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -75,7 +76,8 @@ enum BoundedProcess {
                 if process.terminationStatus == 127 {
                     throw .internalError("\(tool) is not installed; it reads '\(filename)' (Debian: poppler-utils).")
                 }
-                throw .invalidRequest("'\(filename)' cannot be read (\(tool) exited with \(process.terminationStatus)); is it damaged?", param: "file")
+                throw .invalidRequest(
+                    "'\(filename)' cannot be read (\(tool) exited with \(process.terminationStatus)); is it damaged?", param: "file")
             }
             return String(decoding: bytes, as: UTF8.self)
         }

@@ -1,4 +1,3 @@
-
 extension JSONValue {
     /// The member `key` of an object; `nil` for other values.
     public func member(_ key: String) -> JSONValue? {

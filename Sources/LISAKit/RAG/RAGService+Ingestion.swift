@@ -213,7 +213,9 @@ extension RAGService {
             try await store.put(document, kind: Self.documentKind, id: document.documentId, parent: job.repositoryId)
             job.status = .completed
             job.chunks = chunks.count
-            logger.info("document ingested", metadata: ["lisa.repository": "\(job.repositoryId)", "lisa.document": "\(job.documentName)", "lisa.chunks": "\(chunks.count)"])
+            logger.info(
+                "document ingested",
+                metadata: ["lisa.repository": "\(job.repositoryId)", "lisa.document": "\(job.documentName)", "lisa.chunks": "\(chunks.count)"])
         } catch {
             if Task.isCancelled || error is CancellationError {
                 // Stopped from outside (shutdown, the deadline): not the file's fault, so the

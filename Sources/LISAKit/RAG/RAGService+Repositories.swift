@@ -73,7 +73,8 @@ extension RAGService {
         let current = try await repository(id, for: principal)
         guard case .object(let members) = patch else { throw LISAError.invalidRequest("The update must be a JSON object.") }
         let original = try JSONValue(encoding: current)
-        for fixed in ["repositoryId", "type", "embeddingModelId", "pgvector"] where members[fixed] != nil && members[fixed] != original.member(fixed) {
+        for fixed in ["repositoryId", "type", "embeddingModelId", "pgvector"] where members[fixed] != nil && members[fixed] != original.member(fixed)
+        {
             throw LISAError.invalidRequest("\(fixed) cannot change; create a new repository.", param: fixed)
         }
         let updated: RAGRepository

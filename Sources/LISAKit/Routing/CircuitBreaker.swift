@@ -66,7 +66,9 @@ public struct CircuitBreaker: Sendable, Hashable {
         switch state {
         case .closed(let failures):
             let failures = failures + 1
-            state = failures >= configuration.failureThreshold ? .open(until: now + configuration.cooldownSeconds) : .closed(consecutiveFailures: failures)
+            state =
+                failures >= configuration.failureThreshold
+                ? .open(until: now + configuration.cooldownSeconds) : .closed(consecutiveFailures: failures)
         case .halfOpen, .open:
             state = .open(until: now + configuration.cooldownSeconds)
         }

@@ -153,7 +153,8 @@ public final class ModelRegistry: Sendable {
                     models[definition.modelId] = previous
                 } else {
                     models[definition.modelId] = RoutableModel(
-                        definition: definition, source: .configuration, created: old[definition.modelId]?.created ?? Int64(Date().timeIntervalSince1970),
+                        definition: definition, source: .configuration,
+                        created: old[definition.modelId]?.created ?? Int64(Date().timeIntervalSince1970),
                         defaultPolicy: defaultPolicy, previous: old[definition.modelId], tracker: inFlight, clock: clock
                     )
                 }

@@ -124,7 +124,8 @@ extension LISARuntime {
     ) async throws {
         var messages = history + translation.inputMessages
         if let assistant = ResponsesDialect.assistantMessage(from: response["output"]?.arrayValue ?? []) { messages.append(assistant) }
-        let stored = StoredResponse(owner: owner, response: response, inputItems: translation.inputItems, messages: messages, passedThrough: passedThrough)
+        let stored = StoredResponse(
+            owner: owner, response: response, inputItems: translation.inputItems, messages: messages, passedThrough: passedThrough)
         try await put(stored, in: store, quotas: quotas)
     }
 
@@ -183,4 +184,3 @@ extension LISARuntime {
         }
     }
 }
-

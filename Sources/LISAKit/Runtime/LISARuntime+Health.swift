@@ -25,9 +25,12 @@ extension LISARuntime {
         let store = self.store
         var problem: String?
         do {
-            _ = try await withDeadline(timeout, timedOut: {
-                LISAError.stateStoreUnavailable("The state store did not answer within \(Int(timeout.seconds)) s.")
-            }) {
+            _ = try await withDeadline(
+                timeout,
+                timedOut: {
+                    LISAError.stateStoreUnavailable("The state store did not answer within \(Int(timeout.seconds)) s.")
+                }
+            ) {
                 try await store.setting("lisa.readiness")
             }
         } catch let error as LISAError {
@@ -57,7 +60,9 @@ extension LISARuntime {
                 kind = "chat"
                 let request = try JSONDecoder().decode(
                     ChatCompletionRequest.self,
-                    from: JSONEncoder().encode(["model": JSONValue.string(modelId), "max_tokens": 1, "messages": [["role": "user", "content": "ping"]]])
+                    from: JSONEncoder().encode([
+                        "model": JSONValue.string(modelId), "max_tokens": 1, "messages": [["role": "user", "content": "ping"]],
+                    ])
                 )
                 _ = try await chatCompletion(request, as: .admin)
             case .embedding:

@@ -122,8 +122,11 @@ public final class LISARuntime: Sendable {
                 registry: ModelRegistry(defaultPolicy: configuration.loadBalancing, clock: clock), store: store,
                 provider: provider
                     ?? (configuration.upstreamClient == .lean
-                        ? OpenAICompatibleProvider(client: upstreamClient, timeouts: configuration.upstreamTimeouts, defaultTLS: configuration.upstreamTLS) as any InferenceProvider
-                        : AsyncHTTPClientProvider(httpClient: httpClient, timeouts: configuration.upstreamTimeouts, defaultTLS: configuration.upstreamTLS)),
+                        ? OpenAICompatibleProvider(
+                            client: upstreamClient, timeouts: configuration.upstreamTimeouts, defaultTLS: configuration.upstreamTLS)
+                            as any InferenceProvider
+                        : AsyncHTTPClientProvider(
+                            httpClient: httpClient, timeouts: configuration.upstreamTimeouts, defaultTLS: configuration.upstreamTLS)),
                 metrics: GatewayMetrics(factory: metrics), access: configuration.access, accountant: usage, tracer: tracer,
                 answerMemory: AnswerMemoryBudget(limits: configuration.answerMemory), logger: logger
             )
@@ -146,7 +149,8 @@ public final class LISARuntime: Sendable {
                 do {
                     pgvector = try await store.openPGVector(logger: logger)
                 } catch {
-                    logger.warning("pgvector is not available on the state database; pgvector repositories are off", metadata: ["lisa.error": "\(error)"])
+                    logger.warning(
+                        "pgvector is not available on the state database; pgvector repositories are off", metadata: ["lisa.error": "\(error)"])
                 }
             }
             if let problem = DocumentParser.pdfProblem(configuration.ragIngestion.document) {
@@ -171,7 +175,11 @@ public final class LISARuntime: Sendable {
     /// store. ``run()`` calls it when it ends; call it yourself only for a runtime you never
     /// ran. A second call does nothing.
     public func shutdown() async throws {
-        guard !closed.withLock({ let was = $0; $0 = true; return was }) else { return }
+        guard
+            !closed.withLock({
+                let was = $0; $0 = true; return was
+            })
+        else { return }
         await rag.close()
         try? await vectors.close()
         await upstreamClient.shutdown()

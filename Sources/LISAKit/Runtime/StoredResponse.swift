@@ -104,7 +104,8 @@ struct StoredResponseRecord: Sendable {
         encoder.outputFormatting = [.withoutEscapingSlashes]
         let headerEncoder = JSONEncoder()
         headerEncoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        var out = String(decoding: try headerEncoder.encode(Header(format: format, owner: stored.owner, passedThrough: stored.passedThrough)), as: UTF8.self)
+        var out = String(
+            decoding: try headerEncoder.encode(Header(format: format, owner: stored.owner, passedThrough: stored.passedThrough)), as: UTF8.self)
         out += "\n" + String(decoding: try encoder.encode(stored.response), as: UTF8.self)
         out += "\n" + String(decoding: try encoder.encode(stored.messages), as: UTF8.self) + "\n"
         // The items encoded at once, then cut at the array's own commas.

@@ -81,7 +81,8 @@ public struct SessionService: Sendable {
     }
 
     private static func validID(_ id: String) -> Bool {
-        (1...128).contains(id.utf8.count) && id.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-_.:".unicodeScalars.contains($0)) }
+        (1...128).contains(id.utf8.count)
+            && id.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "-_.:".unicodeScalars.contains($0)) }
     }
 
     // MARK: - Sessions
@@ -112,7 +113,8 @@ public struct SessionService: Sendable {
     }
 
     /// Creates or replaces the caller's session `id` with `history` and `configuration`.
-    public func save(_ id: String, history: JSONValue, configuration: JSONValue?, name: String?, of principal: Principal) async throws -> ChatSession {
+    public func save(_ id: String, history: JSONValue, configuration: JSONValue?, name: String?, of principal: Principal) async throws -> ChatSession
+    {
         guard Self.validID(id) else {
             throw LISAError.invalidRequest("A session id is 1-128 letters, digits, '-', '_', '.' or ':'.", param: "sessionId")
         }

@@ -217,9 +217,11 @@ package final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Databas
     ) async throws -> T {
         let timeout = Swift.max(callTimeout, minimum)
         do {
-            return try await withDeadline(timeout, timedOut: {
-                LISAError.stateStoreUnavailable("The state database did not answer within \(Int(timeout.seconds.rounded(.up))) s.")
-            }, operation: operation)
+            return try await withDeadline(
+                timeout,
+                timedOut: {
+                    LISAError.stateStoreUnavailable("The state database did not answer within \(Int(timeout.seconds.rounded(.up))) s.")
+                }, operation: operation)
         } catch let error as PSQLError where error.serverInfo == nil && error.code != .queryCancelled {
             throw LISAError.stateStoreUnavailable("The state database cannot be reached: \(Self.describe(error)).")
         }
@@ -330,9 +332,12 @@ package final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Databas
         func run(within timeout: Duration, _ sql: String, _ binds: [StateValue] = []) async throws -> [StateRow] {
             let query = try PostgresDatabase.postgresQuery(sql, binds)
             do {
-                return try await withDeadline(timeout, timedOut: {
-                    LISAError.stateStoreUnavailable("The state database did not confirm the leader lock in time.")
-                }) { [connection, logger] in
+                return try await withDeadline(
+                    timeout,
+                    timedOut: {
+                        LISAError.stateStoreUnavailable("The state database did not confirm the leader lock in time.")
+                    }
+                ) { [connection, logger] in
                     try await PostgresDatabase.collect(try await connection.query(query, logger: logger))
                 }
             } catch {
@@ -360,7 +365,8 @@ package final class PostgresDatabase: StateDatabase, DatabaseChangeFeed, Databas
         func release(key: Int64, holder: String, within timeout: Duration) async {
             await Task {
                 do {
-                    try await run(within: timeout, "UPDATE lisa_leases SET confirmed_at = 0 WHERE key = ? AND holder = ?", [.integer(key), .text(holder)])
+                    try await run(
+                        within: timeout, "UPDATE lisa_leases SET confirmed_at = 0 WHERE key = ? AND holder = ?", [.integer(key), .text(holder)])
                     try await run(within: timeout, "SELECT pg_advisory_unlock(?)", [.integer(key)])
                 } catch {
                     close()

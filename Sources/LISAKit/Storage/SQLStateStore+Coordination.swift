@@ -27,9 +27,13 @@ extension SQLStateStore {
             return 0
         }
         guard perSecond > 0 else { return .infinity }
-        let level = try await database.query("SELECT \(refilled)::float8 AS level FROM rate_buckets AS b WHERE key = ?", [
-            .double(capacity), .double(perSecond), .text(key),
-        ]).first?["level"].double ?? 0
+        let level =
+            try await database.query(
+                "SELECT \(refilled)::float8 AS level FROM rate_buckets AS b WHERE key = ?",
+                [
+                    .double(capacity), .double(perSecond), .text(key),
+                ]
+            ).first?["level"].double ?? 0
         return max((1 - level) / perSecond, 0.001)
     }
 

@@ -226,7 +226,10 @@ public final class SQLStateStore: StateStore {
             ON CONFLICT (kind, id) DO UPDATE
             SET parent = excluded.parent, body = excluded.body, summary = excluded.summary, updated_at = excluded.updated_at
             """,
-            [.text(kind), .text(id), parent.map(StateValue.text) ?? .null, .text(body), summary.map(StateValue.text) ?? .null, .double(now), .double(now)]
+            [
+                .text(kind), .text(id), parent.map(StateValue.text) ?? .null, .text(body), summary.map(StateValue.text) ?? .null, .double(now),
+                .double(now),
+            ]
         )
     }
 
@@ -288,7 +291,10 @@ public final class SQLStateStore: StateStore {
     public func insertToken(_ token: APIToken) async throws {
         try await database.query(
             "INSERT INTO api_tokens (id, token_hash, username, record, created_at) VALUES (?, ?, ?, ?, ?)",
-            [.text(token.id), .text(token.tokenHash), .text(token.username), .text(try Self.json(token)), .double(token.createdAt.timeIntervalSince1970)]
+            [
+                .text(token.id), .text(token.tokenHash), .text(token.username), .text(try Self.json(token)),
+                .double(token.createdAt.timeIntervalSince1970),
+            ]
         )
         await publish(StateChange(kind: .token, id: token.id))
     }

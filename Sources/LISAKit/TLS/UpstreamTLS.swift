@@ -120,7 +120,8 @@ public enum TLSDiagnosis {
             problems.append("its certificate is for \(names.isEmpty ? "no name" : names.joined(separator: ", ")), not \(host) (name mismatch)")
         }
         let issuer = certificate.issuer.description
-        let trusted = caFile.flatMap { try? NIOSSLCertificate.fromPEMFile($0) }?
+        let trusted =
+            caFile.flatMap { try? NIOSSLCertificate.fromPEMFile($0) }?
             .compactMap { try? Certificate(derEncoded: try $0.toDERBytes()) } ?? []
         if !trusted.contains(where: { $0.subject == certificate.issuer }) {
             let bundle = caFile.map { "the CA bundle '\($0)'" } ?? "the system's trust store"

@@ -87,7 +87,8 @@ public final class UsageAccountant: Sendable {
             let start = Self.period(limit.period, at: time).start.timeIntervalSince1970
             var lines: [BudgetLine] = []
             if let most = limit.tokens {
-                lines.append(BudgetLine(key: "\(scope):\(subject):tokens:\(limit.period.rawValue)", periodStart: start, limit: Double(most), amount: tokens))
+                lines.append(
+                    BudgetLine(key: "\(scope):\(subject):tokens:\(limit.period.rawValue)", periodStart: start, limit: Double(most), amount: tokens))
             }
             if let most = limit.cost {
                 lines.append(BudgetLine(key: "\(scope):\(subject):cost:\(limit.period.rawValue)", periodStart: start, limit: most, amount: cost))
@@ -350,7 +351,8 @@ public final class UsageAccountant: Sendable {
             let payer = context.budgetedAs
             let record = UsageRecord(
                 id: UniqueID.uuidString(), time: time, requestId: context.requestID, username: context.billedUser ?? principal.username,
-                tokenId: payer?.tokenID ?? principal.tokenID, groups: payer?.groups ?? (context.billedUser == nil ? principal.groups : []), model: requested,
+                tokenId: payer?.tokenID ?? principal.tokenID, groups: payer?.groups ?? (context.billedUser == nil ? principal.groups : []),
+                model: requested,
                 servedBy: servedBy.flatMap { $0.modelId == requested ? nil : $0.modelId }, endpoint: endpoint, operation: operation,
                 inputTokens: input, outputTokens: output, estimated: estimated, durationMs: duration.seconds * 1000,
                 timeToFirstTokenMs: firstToken.map { ($0 - start).seconds * 1000 }, status: status, cost: cost

@@ -90,7 +90,9 @@ public final class UsageRecorder: Service, Sendable {
         }
         // Shutting down: what is buffered is written now, within a few seconds.
         do {
-            try await withDeadline(.seconds(5), timedOut: { LISAError.stateStoreUnavailable("The state store did not take the usage records in 5 s.") }) {
+            try await withDeadline(
+                .seconds(5), timedOut: { LISAError.stateStoreUnavailable("The state store did not take the usage records in 5 s.") }
+            ) {
                 try await self.flush()
             }
         } catch {

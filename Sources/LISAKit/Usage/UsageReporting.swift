@@ -130,7 +130,8 @@ extension LISARuntime {
             let start = Self.bucketStart(query.bucket, hour: aggregate.hour)
             let hourKey = "\(aggregate.model)@\(aggregate.hour)"
             let tokens = aggregate.inputTokens + aggregate.outputTokens
-            let share = hostedCost[hourKey].map { cost in (hourTokens[hourKey] ?? 0) > 0 ? cost * Double(tokens) / Double(hourTokens[hourKey]!) : 0 } ?? 0
+            let share =
+                hostedCost[hourKey].map { cost in (hourTokens[hourKey] ?? 0) > 0 ? cost * Double(tokens) / Double(hourTokens[hourKey]!) : 0 } ?? 0
             var row = UsageReport.Row(
                 start: start, user: byUser ? aggregate.user : nil, model: query.groupBy.contains(.model) ? aggregate.model : nil,
                 group: group, tokenId: byToken ? aggregate.tokenID : nil
@@ -147,7 +148,9 @@ extension LISARuntime {
         totals.hostedCost += idleCost
         let data = order.compactMap { rows[$0] }.sorted { lhs, rhs in
             if lhs.start != rhs.start { return (lhs.start ?? .distantPast) < (rhs.start ?? .distantPast) }
-            return (lhs.user ?? "", lhs.model ?? "", lhs.group ?? "", lhs.tokenId ?? "") < (rhs.user ?? "", rhs.model ?? "", rhs.group ?? "", rhs.tokenId ?? "")
+            return (lhs.user ?? "", lhs.model ?? "", lhs.group ?? "", lhs.tokenId ?? "") < (
+                rhs.user ?? "", rhs.model ?? "", rhs.group ?? "", rhs.tokenId ?? ""
+            )
         }
 
         let samples = try await store.usageSamples(filter, limit: Self.latencySampleLimit)

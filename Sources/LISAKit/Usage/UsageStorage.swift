@@ -471,7 +471,8 @@ extension SQLStateStore {
                 "SELECT spent, reserved FROM budget_counters WHERE key = ? AND period_start = ?", [.text(line.key), .double(line.periodStart)]
             ).first {
                 counters.append(
-                    BudgetCounter(key: line.key, periodStart: line.periodStart, spent: row["spent"].double ?? 0, reserved: row["reserved"].double ?? 0)
+                    BudgetCounter(
+                        key: line.key, periodStart: line.periodStart, spent: row["spent"].double ?? 0, reserved: row["reserved"].double ?? 0)
                 )
             }
         }

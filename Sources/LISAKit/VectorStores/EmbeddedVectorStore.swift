@@ -344,7 +344,8 @@ final class Matrix: @unchecked Sendable {
         let rawA = UnsafeRawPointer(a)
         let rawB = UnsafeRawPointer(b)
         while index + 16 <= count {
-            let difference = rawA.loadUnaligned(fromByteOffset: index * 4, as: SIMD16<Float>.self)
+            let difference =
+                rawA.loadUnaligned(fromByteOffset: index * 4, as: SIMD16<Float>.self)
                 - rawB.loadUnaligned(fromByteOffset: index * 4, as: SIMD16<Float>.self)
             sum += difference * difference
             index += 16

@@ -210,7 +210,7 @@ public final class OpenSearchVectorStore: VectorStore {
         try await bulk(chunks, into: name)
         let keep: [JSONValue] = chunks.map { .string($0.id) }
         let query: JSONValue = [
-            "query": ["bool": ["filter": [["term": ["document_id": .string(documentId)]]], "must_not": [["ids": ["values": .array(keep)]]]]],
+            "query": ["bool": ["filter": [["term": ["document_id": .string(documentId)]]], "must_not": [["ids": ["values": .array(keep)]]]]]
         ]
         let reply = try await call(.POST, "/\(index(name))/_delete_by_query?refresh=true", json: query)
         guard reply.status == 200 else { throw failure(reply, "remove the document's old chunks") }
@@ -238,7 +238,9 @@ public final class OpenSearchVectorStore: VectorStore {
         try Self.check(query, against: collection)
         var knn: [String: JSONValue] = ["vector": .array(query.embedding.map { .number(Double($0)) }), "k": .integer(Int64(query.topK))]
         if !query.filter.isEmpty {
-            knn["filter"] = ["bool": ["must": .array(query.filter.sorted { $0.key < $1.key }.map { ["term": .object(["metadata.\($0.key)": $0.value])] })]]
+            knn["filter"] = [
+                "bool": ["must": .array(query.filter.sorted { $0.key < $1.key }.map { ["term": .object(["metadata.\($0.key)": $0.value])] })]
+            ]
         }
         let body: JSONValue = [
             "size": .integer(Int64(query.topK)), "query": ["knn": ["embedding": .object(knn)]], "_source": ["excludes": ["embedding"]],

@@ -173,45 +173,46 @@ public final class PGVectorStore: VectorStore {
         // A large document's rows and index updates take longer than one statement.
         let database = self.database
         try await database.bounded(atLeast: .seconds(120)) {
-        try await database.client.withConnection { connection in
-            try await connection.query("BEGIN", logger: logger)
-            do {
-                if let documentId {
-                    var bindings = PostgresBindings()
-                    bindings.append(documentId)
-                    try await connection.query(PostgresQuery(unsafeSQL: "DELETE FROM \(table) WHERE document_id = $1", binds: bindings), logger: logger)
-                }
-                // Up to 200 rows per statement: one round trip per batch, not per chunk.
-                for batch in stride(from: 0, to: chunks.count, by: 200).map({ chunks[$0..<min($0 + 200, chunks.count)] }) {
-                    var bindings = PostgresBindings(capacity: batch.count * 5)
-                    var tuples: [String] = []
-                    for (offset, chunk) in batch.enumerated() {
-                        let base = offset * 5
-                        tuples.append("($\(base + 1), $\(base + 2), $\(base + 3), $\(base + 4)::jsonb, $\(base + 5))")
-                        bindings.append(chunk.id)
-                        bindings.append(chunk.documentId)
-                        bindings.append(chunk.text)
-                        bindings.append(String(decoding: try JSONEncoder().encode(chunk.metadata), as: UTF8.self))
-                        bindings.append(PGVector(type: vectorType, values: chunk.embedding))
+            try await database.client.withConnection { connection in
+                try await connection.query("BEGIN", logger: logger)
+                do {
+                    if let documentId {
+                        var bindings = PostgresBindings()
+                        bindings.append(documentId)
+                        try await connection.query(
+                            PostgresQuery(unsafeSQL: "DELETE FROM \(table) WHERE document_id = $1", binds: bindings), logger: logger)
                     }
-                    try await connection.query(
-                        PostgresQuery(
-                            unsafeSQL: """
-                                INSERT INTO \(table) (id, document_id, text, metadata, embedding) VALUES \(tuples.joined(separator: ", "))
-                                ON CONFLICT (id) DO UPDATE SET document_id = excluded.document_id, text = excluded.text,
-                                    metadata = excluded.metadata, embedding = excluded.embedding
-                                """,
-                            binds: bindings
-                        ),
-                        logger: logger
-                    )
+                    // Up to 200 rows per statement: one round trip per batch, not per chunk.
+                    for batch in stride(from: 0, to: chunks.count, by: 200).map({ chunks[$0..<min($0 + 200, chunks.count)] }) {
+                        var bindings = PostgresBindings(capacity: batch.count * 5)
+                        var tuples: [String] = []
+                        for (offset, chunk) in batch.enumerated() {
+                            let base = offset * 5
+                            tuples.append("($\(base + 1), $\(base + 2), $\(base + 3), $\(base + 4)::jsonb, $\(base + 5))")
+                            bindings.append(chunk.id)
+                            bindings.append(chunk.documentId)
+                            bindings.append(chunk.text)
+                            bindings.append(String(decoding: try JSONEncoder().encode(chunk.metadata), as: UTF8.self))
+                            bindings.append(PGVector(type: vectorType, values: chunk.embedding))
+                        }
+                        try await connection.query(
+                            PostgresQuery(
+                                unsafeSQL: """
+                                    INSERT INTO \(table) (id, document_id, text, metadata, embedding) VALUES \(tuples.joined(separator: ", "))
+                                    ON CONFLICT (id) DO UPDATE SET document_id = excluded.document_id, text = excluded.text,
+                                        metadata = excluded.metadata, embedding = excluded.embedding
+                                    """,
+                                binds: bindings
+                            ),
+                            logger: logger
+                        )
+                    }
+                    try await connection.query("COMMIT", logger: logger)
+                } catch {
+                    _ = try? await connection.query("ROLLBACK", logger: logger)
+                    throw error
                 }
-                try await connection.query("COMMIT", logger: logger)
-            } catch {
-                _ = try? await connection.query("ROLLBACK", logger: logger)
-                throw error
             }
-        }
         }
     }
 
@@ -268,21 +269,21 @@ public final class PGVectorStore: VectorStore {
         let database = self.database
         let statement = PostgresQuery(unsafeSQL: sql, binds: bindings)
         let rows = try await database.bounded {
-        try await database.client.withConnection { connection in
-            // SET LOCAL needs a transaction; it ends with it, so the pooled connection is clean.
-            try await connection.query("BEGIN", logger: logger)
-            do {
-                try await connection.query(PostgresQuery(unsafeSQL: "SET LOCAL hnsw.ef_search = \(efSearch)"), logger: logger)
-                let rows = try await PostgresDatabase.collect(
-                    try await connection.query(statement, logger: logger)
-                )
-                try await connection.query("COMMIT", logger: logger)
-                return rows
-            } catch {
-                _ = try? await connection.query("ROLLBACK", logger: logger)
-                throw error
+            try await database.client.withConnection { connection in
+                // SET LOCAL needs a transaction; it ends with it, so the pooled connection is clean.
+                try await connection.query("BEGIN", logger: logger)
+                do {
+                    try await connection.query(PostgresQuery(unsafeSQL: "SET LOCAL hnsw.ef_search = \(efSearch)"), logger: logger)
+                    let rows = try await PostgresDatabase.collect(
+                        try await connection.query(statement, logger: logger)
+                    )
+                    try await connection.query("COMMIT", logger: logger)
+                    return rows
+                } catch {
+                    _ = try? await connection.query("ROLLBACK", logger: logger)
+                    throw error
+                }
             }
-        }
         }
         return try rows.compactMap { row in
             guard let id = row["id"].string, let documentId = row["document_id"].string, let text = row["text"].string,

@@ -14,8 +14,9 @@ var configuration = try LISAConfiguration.load(file: nil)  // defaults + LISA_* 
 configuration.dataDirectory = environment["LISA_DATA_DIR"] ?? ".my-vapor-lisa"
 configuration.hostingBackend = "none"
 configuration.models = [
-    ModelDefinition(modelId: "assistant", modelName: environment["UPSTREAM_MODEL"] ?? "Qwen/Qwen2.5-0.5B-Instruct",
-                    modelUrl: environment["UPSTREAM_URL"] ?? "http://127.0.0.1:8000/v1")
+    ModelDefinition(
+        modelId: "assistant", modelName: environment["UPSTREAM_MODEL"] ?? "Qwen/Qwen2.5-0.5B-Instruct",
+        modelUrl: environment["UPSTREAM_URL"] ?? "http://127.0.0.1:8000/v1")
 ]
 let app = try await Application.make(Environment(name: "production", arguments: ["serve"]))
 let runtime = try await LISARuntime(configuration: configuration, logger: app.logger)
@@ -37,17 +38,19 @@ for (path, operation) in [("chat/completions", UpstreamOperation.chatCompletions
         case .buffer(let buffer):
             return Response(status: .ok, headers: ["Content-Type": answer.contentType], body: .init(buffer: buffer))
         case .eventStream(let relay):
-            return Response(status: .ok, headers: ["Content-Type": "text/event-stream", "Cache-Control": "no-cache"],
-                            body: .init(asyncStream: { writer in
-                                try await relay.pump { try await writer.writeBuffer($0) }
-                                try await writer.write(.end)
-                            }))
+            return Response(
+                status: .ok, headers: ["Content-Type": "text/event-stream", "Cache-Control": "no-cache"],
+                body: .init(asyncStream: { writer in
+                    try await relay.pump { try await writer.writeBuffer($0) }
+                    try await writer.write(.end)
+                }))
         case .bytes(let relayed):
-            return Response(status: .ok, headers: ["Content-Type": answer.contentType],
-                            body: .init(asyncStream: { writer in
-                                try await relayed.pump { try await writer.writeBuffer($0) }
-                                try await writer.write(.end)
-                            }))
+            return Response(
+                status: .ok, headers: ["Content-Type": answer.contentType],
+                body: .init(asyncStream: { writer in
+                    try await relayed.pump { try await writer.writeBuffer($0) }
+                    try await writer.write(.end)
+                }))
         }
     }
 }

@@ -12,8 +12,9 @@ var configuration = LISAConfiguration()
 configuration.dataDirectory = environment["LISA_DATA_DIR"] ?? ".in-process-lisa"
 configuration.hostingBackend = "none"
 configuration.models = [
-    ModelDefinition(modelId: "assistant", modelName: environment["UPSTREAM_MODEL"] ?? "Qwen/Qwen2.5-0.5B-Instruct",
-                    endpoints: [EndpointDefinition(url: upstream), EndpointDefinition(url: upstream)])
+    ModelDefinition(
+        modelId: "assistant", modelName: environment["UPSTREAM_MODEL"] ?? "Qwen/Qwen2.5-0.5B-Instruct",
+        endpoints: [EndpointDefinition(url: upstream), EndpointDefinition(url: upstream)])
 ]
 
 let runtime = try await LISARuntime(configuration: configuration, logger: Logger(label: "in-process"))

@@ -320,7 +320,9 @@ struct OTLPJSONWriter {
 final class ExportCounts: Sendable {
     private let counts = Mutex<(succeeded: Int, failed: Int)>((0, 0))
     func add(succeeded: Int = 0, failed: Int = 0) {
-        counts.withLock { $0.succeeded += succeeded; $0.failed += failed }
+        counts.withLock {
+            $0.succeeded += succeeded; $0.failed += failed
+        }
     }
     var succeeded: Int { counts.withLock { $0.succeeded } }
     var failed: Int { counts.withLock { $0.failed } }

@@ -237,8 +237,8 @@ public final class OTLPSpan: Tracing.Span, Sendable {
         }
         guard let finished, let exporter else { return }
         let span = OTLPExporter.FinishedSpan(
-                identity: identity, parentSpanID: parentSpanID, name: finished.name, kind: kind, start: start,
-                end: instant().nanosecondsSinceEpoch, attributes: finished.attributes, events: finished.events,
+            identity: identity, parentSpanID: parentSpanID, name: finished.name, kind: kind, start: start,
+            end: instant().nanosecondsSinceEpoch, attributes: finished.attributes, events: finished.events,
             links: finished.links.compactMap { $0.context.traceIdentity }, status: finished.status
         )
         if let gate { gate.submit(span, to: exporter) } else { exporter.enqueue(span) }

@@ -106,6 +106,8 @@ public struct TracingSettings: Sendable, Hashable, Codable {
         guard maxQueuedSpans >= maxBatchSpans && maxQueuedSpans <= 1_000_000 else {
             throw ConfigurationError("tracing.maxQueuedSpans must be at least maxBatchSpans and at most 1000000")
         }
-        guard timeoutSeconds > 0 && timeoutSeconds <= 120 else { throw ConfigurationError("tracing.timeoutSeconds must be more than 0 and at most 120") }
+        guard timeoutSeconds > 0 && timeoutSeconds <= 120 else {
+            throw ConfigurationError("tracing.timeoutSeconds must be more than 0 and at most 120")
+        }
     }
 }
