@@ -234,7 +234,7 @@ public struct LISARoutes: Sendable {
             // Anthropic's other routes (batches, files, models under /v1/messages) are not
             // served, and say so in Anthropic's shape.
             for path in ["\(prefix)/messages", "\(prefix)/messages/count_tokens", "\(prefix)/messages/**"] {
-                for method in [HTTPRequest.Method.get, .put, .patch, .delete] + (path.hasSuffix("**") ? [.post] : []) {
+                for method in [HTTPRequest.Method.get, .head, .options, .put, .patch, .delete] + (path.hasSuffix("**") ? [.post] : []) {
                     messages.open.on(RouterPath(path), method: method) { _, _ -> Response in throw HTTPError(.notFound) }
                 }
             }

@@ -5,6 +5,7 @@ import Logging
 import MetricsTestKit
 import NIOCore
 import NIOFoundationCompat
+import ServiceLifecycle
 import Testing
 
 /// LISA in process: a runtime from a configuration, models called with typed values, no
@@ -160,17 +161,31 @@ struct RuntimeServiceTests {
         await #expect(throws: (any Error).self) { _ = try await thrown.runtime?.store.setting("deployment_id") }
     }
 
-    @Test("run() ends with the group and closes what the runtime opened; shutdown() after it does nothing")
+    @Test("run() closes what the runtime opened after a graceful shutdown; when cancelled it leaves that to shutdown()")
     func runClosesOnEnd() async throws {
         let configuration = Self.configuration()
         defer { try? FileManager.default.removeItem(atPath: configuration.dataDirectory) }
         let runtime = try await LISARuntime(configuration: configuration, provider: InMemoryProvider.echo, logger: Logger(label: "service-test"))
-        let running = Task { try await runtime.run() }
+        let group = ServiceGroup(services: [runtime], logger: Logger(label: "service-test"))
+        let running = Task { try await group.run() }
         _ = try await runtime.chatCompletion(try RuntimeTests.request("chat", "hi"))
-        running.cancel()
+        await group.triggerGracefulShutdown()
         try await running.value
         await #expect(throws: (any Error).self) { _ = try await runtime.store.setting("deployment_id") }
         try await runtime.shutdown()
+
+        // Cancelled (the group is cancelling everything, requests may still be finishing):
+        // the store stays open until the owner's shutdown().
+        let second = Self.configuration()
+        defer { try? FileManager.default.removeItem(atPath: second.dataDirectory) }
+        let cancelled = try await LISARuntime(configuration: second, provider: InMemoryProvider.echo, logger: Logger(label: "service-test"))
+        let task = Task { try await cancelled.run() }
+        _ = try await cancelled.chatCompletion(try RuntimeTests.request("chat", "hi"))
+        task.cancel()
+        try await task.value
+        _ = try await cancelled.store.setting("deployment_id")
+        try await cancelled.shutdown()
+        await #expect(throws: (any Error).self) { _ = try await cancelled.store.setting("deployment_id") }
     }
 }
 

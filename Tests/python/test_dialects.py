@@ -180,6 +180,12 @@ def test_anthropic_typed_errors(server, claude):
     # Unknown paths under /v1/messages answer in Anthropic's shape too.
     response = httpx.post(server.url + "/v1/messages/batches", json={}, headers={"x-api-key": ADMIN_KEY})
     assert response.status_code == 404 and response.json()["type"] == "error"
+    # So do other methods on its routes, signed in or not (each dialect is a route group of its own).
+    for method, path in [("GET", "/v1/messages"), ("OPTIONS", "/v1/messages"), ("DELETE", "/v2/serve/messages/count_tokens")]:
+        response = httpx.request(method, server.url + path)
+        assert response.status_code == 404 and response.json()["type"] == "error", (method, path, response.text)
+    refused = httpx.post(server.url + "/v1/messages", json={}, headers={"x-api-key": "wrong"})
+    assert refused.status_code == 401 and refused.json()["error"]["type"] == "authentication_error"
 
 
 def test_anthropic_rate_limit_is_a_rate_limit_error(upstream, tmp_path):

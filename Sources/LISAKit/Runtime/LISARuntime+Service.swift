@@ -6,28 +6,29 @@ public import Tracing
 extension LISARuntime: Service {
     /// Runs the runtime's long-lived parts (``services``: health probes, the models service,
     /// ingestion, usage records, key refresh, trace export) until graceful shutdown or
-    /// cancellation, then closes what the runtime opened (``shutdown()``), also when a part
-    /// fails. In a `ServiceGroup`, list the runtime before the servers that call it, so it
-    /// stops after them.
+    /// cancellation. After a graceful shutdown it closes what the runtime opened
+    /// (``shutdown()``): in a `ServiceGroup`, list the runtime before the servers that call it,
+    /// so it stops after them. When it is cancelled or a part fails, the group is cancelling
+    /// everything at once and requests may still be finishing against the store: it leaves the
+    /// closing to its owner's ``shutdown()`` after the group has ended (as ``withRuntime(configuration:store:provider:metrics:tracer:clock:logger:_:)``
+    /// and LISAServer do).
     public func run() async throws {
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(services: services.map { .init(service: $0) }, logger: logger)
         )
-        let result: Result<Void, any Error>
         do {
             try await group.run()
-            result = .success(())
         } catch is CancellationError {
-            result = .success(())  // cancelled: the usual way a group ends a service
-        } catch {
-            result = .failure(error)
+            return  // cancelled: the usual way a group ends a service; the owner closes
         }
-        // Closing waits for the store's listener and locks: it runs in a task of its own, so
-        // a cancelled run (the usual way a group ends it) still closes everything.
-        let closing = Task { try await self.shutdown() }
-        let closed = await closing.result
-        try result.get()
-        try closed.get()
+        guard !Task.isCancelled else { return }
+        try await closeInOwnTask()
+    }
+
+    /// ``shutdown()`` in a task of its own: closing waits for the store's listener and locks,
+    /// which a cancelled task would cut short, leaving the store open.
+    func closeInOwnTask() async throws {
+        try await Task { try await self.shutdown() }.value
     }
 
     /// Begins the gateway's drain when graceful shutdown starts: streams still open near the
@@ -49,11 +50,11 @@ extension LISARuntime: Service {
     /// ```
     public static func withRuntime<T: Sendable>(
         configuration: LISAConfiguration, store: (any StateStore)? = nil, provider: (any InferenceProvider)? = nil,
-        metrics: (any MetricsFactory)? = nil, tracer: (any Tracer)? = nil, logger: Logger,
+        metrics: (any MetricsFactory)? = nil, tracer: (any Tracer)? = nil, clock: AnyClock = .continuous, logger: Logger,
         _ body: (LISARuntime) async throws -> T
     ) async throws -> T {
         let runtime = try await LISARuntime(
-            configuration: configuration, store: store, provider: provider, metrics: metrics, tracer: tracer, logger: logger
+            configuration: configuration, store: store, provider: provider, metrics: metrics, tracer: tracer, clock: clock, logger: logger
         )
         let running = Task { try await runtime.run() }
         let result: Result<T, any Error>
@@ -64,8 +65,7 @@ extension LISARuntime: Service {
         }
         running.cancel()
         _ = await running.result
-        // run() closed it; a run that never started (cancelled at once) did not.
-        try await runtime.shutdown()
+        try await runtime.closeInOwnTask()
         return try result.get()
     }
 }

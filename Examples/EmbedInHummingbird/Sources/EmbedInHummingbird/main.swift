@@ -40,5 +40,7 @@ let app = Application(
     logger: logger
 )
 // LISA's services (models, health probes, ingestion) run beside the app.
-try await ServiceGroup(services: [app] + runtime.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
-try await runtime.shutdown()
+// The runtime first (it stops last, after the app's requests), its stream drain last (it
+// begins first, so open streams end cleanly within the grace period).
+try await ServiceGroup(services: [runtime, app, runtime.streamDrain], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+try await runtime.shutdown()  // after a cancelled group; a graceful one closed it already

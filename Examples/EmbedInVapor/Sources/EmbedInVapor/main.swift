@@ -55,10 +55,11 @@ for (path, operation) in [("chat/completions", UpstreamOperation.chatCompletions
     }
 }
 
-// LISA's services (models, health probes, ingestion) run beside the app until it stops.
-let services = runtime.services.map { service in Task { try await service.run() } }
+// LISA's runtime (models, health probes, ingestion) runs beside the app until it stops.
+let running = Task { try await runtime.run() }
 try await app.execute()
-for task in services { task.cancel(); _ = await task.result }
+running.cancel()
+_ = await running.result
 try await app.asyncShutdown()
 try await runtime.shutdown()
 

@@ -17,15 +17,16 @@ configuration.models = [
         endpoints: [EndpointDefinition(url: upstream), EndpointDefinition(url: upstream)])
 ]
 
-let runtime = try await LISARuntime(configuration: configuration, logger: Logger(label: "in-process"))
 let question = CommandLine.arguments.dropFirst().joined(separator: " ")
 let request = ChatCompletionRequest(model: "assistant", messages: [.user(UserMessage(content: .text(question)))])
 
-let answer = try await runtime.chatCompletion(request)
-print("answer:", answer.choices.first?.message.content?.plainText ?? "")
-print("stream:", terminator: " ")
-for try await chunk in runtime.streamChatCompletion(request) {
-    print(chunk.choices.first?.delta.content ?? "", terminator: "")
+// The runtime runs while the closure does, and closes what it opened afterwards.
+try await LISARuntime.withRuntime(configuration: configuration, logger: Logger(label: "in-process")) { runtime in
+    let answer = try await runtime.chatCompletion(request)
+    print("answer:", answer.choices.first?.message.content?.plainText ?? "")
+    print("stream:", terminator: " ")
+    for try await chunk in runtime.streamChatCompletion(request) {
+        print(chunk.choices.first?.delta.content ?? "", terminator: "")
+    }
+    print()
 }
-print()
-try await runtime.shutdown()
