@@ -21,7 +21,9 @@ extension LISARuntime: Service {
         } catch is CancellationError {
             return  // cancelled: the usual way a group ends a service; the owner closes
         }
-        guard !Task.isCancelled else { return }
+        // Only a graceful end closes: a part that returned on its own ends the group while the
+        // servers that use the runtime may still be running.
+        guard Task.isShuttingDownGracefully, !Task.isCancelled else { return }
         try await closeInOwnTask()
     }
 
