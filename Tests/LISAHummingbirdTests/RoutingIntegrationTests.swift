@@ -15,7 +15,8 @@ struct RoutingIntegrationTests {
 
     @Test("a dead endpoint opens its circuit, traffic flows to the live one, and the circuit recovers when it comes back")
     func circuitOpensAndRecovers() async throws {
-        let deadPort = try freePort()
+        let reserved = try ReservedPort()
+        let deadPort = reserved.port
         let clock = ManualClock()
         try await Harness.run(
             clock: AnyClock(clock),
@@ -36,6 +37,7 @@ struct RoutingIntegrationTests {
             #expect(view.body.contains(#""circuit":"open""#), "the admin view shows the circuit")
 
             // The replica comes back; after the cooldown a trial request closes the circuit.
+            reserved.release()
             try await FakeUpstream().withRunning(port: deadPort) { _ async throws in
                 clock.advance(by: .milliseconds(1100))
                 for _ in 0..<4 {
@@ -264,7 +266,7 @@ struct RoutingIntegrationTests {
 
     @Test("without a healthCheck, a reachability probe takes a dead endpoint out (a 404 at / is reachable); enabled: false opts out")
     func defaultReachabilityProbes() async throws {
-        let deadPort = try freePort()
+        let deadPort = try deadPort()
         var fast = HealthCheckConfiguration.reachability
         fast.intervalSeconds = 0.1
         // The dead port refuses at once; a long timeout keeps a busy machine from failing the live one's probe.
@@ -295,7 +297,7 @@ struct RoutingIntegrationTests {
 
     @Test("active probes take a dead endpoint out; with all endpoints down requests fail fast with 503")
     func activeHealthProbes() async throws {
-        let deadPort = try freePort()
+        let deadPort = try deadPort()
         try await Harness.run(
             probes: true,
             models: { url in

@@ -161,20 +161,43 @@ func eventually(timeout: Duration = .seconds(30), _ condition: @Sendable () -> B
     return condition()
 }
 
-/// A loopback port that was free a moment ago.
-func freePort() throws -> Int {
-    let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(socket) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+/// A loopback port nothing listens on, for the rest of the test process: the socket stays
+/// bound (never listening, so a connection is refused at once), so no server another test
+/// starts meanwhile can be given the port (freeing it, as this did before, let one test's
+/// "dead" endpoint become another's live server). The process closes the sockets.
+func deadPort() throws -> Int {
+    try ReservedPort().port
+}
+
+/// A loopback port held by a bound socket that never listens, until ``release()``: a dead
+/// endpoint that a test later brings to life on the same port.
+final class ReservedPort: @unchecked Sendable {
+    let port: Int
+    // Written once in init; release() is called once, by the test that owns it.
+    private let socket: Int32
+
+    init() throws {
+        socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let socket = self.socket
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+        }
+        guard bound else {
+            close(socket)
+            throw CancellationError()
+        }
+        port = Int(UInt16(bigEndian: address.sin_port))
     }
-    guard bound else { throw CancellationError() }
-    return Int(UInt16(bigEndian: address.sin_port))
+
+    /// Frees the port for a server of the test's own.
+    func release() {
+        close(socket)
+    }
 }
 
 /// Reads one sample from Prometheus text: the value of `name{labels}` where every given label matches.

@@ -217,7 +217,7 @@ struct UpstreamHTTPClientTests {
                 }
                 #expect(failure != nil, "\(url)")
             }
-            let port = try freePort()
+            let port = try deadPort()
             let refused = await failure {
                 try await client.execute(.init(url: "http://127.0.0.1:\(port)/", headers: [:], body: ByteBuffer()), deadline: .now() + .seconds(5))
             }

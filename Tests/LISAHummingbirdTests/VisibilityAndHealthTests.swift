@@ -93,7 +93,7 @@ struct VisibilityAndHealthTests {
 
     @Test("an endpoint nothing listens on is unknown (never healthy) until probes find it unhealthy, and /v1/models says so")
     func unknownThenDown() async throws {
-        let deadPort = try freePort()
+        let deadPort = try deadPort()
         var fast = HealthCheckConfiguration.reachability
         fast.intervalSeconds = 0.1
         // The dead port refuses at once; a long timeout keeps a busy machine from failing the live one's probe.

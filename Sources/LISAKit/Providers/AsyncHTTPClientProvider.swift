@@ -4,7 +4,7 @@ import NIOCore
 import NIOHTTP1
 
 /// The same adapter as ``OpenAICompatibleProvider`` over AsyncHTTPClient, which also speaks
-/// HTTP/2 (`upstreamClient: asynchttpclient`). The deadline bounds the answer's head; the
+/// HTTP/2 (`upstream.client: asyncHTTPClient`). The deadline bounds the answer's head; the
 /// gateway bounds a buffered body's rest.
 public struct AsyncHTTPClientProvider: InferenceProvider {
     public let httpClient: HTTPClient

@@ -8,7 +8,7 @@ public import NIOCore
 /// API key, and returns as soon as the response head arrives, so bodies stream through. The
 /// deadline bounds the whole answer, and the first-byte limit is the client's own read
 /// timeout. Cancelling the calling task cancels the upstream request. ``LISARuntime`` uses it
-/// unless `upstreamClient: asynchttpclient` (``AsyncHTTPClientProvider``) is configured.
+/// unless `upstream.client: asyncHTTPClient` (``AsyncHTTPClientProvider``) is configured.
 public struct OpenAICompatibleProvider: InferenceProvider {
     public let client: UpstreamHTTPClient
     public var timeouts: UpstreamTimeouts

@@ -4,10 +4,9 @@ public import NIOCore
 import NIOFoundationCompat
 import Synchronization
 
-/// The Anthropic Messages and OpenAI Responses dialects: each request is translated onto the
-/// chat-completions path (``forward(_:body:context:)``), so access control, limits, grounding,
-/// fallbacks, retries, timeouts and metrics are the same as for chat completions, and the
-/// answer is translated back — buffered or streamed event by event.
+/// The Anthropic Messages and OpenAI Responses calls in process (each ``Dialect`` serves its
+/// own: translated onto the chat path, or passed through to an upstream of its dialect), token
+/// counting, and the stored responses every replica reads.
 extension LISARuntime {
     // MARK: - Anthropic Messages
 
