@@ -254,7 +254,8 @@ extension JSONValue {
         }
     }
 
-    private static func writeString(_ value: String, to buffer: inout ByteBuffer) {
+    /// Appends `value` as a JSON string (quoted, escaped as ``write(to:)`` escapes strings).
+    package static func writeString(_ value: String, to buffer: inout ByteBuffer) {
         buffer.writeInteger(UInt8(ascii: "\""))
         var value = value
         value.withUTF8 { utf8 in

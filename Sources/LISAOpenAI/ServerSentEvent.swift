@@ -35,9 +35,34 @@ public struct ServerSentEvent: Sendable, Hashable {
         return text + "\n"
     }
 
-    /// Writes the wire form into a buffer.
+    /// Writes the wire form (``encoded()``) into a buffer.
     public func write(to buffer: inout ByteBuffer) {
-        buffer.writeString(encoded())
+        if let event {
+            buffer.writeStaticString("event: ")
+            buffer.writeString(event)
+            buffer.writeInteger(UInt8(ascii: "\n"))
+        }
+        if let id {
+            buffer.writeStaticString("id: ")
+            buffer.writeString(id)
+            buffer.writeInteger(UInt8(ascii: "\n"))
+        }
+        if let retry {
+            buffer.writeStaticString("retry: ")
+            buffer.writeString(String(retry))
+            buffer.writeInteger(UInt8(ascii: "\n"))
+        }
+        var data = data
+        data.withUTF8 { utf8 in
+            var lineStart = 0
+            for offset in 0...utf8.count where offset == utf8.count || utf8[offset] == UInt8(ascii: "\n") {
+                buffer.writeStaticString("data: ")
+                buffer.writeBytes(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(utf8)[lineStart..<offset]))
+                buffer.writeInteger(UInt8(ascii: "\n"))
+                lineStart = offset + 1
+            }
+        }
+        buffer.writeInteger(UInt8(ascii: "\n"))
     }
 
     /// An `error` event carrying an OpenAI error envelope, for failures after a stream started.

@@ -46,6 +46,11 @@ public enum StrictJSON {
         if let violation { throw violation }
     }
 
+    /// Whether `bytes` pass ``validate(_:maximumDepth:)``, for callers that only need to know.
+    package static func isValid(_ bytes: UnsafeRawBufferPointer, maximumDepth: Int = defaultMaximumDepth) -> Bool {
+        check(bytes, maximumDepth: maximumDepth) == nil
+    }
+
     private static func check(_ bytes: UnsafeRawBufferPointer, maximumDepth: Int) -> Violation? {
         var scanner = Scanner(bytes: bytes, maximumDepth: maximumDepth)
         do {

@@ -9,7 +9,7 @@ private func json(_ text: String) throws -> JSONValue {
 }
 
 /// A chat answer to translate: what a model said, as a whole completion and as chunks.
-private struct ChatAnswer {
+struct ChatAnswer {
     var reasoning: String?
     var text: String?
     var calls: [(id: String, name: String, arguments: String)] = []

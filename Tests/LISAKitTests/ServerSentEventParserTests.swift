@@ -72,4 +72,17 @@ struct ServerSentEventParserTests {
         #expect(parsed[0].event.event == "error")
         #expect(parsed[0].event.data.contains(#""message":"upstream died""#))
     }
+
+    @Test("an event is written as its encoded form, data lines split at newlines")
+    func writeMatchesEncoded() {
+        let events = [
+            ServerSentEvent(data: "plain"), ServerSentEvent(event: "x", data: ""), ServerSentEvent(data: "a\nb\n"),
+            ServerSentEvent(event: "e", data: "ü\n\nz", id: "7", retry: 1500), ServerSentEvent(data: "\n"), .done,
+        ]
+        for event in events {
+            var buffer = ByteBuffer()
+            event.write(to: &buffer)
+            #expect(String(buffer: buffer) == event.encoded())
+        }
+    }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import NIOCore
+public import NIOCore
 import NIOFoundationCompat
 import Synchronization
 
@@ -11,6 +11,17 @@ import Synchronization
 public protocol ServerSentEventTranslator: Sendable {
     /// The events to send for one relayed event.
     mutating func translate(_ event: ServerSentEvent) -> [ServerSentEvent]
+
+    /// Writes the events to send for one relayed event to `output`: what the relay calls. The
+    /// default writes ``translate(_:)``'s; a translator writes its most frequent events (the
+    /// deltas) straight, the same bytes without building them as JSON values first.
+    mutating func translate(_ event: ServerSentEvent, into output: inout ByteBuffer)
+}
+
+extension ServerSentEventTranslator {
+    public mutating func translate(_ event: ServerSentEvent, into output: inout ByteBuffer) {
+        for translated in translate(event) { translated.write(to: &output) }
+    }
 }
 
 extension ServerSentEventRelay {
@@ -22,15 +33,12 @@ extension ServerSentEventRelay {
     ) -> ServerSentEventRelay {
         let state = Mutex((parser: ServerSentEventParser(), translator: translator))
         return mapping { chunk in
-            let (events, snapshot): ([ServerSentEvent], T) = try state.withLock { state in
-                let parsed = try state.parser.feed(chunk)
-                var out: [ServerSentEvent] = []
-                for item in parsed { out += state.translator.translate(item.event) }
-                return (out, state.translator)
-            }
-            if let afterEvent { await afterEvent(snapshot) }
             var buffer = ByteBuffer()
-            for event in events { event.write(to: &buffer) }
+            let snapshot: T? = try state.withLock { state in
+                for item in try state.parser.feed(chunk) { state.translator.translate(item.event, into: &buffer) }
+                return afterEvent == nil ? nil : state.translator
+            }
+            if let afterEvent, let snapshot { await afterEvent(snapshot) }
             return buffer
         }
     }

@@ -66,18 +66,24 @@ extension ResponsesDialect {
         case .eventStream(let relay):
             let saved = Mutex(false)
             let logger = context.logger
-            let translated = relay.translating(with: ResponsesStreamTranslator(id: id, createdAt: created, translation: translation)) { translator in
-                guard translation.store, let final = translator.final,
-                    !saved.withLock({
-                        let was = $0; $0 = true; return was
-                    })
-                else { return }
-                do {
-                    try await LISARuntime.save(final, translation: translation, history: conversation, owner: owner, in: store, quotas: quotas)
-                } catch {
-                    logger.error("storing a streamed response failed", metadata: ["lisa.response_id": "\(id)", "lisa.error": "\(error)"])
+            // Only a stored response needs to see the translator after each chunk.
+            var storeFinal: (@Sendable (ResponsesStreamTranslator) async -> Void)?
+            if translation.store {
+                storeFinal = { translator in
+                    guard let final = translator.final,
+                        !saved.withLock({
+                            let was = $0; $0 = true; return was
+                        })
+                    else { return }
+                    do {
+                        try await LISARuntime.save(final, translation: translation, history: conversation, owner: owner, in: store, quotas: quotas)
+                    } catch {
+                        logger.error("storing a streamed response failed", metadata: ["lisa.response_id": "\(id)", "lisa.error": "\(error)"])
+                    }
                 }
             }
+            let translated = relay.translating(
+                with: ResponsesStreamTranslator(id: id, createdAt: created, translation: translation), afterEvent: storeFinal)
             return GatewayResponse(contentType: "text/event-stream", body: .eventStream(translated))
 
         case .bytes:

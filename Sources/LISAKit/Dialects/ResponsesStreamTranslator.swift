@@ -1,4 +1,5 @@
 import Foundation
+public import NIOCore
 
 /// Chat-completion chunks to the Responses stream: `response.created`,
 /// `response.in_progress`, per output item `response.output_item.added`, its parts and deltas
@@ -7,10 +8,11 @@ import Foundation
 /// then `response.completed` (or `response.incomplete`). A broken upstream ends with
 /// `response.failed`, never a completion.
 public struct ResponsesStreamTranslator: ServerSentEventTranslator {
+    /// The output item being streamed; its text (or a call's arguments) so far is `openText`.
     enum Open {
-        case message(id: String, text: String)
-        case reasoning(id: String, text: String)
-        case function(id: String, index: Int, callID: String, name: String, arguments: String)
+        case message(id: String)
+        case reasoning(id: String)
+        case function(id: String, index: Int, callID: String, name: String)
     }
 
     let id: String
@@ -19,6 +21,11 @@ public struct ResponsesStreamTranslator: ServerSentEventTranslator {
     var sequence: Int64 = 0
     var started = false
     var open: Open?
+    /// The open item's text or arguments so far, appended to in place (linear in the answer).
+    var openText = ""
+    /// Whether plain deltas are written straight (``translate(_:into:)``); tests turn it off
+    /// to compare with the events built as JSON values.
+    var writesDeltasStraight = true
     var closedTools: Set<Int> = []
     public private(set) var output: [JSONValue] = []
     var usage: JSONValue?
@@ -56,7 +63,7 @@ public struct ResponsesStreamTranslator: ServerSentEventTranslator {
             }
             for call in delta["tool_calls"]?.arrayValue ?? [] {
                 let index = Int(call["index"]?.int64Value ?? 0)
-                if case .function(_, index, _, _, _) = open {
+                if case .function(_, index, _, _) = open {
                 } else {
                     guard !closedTools.contains(index) else {
                         return out + fail(message: "The upstream interleaved the arguments of parallel tool calls.", code: nil)
@@ -64,15 +71,14 @@ public struct ResponsesStreamTranslator: ServerSentEventTranslator {
                     out += closeOpen()
                     let item = Open.function(
                         id: DialectJSON.id("fc_"), index: index, callID: call["id"]?.stringValue ?? DialectJSON.id("call_"),
-                        name: call["function"]?["name"]?.stringValue ?? "", arguments: ""
+                        name: call["function"]?["name"]?.stringValue ?? ""
                     )
                     open = item
-                    out.append(emit("response.output_item.added", ["output_index": outputIndex, "item": item.json(status: "in_progress")]))
+                    openText = ""
+                    out.append(emit("response.output_item.added", ["output_index": outputIndex, "item": item.json(status: "in_progress", text: "")]))
                 }
-                if let arguments = call["function"]?["arguments"]?.stringValue, !arguments.isEmpty,
-                    case .function(let itemID, let index, let callID, let name, let sofar) = open
-                {
-                    open = .function(id: itemID, index: index, callID: callID, name: name, arguments: sofar + arguments)
+                if let arguments = call["function"]?["arguments"]?.stringValue, !arguments.isEmpty, case .function(let itemID, _, _, _) = open {
+                    openText += arguments
                     out.append(
                         emit(
                             "response.function_call_arguments.delta",
@@ -82,6 +88,52 @@ public struct ResponsesStreamTranslator: ServerSentEventTranslator {
             if let reason = choice["finish_reason"]?.stringValue { finishReason = reason }
         }
         return out
+    }
+
+    /// A plain text or reasoning delta that continues the open item is written straight:
+    /// the bytes ``translate(_:)`` gives, without parsing the chunk into a tree or building
+    /// the event as JSON values. Everything else takes ``translate(_:)``.
+    public mutating func translate(_ event: ServerSentEvent, into buffer: inout ByteBuffer) {
+        if writesDeltasStraight, started, final == nil, event.event == nil, !event.isDone, let open,
+            let delta = ChatStreamDelta.read(event.data)
+        {
+            let text = delta.content ?? ""
+            let reasoning = delta.reasoning ?? ""
+            switch open {
+            case .message(let itemID) where reasoning.isEmpty:
+                guard !text.isEmpty else { return }
+                openText += text
+                writeDelta("response.output_text.delta", itemID: itemID, text: text, logprobs: true, into: &buffer)
+                return
+            case .reasoning(let itemID) where text.isEmpty:
+                guard !reasoning.isEmpty else { return }
+                openText += reasoning
+                writeDelta("response.reasoning_text.delta", itemID: itemID, text: reasoning, logprobs: false, into: &buffer)
+                return
+            default:
+                break
+            }
+        }
+        for translated in translate(event) { translated.write(to: &buffer) }
+    }
+
+    /// The event `emit` builds for a delta, written as the same bytes.
+    private mutating func writeDelta(_ type: StaticString, itemID: String, text: String, logprobs: Bool, into buffer: inout ByteBuffer) {
+        buffer.writeStaticString("event: ")
+        buffer.writeStaticString(type)
+        buffer.writeStaticString("\ndata: {\"item_id\":")
+        JSONValue.writeString(itemID, to: &buffer)
+        buffer.writeStaticString(",\"output_index\":")
+        buffer.writeString(String(output.count))
+        buffer.writeStaticString(",\"content_index\":0,\"delta\":")
+        JSONValue.writeString(text, to: &buffer)
+        if logprobs { buffer.writeStaticString(",\"logprobs\":[]") }
+        buffer.writeStaticString(",\"type\":\"")
+        buffer.writeStaticString(type)
+        buffer.writeStaticString("\",\"sequence_number\":")
+        buffer.writeString(String(sequence))
+        buffer.writeStaticString("}\n\n")
+        sequence += 1
     }
 
     var outputIndex: JSONValue { .integer(Int64(output.count)) }
@@ -111,13 +163,14 @@ public struct ResponsesStreamTranslator: ServerSentEventTranslator {
     private mutating func appendText(_ text: String) -> [ServerSentEvent] {
         var out: [ServerSentEvent] = []
         let itemID: String
-        if case .message(let id, let sofar) = open {
+        if case .message(let id) = open {
             itemID = id
-            open = .message(id: id, text: sofar + text)
+            openText += text
         } else {
             out += closeOpen()
             itemID = DialectJSON.id("msg_")
-            open = .message(id: itemID, text: text)
+            open = .message(id: itemID)
+            openText = text
             out.append(
                 emit(
                     "response.output_item.added",
@@ -139,13 +192,14 @@ public struct ResponsesStreamTranslator: ServerSentEventTranslator {
     private mutating func appendReasoning(_ text: String) -> [ServerSentEvent] {
         var out: [ServerSentEvent] = []
         let itemID: String
-        if case .reasoning(let id, let sofar) = open {
+        if case .reasoning(let id) = open {
             itemID = id
-            open = .reasoning(id: id, text: sofar + text)
+            openText += text
         } else {
             out += closeOpen()
             itemID = DialectJSON.id("rs_")
-            open = .reasoning(id: itemID, text: text)
+            open = .reasoning(id: itemID)
+            openText = text
             out.append(
                 emit(
                     "response.output_item.added",
@@ -161,9 +215,11 @@ public struct ResponsesStreamTranslator: ServerSentEventTranslator {
     private mutating func closeOpen() -> [ServerSentEvent] {
         guard let open else { return [] }
         self.open = nil
+        let text = openText
+        openText = ""
         var out: [ServerSentEvent] = []
         switch open {
-        case .message(let itemID, let text):
+        case .message(let itemID):
             out.append(
                 emit(
                     "response.output_text.done",
@@ -173,20 +229,20 @@ public struct ResponsesStreamTranslator: ServerSentEventTranslator {
                     "response.content_part.done",
                     ["item_id": .string(itemID), "output_index": outputIndex, "content_index": 0, "part": ResponsesDialect.outputText(text)])
             )
-        case .reasoning(let itemID, let text):
+        case .reasoning(let itemID):
             out.append(
                 emit(
                     "response.reasoning_text.done",
                     ["item_id": .string(itemID), "output_index": outputIndex, "content_index": 0, "text": .string(text)]))
-        case .function(let itemID, let index, _, let name, let arguments):
+        case .function(let itemID, let index, _, let name):
             closedTools.insert(index)
             out.append(
                 emit(
                     "response.function_call_arguments.done",
-                    ["item_id": .string(itemID), "output_index": outputIndex, "name": .string(name), "arguments": .string(arguments)])
+                    ["item_id": .string(itemID), "output_index": outputIndex, "name": .string(name), "arguments": .string(text)])
             )
         }
-        let item = open.json(status: "completed")
+        let item = open.json(status: "completed", text: text)
         out.append(emit("response.output_item.done", ["output_index": outputIndex, "item": item]))
         output.append(item)
         return out
@@ -216,17 +272,18 @@ public struct ResponsesStreamTranslator: ServerSentEventTranslator {
 }
 
 extension ResponsesStreamTranslator.Open {
-    func json(status: String) -> JSONValue {
+    /// The item, with `text` (the text or arguments so far) where a completed item carries it.
+    func json(status: String, text: String) -> JSONValue {
         switch self {
-        case .message(let id, let text):
+        case .message(let id):
             ResponsesDialect.messageItem(id: id, status: status, content: status == "completed" ? [ResponsesDialect.outputText(text)] : [])
-        case .reasoning(let id, let text):
+        case .reasoning(let id):
             [
                 "type": "reasoning", "id": .string(id), "summary": [],
                 "content": status == "completed" ? [["type": "reasoning_text", "text": .string(text)]] : [],
             ]
-        case .function(let id, _, let callID, let name, let arguments):
-            ResponsesDialect.functionCallItem(id: id, callID: callID, name: name, arguments: status == "completed" ? arguments : "", status: status)
+        case .function(let id, _, let callID, let name):
+            ResponsesDialect.functionCallItem(id: id, callID: callID, name: name, arguments: status == "completed" ? text : "", status: status)
         }
     }
 }

@@ -1,0 +1,128 @@
+import Foundation
+import NIOCore
+import Testing
+
+@testable import LISAKit
+
+/// A translator writes its plain deltas straight (``ChatStreamDelta``) instead of building them
+/// as JSON values: the bytes must be the same either way, and the reader must take exactly
+/// the chunks whose translation it can write.
+@Suite("Stream translators: deltas written straight")
+struct StreamTranslatorWritingTests {
+    /// Ids are random per item, so two translators agree up to them.
+    private func normalized(_ buffer: ByteBuffer) -> String {
+        String(buffer: buffer).replacing(/"(msg|rs|fc|call|toolu)_[0-9a-f]+"/, with: "\"ID\"")
+    }
+
+    /// The chunks of `answer`, some rewritten to other shapes upstreams send (vLLM's
+    /// `logprobs`/`stop_reason`, a `null` usage, Ollama's `reasoning`).
+    private func variedChunks(_ answer: ChatAnswer, using generator: inout SeededGenerator) -> [ServerSentEvent] {
+        answer.chunks(using: &generator).map { event in
+            guard !event.isDone, var chunk = try? JSONValue(parsing: event.data), var object = chunk.objectValue else { return event }
+            if Bool.random(using: &generator) { object["usage"] = .null }
+            if var choices = object["choices"]?.arrayValue, var choice = choices.first?.objectValue {
+                if Bool.random(using: &generator) {
+                    choice["logprobs"] = .null
+                    choice["stop_reason"] = .null
+                }
+                if Bool.random(using: &generator), var delta = choice["delta"]?.objectValue, let reasoning = delta["reasoning_content"] {
+                    delta.removeValue(forKey: "reasoning_content")
+                    delta["reasoning"] = reasoning
+                    choice["delta"] = .object(delta)
+                }
+                choices[0] = .object(choice)
+                object["choices"] = .array(choices)
+            }
+            chunk = .object(object)
+            return ServerSentEvent(data: DialectJSON.string(chunk))
+        }
+    }
+
+    @Test("Responses: the straight bytes are the built bytes (300 random answers)")
+    func responses() throws {
+        var generator = SeededGenerator(state: 11)
+        let translation = try ResponsesDialect.translate(try JSONValue(parsing: #"{"model":"m","input":"hi"}"#))
+        for _ in 0..<300 {
+            let answer = ChatAnswer.random(using: &generator)
+            var straight = ResponsesStreamTranslator(id: "resp_1", createdAt: 5, translation: translation)
+            var built = straight
+            built.writesDeltasStraight = false
+            var (fast, slow) = (ByteBuffer(), ByteBuffer())
+            for event in variedChunks(answer, using: &generator) {
+                straight.translate(event, into: &fast)
+                built.translate(event, into: &slow)
+            }
+            #expect(normalized(fast) == normalized(slow))
+            #expect(straight.final != nil)
+            #expect(straight.final.map { normalized(DialectJSON.encode($0)) } == built.final.map { normalized(DialectJSON.encode($0)) })
+        }
+    }
+
+    @Test("Anthropic: the straight bytes are the built bytes (300 random answers)")
+    func anthropic() throws {
+        var generator = SeededGenerator(state: 12)
+        for _ in 0..<300 {
+            let answer = ChatAnswer.random(using: &generator)
+            var straight = AnthropicStreamTranslator(model: "claude-lisa")
+            var built = straight
+            built.writesDeltasStraight = false
+            var (fast, slow) = (ByteBuffer(), ByteBuffer())
+            for event in variedChunks(answer, using: &generator) {
+                straight.translate(event, into: &fast)
+                built.translate(event, into: &slow)
+            }
+            #expect(normalized(fast) == normalized(slow))
+        }
+    }
+
+    @Test("a plain delta is written straight, in the order and form emit gives")
+    func plainDeltaBytes() throws {
+        let translation = try ResponsesDialect.translate(try JSONValue(parsing: #"{"model":"m","input":"hi"}"#))
+        var translator = ResponsesStreamTranslator(id: "resp_1", createdAt: 5, translation: translation)
+        var buffer = ByteBuffer()
+        translator.translate(ServerSentEvent(data: #"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":"A"}}]}"#), into: &buffer)
+        buffer.clear()
+        translator.translate(
+            ServerSentEvent(data: #"{"id":"c","choices":[{"index":0,"delta":{"content":"\"b\"\n"},"finish_reason":null}]}"#), into: &buffer)
+        #expect(
+            normalized(buffer)
+                == "event: response.output_text.delta\ndata: {\"item_id\":\"ID\",\"output_index\":0,\"content_index\":0,"
+                + "\"delta\":\"\\\"b\\\"\\n\",\"logprobs\":[],\"type\":\"response.output_text.delta\",\"sequence_number\":5}\n\n")
+    }
+
+    @Test("the delta reader takes the common chunk shapes")
+    func readsCommonShapes() {
+        let vLLM =
+            #"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"},"logprobs":null,"finish_reason":null,"stop_reason":null}],"usage":null}"#
+        #expect(ChatStreamDelta.read(vLLM) == ChatStreamDelta(id: "chatcmpl-1", content: "Hi", reasoning: nil))
+        let ollama = #"{"id":"x","choices":[{"index":0,"delta":{"role":"assistant","content":"","reasoning":"hm"},"finish_reason":null}]}"#
+        #expect(ChatStreamDelta.read(ollama) == ChatStreamDelta(id: "x", content: "", reasoning: "hm"))
+        let escaped = #"{"choices":[{"delta":{"content":"\u00fc\"\n"}}]}"#
+        #expect(ChatStreamDelta.read(escaped)?.content == "ü\"\n")
+        // reasoning_content wins over reasoning wherever it is, also when null (as the tree reader has it).
+        #expect(ChatStreamDelta.read(#"{"choices":[{"delta":{"reasoning":"a","reasoning_content":null}}]}"#)?.reasoning == nil)
+        #expect(ChatStreamDelta.read(#"{"choices":[{"delta":{"reasoning_content":"b","reasoning":"a"}}]}"#)?.reasoning == "b")
+    }
+
+    @Test(
+        "the delta reader leaves every other chunk to the tree parser",
+        arguments: [
+            #"{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"stop"}]}"#,
+            #"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{"}}]}}]}"#,
+            #"{"choices":[{"index":0,"delta":{"content":"a"}}],"usage":{"prompt_tokens":1}}"#,
+            #"{"choices":[{"index":0,"delta":{"content":"a"}}],"lisa":{"sources":[]}}"#,
+            #"{"choices":[{"index":0,"delta":{"content":"a"}},{"index":1,"delta":{"content":"b"}}]}"#,
+            #"{"choices":[{"index":1,"delta":{"content":"a"}}]}"#,
+            #"{"choices":[{"index":0,"delta":{"content":"a"},"stop_reason":"</s>"}]}"#,
+            #"{"choices":[{"index":0,"delta":{"content":"a","content":"b"}}]}"#,
+            #"{"choices":[{"index":0,"delta":{"content":[{"type":"text","text":"a"}]}}]}"#,
+            #"{"choices":[{"index":0,"delta":{"con\u0074ent":"a"}}]}"#,
+            #"{"choices":[{"index":0,"delta":{"content":"a"}}]} x"#,
+            #"{"choices":[]}"#,
+            #"{"id":"x"}"#,
+            #"[DONE]"#,
+        ])
+    func leavesTheRest(chunk: String) {
+        #expect(ChatStreamDelta.read(chunk) == nil)
+    }
+}
