@@ -112,7 +112,7 @@ public struct LISARoutes: Sendable {
         ManagementRoute(method: .post, path: "/admin/rotate-key") { routes, call in
             struct RotateRequest: Decodable { var gracePeriodSeconds: Double? }
             let grace = call.body.readableBytes > 0 ? try RequestJSON.decode(RotateRequest.self, from: call.body).gracePeriodSeconds : nil
-            let rotation = try await routes.authenticator.adminKeys.rotate(gracePeriod: grace ?? 3600, store: routes.gateway.store)
+            let rotation = try await routes.authenticator.adminKeys.rotate(gracePeriod: grace ?? 3600, settings: routes.runtime.store.settings)
             routes.tokens.auditRotation(by: call.principal, until: rotation.previousKeyValidUntil)
             return try encode(rotation)
         },

@@ -60,7 +60,7 @@ struct AccessControlTests {
             #expect(try await lisa.send(.DELETE, "/api-tokens/\(alice.tokenInfo.id)", key: alice.token).status == 200)
             let revoked = try await lisa.send(.GET, "/v1/models", key: alice.token)
             #expect(revoked.status == 401, "revocation takes effect on the next request")
-            let stored = try await lisa.gateway.store.tokens(username: nil)
+            let stored = try await lisa.store.tokens.tokens(username: nil)
             #expect(stored.map(\.id) == [bob.tokenInfo.id])
             #expect(!stored.contains { $0.tokenHash == bob.token }, "only the hash is stored")
         }
@@ -70,7 +70,7 @@ struct AccessControlTests {
     func expiredToken() async throws {
         try await Harness.run(access: Self.access, models: Self.models) { lisa in
             let secret = APIToken.generateSecret()
-            try await lisa.gateway.store.insertToken(
+            try await lisa.store.tokens.insert(
                 APIToken(
                     id: APIToken.generateID(), name: "old", username: "carol", groups: [], createdBy: "admin",
                     createdAt: Date(timeIntervalSinceNow: -200), expiresAt: Date(timeIntervalSinceNow: -100), isSystemToken: false,

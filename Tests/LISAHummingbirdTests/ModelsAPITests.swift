@@ -53,7 +53,7 @@ struct ModelsAPITests {
             #expect(try await lisa.send(.GET, "/models/qwen").status == 404)
             #expect(try await lisa.send("/v1/chat/completions", json: #"{"model":"qwen","messages":[{"role":"user","content":"x"}]}"#).status == 404)
         }
-        #expect(try await second.models().isEmpty, "the deletion is persisted")
+        #expect(try await second.models.all().isEmpty, "the deletion is persisted")
         try await second.close()
     }
 

@@ -57,9 +57,10 @@ struct RAGHostileTests {
             ]
             _ = try await rag.updateRepository("os", patch: renamed, by: .admin)
             #expect(
-                try await store.get(RAGRepository.self, kind: "rag.repository", id: "os")?.opensearch?.password == "s3cret", "same endpoint keeps it")
+                try await store.records.get(RAGRepository.self, kind: "rag.repository", id: "os")?.opensearch?.password == "s3cret",
+                "same endpoint keeps it")
             _ = try await rag.updateRepository("os", patch: moved, by: .admin)
-            let stored = try await store.get(RAGRepository.self, kind: "rag.repository", id: "os")
+            let stored = try await store.records.get(RAGRepository.self, kind: "rag.repository", id: "os")
             #expect(stored?.opensearch?.url == "https://attacker.example:9200")
             #expect(stored?.opensearch?.password == nil, "the old secret is not sent to the new URL")
         }
@@ -86,7 +87,7 @@ struct RAGHostileTests {
                 chunkSize: nil, chunkOverlap: nil, by: Self.alice)
             stuck.status = .inProgress
             stuck.attempts = 2
-            try await store.put(stuck, kind: "rag.job", id: stuck.jobId, parent: "docs")
+            try await store.records.put(stuck, kind: "rag.job", id: stuck.jobId, parent: "docs")
             await rag.ingest(stuck.jobId)
             let gaveUp = try #require(try await rag.waitForJob(stuck.jobId, timeout: .seconds(10)))
             #expect(gaveUp.status == .failed && gaveUp.reason?.contains("maxAttempts") == true)
@@ -124,7 +125,7 @@ struct RAGHostileTests {
                 )
             }
             for job in slowJobs {
-                let stored = try #require(try await store.get(IngestionJob.self, kind: "rag.job", id: job.jobId))
+                let stored = try #require(try await store.records.get(IngestionJob.self, kind: "rag.job", id: job.jobId))
                 #expect(stored.status == .pending, "interrupted jobs stay queued for the next start")
                 #expect((stored.attempts ?? 0) == 0, "a shutdown is not the file's fault: the start does not count")
             }

@@ -31,7 +31,8 @@ struct RAGServiceTests {
             let vectors = try await EmbeddedVectorStore.inMemory()
             let uploads = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-uploads-\(UUID().uuidString)").path
             let rag = try RAGService(
-                store: store, gateway: lisa.gateway, embedded: vectors, pgvector: nil, uploadDirectory: uploads, maxUploadSize: maxUploadSize,
+                store: store.records, coordination: store.coordination, gateway: lisa.gateway, embedded: vectors, pgvector: nil,
+                uploadDirectory: uploads, maxUploadSize: maxUploadSize,
                 ingestion: ingestion, quotas: quotas, httpClient: HTTPClient.shared,
                 logger: Logger(label: "rag-test")
             )
@@ -54,11 +55,12 @@ struct RAGServiceTests {
                 Data("The second document.".utf8), filename: "b.txt", to: "docs", collection: nil,
                 chunkSize: nil, chunkOverlap: nil, by: .admin)
             second.status = .inProgress
-            try await store.put(second, kind: "rag.job", id: second.jobId, parent: "docs")
+            try await store.records.put(second, kind: "rag.job", id: second.jobId, parent: "docs")
 
             // A fresh service on the same store and uploads picks them up.
             let restarted = try RAGService(
-                store: store, gateway: rag.gateway, embedded: rag.embedded, pgvector: nil, uploadDirectory: rag.uploadDirectory,
+                store: store.records, coordination: store.coordination, gateway: rag.gateway, embedded: rag.embedded, pgvector: nil,
+                uploadDirectory: rag.uploadDirectory,
                 logger: Logger(label: "rag-test")
             )
             let group = ServiceGroup(configuration: .init(services: [restarted], logger: Logger(label: "rag-test")))

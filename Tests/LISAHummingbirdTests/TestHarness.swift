@@ -20,13 +20,14 @@ struct Harness: Sendable {
     let fake: FakeUpstream
     let gateway: Gateway
     let models: ModelManager
+    let store: SQLStateStore
 
     /// Starts a fake upstream and a LISA server routed to it, runs `body`, stops both.
     /// `clock`: what routing and rate limits run on (a `ManualClock` to advance by hand).
     static func run<T: Sendable>(
         fake: FakeUpstream = FakeUpstream(),
         upstreamPort: Int = 0,
-        store: (any StateStore)? = nil,
+        store: SQLStateStore? = nil,
         maxRequestBodySize: Int = 1024 * 1024,
         probes: Bool = false,
         defaultHealthCheck: HealthCheckConfiguration = .reachability,
@@ -47,7 +48,7 @@ struct Harness: Sendable {
             var logger = Logger(label: "lisa-test")
             logger.logLevel = .critical
             let given = store
-            let store: any StateStore
+            let store: SQLStateStore
             if let given { store = given } else { store = try await SQLStateStore.inMemory() }
             // One runtime, as LISAServe builds it, from a configuration.
             var configuration = LISAConfiguration()
@@ -80,7 +81,7 @@ struct Harness: Sendable {
                     try await body(
                         Harness(
                             baseURL: "http://127.0.0.1:\(port)", upstreamURL: upstreamURL, fake: fake, gateway: runtime.gateway,
-                            models: runtime.models
+                            models: runtime.models, store: store
                         )
                     )
                 }

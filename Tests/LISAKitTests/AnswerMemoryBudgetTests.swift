@@ -69,11 +69,13 @@ struct AnswerMemoryBudgetTests {
         limits.inFlightBytes = 384 << 10
         let budget = AnswerMemoryBudget(limits: limits)
         let store = try await SQLStateStore.inMemory()
-        let gateway = Gateway(registry: ModelRegistry(), store: store, provider: provider, answerMemory: budget, logger: Self.logger)
+        let gateway = Gateway(registry: ModelRegistry(), provider: provider, answerMemory: budget, logger: Self.logger)
         var anthropic = ModelDefinition(modelId: "claude", modelName: "m", modelUrl: "http://a.invalid/v1")
         anthropic.upstreamAPI = .anthropic
         let models = [ModelDefinition(modelId: "chat", modelName: "m", modelUrl: "http://a.invalid/v1"), anthropic]
-        let manager = try ModelManager(store: store, registry: gateway.registry, configured: models, logger: Self.logger)
+        let manager = try ModelManager(
+            store: store.models, coordination: store.coordination, usage: store.usage, registry: gateway.registry, configured: models,
+            logger: Self.logger)
         try await manager.reload()
         let context = InferenceContext(requestID: "req-memory", logger: Self.logger)
         func call(_ model: String) async -> Result<GatewayResponse, LISAError> {

@@ -231,13 +231,13 @@ import Testing
         let logger = Logger(label: "test")
         let store = try await SQLStateStore.openSQLite(path: data.appendingPathComponent("lisa.sqlite").path, logger: logger)
         let vectors = try await EmbeddedVectorStore.open(directory: data.appendingPathComponent("vectors").path, logger: logger)
-        try await store.setSetting("marker", to: "before the backup")
+        try await store.settings.setValue("before the backup", for: "marker")
         try await vectors.createCollection(VectorCollection(name: "c", dimension: 2, metric: .cosine))
         try await vectors.upsert([VectorChunk(id: "1", documentId: "d", text: "t", metadata: [:], embedding: [1, 0])], into: "c")
 
         let backup = try await StateBackup.make(dataDirectory: data.path, schemaVersion: SQLStateStore.schemaVersion, logger: logger)
         // Written after the snapshot: not in it.
-        try await store.setSetting("marker", to: "after the backup")
+        try await store.settings.setValue("after the backup", for: "marker")
         // One at a time.
         let refusal = await #expect(throws: LISAError.self) {
             _ = try await StateBackup.make(dataDirectory: data.path, schemaVersion: SQLStateStore.schemaVersion, logger: logger)
@@ -255,7 +255,7 @@ import Testing
         let manifest = try BackupRestore.restore(archive: archive, into: restored)
         #expect(manifest.files.map(\.path) == ["lisa.sqlite", "vectors/vectors.sqlite"])
         let copy = try await SQLStateStore.openSQLite(path: restored + "/lisa.sqlite", logger: logger)
-        #expect(try await copy.setting("marker") == "before the backup")
+        #expect(try await copy.settings.value(for: "marker") == "before the backup")
         let copiedVectors = try await EmbeddedVectorStore.open(directory: restored + "/vectors", logger: logger)
         #expect(try await copiedVectors.search(VectorQuery(embedding: [1, 0], topK: 1), in: "c").first?.id == "1")
         try await copiedVectors.close()

@@ -18,8 +18,10 @@ struct InMemoryGatewayTests {
     ) async throws {
         let store = try await SQLStateStore.inMemory()
         do {
-            let gateway = Gateway(registry: ModelRegistry(), store: store, provider: provider, access: access, logger: logger)
-            let manager = try ModelManager(store: store, registry: gateway.registry, configured: models, logger: logger)
+            let gateway = Gateway(registry: ModelRegistry(), provider: provider, access: access, logger: logger)
+            let manager = try ModelManager(
+                store: store.models, coordination: store.coordination, usage: store.usage, registry: gateway.registry, configured: models,
+                logger: logger)
             try await manager.reload()
             try await body(gateway)
         } catch {

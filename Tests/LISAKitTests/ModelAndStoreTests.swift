@@ -45,17 +45,17 @@ struct ModelAndStoreTests {
     @Test("a generated admin key is stored only as a hash and verifies after reload")
     func adminKeyBootstrap() async throws {
         let store = try await SQLStateStore.inMemory()
-        let (verifier, generated) = try await AdminKey.bootstrap(configured: nil, store: store)
+        let (verifier, generated) = try await AdminKey.bootstrap(configured: nil, settings: store.settings)
         let key = try #require(generated)
         #expect(key.hasPrefix("lisa-admin-") && key.count > 40)
         #expect(verifier.verify(key))
         #expect(!verifier.verify(key + "x"))
-        let stored = try #require(try await store.setting("admin_key_sha256"))
+        let stored = try #require(try await store.settings.value(for: "admin_key_sha256"))
         #expect(!stored.contains(key))
-        let (reloaded, second) = try await AdminKey.bootstrap(configured: nil, store: store)
+        let (reloaded, second) = try await AdminKey.bootstrap(configured: nil, settings: store.settings)
         #expect(second == nil, "the key is generated only once")
         #expect(reloaded.verify(key))
-        let (configured, none) = try await AdminKey.bootstrap(configured: "my-own-admin-key-123", store: store)
+        let (configured, none) = try await AdminKey.bootstrap(configured: "my-own-admin-key-123", settings: store.settings)
         #expect(none == nil && configured.verify("my-own-admin-key-123") && !configured.verify(key))
         try await store.close()
     }
@@ -63,18 +63,18 @@ struct ModelAndStoreTests {
     @Test("a rotated admin key takes over at once; the old one works for the grace period, also after a reload")
     func adminKeyRotation() async throws {
         let store = try await SQLStateStore.inMemory()
-        let (keyring, generated) = try await AdminKeyring.load(configured: nil, store: store)
+        let (keyring, generated) = try await AdminKeyring.load(configured: nil, settings: store.settings)
         let old = try #require(generated)
-        let rotation = try await keyring.rotate(gracePeriod: 60, store: store)
+        let rotation = try await keyring.rotate(gracePeriod: 60, settings: store.settings)
         #expect(rotation.adminKey != old && rotation.adminKey.hasPrefix("lisa-admin-"))
         #expect(keyring.verify(rotation.adminKey))
         #expect(keyring.verify(old), "within the grace period")
         #expect(!keyring.verify(old, at: Date().addingTimeInterval(61)), "not after it")
-        let (reloaded, none) = try await AdminKeyring.load(configured: nil, store: store)
+        let (reloaded, none) = try await AdminKeyring.load(configured: nil, settings: store.settings)
         #expect(none == nil)
         #expect(reloaded.verify(rotation.adminKey) && reloaded.verify(old) && !reloaded.verify(old, at: Date().addingTimeInterval(61)))
         let fixed = AdminKeyring(current: AdminKeyVerifier(key: "from-the-environment-0123"), isConfigured: true)
-        await #expect(throws: LISAError.self) { _ = try await fixed.rotate(gracePeriod: 0, store: store) }
+        await #expect(throws: LISAError.self) { _ = try await fixed.rotate(gracePeriod: 0, settings: store.settings) }
         try await store.close()
     }
 

@@ -147,7 +147,7 @@ struct RuntimeServiceTests {
         }
         #expect(answer.choices.first?.message.content == .text("echo: hi"))
         // The SQLite store it opened is closed: reading it fails.
-        await #expect(throws: (any Error).self) { _ = try await runtime.store.setting("deployment_id") }
+        await #expect(throws: (any Error).self) { _ = try await runtime.store.settings.value(for: "deployment_id") }
 
         struct Failed: Error {}
         let thrown = LISARuntimeBox()
@@ -158,7 +158,7 @@ struct RuntimeServiceTests {
                 throw Failed()
             }
         }
-        await #expect(throws: (any Error).self) { _ = try await thrown.runtime?.store.setting("deployment_id") }
+        await #expect(throws: (any Error).self) { _ = try await thrown.runtime?.store.settings.value(for: "deployment_id") }
     }
 
     @Test("run() closes what the runtime opened after a graceful shutdown; when cancelled it leaves that to shutdown()")
@@ -171,7 +171,7 @@ struct RuntimeServiceTests {
         _ = try await runtime.chatCompletion(try RuntimeTests.request("chat", "hi"))
         await group.triggerGracefulShutdown()
         try await running.value
-        await #expect(throws: (any Error).self) { _ = try await runtime.store.setting("deployment_id") }
+        await #expect(throws: (any Error).self) { _ = try await runtime.store.settings.value(for: "deployment_id") }
         try await runtime.shutdown()
 
         // Cancelled (the group is cancelling everything, requests may still be finishing):
@@ -183,9 +183,9 @@ struct RuntimeServiceTests {
         _ = try await cancelled.chatCompletion(try RuntimeTests.request("chat", "hi"))
         task.cancel()
         try await task.value
-        _ = try await cancelled.store.setting("deployment_id")
+        _ = try await cancelled.store.settings.value(for: "deployment_id")
         try await cancelled.shutdown()
-        await #expect(throws: (any Error).self) { _ = try await cancelled.store.setting("deployment_id") }
+        await #expect(throws: (any Error).self) { _ = try await cancelled.store.settings.value(for: "deployment_id") }
     }
 }
 

@@ -132,7 +132,7 @@ struct SchemaMigrationTests {
         #expect(try await Self.version(of: store.database) == SQLStateStore.schemaVersion)
 
         // v1: models (status from v3; before, every model was in service) and settings.
-        let models = try await store.models()
+        let models = try await store.models.all()
         #expect(models.map(\.definition.modelId) == ["chat-a", "embed-b"])
         let chat = try #require(models.first)
         #expect(chat.definition.modelName == "llama-3" && chat.definition.inferenceContainer.rawValue == "vllm")
@@ -146,56 +146,56 @@ struct SchemaMigrationTests {
         #expect(embed.statusReason == (v >= 3 ? "stopped by an admin" : nil))
 
         // The stored admin key still verifies; no new key is generated.
-        let (adminKey, generated) = try await AdminKey.bootstrap(configured: nil, store: store)
+        let (adminKey, generated) = try await AdminKey.bootstrap(configured: nil, settings: store.settings)
         #expect(generated == nil && adminKey.verify(F.adminKey))
-        let authenticator = Authenticator(adminKey: adminKey, store: store)
+        let authenticator = Authenticator(adminKey: adminKey, tokens: store.tokens)
         #expect(try await authenticator.authenticate(F.adminKey).method == .adminKey)
 
         // v2: API tokens still verify.
         if v >= 2 {
             let principal = try await authenticator.authenticate(F.tokenSecret)
             #expect(principal.username == "alice" && principal.groups == ["team"] && principal.tokenID == F.tokenID)
-            let token = try #require(try await store.tokens(username: "alice").first)
+            let token = try #require(try await store.tokens.tokens(username: "alice").first)
             #expect(token.createdAt == Date(timeIntervalSince1970: F.t0) && token.name == "ci" && token.budget == nil)
         }
         await #expect(throws: LISAError.self) { try await authenticator.authenticate("lisa_notAToken") }
 
         // v3: replicas and instances.
         if v >= 3 {
-            let replica = try #require(try await store.replicas(modelId: "chat-a").first)
+            let replica = try #require(try await store.models.replicas(modelId: "chat-a").first)
             #expect(replica.replicaId == "r-1" && replica.state == .ready && replica.restarts == 2 && replica.url == "http://127.0.0.1:8001/v1")
-            let instance = try #require(try await store.instances(heartbeatAfter: F.t0 - 1).first)
+            let instance = try #require(try await store.coordination.instances(heartbeatAfter: F.t0 - 1).first)
             #expect(instance.hostname == "old-host" && instance.isLeader && instance.inFlight["chat-a"]?["http://127.0.0.1:8001/v1"] == 1)
         }
 
         // v4: sessions (listed from their whole document when v4 wrote no summary), templates, RAG.
         if v >= 4 {
             let alice = Principal(username: "alice", groups: ["team"], method: .apiToken)
-            let sessions = SessionService(store: store, access: AccessConfiguration())
+            let sessions = SessionService(store: store.records, access: AccessConfiguration())
             let summaries = try await sessions.sessions(of: alice)
             #expect(summaries.map(\.sessionId) == ["s1"] && summaries.first?.firstHumanMessage == "hello from an old schema")
             #expect(summaries.first?.lastUpdated == Date(timeIntervalSince1970: F.t0))
             let session = try await sessions.session("s1", of: alice)
             #expect(session.name == "first chat" && session.history.arrayValue?.count == 2 && session.configuration?["model"] == "chat-a")
-            let template = try #require(try await store.get(PromptTemplate.self, kind: SessionService.templateKind, id: "tpl-1"))
+            let template = try #require(try await store.records.get(PromptTemplate.self, kind: SessionService.templateKind, id: "tpl-1"))
             #expect(template.title == "Brief" && template.type == .persona && template.groups == [PromptTemplate.publicGroup])
 
-            let repository = try #require(try await store.get(RAGRepository.self, kind: RAGService.repositoryKind, id: "docs"))
+            let repository = try #require(try await store.records.get(RAGRepository.self, kind: RAGService.repositoryKind, id: "docs"))
             #expect(repository.type == .embedded && repository.embeddingModelId == "embed-b" && repository.allowedGroups == ["team"])
             #expect(repository.chunkSize == 500 && repository.createdAt == Date(timeIntervalSince1970: F.t0))
-            let collections = try await store.list(RAGCollection.self, kind: RAGService.collectionKind, parent: "docs")
+            let collections = try await store.records.list(RAGCollection.self, kind: RAGService.collectionKind, parent: "docs")
             #expect(collections.map(\.collectionId) == ["default"] && collections.first?.dimension == 3)
             // The document keeps the id re-uploads of its name by its owner still replace.
-            let documents = try await store.list(RAGDocument.self, kind: RAGService.documentKind, parent: "docs")
+            let documents = try await store.records.list(RAGDocument.self, kind: RAGService.documentKind, parent: "docs")
             #expect(documents.map(\.documentId) == [RAGService.legacyDocumentID(repository: "docs", collection: "default", name: "guide.txt")])
             #expect(documents.first?.username == "alice" && documents.first?.chunks == 2)
-            let jobs = try await store.list(IngestionJob.self, kind: RAGService.jobKind, parent: "docs")
+            let jobs = try await store.records.list(IngestionJob.self, kind: RAGService.jobKind, parent: "docs")
             #expect(jobs.map(\.status) == [.completed] && jobs.first?.documentId == F.documentID)
         }
 
         // v5: a stored response in the layout before lisa.response.v2.
         if v >= 5 {
-            let body = try #require(try await store.record(kind: StoredResponse.kind, id: F.responseID))
+            let body = try #require(try await store.records.record(kind: StoredResponse.kind, id: F.responseID))
             let stored = try StoredResponseRecord(body: body)
             #expect(stored.owner == "alice")
             let response = try JSONDecoder().decode(JSONValue.self, from: stored.responseBody)
@@ -213,15 +213,15 @@ struct SchemaMigrationTests {
 
         // v7: uploads and claims (an expired claim is taken over).
         if v >= 7 {
-            #expect(try await store.blob(id: "upload-1") == F.blob)
-            #expect(try await store.claim("job-1", holder: "i-2", seconds: 60))
+            #expect(try await store.records.blob(id: "upload-1") == F.blob)
+            #expect(try await store.coordination.claim("job-1", holder: "i-2", seconds: 60))
         }
 
         // v8: usage (v9's hourly rollup back-filled from it), budgets, replica time.
         if v >= 8 {
             let hour = Int64(F.t0)
             let filter = UsageFilter(from: Date(timeIntervalSince1970: F.t0), to: Date(timeIntervalSince1970: F.t0 + 7200))
-            let aggregates = try await store.usageAggregates(filter, byUser: true, byToken: true).sorted {
+            let aggregates = try await store.usage.aggregates(filter, byUser: true, byToken: true).sorted {
                 ($0.hour, $0.user ?? "", $0.model) < ($1.hour, $1.user ?? "", $1.model)
             }
             #expect(
@@ -241,36 +241,37 @@ struct SchemaMigrationTests {
                     ),
                 ]
             )
-            #expect(try await store.usageGroups(filter) == ["team"])
-            #expect(try await store.usageSamples(filter, limit: 10).count == 4)
+            #expect(try await store.usage.groups(filter) == ["team"])
+            #expect(try await store.usage.samples(filter, limit: 10).count == 4)
             let line = BudgetLine(key: "user:alice", periodStart: F.t0, limit: 10, amount: 0)
             if store.isShared {
                 // Shared (PostgreSQL): the open reservation stays until it expires.
-                #expect(try await store.budgetCounters([line]).map(\.reserved) == [0.5])
-                #expect(try await store.releaseExpiredReservations(before: F.t0 + 61) == 1)
+                #expect(try await store.usage.budgetCounters([line]).map(\.reserved) == [0.5])
+                #expect(try await store.usage.releaseExpiredReservations(before: F.t0 + 61) == 1)
             }
             // Alone (SQLite), opening released it.
-            #expect(try await store.budgetCounters([line]).map { [$0.spent, $0.reserved] } == [[1.25, 0]])
-            #expect(try await store.replicaSeconds(fromHour: hour, toHour: hour + 1) == [ReplicaTime(model: "chat-a", hour: hour, seconds: 1800)])
+            #expect(try await store.usage.budgetCounters([line]).map { [$0.spent, $0.reserved] } == [[1.25, 0]])
+            #expect(
+                try await store.usage.replicaSeconds(fromHour: hour, toHour: hour + 1) == [ReplicaTime(model: "chat-a", hour: hour, seconds: 1800)])
         }
 
         // The migrated database takes this version's writes.
-        try await store.insertModel(ModelDefinition(modelId: "new-c", modelName: "up", modelUrl: "http://127.0.0.1:9/v1"), status: .inService)
-        try await store.putRecord(kind: "session", id: "alice\u{1F}s2", parent: "alice", body: "{}", summary: "{}")
-        try await store.insertUsage([
+        try await store.models.insert(ModelDefinition(modelId: "new-c", modelName: "up", modelUrl: "http://127.0.0.1:9/v1"), status: .inService)
+        try await store.records.putRecord(kind: "session", id: "alice\u{1F}s2", parent: "alice", body: "{}", summary: "{}")
+        try await store.usage.insert([
             UsageRecord(
                 id: "u-new", time: Date(timeIntervalSince1970: F.t0 + 300), requestId: "r", username: "carol", tokenId: nil, groups: [],
                 model: "chat-a", servedBy: nil, endpoint: nil, operation: "chat", inputTokens: 3, outputTokens: 4, estimated: false, durationMs: 1,
                 timeToFirstTokenMs: nil, status: "ok", cost: nil
             )
         ])
-        #expect(try await store.models().count == 3)
+        #expect(try await store.models.all().count == 3)
         try await store.close()
 
         // Opening it again changes nothing.
         let again = try await copy.open()
         #expect(try await Self.version(of: again.database) == SQLStateStore.schemaVersion)
-        #expect(try await again.models().count == 3)
+        #expect(try await again.models.all().count == 3)
         try await again.close()
     }
 
@@ -452,22 +453,22 @@ struct SchemaMigrationTests {
         let oldModels = try await old.query(
             "SELECT model_id, definition, status, status_reason, created_at, updated_at FROM models ORDER BY model_id")
         #expect(oldModels.count == 3)
-        #expect(try await store.model(id: "old-m")?.definition.modelName == "x")
+        #expect(try await store.models.model(id: "old-m")?.definition.modelName == "x")
 
         // The raw records see the old replica's call; the whole-hour report reads the v9
         // rollup, which only v9 code keeps.
         let filter = UsageFilter(
             from: Date(timeIntervalSince1970: F.t0), to: Date(timeIntervalSince1970: F.t0 + 3600), user: "alice", model: "chat-a")
-        #expect(try await store.usageSamples(filter, limit: 10).count == 3)
-        #expect(try await store.usageAggregates(filter, byUser: true, byToken: false).map(\.requests) == [2])
+        #expect(try await store.usage.samples(filter, limit: 10).count == 3)
+        #expect(try await store.usage.aggregates(filter, byUser: true, byToken: false).map(\.requests) == [2])
         // Once every replica runs v9, the rollup of the hours since the upgrade is rebuilt from
         // the records (the statements Documentation/Upgrading.md gives).
         try await store.database.transaction { db in
             if db.dialect == .postgres { try await db.query("LOCK TABLE usage_records IN SHARE MODE") }
             for statement in Self.rollupRebuild { try await db.query(statement, [.integer(Int64(F.t0))]) }
         }
-        #expect(try await store.usageAggregates(filter, byUser: true, byToken: false).map(\.requests) == [3])
-        #expect(try await store.usageAggregates(filter, byUser: true, byToken: false).map(\.inputTokens) == [115])
+        #expect(try await store.usage.aggregates(filter, byUser: true, byToken: false).map(\.requests) == [3])
+        #expect(try await store.usage.aggregates(filter, byUser: true, byToken: false).map(\.inputTokens) == [115])
 
         // A response a v9 replica stores is in the lisa.response.v2 layout, which the v8 code
         // decoded as one JSON object.

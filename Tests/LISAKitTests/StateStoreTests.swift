@@ -84,25 +84,25 @@ struct StateStoreTests {
         var model = Self.model
         model.additionalFields["futureField"] = ["kept": true]
         model.endpoints = [EndpointDefinition(url: "http://127.0.0.1:9/v1", apiKey: "sk-stored")]
-        let inserted = try await store.insertModel(model, status: .creating)
+        let inserted = try await store.models.insert(model, status: .creating)
         #expect(inserted.status == .creating)
-        await #expect(throws: LISAError.self) { try await store.insertModel(model, status: .inService) }
-        #expect(try await store.model(id: "m1")?.definition == model, "stored losslessly, API key and unknown fields included")
+        await #expect(throws: LISAError.self) { try await store.models.insert(model, status: .inService) }
+        #expect(try await store.models.model(id: "m1")?.definition == model, "stored losslessly, API key and unknown fields included")
 
         // The compare-and-set refuses a status that moved meanwhile.
-        #expect(try await store.updateModel(id: "m1", expecting: [.inService]) { $0.status = .stopping } == nil)
-        let updated = try await store.updateModel(id: "m1", expecting: [.creating]) {
+        #expect(try await store.models.update(id: "m1", expecting: [.inService]) { $0.status = .stopping } == nil)
+        let updated = try await store.models.update(id: "m1", expecting: [.creating]) {
             $0.status = .failed
             $0.statusReason = "it broke"
         }
         #expect(updated?.status == .failed && updated?.statusReason == "it broke")
-        #expect(try await store.updateModel(id: "missing", expecting: nil) { $0.status = .stopped } == nil)
-        #expect(try await store.models().map(\.status) == [.failed])
+        #expect(try await store.models.update(id: "missing", expecting: nil) { $0.status = .stopped } == nil)
+        #expect(try await store.models.all().map(\.status) == [.failed])
 
-        #expect(try await !store.deleteModel(id: "m1", expecting: [.inService]))
-        #expect(try await store.deleteModel(id: "m1", expecting: [.failed, .deleting]))
-        #expect(try await !store.deleteModel(id: "m1", expecting: nil))
-        #expect(try await store.models().isEmpty)
+        #expect(try await !store.models.delete(id: "m1", expecting: [.inService]))
+        #expect(try await store.models.delete(id: "m1", expecting: [.failed, .deleting]))
+        #expect(try await !store.models.delete(id: "m1", expecting: nil))
+        #expect(try await store.models.all().isEmpty)
         try await store.close()
     }
 
@@ -111,34 +111,34 @@ struct StateStoreTests {
         let test = try await TestStore.make(kind)
         defer { Task { try? await test.cleanup() } }
         let store = test.store
-        try await store.insertModel(Self.model, status: .inService)
+        try await store.models.insert(Self.model, status: .inService)
         var replica = ReplicaRecord(replicaId: "r1", modelId: "m1", backend: "local", state: .launching, startedAt: 1)
-        try await store.saveReplica(replica)
+        try await store.models.saveReplica(replica)
         replica.state = .ready
         replica.url = "http://127.0.0.1:5000/v1"
-        try await store.saveReplica(replica)
-        try await store.saveReplica(ReplicaRecord(replicaId: "r2", modelId: "other", backend: "local", state: .crashed, startedAt: 2))
-        #expect(try await store.replicas(modelId: "m1") == [replica])
-        #expect(try await store.replicas(modelId: nil).count == 2)
-        #expect(try await store.deleteModel(id: "m1", expecting: nil))
-        #expect(try await store.replicas(modelId: "m1").isEmpty, "a model's replica records go with it")
-        try await store.deleteReplica(id: "r2")
-        #expect(try await store.replicas(modelId: nil).isEmpty)
+        try await store.models.saveReplica(replica)
+        try await store.models.saveReplica(ReplicaRecord(replicaId: "r2", modelId: "other", backend: "local", state: .crashed, startedAt: 2))
+        #expect(try await store.models.replicas(modelId: "m1") == [replica])
+        #expect(try await store.models.replicas(modelId: nil).count == 2)
+        #expect(try await store.models.delete(id: "m1", expecting: nil))
+        #expect(try await store.models.replicas(modelId: "m1").isEmpty, "a model's replica records go with it")
+        try await store.models.deleteReplica(id: "r2")
+        #expect(try await store.models.replicas(modelId: nil).isEmpty)
 
         let now = Date().timeIntervalSince1970
         let instance = InstanceRecord(instanceId: "i1", hostname: "h", startedAt: now, heartbeatAt: now, isLeader: false, inFlight: ["m": ["u": 3]])
-        try await store.saveInstance(instance)
-        try await store.saveInstance(
+        try await store.coordination.saveInstance(instance)
+        try await store.coordination.saveInstance(
             InstanceRecord(instanceId: "old", hostname: "h", startedAt: 0, heartbeatAt: now - 60, isLeader: false, inFlight: [:]))
-        #expect(try await store.instances(heartbeatAfter: now - 5) == [instance])
-        try await store.deleteInstances(heartbeatBefore: now - 30)
-        #expect(try await store.instances(heartbeatAfter: 0) == [instance], "the stale one is gone")
-        try await store.deleteInstance(id: "i1")
-        #expect(try await store.instances(heartbeatAfter: now - 5).isEmpty)
+        #expect(try await store.coordination.instances(heartbeatAfter: now - 5) == [instance])
+        try await store.coordination.deleteInstances(heartbeatBefore: now - 30)
+        #expect(try await store.coordination.instances(heartbeatAfter: 0) == [instance], "the stale one is gone")
+        try await store.coordination.deleteInstance(id: "i1")
+        #expect(try await store.coordination.instances(heartbeatAfter: now - 5).isEmpty)
 
-        try await store.setSetting("k", to: "v1")
-        try await store.setSetting("k", to: "v2")
-        #expect(try await store.setting("k") == "v2")
+        try await store.settings.setValue("v1", for: "k")
+        try await store.settings.setValue("v2", for: "k")
+        #expect(try await store.settings.value(for: "k") == "v2")
 
         for (index, user) in ["bob", "alice", "bob"].enumerated() {
             let token = APIToken(
@@ -146,13 +146,13 @@ struct StateStoreTests {
                 createdAt: Date(timeIntervalSince1970: 1000 + Double(index)), expiresAt: nil, isSystemToken: false,
                 tokenHash: APIToken.hash("secret-\(index)")
             )
-            try await store.insertToken(token)
+            try await store.tokens.insert(token)
         }
-        #expect(try await store.tokens(username: "bob").map(\.id) == ["t0", "t2"], "oldest first")
-        #expect(try await store.token(hash: APIToken.hash("secret-1"))?.username == "alice")
-        #expect(try await store.deleteToken(id: "t1"))
-        #expect(try await store.token(id: "t1") == nil)
-        #expect(try await store.tokens(username: nil).count == 2)
+        #expect(try await store.tokens.tokens(username: "bob").map(\.id) == ["t0", "t2"], "oldest first")
+        #expect(try await store.tokens.token(hash: APIToken.hash("secret-1"))?.username == "alice")
+        #expect(try await store.tokens.delete(id: "t1"))
+        #expect(try await store.tokens.token(id: "t1") == nil)
+        #expect(try await store.tokens.tokens(username: nil).count == 2)
         try await store.close()
     }
 
@@ -163,18 +163,19 @@ struct StateStoreTests {
         let test = try await TestStore.make(kind)
         defer { Task { try? await test.cleanup() } }
         let store = test.store
-        try await store.putRecord(kind: "note", id: "a", parent: "p", body: #"{"text":"whole a"}"#, summary: #"{"text":"a"}"#)
-        try await store.putRecord(kind: "note", id: "b", parent: "p", body: #"{"text":"whole b"}"#)
-        try await store.putRecord(kind: "note", id: "c", parent: "q", body: #"{"text":"whole c"}"#, summary: #"{"text":"c"}"#)
-        #expect(try await store.recordSummaries(kind: "note", parent: "p") == [#"{"text":"a"}"#, #"{"text":"whole b"}"#])
-        #expect(try await store.records(kind: "note", parent: "p") == [#"{"text":"whole a"}"#, #"{"text":"whole b"}"#])
-        #expect(try await store.recordSummaries(kind: "note", parent: nil).count == 3)
-        try await store.putRecord(kind: "note", id: "a", parent: "p", body: #"{"text":"new a"}"#)
+        try await store.records.putRecord(kind: "note", id: "a", parent: "p", body: #"{"text":"whole a"}"#, summary: #"{"text":"a"}"#)
+        try await store.records.putRecord(kind: "note", id: "b", parent: "p", body: #"{"text":"whole b"}"#)
+        try await store.records.putRecord(kind: "note", id: "c", parent: "q", body: #"{"text":"whole c"}"#, summary: #"{"text":"c"}"#)
+        #expect(try await store.records.recordSummaries(kind: "note", parent: "p") == [#"{"text":"a"}"#, #"{"text":"whole b"}"#])
+        #expect(try await store.records.records(kind: "note", parent: "p") == [#"{"text":"whole a"}"#, #"{"text":"whole b"}"#])
+        #expect(try await store.records.recordSummaries(kind: "note", parent: nil).count == 3)
+        try await store.records.putRecord(kind: "note", id: "a", parent: "p", body: #"{"text":"new a"}"#)
         #expect(
-            try await store.recordSummaries(kind: "note", parent: "p").first == #"{"text":"new a"}"#, "a write without a summary clears the old one")
+            try await store.records.recordSummaries(kind: "note", parent: "p").first == #"{"text":"new a"}"#,
+            "a write without a summary clears the old one")
 
         // Sessions: the list comes from summaries, and one stored whole (before summaries) still lists.
-        let sessions = SessionService(store: store, access: AccessConfiguration())
+        let sessions = SessionService(store: store.records, access: AccessConfiguration())
         let alice = Principal(username: "alice", groups: [], method: .apiToken)
         let history: JSONValue = .array([.object(["type": .string("human"), "content": .string(String(repeating: "x", count: 300))])])
         _ = try await sessions.save("new", history: history, configuration: nil, name: "New", of: alice)
@@ -182,12 +183,12 @@ struct StateStoreTests {
             sessionId: "old", userId: "alice", name: nil, history: .array([.object(["type": .string("human"), "content": .string("hello")])]),
             configuration: nil, startTime: Date(timeIntervalSince1970: 1), lastUpdated: Date(timeIntervalSince1970: 2)
         )
-        try await store.put(legacy, kind: "session", id: "alice\u{1F}old", parent: "alice")
+        try await store.records.put(legacy, kind: "session", id: "alice\u{1F}old", parent: "alice")
         let listed = try await sessions.sessions(of: alice)
         #expect(listed.map(\.sessionId) == ["new", "old"], "newest first")
         #expect(listed[0].name == "New" && listed[0].firstHumanMessage?.count == 200)
         #expect(listed[1].firstHumanMessage == "hello")
-        let stored = try #require(try await store.recordSummaries(kind: "session", parent: "alice").first { $0.contains(#""new""#) })
+        let stored = try #require(try await store.records.recordSummaries(kind: "session", parent: "alice").first { $0.contains(#""new""#) })
         #expect(!stored.contains("history"), "the list reads the summary, not the history")
         #expect(try await sessions.sessions(of: Principal(username: "bob", groups: [], method: .apiToken)).isEmpty)
         try await store.close()
@@ -197,12 +198,12 @@ struct StateStoreTests {
     func reopen(kind: StoreKind) async throws {
         let test = try await TestStore.make(kind)
         defer { Task { try? await test.cleanup() } }
-        try await test.store.insertModel(Self.model, status: .stopped)
-        try await test.store.setSetting("admin_key_sha256", to: "abc")
+        try await test.store.models.insert(Self.model, status: .stopped)
+        try await test.store.settings.setValue("abc", for: "admin_key_sha256")
         try await test.store.close()
         let reopened = try await test.reopen()
-        #expect(try await reopened.model(id: "m1")?.status == .stopped)
-        #expect(try await reopened.setting("admin_key_sha256") == "abc")
+        #expect(try await reopened.models.model(id: "m1")?.status == .stopped)
+        #expect(try await reopened.settings.value(for: "admin_key_sha256") == "abc")
         try await reopened.close()
     }
 
@@ -210,8 +211,8 @@ struct StateStoreTests {
     func changes(kind: StoreKind) async throws {
         let test = try await TestStore.make(kind)
         defer { Task { try? await test.cleanup() } }
-        let changes = test.store.changes()
-        try await test.store.insertModel(Self.model, status: .inService)
+        let changes = test.store.coordination.changes()
+        try await test.store.models.insert(Self.model, status: .inService)
         var iterator = changes.makeAsyncIterator()
         var seen: StateChange?
         repeat { seen = await iterator.next() } while seen?.kind == .resync
@@ -225,23 +226,23 @@ struct StateStoreTests {
         defer { Task { try? await test.cleanup() } }
         let store = test.store
         let bytes = (0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-        try await store.putBlob(id: "b1", bytes: bytes)
-        #expect(try await store.blob(id: "b1") == bytes)
-        #expect(try await store.blob(id: "missing") == nil)
-        try await store.deleteBlob(id: "b1")
-        #expect(try await store.blob(id: "b1") == nil)
+        try await store.records.putBlob(id: "b1", bytes: bytes)
+        #expect(try await store.records.blob(id: "b1") == bytes)
+        #expect(try await store.records.blob(id: "missing") == nil)
+        try await store.records.deleteBlob(id: "b1")
+        #expect(try await store.records.blob(id: "b1") == nil)
 
-        #expect(try await store.claim("job", holder: "a", seconds: 30))
-        #expect(try await store.claim("job", holder: "b", seconds: 30) == false, "held by a")
-        #expect(try await store.claim("job", holder: "a", seconds: 30), "a renews its own")
-        try await store.releaseClaim("job", holder: "b")
-        #expect(try await store.claim("job", holder: "b", seconds: 30) == false, "b cannot release a's claim")
-        try await store.releaseClaim("job", holder: "a")
-        #expect(try await store.claim("job", holder: "b", seconds: 0.02), "released: b takes it")
+        #expect(try await store.coordination.claim("job", holder: "a", seconds: 30))
+        #expect(try await store.coordination.claim("job", holder: "b", seconds: 30) == false, "held by a")
+        #expect(try await store.coordination.claim("job", holder: "a", seconds: 30), "a renews its own")
+        try await store.coordination.releaseClaim("job", holder: "b")
+        #expect(try await store.coordination.claim("job", holder: "b", seconds: 30) == false, "b cannot release a's claim")
+        try await store.coordination.releaseClaim("job", holder: "a")
+        #expect(try await store.coordination.claim("job", holder: "b", seconds: 0.02), "released: b takes it")
         try await Task.sleep(for: .milliseconds(50))
-        #expect(try await store.claim("job", holder: "a", seconds: 30), "b's lease lapsed")
+        #expect(try await store.coordination.claim("job", holder: "a", seconds: 30), "b's lease lapsed")
         // Shared buckets exist only where replicas share the store.
-        let wait = try await store.takeRateToken(key: "user:x", perSecond: 1, capacity: 2)
+        let wait = try await store.coordination.takeRateToken(key: "user:x", perSecond: 1, capacity: 2)
         #expect((wait == nil) == (kind != .postgres))
         try await store.close()
     }
@@ -257,12 +258,13 @@ struct StateStoreTests {
         var allowed = 0
         var waits: [Double] = []
         for index in 0..<10 {
-            let wait = try #require(try await (index % 2 == 0 ? first : second).takeRateToken(key: "user:u", perSecond: 0.1, capacity: 3))
+            let wait = try #require(
+                try await (index % 2 == 0 ? first : second).coordination.takeRateToken(key: "user:u", perSecond: 0.1, capacity: 3))
             if wait == 0 { allowed += 1 } else { waits.append(wait) }
         }
         #expect(allowed == 3, "the burst, across both stores")
         #expect(waits.count == 7 && waits.allSatisfy { $0 > 5 && $0 <= 10 }, "about 10 s until the next: \(waits)")
-        #expect(try await first.takeRateToken(key: "user:other", perSecond: 0.1, capacity: 3) == 0, "buckets are per key")
+        #expect(try await first.coordination.takeRateToken(key: "user:other", perSecond: 0.1, capacity: 3) == 0, "buckets are per key")
         try await second.close()
         try await first.close()
     }
@@ -283,7 +285,7 @@ struct StateStoreTests {
         try await legacy.close()
 
         let store = try await SQLStateStore.openSQLite(path: path, logger: Logger(label: "t"))
-        let model = try #require(try await store.model(id: "m1"))
+        let model = try #require(try await store.models.model(id: "m1"))
         #expect(model.definition == Self.model && model.status == .inService, "old rows get the InService default")
         #expect(try await store.database.query("SELECT version FROM lisa_schema").first?["version"].int == SQLStateStore.schemaVersion)
         try await store.close()
@@ -301,8 +303,8 @@ struct StateStoreTests {
         let second = try await test.reopen(AnyClock(clock))
         #expect(first.isShared && first.instanceID != second.instanceID)
 
-        let changes = second.changes()
-        try await first.insertModel(Self.model, status: .inService)
+        let changes = second.coordination.changes()
+        try await first.models.insert(Self.model, status: .inService)
         var iterator = changes.makeAsyncIterator()
         var seen: StateChange?
         repeat { seen = await iterator.next() } while seen?.kind == .resync
@@ -314,13 +316,13 @@ struct StateStoreTests {
         // Leadership: the second waits while the first leads; it takes over once the first is gone.
         let leaders = LeaderLog()
         let firstLeading = Task {
-            try await first.runAsLeader {
+            try await first.coordination.runAsLeader {
                 await leaders.record("first"); try await Task.sleep(for: .seconds(60))
             }
         }
         try await waitUntil { await leaders.names == ["first"] }
         let secondLeading = Task {
-            try await second.runAsLeader {
+            try await second.coordination.runAsLeader {
                 await leaders.record("second"); try await Task.sleep(for: .seconds(60))
             }
         }

@@ -104,14 +104,14 @@ struct StoreOutageTests {
     @Test("a revocation published by another process reaches the cache through the change feed")
     func followsChanges() async throws {
         let store = try await SQLStateStore.inMemory()
-        let cache = TokenCache(following: store)
+        let cache = TokenCache(following: store.tokens)
         let running = Task { try await cache.run() }
         let token = Self.token("t9")
         try await waitUntil(timeout: .seconds(120)) {
             // The cache subscribes when it starts: publish until it has seen one.
             let (_, generation) = cache.lookup(hash: "h")
             cache.insert(token, hash: "h", generation: generation)
-            await store.publish(StateChange(kind: .token, id: "t9"))
+            await store.coordination.publish(StateChange(kind: .token, id: "t9"))
             try await Task.sleep(for: .milliseconds(20))
             if case .missing = cache.lookup(hash: "h").0 { return true }
             return false

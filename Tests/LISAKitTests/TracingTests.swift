@@ -52,8 +52,10 @@ struct TracingTests {
         model.loadBalancing = .roundRobin
         let store = try await SQLStateStore.inMemory()
         defer { Task { try? await store.close() } }
-        let gateway = Gateway(registry: ModelRegistry(), store: store, provider: provider, tracer: tracer, logger: Self.logger)
-        let manager = try ModelManager(store: store, registry: gateway.registry, configured: [model], logger: Self.logger)
+        let gateway = Gateway(registry: ModelRegistry(), provider: provider, tracer: tracer, logger: Self.logger)
+        let manager = try ModelManager(
+            store: store.models, coordination: store.coordination, usage: store.usage, registry: gateway.registry, configured: [model],
+            logger: Self.logger)
         try await manager.reload()
 
         let context = InferenceContext(requestID: "req-trace", principal: .admin, logger: Self.logger)

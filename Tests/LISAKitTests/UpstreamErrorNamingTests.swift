@@ -21,11 +21,13 @@ struct UpstreamErrorNamingTests {
             return UpstreamResponse(status: 400, headers: ["content-type": "application/json"], body: UpstreamBody([ByteBuffer(string: body)]))
         }
         let store = try await SQLStateStore.inMemory()
-        let gateway = Gateway(registry: ModelRegistry(), store: store, provider: provider, logger: Self.logger)
+        let gateway = Gateway(registry: ModelRegistry(), provider: provider, logger: Self.logger)
         var shown = ModelDefinition(modelId: "shown", modelName: "Qwen/Qwen2.5-0.5B", modelUrl: "http://a.invalid/v1")
         shown.passUpstreamModelName = true
         let models = [ModelDefinition(modelId: "qwen-alt", modelName: "Qwen/Qwen2.5-0.5B", modelUrl: "http://a.invalid/v1"), shown]
-        let manager = try ModelManager(store: store, registry: gateway.registry, configured: models, logger: Self.logger)
+        let manager = try ModelManager(
+            store: store.models, coordination: store.coordination, usage: store.usage, registry: gateway.registry, configured: models,
+            logger: Self.logger)
         try await manager.reload()
         let context = InferenceContext(requestID: "req-naming", logger: Self.logger)
         for (model, expected) in [

@@ -38,8 +38,8 @@ struct UsageRollupTests {
             let status = i % 7 == 0 ? "upstream_error" : "ok"
             records.append(Self.record(user, model, at: Double(i) * 90, token: token, status: status, id: "u\(i)"))
         }
-        try await store.insertUsage(Array(records[..<60]))
-        try await store.insertUsage(Array(records[40...]))
+        try await store.usage.insert(Array(records[..<60]))
+        try await store.usage.insert(Array(records[40...]))
         let hourly = try await store.database.query("SELECT CAST(SUM(requests) AS BIGINT) AS n FROM usage_hourly")
         #expect(hourly.first?["n"].int == 120, "each record summed once")
 
@@ -50,7 +50,7 @@ struct UsageRollupTests {
         for (from, to, user) in [(-100.0, 20_000.0, nil), (1000.0, 9000.0, "alice"), (3700.0, 3800.0, nil), (0.0, 7200.0, "bob"), (5.0, 3601.0, nil)]
         {
             let filter = UsageFilter(from: Self.base.addingTimeInterval(from), to: Self.base.addingTimeInterval(to), user: user)
-            let aggregates = try await store.usageAggregates(filter, byUser: true, byToken: true)
+            let aggregates = try await store.usage.aggregates(filter, byUser: true, byToken: true)
             let expected = raw(from, to, user: user)
             #expect(aggregates.reduce(0) { $0 + $1.requests } == expected.requests, "\(from)..<\(to) \(user ?? "everyone")")
             #expect(aggregates.reduce(0) { $0 + $1.errors } == expected.errors)
@@ -59,16 +59,16 @@ struct UsageRollupTests {
             #expect(aggregates.allSatisfy { $0.tokenID == nil || $0.tokenID == "tok" })
         }
         var grouped = UsageFilter(from: Self.base, to: Self.base.addingTimeInterval(20_000))
-        #expect(try await store.usageGroups(grouped) == ["g"])
+        #expect(try await store.usage.groups(grouped) == ["g"])
         grouped.group = "g"
-        #expect(try await store.usageAggregates(grouped, byUser: false, byToken: false).reduce(0) { $0 + $1.requests } == 120)
+        #expect(try await store.usage.aggregates(grouped, byUser: false, byToken: false).reduce(0) { $0 + $1.requests } == 120)
 
         // Retention cuts the second hour in the middle: the rollup keeps what is left.
-        #expect(try await store.deleteUsage(before: Self.base.addingTimeInterval(5400)) == 60)
+        #expect(try await store.usage.delete(before: Self.base.addingTimeInterval(5400)) == 60)
         let left = try await store.database.query("SELECT CAST(SUM(requests) AS BIGINT) AS n FROM usage_hourly")
         #expect(left.first?["n"].int == 60)
         let all = UsageFilter(from: Self.base.addingTimeInterval(3600), to: Self.base.addingTimeInterval(20_000))
-        #expect(try await store.usageAggregates(all, byUser: false, byToken: false).reduce(0) { $0 + $1.requests } == 60)
+        #expect(try await store.usage.aggregates(all, byUser: false, byToken: false).reduce(0) { $0 + $1.requests } == 60)
         try await store.close()
     }
 
@@ -77,7 +77,7 @@ struct UsageRollupTests {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("lisa-rollup-\(UUID().uuidString).sqlite").path
         defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
         let store = try await SQLStateStore.openSQLite(path: path, logger: Logger(label: "test"))
-        try await store.insertUsage((0..<10).map { Self.record("alice", "m1", at: Double($0)) })
+        try await store.usage.insert((0..<10).map { Self.record("alice", "m1", at: Double($0)) })
         let filter = UsageFilter(from: Self.base, to: Self.base.addingTimeInterval(7200))
         // The transaction holds the writer's connection until the report inside it is answered:
         // a report that needed that connection would wait for itself (the guard ends it).
@@ -86,7 +86,7 @@ struct UsageRollupTests {
             first.set(continuation)
             Task {
                 let counted = try? await store.database.transaction { _ in
-                    try await store.usageAggregates(filter, byUser: false, byToken: false).reduce(0) { $0 + $1.requests }
+                    try await store.usage.aggregates(filter, byUser: false, byToken: false).reduce(0) { $0 + $1.requests }
                 }
                 first.answer(counted)
             }

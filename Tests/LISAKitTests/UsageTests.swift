@@ -17,43 +17,43 @@ struct UsageTests {
         defer { Task { try? await test.cleanup() } }
         let store = test.store
         let line = BudgetLine(key: "user:a:tokens:day", periodStart: 0, limit: 100, amount: 60)
-        #expect(try await store.reserveBudget(id: "r1", lines: [line], expiresAt: 1e12) == nil)
+        #expect(try await store.usage.reserveBudget(id: "r1", lines: [line], expiresAt: 1e12) == nil)
         // 60 < 100: one more may start (a budget is overspent by one call at most).
-        #expect(try await store.reserveBudget(id: "r2", lines: [line], expiresAt: 1e12) == nil)
-        let refused = try #require(try await store.reserveBudget(id: "r3", lines: [line], expiresAt: 1e12))
+        #expect(try await store.usage.reserveBudget(id: "r2", lines: [line], expiresAt: 1e12) == nil)
+        let refused = try #require(try await store.usage.reserveBudget(id: "r3", lines: [line], expiresAt: 1e12))
         #expect(refused.spent == 0 && refused.reserved == 120)
-        try await store.settleBudget(id: "r1", lines: [line], spent: [10])
-        var counter = try #require(try await store.budgetCounters([line]).first)
+        try await store.usage.settleBudget(id: "r1", lines: [line], spent: [10])
+        var counter = try #require(try await store.usage.budgetCounters([line]).first)
         #expect(counter.spent == 10 && counter.reserved == 60)
         // A refusal on a second line reserves nothing on the first.
         let other = BudgetLine(key: "group:g:tokens:day", periodStart: 0, limit: 5, amount: 60)
-        #expect(try await store.reserveBudget(id: "r4", lines: [line, other], expiresAt: 1e12) == nil)
-        let second = try #require(try await store.reserveBudget(id: "r5", lines: [line, other], expiresAt: 1e12))
+        #expect(try await store.usage.reserveBudget(id: "r4", lines: [line, other], expiresAt: 1e12) == nil)
+        let second = try #require(try await store.usage.reserveBudget(id: "r5", lines: [line, other], expiresAt: 1e12))
         #expect(second.key == other.key)
-        counter = try #require(try await store.budgetCounters([line]).first)
+        counter = try #require(try await store.usage.budgetCounters([line]).first)
         #expect(counter.reserved == 120, "r2 and r4 hold; r5 took nothing")
-        try await store.settleBudget(id: "r4", lines: [line, other], spent: [1, 1])
-        counter = try #require(try await store.budgetCounters([line]).first)
+        try await store.usage.settleBudget(id: "r4", lines: [line, other], spent: [1, 1])
+        counter = try #require(try await store.usage.budgetCounters([line]).first)
         #expect(counter.spent == 11 && counter.reserved == 60)
 
         let lostLine = BudgetLine(key: "user:b:tokens:day", periodStart: 0, limit: 100, amount: 30)
-        #expect(try await store.reserveBudget(id: "lost", lines: [lostLine], expiresAt: 5) == nil)
+        #expect(try await store.usage.reserveBudget(id: "lost", lines: [lostLine], expiresAt: 5) == nil)
         if kind == .postgres {
             // Replicas share the store: a reservation whose process died is released when
             // it expires, by any of them, charging nothing; its late settlement only charges.
-            #expect(try await store.releaseExpiredReservations(before: 10) == 1)
-            var released = try #require(try await store.budgetCounters([lostLine]).first)
+            #expect(try await store.usage.releaseExpiredReservations(before: 10) == 1)
+            var released = try #require(try await store.usage.budgetCounters([lostLine]).first)
             #expect(released.reserved == 0 && released.spent == 0)
-            try await store.settleBudget(id: "lost", lines: [lostLine], spent: [7])
-            released = try #require(try await store.budgetCounters([lostLine]).first)
+            try await store.usage.settleBudget(id: "lost", lines: [lostLine], spent: [7])
+            released = try #require(try await store.usage.budgetCounters([lostLine]).first)
             #expect(released.reserved == 0 && released.spent == 7)
         } else if kind == .sqliteFile {
             // One process per SQLite file: whatever was held when it stopped is released when it opens again.
             try await store.close()
             let reopened = try await test.reopen()
-            let released = try #require(try await reopened.budgetCounters([lostLine]).first)
+            let released = try #require(try await reopened.usage.budgetCounters([lostLine]).first)
             #expect(released.reserved == 0 && released.spent == 0)
-            #expect(try await reopened.budgetCounters([line]).first?.spent == 11, "what was spent stays spent")
+            #expect(try await reopened.usage.budgetCounters([line]).first?.spent == 11, "what was spent stays spent")
             try await reopened.close()
             return
         }
@@ -91,25 +91,25 @@ struct UsageTests {
                 durationMs: Double(input), timeToFirstTokenMs: nil, status: status, cost: Double(input) / 100
             )
         }
-        try await store.insertUsage(
+        try await store.usage.insert(
             (0..<250).map { record("alice", ["a,b", "x_y"], "m1", 1, 2, at: Double($0)) } + [
                 record("bob", ["a"], "m1", 10, 20, status: "upstream_timeout"), record("bob", ["x%y"], "m2", 5, 5, at: 7200),
             ]
         )
         let filter = UsageFilter(from: base.addingTimeInterval(-10), to: base.addingTimeInterval(86400))
-        let byUser = try await store.usageAggregates(filter, byUser: true, byToken: false)
+        let byUser = try await store.usage.aggregates(filter, byUser: true, byToken: false)
         let alice = try #require(byUser.first { $0.user == "alice" })
         #expect(alice.requests == 250 && alice.inputTokens == 250 && alice.outputTokens == 500 && alice.errors == 0)
         #expect(byUser.filter { $0.user == "bob" }.count == 2, "two models, two hours")
-        #expect(Set(try await store.usageGroups(filter)) == ["a,b", "x_y", "a", "x%y"])
+        #expect(Set(try await store.usage.groups(filter)) == ["a,b", "x_y", "a", "x%y"])
         for (group, requests) in [("a", 1), ("a,b", 250), ("x_y", 250), ("x%y", 1), ("x", 0)] {
             var scoped = filter
             scoped.group = group
             #expect(
-                try await store.usageAggregates(scoped, byUser: false, byToken: false).reduce(0) { $0 + $1.requests } == requests, "group \(group)")
+                try await store.usage.aggregates(scoped, byUser: false, byToken: false).reduce(0) { $0 + $1.requests } == requests, "group \(group)")
         }
-        #expect(try await store.usageSamples(filter, limit: 10).count == 10)
-        #expect(try await store.deleteUsage(before: base.addingTimeInterval(100)) == 101)
+        #expect(try await store.usage.samples(filter, limit: 10).count == 10)
+        #expect(try await store.usage.delete(before: base.addingTimeInterval(100)) == 101)
         try await store.close()
     }
 
@@ -192,9 +192,9 @@ struct UsageTests {
                     timeToFirstTokenMs: nil, status: "ok", cost: nil
                 )
             }
-            try await runtime.store.insertUsage([record("alice", 30), record("carol", 10)])
-            try await runtime.store.addReplicaSeconds(100, model: "hosted", hour: hour)  // 100 s at 36 an hour: 1.0
-            try await runtime.store.addReplicaSeconds(50, model: "hosted", hour: hour - 7200)  // an hour nobody used: 0.5
+            try await runtime.store.usage.insert([record("alice", 30), record("carol", 10)])
+            try await runtime.store.usage.addReplicaSeconds(100, model: "hosted", hour: hour)  // 100 s at 36 an hour: 1.0
+            try await runtime.store.usage.addReplicaSeconds(50, model: "hosted", hour: hour - 7200)  // an hour nobody used: 0.5
             let report = try await runtime.usageReport(
                 UsageQuery(from: now.addingTimeInterval(-4 * 3600), to: now.addingTimeInterval(60), bucket: .none, groupBy: [.user]), for: .admin
             )

@@ -48,11 +48,11 @@ public enum AdminKey {
     ///
     /// A `configured` key wins and nothing is stored. Otherwise the stored hash is used; when
     /// there is none, a key is generated and only its hash is stored.
-    public static func bootstrap(configured: String?, store: any StateStore) async throws -> (verifier: AdminKeyVerifier, generatedKey: String?) {
+    public static func bootstrap(configured: String?, settings: SettingStore) async throws -> (verifier: AdminKeyVerifier, generatedKey: String?) {
         if let configured, !configured.isEmpty {
             return (AdminKeyVerifier(key: configured), nil)
         }
-        if let stored = try await store.setting(settingKey) {
+        if let stored = try await settings.value(for: settingKey) {
             guard let verifier = AdminKeyVerifier(hexDigest: stored) else {
                 throw LISAError.internalError("The stored admin key hash is corrupt; set LISA_ADMIN_KEY or remove the setting.")
             }
@@ -60,7 +60,7 @@ public enum AdminKey {
         }
         let key = generate()
         let verifier = AdminKeyVerifier(key: key)
-        try await store.setSetting(settingKey, to: verifier.hexDigest)
+        try await settings.setValue(verifier.hexDigest, for: settingKey)
         return (verifier, key)
     }
 }
@@ -153,12 +153,12 @@ public final class AdminKeyring: Sendable {
 
     /// The keyring for this start: `LISA_ADMIN_KEY` when set, otherwise the stored hashes
     /// (generating a key on the very first start; it is returned to be printed once).
-    public static func load(configured: String?, store: any StateStore) async throws -> (keyring: AdminKeyring, generatedKey: String?) {
-        let (verifier, generated) = try await AdminKey.bootstrap(configured: configured, store: store)
+    public static func load(configured: String?, settings: SettingStore) async throws -> (keyring: AdminKeyring, generatedKey: String?) {
+        let (verifier, generated) = try await AdminKey.bootstrap(configured: configured, settings: settings)
         let isConfigured = configured.map { !$0.isEmpty } ?? false
         let keyring = AdminKeyring(current: verifier, isConfigured: isConfigured)
-        if !isConfigured, let hex = try await store.setting(previousKey), let previous = AdminKeyVerifier(hexDigest: hex),
-            let untilText = try await store.setting(previousUntilKey), let until = Double(untilText)
+        if !isConfigured, let hex = try await settings.value(for: previousKey), let previous = AdminKeyVerifier(hexDigest: hex),
+            let untilText = try await settings.value(for: previousUntilKey), let until = Double(untilText)
         {
             keyring.state.withLock {
                 $0.previous = previous
@@ -173,7 +173,7 @@ public final class AdminKeyring: Sendable {
 
     /// Replaces the key with a new one; the old one keeps working for `gracePeriod` seconds.
     /// Stored before it takes effect, so a restart keeps the new key.
-    public func rotate(gracePeriod: TimeInterval, store: any StateStore) async throws -> Rotation {
+    public func rotate(gracePeriod: TimeInterval, settings: SettingStore) async throws -> Rotation {
         guard !isConfigured else {
             throw LISAError.conflict("The admin key comes from LISA_ADMIN_KEY; change it there.", reason: "admin_key_configured")
         }
@@ -184,9 +184,9 @@ public final class AdminKeyring: Sendable {
         let next = AdminKeyVerifier(key: key)
         let until = Date().addingTimeInterval(gracePeriod)
         let current = state.withLock { $0.current }
-        try await store.setSetting(Self.previousKey, to: current.hexDigest)
-        try await store.setSetting(Self.previousUntilKey, to: String(until.timeIntervalSince1970))
-        try await store.setSetting(AdminKey.settingKey, to: next.hexDigest)
+        try await settings.setValue(current.hexDigest, for: Self.previousKey)
+        try await settings.setValue(String(until.timeIntervalSince1970), for: Self.previousUntilKey)
+        try await settings.setValue(next.hexDigest, for: AdminKey.settingKey)
         state.withLock { $0 = State(current: next, previous: current, previousValidUntil: until) }
         return Rotation(adminKey: key, previousKeyValidUntil: until)
     }

@@ -10,7 +10,8 @@ public import Tracing
 /// state store outage does not stop inference.
 public struct Authenticator: Sendable {
     public let adminKeys: AdminKeyring
-    public let store: any StateStore
+    /// Where API tokens are looked up.
+    public let tokens: TokenStore
     public let access: AccessConfiguration
     /// Verifies OIDC JWTs when an issuer is configured.
     public let oidc: OIDCVerifier?
@@ -20,19 +21,19 @@ public struct Authenticator: Sendable {
     public var tracer: (any Tracer)?
 
     public init(
-        adminKeys: AdminKeyring, store: any StateStore, access: AccessConfiguration = AccessConfiguration(), oidc: OIDCVerifier? = nil,
+        adminKeys: AdminKeyring, tokens: TokenStore, access: AccessConfiguration = AccessConfiguration(), oidc: OIDCVerifier? = nil,
         tokenCache: TokenCache? = nil
     ) {
         self.adminKeys = adminKeys
-        self.store = store
+        self.tokens = tokens
         self.access = access
         self.oidc = oidc
-        self.tokenCache = tokenCache ?? TokenCache(following: store)
+        self.tokenCache = tokenCache ?? TokenCache(following: tokens)
     }
 
     /// An authenticator with one fixed admin key.
-    public init(adminKey: AdminKeyVerifier, store: any StateStore, access: AccessConfiguration = AccessConfiguration()) {
-        self.init(adminKeys: AdminKeyring(current: adminKey, isConfigured: true), store: store, access: access)
+    public init(adminKey: AdminKeyVerifier, tokens: TokenStore, access: AccessConfiguration = AccessConfiguration()) {
+        self.init(adminKeys: AdminKeyring(current: adminKey, isConfigured: true), tokens: tokens, access: access)
     }
 
     /// The principal for `presented`, or a 401 that does not say which part was wrong.
@@ -83,10 +84,10 @@ public struct Authenticator: Sendable {
             fallback = token
         case .missing: break
         }
-        let store = self.store
+        let tokens = self.tokens
         do {
             // With a token to fall back on, the store gets a second, not its full deadline.
-            let read: @Sendable () async throws -> APIToken? = { try await store.token(hash: hash) }
+            let read: @Sendable () async throws -> APIToken? = { try await tokens.token(hash: hash) }
             let found =
                 fallback == nil
                 ? try await read()
@@ -108,7 +109,8 @@ public struct Authenticator: Sendable {
 
 /// Issues, lists and revokes API tokens, enforcing who may do what.
 public struct APITokenService: Sendable {
-    public let store: any StateStore
+    /// Where the tokens are kept.
+    public let tokens: TokenStore
     public let access: AccessConfiguration
     /// Lifetime of tokens created without `expiresInDays`. Default 90 days.
     public var defaultLifetime: TimeInterval = 90 * 24 * 3600
@@ -120,10 +122,10 @@ public struct APITokenService: Sendable {
     public let tokenCache: TokenCache?
 
     public init(
-        store: any StateStore, access: AccessConfiguration, policy: APITokenPolicy = APITokenPolicy(), tokenCache: TokenCache? = nil,
+        tokens: TokenStore, access: AccessConfiguration, policy: APITokenPolicy = APITokenPolicy(), tokenCache: TokenCache? = nil,
         logger: Logger
     ) {
-        self.store = store
+        self.tokens = tokens
         self.access = access
         self.policy = policy
         self.tokenCache = tokenCache
@@ -179,7 +181,7 @@ public struct APITokenService: Sendable {
             guard limit > Date() else { throw LISAError.unauthorized("The credential creating this token has expired.") }
             expiresAt = limit
         }
-        let live = try await store.tokens(username: owner).filter { !$0.isExpired() }.count
+        let live = try await tokens.tokens(username: owner).filter { !$0.isExpired() }.count
         guard live < policy.maxTokensPerUser else {
             throw LISAError.quotaExceeded(
                 "'\(owner)' already has \(live) live API tokens, the most allowed (auth.maxTokensPerUser); revoke one first."
@@ -193,7 +195,7 @@ public struct APITokenService: Sendable {
             expiresAt: expiresAt, isSystemToken: request.isSystemToken == true, tokenHash: APIToken.hash(secret), rateLimit: request.rateLimit,
             budget: request.budget
         )
-        try await store.insertToken(token)
+        try await tokens.insert(token)
         logger.info(
             "api token created",
             metadata: ["lisa.token_id": "\(token.id)", "lisa.owner": "\(owner)", "lisa.principal": "\(caller.username)"]
@@ -203,12 +205,12 @@ public struct APITokenService: Sendable {
 
     /// Tokens the caller may see: all for admins, their own for others.
     public func list(by caller: Principal) async throws -> [APIToken.View] {
-        try await store.tokens(username: access.isAdmin(caller) ? nil : caller.username).map(\.view)
+        try await tokens.tokens(username: access.isAdmin(caller) ? nil : caller.username).map(\.view)
     }
 
     /// One token, if the caller may see it (404 otherwise, so ids of others do not leak).
     public func get(id: String, by caller: Principal) async throws -> APIToken.View {
-        guard let token = try await store.token(id: id), access.isAdmin(caller) || token.username == caller.username else {
+        guard let token = try await tokens.token(id: id), access.isAdmin(caller) || token.username == caller.username else {
             throw LISAError.notFound("No API token with id '\(id)'.", reason: "token_not_found")
         }
         return token.view
@@ -223,7 +225,7 @@ public struct APITokenService: Sendable {
     public func revoke(id: String, by caller: Principal) async throws {
         _ = try await get(id: id, by: caller)
         tokenCache?.revoke(tokenID: id)
-        _ = try await store.deleteToken(id: id)
+        _ = try await tokens.delete(id: id)
         tokenCache?.revoke(tokenID: id)
         logger.info("api token revoked", metadata: ["lisa.token_id": "\(id)", "lisa.principal": "\(caller.username)"])
     }

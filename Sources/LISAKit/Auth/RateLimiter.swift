@@ -36,7 +36,7 @@ public struct TokenBucket: Sendable, Hashable {
 /// Enforces ``RateLimitConfiguration``.
 ///
 /// With a store that several LISAServe replicas share (PostgreSQL), every replica draws on
-/// one bucket per principal in the store (``StateStore/takeRateToken(key:perSecond:capacity:)``,
+/// one bucket per principal in the store (``StateCoordination/takeRateToken(key:perSecond:capacity:)``,
 /// one atomic statement per request), so the limit holds across replicas with no
 /// overshoot. When the store does not answer within 500 ms, each replica falls back to
 /// buckets of its own, and keeps to them for 5 s before it asks the store again (a
@@ -45,20 +45,20 @@ public struct TokenBucket: Sendable, Hashable {
 public final class RateLimiter: Sendable {
     public let configuration: RateLimitConfiguration
     private let buckets = Mutex<[String: TokenBucket]>([:])
-    private let store: (any StateStore)?
+    private let coordination: StateCoordination?
     /// Until when (seconds on ``clock``) the shared buckets are not asked: the store failed.
     private let sharedDownUntil = Mutex<Double>(0)
     /// What this process's buckets refill by.
     public let clock: AnyClock
 
     /// - Parameters:
-    ///   - store: the shared store whose buckets replicas draw on; `nil` (or a store no
-    ///     other process shares) keeps the buckets in this process.
+    ///   - coordination: the shared store's, whose buckets replicas draw on; `nil` (or a
+    ///     store no other process shares) keeps the buckets in this process.
     ///   - clock: what this process's buckets refill by (the shared ones go by the
     ///     database's clock).
-    public init(configuration: RateLimitConfiguration, store: (any StateStore)? = nil, clock: AnyClock = .continuous) {
+    public init(configuration: RateLimitConfiguration, coordination: StateCoordination? = nil, clock: AnyClock = .continuous) {
         self.configuration = configuration
-        self.store = store?.isShared == true ? store : nil
+        self.coordination = coordination?.isShared == true ? coordination : nil
         self.clock = clock
     }
 
@@ -67,12 +67,12 @@ public final class RateLimiter: Sendable {
         guard let limit = configuration.limit(for: principal) else { return }
         let key = Self.bucketKey(principal)
         let now = clock.seconds
-        if let store, sharedDownUntil.withLock({ $0 }) <= now {
+        if let coordination, sharedDownUntil.withLock({ $0 }) <= now {
             let wait: Double?
             do {
                 let (perSecond, capacity) = (limit.requestsPerMinute / 60, Double(max(limit.burst, 1)))
                 wait = try await withDeadline(.milliseconds(500), timedOut: { LISAError.stateStoreUnavailable("rate bucket") }) {
-                    try await store.takeRateToken(key: key, perSecond: perSecond, capacity: capacity)
+                    try await coordination.takeRateToken(key: key, perSecond: perSecond, capacity: capacity)
                 }
             } catch {
                 // The store did not answer: this replica's own buckets decide for a while.

@@ -46,7 +46,7 @@ public final class TokenCache: Service, Sendable {
     }
 
     public let settings: Settings
-    private let store: (any StateStore)?
+    private let tokens: TokenStore?
     private struct State {
         var entries: [String: Entry] = [:]
         /// Bumped by every revocation, so a read that started before one cannot put back
@@ -65,10 +65,11 @@ public final class TokenCache: Service, Sendable {
     /// The store did not answer: for 5 s, stale tokens are used without asking it.
     func storeFailed(at now: Double = TokenCache.now) { storeDownUntil.withLock { $0 = now + 5 } }
 
-    /// A cache that follows `store`'s changes while it runs as a service.
-    public init(settings: Settings = Settings(), following store: (any StateStore)? = nil) {
+    /// A cache that follows the changes of `tokens` (on every process sharing the store)
+    /// while it runs as a service.
+    public init(settings: Settings = Settings(), following tokens: TokenStore? = nil) {
         self.settings = settings
-        self.store = store
+        self.tokens = tokens
     }
 
     static var now: Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
@@ -134,8 +135,8 @@ public final class TokenCache: Service, Sendable {
 
     /// Follows the store's changes until cancelled or shut down.
     public func run() async throws {
-        guard let store else { return }
-        let changes = store.changes()
+        guard let tokens else { return }
+        let changes = tokens.coordination.changes()
         await cancelWhenGracefulShutdown {
             for await change in changes {
                 switch change.kind {

@@ -49,7 +49,7 @@ extension ResponsesDialect {
             } else {
                 try await runtime.forward(.chatCompletions, body: chatBody, context: context)
             }
-        let store = runtime.store
+        let store = runtime.store.records
         let quotas = runtime.configuration.quotas
         switch answer.body {
         case .buffer(let buffer):
@@ -120,7 +120,7 @@ extension ResponsesDialect {
         let answer = try await runtime.gateway.responses(body: body, model: model, stream: request["stream"] == .bool(true), context: context)
         guard store else { return answer }
         let owner = context.principal.username
-        let stateStore = runtime.store
+        let stateStore = runtime.store.records
         let quotas = runtime.configuration.quotas
         switch answer.body {
         case .buffer(let buffer):

@@ -13,7 +13,6 @@ public import Tracing
 /// other front end call it with the request body and write back the ``GatewayResponse``.
 public final class Gateway: Sendable {
     public let registry: ModelRegistry
-    public let store: any StateStore
     /// Sends requests to endpoints (HTTP to OpenAI-compatible servers, or any other conformer).
     public let provider: any InferenceProvider
     /// The gateway's metrics (served at `/metrics` by LISAServe).
@@ -36,7 +35,7 @@ public final class Gateway: Sendable {
     public static let maxBufferedResponseSize = 64 * 1024 * 1024
 
     public init(
-        registry: ModelRegistry, store: any StateStore, provider: any InferenceProvider, metrics: GatewayMetrics = GatewayMetrics(),
+        registry: ModelRegistry, provider: any InferenceProvider, metrics: GatewayMetrics = GatewayMetrics(),
         access: AccessConfiguration = AccessConfiguration(), accountant: UsageAccountant? = nil, tracer: (any Tracer)? = nil,
         answerMemory: AnswerMemoryBudget = AnswerMemoryBudget(), logger: Logger
     ) {
@@ -45,7 +44,6 @@ public final class Gateway: Sendable {
         self.tracer = tracer
         self.access = access
         self.registry = registry
-        self.store = store
         self.provider = provider
         self.metrics = metrics
         self.logger = logger

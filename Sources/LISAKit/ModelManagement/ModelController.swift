@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 
-/// Carries model workflows out, on the one process that leads (``StateStore/runAsLeader(_:)``).
+/// Carries model workflows out, on the one process that leads (``StateCoordination/runAsLeader(_:)``).
 ///
 /// Every half second it compares what the store says each model should be with what runs,
 /// and takes the next step — each step persisted before it acts, so a controller that dies
@@ -17,7 +17,7 @@ import Logging
 actor ModelController {
     let manager: ModelManager
     let backend: (any HostingBackend)?
-    private var store: any StateStore { manager.store }
+    private var store: ModelStore { manager.store }
     private var logger: Logger { manager.logger }
     /// Models with a long step (drain, stop) under way in a task of its own.
     private var busy: Set<String> = []
@@ -56,7 +56,7 @@ actor ModelController {
     /// model wanted them); launches cut short are cleaned; processes no record knows stop.
     private func recover() async throws {
         guard let backend else { return }
-        let models = Dictionary(uniqueKeysWithValues: try await store.models().map { ($0.definition.modelId, $0) })
+        let models = Dictionary(uniqueKeysWithValues: try await store.all().map { ($0.definition.modelId, $0) })
         for var replica in try await store.replicas(modelId: nil) {
             guard let model = models[replica.modelId] else { continue }
             switch replica.state {
@@ -110,12 +110,12 @@ actor ModelController {
         let pending = replicaTime
         replicaTime = [:]
         let hour = Int64(Date().timeIntervalSince1970 / 3600) * 3600
-        let store = self.store
+        let usage = manager.usage
         let logger = self.logger
         Task {
             for (model, seconds) in pending {
                 do {
-                    try await store.addReplicaSeconds(seconds, model: model, hour: hour)
+                    try await usage.addReplicaSeconds(seconds, model: model, hour: hour)
                 } catch {
                     logger.debug("recording replica time failed", metadata: ["lisa.model": "\(model)", "lisa.error": "\(error)"])
                 }
@@ -125,7 +125,7 @@ actor ModelController {
 
     private func reconcile() async throws {
         ticks += 1
-        let models = try await store.models()
+        let models = try await store.all()
         let replicas = Dictionary(grouping: try await store.replicas(modelId: nil), by: \.modelId)
         let ids = Set(models.map(\.definition.modelId))
         // Records of models that are gone (deleted by a process that died half-way).
@@ -144,7 +144,7 @@ actor ModelController {
                 if model.definition.isHosted {
                     try await supervise(model, replicas: modelReplicas)
                 } else if let next = ModelLifecycle.status(after: .ready, from: model.status) {
-                    _ = try await store.updateModel(id: model.definition.modelId, expecting: [model.status]) { $0.status = next }
+                    _ = try await store.update(id: model.definition.modelId, expecting: [model.status]) { $0.status = next }
                 }
             case .stopped, .failed:
                 for replica in modelReplicas where replica.state != .crashed {
@@ -163,7 +163,7 @@ actor ModelController {
         }
         if ticks % 120 == 1 {
             // Heartbeats of processes gone for an hour (killed, never deregistered).
-            try await store.deleteInstances(heartbeatBefore: Date().timeIntervalSince1970 - 3600)
+            try await manager.coordination.deleteInstances(heartbeatBefore: Date().timeIntervalSince1970 - 3600)
         }
     }
 
@@ -256,7 +256,7 @@ actor ModelController {
                 scaling.desiredCapacity = wanted
                 target = wanted
                 let stored = scaling
-                _ = try await store.updateModel(id: id, expecting: [.inService]) { $0.definition.autoScalingConfig = stored }
+                _ = try await store.update(id: id, expecting: [.inService]) { $0.definition.autoScalingConfig = stored }
             }
             autoscalers[id] = autoscaler
         }
@@ -288,7 +288,7 @@ actor ModelController {
         if model.status.isTransitional, ready >= target, active.count == target,
             let next = ModelLifecycle.status(after: .ready, from: model.status)
         {
-            _ = try await store.updateModel(id: id, expecting: [model.status]) { $0.status = next }
+            _ = try await store.update(id: id, expecting: [model.status]) { $0.status = next }
             logger.notice("model in service", metadata: ["lisa.model": "\(id)", "lisa.replicas": "\(ready)"])
         }
     }
@@ -325,7 +325,7 @@ actor ModelController {
         }
         logger.error("model failed", metadata: ["lisa.model": "\(model.definition.modelId)", "lisa.reason": "\(reason)"])
         let message = detail
-        _ = try await store.updateModel(id: model.definition.modelId, expecting: [model.status]) { stored in
+        _ = try await store.update(id: model.definition.modelId, expecting: [model.status]) { stored in
             stored.status = ModelLifecycle.status(after: .failed(message), from: stored.status) ?? .failed
             stored.statusReason = message
         }
@@ -359,12 +359,12 @@ actor ModelController {
                 }
             }
             if model.status == .deleting {
-                _ = try await store.deleteModel(id: id, expecting: [.deleting])
+                _ = try await store.delete(id: id, expecting: [.deleting])
                 autoscalers[id] = nil
                 logger.notice("model deleted", metadata: ["lisa.model": "\(id)"])
             } else {
                 for replica in replicas { try await store.deleteReplica(id: replica.replicaId) }
-                _ = try await store.updateModel(id: id, expecting: [.stopping]) { $0.status = .stopped }
+                _ = try await store.update(id: id, expecting: [.stopping]) { $0.status = .stopped }
                 autoscalers[id] = nil
                 logger.notice("model stopped", metadata: ["lisa.model": "\(id)"])
             }

@@ -12,7 +12,12 @@ import Synchronization
 /// that holds leadership — runs the ``ModelController`` that carries workflows out. Run it
 /// as a `Service` next to the HTTP server.
 public final class ModelManager: Service, Sendable {
-    public let store: any StateStore
+    /// The models and their replicas.
+    public let store: ModelStore
+    /// The change feed, leadership and heartbeats of the processes sharing the store.
+    public let coordination: StateCoordination
+    /// Where hosted replicas' time is recorded (cost reports).
+    let usage: UsageStore
     public let registry: ModelRegistry
     public let configured: [ModelDefinition]
     /// Launches hosted models' replicas; `nil`: `lisa_hosted` models are refused.
@@ -40,7 +45,8 @@ public final class ModelManager: Service, Sendable {
 
     /// Checks the configured models; call ``reload()`` (or ``run()``) to load the stored ones.
     public init(
-        store: any StateStore, registry: ModelRegistry, configured: [ModelDefinition] = [], backend: (any HostingBackend)? = nil,
+        store: ModelStore, coordination: StateCoordination, usage: UsageStore, registry: ModelRegistry, configured: [ModelDefinition] = [],
+        backend: (any HostingBackend)? = nil,
         httpClient: HTTPClient? = nil, resyncInterval: Duration = .seconds(10), heartbeatInterval: Duration = .seconds(1),
         logger: Logger
     ) throws {
@@ -57,6 +63,8 @@ public final class ModelManager: Service, Sendable {
             }
         }
         self.store = store
+        self.coordination = coordination
+        self.usage = usage
         self.registry = registry
         self.configured = configured
         self.backend = backend
@@ -69,7 +77,7 @@ public final class ModelManager: Service, Sendable {
     /// Rebuilds the router's snapshot from the configuration and the store.
     public func reload() async throws {
         try await reloading.withLock {
-            let stored = try await store.models()
+            let stored = try await store.all()
             let replicas = try await store.replicas(modelId: nil)
             for id in registry.sync(configured: configured, stored: stored, replicas: replicas) {
                 logger.warning("stored model shadowed by the configuration file", metadata: ["lisa.model": "\(id)"])
@@ -186,7 +194,7 @@ public final class ModelManager: Service, Sendable {
                 metadata: ["lisa.model": "\(definition.modelId)", "lisa.endpoint": "\(Endpoint.label(for: endpoint.url))"]
             )
         }
-        try await store.insertModel(definition, status: status)
+        try await store.insert(definition, status: status)
         try await reload()
         logger.info("model created", metadata: ["lisa.model": "\(definition.modelId)", "lisa.status": "\(status.rawValue)"])
         return try record(id: definition.modelId)
@@ -253,7 +261,7 @@ public final class ModelManager: Service, Sendable {
         // Models with endpoints apply the change at once; hosted ones go through Updating
         // until the controller has the replica count right.
         let status = definition.isHosted ? next : (ModelLifecycle.status(after: .ready, from: next) ?? next)
-        let updated = try await store.updateModel(id: id, expecting: [current.status]) { model in
+        let updated = try await store.update(id: id, expecting: [current.status]) { model in
             model.definition = definition
             model.status = status
             model.statusReason = nil
@@ -314,7 +322,7 @@ public final class ModelManager: Service, Sendable {
     private func transition(_ id: String, _ action: ModelAction) async throws -> ModelRecord {
         let current = try await storedModel(id)
         let next = try Self.next(action, from: current.status)
-        let updated = try await store.updateModel(id: id, expecting: [current.status]) { model in
+        let updated = try await store.update(id: id, expecting: [current.status]) { model in
             model.status = next
             model.statusReason = nil
         }
@@ -330,9 +338,9 @@ public final class ModelManager: Service, Sendable {
         await drain(model: id, urls: nil, timeout: .seconds(30))
         do {
             if status == .deleting {
-                _ = try await store.deleteModel(id: id, expecting: [.deleting])
+                _ = try await store.delete(id: id, expecting: [.deleting])
             } else if let next = ModelLifecycle.status(after: .stopped, from: status) {
-                _ = try await store.updateModel(id: id, expecting: [status]) { $0.status = next }
+                _ = try await store.update(id: id, expecting: [status]) { $0.status = next }
             }
         } catch {
             logger.warning("could not finish a model step; the controller will", metadata: ["lisa.model": "\(id)", "lisa.error": "\(error)"])
@@ -374,7 +382,7 @@ public final class ModelManager: Service, Sendable {
     /// change that stopped their routing.
     func drain(model: String, urls: Set<String>?, timeout: Duration) async {
         let deadline = ContinuousClock.now + timeout
-        if store.isShared {
+        if coordination.isShared {
             try? await Task.sleep(for: heartbeatInterval * 1.5)
         }
         while ContinuousClock.now < deadline, !Task.isCancelled {
@@ -394,8 +402,8 @@ public final class ModelManager: Service, Sendable {
         for (url, count) in registry.inFlight.snapshot()[model] ?? [:] where urls?.contains(url) ?? true {
             total += count
         }
-        if store.isShared, let others = try? await store.instances(heartbeatAfter: Date().timeIntervalSince1970 - 5) {
-            for instance in others where instance.instanceId != store.instanceID {
+        if coordination.isShared, let others = try? await coordination.instances(heartbeatAfter: Date().timeIntervalSince1970 - 5) {
+            for instance in others where instance.instanceId != coordination.instanceID {
                 for (url, count) in instance.inFlight[model] ?? [:] where urls?.contains(url) ?? true {
                     total += count
                 }
@@ -414,7 +422,7 @@ public final class ModelManager: Service, Sendable {
                 group.addTask { await self.followChanges() }
                 group.addTask { await self.heartbeat() }
                 group.addTask {
-                    try? await self.store.runAsLeader {
+                    try? await self.coordination.runAsLeader {
                         self.leading.store(true, ordering: .relaxed)
                         defer { self.leading.store(false, ordering: .relaxed) }
                         try await ModelController(manager: self, backend: self.backend).run()
@@ -422,11 +430,11 @@ public final class ModelManager: Service, Sendable {
                 }
             }
         }
-        try? await store.deleteInstance(id: store.instanceID)
+        try? await coordination.deleteInstance(id: coordination.instanceID)
     }
 
     private func followChanges() async {
-        let changes = store.changes()
+        let changes = coordination.changes()
         await withDiscardingTaskGroup { group in
             group.addTask {
                 for await _ in changes {
@@ -452,15 +460,15 @@ public final class ModelManager: Service, Sendable {
 
     /// Only processes sharing the store need each other's load.
     private func heartbeat() async {
-        guard store.isShared else { return }
+        guard coordination.isShared else { return }
         let hostname = ProcessInfo.processInfo.hostName
         while !Task.isCancelled {
             let record = InstanceRecord(
-                instanceId: store.instanceID, hostname: hostname, startedAt: startedAt, heartbeatAt: Date().timeIntervalSince1970,
+                instanceId: coordination.instanceID, hostname: hostname, startedAt: startedAt, heartbeatAt: Date().timeIntervalSince1970,
                 isLeader: isLeading, inFlight: registry.inFlight.snapshot()
             )
             do {
-                try await store.saveInstance(record)
+                try await coordination.saveInstance(record)
             } catch {
                 logger.debug("heartbeat failed", metadata: ["lisa.error": "\(error)"])
             }

@@ -55,7 +55,7 @@ extension RAGService {
         try await queueUnfinishedJobs()
         try await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
-                if self.store.isShared {
+                if self.coordination.isShared {
                     // Jobs uploaded through a replica that died, once their lease lapses.
                     group.addTask {
                         while !Task.isCancelled {
@@ -88,9 +88,9 @@ extension RAGService {
     func ingestWithinBudget(_ jobId: String) async {
         defer { _ = localJobs.withLock { $0.remove(jobId) } }
         let claim = Self.claimID(jobId)
-        let holder = store.instanceID
+        let holder = coordination.instanceID
         let lease = ingestion.leaseSeconds
-        guard (try? await store.claim(claim, holder: holder, seconds: lease)) == true else { return }
+        guard (try? await coordination.claim(claim, holder: holder, seconds: lease)) == true else { return }
         let timeout = ingestion.timeoutSeconds
         let finished = await withTaskGroup(of: Bool?.self) { group in
             group.addTask {
@@ -105,7 +105,7 @@ extension RAGService {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .seconds(lease / 3))
                     guard !Task.isCancelled else { break }
-                    if (try? await self.store.claim(claim, holder: holder, seconds: lease)) != true {
+                    if (try? await self.coordination.claim(claim, holder: holder, seconds: lease)) != true {
                         self.logger.warning("could not renew the claim on an ingestion job", metadata: ["lisa.job": "\(jobId)"])
                     }
                 }
@@ -123,8 +123,8 @@ extension RAGService {
         }
         // Given back at once (done, failed, or put back by a shutdown): another replica may
         // take a job this one did not finish without waiting for the lease.
-        let store = self.store
-        await Task { try? await store.releaseClaim(claim, holder: holder) }.value
+        let coordination = self.coordination
+        await Task { try? await coordination.releaseClaim(claim, holder: holder) }.value
     }
 
     private func fail(_ jobId: String, reason: String) async {

@@ -11,8 +11,8 @@ extension RAGService {
         if repository.typeIsDefault {
             // One replica's data directory cannot serve the others: with shared state the
             // default store is the shared one.
-            repository.type = store.isShared || repository.pgvector != nil ? .pgvector : .embedded
-            if store.isShared, repository.pgvector == nil, pgvector == nil {
+            repository.type = coordination.isShared || repository.pgvector != nil ? .pgvector : .embedded
+            if coordination.isShared, repository.pgvector == nil, pgvector == nil {
                 throw LISAError.invalidRequest(
                     "With PostgreSQL state repositories default to pgvector, and the state database has no vector extension: "
                         + "install pgvector there (CREATE EXTENSION vector), or give pgvector.url or type opensearch.",
@@ -21,7 +21,7 @@ extension RAGService {
             }
             repository.typeIsDefault = false
         }
-        if repository.type == .embedded, store.isShared {
+        if repository.type == .embedded, coordination.isShared {
             throw LISAError.invalidRequest(
                 "type embedded keeps vectors in one replica's data directory, which the other LISAServe replicas sharing this "
                     + "PostgreSQL state cannot read; use pgvector (the default with PostgreSQL state) or opensearch.",

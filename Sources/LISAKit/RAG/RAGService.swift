@@ -18,7 +18,10 @@ import Tracing
 /// is taken over by another when its lease lapses. Run the service as a `Service`: it
 /// ingests queued jobs and resumes interrupted ones.
 public final class RAGService: Service, Sendable {
-    public let store: any StateStore
+    /// Where repositories, collections, documents, jobs and uploads are kept.
+    public let store: RecordStore
+    /// Leases on ingestion jobs among the processes sharing the store.
+    public let coordination: StateCoordination
     public let gateway: Gateway
     public let embedded: EmbeddedVectorStore
     public let pgvector: PGVectorStore?
@@ -55,7 +58,8 @@ public final class RAGService: Service, Sendable {
     static let payerKind = "rag.job.payer"
 
     public init(
-        store: any StateStore, gateway: Gateway, embedded: EmbeddedVectorStore, pgvector: PGVectorStore?, uploadDirectory: String,
+        store: RecordStore, coordination: StateCoordination, gateway: Gateway, embedded: EmbeddedVectorStore, pgvector: PGVectorStore?,
+        uploadDirectory: String,
         maxUploadSize: Int = 20 * 1024 * 1024, ingestion: IngestionLimits = IngestionLimits(), quotas: StorageQuotas = StorageQuotas(),
         httpClient: HTTPClient? = nil, logger: Logger
     ) throws {
@@ -63,6 +67,7 @@ public final class RAGService: Service, Sendable {
         self.ingestion = ingestion
         self.quotas = quotas
         self.store = store
+        self.coordination = coordination
         self.gateway = gateway
         self.embedded = embedded
         self.pgvector = pgvector

@@ -39,7 +39,7 @@ extension LISARuntime {
     }
 
     static func savePassedThrough(
-        _ response: JSONValue, translation: ResponsesDialect.Translation?, history: [JSONValue], owner: String, in store: any StateStore,
+        _ response: JSONValue, translation: ResponsesDialect.Translation?, history: [JSONValue], owner: String, in store: RecordStore,
         quotas: StorageQuotas
     ) async throws {
         guard let id = response["id"]?.stringValue, id.hasPrefix("resp_"), id.count <= 64 else { return }
@@ -64,7 +64,7 @@ extension LISARuntime {
 
     /// `DELETE /v1/responses/{id}`.
     public func deleteResponse(id: String, for principal: Principal) async throws -> JSONValue {
-        guard try await storedResponse(id: id, for: principal) != nil, try await store.deleteRecord(kind: StoredResponse.kind, id: id) else {
+        guard try await storedResponse(id: id, for: principal) != nil, try await store.records.deleteRecord(kind: StoredResponse.kind, id: id) else {
             throw Self.responseNotFound(id)
         }
         return ["id": .string(id), "object": "response", "deleted": true]
@@ -95,7 +95,7 @@ extension LISARuntime {
     /// The caller's stored response, read only as far as its header (who owns it); a record
     /// of the earlier layout is decoded whole, off the event loops.
     func storedResponse(id: String, for principal: Principal) async throws -> StoredResponseRecord? {
-        guard id.hasPrefix("resp_"), id.count <= 64, let body = try await store.record(kind: StoredResponse.kind, id: id) else { return nil }
+        guard id.hasPrefix("resp_"), id.count <= 64, let body = try await store.records.record(kind: StoredResponse.kind, id: id) else { return nil }
         let stored = try await offEventLoops { try StoredResponseRecord(body: body) }
         return stored.owner == principal.username ? stored : nil
     }
@@ -118,7 +118,7 @@ extension LISARuntime {
     }
 
     static func save(
-        _ response: JSONValue, translation: ResponsesDialect.Translation, history: [JSONValue], owner: String, in store: any StateStore,
+        _ response: JSONValue, translation: ResponsesDialect.Translation, history: [JSONValue], owner: String, in store: RecordStore,
         quotas: StorageQuotas, passedThrough: Bool? = nil
     ) async throws {
         var messages = history + translation.inputMessages
@@ -132,7 +132,7 @@ extension LISARuntime {
     /// `maxStoredResponseBytesPerUser`): the owner's oldest stored responses make room, as a
     /// cache would. One response larger than the whole byte quota is not stored (a later
     /// `GET` answers 404) rather than evicting everything else.
-    static func put(_ stored: StoredResponse, in store: any StateStore, quotas: StorageQuotas) async throws {
+    static func put(_ stored: StoredResponse, in store: RecordStore, quotas: StorageQuotas) async throws {
         guard let id = stored.response["id"]?.stringValue else { return }
         let body = try await offEventLoops { try StoredResponseRecord.encode(stored) }
         // An answer that alone takes the record past the cap is answered but not stored.

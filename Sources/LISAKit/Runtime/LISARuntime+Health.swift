@@ -22,7 +22,7 @@ extension LISARuntime {
     /// do. Not ready while the store cannot be read: management calls would fail, and a
     /// Kubernetes probe should take the pod out of its Service until it can.
     public func readiness(timeout: Duration = .seconds(2)) async -> Readiness {
-        let store = self.store
+        let settings = store.settings
         var problem: String?
         do {
             _ = try await withDeadline(
@@ -31,7 +31,7 @@ extension LISARuntime {
                     LISAError.stateStoreUnavailable("The state store did not answer within \(Int(timeout.seconds)) s.")
                 }
             ) {
-                try await store.setting("lisa.readiness")
+                try await settings.value(for: "lisa.readiness")
             }
         } catch let error as LISAError {
             problem = error.message

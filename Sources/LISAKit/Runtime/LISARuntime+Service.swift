@@ -51,7 +51,7 @@ extension LISARuntime: Service {
     /// }
     /// ```
     public static func withRuntime<T: Sendable>(
-        configuration: LISAConfiguration, store: (any StateStore)? = nil, provider: (any InferenceProvider)? = nil,
+        configuration: LISAConfiguration, store: SQLStateStore? = nil, provider: (any InferenceProvider)? = nil,
         metrics: (any MetricsFactory)? = nil, tracer: (any Tracer)? = nil, clock: AnyClock = .continuous, logger: Logger,
         _ body: (LISARuntime) async throws -> T
     ) async throws -> T {

@@ -22,7 +22,8 @@ public import Tracing
 /// ```
 public final class LISARuntime: Sendable {
     public let configuration: LISAConfiguration
-    public let store: any StateStore
+    /// The state this runtime was built on; its parts each hold the small store they need.
+    public let store: SQLStateStore
     /// The one outbound HTTP client (upstreams, OIDC, OpenSearch, probes): no redirects.
     public let httpClient: HTTPClient
     /// The HTTP/1.1 client of upstream inference calls (a pool per event loop).
@@ -72,12 +73,12 @@ public final class LISARuntime: Sendable {
     /// breakers, retry budgets, health probes and rate buckets run on `clock` (a manual
     /// clock in tests).
     public init(
-        configuration: LISAConfiguration, store given: (any StateStore)? = nil, provider: (any InferenceProvider)? = nil,
+        configuration: LISAConfiguration, store given: SQLStateStore? = nil, provider: (any InferenceProvider)? = nil,
         metrics: (any MetricsFactory)? = nil, tracer givenTracer: (any Tracer)? = nil, clock: AnyClock = .continuous, logger: Logger
     ) async throws {
         self.configuration = configuration
         self.logger = logger
-        let store: any StateStore
+        let store: SQLStateStore
         if let given { store = given } else { store = try await Self.openStore(configuration, logger: logger) }
         self.store = store
         self.ownsStore = given == nil
@@ -99,27 +100,29 @@ public final class LISARuntime: Sendable {
         }
         self.tracer = tracer
         do {
-            let (keyring, generated) = try await AdminKeyring.load(configured: configuration.adminKey, store: store)
+            let (keyring, generated) = try await AdminKeyring.load(configured: configuration.adminKey, settings: store.settings)
             adminKeys = keyring
             generatedAdminKey = generated
-            rateLimiter = RateLimiter(configuration: configuration.rateLimits, store: store, clock: clock)
+            rateLimiter = RateLimiter(configuration: configuration.rateLimits, coordination: store.coordination, clock: clock)
             let oidc = configuration.oidc.map { OIDCVerifier(configuration: $0, httpClient: httpClient, logger: logger) }
             self.oidc = oidc
-            let tokenCache = TokenCache(settings: configuration.tokenCache, following: store)
-            var authenticator = Authenticator(adminKeys: keyring, store: store, access: configuration.access, oidc: oidc, tokenCache: tokenCache)
+            let tokenCache = TokenCache(settings: configuration.tokenCache, following: store.tokens)
+            var authenticator = Authenticator(
+                adminKeys: keyring, tokens: store.tokens, access: configuration.access, oidc: oidc, tokenCache: tokenCache)
             authenticator.tracer = tracer
             self.authenticator = authenticator
             tokens = APITokenService(
-                store: store, access: configuration.access, policy: configuration.tokenPolicy, tokenCache: tokenCache, logger: logger
+                tokens: store.tokens, access: configuration.access, policy: configuration.tokenPolicy, tokenCache: tokenCache, logger: logger
             )
-            sessions = SessionService(store: store, access: configuration.access, quotas: configuration.quotas)
+            sessions = SessionService(store: store.records, access: configuration.access, quotas: configuration.quotas)
             let usage = UsageAccountant(
-                settings: configuration.usage, budgets: configuration.budgets, store: store, requestTimeout: configuration.upstreamTimeouts.request,
+                settings: configuration.usage, budgets: configuration.budgets, store: store.usage,
+                requestTimeout: configuration.upstreamTimeouts.request,
                 logger: logger
             )
             self.usage = usage
             let gateway = Gateway(
-                registry: ModelRegistry(defaultPolicy: configuration.loadBalancing, clock: clock), store: store,
+                registry: ModelRegistry(defaultPolicy: configuration.loadBalancing, clock: clock),
                 provider: provider
                     ?? (configuration.upstreamClient == .lean
                         ? OpenAICompatibleProvider(
@@ -135,9 +138,10 @@ public final class LISARuntime: Sendable {
                 registry: gateway.registry, httpClient: httpClient, defaultTLS: configuration.upstreamTLS,
                 defaultCheck: configuration.defaultHealthCheck, logger: logger
             )
-            let backend = try await Self.makeBackend(configuration, store: store, httpClient: httpClient, logger: logger)
+            let backend = try await Self.makeBackend(configuration, settings: store.settings, httpClient: httpClient, logger: logger)
             models = try ModelManager(
-                store: store, registry: gateway.registry, configured: configuration.models, backend: backend, httpClient: httpClient,
+                store: store.models, coordination: store.coordination, usage: store.usage, registry: gateway.registry,
+                configured: configuration.models, backend: backend, httpClient: httpClient,
                 logger: logger
             )
             try await models.reload()
@@ -157,7 +161,7 @@ public final class LISARuntime: Sendable {
                 logger.warning("PDF ingestion is off", metadata: ["lisa.reason": "\(problem)"])
             }
             let rag = try RAGService(
-                store: store, gateway: gateway, embedded: embedded, pgvector: pgvector,
+                store: store.records, coordination: store.coordination, gateway: gateway, embedded: embedded, pgvector: pgvector,
                 uploadDirectory: directory.appendingPathComponent("uploads").path, maxUploadSize: configuration.ragMaxUploadSize,
                 ingestion: configuration.ragIngestion, quotas: configuration.quotas, httpClient: httpClient, logger: logger
             )
@@ -188,7 +192,7 @@ public final class LISARuntime: Sendable {
     }
 
     /// The state store `configuration` names: PostgreSQL, or SQLite in the data directory.
-    public static func openStore(_ configuration: LISAConfiguration, logger: Logger) async throws -> any StateStore {
+    public static func openStore(_ configuration: LISAConfiguration, logger: Logger) async throws -> SQLStateStore {
         if let url = configuration.databaseURL {
             guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
                 throw ConfigurationError("LISA_DATABASE_URL must be a postgres:// URL")
@@ -211,15 +215,15 @@ public final class LISARuntime: Sendable {
     /// The local-process backend, its replicas' logs under the data directory and tagged
     /// with this deployment's id (kept in the store, so every LISAServe sharing it agrees).
     static func makeBackend(
-        _ configuration: LISAConfiguration, store: any StateStore, httpClient: HTTPClient, logger: Logger
+        _ configuration: LISAConfiguration, settings: SettingStore, httpClient: HTTPClient, logger: Logger
     ) async throws -> (any HostingBackend)? {
         guard configuration.hostingBackend != "none" else { return nil }
         let deploymentID: String
-        if let stored = try await store.setting("deployment_id") {
+        if let stored = try await settings.value(for: "deployment_id") {
             deploymentID = stored
         } else {
             deploymentID = UUID().uuidString.lowercased()
-            try await store.setSetting("deployment_id", to: deploymentID)
+            try await settings.setValue(deploymentID, for: "deployment_id")
         }
         if configuration.hostingBackend == "kubernetes" {
             let client = try KubernetesClient.load(

@@ -60,7 +60,8 @@ public struct PromptTemplate: Sendable, Hashable, Codable {
 /// Chat sessions (each principal sees only its own) and prompt templates, stored as records
 /// in the state store.
 public struct SessionService: Sendable {
-    public let store: any StateStore
+    /// Where sessions and templates are kept.
+    public let store: RecordStore
     public let access: AccessConfiguration
 
     static let sessionKind = "session"
@@ -70,7 +71,7 @@ public struct SessionService: Sendable {
     /// What each user may keep.
     public var quotas: StorageQuotas
 
-    public init(store: any StateStore, access: AccessConfiguration, quotas: StorageQuotas = StorageQuotas()) {
+    public init(store: RecordStore, access: AccessConfiguration, quotas: StorageQuotas = StorageQuotas()) {
         self.store = store
         self.access = access
         self.quotas = quotas

@@ -179,7 +179,7 @@ extension SQLStateStore {
             )
             """,
             "CREATE INDEX IF NOT EXISTS usage_hourly_user_hour ON usage_hourly (username, hour)",
-            "INSERT INTO usage_hourly (\(usageHourlyColumns)) \(usageHourlySelect) GROUP BY \(usageHourlyKeys)",
+            "INSERT INTO usage_hourly (\(UsageStore.usageHourlyColumns)) \(UsageStore.usageHourlySelect) GROUP BY \(UsageStore.usageHourlyKeys)",
         ],
     ]
 

@@ -40,12 +40,12 @@ public final class UsageAccountant: Sendable {
     public let settings: UsageSettings
     public let budgets: BudgetConfiguration
     public let recorder: UsageRecorder
-    private let store: any StateStore
+    private let store: UsageStore
     private let logger: Logger
     /// How long a reservation outlives the longest request before another process releases it.
     private let reservationLifetime: Double
 
-    public init(settings: UsageSettings, budgets: BudgetConfiguration, store: any StateStore, requestTimeout: Duration, logger: Logger) {
+    public init(settings: UsageSettings, budgets: BudgetConfiguration, store: UsageStore, requestTimeout: Duration, logger: Logger) {
         self.settings = settings
         self.budgets = budgets
         self.store = store

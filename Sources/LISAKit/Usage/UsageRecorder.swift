@@ -13,11 +13,11 @@ import Synchronization
 /// counters are written on the request path and lose nothing.
 public final class UsageRecorder: Service, Sendable {
     public let settings: UsageSettings
-    private let store: any StateStore
+    private let store: UsageStore
     private let logger: Logger
     private let queue: BatchQueue<UsageRecord>
 
-    init(settings: UsageSettings, store: any StateStore, logger: Logger) {
+    init(settings: UsageSettings, store: UsageStore, logger: Logger) {
         self.settings = settings
         self.store = store
         self.logger = logger
@@ -42,7 +42,7 @@ public final class UsageRecorder: Service, Sendable {
         let batch = queue.takeAll()
         guard !batch.isEmpty else { return 0 }
         do {
-            try await store.insertUsage(batch)
+            try await store.insert(batch)
             return batch.count
         } catch {
             queue.putBack(batch)
@@ -80,7 +80,7 @@ public final class UsageRecorder: Service, Sendable {
                     lastHousekeeping = now
                     let cutoff = Date().addingTimeInterval(-Double(self.settings.retentionDays) * 86400)
                     do {
-                        let removed = try await self.store.deleteUsage(before: cutoff)
+                        let removed = try await self.store.delete(before: cutoff)
                         if removed > 0 { self.logger.info("usage records past retention removed", metadata: ["lisa.count": "\(removed)"]) }
                     } catch {
                         self.logger.debug("removing old usage records failed", metadata: ["lisa.error": "\(error)"])

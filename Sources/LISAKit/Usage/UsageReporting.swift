@@ -85,13 +85,13 @@ extension LISARuntime {
         let byToken = query.groupBy.contains(.token)
         var tagged: [(group: String?, aggregate: UsageAggregate)] = []
         if query.groupBy.contains(.group) {
-            for group in try await store.usageGroups(filter) {
+            for group in try await store.usage.groups(filter) {
                 var scoped = filter
                 scoped.group = group
-                tagged += try await store.usageAggregates(scoped, byUser: byUser, byToken: byToken).map { (group, $0) }
+                tagged += try await store.usage.aggregates(scoped, byUser: byUser, byToken: byToken).map { (group, $0) }
             }
         } else {
-            tagged = try await store.usageAggregates(filter, byUser: byUser, byToken: byToken).map { (nil, $0) }
+            tagged = try await store.usage.aggregates(filter, byUser: byUser, byToken: byToken).map { (nil, $0) }
         }
 
         // Hosted replica time, shared over each hour's tokens of the model (everyone's).
@@ -104,7 +104,7 @@ extension LISARuntime {
         var hostedCost: [String: Double] = [:]  // "model@hour" → cost
         var idleCost = 0.0
         if !hourly.isEmpty {
-            for time in try await store.replicaSeconds(fromHour: fromHour, toHour: toHour) {
+            for time in try await store.usage.replicaSeconds(fromHour: fromHour, toHour: toHour) {
                 guard let price = hourly[time.model] else { continue }
                 hostedCost["\(time.model)@\(time.hour)"] = time.seconds * price / 3600
             }
@@ -112,7 +112,7 @@ extension LISARuntime {
         var hourTokens: [String: Int] = [:]
         if !hostedCost.isEmpty {
             let everyone = UsageFilter(from: Date(timeIntervalSince1970: Double(fromHour)), to: Date(timeIntervalSince1970: Double(toHour)))
-            for aggregate in try await store.usageAggregates(everyone, byUser: false, byToken: false) {
+            for aggregate in try await store.usage.aggregates(everyone, byUser: false, byToken: false) {
                 hourTokens["\(aggregate.model)@\(aggregate.hour)", default: 0] += aggregate.inputTokens + aggregate.outputTokens
             }
             if isAdmin && query.user == nil && !query.groupBy.contains(.group) {
@@ -153,7 +153,7 @@ extension LISARuntime {
             )
         }
 
-        let samples = try await store.usageSamples(filter, limit: Self.latencySampleLimit)
+        let samples = try await store.usage.samples(filter, limit: Self.latencySampleLimit)
         let latency = Dictionary(grouping: samples, by: \.model).map { model, samples -> UsageReport.ModelLatency in
             let durations = samples.map(\.durationMs).sorted()
             let firstTokens = samples.compactMap(\.timeToFirstTokenMs).sorted()
