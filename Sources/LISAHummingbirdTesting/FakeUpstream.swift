@@ -23,6 +23,7 @@ import Synchronization
 /// | `html-200` | answers 200 with a `text/html` page (a script), not JSON |
 /// | `count-messages` | answers `messages: N roles: system,user,…` (what the conversation held) |
 /// | `think` | answers with `reasoning_content` ("thinking about <text>") before the echo |
+/// | `burst` | streams the echo as usual, but the whole stream in one write (chat and completions) |
 ///
 /// A chat request with `tools` (and `tool_choice` other than `none`) whose last message is
 /// the user's calls the named or first tool with `{"text": "<the user's text>"}`
@@ -256,6 +257,17 @@ public final class FakeUpstream: Sendable {
             status: .ok,
             headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
             body: ResponseBody { writer in
+                // The model `burst` sends its whole stream in one write, as a fast model's
+                // chunks arrive together: what a relay costs per event, not per read.
+                let burst = model == "burst"
+                var pending = ByteBuffer()
+                func send(_ buffer: ByteBuffer) async throws {
+                    if burst {
+                        pending.writeImmutableBuffer(buffer)
+                    } else {
+                        try await writer.write(buffer)
+                    }
+                }
                 do {
                     func chatChunk(_ delta: JSONValue) -> JSONValue {
                         [
@@ -264,11 +276,11 @@ public final class FakeUpstream: Sendable {
                         ]
                     }
                     if let reasoning {
-                        try await writer.write(Self.event(chatChunk(["role": "assistant", "reasoning_content": .string(reasoning)])))
+                        try await send(Self.event(chatChunk(["role": "assistant", "reasoning_content": .string(reasoning)])))
                     }
                     if let toolCall {
                         let half = toolCall.arguments.index(toolCall.arguments.startIndex, offsetBy: toolCall.arguments.count / 2)
-                        try await writer.write(
+                        try await send(
                             Self.event(
                                 chatChunk([
                                     "role": "assistant",
@@ -281,8 +293,8 @@ public final class FakeUpstream: Sendable {
                                 ]))
                         )
                         for piece in [toolCall.arguments[..<half], toolCall.arguments[half...]] {
-                            try await Task.sleep(for: delay)
-                            try await writer.write(
+                            if !burst { try await Task.sleep(for: delay) }
+                            try await send(
                                 Self.event(chatChunk(["tool_calls": [["index": 0, "function": ["arguments": .string(String(piece))]]]])))
                         }
                     }
@@ -303,14 +315,14 @@ public final class FakeUpstream: Sendable {
                                 "id": .string(id), "object": "text_completion", "created": 1_700_000_000, "model": .string(model),
                                 "choices": [["index": 0, "text": .string(piece), "finish_reason": nil, "logprobs": nil]],
                             ]
-                        try await writer.write(Self.event(chunk))
+                        try await send(Self.event(chunk))
                         if model == "break-stream" && index == 1 {
                             throw FakeUpstreamError.droppedConnection
                         }
                         if model == "stall-stream" && index == 1 {
                             try await Task.sleep(for: self.configuration.stallDuration)
                         }
-                        try await Task.sleep(for: delay)
+                        if !burst { try await Task.sleep(for: delay) }
                     }
                     let finish: JSONValue =
                         kind == .chat
@@ -322,7 +334,7 @@ public final class FakeUpstream: Sendable {
                             "id": .string(id), "object": "text_completion", "created": 1_700_000_000, "model": .string(model),
                             "choices": [["index": 0, "text": "", "finish_reason": "stop", "logprobs": nil]],
                         ]
-                    try await writer.write(Self.event(finish))
+                    try await send(Self.event(finish))
                     if includeUsage {
                         let usage: JSONValue = [
                             "id": .string(id), "object": kind == .chat ? "chat.completion.chunk" : "text_completion",
@@ -332,11 +344,12 @@ public final class FakeUpstream: Sendable {
                                 "total_tokens": .integer(Int64(5 + words.count)),
                             ],
                         ]
-                        try await writer.write(Self.event(usage))
+                        try await send(Self.event(usage))
                     }
                     if model != "no-done" {
-                        try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                        try await send(ByteBuffer(string: "data: [DONE]\n\n"))
                     }
+                    if burst { try await writer.write(pending) }
                     try await writer.finish(nil)
                     self.state.withLock { $0.completed += 1 }
                 } catch FakeUpstreamError.droppedConnection {
