@@ -27,9 +27,9 @@ public struct RAGRepository: Sendable, Hashable, Codable {
     public var chunkSize: Int?
     public var chunkOverlap: Int?
     /// The cluster of an `opensearch` repository.
-    public var opensearch: OpenSearchSettings?
+    public var opensearch: OpenSearchConfiguration?
     /// The database of a `pgvector` repository, when it is not the state database.
-    public var pgvector: PGVectorSettings?
+    public var pgvector: PGVectorConfiguration?
     public var createdBy: String?
     public var createdAt: Date?
     /// Whether the request left `type` out (the server picks the default store).
@@ -38,9 +38,9 @@ public struct RAGRepository: Sendable, Hashable, Codable {
     /// Which store instance serves a repository: the same id and cluster settings.
     package struct ID: Hashable, Sendable {
         package var repositoryId: String
-        package var settings: OpenSearchSettings
+        package var settings: OpenSearchConfiguration
 
-        package init(repositoryId: String, settings: OpenSearchSettings) {
+        package init(repositoryId: String, settings: OpenSearchConfiguration) {
             self.repositoryId = repositoryId
             self.settings = settings
         }
@@ -96,8 +96,8 @@ public struct RAGRepository: Sendable, Hashable, Codable {
         allowedGroups = try c.decodeIfPresent([String].self, forKey: .allowedGroups) ?? []
         chunkSize = try c.decodeIfPresent(Int.self, forKey: .chunkSize)
         chunkOverlap = try c.decodeIfPresent(Int.self, forKey: .chunkOverlap)
-        opensearch = try c.decodeIfPresent(OpenSearchSettings.self, forKey: .opensearch)
-        pgvector = try c.decodeIfPresent(PGVectorSettings.self, forKey: .pgvector)
+        opensearch = try c.decodeIfPresent(OpenSearchConfiguration.self, forKey: .opensearch)
+        pgvector = try c.decodeIfPresent(PGVectorConfiguration.self, forKey: .pgvector)
         createdBy = try c.decodeIfPresent(String.self, forKey: .createdBy)
         createdAt = try c.decodeIfPresent(Date.self, forKey: .createdAt)
     }
@@ -137,16 +137,16 @@ public struct RAGRepository: Sendable, Hashable, Codable {
 
 /// Where a `pgvector` repository keeps its vectors when it is not the state database: a
 /// `postgres://` URL whose `sslmode` and `sslrootcert` work as for the state database.
-public struct PGVectorSettings: Sendable, Hashable, Codable {
+public struct PGVectorConfiguration: Sendable, Hashable, Codable {
     public var url: String
 
     public init(url: String) { self.url = url }
 
     /// A copy with the URL's password masked, for the API.
-    public func redacted() -> PGVectorSettings {
+    public func redacted() -> PGVectorConfiguration {
         guard var components = URLComponents(string: url), components.password != nil else { return self }
         components.password = "***"
-        return PGVectorSettings(url: components.string ?? "(invalid URL)")
+        return PGVectorConfiguration(url: components.string ?? "(invalid URL)")
     }
 }
 

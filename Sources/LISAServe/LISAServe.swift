@@ -53,7 +53,7 @@ struct LISAServe: AsyncParsableCommand {
             if let port { configuration.port = port }
             if let dataDir { configuration.dataDirectory = dataDir }
             if tlsCertificate != nil || tlsPrivateKey != nil {
-                var tls = configuration.serverTLS ?? ServerTLSSettings(certificate: "", privateKey: "")
+                var tls = configuration.serverTLS ?? ServerTLSConfiguration(certificate: "", privateKey: "")
                 if let tlsCertificate { tls.certificate = tlsCertificate }
                 if let tlsPrivateKey { tls.privateKey = tlsPrivateKey }
                 configuration.serverTLS = tls

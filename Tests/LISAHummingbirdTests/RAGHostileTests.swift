@@ -46,7 +46,7 @@ struct RAGHostileTests {
         try await RAGServiceTests.withService { rag, store, _ in
             var repository = RAGRepository(repositoryId: "os", embeddingModelId: "embed")
             repository.type = .opensearch
-            repository.opensearch = OpenSearchSettings(url: "https://search.internal:9200", username: "lisa", password: "s3cret")
+            repository.opensearch = OpenSearchConfiguration(url: "https://search.internal:9200", username: "lisa", password: "s3cret")
             _ = try await rag.createRepository(repository, by: .admin)
             let ragAdmin = Principal(username: "rita", groups: ["rag-admins"], method: .apiToken)
             let moved: JSONValue = ["opensearch": ["url": "https://attacker.example:9200", "username": "lisa", "password": "***"]]

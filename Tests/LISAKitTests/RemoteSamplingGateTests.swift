@@ -20,7 +20,8 @@ struct RemoteSamplingGateTests {
 
     @Test("at sampleRatio 0, spans of a request that fails sign-in are dropped, a signed-in one's exported, children included")
     func gate() throws {
-        let exporter = OTLPExporter(settings: TracingSettings(endpoint: "http://127.0.0.1:1"), httpClient: HTTPClient.shared, logger: Self.logger)
+        let exporter = OTLPExporter(
+            settings: TracingConfiguration(endpoint: "http://127.0.0.1:1"), httpClient: HTTPClient.shared, logger: Self.logger)
         let tracer = OTLPTracer(exporter: exporter, sampleRatio: 0)
 
         let refused = RemoteSamplingGate()
@@ -51,7 +52,8 @@ struct RemoteSamplingGateTests {
 
     @Test("at sampleRatio 1 the local sampler records a request that fails sign-in, whole")
     func localSamplerStillDecides() {
-        let exporter = OTLPExporter(settings: TracingSettings(endpoint: "http://127.0.0.1:1"), httpClient: HTTPClient.shared, logger: Self.logger)
+        let exporter = OTLPExporter(
+            settings: TracingConfiguration(endpoint: "http://127.0.0.1:1"), httpClient: HTTPClient.shared, logger: Self.logger)
         let tracer = OTLPTracer(exporter: exporter, sampleRatio: 1)
         let gate = RemoteSamplingGate()
         let server = tracer.startSpan("POST", context: sampledParent(tracer, gate: gate), ofKind: .server)

@@ -91,7 +91,8 @@ struct TracingTests {
 
     @Test("OTLP/JSON: hex ids, parent, times and 64-bit integers as strings, typed values; unsampled spans are not queued")
     func otlpMapping() async throws {
-        let exporter = OTLPExporter(settings: TracingSettings(endpoint: "http://127.0.0.1:1"), httpClient: HTTPClient.shared, logger: Self.logger)
+        let exporter = OTLPExporter(
+            settings: TracingConfiguration(endpoint: "http://127.0.0.1:1"), httpClient: HTTPClient.shared, logger: Self.logger)
         let tracer = OTLPTracer(exporter: exporter, sampleRatio: 1)
         var parent = InstrumentationContext.topLevel
         tracer.extract(["traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"], into: &parent, using: DictionaryExtractor())
@@ -142,7 +143,7 @@ struct TracingTests {
 
     @Test("tracing settings: the standard variables, and endpoints with credentials or no scheme refused")
     func settings() throws {
-        var settings = TracingSettings()
+        var settings = TracingConfiguration()
         try settings.apply(environment: [
             "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/", "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20x, k=v",
         ])
@@ -153,9 +154,9 @@ struct TracingTests {
         try settings.apply(environment: ["OTEL_SDK_DISABLED": "true"])
         #expect(!settings.isEnabled)
         for bad in ["collector:4318", "ftp://collector", "http://user:secret@collector:4318"] {
-            #expect(throws: ConfigurationError.self, "\(bad)") { try TracingSettings(endpoint: bad).validate() }
+            #expect(throws: ConfigurationError.self, "\(bad)") { try TracingConfiguration(endpoint: bad).validate() }
         }
-        var ratio = TracingSettings(endpoint: "http://collector:4318")
+        var ratio = TracingConfiguration(endpoint: "http://collector:4318")
         ratio.sampleRatio = 2
         #expect(throws: ConfigurationError.self) { try ratio.validate() }
     }

@@ -48,7 +48,7 @@ struct TestVectorStore {
             let emulator = OpenSearchEmulator(username: "lisa", password: "s3cret")
             let (url, stop) = try await emulator.start()
             let prefix = "t\(UUID().uuidString.lowercased().prefix(6))-"
-            var settings = OpenSearchSettings(url: url, username: "lisa", password: "s3cret")
+            var settings = OpenSearchConfiguration(url: url, username: "lisa", password: "s3cret")
             settings.indexPrefix = prefix
             let fixed = settings
             return TestVectorStore(
@@ -58,7 +58,7 @@ struct TestVectorStore {
             )
         case .opensearch:
             let environment = ProcessInfo.processInfo.environment
-            var settings = OpenSearchSettings(
+            var settings = OpenSearchConfiguration(
                 url: try #require(VectorStoreKind.openSearchURL), username: environment["OPENSEARCH_USERNAME"],
                 password: environment["OPENSEARCH_PASSWORD"], caFile: environment["OPENSEARCH_CA_FILE"]
             )

@@ -5,23 +5,23 @@ import Synchronization
 /// API tokens verified against the state store, kept briefly so that an inference request
 /// does not read the store every time, and keeps working while the store is unreachable.
 ///
-/// - A cached token is used without asking the store for ``Settings/freshSeconds`` (30 s by
+/// - A cached token is used without asking the store for ``Configuration/freshSeconds`` (30 s by
 ///   default) after it was read.
 /// - After that it is read again; when the store cannot answer (down, or past its call
-///   deadline) the cached token is still honoured for ``Settings/outageSeconds`` (15 min)
+///   deadline) the cached token is still honoured for ``Configuration/outageSeconds`` (15 min)
 ///   after it was last read, so a database outage does not stop inference.
 /// - Revocation stays immediate: a revoked token is dropped here by the replica that
 ///   revoked it before the call returns, and by every other replica when the change feed
 ///   (PostgreSQL `NOTIFY`) delivers the change, within milliseconds. When the feed may
 ///   have missed changes (its connection was lost), every entry must be read again before
 ///   it is used on fresh terms — so the longest a revoked token can outlive its revocation
-///   on another replica is ``Settings/freshSeconds``, and only while that replica's feed is
+///   on another replica is ``Configuration/freshSeconds``, and only while that replica's feed is
 ///   down.
 ///
 /// Expiry is checked on every use. Run it as a `Service` (``LISARuntime/services`` does)
 /// to follow the store's changes.
 public final class TokenCache: Service, Sendable {
-    public struct Settings: Sendable, Hashable {
+    public struct Configuration: Sendable, Hashable {
         /// How long a token read from the store is used without reading it again; 0 turns
         /// the cache off (every request reads the store, and an outage stops token sign-ins).
         public var freshSeconds: Double = 30
@@ -45,7 +45,7 @@ public final class TokenCache: Service, Sendable {
         var mustRevalidate: Bool
     }
 
-    public let settings: Settings
+    public let settings: Configuration
     private let tokens: TokenStore?
     private struct State {
         var entries: [String: Entry] = [:]
@@ -67,7 +67,7 @@ public final class TokenCache: Service, Sendable {
 
     /// A cache that follows the changes of `tokens` (on every process sharing the store)
     /// while it runs as a service.
-    public init(settings: Settings = Settings(), following tokens: TokenStore? = nil) {
+    public init(settings: Configuration = Configuration(), following tokens: TokenStore? = nil) {
         self.settings = settings
         self.tokens = tokens
     }

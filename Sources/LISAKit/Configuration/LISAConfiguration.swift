@@ -3,7 +3,7 @@ public import Logging
 import Yams
 
 /// Where the Kubernetes hosting backend runs replicas (`hosting.kubernetes`).
-public struct KubernetesSettings: Sendable, Hashable, Decodable {
+public struct KubernetesConfiguration: Sendable, Hashable, Decodable {
     /// The namespace; default: the pod's own (in a cluster), the kubeconfig context's, or `default`.
     public var namespace: String?
     /// A kubeconfig file; default: the service account when in a cluster, else `$KUBECONFIG`
@@ -67,7 +67,7 @@ public struct LISAConfiguration: Sendable {
     /// HTTPS: certificate, key, optional client CA (`server.tls.*`; `LISA_TLS_CERTIFICATE`,
     /// `LISA_TLS_PRIVATE_KEY`, `LISA_TLS_CLIENT_CA`; `--tls-certificate`, `--tls-private-key`).
     /// `nil`: plain HTTP (behind a TLS-terminating load balancer).
-    public var serverTLS: ServerTLSSettings?
+    public var serverTLS: ServerTLSConfiguration?
     /// TLS for `https` upstreams without settings of their own (`upstream.tls`).
     public var upstreamTLS: UpstreamTLS?
     /// Largest document accepted for RAG ingestion, in bytes. Default 20 MiB;
@@ -81,20 +81,20 @@ public struct LISAConfiguration: Sendable {
     public var tokenPolicy = APITokenPolicy()
     /// How long verified API tokens are kept, and honoured through a state store outage
     /// (`auth.tokenCacheSeconds` 30, `auth.tokenOutageGraceSeconds` 900).
-    public var tokenCache = TokenCache.Settings()
+    public var tokenCache = TokenCache.Configuration()
     /// Timeouts and the connection cap of the HTTP server (`server.*`).
     public var connections = ConnectionLimits()
     /// Where `lisa_hosted` models run: `local` (child processes, the default) or `none`.
     /// `LISA_HOSTING_BACKEND`, `hosting.backend`.
     public var hostingBackend: String = "local"
     /// The Kubernetes backend's cluster (`hosting.kubernetes.namespace`, `.kubeconfig`).
-    public var kubernetes = KubernetesSettings()
+    public var kubernetes = KubernetesConfiguration()
     /// LISA Chat, the web UI at `/` (`ui.*`, `LISA_UI_ENABLED`, `LISA_UI_DIRECTORY`).
-    public var ui = UISettings()
+    public var ui = UIConfiguration()
     /// Usage records and the request log (`usage:`).
-    public var usage = UsageSettings()
+    public var usage = UsageConfiguration()
     /// Distributed traces exported over OTLP/HTTP (`tracing:`); off unless an endpoint is set.
-    public var tracing = TracingSettings()
+    public var tracing = TracingConfiguration()
     /// Spending limits per user and group (`budgets:`); a token may carry its own.
     public var budgets = BudgetConfiguration()
     /// Models declared statically.
@@ -265,7 +265,7 @@ public struct LISAConfiguration: Sendable {
         }
         if let value = file.server?.runOnEventLoops { runOnEventLoops = value }
         if let tls = file.server?.tls {
-            serverTLS = ServerTLSSettings(
+            serverTLS = ServerTLSConfiguration(
                 certificate: tls.certificate ?? "", privateKey: tls.privateKey ?? "", clientCA: tls.clientCA,
                 requireClientCertificate: tls.requireClientCertificate
             )
@@ -349,7 +349,7 @@ public struct LISAConfiguration: Sendable {
         let certificate = text("LISA_TLS_CERTIFICATE")
         let privateKey = text("LISA_TLS_PRIVATE_KEY")
         if certificate != nil || privateKey != nil {
-            var tls = serverTLS ?? ServerTLSSettings(certificate: "", privateKey: "")
+            var tls = serverTLS ?? ServerTLSConfiguration(certificate: "", privateKey: "")
             if let certificate { tls.certificate = certificate }
             if let privateKey { tls.privateKey = privateKey }
             serverTLS = tls
@@ -501,7 +501,7 @@ struct ConfigurationFile: Decodable {
 
     struct Hosting: Decodable {
         var backend: String?
-        var kubernetes: KubernetesSettings?
+        var kubernetes: KubernetesConfiguration?
     }
 
     struct RAG: Decodable {
@@ -537,8 +537,8 @@ struct ConfigurationFile: Decodable {
     var auth: Auth?
     var rateLimits: RateLimitConfiguration?
     var quotas: StorageQuotas?
-    var usage: UsageSettings?
-    var tracing: TracingSettings?
+    var usage: UsageConfiguration?
+    var tracing: TracingConfiguration?
     var budgets: BudgetConfiguration?
     var logLevel: String?
     var models: [ModelDefinition]?
@@ -562,8 +562,8 @@ struct ConfigurationFile: Decodable {
         auth = try c.decodeIfPresent(Auth.self, forKey: .auth)
         rateLimits = try c.decodeIfPresent(RateLimitConfiguration.self, forKey: .rateLimits)
         quotas = try c.decodeIfPresent(StorageQuotas.self, forKey: .quotas)
-        usage = try c.decodeIfPresent(UsageSettings.self, forKey: .usage)
-        tracing = try c.decodeIfPresent(TracingSettings.self, forKey: .tracing)
+        usage = try c.decodeIfPresent(UsageConfiguration.self, forKey: .usage)
+        tracing = try c.decodeIfPresent(TracingConfiguration.self, forKey: .tracing)
         budgets = try c.decodeIfPresent(BudgetConfiguration.self, forKey: .budgets)
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel)
         models = try c.decodeIfPresent([ModelDefinition].self, forKey: .models)
@@ -571,7 +571,7 @@ struct ConfigurationFile: Decodable {
 }
 
 /// LISA Chat's settings.
-public struct UISettings: Sendable, Hashable {
+public struct UIConfiguration: Sendable, Hashable {
     /// Whether LISAServe serves the UI at `/`. Default `true`; `ui.enabled`, `LISA_UI_ENABLED`.
     public var enabled = true
     /// Scopes the UI requests at OIDC sign-in. Default `openid profile email`; `ui.scopes`.

@@ -6,7 +6,7 @@ public import ServiceLifecycle
 import Synchronization
 
 /// HTTPS for LISAServe (`server.tls`).
-public struct ServerTLSSettings: Sendable, Hashable, Codable {
+public struct ServerTLSConfiguration: Sendable, Hashable, Codable {
     /// PEM certificate chain, leaf first.
     public var certificate: String
     /// PEM private key.
@@ -33,7 +33,7 @@ public struct ServerTLSSettings: Sendable, Hashable, Codable {
 /// ``configuration()`` gives a NIO TLS configuration whose per-handshake callback hands
 /// out the current pair; run the reloader as a `Service`.
 public final class ReloadingServerCertificate: Service, Sendable {
-    public let settings: ServerTLSSettings
+    public let settings: ServerTLSConfiguration
     private let logger: Logger
     private struct Loaded: @unchecked Sendable {
         var chain: [NIOSSLCertificate]
@@ -43,13 +43,13 @@ public final class ReloadingServerCertificate: Service, Sendable {
     private let current: Mutex<Loaded>
 
     /// Loads the pair; throws a message naming the file when it cannot.
-    public init(settings: ServerTLSSettings, logger: Logger) throws {
+    public init(settings: ServerTLSConfiguration, logger: Logger) throws {
         self.settings = settings
         self.logger = logger
         self.current = Mutex(try Self.load(settings))
     }
 
-    static func stamp(_ settings: ServerTLSSettings) -> String {
+    static func stamp(_ settings: ServerTLSConfiguration) -> String {
         [settings.certificate, settings.privateKey].map { path in
             let attributes = try? FileManager.default.attributesOfItem(atPath: path)
             let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
@@ -59,7 +59,7 @@ public final class ReloadingServerCertificate: Service, Sendable {
         }.joined(separator: "|")
     }
 
-    private static func load(_ settings: ServerTLSSettings) throws -> Loaded {
+    private static func load(_ settings: ServerTLSConfiguration) throws -> Loaded {
         let stamp = stamp(settings)
         let chain: [NIOSSLCertificate]
         do {

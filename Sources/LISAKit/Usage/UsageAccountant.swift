@@ -5,7 +5,7 @@ import Synchronization
 import Tracing
 
 /// Usage recording and the request log (`usage:` in the configuration file).
-public struct UsageSettings: Sendable, Hashable, Codable {
+public struct UsageConfiguration: Sendable, Hashable, Codable {
     /// Whether calls are recorded. Default `true`.
     public var enabled = true
     /// How long records are kept. Default 90 days.
@@ -37,7 +37,7 @@ public struct UsageSettings: Sendable, Hashable, Codable {
 /// The gateway opens a ``Ticket`` per call (``open(_:model:inbound:context:)``); every way a
 /// call ends closes it once.
 public final class UsageAccountant: Sendable {
-    public let settings: UsageSettings
+    public let settings: UsageConfiguration
     public let budgets: BudgetConfiguration
     public let recorder: UsageRecorder
     private let store: UsageStore
@@ -45,7 +45,7 @@ public final class UsageAccountant: Sendable {
     /// How long a reservation outlives the longest request before another process releases it.
     private let reservationLifetime: Double
 
-    public init(settings: UsageSettings, budgets: BudgetConfiguration, store: UsageStore, requestTimeout: Duration, logger: Logger) {
+    public init(settings: UsageConfiguration, budgets: BudgetConfiguration, store: UsageStore, requestTimeout: Duration, logger: Logger) {
         self.settings = settings
         self.budgets = budgets
         self.store = store

@@ -12,12 +12,12 @@ import Synchronization
 /// A process that is killed loses at most the records of its last flush interval; budget
 /// counters are written on the request path and lose nothing.
 public final class UsageRecorder: Service, Sendable {
-    public let settings: UsageSettings
+    public let settings: UsageConfiguration
     private let store: UsageStore
     private let logger: Logger
     private let queue: BatchQueue<UsageRecord>
 
-    init(settings: UsageSettings, store: UsageStore, logger: Logger) {
+    init(settings: UsageConfiguration, store: UsageStore, logger: Logger) {
         self.settings = settings
         self.store = store
         self.logger = logger

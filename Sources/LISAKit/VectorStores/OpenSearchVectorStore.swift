@@ -18,13 +18,13 @@ import NIOHTTP1
 /// distance). Replacing a document indexes the new chunks, then deletes the old ones
 /// (OpenSearch has no transactions): a search in between may see both, never neither.
 public final class OpenSearchVectorStore: VectorStore {
-    public let settings: OpenSearchSettings
+    public let settings: OpenSearchConfiguration
     private let httpClient: HTTPClient
     private let base: String
     private let prefix: String
     private let logger: Logger
 
-    public init(settings: OpenSearchSettings, httpClient: HTTPClient, logger: Logger) throws(LISAError) {
+    public init(settings: OpenSearchConfiguration, httpClient: HTTPClient, logger: Logger) throws(LISAError) {
         guard let url = URL(string: settings.url), let scheme = url.scheme, scheme == "http" || scheme == "https", url.host != nil else {
             throw .invalidRequest("opensearch.url must be an http or https URL.", param: "opensearch.url")
         }

@@ -18,7 +18,7 @@ import PostgresNIO
 /// to the index's candidates, so a very selective filter can return fewer than `topK`
 /// (raise `efSearch`).
 public final class PGVectorStore: VectorStore {
-    public struct IndexSettings: Sendable, Hashable, Codable {
+    public struct IndexConfiguration: Sendable, Hashable, Codable {
         public var m: Int
         public var efConstruction: Int
         public var efSearch: Int
@@ -31,11 +31,11 @@ public final class PGVectorStore: VectorStore {
     }
 
     package let database: PostgresDatabase
-    public let index: IndexSettings
+    public let index: IndexConfiguration
     private let vectorType: PostgresDataType
     private let logger: Logger
 
-    private init(database: PostgresDatabase, index: IndexSettings, vectorType: PostgresDataType, logger: Logger) {
+    private init(database: PostgresDatabase, index: IndexConfiguration, vectorType: PostgresDataType, logger: Logger) {
         self.database = database
         self.index = index
         self.vectorType = vectorType
@@ -44,7 +44,9 @@ public final class PGVectorStore: VectorStore {
 
     /// Prepares pgvector on `database` (`CREATE EXTENSION IF NOT EXISTS vector`, which
     /// needs the right to create it the first time) and the collections catalog.
-    package static func open(database: PostgresDatabase, index: IndexSettings = IndexSettings(), logger: Logger) async throws -> PGVectorStore {
+    package static func open(database: PostgresDatabase, index: IndexConfiguration = IndexConfiguration(), logger: Logger) async throws
+        -> PGVectorStore
+    {
         guard (2...100).contains(index.m), (4...1000).contains(index.efConstruction), (1...1000).contains(index.efSearch) else {
             throw LISAError.invalidRequest("pgvector index settings out of range (m 2-100, efConstruction 4-1000, efSearch 1-1000).")
         }

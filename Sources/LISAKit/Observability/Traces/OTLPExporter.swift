@@ -33,14 +33,14 @@ public final class OTLPExporter: Service, Sendable {
         public var status: SpanStatus?
     }
 
-    public let settings: TracingSettings
+    public let settings: TracingConfiguration
     private let url: String
     private let httpClient: HTTPClient
     private let logger: Logger
     let queue: BatchQueue<FinishedSpan>
     private let exported = ExportCounts()
 
-    public init(settings: TracingSettings, httpClient: HTTPClient, logger: Logger) {
+    public init(settings: TracingConfiguration, httpClient: HTTPClient, logger: Logger) {
         self.settings = settings
         self.url = settings.tracesURL ?? ""
         self.httpClient = httpClient

@@ -13,7 +13,7 @@ import Foundation
 /// The standard variables work too: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the traces URL as
 /// it is), `OTEL_EXPORTER_OTLP_ENDPOINT` (a base URL), `OTEL_EXPORTER_OTLP_HEADERS`,
 /// `OTEL_SERVICE_NAME`, and `OTEL_SDK_DISABLED=true` to turn export off.
-public struct TracingSettings: Sendable, Hashable, Codable {
+public struct TracingConfiguration: Sendable, Hashable, Codable {
     /// The collector's OTLP/HTTP base URL (`http://collector:4318`), or its traces URL (a path
     /// ending in `/v1/traces`). `nil`: no traces are made or exported.
     public var endpoint: String?

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Where an OpenSearch cluster is and how to reach it.
-public struct OpenSearchSettings: Sendable, Hashable, Codable {
+public struct OpenSearchConfiguration: Sendable, Hashable, Codable {
     public var url: String
     public var username: String?
     /// Sent as HTTP basic auth; stored, never returned by the API or logged.
@@ -21,7 +21,7 @@ public struct OpenSearchSettings: Sendable, Hashable, Codable {
     }
 
     /// A copy without the password, for the API.
-    public func redacted() -> OpenSearchSettings {
+    public func redacted() -> OpenSearchConfiguration {
         var copy = self
         copy.password = copy.password == nil ? nil : "***"
         return copy
