@@ -11,7 +11,7 @@ import Testing
 struct StreamTranslatorWritingTests {
     /// Ids are random per item, so two translators agree up to them.
     private func normalized(_ buffer: ByteBuffer) -> String {
-        String(buffer: buffer).replacing(/"(msg|rs|fc|call|toolu)_[0-9a-f]+"/, with: "\"ID\"")
+        String(buffer: buffer).replacing(/"(msg|rs|fc|call|toolu|resp)_[0-9a-f]+"/, with: "\"ID\"")
     }
 
     /// The chunks of `answer`, some rewritten to other shapes upstreams send (vLLM's
@@ -124,5 +124,68 @@ struct StreamTranslatorWritingTests {
         ])
     func leavesTheRest(chunk: String) {
         #expect(ChatStreamDelta.read(chunk) == nil)
+    }
+
+    @Test("chat from a Responses or Messages upstream: the straight chunks are the built chunks (300 random answers)")
+    func upstreamTranslators() throws {
+        var generator = SeededGenerator(state: 13)
+        let translation = try ResponsesDialect.translate(try JSONValue(parsing: #"{"model":"m","input":"hi"}"#))
+        for _ in 0..<300 {
+            let chunks = variedChunks(ChatAnswer.random(using: &generator), using: &generator)
+            // The upstreams' own streams, made by LISA's translators from a chat stream.
+            var toResponses = ResponsesStreamTranslator(id: "resp_1", createdAt: 5, translation: translation)
+            var toMessages = AnthropicStreamTranslator(model: "claude")
+            let responsesEvents = chunks.flatMap { toResponses.translate($0) }
+            let messagesEvents = chunks.flatMap { toMessages.translate($0) }
+
+            var fromResponses = ResponsesChatStreamTranslator(created: 5)
+            var fromResponsesBuilt = fromResponses
+            fromResponsesBuilt.writesDeltasStraight = false
+            var (fast, slow) = (ByteBuffer(), ByteBuffer())
+            for event in responsesEvents {
+                fromResponses.translate(event, into: &fast)
+                fromResponsesBuilt.translate(event, into: &slow)
+            }
+            #expect(fast.readableBytes > 0)
+            #expect(normalized(fast) == normalized(slow))
+
+            var fromMessages = AnthropicChatStreamTranslator(created: 5)
+            var fromMessagesBuilt = fromMessages
+            fromMessagesBuilt.writesDeltasStraight = false
+            (fast, slow) = (ByteBuffer(), ByteBuffer())
+            for event in messagesEvents {
+                fromMessages.translate(event, into: &fast)
+                fromMessagesBuilt.translate(event, into: &slow)
+            }
+            #expect(fast.readableBytes > 0)
+            #expect(normalized(fast) == normalized(slow))
+        }
+    }
+
+    @Test("the upstream delta readers take plain deltas and leave the rest")
+    func upstreamReaders() {
+        #expect(
+            UpstreamTextDelta.readAnthropic(#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi\n"}}"#)
+                == UpstreamTextDelta(kind: .content, text: "Hi\n"))
+        #expect(
+            UpstreamTextDelta.readAnthropic(#"{"type":"content_block_delta","index":1,"delta":{"type":"thinking_delta","thinking":"hm"}}"#)
+                == UpstreamTextDelta(kind: .reasoning, text: "hm"))
+        #expect(
+            UpstreamTextDelta.readResponses(
+                #"{"type":"response.output_text.delta","item_id":"msg_1","output_index":0,"content_index":0,"delta":"a","logprobs":[],"sequence_number":4}"#
+            ) == UpstreamTextDelta(kind: .content, text: "a"))
+        #expect(UpstreamTextDelta.readResponses(#"{"type":"response.refusal.delta","delta":"no"}"#) == UpstreamTextDelta(kind: .refusal, text: "no"))
+        for other in [
+            #"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{"}}"#,
+            #"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta"}}"#,
+            #"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":1}}"#,
+            #"{"type":"content_block_delta","type":"content_block_delta","delta":{"type":"text_delta","text":"a"}}"#,
+            #"{"type":"message_delta","delta":{"stop_reason":"end_turn"}}"#,
+            #"{"type":"response.function_call_arguments.delta","delta":"{"}"#,
+            #"{"type":"response.output_text.delta","delta":null}"#,
+            #"{"type":"response.output_text.delta","delta":"a"} x"#,
+        ] {
+            #expect(UpstreamTextDelta.readAnthropic(other) == nil && UpstreamTextDelta.readResponses(other) == nil, "\(other)")
+        }
     }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import NIOCore
+public import NIOCore
 
 /// OpenAI chat completions sent to an upstream that speaks Anthropic Messages (a model with
 /// `upstreamAPI: anthropic`), and its answers turned back into chat completions: the request
@@ -363,8 +363,23 @@ public struct AnthropicChatStreamTranslator: ServerSentEventTranslator {
     /// The upstream's error message, once it sent `event: error`.
     public private(set) var failure: String?
 
+    /// Whether plain text and thinking deltas are written straight; tests turn it off to
+    /// compare with the chunks built as JSON values.
+    var writesDeltasStraight = true
+
     public init(created: Int64) {
         self.created = created
+    }
+
+    /// A text or thinking delta is written straight: the bytes ``translate(_:)`` gives,
+    /// without parsing the event into a tree or building the chunk as JSON values.
+    public mutating func translate(_ event: ServerSentEvent, into buffer: inout ByteBuffer) {
+        if writesDeltasStraight, failure == nil, let delta = UpstreamTextDelta.readAnthropic(event.data), delta.kind != .refusal {
+            let key: StaticString = delta.kind == .content ? "content" : "reasoning_content"
+            ChatChunkWriter.writeDelta(id: id, created: created, model: model, key: key, text: delta.text, into: &buffer)
+            return
+        }
+        for translated in translate(event) { translated.write(to: &buffer) }
     }
 
     public mutating func translate(_ event: ServerSentEvent) -> [ServerSentEvent] {
@@ -471,7 +486,7 @@ struct TranslatedEventBody<Translator: ServerSentEventTranslator & FailureReport
                 guard let chunk = try await base.next() else { return nil }
                 var output = ByteBuffer()
                 for parsed in try parser.feed(chunk) {
-                    for event in translator.translate(parsed.event) { event.write(to: &output) }
+                    translator.translate(parsed.event, into: &output)
                 }
                 if output.readableBytes > 0 { return output }
             }

@@ -1,4 +1,5 @@
 import LISAOpenAI
+import NIOCore
 
 /// The text of one plain chat-completion chunk — a content or reasoning delta of the first
 /// choice and nothing else a translator acts on — read in one pass over its bytes, without
@@ -104,5 +105,122 @@ struct ChatStreamDelta: Equatable {
             guard let key = cursor.plainKey(), member(key, &cursor) else { return false }
         } while cursor.consume(UInt8(ascii: ","))
         return cursor.consume(UInt8(ascii: "}"))
+    }
+}
+
+/// The text of one plain delta event of an upstream's own stream — Anthropic's
+/// `content_block_delta` with a `text_delta` or `thinking_delta`, or a Responses
+/// `response.*_text.delta` / `response.refusal.delta` — read in one pass like
+/// ``ChatStreamDelta``; anything else returns `nil` and is parsed whole.
+struct UpstreamTextDelta: Equatable {
+    enum Kind: Equatable { case content, reasoning, refusal }
+    var kind: Kind
+    var text: String
+
+    /// An Anthropic `content_block_delta` of text or thinking.
+    static func readAnthropic(_ data: String) -> UpstreamTextDelta? {
+        var isBlockDelta = false
+        var found: UpstreamTextDelta?
+        let read = readObject(data) { key, cursor in
+            if key.equals("type") {
+                isBlockDelta = cursor.string() == "content_block_delta"
+                return isBlockDelta
+            } else if key.equals("index") {
+                return cursor.integer() != nil
+            } else if key.equals("delta") {
+                found = readAnthropicDelta(&cursor)
+                return found != nil
+            }
+            return cursor.skipValue()
+        }
+        return read && isBlockDelta ? found : nil
+    }
+
+    /// `{"type": "text_delta", "text": …}` or `{"type": "thinking_delta", "thinking": …}`.
+    private static func readAnthropicDelta(_ cursor: inout JSONCursor) -> UpstreamTextDelta? {
+        var deltaType: String?
+        var text: String?
+        var thinking: String?
+        let read = readMembers(&cursor) { key, cursor in
+            if key.equals("type") {
+                deltaType = cursor.string()
+                return deltaType != nil
+            } else if key.equals("text") {
+                text = cursor.string()
+                return text != nil
+            } else if key.equals("thinking") {
+                thinking = cursor.string()
+                return thinking != nil
+            }
+            return cursor.skipValue()
+        }
+        guard read else { return nil }
+        switch deltaType {
+        case "text_delta": return text.map { UpstreamTextDelta(kind: .content, text: $0) }
+        case "thinking_delta": return thinking.map { UpstreamTextDelta(kind: .reasoning, text: $0) }
+        default: return nil
+        }
+    }
+
+    /// A Responses text, reasoning or refusal delta event.
+    static func readResponses(_ data: String) -> UpstreamTextDelta? {
+        var kind: Kind?
+        var text: String?
+        let read = readObject(data) { key, cursor in
+            if key.equals("type") {
+                switch cursor.string() {
+                case "response.output_text.delta": kind = .content
+                case "response.reasoning_text.delta", "response.reasoning_summary_text.delta": kind = .reasoning
+                case "response.refusal.delta": kind = .refusal
+                default: return false
+                }
+                return true
+            } else if key.equals("delta") {
+                text = cursor.string()
+                return text != nil
+            }
+            return cursor.skipValue()
+        }
+        guard read, let kind, let text else { return nil }
+        return UpstreamTextDelta(kind: kind, text: text)
+    }
+
+    /// Reads the object in `data`, when ``StrictJSON`` accepts it (one reading, no duplicate
+    /// member), handing each member to `member`; whether it was read to its end.
+    private static func readObject(_ data: String, _ member: (UnsafeRawBufferPointer, inout JSONCursor) -> Bool) -> Bool {
+        var data = data
+        return data.withUTF8 { utf8 in
+            let bytes = UnsafeRawBufferPointer(utf8)
+            guard StrictJSON.isValid(bytes) else { return false }
+            var cursor = JSONCursor(bytes)
+            return readMembers(&cursor, member) && cursor.atEnd()
+        }
+    }
+
+    private static func readMembers(_ cursor: inout JSONCursor, _ member: (UnsafeRawBufferPointer, inout JSONCursor) -> Bool) -> Bool {
+        guard cursor.consume(UInt8(ascii: "{")) else { return false }
+        if cursor.consume(UInt8(ascii: "}")) { return true }
+        repeat {
+            guard let key = cursor.plainKey(), member(key, &cursor) else { return false }
+        } while cursor.consume(UInt8(ascii: ","))
+        return cursor.consume(UInt8(ascii: "}"))
+    }
+}
+
+/// A chat-completion chunk of one delta member, written as the translators' `chunkObject`
+/// builds it (`id`, `object`, `created`, `model`, one choice), as its event's bytes.
+enum ChatChunkWriter {
+    static func writeDelta(id: String, created: Int64, model: String, key: StaticString, text: String, into buffer: inout ByteBuffer) {
+        buffer.writeStaticString("data: {\"id\":")
+        JSONValue.writeString(id, to: &buffer)
+        buffer.writeStaticString(",\"object\":\"chat.completion.chunk\",\"created\":")
+        buffer.writeString(String(created))
+        buffer.writeStaticString(",\"model\":")
+        JSONValue.writeString(model, to: &buffer)
+        buffer.writeStaticString(",\"choices\":[{\"index\":0,\"delta\":{\"")
+        buffer.writeStaticString(key)
+        buffer.writeStaticString("\":")
+        JSONValue.writeString(text, to: &buffer)
+        buffer.writeStaticString("},\"finish_reason\":null}]}\n\n")
     }
 }

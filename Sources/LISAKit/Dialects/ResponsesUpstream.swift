@@ -1,5 +1,5 @@
 import Foundation
-import NIOCore
+public import NIOCore
 
 /// OpenAI chat completions sent to an upstream that speaks the OpenAI Responses API (a model
 /// with `upstreamAPI: openai-responses`), and its answers turned back into chat completions:
@@ -332,8 +332,28 @@ public struct ResponsesChatStreamTranslator: ServerSentEventTranslator, FailureR
     private var toolIndex: [Int64: Int] = [:]
     public private(set) var failure: String?
 
+    /// Whether plain text, reasoning and refusal deltas are written straight; tests turn it
+    /// off to compare with the chunks built as JSON values.
+    var writesDeltasStraight = true
+
     public init(created: Int64) {
         self.created = created
+    }
+
+    /// A text, reasoning or refusal delta is written straight: the bytes ``translate(_:)``
+    /// gives, without parsing the event into a tree or building the chunk as JSON values.
+    public mutating func translate(_ event: ServerSentEvent, into buffer: inout ByteBuffer) {
+        if writesDeltasStraight, failure == nil, let delta = UpstreamTextDelta.readResponses(event.data) {
+            let key: StaticString =
+                switch delta.kind {
+                case .content: "content"
+                case .reasoning: "reasoning_content"
+                case .refusal: "refusal"
+                }
+            ChatChunkWriter.writeDelta(id: id, created: created, model: model, key: key, text: delta.text, into: &buffer)
+            return
+        }
+        for translated in translate(event) { translated.write(to: &buffer) }
     }
 
     public mutating func translate(_ event: ServerSentEvent) -> [ServerSentEvent] {
