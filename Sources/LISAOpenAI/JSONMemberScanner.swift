@@ -11,18 +11,36 @@ package enum JSONMemberScanner {
     /// The byte ranges (relative to the buffer's reader index) of the values of every
     /// top-level member named `name`, or `nil` when the document is not an object.
     package static func valueRanges(of name: String, in buffer: ByteBuffer) -> [Range<Int>]? {
-        let bytes = buffer.readableBytesView
-        let key = Array(name.utf8)
-        var index = bytes.startIndex
-        func skipWhitespace() {
-            while index < bytes.endIndex, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[index]) { index += 1 }
+        var name = name
+        return name.withUTF8 { key in
+            buffer.withUnsafeReadableBytes { bytes in
+                var scanner = Scanner(bytes: bytes)
+                return scanner.valueRanges(of: UnsafeRawBufferPointer(key))
+            }
         }
+    }
+
+    /// A forward scan over raw bytes (no captured state, so no exclusivity checks per byte:
+    /// this runs on every relayed event).
+    private struct Scanner {
+        let bytes: UnsafeRawBufferPointer
+        var index = 0
+
+        mutating func skipWhitespace() {
+            while index < bytes.count {
+                switch bytes[index] {
+                case 0x20, 0x0A, 0x0D, 0x09: index += 1
+                default: return
+                }
+            }
+        }
+
         /// Skips a string starting at `index` (on its opening quote); returns its content range.
-        func skipString() -> Range<Int>? {
-            guard index < bytes.endIndex, bytes[index] == UInt8(ascii: "\"") else { return nil }
+        mutating func skipString() -> Range<Int>? {
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { return nil }
             index += 1
             let start = index
-            while index < bytes.endIndex {
+            while index < bytes.count {
                 switch bytes[index] {
                 case UInt8(ascii: "\\"): index += 2
                 case UInt8(ascii: "\""):
@@ -33,16 +51,17 @@ package enum JSONMemberScanner {
             }
             return nil
         }
+
         /// Skips any value starting at `index`.
-        func skipValue() -> Bool {
+        mutating func skipValue() -> Bool {
             skipWhitespace()
-            guard index < bytes.endIndex else { return false }
+            guard index < bytes.count else { return false }
             switch bytes[index] {
             case UInt8(ascii: "\""):
                 return skipString() != nil
             case UInt8(ascii: "{"), UInt8(ascii: "["):
                 var depth = 0
-                while index < bytes.endIndex {
+                while index < bytes.count {
                     switch bytes[index] {
                     case UInt8(ascii: "\""):
                         guard skipString() != nil else { return false }
@@ -60,42 +79,45 @@ package enum JSONMemberScanner {
                 }
                 return false
             default:
-                while index < bytes.endIndex,
-                    ![UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x0A, 0x0D, 0x09].contains(bytes[index])
-                {
-                    index += 1
+                while index < bytes.count {
+                    switch bytes[index] {
+                    case UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x0A, 0x0D, 0x09: return true
+                    default: index += 1
+                    }
                 }
                 return true
             }
         }
 
-        skipWhitespace()
-        guard index < bytes.endIndex, bytes[index] == UInt8(ascii: "{") else { return nil }
-        index += 1
-        var ranges: [Range<Int>] = []
-        while true {
+        mutating func valueRanges(of key: UnsafeRawBufferPointer) -> [Range<Int>]? {
             skipWhitespace()
-            guard index < bytes.endIndex else { return nil }
-            if bytes[index] == UInt8(ascii: "}") { return ranges }
-            guard let keyRange = skipString() else { return nil }
-            skipWhitespace()
-            guard index < bytes.endIndex, bytes[index] == UInt8(ascii: ":") else { return nil }
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { return nil }
             index += 1
-            skipWhitespace()
-            let valueStart = index
-            guard skipValue() else { return nil }
-            let keyBytes = bytes[keyRange]
-            if keyBytes.contains(UInt8(ascii: "\\")) ? StrictJSON.unescape(keyBytes) == key : keyBytes.elementsEqual(key) {
-                ranges.append((valueStart - bytes.startIndex)..<(index - bytes.startIndex))
-            }
-            skipWhitespace()
-            guard index < bytes.endIndex else { return nil }
-            if bytes[index] == UInt8(ascii: ",") {
+            var ranges: [Range<Int>] = []
+            while true {
+                skipWhitespace()
+                guard index < bytes.count else { return nil }
+                if bytes[index] == UInt8(ascii: "}") { return ranges }
+                guard let keyRange = skipString() else { return nil }
+                skipWhitespace()
+                guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return nil }
                 index += 1
-            } else if bytes[index] == UInt8(ascii: "}") {
-                return ranges
-            } else {
-                return nil
+                skipWhitespace()
+                let valueStart = index
+                guard skipValue() else { return nil }
+                let keyBytes = UnsafeRawBufferPointer(rebasing: bytes[keyRange])
+                if keyBytes.contains(UInt8(ascii: "\\")) ? StrictJSON.unescape(keyBytes)?.elementsEqual(key) == true : keyBytes.elementsEqual(key) {
+                    ranges.append(valueStart..<index)
+                }
+                skipWhitespace()
+                guard index < bytes.count else { return nil }
+                if bytes[index] == UInt8(ascii: ",") {
+                    index += 1
+                } else if bytes[index] == UInt8(ascii: "}") {
+                    return ranges
+                } else {
+                    return nil
+                }
             }
         }
     }

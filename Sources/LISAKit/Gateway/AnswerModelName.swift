@@ -47,7 +47,7 @@ struct AnswerModelName: Sendable {
             path = Self.inResponse
         }
         // One data line (no newline in the joined data): its JSON is rewritten in place.
-        guard !event.data.utf8.contains(UInt8(ascii: "\n")), let data = Self.dataRange(in: raw),
+        guard !Self.hasNewline(event.data), let data = Self.dataRange(in: raw),
             let slice = raw.getSlice(at: raw.readerIndex + data.lowerBound, length: data.count),
             let replacements = replacements(in: slice, path: path)
         else {
@@ -112,22 +112,29 @@ struct AnswerModelName: Sendable {
         if let rest = buffer.getSlice(at: buffer.readerIndex + cursor, length: buffer.readableBytes - cursor) { output.writeImmutableBuffer(rest) }
     }
 
+    /// Whether `text` holds a line feed (its data came in more than one `data:` line).
+    private static func hasNewline(_ text: String) -> Bool {
+        text.utf8.withContiguousStorageIfAvailable { $0.contains(UInt8(ascii: "\n")) } ?? text.utf8.contains(UInt8(ascii: "\n"))
+    }
+
     /// The byte range of the value of the event's one `data:` line (after `data:` and one
     /// optional space, up to its line end).
     private static func dataRange(in raw: ByteBuffer) -> Range<Int>? {
-        let bytes = raw.readableBytesView
-        var lineStart = bytes.startIndex
-        while lineStart < bytes.endIndex {
-            var lineEnd = lineStart
-            while lineEnd < bytes.endIndex, bytes[lineEnd] != UInt8(ascii: "\n"), bytes[lineEnd] != UInt8(ascii: "\r") { lineEnd += 1 }
-            let line = bytes[lineStart..<lineEnd]
-            if line.starts(with: "data:".utf8) {
-                var valueStart = lineStart + 5
-                if valueStart < lineEnd, bytes[valueStart] == UInt8(ascii: " ") { valueStart += 1 }
-                return (valueStart - bytes.startIndex)..<(lineEnd - bytes.startIndex)
+        raw.withUnsafeReadableBytes { bytes in
+            var lineStart = 0
+            while lineStart < bytes.count {
+                var lineEnd = lineStart
+                while lineEnd < bytes.count, bytes[lineEnd] != UInt8(ascii: "\n"), bytes[lineEnd] != UInt8(ascii: "\r") { lineEnd += 1 }
+                if lineEnd - lineStart >= 5, bytes[lineStart] == UInt8(ascii: "d"), bytes[lineStart + 1] == UInt8(ascii: "a"),
+                    bytes[lineStart + 2] == UInt8(ascii: "t"), bytes[lineStart + 3] == UInt8(ascii: "a"), bytes[lineStart + 4] == UInt8(ascii: ":")
+                {
+                    var valueStart = lineStart + 5
+                    if valueStart < lineEnd, bytes[valueStart] == UInt8(ascii: " ") { valueStart += 1 }
+                    return valueStart..<lineEnd
+                }
+                lineStart = lineEnd + 1
             }
-            lineStart = lineEnd + 1
+            return nil
         }
-        return nil
     }
 }
