@@ -147,12 +147,33 @@ public enum StrictJSON {
         let maximumDepth: Int
         var index = 0
 
-        /// One open container: an object's keys seen so far, or an array's next index.
+        /// One open container: an object (where its keys begin in ``keys``, and a set of them
+        /// once it has more than ``smallObject``), or an array's next index.
         enum Frame {
-            case object(keys: Set<[UInt8]>, current: String)
+            case object(firstKey: Int, large: Set<[UInt8]>?)
             case array(count: Int)
+
+            /// An object's first key and whether it keeps a set, without holding the set (a
+            /// second reference would make each insert copy it).
+            var keyCount: (firstKey: Int, large: Bool)? {
+                guard case .object(let firstKey, let large) = self else { return nil }
+                return (firstKey, large != nil)
+            }
         }
         var stack: [Frame] = []
+        /// A key of an open object: where its bytes are (between the quotes), and whether it
+        /// has escapes (then it is compared unescaped).
+        struct Key {
+            var start: Int
+            var end: Int
+            var escaped: Bool
+        }
+        /// The keys of every open object, outermost first: a small object's keys are compared
+        /// in place, with no allocation per member.
+        var keys: [Key] = []
+        /// Up to this many keys an object's duplicates are found by comparing in place; past
+        /// it, by a set (linear time in any object).
+        static let smallObject = 16
 
         init(bytes: UnsafeRawBufferPointer, maximumDepth: Int) {
             self.bytes = bytes
@@ -161,14 +182,49 @@ public enum StrictJSON {
 
         var path: String? {
             guard !stack.isEmpty else { return nil }
+            // Each object's current key is its last one: the one before the next object's first.
+            var objectStarts: [Int] = []
+            for frame in stack {
+                if case .object(let firstKey, _) = frame { objectStarts.append(firstKey) }
+            }
             var text = ""
+            var object = 0
             for frame in stack {
                 switch frame {
-                case .object(_, let current): text += text.isEmpty ? current : ".\(current)"
+                case .object(let firstKey, _):
+                    let end = object + 1 < objectStarts.count ? objectStarts[object + 1] : keys.count
+                    let current = end > firstKey ? name(of: keys[end - 1]) : ""
+                    text += text.isEmpty ? current : ".\(current)"
+                    object += 1
                 case .array(let count): text += "[\(max(count - 1, 0))]"
                 }
             }
             return text.isEmpty ? nil : text
+        }
+
+        func raw(_ key: Key) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(rebasing: bytes[key.start..<key.end])
+        }
+
+        /// The key's bytes, unescaped (the scanner checked its escapes).
+        func unescaped(_ key: Key) -> [UInt8] {
+            key.escaped ? StrictJSON.unescape(raw(key)) ?? [] : Array(raw(key))
+        }
+
+        func name(of key: Key) -> String {
+            String(decoding: unescaped(key), as: UTF8.self)
+        }
+
+        func same(_ a: Key, _ b: Key) -> Bool {
+            if !a.escaped && !b.escaped {
+                return a.end - a.start == b.end - b.start && raw(a).elementsEqual(raw(b))
+            }
+            return unescaped(a) == unescaped(b)
+        }
+
+        /// Ends the innermost container, forgetting an object's keys.
+        mutating func close() {
+            if case .object(let firstKey, _) = stack.removeLast() { keys.removeSubrange(firstKey...) }
         }
 
         func fail(_ message: String) -> Violation {
@@ -212,7 +268,7 @@ public enum StrictJSON {
                 case .object:
                     if byte == UInt8(ascii: "}") {
                         index += 1
-                        stack.removeLast()
+                        close()
                         continue
                     }
                     guard byte == UInt8(ascii: ",") else { throw fail("Expected ',' or '}' in an object") }
@@ -241,11 +297,11 @@ public enum StrictJSON {
             case UInt8(ascii: "{"):
                 guard stack.count < maximumDepth else { throw tooDeep() }
                 index += 1
-                stack.append(.object(keys: [], current: ""))
+                stack.append(.object(firstKey: keys.count, large: nil))
                 skipWhitespace()
                 if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
                     index += 1
-                    stack.removeLast()
+                    close()
                     return
                 }
                 try member()
@@ -276,17 +332,26 @@ public enum StrictJSON {
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("Expected a string key in an object") }
             let start = index + 1
             let hasEscape = try string()
-            let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<(index - 1)])
-            guard let key = hasEscape ? StrictJSON.unescape(raw) : Array(raw) else { throw fail("Invalid escape in a key") }
-            guard case .object(var keys, _) = stack[stack.count - 1] else { return }
-            let name = String(decoding: key, as: UTF8.self)
-            stack[stack.count - 1] = .object(keys: [], current: name)
-            guard keys.insert(key).inserted else {
-                var violation = fail("Duplicate key '\(name.prefix(100))'; each key may appear once in an object")
+            let read = Key(start: start, end: index - 1, escaped: hasEscape)
+            if hasEscape, StrictJSON.unescape(raw(read)) == nil { throw fail("Invalid escape in a key") }
+            guard let (firstKey, isLarge) = stack[stack.count - 1].keyCount else { return }
+            keys.append(read)
+            let duplicate: Bool
+            if isLarge, case .object(_, var set?) = stack[stack.count - 1] {
+                stack[stack.count - 1] = .object(firstKey: firstKey, large: nil)  // one owner: inserts in place
+                duplicate = !set.insert(unescaped(read)).inserted
+                stack[stack.count - 1] = .object(firstKey: firstKey, large: set)
+            } else {
+                duplicate = keys[firstKey..<(keys.count - 1)].contains { same($0, read) }
+                if !duplicate, keys.count - firstKey > Self.smallObject {
+                    stack[stack.count - 1] = .object(firstKey: firstKey, large: Set(keys[firstKey...].map(unescaped)))
+                }
+            }
+            if duplicate {
+                var violation = fail("Duplicate key '\(name(of: read).prefix(100))'; each key may appear once in an object")
                 violation.isWellFormed = true
                 throw violation
             }
-            stack[stack.count - 1] = .object(keys: keys, current: name)
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("Expected ':' after a key") }
             index += 1

@@ -38,6 +38,23 @@ struct HostileInputTests {
         #expect(error?.isWellFormed == true)
     }
 
+    @Test("duplicates are found in objects of any size (compared in place, then by set), and the path names the open keys")
+    func duplicatesInLargeObjects() throws {
+        for count in [1, 15, 16, 17, 40] {
+            let members = (0..<count).map { #""k\#($0)":\#($0)"# }
+            try StrictJSON.validate(Array(("{" + members.joined(separator: ",") + "}").utf8))
+            for (index, duplicate) in [#""k0":1"#, #""\u006b\#(count - 1)":1"#].enumerated() {
+                let body = #"{"outer":{"# + (members + [duplicate]).joined(separator: ",") + #"},"after":1}"#
+                let error = #expect(throws: StrictJSON.Violation.self, "\(count) keys, case \(index)") { try StrictJSON.validate(Array(body.utf8)) }
+                #expect(error?.path == "outer.k\(index == 0 ? 0 : count - 1)")
+            }
+        }
+        // Keys of closed objects are forgotten: the same key in sibling objects is fine.
+        try StrictJSON.validate(Array(#"{"a":{"x":1,"y":{"x":2}},"b":{"x":3},"x":4}"#.utf8))
+        let error = #expect(throws: StrictJSON.Violation.self) { try StrictJSON.validate(Array(#"{"a":{"x":1,"y":[{"z":1}]},"a":2}"#.utf8)) }
+        #expect(error?.path == "a")
+    }
+
     @Test("what other parsers read differently is refused: BOM, NaN, bad UTF-8, lone surrogate keys, trailing data, deep nesting")
     func ambiguousDocuments() throws {
         let refused: [[UInt8]] = [
