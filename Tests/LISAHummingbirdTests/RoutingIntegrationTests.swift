@@ -134,7 +134,9 @@ struct RoutingIntegrationTests {
         try await stalled.withRunning { stalledURL in
             try await Harness.run(models: { url in
                 var model = ModelDefinition(modelId: "chat", modelName: "echo", endpoints: [.init(url: stalledURL), .init(url: url)])
-                model.timeouts = ModelTimeouts(firstByteSeconds: 1)
+                // 3 s: the healthy replica must answer within it too, also on a busy machine (1 s
+                // gave a 504 there once); the stalled one never answers, so it costs only time.
+                model.timeouts = ModelTimeouts(firstByteSeconds: 3)
                 model.circuitBreaker = .init(failureThreshold: 3, cooldownSeconds: 120)
                 return [model]
             }) { lisa in
