@@ -23,19 +23,16 @@ public struct ServerSentEvent: Sendable, Hashable {
     /// Whether this is the `[DONE]` sentinel.
     public var isDone: Bool { data == "[DONE]" }
 
-    /// The wire form of the event, ending with the blank line that dispatches it.
+    /// The wire form of the event, ending with the blank line that dispatches it: the data
+    /// as one `data:` line per line feed byte (see ``write(to:)``).
     public func encoded() -> String {
-        var text = ""
-        if let event { text += "event: \(event)\n" }
-        if let id { text += "id: \(id)\n" }
-        if let retry { text += "retry: \(retry)\n" }
-        for line in data.split(separator: "\n", omittingEmptySubsequences: false) {
-            text += "data: \(line)\n"
-        }
-        return text + "\n"
+        var buffer = ByteBuffer()
+        write(to: &buffer)
+        return String(buffer: buffer)
     }
 
-    /// Writes the wire form (``encoded()``) into a buffer.
+    /// Writes the wire form into a buffer: `event:`, `id:`, `retry:` when set, then a `data:`
+    /// line for each line of the data (split at line feed bytes, so `\r\n` keeps its `\r`).
     public func write(to buffer: inout ByteBuffer) {
         if let event {
             buffer.writeStaticString("event: ")

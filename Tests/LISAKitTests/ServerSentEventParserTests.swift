@@ -84,5 +84,8 @@ struct ServerSentEventParserTests {
             event.write(to: &buffer)
             #expect(String(buffer: buffer) == event.encoded())
         }
+        // A line feed after a carriage return splits too (Swift's "\r\n" is one Character).
+        #expect(ServerSentEvent(data: "a\r\nb").encoded() == "data: a\r\ndata: b\n\n")
+        #expect(ServerSentEvent(event: "e", data: "x\ny").encoded() == "event: e\ndata: x\ndata: y\n\n")
     }
 }
