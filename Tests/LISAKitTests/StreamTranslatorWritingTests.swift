@@ -38,11 +38,11 @@ struct StreamTranslatorWritingTests {
         }
     }
 
-    @Test("Responses: the straight bytes are the built bytes (300 random answers)")
+    @Test("Responses: the straight bytes are the built bytes (80 random answers)")
     func responses() throws {
         var generator = SeededGenerator(state: 11)
         let translation = try ResponsesDialect.translate(try JSONValue(parsing: #"{"model":"m","input":"hi"}"#))
-        for _ in 0..<300 {
+        for _ in 0..<80 {
             let answer = ChatAnswer.random(using: &generator)
             var straight = ResponsesStreamTranslator(id: "resp_1", createdAt: 5, translation: translation)
             var built = straight
@@ -58,10 +58,10 @@ struct StreamTranslatorWritingTests {
         }
     }
 
-    @Test("Anthropic: the straight bytes are the built bytes (300 random answers)")
+    @Test("Anthropic: the straight bytes are the built bytes (80 random answers)")
     func anthropic() throws {
         var generator = SeededGenerator(state: 12)
-        for _ in 0..<300 {
+        for _ in 0..<80 {
             let answer = ChatAnswer.random(using: &generator)
             var straight = AnthropicStreamTranslator(model: "claude-lisa")
             var built = straight
@@ -126,11 +126,11 @@ struct StreamTranslatorWritingTests {
         #expect(ChatStreamDelta.read(chunk) == nil)
     }
 
-    @Test("chat from a Responses or Messages upstream: the straight chunks are the built chunks (300 random answers)")
+    @Test("chat from a Responses or Messages upstream: the straight chunks are the built chunks (80 random answers)")
     func upstreamTranslators() throws {
         var generator = SeededGenerator(state: 13)
         let translation = try ResponsesDialect.translate(try JSONValue(parsing: #"{"model":"m","input":"hi"}"#))
-        for _ in 0..<300 {
+        for _ in 0..<80 {
             let chunks = variedChunks(ChatAnswer.random(using: &generator), using: &generator)
             // The upstreams' own streams, made by LISA's translators from a chat stream.
             var toResponses = ResponsesStreamTranslator(id: "resp_1", createdAt: 5, translation: translation)
